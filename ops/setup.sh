@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what running (`setup.sh run`) or testing (`setup.sh test`) needs on
+# a Debian machine. Idempotent: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-run}
+
+apt_packages=()
+need() { command -v "$1" >/dev/null 2>&1 || apt_packages+=("$2"); }
+
+need cargo cargo   # normally present via rustup; Debian's as a fallback
+need cc gcc
+if [ "$mode" = test ]; then
+  need chromium chromium
+  need ip iproute2
+  need unshare util-linux
+  need node nodejs
+  need npm npm
+fi
+
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  echo "setup: installing ${apt_packages[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo=sudo
+  else
+    sudo=
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+if [ "$mode" = test ]; then
+  # playwright-core only; it drives Debian's Chromium and downloads no browser.
+  if [ ! -d web/node_modules/playwright-core ]; then
+    (cd web && npm ci --no-audit --no-fund)
+  fi
+fi

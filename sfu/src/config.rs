@@ -1,0 +1,228 @@
+//! Server configuration: one TOML file, overridden by `MEET_<KEY>` environment
+//! variables, overridden by command-line flags; validated at start with
+//! errors that name the offending key. `ops/meet.toml` is the annotated sample.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Environment variables `MEET_<KEY>` override the file's `<key>`.
+pub const ENV_PREFIX: &str = "MEET_";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP (web client, signalling, metrics) listen address.
+    pub listen: SocketAddr,
+    /// First UDP media port; worker `i` uses `media_port + i`. 0: any free port.
+    pub media_port: u16,
+    /// Media workers (threads, each with its own port and rooms); 0: one per core.
+    pub workers: usize,
+    /// Addresses advertised as ICE host candidates. Empty: every
+    /// non-loopback IPv4 address of the host.
+    pub media_ips: Vec<IpAddr>,
+    /// Address advertised in addition, for a server behind 1:1 NAT.
+    pub public_ip: Option<IpAddr>,
+    /// A participant whose browser sends nothing for this long is removed.
+    pub peer_timeout_secs: u64,
+    /// Least time between keyframe requests to one published track.
+    pub keyframe_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            media_port: 0,
+            workers: 0,
+            media_ips: Vec::new(),
+            public_ip: None,
+            peer_timeout_secs: 8,
+            keyframe_interval_ms: 300,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), applies the environment, and validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            // A value that parses as TOML (a number, an array) is taken as
+            // such; anything else is a string.
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            table.insert(key, parsed);
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." => ConfigError::Parse(e.inner().to_string()),
+                key => ConfigError::Parse(format!("key `{key}`: {}", e.inner())),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.workers > 256 {
+            return invalid("workers", "at most 256");
+        }
+        if self.media_port != 0 && usize::from(self.media_port) + self.workers.max(1) > 65536 {
+            return invalid("media_port", "media_port + workers must stay below 65536");
+        }
+        if !(1..=300).contains(&self.peer_timeout_secs) {
+            return invalid("peer_timeout_secs", "must be between 1 and 300");
+        }
+        if !(50..=10_000).contains(&self.keyframe_interval_ms) {
+            return invalid("keyframe_interval_ms", "must be between 50 and 10000");
+        }
+        if self
+            .media_ips
+            .iter()
+            .chain(&self.public_ip)
+            .any(|ip| ip.is_unspecified() || ip.is_ipv6())
+        {
+            return invalid(
+                "media_ips",
+                "addresses must be concrete IPv4 addresses (IPv6 media is not supported yet)",
+            );
+        }
+        Ok(())
+    }
+
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn peer_timeout(&self) -> Duration {
+        Duration::from_secs(self.peer_timeout_secs)
+    }
+
+    pub fn keyframe_interval(&self) -> Duration {
+        Duration::from_millis(self.keyframe_interval_ms)
+    }
+
+    /// The IP addresses advertised in ICE candidates.
+    pub fn advertised_ips(&self) -> Vec<IpAddr> {
+        let mut ips = if self.media_ips.is_empty() {
+            host_ips()
+        } else {
+            self.media_ips.clone()
+        };
+        ips.extend(self.public_ip);
+        ips.dedup();
+        ips
+    }
+}
+
+/// Every non-loopback IPv4 address of the host's interfaces.
+fn host_ips() -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        assert_eq!(Config::load(None, env(&[])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn sample_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/meet.toml");
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = std::env::temp_dir().join(format!("meet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "media_port = 40000\nworkers = 2\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("MEET_WORKERS", "3"),
+                ("MEET_PUBLIC_IP", "203.0.113.7"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.media_port, 40000);
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.public_ip, Some("203.0.113.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::load(None, env(&[("MEET_PEER_TIMEOUT_SECS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("peer_timeout_secs"), "{e}");
+        let e = Config::load(None, env(&[("MEET_MEDIA_PORT", "\"x\"")])).unwrap_err();
+        assert!(e.to_string().contains("media_port"), "{e}");
+        let e = Config::load(None, env(&[("MEET_NO_SUCH_KEY", "1")])).unwrap_err();
+        assert!(e.to_string().contains("no_such_key"), "{e}");
+    }
+}

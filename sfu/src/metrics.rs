@@ -1,0 +1,196 @@
+//! Prometheus metrics. Workers count in plain integers on their own thread
+//! and publish into the shared registry a few times a second (see
+//! [`WorkerMetrics::publish`]), so the per-packet path touches no atomic that
+//! another core also writes.
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::router::Stats;
+
+/// A worker counter: name, help, and the [`Stats`] field that feeds it.
+type CounterDef = (&'static str, &'static str, fn(&Stats) -> u64);
+
+const COUNTERS: [CounterDef; 8] = [
+    (
+        "meet_datagrams_received_total",
+        "UDP datagrams received on the media ports",
+        |s| s.datagrams_in,
+    ),
+    (
+        "meet_datagrams_dropped_total",
+        "Datagrams dropped before the media engine (unknown sender or garbage)",
+        |s| s.datagrams_dropped,
+    ),
+    (
+        "meet_rtp_packets_received_total",
+        "RTP packets received from publishers",
+        |s| s.rtp_packets_in,
+    ),
+    (
+        "meet_rtp_bytes_received_total",
+        "RTP payload bytes received from publishers",
+        |s| s.rtp_bytes_in,
+    ),
+    (
+        "meet_rtp_packets_forwarded_total",
+        "RTP packets forwarded to subscribers",
+        |s| s.rtp_packets_out,
+    ),
+    (
+        "meet_rtp_bytes_forwarded_total",
+        "RTP payload bytes forwarded to subscribers",
+        |s| s.rtp_bytes_out,
+    ),
+    (
+        "meet_keyframe_requests_total",
+        "Keyframe requests (PLI) sent to publishers",
+        |s| s.keyframe_requests,
+    ),
+    (
+        "meet_engine_errors_total",
+        "Single packets or commands the media engine refused",
+        |s| s.engine_errors,
+    ),
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    rooms: IntGaugeVec,
+    participants: IntGaugeVec,
+    published_tracks: IntGaugeVec,
+    counters: Vec<IntCounterVec>,
+    pub signalling_connections: IntGauge,
+    pub signalling_errors: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            registry
+                .register(c)
+                .expect("metric names are static and unique");
+        };
+        let worker_gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["worker"])
+                .expect("static metric definition");
+            register(Box::new(g.clone()));
+            g
+        };
+        let rooms = worker_gauge("meet_rooms", "Rooms with at least one participant");
+        let participants = worker_gauge("meet_participants", "Participants in meetings");
+        let published_tracks = worker_gauge("meet_published_tracks", "Tracks being published");
+        let counters = COUNTERS
+            .iter()
+            .map(|(name, help, _)| {
+                let c = IntCounterVec::new(Opts::new(*name, *help), &["worker"])
+                    .expect("static metric definition");
+                register(Box::new(c.clone()));
+                c
+            })
+            .collect();
+        let signalling_connections = IntGauge::new(
+            "meet_signalling_connections",
+            "Open signalling WebSocket connections",
+        )
+        .expect("static metric definition");
+        register(Box::new(signalling_connections.clone()));
+        let signalling_errors = IntCounterVec::new(
+            Opts::new(
+                "meet_signalling_errors_total",
+                "Error replies sent on signalling connections, by code",
+            ),
+            &["code"],
+        )
+        .expect("static metric definition");
+        register(Box::new(signalling_errors.clone()));
+        Self {
+            registry,
+            rooms,
+            participants,
+            published_tracks,
+            counters,
+            signalling_connections,
+            signalling_errors,
+        }
+    }
+
+    /// The handle one worker publishes through.
+    pub fn worker(&self, index: usize) -> WorkerMetrics {
+        let label = index.to_string();
+        WorkerMetrics {
+            rooms: self.rooms.with_label_values(&[&label]),
+            participants: self.participants.with_label_values(&[&label]),
+            published_tracks: self.published_tracks.with_label_values(&[&label]),
+            counters: self
+                .counters
+                .iter()
+                .map(|c| c.with_label_values(&[&label]))
+                .collect(),
+            published: Stats::default(),
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encoding into a Vec cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+pub struct WorkerMetrics {
+    rooms: IntGauge,
+    participants: IntGauge,
+    published_tracks: IntGauge,
+    counters: Vec<IntCounter>,
+    published: Stats,
+}
+
+impl WorkerMetrics {
+    /// Copies a worker's current figures into the registry.
+    pub fn publish(&mut self, stats: &Stats, rooms: usize, participants: usize, tracks: usize) {
+        self.rooms.set(rooms as i64);
+        self.participants.set(participants as i64);
+        self.published_tracks.set(tracks as i64);
+        for ((_, _, field), counter) in COUNTERS.iter().zip(&self.counters) {
+            counter.inc_by(field(stats).saturating_sub(field(&self.published)));
+        }
+        self.published = stats.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_deltas() {
+        let m = Metrics::new();
+        let mut w = m.worker(0);
+        let mut s = Stats {
+            rtp_packets_out: 10,
+            ..Stats::default()
+        };
+        w.publish(&s, 1, 3, 6);
+        s.rtp_packets_out = 25;
+        w.publish(&s, 1, 3, 6);
+        let text = m.encode();
+        assert!(
+            text.contains("meet_rtp_packets_forwarded_total{worker=\"0\"} 25"),
+            "{text}"
+        );
+        assert!(text.contains("meet_participants{worker=\"0\"} 3"), "{text}");
+    }
+}

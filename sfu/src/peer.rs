@@ -1,0 +1,179 @@
+//! Building the media engine's peer connections the way this SFU needs them:
+//! ICE-lite with our own host candidates and credentials (so datagrams on the
+//! shared port can be routed by ufrag), no ICE servers, AES-GCM SRTP first,
+//! and only the codecs every browser can both send and decode.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+
+pub use rtc::peer_connection::RTCPeerConnection as PeerConnection;
+
+/// Errors from the media engine, with what we were doing.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{context}: {source}")]
+    Engine {
+        context: &'static str,
+        #[source]
+        source: rtc::shared::error::Error,
+    },
+}
+
+pub(crate) trait Context<T> {
+    fn context(self, context: &'static str) -> Result<T, PeerError>;
+}
+
+impl<T> Context<T> for Result<T, rtc::shared::error::Error> {
+    fn context(self, context: &'static str) -> Result<T, PeerError> {
+        self.map_err(|source| PeerError::Engine { context, source })
+    }
+}
+
+const SDES_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+
+fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
+    let rtcp_feedback = if mime.starts_with("video/") {
+        // NACK and PLI feedback are added by the default interceptors.
+        vec![RTCPFeedback {
+            typ: "ccm".to_owned(),
+            parameter: "fir".to_owned(),
+        }]
+    } else {
+        vec![]
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime.to_owned(),
+            clock_rate,
+            channels,
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback,
+        },
+        payload_type: pt,
+    }
+}
+
+/// Opus, VP8 and two H.264 profiles: what Chromium, Firefox and Safari all
+/// decode. No RTX: retransmissions go out on the media SSRC.
+fn media_engine() -> Result<MediaEngine, PeerError> {
+    let mut m = MediaEngine::default();
+    let regs = [
+        (
+            codec(MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1", 111),
+            RtpCodecKind::Audio,
+        ),
+        (codec(MIME_TYPE_VP8, 90000, 0, "", 96), RtpCodecKind::Video),
+        (
+            codec(
+                MIME_TYPE_H264,
+                90000,
+                0,
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+                102,
+            ),
+            RtpCodecKind::Video,
+        ),
+        (
+            codec(
+                MIME_TYPE_H264,
+                90000,
+                0,
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+                104,
+            ),
+            RtpCodecKind::Video,
+        ),
+    ];
+    for (c, kind) in regs {
+        m.register_codec(c, kind).context("registering codec")?;
+    }
+    // The default interceptors register MID for video only.
+    m.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: SDES_MID.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )
+    .context("registering sdes:mid for audio")?;
+    Ok(m)
+}
+
+/// A new peer connection for one participant's publisher or subscriber side,
+/// reachable at `candidates` with the given ICE credentials.
+pub fn new_peer(
+    now: Instant,
+    ufrag: &str,
+    pwd: &str,
+    candidates: &[SocketAddr],
+) -> Result<RTCPeerConnection, PeerError> {
+    let setting_engine = SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_answering_dtls_role(RTCDtlsRole::Server)
+        .with_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ])
+        .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
+        .build();
+    let mut media_engine = media_engine()?;
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+        .context("registering interceptors")?;
+    // No ICE servers: we are ICE-lite and contact nothing ourselves.
+    let config = RTCConfigurationBuilder::new().build();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_setting_engine(setting_engine)
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .context("building peer connection")?;
+    for addr in candidates {
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(|e| PeerError::Engine {
+            context: "creating host candidate",
+            source: rtc::shared::error::Error::Other(e.to_string()),
+        })?;
+        let init = RTCIceCandidate::from(&candidate)
+            .to_json()
+            .context("encoding host candidate")?;
+        pc.add_local_candidate(init)
+            .context("adding host candidate")?;
+    }
+    Ok(pc)
+}
+
+/// Builds a PLI for `media_ssrc`, boxed as the engine's RTCP writer wants it.
+pub fn pli(media_ssrc: u32) -> Vec<Box<dyn rtc::rtcp::Packet>> {
+    let p = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+        sender_ssrc: 0,
+        media_ssrc,
+    };
+    vec![Box::new(p)]
+}

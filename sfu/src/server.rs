@@ -1,0 +1,208 @@
+//! The server shell: binds the HTTP listener and the media sockets, starts
+//! one media worker per configured core, and serves the web client, the
+//! signalling WebSocket and `/metrics` until shutdown.
+
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::router::RouterConfig;
+use crate::worker::{self, WorkerHandle};
+use crate::{udp, web};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot bind UDP media port {port}: {source}")]
+    MediaPort {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no address to advertise for media: the host has no non-loopback IPv4 address; set `media_ips` or `public_ip`")]
+    NoMediaAddress,
+    #[error("cannot start media worker: {0}")]
+    Worker(#[source] std::io::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    workers: Arc<Vec<WorkerHandle>>,
+    hasher: std::collections::hash_map::RandomState,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Rooms are spread over workers by name, so everyone in a room meets
+    /// on the same worker (and media port) without any shared table.
+    pub fn worker_for(&self, room: &str) -> &WorkerHandle {
+        let h = self.hasher.hash_one(room);
+        &self.workers[(h % self.workers.len() as u64) as usize]
+    }
+}
+
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop_workers: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Binds every socket; nothing is served until [`Server::run`].
+    pub async fn bind(config: &Config) -> Result<Self, ServerError> {
+        let ips = config.advertised_ips();
+        if ips.is_empty() {
+            return Err(ServerError::NoMediaAddress);
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let metrics = Metrics::new();
+        let (stop_workers, stop_rx) = watch::channel(false);
+        let mut workers = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..config.worker_count() {
+            let port = match config.media_port {
+                0 => 0,
+                p => p + i as u16,
+            };
+            let socket =
+                udp::bind(port).map_err(|source| ServerError::MediaPort { port, source })?;
+            let bound = socket.local_addr().map_err(ServerError::Worker)?.port();
+            let router_config = RouterConfig {
+                candidates: worker::candidates(&ips, bound),
+                peer_timeout: config.peer_timeout(),
+                keyframe_interval: config.keyframe_interval(),
+                seed: rand::random(),
+            };
+            let (handle, thread) =
+                worker::spawn(i, socket, router_config, metrics.worker(i), stop_rx.clone())
+                    .map_err(ServerError::Worker)?;
+            workers.push(handle);
+            threads.push(thread);
+        }
+        tracing::info!(?ips, "advertising media addresses");
+        Ok(Self {
+            listener,
+            state: AppState {
+                workers: Arc::new(workers),
+                hasher: Default::default(),
+                metrics,
+            },
+            threads,
+            stop_workers,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn media_ports(&self) -> Vec<u16> {
+        self.state.workers.iter().map(WorkerHandle::port).collect()
+    }
+
+    /// Serves until `shutdown` completes, then stops the workers.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let app = app(self.state);
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Http);
+        let _ = self.stop_workers.send(true);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        result
+    }
+}
+
+pub fn app(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/",
+            get(|| async { Redirect::to(&format!("/m/{}", random_room())) }),
+        )
+        .route("/m/{room}", get(meeting_page))
+        .route("/static/{file}", get(static_file))
+        .route("/ws", get(websocket))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// A room name nobody will guess, for "start a meeting".
+fn random_room() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    (0..10)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+async fn meeting_page(Path(_room): Path<String>) -> Response {
+    // The page reads the room from its own URL; one document serves all.
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        web::MEETING_HTML,
+    )
+        .into_response()
+}
+
+async fn static_file(Path(file): Path<String>) -> Response {
+    match web::asset(&file) {
+        Some((body, content_type)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn websocket(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    // Frames past this are cut off by the WebSocket layer (the connection
+    // closes); messages between the protocol limit and this get an error
+    // reply and the session goes on.
+    ws.max_message_size(16 * crate::signalling::MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| crate::session::run(socket, state))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,305 @@
+//! The signalling protocol: JSON messages over one WebSocket per participant.
+//!
+//! Versioned by [`PROTOCOL_VERSION`]; the client states the version it speaks in
+//! `join` and the server refuses others with `unsupported_version`. Documented in
+//! `docs/signalling.md`; the fixtures at the bottom pin the wire format.
+//!
+//! Each participant has two peer connections, as LiveKit does: the *publisher*
+//! (the client offers, the server answers) and the *subscriber* (the server
+//! offers, the client answers). One offerer per connection means no glare.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest signalling message accepted, in bytes. An SDP offer with a handful of
+/// tracks is a few KiB; anything far bigger is a mistake or an attack.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Which of a participant's two peer connections a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Publisher,
+    Subscriber,
+}
+
+/// What a published track carries, as the publisher declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Camera,
+    Microphone,
+    ScreenShare,
+    ScreenShareAudio,
+}
+
+/// A track the client announces with its publisher offer, keyed by the
+/// transceiver's `mid` in that offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackAnnouncement {
+    pub mid: String,
+    pub source: Source,
+    #[serde(default)]
+    pub muted: bool,
+}
+
+/// An ICE candidate as the browser's `RTCIceCandidate.toJSON()` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    pub candidate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(
+        default,
+        rename = "sdpMLineIndex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+/// Messages from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on a connection.
+    Join { v: u32, room: String, name: String },
+    /// Offer for the publisher connection, with the tracks it carries.
+    PublisherOffer {
+        sdp: String,
+        tracks: Vec<TrackAnnouncement>,
+    },
+    /// Answer to a `subscriber_offer`.
+    SubscriberAnswer { sdp: String },
+    /// A trickled ICE candidate of the client (`null` candidate ends trickling).
+    Candidate {
+        target: Target,
+        candidate: Option<Candidate>,
+    },
+    /// Mute or unmute one of the client's published tracks.
+    Mute { mid: String, muted: bool },
+    /// The client leaves; the server closes the socket.
+    Leave {},
+}
+
+/// A published track as other participants see it. `id` is the `id` of the
+/// `MediaStreamTrack` the subscriber receives; the stream id is the publisher's
+/// participant id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub id: String,
+    pub kind: Kind,
+    pub source: Source,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: String,
+    pub name: String,
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// Messages from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Reply to `join`: who you are and who is already here.
+    Joined {
+        v: u32,
+        room: String,
+        participant_id: String,
+        participants: Vec<ParticipantInfo>,
+    },
+    PublisherAnswer {
+        sdp: String,
+    },
+    SubscriberOffer {
+        sdp: String,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: String,
+    },
+    TrackPublished {
+        participant_id: String,
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        participant_id: String,
+        track_id: String,
+    },
+    TrackMuted {
+        participant_id: String,
+        track_id: String,
+        muted: bool,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Stable error codes; clients may branch on them, so never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not a message this protocol knows.
+    BadMessage,
+    /// Larger than [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    UnsupportedVersion,
+    /// A message that needs `join` came first, or `join` came twice.
+    NotJoined,
+    AlreadyJoined,
+    /// A room or display name that is empty or too long.
+    InvalidName,
+    /// An SDP the media engine refused.
+    BadSdp,
+    /// The participant's media connection went silent and was dropped.
+    Timeout,
+    /// The server is shutting down or lost the room's worker.
+    Unavailable,
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Longest room or display name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Checks a room or display name: non-empty after trimming, bounded, no
+/// control characters. Returns the trimmed name.
+pub fn validate_name<'a>(what: &str, name: &'a str) -> Result<&'a str, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("{what} is longer than {MAX_NAME_CHARS} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{what} contains control characters"));
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_fixture() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"join","v":1,"room":"standup","name":"Alice"}"#)
+                .unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Join {
+                v: 1,
+                room: "standup".into(),
+                name: "Alice".into()
+            }
+        );
+    }
+
+    #[test]
+    fn publisher_offer_fixture() {
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"publisher_offer","sdp":"v=0","tracks":[{"mid":"0","source":"microphone"},{"mid":"1","source":"camera","muted":true}]}"#,
+        )
+        .unwrap();
+        let ClientMessage::PublisherOffer { tracks, .. } = m else {
+            panic!("wrong variant")
+        };
+        assert_eq!(tracks[0].source, Source::Microphone);
+        assert!(!tracks[0].muted);
+        assert!(tracks[1].muted);
+    }
+
+    #[test]
+    fn candidate_fixture_uses_browser_field_names() {
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"candidate","target":"publisher","candidate":{"candidate":"candidate:1 1 udp 1 10.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+        )
+        .unwrap();
+        let ClientMessage::Candidate {
+            target,
+            candidate: Some(c),
+        } = m
+        else {
+            panic!("wrong variant")
+        };
+        assert_eq!(target, Target::Publisher);
+        assert_eq!(c.sdp_mid.as_deref(), Some("0"));
+        assert_eq!(c.sdp_mline_index, Some(0));
+        let end: ClientMessage =
+            serde_json::from_str(r#"{"type":"candidate","target":"subscriber","candidate":null}"#)
+                .unwrap();
+        assert!(matches!(
+            end,
+            ClientMessage::Candidate {
+                candidate: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_type_and_fields_are_refused() {
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"dance"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"leave","extra":1}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>("not json").is_err());
+    }
+
+    #[test]
+    fn server_fixtures() {
+        let s = serde_json::to_string(&ServerMessage::TrackPublished {
+            participant_id: "p1".into(),
+            track: TrackInfo {
+                id: "t1".into(),
+                kind: Kind::Video,
+                source: Source::Camera,
+                muted: false,
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"track_published","participant_id":"p1","track":{"id":"t1","kind":"video","source":"camera","muted":false}}"#
+        );
+        let e =
+            serde_json::to_string(&ServerMessage::error(ErrorCode::TooLarge, "too big")).unwrap();
+        assert_eq!(
+            e,
+            r#"{"type":"error","code":"too_large","message":"too big"}"#
+        );
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(validate_name("name", "  Alice "), Ok("Alice"));
+        assert!(validate_name("name", "   ").is_err());
+        assert!(validate_name("name", &"x".repeat(65)).is_err());
+        assert!(validate_name("name", "a\u{7}b").is_err());
+    }
+}

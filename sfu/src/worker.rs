@@ -1,0 +1,281 @@
+//! The I/O shell around one [`Router`]: a thread of its own with a
+//! single-threaded tokio runtime, one UDP socket, the clock, and the channels
+//! to the signalling sessions of the participants in its rooms.
+//!
+//! Each wake-up reads the clock once, feeds the router (a batch of datagrams,
+//! a command, or a timeout), then drains its outputs: datagrams into one
+//! `sendmmsg` batch, signalling messages to their sessions.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::WorkerMetrics;
+use crate::router::{Input, Output, Router, RouterConfig};
+use crate::signalling::{ClientMessage, ServerMessage};
+use crate::udp::{RecvBatch, SendBatch};
+
+/// What a signalling session asks of the worker that owns its room.
+#[derive(Debug)]
+pub enum Command {
+    Join {
+        participant_id: String,
+        room: String,
+        name: String,
+        /// Where the participant's server messages go; dropped when the
+        /// participant is removed, which ends the session.
+        events: mpsc::UnboundedSender<ServerMessage>,
+    },
+    Signal {
+        participant_id: String,
+        msg: ClientMessage,
+    },
+    Disconnect {
+        participant_id: String,
+    },
+}
+
+/// The signalling side's handle on a worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    port: u16,
+}
+
+impl WorkerHandle {
+    /// Sends a command; false if the worker has stopped.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.commands.send(cmd).is_ok()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// Datagram batches read per wake-up before timers get a turn.
+const MAX_BATCHES_PER_WAKE: usize = 16;
+/// How often figures go to the shared metrics registry.
+const METRICS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Starts a worker on its own thread, serving media on `socket`.
+pub fn spawn(
+    index: usize,
+    socket: std::net::UdpSocket,
+    config: RouterConfig,
+    metrics: WorkerMetrics,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
+    let port = socket.local_addr()?.port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name(format!("media-worker-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let worker = match tokio::net::UdpSocket::from_std(socket) {
+                    Ok(socket) => Worker {
+                        socket,
+                        router: Router::new(config),
+                        commands: rx,
+                        sessions: HashMap::new(),
+                        recv: RecvBatch::new(),
+                        send: SendBatch::new(),
+                        metrics,
+                    },
+                    Err(e) => {
+                        tracing::error!(index, error = %e, "media worker could not use its socket");
+                        return;
+                    }
+                };
+                worker.run(shutdown).await;
+            });
+        })?;
+    Ok((WorkerHandle { commands: tx, port }, thread))
+}
+
+struct Worker {
+    socket: tokio::net::UdpSocket,
+    router: Router,
+    commands: mpsc::UnboundedReceiver<Command>,
+    sessions: HashMap<String, mpsc::UnboundedSender<ServerMessage>>,
+    recv: RecvBatch,
+    send: SendBatch,
+    metrics: WorkerMetrics,
+}
+
+impl Worker {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let fd = self.socket.as_raw_fd();
+        let mut next_metrics = Instant::now();
+        loop {
+            let deadline = self
+                .router
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(Instant::now(), cmd),
+                    None => break,
+                },
+                ready = self.socket.readable() => {
+                    if let Err(e) = ready {
+                        tracing::error!(error = %e, "media socket failed");
+                        break;
+                    }
+                    self.read_datagrams(fd);
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.router.handle_input(Instant::now(), Input::Timeout);
+                }
+            }
+            self.drain_outputs(fd).await;
+            let now = Instant::now();
+            if now >= next_metrics {
+                self.metrics.publish(
+                    self.router.stats(),
+                    self.router.rooms(),
+                    self.router.participants(),
+                    self.router.published_tracks(),
+                );
+                next_metrics = now + METRICS_INTERVAL;
+            }
+        }
+        self.metrics.publish(self.router.stats(), 0, 0, 0);
+    }
+
+    fn command(&mut self, now: Instant, cmd: Command) {
+        let input = match cmd {
+            Command::Join {
+                participant_id,
+                room,
+                name,
+                events,
+            } => {
+                self.sessions.insert(participant_id.clone(), events);
+                Input::Join {
+                    participant_id,
+                    room,
+                    name,
+                }
+            }
+            Command::Signal {
+                participant_id,
+                msg,
+            } => Input::Signal {
+                participant_id,
+                msg,
+            },
+            Command::Disconnect { participant_id } => Input::Disconnect { participant_id },
+        };
+        self.router.handle_input(now, input);
+    }
+
+    fn read_datagrams(&mut self, fd: i32) {
+        for _ in 0..MAX_BATCHES_PER_WAKE {
+            let n = match self
+                .socket
+                .try_io(Interest::READABLE, || self.recv.recv(fd))
+            {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; not fatal.
+                    tracing::debug!(error = %e, "media socket read error");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            for i in 0..n {
+                if let Some(d) = self.recv.get(i) {
+                    self.router.handle_input(
+                        now,
+                        Input::Datagram {
+                            from: d.from,
+                            local: d.local,
+                            data: d.data,
+                        },
+                    );
+                }
+                // Keep the send queue bounded within a large batch.
+                while let Some(out) = self.router.poll_output() {
+                    self.output(out);
+                    if self.send.is_full() {
+                        self.flush_now(fd);
+                    }
+                }
+            }
+            if n < crate::udp::BATCH {
+                return;
+            }
+        }
+    }
+
+    fn output(&mut self, out: Output) {
+        match out {
+            Output::Transmit { to, data } => self.send.push(to, data),
+            Output::Signal {
+                participant_id,
+                msg,
+            } => {
+                if let Some(s) = self.sessions.get(&participant_id) {
+                    let _ = s.send(msg);
+                }
+            }
+            Output::Gone { participant_id } => {
+                self.sessions.remove(&participant_id);
+            }
+        }
+    }
+
+    /// Sends what can go without waiting; the rest waits for `drain_outputs`.
+    fn flush_now(&mut self, fd: i32) {
+        let send = &mut self.send;
+        match self.socket.try_io(Interest::WRITABLE, || send.flush(fd)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => tracing::debug!(error = %e, "media socket write error"),
+        }
+    }
+
+    async fn drain_outputs(&mut self, fd: i32) {
+        while let Some(out) = self.router.poll_output() {
+            self.output(out);
+            if self.send.is_full() {
+                self.flush_now(fd);
+            }
+        }
+        // The socket buffer is large; waiting here happens only under
+        // overload, and then briefly.
+        for _ in 0..4 {
+            self.flush_now(fd);
+            if self.send.is_empty() {
+                return;
+            }
+            if tokio::time::timeout(Duration::from_millis(5), self.socket.writable())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        if !self.send.is_empty() {
+            tracing::warn!("media socket congested, dropping queued datagrams");
+            self.send = SendBatch::new();
+        }
+    }
+}
+
+/// The candidates a worker advertises: every advertised IP at its port.
+pub fn candidates(ips: &[std::net::IpAddr], port: u16) -> Vec<SocketAddr> {
+    ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()
+}

@@ -1,0 +1,59 @@
+// The client side of the signalling protocol (docs/signalling.md): a
+// WebSocket carrying JSON messages, each with a "type".
+
+export const PROTOCOL_VERSION = 1;
+
+export class Signalling {
+  /** @param {string} url  ws:// or wss:// address of /ws */
+  constructor(url) {
+    this.url = url;
+    this.handlers = new Map();
+    this.ws = null;
+  }
+
+  /** Registers the handler for one message type ("close" for the socket closing). */
+  on(type, handler) {
+    this.handlers.set(type, handler);
+    return this;
+  }
+
+  connect() {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new Error('cannot reach the meeting server'));
+      ws.onclose = (e) => this.dispatch({ type: 'close', code: e.code, reason: e.reason });
+      ws.onmessage = (e) => {
+        let msg;
+        try {
+          msg = JSON.parse(e.data);
+        } catch {
+          console.warn('ignoring a message that is not JSON');
+          return;
+        }
+        this.dispatch(msg);
+      };
+    });
+  }
+
+  dispatch(msg) {
+    const handler = this.handlers.get(msg.type);
+    if (handler) {
+      Promise.resolve(handler(msg)).catch((err) => console.error(`handling ${msg.type}:`, err));
+    }
+  }
+
+  send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(msg));
+    }
+  }
+
+  close() {
+    if (this.ws) {
+      this.ws.onclose = null;
+      this.ws.close();
+    }
+  }
+}

@@ -1,0 +1,106 @@
+// Shared pieces of the browser tests: start the real server binary, launch
+// Debian's Chromium with fake camera and microphone, open meeting pages.
+// Must run inside ops/netns.sh (see there why).
+
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
+export async function until(what, fn, timeoutMs, intervalMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Starts the server on free ports; resolves once it prints its address. */
+export async function startServer(extraEnv = {}) {
+  const bin = process.env.SFU_BIN;
+  if (!bin) throw new Error('SFU_BIN must point at the built sfu binary');
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--media-port', '0'], {
+    env: { ...process.env, MEET_WORKERS: '2', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stderr.on('data', (d) => { log += d; });
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 30000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/[\d.:]+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
+  });
+  return {
+    url,
+    pid: child.pid,
+    log: () => log,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+/** CPU seconds (user+system) and resident memory (KiB) of a process. */
+export function processUsage(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKiB = Number(status.match(/VmRSS:\s+(\d+)/)[1]);
+  return { cpuSeconds: ticks / 100, rssKiB };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
+      // Several pages share two cores: keep background pages running.
+      '--disable-background-timer-throttling',
+      '--disable-renderer-backgrounding',
+      '--disable-backgrounding-occluded-windows',
+    ],
+  });
+}
+
+/** Opens a page that joins `room` at once as `name`. */
+export async function joinPage(browser, serverUrl, room, name) {
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log(`[${name}] page error: ${e.message}`));
+  await page.goto(`${serverUrl}/m/${encodeURIComponent(room)}?name=${encodeURIComponent(name)}&join=now`);
+  await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
+  const id = await page.evaluate(() => window.meet.participantId);
+  return { page, context, name, id };
+}
+
+/** What `p` receives from each other participant, keyed by name. */
+export async function receivedByName(p) {
+  const stats = await p.page.evaluate(() => window.meet.receiveStats());
+  return Object.fromEntries(Object.values(stats).map((s) => [s.name, s]));
+}

@@ -1,0 +1,95 @@
+// End to end: three Chromium pages meet through the real server, see and
+// hear each other, notice one leave, and a fourth joins late.
+
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchBrowser, joinPage, receivedByName, until, sleep, processUsage,
+} from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.stop();
+});
+
+/** True once `p` decodes video and receives audio from every name in `names`. */
+async function receivesFrom(p, names, min = { frames: 1, audio: 1 }) {
+  const got = await receivedByName(p);
+  return names.every((n) => got[n] && got[n].framesDecoded >= min.frames && got[n].audioPackets >= min.audio);
+}
+
+test('three participants see and hear each other; one leaves; a fourth joins late', async (t) => {
+  const room = 'e2e-standup';
+  const pages = [];
+  for (const name of ['Alice', 'Bob', 'Carol']) {
+    pages.push(await joinPage(browser, server.url, room, name));
+  }
+  const names = pages.map((p) => p.name);
+
+  await t.test('everyone decodes video and receives audio from both others', async () => {
+    for (const p of pages) {
+      const others = names.filter((n) => n !== p.name);
+      await until(`${p.name} to receive from ${others}`, () => receivesFrom(p, others), 30000);
+    }
+    // And it keeps flowing: counts grow over two seconds.
+    const before = await Promise.all(pages.map(receivedByName));
+    await sleep(2000);
+    const later = await Promise.all(pages.map(receivedByName));
+    pages.forEach((p, i) => {
+      for (const n of names.filter((n) => n !== p.name)) {
+        assert.ok(later[i][n].framesDecoded > before[i][n].framesDecoded, `${p.name}'s video from ${n} stalled`);
+        assert.ok(later[i][n].audioPackets > before[i][n].audioPackets, `${p.name}'s audio from ${n} stalled`);
+      }
+    });
+    const usage1 = processUsage(server.pid);
+    await sleep(5000);
+    const usage2 = processUsage(server.pid);
+    const cpu = ((usage2.cpuSeconds - usage1.cpuSeconds) / 5) * 100;
+    console.log(`# measured: server with 3 participants: CPU ${cpu.toFixed(1)}% of one core, RSS ${(usage2.rssKiB / 1024).toFixed(1)} MiB`);
+    const firstFrames = await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.firstFrameMs)));
+    console.log(`# measured: join to first remote frame (ms): ${firstFrames.map((ms) => Math.round(ms)).join(', ')}`);
+  });
+
+  await t.test('a closed page disappears from the others within 10 s', async () => {
+    const carol = pages.pop();
+    const started = Date.now();
+    await carol.context.close();
+    for (const p of pages) {
+      await until(`${p.name} to drop Carol's tile`, () => p.page.evaluate(
+        (id) => !document.querySelector(`[data-participant-id="${id}"]`), carol.id,
+      ), 10000);
+    }
+    console.log(`# measured: tile removed ${Date.now() - started} ms after the page closed`);
+  });
+
+  await t.test('a late joiner decodes video from everyone within 3 s', async () => {
+    const started = Date.now();
+    const dave = await joinPage(browser, server.url, room, 'Dave');
+    await until('Dave to decode video from Alice and Bob', () => receivesFrom(dave, ['Alice', 'Bob'], { frames: 1, audio: 0 }), 3000, 50);
+    const firstFrame = await dave.page.evaluate(() => window.meet.firstFrameMs);
+    console.log(`# measured: late joiner decoded both others ${Date.now() - started} ms after opening the page (first frame ${Math.round(firstFrame)} ms after join)`);
+    for (const p of pages) {
+      await until(`${p.name} to receive from Dave`, () => receivesFrom(p, ['Dave']), 10000);
+    }
+  });
+
+  await t.test('the metrics endpoint counts the meeting', async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const sum = (name) => text.split('\n')
+      .filter((l) => l.startsWith(`${name}{`))
+      .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    assert.equal(sum('meet_participants'), 3);
+    assert.equal(sum('meet_rooms'), 1);
+    assert.equal(sum('meet_published_tracks'), 6);
+    assert.ok(sum('meet_rtp_packets_forwarded_total') > 1000);
+    assert.ok(sum('meet_rtp_bytes_received_total') > 100000);
+  });
+});
