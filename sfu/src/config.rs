@@ -90,10 +90,12 @@ impl Config {
                 .unwrap_or(toml::Value::String(value));
             table.insert(key, parsed);
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| match e.path().to_string().as_str() {
-                "." => ConfigError::Parse(e.inner().to_string()),
-                key => ConfigError::Parse(format!("key `{key}`: {}", e.inner())),
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                match e.path().to_string().as_str() {
+                    "." => ConfigError::Parse(e.inner().to_string()),
+                    key => ConfigError::Parse(format!("key `{key}`: {}", e.inner())),
+                }
             })?;
         config.validate()?;
         Ok(config)

@@ -130,8 +130,13 @@ struct Conn {
     role: Target,
     ufrag: String,
     addrs: Vec<SocketAddr>,
-    /// Last datagram, or creation; silence past the timeout removes the owner.
+    /// Last datagram, or when negotiation made the connection necessary.
     last_rx: Instant,
+    /// Negotiated (a remote description applied): from then on the browser
+    /// must keep it alive, and silence past the timeout removes the owner.
+    /// A connection nothing was negotiated on yet (a subscriber alone in its
+    /// room) is exempt; the signalling socket's keep-alive covers that case.
+    negotiated: bool,
     deadline: Option<Instant>,
 }
 
@@ -823,6 +828,7 @@ impl Router {
                 ufrag: ufrag.clone(),
                 addrs: Vec::new(),
                 last_rx: now,
+                negotiated: false,
                 deadline,
             });
             self.by_ufrag.insert(ufrag, conns[i]);
@@ -930,10 +936,13 @@ impl Router {
             .and_then(|answer| pc.set_local_description(now, answer))
             .map(|()| pc.local_description().map(|d| d.sdp));
         match answer {
-            Ok(Some(sdp)) => self.out.push_back(Output::Signal {
-                participant_id: pid,
-                msg: ServerMessage::PublisherAnswer { sdp },
-            }),
+            Ok(Some(sdp)) => {
+                self.mark_negotiated(now, conn);
+                self.out.push_back(Output::Signal {
+                    participant_id: pid,
+                    msg: ServerMessage::PublisherAnswer { sdp },
+                });
+            }
             Ok(None) => self.stats.engine_errors += 1,
             Err(e) => self.reply_error(
                 p,
@@ -968,6 +977,7 @@ impl Router {
             );
             return;
         }
+        self.mark_negotiated(now, conn);
         self.resolve_payload_types(now, p);
         self.drain_conn(now, conn);
     }
@@ -1018,6 +1028,15 @@ impl Router {
                 tracing::warn!(codec = %up.codec.mime_type, "subscriber did not accept the publisher's codec");
             }
             self.request_keyframe(now, publisher, &track_id);
+        }
+    }
+
+    fn mark_negotiated(&mut self, now: Instant, conn: ConnKey) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            if !c.negotiated {
+                c.negotiated = true;
+                c.last_rx = now;
+            }
         }
     }
 
@@ -1125,7 +1144,9 @@ impl Router {
         let silent: Vec<ParticipantKey> = self
             .conns
             .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.last_rx) > self.cfg.peer_timeout)
+            .filter(|(_, c)| {
+                c.negotiated && now.saturating_duration_since(c.last_rx) > self.cfg.peer_timeout
+            })
             .map(|(_, c)| c.owner)
             .collect();
         for p in silent {

@@ -17,6 +17,11 @@ use crate::worker::Command;
 
 /// A connection that has not joined by then is closed.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pings keep idle sockets open through proxies and reveal dead peers whose
+/// TCP connection never closed (network gone): nothing heard for
+/// [`IDLE_TIMEOUT`] ends the session.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What one incoming WebSocket frame amounts to.
 enum Incoming {
@@ -177,8 +182,18 @@ async fn relay(
     worker: &crate::worker::WorkerHandle,
     mut events: mpsc::UnboundedReceiver<ServerMessage>,
 ) {
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    return;
+                }
+                if session.ws.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
             event = events.recv() => match event {
                 Some(msg) => {
                     if !session.send(&msg).await {
@@ -188,7 +203,7 @@ async fn relay(
                 // The worker removed the participant (timeout, failure).
                 None => return session.close("removed").await,
             },
-            frame = session.ws.next() => match parse(frame) {
+            frame = session.ws.next() => match parse(frame.inspect(|_| last_heard = tokio::time::Instant::now())) {
                 Incoming::Message(ClientMessage::Join { .. }) => {
                     session.send(&ServerMessage::error(ErrorCode::AlreadyJoined, "already joined")).await;
                 }

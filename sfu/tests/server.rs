@@ -1,0 +1,297 @@
+//! The real server on ephemeral ports, driven over real sockets: signalling
+//! over WebSocket, HTTP endpoints, and garbage on the media port.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sfu::config::Config;
+use sfu::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct TestServer {
+    http: SocketAddr,
+    media_port: u16,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            media_ips: vec!["127.0.0.1".parse().unwrap()],
+            ..Config::default()
+        };
+        let server = Server::bind(&config).await.expect("server binds");
+        let http = server.http_addr();
+        let media_port = server.media_ports()[0];
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Self {
+            http,
+            media_port,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn ws(&self) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
+            .await
+            .expect("websocket connects");
+        ws
+    }
+
+    /// A bare HTTP/1.1 GET: status code and body.
+    async fn get(&self, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(self.http).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        let status = raw[9..12].parse().unwrap();
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await;
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits (bounded) until a metric reaches at least `min`; workers
+    /// publish their figures a few times a second.
+    async fn wait_metric(&self, name: &str, min: f64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.metric(name).await;
+            if v >= min {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} stayed at {v}, expected {min}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server shuts down")
+            .unwrap();
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON message, skipping pings.
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("socket open")
+            .expect("valid frame");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+async fn expect_error(ws: &mut Ws, code: &str) {
+    let m = recv(ws).await;
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["code"], code, "{m}");
+    assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
+}
+
+async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
+    send(
+        ws,
+        json!({"type": "join", "v": 1, "room": room, "name": name}),
+    )
+    .await;
+    let m = recv(ws).await;
+    assert_eq!(m["type"], "joined", "{m}");
+    m
+}
+
+#[tokio::test]
+async fn bad_messages_get_errors_and_the_session_goes_on() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    expect_error(&mut ws, "bad_message").await;
+    send(&mut ws, json!({"type": "dance"})).await;
+    expect_error(&mut ws, "bad_message").await;
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    expect_error(&mut ws, "bad_message").await;
+    send(&mut ws, json!({"type": "mute", "mid": "0", "muted": true})).await;
+    expect_error(&mut ws, "not_joined").await;
+    let huge = json!({"type": "subscriber_answer", "sdp": "x".repeat(100 * 1024)});
+    send(&mut ws, huge).await;
+    expect_error(&mut ws, "too_large").await;
+    send(
+        &mut ws,
+        json!({"type": "join", "v": 2, "room": "r", "name": "A"}),
+    )
+    .await;
+    expect_error(&mut ws, "unsupported_version").await;
+    send(
+        &mut ws,
+        json!({"type": "join", "v": 1, "room": "r", "name": "  "}),
+    )
+    .await;
+    expect_error(&mut ws, "invalid_name").await;
+    let joined = join(&mut ws, "r", "Alice").await;
+    assert_eq!(joined["participants"], json!([]));
+    send(
+        &mut ws,
+        json!({"type": "join", "v": 1, "room": "r", "name": "A"}),
+    )
+    .await;
+    expect_error(&mut ws, "already_joined").await;
+    // Nonsense SDP is refused with a clear error, and the session lives on.
+    send(
+        &mut ws,
+        json!({"type": "publisher_offer", "sdp": "v=0 nonsense", "tracks": []}),
+    )
+    .await;
+    expect_error(&mut ws, "bad_sdp").await;
+    send(&mut ws, json!({"type": "subscriber_answer", "sdp": "v=0"})).await;
+    expect_error(&mut ws, "bad_sdp").await;
+    assert_eq!(server.metric("meet_signalling_errors_total").await, 10.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn participants_see_each_other_come_and_go() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let mut bob = server.ws().await;
+    let a = join(&mut alice, "room", "Alice").await;
+    let b = join(&mut bob, "room", "Bob").await;
+    assert_eq!(b["participants"][0]["name"], "Alice");
+    assert_eq!(b["participants"][0]["id"], a["participant_id"]);
+    let m = recv(&mut alice).await;
+    assert_eq!(m["type"], "participant_joined");
+    assert_eq!(m["participant"]["name"], "Bob");
+    assert_eq!(m["participant"]["id"], b["participant_id"]);
+    // Someone in another room is not announced.
+    let mut carol = server.ws().await;
+    join(&mut carol, "elsewhere", "Carol").await;
+    assert_eq!(server.metric("meet_signalling_connections").await, 3.0);
+    send(&mut bob, json!({"type": "leave"})).await;
+    let m = recv(&mut alice).await;
+    assert_eq!(m["type"], "participant_left", "{m}");
+    assert_eq!(m["participant_id"], b["participant_id"]);
+    // A socket that just drops counts as leaving too.
+    let mut eve = server.ws().await;
+    let e = join(&mut eve, "elsewhere", "Eve").await;
+    let carol_id = e["participants"][0]["id"].clone();
+    drop(carol);
+    let m = recv(&mut eve).await;
+    assert_eq!(m["type"], "participant_left", "{m}");
+    assert_eq!(m["participant_id"], carol_id);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_on_the_media_port_is_dropped_and_serving_goes_on() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    join(&mut alice, "room", "Alice").await;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = SocketAddr::from(([127, 0, 0, 1], server.media_port));
+    for i in 0..200u32 {
+        let junk: Vec<u8> = (0..(i % 1500)).map(|b| (b * 7 + i) as u8).collect();
+        udp.send_to(&junk, target).await.unwrap();
+    }
+    // Well-formed STUN naming a ufrag nobody has.
+    let mut stun = vec![0, 1, 0, 12, 0x21, 0x12, 0xA4, 0x42];
+    stun.extend_from_slice(&[9; 12]);
+    stun.extend_from_slice(&[0, 6, 0, 7]);
+    stun.extend_from_slice(b"nobody:x\0");
+    stun.truncate(32);
+    udp.send_to(&stun, target).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if server.metric("meet_datagrams_dropped_total").await >= 201.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "garbage not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still serving: a new participant joins and is announced.
+    let mut bob = server.ws().await;
+    join(&mut bob, "room", "Bob").await;
+    assert_eq!(recv(&mut alice).await["type"], "participant_joined");
+    server.wait_metric("meet_participants", 2.0).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn http_endpoints() {
+    let server = TestServer::start().await;
+    let (status, body) = server.get("/m/weekly-sync").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("join-form"));
+    // Nothing on the page comes from another host.
+    assert!(!body.contains("http://") && !body.contains("https://"));
+    let (status, body) = server.get("/static/app.js").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("RTCPeerConnection"));
+    assert_eq!(server.get("/static/missing.js").await.0, 404);
+    assert_eq!(server.get("/").await.0, 303);
+    let (status, body) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "meet_rooms",
+        "meet_participants",
+        "meet_published_tracks",
+        "meet_rtp_packets_received_total",
+        "meet_rtp_bytes_received_total",
+        "meet_rtp_packets_forwarded_total",
+        "meet_rtp_bytes_forwarded_total",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "{name} missing:\n{body}"
+        );
+    }
+    server.stop().await;
+}
