@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod demux;
+pub mod feedback;
 pub mod forwarder;
 pub mod keyframe;
 pub mod metrics;

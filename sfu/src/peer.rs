@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::feedback;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
@@ -134,7 +135,11 @@ pub fn new_peer(
         .build();
     let mut media_engine = media_engine()?;
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-        .context("registering interceptors")?;
+        .context("registering interceptors")?
+        .with(
+            rtc::interceptor::Slot::Custom(feedback::SLOT),
+            feedback::KeyframeRequestRelay::default(),
+        );
     // No ICE servers: we are ICE-lite and contact nothing ourselves.
     let config = RTCConfigurationBuilder::new().build();
     let mut pc = RTCPeerConnectionBuilder::new()

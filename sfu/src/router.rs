@@ -137,6 +137,8 @@ struct Conn {
     /// A connection nothing was negotiated on yet (a subscriber alone in its
     /// room) is exempt; the signalling socket's keep-alive covers that case.
     negotiated: bool,
+    /// DTLS is up: SRTP can be sent.
+    connected: bool,
     deadline: Option<Instant>,
 }
 
@@ -390,7 +392,7 @@ impl Router {
             events.push(e);
         }
         for e in events {
-            self.handle_event(now, owner, role, e);
+            self.handle_event(now, conn, owner, role, e);
         }
         let Some(c) = self.conns.get_mut(conn) else {
             return; // the event removed the participant
@@ -400,6 +402,7 @@ impl Router {
         while let Some(m) = c.pc.poll_read() {
             match m.message {
                 RTCMessage::RtpPacket(track_id, packet) => rtp.push((track_id, packet)),
+                // Only keyframe requests get this far (see feedback.rs).
                 RTCMessage::RtcpPacket(_, packets) if role == Target::Subscriber => {
                     for p in &packets {
                         let any = p.as_any();
@@ -465,7 +468,7 @@ impl Router {
             let Some(pt) = sub.pt else { continue };
             match sub.fwd.forward(packet.header.sequence_number, keyframe) {
                 Verdict::Forward { seq } => {
-                    let Some(c) = self.conns.get_mut(sub.conn) else {
+                    let Some(c) = self.conns.get_mut(sub.conn).filter(|c| c.connected) else {
                         continue;
                     };
                     let mut out = packet.clone();
@@ -547,6 +550,7 @@ impl Router {
     fn handle_event(
         &mut self,
         now: Instant,
+        conn: ConnKey,
         owner: ParticipantKey,
         role: Target,
         event: RTCPeerConnectionEvent,
@@ -580,10 +584,14 @@ impl Router {
             }
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                 RTCPeerConnectionState::Connected,
-            ) if role == Target::Subscriber => {
-                // Whatever was sent before DTLS completed is lost: start every
-                // video down-track on a fresh keyframe.
-                self.restart_downtracks(now, owner);
+            ) => {
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.connected = true;
+                }
+                if role == Target::Subscriber {
+                    // Start every video down-track on a fresh keyframe.
+                    self.restart_downtracks(now, owner);
+                }
             }
             _ => {}
         }
@@ -829,6 +837,7 @@ impl Router {
                 addrs: Vec::new(),
                 last_rx: now,
                 negotiated: false,
+                connected: false,
                 deadline,
             });
             self.by_ufrag.insert(ufrag, conns[i]);

@@ -1,0 +1,634 @@
+//! The routing core with simulated time and an emulated network: browsers
+//! are stood in for by webrtc-rs peers, datagrams move between them and the
+//! [`Router`] in memory, and the clock only moves when the test moves it.
+//! No sockets, no sleeps; 30 simulated seconds take well under one real one.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use sfu::router::{Input, Output, Router, RouterConfig};
+use sfu::signalling::{ClientMessage, ServerMessage, Source, TrackAnnouncement};
+
+const SERVER: &str = "10.0.0.1:4000";
+const STEP: Duration = Duration::from_millis(5);
+
+fn server_addr() -> SocketAddr {
+    SERVER.parse().unwrap()
+}
+
+/// One emulated browser: a publisher and a subscriber peer connection, and
+/// what its subscriber received.
+struct Browser {
+    id: String,
+    /// Each connection has its own address, as in a browser.
+    pub_addr: SocketAddr,
+    sub_addr: SocketAddr,
+    publisher: RTCPeerConnection,
+    subscriber: RTCPeerConnection,
+    /// Our sending tracks: kind, sender, ssrc.
+    senders: Vec<(RtpCodecKind, RTCRtpSenderId, u32)>,
+    /// Datagrams to the server are dropped while this is set.
+    unplugged: bool,
+    /// Messages the server sent, in order.
+    inbox: Vec<ServerMessage>,
+    /// Subscriber side: incoming RTP by the track's stream id (publisher).
+    received: HashMap<String, Vec<(RtpCodecKind, rtc::rtp::Packet)>>,
+    track_kinds: HashMap<String, (String, RtpCodecKind)>,
+    /// Publisher side: keyframe requests from the server.
+    plis: usize,
+}
+
+fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
+    let mut me = MediaEngine::default();
+    me.register_default_codecs().unwrap();
+    // Like a browser, the stand-in hears keyframe requests.
+    let registry = register_default_interceptors(Registry::new(), &mut me)
+        .unwrap()
+        .with(
+            rtc::interceptor::Slot::Custom(sfu::feedback::SLOT),
+            sfu::feedback::KeyframeRequestRelay::default(),
+        );
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(SettingEngineBuilder::new().build())
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .unwrap();
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .unwrap();
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
+        .unwrap();
+    pc
+}
+
+fn track(kind: RtpCodecKind, mime: &str, clock: u32, channels: u16, ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        "local-stream".to_owned(),
+        format!("local-{kind}"),
+        format!("local-{kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate: clock,
+                channels,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    )
+}
+
+/// The meeting: one router and the browsers around it.
+struct Net {
+    now: Instant,
+    router: Router,
+    browsers: Vec<Browser>,
+}
+
+impl Net {
+    fn new(peer_timeout: Duration) -> Self {
+        Self {
+            now: Instant::now(),
+            router: Router::new(RouterConfig {
+                candidates: vec![server_addr()],
+                peer_timeout,
+                keyframe_interval: Duration::from_millis(300),
+                seed: 7,
+            }),
+            browsers: Vec::new(),
+        }
+    }
+
+    fn browser(&mut self, id: &str) -> &mut Browser {
+        self.browsers.iter_mut().find(|b| b.id == id).unwrap()
+    }
+
+    /// A browser joins `room`, and publishes audio and video if `publish`.
+    fn join(&mut self, id: &str, room: &str, publish: bool) {
+        let n = self.browsers.len() as u16;
+        let pub_addr = SocketAddr::from(([10, 0, 0, 2], 5000 + 2 * n));
+        let sub_addr = SocketAddr::from(([10, 0, 0, 2], 5001 + 2 * n));
+        let mut b = Browser {
+            id: id.to_owned(),
+            pub_addr,
+            sub_addr,
+            publisher: client_pc(self.now, pub_addr),
+            subscriber: client_pc(self.now, sub_addr),
+            senders: Vec::new(),
+            unplugged: false,
+            inbox: Vec::new(),
+            received: HashMap::new(),
+            track_kinds: HashMap::new(),
+            plis: 0,
+        };
+        self.router.handle_input(
+            self.now,
+            Input::Join {
+                participant_id: id.to_owned(),
+                room: room.to_owned(),
+                name: id.to_uppercase(),
+            },
+        );
+        let mut announce = Vec::new();
+        if publish {
+            let base = 1000 * (u32::from(n) + 1);
+            for (kind, mime, clock, ch, ssrc) in [
+                (RtpCodecKind::Audio, MIME_TYPE_OPUS, 48000, 2, base + 1),
+                (RtpCodecKind::Video, MIME_TYPE_VP8, 90000, 0, base + 2),
+            ] {
+                let sender = b
+                    .publisher
+                    .add_track(track(kind, mime, clock, ch, ssrc))
+                    .unwrap();
+                b.senders.push((kind, sender, ssrc));
+            }
+            let offer = b.publisher.create_offer(None).unwrap();
+            b.publisher.set_local_description(self.now, offer).unwrap();
+            let tids: Vec<_> = b.publisher.get_transceivers().collect();
+            for (tid, (kind, _, _)) in tids.into_iter().zip(&b.senders) {
+                let mid = b
+                    .publisher
+                    .rtp_transceiver(tid)
+                    .unwrap()
+                    .mid()
+                    .clone()
+                    .unwrap();
+                let source = match kind {
+                    RtpCodecKind::Audio => Source::Microphone,
+                    _ => Source::Camera,
+                };
+                announce.push(TrackAnnouncement {
+                    mid,
+                    source,
+                    muted: false,
+                });
+            }
+            let sdp = b.publisher.local_description().unwrap().sdp;
+            self.browsers.push(b);
+            self.signal(
+                id,
+                ClientMessage::PublisherOffer {
+                    sdp,
+                    tracks: announce,
+                },
+            );
+        } else {
+            self.browsers.push(b);
+        }
+        self.settle();
+    }
+
+    fn signal(&mut self, id: &str, msg: ClientMessage) {
+        self.router.handle_input(
+            self.now,
+            Input::Signal {
+                participant_id: id.to_owned(),
+                msg,
+            },
+        );
+    }
+
+    /// Delivers everything the router has to say, and the browsers' replies,
+    /// until nothing is in flight.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(out) = self.router.poll_output() {
+                moved = true;
+                self.deliver(out);
+            }
+            for i in 0..self.browsers.len() {
+                let b = &mut self.browsers[i];
+                let mut datagrams = Vec::new();
+                for (pc, from) in [
+                    (&mut b.publisher, b.pub_addr),
+                    (&mut b.subscriber, b.sub_addr),
+                ] {
+                    while let Some(w) = pc.poll_write() {
+                        datagrams.push((from, w.message));
+                    }
+                }
+                let unplugged = b.unplugged;
+                self.browser_events(i);
+                for (from, data) in datagrams {
+                    moved = true;
+                    if !unplugged {
+                        self.router.handle_input(
+                            self.now,
+                            Input::Datagram {
+                                from,
+                                local: IpAddr::from([10, 0, 0, 1]),
+                                data: &data,
+                            },
+                        );
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network never settled");
+    }
+
+    fn deliver(&mut self, out: Output) {
+        match out {
+            Output::Transmit { to, data } => {
+                let now = self.now;
+                let Some(b) = self
+                    .browsers
+                    .iter_mut()
+                    .find(|b| b.pub_addr == to || b.sub_addr == to)
+                else {
+                    return;
+                };
+                if b.unplugged {
+                    return;
+                }
+                let pc = if b.pub_addr == to {
+                    &mut b.publisher
+                } else {
+                    &mut b.subscriber
+                };
+                let _ = pc.handle_read(TaggedBytesMut {
+                    now,
+                    transport: TransportContext {
+                        local_addr: to,
+                        peer_addr: server_addr(),
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message: data,
+                });
+            }
+            Output::Signal {
+                participant_id,
+                msg,
+            } => {
+                let now = self.now;
+                let b = self.browser(&participant_id);
+                b.inbox.push(msg.clone());
+                match msg {
+                    ServerMessage::PublisherAnswer { sdp } => {
+                        b.publisher
+                            .set_remote_description(
+                                now,
+                                RTCSessionDescription::answer(sdp).unwrap(),
+                            )
+                            .unwrap();
+                    }
+                    ServerMessage::SubscriberOffer { sdp } => {
+                        b.subscriber
+                            .set_remote_description(now, RTCSessionDescription::offer(sdp).unwrap())
+                            .unwrap();
+                        let answer = b.subscriber.create_answer(None).unwrap();
+                        b.subscriber.set_local_description(now, answer).unwrap();
+                        let sdp = b.subscriber.local_description().unwrap().sdp;
+                        self.signal(&participant_id, ClientMessage::SubscriberAnswer { sdp });
+                    }
+                    _ => {}
+                }
+            }
+            Output::Gone { .. } => {}
+        }
+    }
+
+    fn browser_events(&mut self, i: usize) {
+        let b = &mut self.browsers[i];
+        while let Some(e) = b.subscriber.poll_event() {
+            if let RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) = e {
+                let kind = b
+                    .subscriber
+                    .rtp_receiver(init.receiver_id)
+                    .map(|r| r.track().kind())
+                    .unwrap();
+                let stream = init.stream_ids.first().cloned().unwrap_or_default();
+                b.track_kinds.insert(init.track_id, (stream, kind));
+            }
+        }
+        while b.publisher.poll_event().is_some() {}
+        while let Some(m) = b.subscriber.poll_read() {
+            if let RTCMessage::RtpPacket(track_id, p) = m.message {
+                let (stream, kind) = b.track_kinds[&track_id].clone();
+                b.received.entry(stream).or_default().push((kind, p));
+            }
+        }
+        while let Some(m) = b.publisher.poll_read() {
+            if let RTCMessage::RtcpPacket(_, packets) = m.message {
+                b.plis += packets
+                    .iter()
+                    .filter(|p| p.as_any().downcast_ref::<PictureLossIndication>().is_some())
+                    .count();
+            }
+        }
+    }
+
+    /// Advances the clock by `d` in small steps, firing every timer on time.
+    fn run_for(&mut self, d: Duration, mut each_step: impl FnMut(&mut Net)) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += STEP;
+            let now = self.now;
+            if self.router.poll_timeout().is_some_and(|t| t <= now) {
+                self.router.handle_input(now, Input::Timeout);
+            }
+            for b in &mut self.browsers {
+                for pc in [&mut b.publisher, &mut b.subscriber] {
+                    if pc.poll_timeout().is_some_and(|t| t <= now) {
+                        let _ = pc.handle_timeout(now);
+                    }
+                }
+            }
+            each_step(self);
+            self.settle();
+        }
+    }
+}
+
+/// A publisher's media at 50 audio packets and 25 video frames a second; a
+/// keyframe at the start and whenever the server asked for one.
+struct Media {
+    step: u64,
+    seq: HashMap<String, u16>,
+    plis_seen: HashMap<String, usize>,
+}
+
+fn vp8_payload(keyframe: bool, frame: u64) -> Bytes {
+    let mut p = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+    p.extend_from_slice(&frame.to_be_bytes());
+    Bytes::from(p)
+}
+
+impl Media {
+    fn new() -> Self {
+        Self {
+            step: 0,
+            seq: HashMap::new(),
+            plis_seen: HashMap::new(),
+        }
+    }
+
+    fn send(&mut self, net: &mut Net, publishers: &[&str]) {
+        self.step += 1;
+        let ms = self.step * STEP.as_millis() as u64;
+        let now = net.now;
+        for &id in publishers {
+            let b = net.browser(id);
+            let pli_seen = self.plis_seen.entry(id.to_owned()).or_default();
+            let keyframe_wanted = b.plis > *pli_seen || ms <= 40;
+            for (kind, sender, ssrc) in b.senders.clone() {
+                let (due, clock) = match kind {
+                    RtpCodecKind::Audio => (ms.is_multiple_of(20), 48),
+                    _ => (ms.is_multiple_of(40), 90),
+                };
+                if !due {
+                    continue;
+                }
+                let payload = match kind {
+                    RtpCodecKind::Audio => Bytes::from_static(&[0xfc, 0xff, 0xfe]),
+                    _ => {
+                        if keyframe_wanted {
+                            *pli_seen = b.plis;
+                        }
+                        vp8_payload(keyframe_wanted, ms / 40)
+                    }
+                };
+                let mut s = b.publisher.rtp_sender(sender).unwrap();
+                let pt = s.get_parameters().rtp_parameters.codecs[0].payload_type;
+                let seq = self.seq.entry(format!("{id}{ssrc}")).or_insert(0);
+                *seq = seq.wrapping_add(1);
+                let packet = rtc::rtp::Packet {
+                    header: rtc::rtp::header::Header {
+                        version: 2,
+                        payload_type: pt,
+                        sequence_number: *seq,
+                        timestamp: (ms * clock) as u32,
+                        ssrc,
+                        marker: true,
+                        ..Default::default()
+                    },
+                    payload,
+                };
+                s.write_rtp(now, packet).unwrap();
+            }
+        }
+    }
+}
+
+fn video_from(b: &Browser, publisher: &str) -> Vec<rtc::rtp::Packet> {
+    b.received
+        .get(publisher)
+        .map(|v| {
+            v.iter()
+                .filter(|(k, _)| *k == RtpCodecKind::Video)
+                .map(|(_, p)| p.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn audio_count(b: &Browser, publisher: &str) -> usize {
+    b.received.get(publisher).map_or(0, |v| {
+        v.iter().filter(|(k, _)| *k == RtpCodecKind::Audio).count()
+    })
+}
+
+#[test]
+fn media_flows_between_three_and_a_late_joiner_starts_on_a_keyframe() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_default())
+        .with_test_writer()
+        .try_init();
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    for id in ["alice", "bob", "carol"] {
+        net.join(id, "standup", true);
+    }
+    let everyone = ["alice", "bob", "carol"];
+    net.run_for(Duration::from_secs(2), |n| media.send(n, &everyone));
+
+    for b in &net.browsers {
+        for other in everyone.iter().filter(|&&o| o != b.id) {
+            let video = video_from(b, other);
+            assert!(
+                video.len() > 20,
+                "{} got {} video packets from {other}",
+                b.id,
+                video.len()
+            );
+            assert!(
+                audio_count(b, other) > 50,
+                "{} got too little audio from {other}",
+                b.id
+            );
+            // The decoder's first packet is a keyframe, and sequence numbers
+            // have no gap from then on.
+            assert_eq!(
+                video[0].payload[1] & 1,
+                0,
+                "first video packet is not a keyframe"
+            );
+            for w in video.windows(2) {
+                assert_eq!(
+                    w[1].header.sequence_number,
+                    w[0].header.sequence_number.wrapping_add(1)
+                );
+            }
+        }
+    }
+    let stats = net.router.stats().clone();
+    // Each packet goes to two subscribers, except the few sent before a
+    // subscriber's connection was up.
+    let fanout = 2 * stats.rtp_packets_in;
+    assert!(stats.rtp_packets_out <= fanout, "{stats:?}");
+    assert!(stats.rtp_packets_out * 10 >= fanout * 8, "{stats:?}");
+
+    // Dave joins after the first keyframes went by: the server asks for a
+    // new one and Dave's first video packet from each publisher is one.
+    let plis_before = net.browser("alice").plis;
+    let joined = net.now;
+    net.join("dave", "standup", false);
+    let mut first_video: HashMap<&str, Duration> = HashMap::new();
+    net.run_for(Duration::from_secs(1), |n| {
+        media.send(n, &everyone);
+        let dave = n.browsers.iter().find(|b| b.id == "dave").unwrap();
+        for p in everyone {
+            if !first_video.contains_key(p) && !video_from(dave, p).is_empty() {
+                first_video.insert(p, n.now - joined);
+            }
+        }
+    });
+    assert!(
+        net.browser("alice").plis > plis_before,
+        "no keyframe request reached alice"
+    );
+    for p in everyone {
+        let waited = first_video[p];
+        assert!(
+            waited < Duration::from_millis(500),
+            "dave waited {waited:?} for {p}"
+        );
+        let dave = net.browsers.iter().find(|b| b.id == "dave").unwrap();
+        assert_eq!(
+            video_from(dave, p)[0].payload[1] & 1,
+            0,
+            "dave's first frame from {p} is not a keyframe"
+        );
+    }
+}
+
+#[test]
+fn a_peer_that_goes_silent_is_removed_and_the_others_are_told() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true);
+    net.join("bob", "r", true);
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &["alice", "bob"]));
+    assert!(audio_count(&net.browsers[0], "bob") > 10);
+
+    // Bob's network goes away without a word on signalling.
+    net.browser("bob").unplugged = true;
+    let gone_at = net.now;
+    let mut left_after = None;
+    net.run_for(Duration::from_secs(12), |n| {
+        media.send(n, &["alice"]);
+        let told = n.browsers[0]
+            .inbox
+            .iter()
+            .any(|m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id == "bob"));
+        if told && left_after.is_none() {
+            left_after = Some(n.now - gone_at);
+        }
+    });
+    let left_after = left_after.expect("alice was never told that bob left");
+    assert!(left_after <= Duration::from_secs(10), "took {left_after:?}");
+    // Not before a browser's consent checks (every ~5 s) could have failed.
+    assert!(
+        left_after >= Duration::from_secs(5),
+        "removed too early: {left_after:?}"
+    );
+    assert_eq!(net.router.participants(), 1);
+    // Alice's tracks are untouched.
+    assert_eq!(net.router.published_tracks(), 2);
+}
+
+#[test]
+fn someone_alone_with_nothing_negotiated_is_not_timed_out() {
+    let mut net = Net::new(Duration::from_secs(8));
+    net.join("watcher", "r", false);
+    net.run_for(Duration::from_secs(30), |_| {});
+    assert_eq!(net.router.participants(), 1);
+}
+
+#[test]
+fn leaving_renegotiates_the_others() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true);
+    net.join("bob", "r", true);
+    net.join("carol", "r", false);
+    net.run_for(Duration::from_millis(500), |n| {
+        media.send(n, &["alice", "bob"])
+    });
+    let offers = |b: &Browser| {
+        b.inbox
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::SubscriberOffer { .. }))
+            .count()
+    };
+    let before = offers(net.browser("carol"));
+    net.signal("bob", ClientMessage::Leave {});
+    net.settle();
+    let carol = net.browser("carol");
+    assert!(
+        offers(carol) > before,
+        "carol got no new offer after bob left"
+    );
+    assert!(carol
+        .inbox
+        .iter()
+        .any(|m| matches!(m, ServerMessage::ParticipantLeft { .. })));
+    // Media from alice keeps flowing to carol after the renegotiation.
+    let count = audio_count(net.browser("carol"), "alice");
+    net.run_for(Duration::from_millis(500), |n| media.send(n, &["alice"]));
+    assert!(audio_count(net.browser("carol"), "alice") > count + 10);
+}
