@@ -43,6 +43,22 @@ pub struct Config {
     pub peer_timeout_secs: u64,
     /// Least time between keyframe requests to one published track.
     pub keyframe_interval_ms: u64,
+    /// SRTP protection profiles the DTLS handshake may settle on. The
+    /// engine, as DTLS server, takes the first of the browser's list that
+    /// is also here, and Chromium lists AES-CM, then AES-256-GCM, then
+    /// AES-128-GCM; so by default only AES-128-GCM, the cheapest, is here.
+    pub srtp_profiles: Vec<SrtpProfile>,
+}
+
+/// An SRTP protection profile (RFC 5764, RFC 7714).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SrtpProfile {
+    #[serde(rename = "aead_aes_128_gcm")]
+    AeadAes128Gcm,
+    #[serde(rename = "aead_aes_256_gcm")]
+    AeadAes256Gcm,
+    #[serde(rename = "aes128_cm_hmac_sha1_80")]
+    Aes128CmHmacSha1_80,
 }
 
 impl Default for Config {
@@ -55,6 +71,7 @@ impl Default for Config {
             public_ip: None,
             peer_timeout_secs: 8,
             keyframe_interval_ms: 300,
+            srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
         }
     }
 }
@@ -119,6 +136,9 @@ impl Config {
         }
         if !(50..=10_000).contains(&self.keyframe_interval_ms) {
             return invalid("keyframe_interval_ms", "must be between 50 and 10000");
+        }
+        if self.srtp_profiles.is_empty() {
+            return invalid("srtp_profiles", "name at least one profile");
         }
         if self
             .media_ips
@@ -216,6 +236,20 @@ mod tests {
         assert_eq!(c.media_port, 40000);
         assert_eq!(c.workers, 3);
         assert_eq!(c.public_ip, Some("203.0.113.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn srtp_profiles_parse() {
+        let c = Config::load(
+            None,
+            env(&[("MEET_SRTP_PROFILES", r#"["aes128_cm_hmac_sha1_80"]"#)]),
+        )
+        .unwrap();
+        assert_eq!(c.srtp_profiles, vec![SrtpProfile::Aes128CmHmacSha1_80]);
+        let e = Config::load(None, env(&[("MEET_SRTP_PROFILES", "[]")])).unwrap_err();
+        assert!(e.to_string().contains("srtp_profiles"), "{e}");
+        let e = Config::load(None, env(&[("MEET_SRTP_PROFILES", r#"["rot13"]"#)])).unwrap_err();
+        assert!(e.to_string().contains("srtp_profiles"), "{e}");
     }
 
     #[test]

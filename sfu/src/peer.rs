@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::config::SrtpProfile;
 use crate::feedback;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
@@ -123,14 +124,23 @@ pub fn new_peer(
     ufrag: &str,
     pwd: &str,
     candidates: &[SocketAddr],
+    srtp_profiles: &[SrtpProfile],
 ) -> Result<RTCPeerConnection, PeerError> {
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
         .with_answering_dtls_role(RTCDtlsRole::Server)
-        .with_srtp_protection_profiles(vec![
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-        ])
+        .with_srtp_protection_profiles(
+            srtp_profiles
+                .iter()
+                .map(|p| match p {
+                    SrtpProfile::AeadAes128Gcm => SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                    SrtpProfile::AeadAes256Gcm => SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+                    SrtpProfile::Aes128CmHmacSha1_80 => {
+                        SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80
+                    }
+                })
+                .collect(),
+        )
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
         .build();
     let mut media_engine = media_engine()?;

@@ -34,6 +34,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use slab::Slab;
 
+use crate::config::SrtpProfile;
 use crate::demux;
 use crate::forwarder::{Forwarder, Verdict};
 use crate::keyframe::{KeyframeRequester, VideoCodec};
@@ -54,6 +55,7 @@ pub struct RouterConfig {
     pub keyframe_interval: Duration,
     /// Seed for ICE credentials and SSRCs (fixed in tests).
     pub seed: u64,
+    pub srtp_profiles: Vec<SrtpProfile>,
 }
 
 /// What the shell feeds in.
@@ -810,7 +812,13 @@ impl Router {
         {
             let ufrag = self.random_token(16);
             let pwd = self.random_token(32);
-            let pc = match peer::new_peer(now, &ufrag, &pwd, &self.cfg.candidates) {
+            let pc = match peer::new_peer(
+                now,
+                &ufrag,
+                &pwd,
+                &self.cfg.candidates,
+                &self.cfg.srtp_profiles,
+            ) {
                 Ok(pc) => pc,
                 Err(e) => {
                     tracing::error!(error = %e, "could not create peer connection");

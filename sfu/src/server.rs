@@ -95,6 +95,7 @@ impl Server {
                 peer_timeout: config.peer_timeout(),
                 keyframe_interval: config.keyframe_interval(),
                 seed: rand::random(),
+                srtp_profiles: config.srtp_profiles.clone(),
             };
             let (handle, thread) =
                 worker::spawn(i, socket, router_config, metrics.worker(i), stop_rx.clone())

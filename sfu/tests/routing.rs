@@ -133,6 +133,7 @@ impl Net {
                 peer_timeout,
                 keyframe_interval: Duration::from_millis(300),
                 seed: 7,
+                srtp_profiles: sfu::config::Config::default().srtp_profiles,
             }),
             browsers: Vec::new(),
         }

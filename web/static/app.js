@@ -175,6 +175,7 @@ async function publish() {
   const tracks = [];
   for (const track of state.localStream.getTracks()) {
     const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [state.localStream] });
+    if (track.kind === 'video' && params.get('codec')) preferCodec(transceiver, params.get('codec'));
     tracks.push({ transceiver, source: track.kind === 'audio' ? 'microphone' : 'camera', track });
   }
   if (tracks.length === 0) {
@@ -188,6 +189,21 @@ async function publish() {
     return { mid: transceiver.mid, source, muted: !track.enabled };
   });
   state.signalling.send({ type: 'publisher_offer', sdp: pc.localDescription.sdp, tracks: announced });
+}
+
+/** Puts one video codec (e.g. "h264", "vp8") first in what we offer. */
+function preferCodec(transceiver, name) {
+  const mime = `video/${name}`.toLowerCase();
+  for (const caps of [RTCRtpSender.getCapabilities?.('video'), RTCRtpReceiver.getCapabilities?.('video')]) {
+    if (!caps || !transceiver.setCodecPreferences) continue;
+    const codecs = [...caps.codecs].sort((a, b) => (b.mimeType.toLowerCase() === mime) - (a.mimeType.toLowerCase() === mime));
+    try {
+      transceiver.setCodecPreferences(codecs);
+      return;
+    } catch {
+      // Some browsers check against the other capability list; try it.
+    }
+  }
 }
 
 function onSubscriberOffer(msg) {
@@ -382,7 +398,9 @@ $('rejoin').addEventListener('click', async () => {
 // by the end-to-end tests, and handy in the console.
 async function receiveStats() {
   const out = {};
-  for (const [pid, p] of state.participants) out[pid] = { name: p.name, framesDecoded: 0, videoPackets: 0, audioPackets: 0 };
+  for (const [pid, p] of state.participants) {
+    out[pid] = { name: p.name, framesDecoded: 0, videoPackets: 0, audioPackets: 0, videoCodec: null };
+  }
   if (!state.subscriber) return out;
   const report = await state.subscriber.getStats();
   report.forEach((s) => {
@@ -393,6 +411,7 @@ async function receiveStats() {
     if (s.kind === 'video') {
       entry.framesDecoded += s.framesDecoded || 0;
       entry.videoPackets += s.packetsReceived || 0;
+      entry.videoCodec = report.get(s.codecId)?.mimeType ?? null;
     } else {
       entry.audioPackets += s.packetsReceived || 0;
     }
@@ -400,9 +419,22 @@ async function receiveStats() {
   return out;
 }
 
+/** The SRTP cipher of each of our connections, e.g. "SRTP_AEAD_AES_128_GCM". */
+async function srtpCiphers() {
+  const out = {};
+  for (const [name, pc] of [['publisher', state.publisher], ['subscriber', state.subscriber]]) {
+    if (!pc) continue;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'transport' && s.srtpCipher) out[name] = s.srtpCipher;
+    });
+  }
+  return out;
+}
+
 window.meet = {
   state,
   receiveStats,
+  srtpCiphers,
   get participantId() { return state.participantId; },
   get firstFrameMs() { return state.firstFrameMs; },
 };

@@ -41,6 +41,7 @@ export async function startServer(extraEnv = {}) {
         resolve(m[1]);
       }
     });
+    child.on('error', reject);
     child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
   });
   return {
@@ -88,12 +89,13 @@ export async function launchBrowser() {
   });
 }
 
-/** Opens a page that joins `room` at once as `name`. */
-export async function joinPage(browser, serverUrl, room, name) {
+/** Opens a page that joins `room` at once as `name`; `extra` adds URL parameters. */
+export async function joinPage(browser, serverUrl, room, name, extra = {}) {
   const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.log(`[${name}] page error: ${e.message}`));
-  await page.goto(`${serverUrl}/m/${encodeURIComponent(room)}?name=${encodeURIComponent(name)}&join=now`);
+  const query = new URLSearchParams({ name, join: 'now', ...extra });
+  await page.goto(`${serverUrl}/m/${encodeURIComponent(room)}?${query}`);
   await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
   const id = await page.evaluate(() => window.meet.participantId);
   return { page, context, name, id };

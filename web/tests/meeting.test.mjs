@@ -49,6 +49,12 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
         assert.ok(later[i][n].audioPackets > before[i][n].audioPackets, `${p.name}'s audio from ${n} stalled`);
       }
     });
+    for (const p of pages) {
+      assert.deepEqual(await p.page.evaluate(() => window.meet.srtpCiphers()),
+        { publisher: 'SRTP_AEAD_AES_128_GCM', subscriber: 'SRTP_AEAD_AES_128_GCM' }, `${p.name} is not on AES-GCM SRTP`);
+      const got = await receivedByName(p);
+      for (const n of names.filter((n) => n !== p.name)) assert.equal(got[n].videoCodec, 'video/VP8');
+    }
     const usage1 = processUsage(server.pid);
     await sleep(5000);
     const usage2 = processUsage(server.pid);
@@ -56,6 +62,19 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
     console.log(`# measured: server with 3 participants: CPU ${cpu.toFixed(1)}% of one core, RSS ${(usage2.rssKiB / 1024).toFixed(1)} MiB`);
     const firstFrames = await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.firstFrameMs)));
     console.log(`# measured: join to first remote frame (ms): ${firstFrames.map((ms) => Math.round(ms)).join(', ')}`);
+  });
+
+  await t.test('muting the microphone and stopping the camera show on the others\' tiles', async () => {
+    const [alice, bob] = pages;
+    const aliceTile = bob.page.locator(`[data-participant-id="${alice.id}"]`);
+    await alice.page.getByRole('button', { name: 'Mute microphone' }).click();
+    await aliceTile.locator('.mic-muted').waitFor({ state: 'visible', timeout: 3000 });
+    await alice.page.getByRole('button', { name: 'Stop camera' }).click();
+    await bob.page.waitForFunction((id) => document.querySelector(`[data-participant-id="${id}"]`).classList.contains('camera-off'), alice.id, { timeout: 3000 });
+    await alice.page.getByRole('button', { name: 'Unmute microphone' }).click();
+    await alice.page.getByRole('button', { name: 'Start camera' }).click();
+    await aliceTile.locator('.mic-muted').waitFor({ state: 'hidden', timeout: 3000 });
+    await bob.page.waitForFunction((id) => !document.querySelector(`[data-participant-id="${id}"]`).classList.contains('camera-off'), alice.id, { timeout: 3000 });
   });
 
   await t.test('a closed page disappears from the others within 10 s', async () => {
@@ -92,4 +111,26 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
     assert.ok(sum('meet_rtp_packets_forwarded_total') > 1000);
     assert.ok(sum('meet_rtp_bytes_received_total') > 100000);
   });
+});
+
+test('H.264 publishers reach H.264 subscribers; leave and rejoin', async () => {
+  const room = 'e2e-h264';
+  const erin = await joinPage(browser, server.url, room, 'Erin', { codec: 'h264' });
+  const frank = await joinPage(browser, server.url, room, 'Frank', { codec: 'h264' });
+  for (const [p, other] of [[erin, 'Frank'], [frank, 'Erin']]) {
+    await until(`${p.name} to decode ${other}`, () => receivesFrom(p, [other]), 20000);
+    assert.equal((await receivedByName(p))[other].videoCodec, 'video/H264');
+  }
+  // Frank leaves with the button: Erin sees him go; Frank sees that he left.
+  await frank.page.getByRole('button', { name: 'Leave' }).click();
+  await frank.page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 3000 });
+  await until('Erin to drop Frank', () => erin.page.evaluate(
+    (id) => !document.querySelector(`[data-participant-id="${id}"]`), frank.id,
+  ), 5000);
+  // And comes back.
+  await frank.page.getByRole('button', { name: 'Rejoin' }).click();
+  await until('Frank to decode Erin again', () => receivesFrom(frank, ['Erin']), 10000);
+  await until('Erin to decode Frank again', () => receivesFrom(erin, ['Frank']), 10000);
+  await erin.context.close();
+  await frank.context.close();
 });
