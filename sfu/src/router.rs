@@ -704,8 +704,13 @@ impl Router {
         let Some(up) = q.up.iter().find(|u| u.id == track_id) else {
             return;
         };
+        // The subscriber tells a participant's tiles apart by stream id.
+        let stream_id = match up.source {
+            Source::ScreenShare | Source::ScreenShareAudio => format!("{}:screen", q.id),
+            Source::Camera | Source::Microphone => q.id.clone(),
+        };
         let track = MediaStreamTrack::new(
-            q.id.clone(),
+            stream_id,
             up.id.clone(),
             up.id.clone(),
             engine_kind(up.kind),

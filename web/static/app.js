@@ -20,10 +20,14 @@ const state = {
   participantId: null,
   /** participant id -> { name, stream, tile, tracks: Map(track id -> info) } */
   participants: new Map(),
-  /** receiver track id (as the browser names it) -> participant id */
+  /** receiver track id (as the browser names it) -> { pid, screen } */
   remoteTrackOwner: new Map(),
-  /** mid of our transceivers -> 'camera' | 'microphone' */
-  localMids: new Map(),
+  /** What we publish: [{ transceiver, source, track }] */
+  published: [],
+  /** Our screen share while it runs: { stream, transceiver } */
+  screen: null,
+  publisherQueue: Promise.resolve(),
+  onPublisherAnswer: null,
   subscriberQueue: Promise.resolve(),
   joinedAt: 0,
   firstFrameMs: null,
@@ -117,7 +121,7 @@ async function join(name) {
   state.signalling = signalling;
   signalling
     .on('joined', onJoined)
-    .on('publisher_answer', (m) => state.publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp }))
+    .on('publisher_answer', onPublisherAnswer)
     .on('subscriber_offer', onSubscriberOffer)
     .on('participant_joined', (m) => addParticipant(m.participant))
     .on('participant_left', (m) => removeParticipant(m.participant_id))
@@ -127,6 +131,8 @@ async function join(name) {
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
       setStatus(`Server: ${m.message}`);
+      // A refused offer gets no answer: let the next negotiation go ahead.
+      if (m.code === 'bad_sdp' && state.onPublisherAnswer) state.onPublisherAnswer();
     })
     .on('close', (m) => {
       if (!state.leaving) leave(m.reason === 'removed' ? 'The server removed you from the meeting.' : 'The connection to the server was lost.');
@@ -172,23 +178,85 @@ async function onJoined(msg) {
 
 async function publish() {
   const pc = state.publisher;
-  const tracks = [];
   for (const track of state.localStream.getTracks()) {
     const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [state.localStream] });
     if (track.kind === 'video' && params.get('codec')) preferCodec(transceiver, params.get('codec'));
-    tracks.push({ transceiver, source: track.kind === 'audio' ? 'microphone' : 'camera', track });
+    state.published.push({ transceiver, source: track.kind === 'audio' ? 'microphone' : 'camera', track });
   }
-  if (tracks.length === 0) {
+  if (state.published.length === 0) {
     setStatus('');
-    return; // Nothing to send: watch only.
+    return; // Nothing to send (yet): watch only.
   }
-  const offer = await pc.createOffer();
-  await pc.setLocalDescription(offer);
-  const announced = tracks.map(({ transceiver, source, track }) => {
-    state.localMids.set(source, transceiver.mid);
-    return { mid: transceiver.mid, source, muted: !track.enabled };
+  await negotiatePublisher();
+}
+
+/** Offers the publisher connection's current tracks; one offer at a time. */
+function negotiatePublisher() {
+  state.publisherQueue = state.publisherQueue.then(async () => {
+    const pc = state.publisher;
+    if (!pc) return;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const tracks = state.published.map(({ transceiver, source, track }) => ({
+      mid: transceiver.mid, source, muted: !track.enabled,
+    }));
+    const answered = new Promise((resolve) => { state.onPublisherAnswer = resolve; });
+    state.signalling.send({ type: 'publisher_offer', sdp: pc.localDescription.sdp, tracks });
+    await answered;
+  }).catch((err) => {
+    console.error('publishing failed', err);
+    setStatus('Could not send your media.');
   });
-  state.signalling.send({ type: 'publisher_offer', sdp: pc.localDescription.sdp, tracks: announced });
+  return state.publisherQueue;
+}
+
+async function onPublisherAnswer(msg) {
+  try {
+    await state.publisher?.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+  } finally {
+    const done = state.onPublisherAnswer;
+    state.onPublisherAnswer = null;
+    if (done) done();
+  }
+}
+
+async function toggleScreenShare(button) {
+  if (state.screen) {
+    stopScreenShare();
+    return;
+  }
+  if (!state.publisher) return;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (err) {
+    setStatus(`Screen sharing did not start: ${err.message}`);
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  const transceiver = state.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  state.screen = { stream, transceiver };
+  state.published.push({ transceiver, source: 'screen_share', track });
+  // The browser's own "stop sharing" button ends the track.
+  track.addEventListener('ended', stopScreenShare);
+  button.textContent = 'Stop sharing';
+  button.setAttribute('aria-pressed', 'true');
+  await negotiatePublisher();
+}
+
+function stopScreenShare() {
+  if (!state.screen) return;
+  const { stream, transceiver } = state.screen;
+  state.screen = null;
+  state.published = state.published.filter((p) => p.transceiver !== transceiver);
+  stream.getTracks().forEach((t) => t.stop());
+  const button = $('toggle-screen');
+  button.textContent = 'Share screen';
+  button.setAttribute('aria-pressed', 'false');
+  if (state.publisher) {
+    transceiver.stop();
+    negotiatePublisher();
+  }
 }
 
 /** Puts one video codec (e.g. "h264", "vp8") first in what we offer. */
@@ -220,20 +288,32 @@ function onSubscriberOffer(msg) {
   });
 }
 
+/** Stream ids are "<participant id>" for camera and microphone and
+ * "<participant id>:screen" for a screen share. */
+function parseStreamId(id) {
+  const [pid, part] = id.split(':');
+  return { pid, screen: part === 'screen' };
+}
+
 function onRemoteTrack(e) {
   const stream = e.streams[0];
   if (!stream) return;
-  const pid = stream.id;
-  state.remoteTrackOwner.set(e.track.id, pid);
+  const { pid, screen } = parseStreamId(stream.id);
+  state.remoteTrackOwner.set(e.track.id, { pid, screen });
   const p = state.participants.get(pid);
   if (!p) return;
-  for (const old of p.stream.getTracks().filter((t) => t.kind === e.track.kind)) {
-    p.stream.removeTrack(old);
+  let target = p;
+  if (screen) {
+    if (!p.screen) p.screen = { stream: new MediaStream(), tile: makeTile(pid, `${p.name} (screen)`, { screen: true }) };
+    target = p.screen;
   }
-  p.stream.addTrack(e.track);
-  e.track.addEventListener('ended', () => p.stream.removeTrack(e.track));
-  const video = p.tile.querySelector('video');
-  video.srcObject = p.stream;
+  for (const old of target.stream.getTracks().filter((t) => t.kind === e.track.kind)) {
+    target.stream.removeTrack(old);
+  }
+  target.stream.addTrack(e.track);
+  e.track.addEventListener('ended', () => target.stream.removeTrack(e.track));
+  const video = target.tile.querySelector('video');
+  video.srcObject = target.stream;
   play(video);
   updateTile(pid);
 }
@@ -260,10 +340,11 @@ function showUnmuteHint() {
   $('controls').prepend(b);
 }
 
-function makeTile(pid, name, isLocal) {
+function makeTile(pid, name, { local: isLocal = false, screen = false } = {}) {
   const tile = document.createElement('figure');
-  tile.className = 'tile';
+  tile.className = screen ? 'tile screen' : 'tile';
   tile.dataset.participantId = pid;
+  if (screen) tile.dataset.source = 'screen';
   const video = document.createElement('video');
   video.autoplay = true;
   video.playsInline = true;
@@ -297,14 +378,14 @@ function makeTile(pid, name, isLocal) {
 }
 
 function addLocalTile() {
-  const tile = makeTile(state.participantId, $('name').value.trim(), true);
+  const tile = makeTile(state.participantId, $('name').value.trim(), { local: true });
   tile.querySelector('video').srcObject = state.localStream;
   tile.classList.toggle('camera-off', state.localStream.getVideoTracks().length === 0);
 }
 
 function addParticipant(info) {
   if (state.participants.has(info.id)) return;
-  const p = { name: info.name, stream: new MediaStream(), tile: makeTile(info.id, info.name, false), tracks: new Map() };
+  const p = { name: info.name, stream: new MediaStream(), tile: makeTile(info.id, info.name), tracks: new Map(), screen: null };
   state.participants.set(info.id, p);
   for (const t of info.tracks) p.tracks.set(t.id, t);
   updateTile(info.id);
@@ -314,6 +395,7 @@ function removeParticipant(pid) {
   const p = state.participants.get(pid);
   if (!p) return;
   p.tile.remove();
+  p.screen?.tile.remove();
   state.participants.delete(pid);
 }
 
@@ -329,7 +411,12 @@ function trackGone(pid, trackId) {
   if (!p) return;
   const info = p.tracks.get(trackId);
   p.tracks.delete(trackId);
-  if (info) {
+  if (info && info.source.startsWith('screen_share')) {
+    if (p.screen && info.kind === 'video') {
+      p.screen.tile.remove();
+      p.screen = null;
+    }
+  } else if (info) {
     for (const t of p.stream.getTracks().filter((t) => t.kind === info.kind)) p.stream.removeTrack(t);
   }
   updateTile(pid);
@@ -347,8 +434,8 @@ function updateTile(pid) {
   const p = state.participants.get(pid);
   if (!p) return;
   const tracks = [...p.tracks.values()];
-  const video = tracks.find((t) => t.kind === 'video');
-  const audio = tracks.find((t) => t.kind === 'audio');
+  const video = tracks.find((t) => t.source === 'camera');
+  const audio = tracks.find((t) => t.source === 'microphone');
   p.tile.classList.toggle('camera-off', !video || video.muted);
   p.tile.querySelector('.mic-muted').hidden = !(audio && audio.muted) && !!audio;
 }
@@ -359,8 +446,8 @@ function toggle(kind, button, onLabel, offLabel) {
   track.enabled = !track.enabled;
   button.textContent = track.enabled ? onLabel : offLabel;
   button.setAttribute('aria-pressed', String(!track.enabled));
-  const mid = state.localMids.get(kind === 'audio' ? 'microphone' : 'camera');
-  if (mid != null) state.signalling.send({ type: 'mute', mid, muted: !track.enabled });
+  const published = state.published.find((p) => p.track === track);
+  if (published) state.signalling.send({ type: 'mute', mid: published.transceiver.mid, muted: !track.enabled });
   if (kind === 'video') {
     document.querySelector('.tile video.local')?.closest('.tile').classList.toggle('camera-off', !track.enabled);
   }
@@ -376,7 +463,10 @@ function leave(reason) {
   state.publisher = state.subscriber = null;
   state.participants.clear();
   state.remoteTrackOwner.clear();
-  state.localMids.clear();
+  if (state.screen) stopScreenShare();
+  state.published = [];
+  state.onPublisherAnswer = null;
+  state.publisherQueue = Promise.resolve();
   state.subscriberQueue = Promise.resolve();
   $('grid').replaceChildren();
   document.getElementById('unmute-all')?.remove();
@@ -388,6 +478,7 @@ function leave(reason) {
 
 $('toggle-mic').addEventListener('click', (e) => toggle('audio', e.currentTarget, 'Mute microphone', 'Unmute microphone'));
 $('toggle-cam').addEventListener('click', (e) => toggle('video', e.currentTarget, 'Stop camera', 'Start camera'));
+$('toggle-screen').addEventListener('click', (e) => toggleScreenShare(e.currentTarget));
 $('leave').addEventListener('click', () => leave());
 $('rejoin').addEventListener('click', async () => {
   if (state.localStream.getTracks().every((t) => t.readyState === 'ended')) await acquireMedia();
@@ -399,16 +490,18 @@ $('rejoin').addEventListener('click', async () => {
 async function receiveStats() {
   const out = {};
   for (const [pid, p] of state.participants) {
-    out[pid] = { name: p.name, framesDecoded: 0, videoPackets: 0, audioPackets: 0, videoCodec: null };
+    out[pid] = { name: p.name, framesDecoded: 0, videoPackets: 0, audioPackets: 0, videoCodec: null, screenFramesDecoded: 0 };
   }
   if (!state.subscriber) return out;
   const report = await state.subscriber.getStats();
   report.forEach((s) => {
     if (s.type !== 'inbound-rtp') return;
-    const pid = state.remoteTrackOwner.get(s.trackIdentifier);
-    const entry = pid && out[pid];
+    const owner = state.remoteTrackOwner.get(s.trackIdentifier);
+    const entry = owner && out[owner.pid];
     if (!entry) return;
-    if (s.kind === 'video') {
+    if (owner.screen) {
+      entry.screenFramesDecoded += s.framesDecoded || 0;
+    } else if (s.kind === 'video') {
       entry.framesDecoded += s.framesDecoded || 0;
       entry.videoPackets += s.packetsReceived || 0;
       entry.videoCodec = report.get(s.codecId)?.mimeType ?? null;

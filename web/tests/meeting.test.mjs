@@ -134,3 +134,21 @@ test('H.264 publishers reach H.264 subscribers; leave and rejoin', async () => {
   await erin.context.close();
   await frank.context.close();
 });
+
+test('a screen share is published to the others and unpublished when it stops', async () => {
+  const room = 'e2e-screen';
+  const gina = await joinPage(browser, server.url, room, 'Gina');
+  const hank = await joinPage(browser, server.url, room, 'Hank');
+  await until('Hank to decode Gina', () => receivesFrom(hank, ['Gina']), 20000);
+  await gina.page.getByRole('button', { name: 'Share screen' }).click();
+  const screenTile = hank.page.locator(`[data-participant-id="${gina.id}"][data-source="screen"]`);
+  await screenTile.waitFor({ timeout: 5000 });
+  await until('Hank to decode Gina\'s screen', async () => (await receivedByName(hank)).Gina.screenFramesDecoded > 0, 5000);
+  await gina.page.getByRole('button', { name: 'Stop sharing' }).click();
+  await screenTile.waitFor({ state: 'detached', timeout: 5000 });
+  // The camera is untouched by the renegotiations.
+  const before = (await receivedByName(hank)).Gina.framesDecoded;
+  await until('Gina\'s camera to keep flowing to Hank', async () => (await receivedByName(hank)).Gina.framesDecoded > before + 10, 5000);
+  await gina.context.close();
+  await hank.context.close();
+});
