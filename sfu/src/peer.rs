@@ -17,7 +17,7 @@ use rtc::peer_connection::configuration::media_engine::{
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
@@ -159,29 +159,33 @@ pub fn new_peer(
         .with_interceptor_registry(registry)
         .build(now)
         .context("building peer connection")?;
-    for addr in candidates {
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(|e| PeerError::Engine {
-            context: "creating host candidate",
-            source: rtc::shared::error::Error::Other(e.to_string()),
-        })?;
-        let init = RTCIceCandidate::from(&candidate)
-            .to_json()
-            .context("encoding host candidate")?;
-        pc.add_local_candidate(init)
+    for &addr in candidates {
+        pc.add_local_candidate(host_candidate(addr)?)
             .context("adding host candidate")?;
     }
     Ok(pc)
+}
+
+/// A UDP host candidate at `addr`, as the engine takes it.
+pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, PeerError> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(|e| PeerError::Engine {
+        context: "creating host candidate",
+        source: rtc::shared::error::Error::Other(e.to_string()),
+    })?;
+    RTCIceCandidate::from(&candidate)
+        .to_json()
+        .context("encoding host candidate")
 }
 
 /// Builds a PLI for `media_ssrc`, boxed as the engine's RTCP writer wants it.

@@ -144,6 +144,20 @@ struct Conn {
     deadline: Option<Instant>,
 }
 
+impl Conn {
+    /// Moves the engine's outgoing datagrams to the output queue and notes
+    /// its next deadline (sending may have armed a timer).
+    fn drain_writes(&mut self, out: &mut VecDeque<Output>) {
+        while let Some(w) = self.pc.poll_write() {
+            out.push_back(Output::Transmit {
+                to: w.transport.peer_addr,
+                data: w.message,
+            });
+        }
+        self.deadline = self.pc.poll_timeout();
+    }
+}
+
 /// A track a participant publishes.
 struct UpTrack {
     /// Public id; subscribers see it as the `MediaStreamTrack` id.
@@ -314,7 +328,7 @@ impl Router {
             }
             Input::Disconnect { participant_id } => {
                 if let Some(&p) = self.by_id.get(&participant_id) {
-                    self.remove_participant(now, p);
+                    self.remove_participant(p);
                 }
             }
             Input::Timeout => self.handle_timeout(now),
@@ -428,18 +442,10 @@ impl Router {
         self.flush_writes(conn);
     }
 
-    /// Moves a connection's outgoing datagrams to the output queue.
     fn flush_writes(&mut self, conn: ConnKey) {
-        let Some(c) = self.conns.get_mut(conn) else {
-            return;
-        };
-        while let Some(w) = c.pc.poll_write() {
-            self.out.push_back(Output::Transmit {
-                to: w.transport.peer_addr,
-                data: w.message,
-            });
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.drain_writes(&mut self.out);
         }
-        c.deadline = c.pc.poll_timeout();
     }
 
     fn forward(
@@ -488,14 +494,7 @@ impl Router {
                         },
                         None => self.stats.engine_errors += 1,
                     }
-                    // Sent below, once per connection per input, by
-                    // flush_writes: no per-packet queue hop.
-                    while let Some(w) = c.pc.poll_write() {
-                        self.out.push_back(Output::Transmit {
-                            to: w.transport.peer_addr,
-                            data: w.message,
-                        });
-                    }
+                    c.drain_writes(&mut self.out);
                 }
                 Verdict::DropNeedKeyframe => need_keyframe = true,
                 Verdict::DropStale => {}
@@ -561,7 +560,7 @@ impl Router {
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
                 if role == Target::Publisher =>
             {
-                self.track_opened(now, owner, init);
+                self.track_opened(owner, init);
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
                 if role == Target::Publisher =>
@@ -582,7 +581,7 @@ impl Router {
                 RTCIceConnectionState::Failed,
             ) => {
                 tracing::info!(role = ?role, "media connection failed");
-                self.remove_participant(now, owner);
+                self.remove_participant(owner);
             }
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                 RTCPeerConnectionState::Connected,
@@ -622,7 +621,7 @@ impl Router {
         }
     }
 
-    fn track_opened(&mut self, now: Instant, owner: ParticipantKey, init: RTCTrackEventInit) {
+    fn track_opened(&mut self, owner: ParticipantKey, init: RTCTrackEventInit) {
         let Some(p) = self.participants.get_mut(owner) else {
             return;
         };
@@ -691,7 +690,6 @@ impl Router {
         for s in others {
             self.subscribe(s, owner, &id);
         }
-        let _ = now;
     }
 
     // ----- subscriptions -----
@@ -915,7 +913,7 @@ impl Router {
                 }
             }
             ClientMessage::Mute { mid, muted } => self.mute(p, &mid, muted),
-            ClientMessage::Leave {} => self.remove_participant(now, p),
+            ClientMessage::Leave {} => self.remove_participant(p),
             // Answered by the session before it reaches a worker.
             ClientMessage::Join { .. } => {}
         }
@@ -1182,7 +1180,7 @@ impl Router {
                     participant_id: part.id.clone(),
                     msg,
                 });
-                self.remove_participant(now, p);
+                self.remove_participant(p);
             }
         }
         // Keyframe requests that were held back by pacing.
@@ -1201,7 +1199,7 @@ impl Router {
         }
     }
 
-    fn remove_participant(&mut self, now: Instant, p: ParticipantKey) {
+    fn remove_participant(&mut self, p: ParticipantKey) {
         let Some(part) = self.participants.try_remove(p) else {
             return;
         };
@@ -1239,7 +1237,6 @@ impl Router {
         self.out.push_back(Output::Gone {
             participant_id: part.id,
         });
-        let _ = now;
     }
 
     fn close_conn(&mut self, conn: ConnKey) {
@@ -1250,13 +1247,9 @@ impl Router {
         for a in &c.addrs {
             self.by_addr.remove(a);
         }
+        // Sends DTLS close_notify, so the browser notices at once.
         let _ = c.pc.close();
-        while let Some(w) = c.pc.poll_write() {
-            self.out.push_back(Output::Transmit {
-                to: w.transport.peer_addr,
-                data: w.message,
-            });
-        }
+        c.drain_writes(&mut self.out);
     }
 
     // ----- helpers -----

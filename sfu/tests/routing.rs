@@ -19,7 +19,6 @@ use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -77,19 +76,7 @@ fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
         .with_interceptor_registry(registry)
         .build(now)
         .unwrap();
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .unwrap();
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
+    pc.add_local_candidate(sfu::peer::host_candidate(addr).unwrap())
         .unwrap();
     pc
 }
@@ -117,11 +104,15 @@ fn track(kind: RtpCodecKind, mime: &str, clock: u32, channels: u16, ssrc: u32) -
     )
 }
 
+/// Says whether the network loses a datagram the server sends to an address.
+type LossRule = Box<dyn FnMut(SocketAddr, &[u8]) -> bool>;
+
 /// The meeting: one router and the browsers around it.
 struct Net {
     now: Instant,
     router: Router,
     browsers: Vec<Browser>,
+    loss: Option<LossRule>,
 }
 
 impl Net {
@@ -136,6 +127,7 @@ impl Net {
                 srtp_profiles: sfu::config::Config::default().srtp_profiles,
             }),
             browsers: Vec::new(),
+            loss: None,
         }
     }
 
@@ -274,6 +266,9 @@ impl Net {
     fn deliver(&mut self, out: Output) {
         match out {
             Output::Transmit { to, data } => {
+                if self.loss.as_mut().is_some_and(|lose| lose(to, &data)) {
+                    return;
+                }
                 let now = self.now;
                 let Some(b) = self
                     .browsers
@@ -632,4 +627,46 @@ fn leaving_renegotiates_the_others() {
     let count = audio_count(net.browser("carol"), "alice");
     net.run_for(Duration::from_millis(500), |n| media.send(n, &["alice"]));
     assert!(audio_count(net.browser("carol"), "alice") > count + 10);
+}
+
+#[test]
+fn a_lost_packet_is_retransmitted_from_the_history() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true);
+    net.join("bob", "r", false);
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &["alice"]));
+    assert!(!video_from(net.browser("bob"), "alice").is_empty());
+
+    // Lose the next video packet on its way to bob. SRTP leaves the RTP
+    // header readable: byte 1 is the payload type (VP8 is 96 in our offer),
+    // bytes 2-3 the sequence number.
+    let bob = net.browser("bob").sub_addr;
+    let lost = std::rc::Rc::new(std::cell::Cell::new(None));
+    let record = lost.clone();
+    net.loss = Some(Box::new(move |to, data| {
+        let video = to == bob && data.len() > 12 && data[0] >> 6 == 2 && data[1] & 0x7f == 96;
+        if video && record.get().is_none() {
+            record.set(Some(u16::from_be_bytes([data[2], data[3]])));
+            return true;
+        }
+        false
+    }));
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &["alice"]));
+    let lost = lost.get().expect("a video packet was lost");
+    let seqs: Vec<u16> = video_from(net.browser("bob"), "alice")
+        .iter()
+        .map(|p| p.header.sequence_number)
+        .collect();
+    let copies = seqs.iter().filter(|&&s| s == lost).count();
+    assert_eq!(
+        copies, 1,
+        "packet {lost} arrived {copies} times; bob got {seqs:?}"
+    );
+    let newest = *seqs.iter().max().unwrap();
+    let sent_after = seqs.iter().filter(|&&s| s > lost).count();
+    assert!(
+        sent_after > 10 && newest > lost,
+        "media went on after the loss"
+    );
 }
