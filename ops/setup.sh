@@ -14,6 +14,7 @@ if [ "$mode" = test ]; then
   need chromium chromium
   need ip iproute2
   need unshare util-linux
+  need prometheus prometheus
   need node nodejs
   need npm npm
 fi

@@ -3,7 +3,10 @@
 // Must run inside ops/netns.sh (see there why).
 
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -105,4 +108,68 @@ export async function joinPage(browser, serverUrl, room, name, extra = {}) {
 export async function receivedByName(p) {
   const stats = await p.page.evaluate(() => window.meet.receiveStats());
   return Object.fromEntries(Object.values(stats).map((s) => [s.name, s]));
+}
+
+/** A free TCP port on 127.0.0.1 (for programs that cannot bind port 0 and say which). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts Debian's Prometheus, scraping `target` (host:port) every second,
+ * with its data in a fresh temporary directory.
+ */
+export async function startPrometheus(target) {
+  const dir = mkdtempSync(join(tmpdir(), 'meet-prometheus-'));
+  writeFileSync(join(dir, 'prometheus.yml'), [
+    'global:',
+    '  scrape_interval: 1s',
+    'scrape_configs:',
+    '  - job_name: meet',
+    '    static_configs:',
+    `      - targets: ['${target}']`,
+    '',
+  ].join('\n'));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(process.env.PROMETHEUS || '/usr/bin/prometheus', [
+    `--config.file=${join(dir, 'prometheus.yml')}`,
+    `--storage.tsdb.path=${join(dir, 'data')}`,
+    `--web.listen-address=127.0.0.1:${port}`,
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (d) => { log += d; });
+  let exited = false;
+  child.on('exit', () => { exited = true; });
+  await until('Prometheus to be ready', async () => {
+    if (exited) throw new Error(`prometheus exited:\n${log}`);
+    try {
+      return (await fetch(`${url}/-/ready`)).ok;
+    } catch {
+      return false;
+    }
+  }, 30000, 200);
+  return {
+    url,
+    /** The value of an instant PromQL query returning one sample, or null. */
+    async query(promql) {
+      const r = await (await fetch(`${url}/api/v1/query?query=${encodeURIComponent(promql)}`)).json();
+      const sample = r.data && r.data.result[0];
+      return sample ? Number(sample.value[1]) : null;
+    },
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
