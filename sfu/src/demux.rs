@@ -116,6 +116,26 @@ pub(crate) mod tests {
         assert_eq!(binding_request_ufrag(&req), None);
     }
 
+    /// Arbitrary bytes, and mutations of a valid request, never panic.
+    #[test]
+    fn random_input_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let valid = binding_request("serverufrag:browserufrag");
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..80);
+            let noise: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let _ = binding_request_ufrag(&noise);
+            let mut mutated = valid.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..mutated.len());
+                mutated[i] = rng.random();
+            }
+            mutated.truncate(rng.random_range(0..=mutated.len()));
+            let _ = binding_request_ufrag(&mutated);
+        }
+    }
+
     #[test]
     fn classifies_by_first_byte() {
         assert_eq!(classify(&[22, 254, 253]), Kind::Dtls);

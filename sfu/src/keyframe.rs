@@ -189,6 +189,18 @@ mod tests {
     }
 
     #[test]
+    fn random_payloads_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..24);
+            let p: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let _ = VideoCodec::Vp8.is_keyframe(&p);
+            let _ = VideoCodec::H264.is_keyframe(&p);
+        }
+    }
+
+    #[test]
     fn codec_from_mime() {
         assert_eq!(VideoCodec::from_mime("video/VP8"), VideoCodec::Vp8);
         assert_eq!(VideoCodec::from_mime("video/H264"), VideoCodec::H264);

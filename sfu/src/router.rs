@@ -248,6 +248,8 @@ pub struct Router {
     by_addr: HashMap<SocketAddr, ConnKey>,
     out: VecDeque<Output>,
     next_housekeeping: Option<Instant>,
+    /// Some participant has `needs_offer` set: spares a scan per datagram.
+    offers_due: bool,
     /// Reused buffer for RTP read from one connection before fanning it out.
     rtp_scratch: Vec<(String, rtc::rtp::Packet)>,
     stats: Stats,
@@ -273,6 +275,7 @@ impl Router {
             by_addr: HashMap::new(),
             out: VecDeque::new(),
             next_housekeeping: None,
+            offers_due: false,
             rtp_scratch: Vec::new(),
             stats: Stats::default(),
         }
@@ -743,6 +746,7 @@ impl Router {
             track_id: track_id.to_owned(),
         });
         p.needs_offer = true;
+        self.offers_due = true;
         if let Some(up) = self.participants[publisher]
             .up
             .iter_mut()
@@ -794,6 +798,7 @@ impl Router {
         };
         s.down.retain(|d| d.ssrc != ssrc);
         s.needs_offer = true;
+        self.offers_due = true;
         if let Some(c) = self.conns.get_mut(conn) {
             if c.pc.remove_track(sender).is_err() {
                 self.stats.engine_errors += 1;
@@ -989,6 +994,7 @@ impl Router {
             RTCSessionDescription::answer(sdp).and_then(|a| pc.set_remote_description(now, a));
         part.negotiation = Negotiation::Stable;
         part.needs_offer |= again;
+        self.offers_due |= again;
         if let Err(e) = res {
             self.reply_error(
                 p,
@@ -1101,6 +1107,9 @@ impl Router {
     /// Sends an offer to every subscriber whose down-tracks changed and who
     /// has no offer outstanding.
     fn flush_negotiations(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.offers_due) {
+            return;
+        }
         let due: Vec<ParticipantKey> = self
             .participants
             .iter()
