@@ -15,6 +15,9 @@ if [ "$mode" = test ]; then
   need ip iproute2
   need unshare util-linux
   need prometheus prometheus
+  need pkg-config pkg-config
+  # The load generator encodes real Opus with Debian's libopus.
+  [ -e /usr/include/opus/opus.h ] || apt_packages+=(libopus-dev)
   need node nodejs
   need npm npm
 fi

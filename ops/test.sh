@@ -15,6 +15,8 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace
+echo "== load generator smoke run (correctness, not speed)"
+cargo build --locked -p sfu -p loadtest
+"$CARGO_TARGET_DIR/debug/loadtest" --smoke
 echo "== browser tests"
-cargo build --locked -p sfu
 (cd web && SFU_BIN="$CARGO_TARGET_DIR/debug/sfu" ../ops/netns.sh node --test --test-concurrency=1 tests/)

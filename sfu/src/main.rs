@@ -26,8 +26,10 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn".into()),
+                .unwrap_or_else(|_| "info,rtc=warn,rtc_ice=warn,rtc_dtls=error".into()),
         )
+        // Logs go to stderr; stdout carries only the line saying where we listen.
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;

@@ -166,6 +166,63 @@ pub fn new_peer(
     Ok(pc)
 }
 
+/// A browser-like client connection at `addr`: full ICE, the engine's
+/// default codecs and interceptors, and keyframe requests delivered to the
+/// caller. For tests and the load generator, which stand in for browsers.
+pub fn new_client_peer(now: Instant, addr: SocketAddr) -> Result<RTCPeerConnection, PeerError> {
+    let mut media_engine = MediaEngine::default();
+    media_engine
+        .register_default_codecs()
+        .context("registering default codecs")?;
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+        .context("registering interceptors")?
+        .with(
+            rtc::interceptor::Slot::Custom(feedback::SLOT),
+            feedback::KeyframeRequestRelay::default(),
+        );
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(SettingEngineBuilder::new().build())
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .context("building client peer connection")?;
+    pc.add_local_candidate(host_candidate(addr)?)
+        .context("adding host candidate")?;
+    Ok(pc)
+}
+
+/// A local track to send with one SSRC, for [`new_client_peer`] users.
+pub fn local_track(
+    stream_id: &str,
+    kind: RtpCodecKind,
+    mime: &str,
+    clock_rate: u32,
+    channels: u16,
+    ssrc: u32,
+) -> rtc::media_stream::MediaStreamTrack {
+    rtc::media_stream::MediaStreamTrack::new(
+        stream_id.to_owned(),
+        format!("{stream_id}-{kind}"),
+        format!("{stream_id}-{kind}"),
+        kind,
+        vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+            rtp_coding_parameters: rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    )
+}
+
 /// A UDP host candidate at `addr`, as the engine takes it.
 pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, PeerError> {
     let candidate = CandidateHostConfig {

@@ -8,22 +8,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rtc::interceptor::Registry;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
-};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -60,48 +51,7 @@ struct Browser {
 }
 
 fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
-    let mut me = MediaEngine::default();
-    me.register_default_codecs().unwrap();
-    // Like a browser, the stand-in hears keyframe requests.
-    let registry = register_default_interceptors(Registry::new(), &mut me)
-        .unwrap()
-        .with(
-            rtc::interceptor::Slot::Custom(sfu::feedback::SLOT),
-            sfu::feedback::KeyframeRequestRelay::default(),
-        );
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(SettingEngineBuilder::new().build())
-        .with_media_engine(me)
-        .with_interceptor_registry(registry)
-        .build(now)
-        .unwrap();
-    pc.add_local_candidate(sfu::peer::host_candidate(addr).unwrap())
-        .unwrap();
-    pc
-}
-
-fn track(kind: RtpCodecKind, mime: &str, clock: u32, channels: u16, ssrc: u32) -> MediaStreamTrack {
-    MediaStreamTrack::new(
-        "local-stream".to_owned(),
-        format!("local-{kind}"),
-        format!("local-{kind}"),
-        kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: RTCRtpCodec {
-                mime_type: mime.to_owned(),
-                clock_rate: clock,
-                channels,
-                sdp_fmtp_line: String::new(),
-                rtcp_feedback: vec![],
-            },
-            ..Default::default()
-        }],
-    )
+    sfu::peer::new_client_peer(now, addr).unwrap()
 }
 
 /// Says whether the network loses a datagram the server sends to an address.
@@ -170,7 +120,7 @@ impl Net {
             ] {
                 let sender = b
                     .publisher
-                    .add_track(track(kind, mime, clock, ch, ssrc))
+                    .add_track(sfu::peer::local_track("local", kind, mime, clock, ch, ssrc))
                     .unwrap();
                 b.senders.push((kind, sender, ssrc));
             }

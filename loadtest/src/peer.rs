@@ -1,0 +1,474 @@
+//! One simulated participant: joins through the SFU's signalling like the
+//! web client does, publishes real Opus and synthetic VP8 over a webrtc-rs
+//! publisher connection, and measures what its subscriber connection
+//! receives. Each participant is one task with its own two UDP sockets on
+//! 127.0.0.1, bounded by its plan's end time.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use sfu::signalling::{ClientMessage, ServerMessage, Source, TrackAnnouncement, PROTOCOL_VERSION};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::media::{self, AUDIO_CLOCK, AUDIO_FRAME_MS, VIDEO_CLOCK};
+use crate::stats::{Measurements, StreamKey};
+
+#[derive(Debug, Clone, Copy)]
+pub struct VideoPlan {
+    pub bitrate_bps: u32,
+    pub fps: u32,
+    pub keyframe_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerPlan {
+    pub server: SocketAddr,
+    pub room: String,
+    pub name: String,
+    pub audio: bool,
+    pub video: Option<VideoPlan>,
+    /// The clock publishers stamp RTP timestamps from.
+    pub t0: Instant,
+    /// Packets before this are not measured (warm-up).
+    pub measure_from: Instant,
+    pub until: Instant,
+}
+
+pub struct PeerReport {
+    pub measurements: Measurements,
+    /// From starting to join until the first media packet arrived.
+    pub join: Option<Duration>,
+    pub error: Option<String>,
+}
+
+/// Counters shared with the progress display.
+#[derive(Default)]
+pub struct Progress {
+    pub joined: AtomicU64,
+    pub packets: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PeerError {
+    #[error("signalling: {0}")]
+    Signalling(String),
+    #[error("media engine: {0}")]
+    Engine(String),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn engine<T>(r: Result<T, impl std::fmt::Display>) -> Result<T, PeerError> {
+    r.map_err(|e| PeerError::Engine(e.to_string()))
+}
+
+/// A publisher's outgoing track.
+struct Sender {
+    id: RTCRtpSenderId,
+    ssrc: u32,
+    kind: RtpCodecKind,
+    pt: Option<u8>,
+    seq: u16,
+}
+
+struct Conn {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    addr: SocketAddr,
+    connected: bool,
+}
+
+impl Conn {
+    async fn new(now: Instant) -> Result<Self, PeerError> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let addr = socket.local_addr()?;
+        let pc = engine(sfu::peer::new_client_peer(now, addr))?;
+        Ok(Self {
+            pc,
+            socket,
+            addr,
+            connected: false,
+        })
+    }
+
+    fn read(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let _ = self.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        });
+    }
+
+    async fn flush(&mut self) {
+        while let Some(w) = self.pc.poll_write() {
+            let _ = self.socket.send_to(&w.message, w.transport.peer_addr).await;
+        }
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        self.pc.poll_timeout()
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Ws, msg: &ClientMessage) -> Result<(), PeerError> {
+    let text = serde_json::to_string(msg).expect("client messages serialise");
+    ws.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| PeerError::Signalling(e.to_string()))
+}
+
+pub async fn run(plan: PeerPlan, audio: Arc<Vec<Bytes>>, progress: Arc<Progress>) -> PeerReport {
+    let mut report = PeerReport {
+        measurements: Measurements::new(plan.t0),
+        join: None,
+        error: None,
+    };
+    if let Err(e) = drive(&plan, &audio, &progress, &mut report).await {
+        report.error = Some(e.to_string());
+    }
+    report
+}
+
+async fn drive(
+    plan: &PeerPlan,
+    audio: &[Bytes],
+    progress: &Progress,
+    report: &mut PeerReport,
+) -> Result<(), PeerError> {
+    let started = Instant::now();
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", plan.server)),
+    )
+    .await
+    .map_err(|_| PeerError::Signalling("connect timed out".into()))?
+    .map_err(|e| PeerError::Signalling(e.to_string()))?;
+    send(
+        &mut ws,
+        &ClientMessage::Join {
+            v: PROTOCOL_VERSION,
+            room: plan.room.clone(),
+            name: plan.name.clone(),
+        },
+    )
+    .await?;
+
+    let now = Instant::now();
+    let mut publisher = Conn::new(now).await?;
+    let mut subscriber = Conn::new(now).await?;
+    let mut senders = Vec::new();
+    let stream = plan.name.replace(' ', "-");
+    for (wanted, kind, mime, clock, channels) in [
+        (
+            plan.audio,
+            RtpCodecKind::Audio,
+            MIME_TYPE_OPUS,
+            AUDIO_CLOCK,
+            2,
+        ),
+        (
+            plan.video.is_some(),
+            RtpCodecKind::Video,
+            MIME_TYPE_VP8,
+            VIDEO_CLOCK,
+            0,
+        ),
+    ] {
+        if !wanted {
+            continue;
+        }
+        let ssrc = rand::random();
+        let track = sfu::peer::local_track(&stream, kind, mime, clock, channels, ssrc);
+        let id = engine(publisher.pc.add_track(track))?;
+        senders.push(Sender {
+            id,
+            ssrc,
+            kind,
+            pt: None,
+            seq: rand::random(),
+        });
+    }
+    if !senders.is_empty() {
+        let offer = engine(publisher.pc.create_offer(None))?;
+        engine(publisher.pc.set_local_description(now, offer))?;
+        let transceivers: Vec<_> = publisher.pc.get_transceivers().collect();
+        let mut tracks = Vec::new();
+        for (t, s) in transceivers.into_iter().zip(&senders) {
+            let mid = publisher
+                .pc
+                .rtp_transceiver(t)
+                .and_then(|t| t.mid().clone())
+                .unwrap_or_default();
+            let source = match s.kind {
+                RtpCodecKind::Audio => Source::Microphone,
+                _ => Source::Camera,
+            };
+            tracks.push(TrackAnnouncement {
+                mid,
+                source,
+                muted: false,
+            });
+        }
+        let sdp = publisher
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| PeerError::Engine("no local description".into()))?;
+        send(&mut ws, &ClientMessage::PublisherOffer { sdp, tracks }).await?;
+    }
+
+    let mut incoming: std::collections::HashMap<String, StreamKey> = Default::default();
+    let mut next_audio = Instant::now();
+    let mut next_video = Instant::now();
+    let mut next_keyframe = Instant::now();
+    let mut keyframe_wanted = true;
+    let mut audio_index = 0usize;
+    let mut picture_id = 0u16;
+    let mut pub_buf = vec![0u8; 2048];
+    let mut sub_buf = vec![0u8; 2048];
+    let mut joined = false;
+
+    while Instant::now() < plan.until {
+        let mut deadline = plan.until;
+        for d in [publisher.deadline(), subscriber.deadline()]
+            .into_iter()
+            .flatten()
+        {
+            deadline = deadline.min(d);
+        }
+        if publisher.connected {
+            if plan.audio {
+                deadline = deadline.min(next_audio);
+            }
+            if plan.video.is_some() {
+                deadline = deadline.min(next_video);
+            }
+        }
+        tokio::select! {
+            msg = ws.next() => {
+                let Some(Ok(msg)) = msg else {
+                    return Err(PeerError::Signalling("server closed the connection".into()));
+                };
+                let Message::Text(text) = msg else { continue };
+                let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) else { continue };
+                let now = Instant::now();
+                match msg {
+                    ServerMessage::Joined { .. } => {
+                        joined = true;
+                        progress.joined.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ServerMessage::PublisherAnswer { sdp } => {
+                        let answer = engine(RTCSessionDescription::answer(sdp))?;
+                        engine(publisher.pc.set_remote_description(now, answer))?;
+                    }
+                    ServerMessage::SubscriberOffer { sdp } => {
+                        let offer = engine(RTCSessionDescription::offer(sdp))?;
+                        engine(subscriber.pc.set_remote_description(now, offer))?;
+                        let answer = engine(subscriber.pc.create_answer(None))?;
+                        engine(subscriber.pc.set_local_description(now, answer))?;
+                        let sdp = subscriber.pc.local_description().map(|d| d.sdp).unwrap_or_default();
+                        send(&mut ws, &ClientMessage::SubscriberAnswer { sdp }).await?;
+                    }
+                    ServerMessage::Error { code, message } => {
+                        return Err(PeerError::Signalling(format!("{code:?}: {message}")));
+                    }
+                    _ => {}
+                }
+            }
+            r = publisher.socket.recv_from(&mut pub_buf) => {
+                let (n, from) = r?;
+                publisher.read(Instant::now(), from, &pub_buf[..n]);
+            }
+            r = subscriber.socket.recv_from(&mut sub_buf) => {
+                let (n, from) = r?;
+                subscriber.read(Instant::now(), from, &sub_buf[..n]);
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+        let now = Instant::now();
+        for c in [&mut publisher, &mut subscriber] {
+            if c.pc.poll_timeout().is_some_and(|t| t <= now) {
+                let _ = c.pc.handle_timeout(now);
+            }
+            while let Some(e) = c.pc.poll_event() {
+                match e {
+                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                        RTCPeerConnectionState::Connected,
+                    ) => c.connected = true,
+                    RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                        let kind =
+                            c.pc.rtp_receiver(init.receiver_id)
+                                .map(|r| r.track().kind());
+                        let video = kind == Some(RtpCodecKind::Video);
+                        let from = init.stream_ids.first().cloned().unwrap_or_default();
+                        incoming.insert(
+                            init.track_id.clone(),
+                            StreamKey {
+                                key: format!("{from}/{}", init.track_id),
+                                clock: if video { VIDEO_CLOCK } else { AUDIO_CLOCK },
+                                video,
+                            },
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        while let Some(m) = subscriber.pc.poll_read() {
+            if let RTCMessage::RtpPacket(track_id, p) = m.message {
+                if report.join.is_none() {
+                    report.join = Some(now.duration_since(started));
+                }
+                progress.packets.fetch_add(1, Ordering::Relaxed);
+                if now < plan.measure_from {
+                    continue;
+                }
+                if let Some(stream) = incoming.get(&track_id) {
+                    report.measurements.packet(
+                        now,
+                        stream,
+                        p.header.sequence_number,
+                        p.header.timestamp,
+                        p.payload.len(),
+                    );
+                }
+            }
+        }
+        while let Some(m) = publisher.pc.poll_read() {
+            if let RTCMessage::RtcpPacket(_, packets) = m.message {
+                if packets
+                    .iter()
+                    .any(|p| sfu::feedback::is_keyframe_request(p.as_ref()))
+                {
+                    keyframe_wanted = true;
+                }
+            }
+        }
+        if publisher.connected && joined {
+            let since_t0 = now.duration_since(plan.t0);
+            if plan.audio && now >= next_audio {
+                let ts = (since_t0.as_micros() as u64 * u64::from(AUDIO_CLOCK) / 1_000_000) as u32;
+                let payload = audio[audio_index % audio.len()].clone();
+                audio_index += 1;
+                send_rtp(
+                    &mut publisher.pc,
+                    &mut senders,
+                    RtpCodecKind::Audio,
+                    now,
+                    ts,
+                    true,
+                    payload,
+                );
+                next_audio = catch_up(next_audio, Duration::from_millis(AUDIO_FRAME_MS), now);
+            }
+            if let Some(v) = plan.video {
+                if now >= next_video {
+                    let keyframe = keyframe_wanted || now >= next_keyframe;
+                    if keyframe {
+                        keyframe_wanted = false;
+                        next_keyframe = now + v.keyframe_interval;
+                    }
+                    let ts =
+                        (since_t0.as_micros() as u64 * u64::from(VIDEO_CLOCK) / 1_000_000) as u32;
+                    picture_id = picture_id.wrapping_add(1);
+                    let packets = media::vp8_frame(
+                        keyframe,
+                        media::frame_size(v.bitrate_bps, v.fps, keyframe),
+                        picture_id,
+                    );
+                    let last = packets.len() - 1;
+                    for (i, payload) in packets.into_iter().enumerate() {
+                        send_rtp(
+                            &mut publisher.pc,
+                            &mut senders,
+                            RtpCodecKind::Video,
+                            now,
+                            ts,
+                            i == last,
+                            payload,
+                        );
+                    }
+                    next_video = catch_up(next_video, Duration::from_secs(1) / v.fps, now);
+                }
+            }
+        }
+        publisher.flush().await;
+        subscriber.flush().await;
+    }
+    let _ = send(&mut ws, &ClientMessage::Leave {}).await;
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// The next tick after `now`, skipping ticks a slow loop missed rather than
+/// sending a burst to make up for them.
+fn catch_up(next: Instant, period: Duration, now: Instant) -> Instant {
+    let next = next + period;
+    if next + period < now {
+        now + period
+    } else {
+        next
+    }
+}
+
+fn send_rtp(
+    pc: &mut RTCPeerConnection,
+    senders: &mut [Sender],
+    kind: RtpCodecKind,
+    now: Instant,
+    ts: u32,
+    marker: bool,
+    payload: Bytes,
+) {
+    let Some(s) = senders.iter_mut().find(|s| s.kind == kind) else {
+        return;
+    };
+    let Some(mut sender) = pc.rtp_sender(s.id) else {
+        return;
+    };
+    let pt = *s.pt.get_or_insert_with(|| {
+        sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .first()
+            .map_or(0, |c| c.payload_type)
+    });
+    s.seq = s.seq.wrapping_add(1);
+    let packet = rtc::rtp::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            payload_type: pt,
+            sequence_number: s.seq,
+            timestamp: ts,
+            ssrc: s.ssrc,
+            marker,
+            ..Default::default()
+        },
+        payload,
+    };
+    let _ = sender.write_rtp(now, packet);
+}

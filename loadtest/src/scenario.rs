@@ -1,0 +1,188 @@
+//! The scenarios: who publishes what to whom, run against a server for a
+//! bounded time, summarised.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::peer::{self, PeerPlan, Progress, VideoPlan};
+use crate::server::ServerProcess;
+use crate::stats::{Measurements, Summary};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Ten audio publishers, N listeners: a large town-hall call.
+    Audio,
+    /// N participants, each publishing audio and video to all others.
+    Video,
+    /// One publisher of audio and video, N viewers.
+    Livestream,
+}
+
+/// Publishers in the audio scenario.
+pub const AUDIO_PUBLISHERS: usize = 10;
+/// Most participants one run may create, whatever was asked.
+pub const MAX_PARTICIPANTS: usize = 2000;
+/// Longest measured period one run may have.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+/// Pause between two joins, so joining is not one thundering herd.
+const JOIN_SPACING: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub scenario: Scenario,
+    /// Listeners (audio), participants (video) or viewers (livestream).
+    pub n: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub video: VideoPlan,
+    pub room: String,
+}
+
+impl RunPlan {
+    /// (name, publishes audio, publishes video) for every participant.
+    fn roles(&self) -> Vec<(String, bool, bool)> {
+        let n = self.n.min(MAX_PARTICIPANTS);
+        match self.scenario {
+            Scenario::Audio => (0..AUDIO_PUBLISHERS)
+                .map(|i| (format!("speaker-{i}"), true, false))
+                .chain((0..n).map(|i| (format!("listener-{i}"), false, false)))
+                .collect(),
+            Scenario::Video => (0..n)
+                .map(|i| (format!("member-{i}"), true, true))
+                .collect(),
+            Scenario::Livestream => std::iter::once(("presenter".to_owned(), true, true))
+                .chain((0..n).map(|i| (format!("viewer-{i}"), false, false)))
+                .collect(),
+        }
+    }
+}
+
+/// Runs one scenario against `server`, printing progress once a second.
+pub async fn run(server: &ServerProcess, plan: &RunPlan, audio: Arc<Vec<Bytes>>) -> Summary {
+    let roles = plan.roles();
+    let join_time = JOIN_SPACING * roles.len() as u32;
+    let t0 = Instant::now();
+    let measure_from = t0 + join_time + plan.warmup;
+    let until = measure_from + plan.duration.min(MAX_DURATION);
+    let progress = Arc::new(Progress::default());
+    let mut tasks = Vec::new();
+    for (name, audio_on, video_on) in &roles {
+        let p = PeerPlan {
+            server: server.http,
+            room: plan.room.clone(),
+            name: name.clone(),
+            audio: *audio_on,
+            video: video_on.then_some(plan.video),
+            t0,
+            measure_from,
+            until,
+        };
+        tasks.push(tokio::spawn(peer::run(p, audio.clone(), progress.clone())));
+        tokio::time::sleep(JOIN_SPACING).await;
+    }
+
+    // Server figures over the measured period only.
+    tokio::time::sleep_until(measure_from.into()).await;
+    let usage_start = server.usage().ok();
+    let forwarded_start = server
+        .metric("meet_rtp_packets_forwarded_total")
+        .await
+        .unwrap_or(0.0);
+    let measured_start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    while Instant::now() + Duration::from_millis(500) < until {
+        ticker.tick().await;
+        eprint!(
+            "\r  {:?} n={}: {} joined, {} packets received, {:.0} s left   ",
+            plan.scenario,
+            plan.n,
+            progress.joined.load(Ordering::Relaxed),
+            progress.packets.load(Ordering::Relaxed),
+            until
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64(),
+        );
+    }
+    let elapsed = measured_start.elapsed().as_secs_f64().max(0.001);
+    let usage_end = server.usage().ok();
+    let forwarded_end = server
+        .metric("meet_rtp_packets_forwarded_total")
+        .await
+        .unwrap_or(0.0);
+    eprintln!();
+
+    let mut total = Measurements::new(t0);
+    let mut expected = 0;
+    let mut received = 0;
+    let mut jitter_sum = 0.0;
+    let mut streams = 0;
+    let mut joins = Vec::new();
+    let mut connected = 0;
+    for t in tasks {
+        let Ok(r) = t.await else { continue };
+        if let Some(e) = &r.error {
+            tracing::warn!(error = %e, "a participant failed");
+        }
+        if let Some(j) = r.join {
+            joins.push(j.as_secs_f64() * 1000.0);
+        }
+        if r.measurements.streams() > 0 {
+            connected += 1;
+            jitter_sum += r.measurements.mean_jitter_ms();
+        }
+        let (e, rc) = r.measurements.expected_received();
+        expected += e;
+        received += rc;
+        streams += r.measurements.streams();
+        total.merge(&r.measurements);
+    }
+    joins.sort_by(f64::total_cmp);
+    let (cpu, rss) = match (usage_start, usage_end) {
+        (Some(a), Some(b)) => (
+            (b.cpu_seconds - a.cpu_seconds) / elapsed * 100.0,
+            b.rss_kib as f64 / 1024.0,
+        ),
+        _ => (0.0, 0.0),
+    };
+    let ms = |q: f64| total.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    Summary {
+        scenario: format!("{:?}", plan.scenario).to_lowercase(),
+        participants: roles.len(),
+        publishers: roles.iter().filter(|r| r.1 || r.2).count(),
+        subscribers_connected: connected,
+        streams_received: streams,
+        packets_received: total.packets,
+        loss_percent: if expected == 0 {
+            100.0
+        } else {
+            (expected - received) as f64 / expected as f64 * 100.0
+        },
+        latency_p50_ms: ms(0.5),
+        latency_p99_ms: ms(0.99),
+        latency_max_ms: total.latency_us.max() as f64 / 1000.0,
+        jitter_ms: if connected == 0 {
+            0.0
+        } else {
+            jitter_sum / connected as f64
+        },
+        freezes: total.freezes,
+        join_p50_ms: joins.get(joins.len() / 2).copied().unwrap_or(f64::NAN),
+        join_max_ms: joins.last().copied().unwrap_or(f64::NAN),
+        server_cpu_percent: cpu,
+        server_rss_mib: rss,
+        forwarded_packets_per_second: (forwarded_end - forwarded_start) / elapsed,
+        server_workers: server.workers,
+    }
+}
+
+/// Whether a run is within the capacity criteria: loss under 0.5 % and p99
+/// added latency under 10 ms.
+pub fn within_capacity(s: &Summary) -> bool {
+    s.loss_percent < 0.5 && s.latency_p99_ms < 10.0 && s.subscribers_connected > 0
+}

@@ -1,0 +1,111 @@
+//! The SFU under test as a child process on 127.0.0.1, and what /proc and
+//! its /metrics say about it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct ServerProcess {
+    child: Child,
+    pub http: SocketAddr,
+    pub pid: u32,
+    pub workers: usize,
+}
+
+/// CPU time and memory of a process, from /proc.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub rss_kib: u64,
+}
+
+impl ServerProcess {
+    /// Starts `bin` with media on 127.0.0.1 only and `workers` media workers.
+    pub async fn start(bin: &Path, workers: usize) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--media-port", "0"])
+            .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
+            .env("MEET_WORKERS", workers.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id().context("the server exited at once")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("the server did not start within 30 s")??
+            .context("the server exited before listening")?;
+        // Keep reading, so the server never writes into a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let Some(addr) = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            bail!("unexpected first line from the server: {line}");
+        };
+        Ok(Self {
+            child,
+            http: addr.parse().context("parsing the server's address")?,
+            pid,
+            workers,
+        })
+    }
+
+    pub fn usage(&self) -> anyhow::Result<Usage> {
+        usage(self.pid)
+    }
+
+    /// The sum of a metric over its label sets, from /metrics.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let mut s = tokio::net::TcpStream::connect(self.http).await?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: loadtest\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// CPU time and resident memory of process `pid`.
+pub fn usage(pid: u32) -> anyhow::Result<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may itself contain spaces.
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")?;
+    Ok(Usage {
+        cpu_seconds: ticks / USER_HZ,
+        rss_kib,
+    })
+}
+
+/// Units of the /proc CPU times: fixed at 100 by the Linux user ABI.
+const USER_HZ: f64 = 100.0;

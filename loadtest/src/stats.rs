@@ -1,0 +1,221 @@
+//! What a subscriber measures about the streams it receives.
+//!
+//! Publishers stamp each packet's RTP timestamp from one clock shared by the
+//! whole process (`t0`), and the SFU passes timestamps through, so a
+//! receiver knows when any packet was sent: `t0 + timestamp / clock rate`.
+//! One-way latency needs no header extension and no side table.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// A video stream counts as frozen when no new frame arrived for this long.
+pub const FREEZE_GAP: Duration = Duration::from_millis(500);
+
+/// Which stream a packet belongs to, as the receiver learnt it.
+#[derive(Debug, Clone)]
+pub struct StreamKey {
+    /// Unique per stream (publisher and track).
+    pub key: String,
+    pub clock: u32,
+    pub video: bool,
+}
+
+/// One received stream.
+#[derive(Debug)]
+struct Stream {
+    clock: u32,
+    video: bool,
+    first_seq: u16,
+    /// Highest sequence number, unwrapped.
+    highest: i64,
+    received: u64,
+    /// RFC 3550 interarrival jitter, in clock units.
+    jitter: f64,
+    last_transit: Option<f64>,
+    last_frame_ts: Option<u32>,
+    last_frame_at: Option<Instant>,
+}
+
+/// A receiver's measurements, mergeable across receivers.
+pub struct Measurements {
+    t0: Instant,
+    streams: HashMap<String, Stream>,
+    /// One-way latency in microseconds.
+    pub latency_us: Histogram<u64>,
+    pub freezes: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Measurements {
+    pub fn new(t0: Instant) -> Self {
+        Self {
+            t0,
+            streams: HashMap::new(),
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("static bounds are valid"),
+            freezes: 0,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Records one RTP packet of `stream` arriving at `now`.
+    pub fn packet(
+        &mut self,
+        now: Instant,
+        stream: &StreamKey,
+        seq: u16,
+        ts: u32,
+        payload_len: usize,
+    ) {
+        let StreamKey { key, clock, video } = stream;
+        let (clock, video) = (*clock, *video);
+        self.packets += 1;
+        self.bytes += payload_len as u64;
+        let sent = self.t0 + Duration::from_nanos(u64::from(ts) * 1_000_000_000 / u64::from(clock));
+        if let Some(latency) = now.checked_duration_since(sent) {
+            let _ = self.latency_us.record((latency.as_micros() as u64).max(1));
+        }
+        let s = self
+            .streams
+            .entry(key.to_owned())
+            .or_insert_with(|| Stream {
+                clock,
+                video,
+                first_seq: seq,
+                highest: i64::from(seq),
+                received: 0,
+                jitter: 0.0,
+                last_transit: None,
+                last_frame_ts: None,
+                last_frame_at: None,
+            });
+        s.received += 1;
+        // Unwrap the 16-bit sequence number around the highest seen.
+        let delta = i64::from(seq.wrapping_sub(s.highest as u16) as i16);
+        if delta > 0 {
+            s.highest += delta;
+        }
+        let arrival = now.duration_since(self.t0).as_secs_f64() * f64::from(s.clock);
+        let transit = arrival - f64::from(ts);
+        if let Some(last) = s.last_transit {
+            s.jitter += ((transit - last).abs() - s.jitter) / 16.0;
+        }
+        s.last_transit = Some(transit);
+        if s.video && s.last_frame_ts != Some(ts) {
+            if s.last_frame_at
+                .is_some_and(|at| now.duration_since(at) > FREEZE_GAP)
+            {
+                self.freezes += 1;
+            }
+            s.last_frame_ts = Some(ts);
+            s.last_frame_at = Some(now);
+        }
+    }
+
+    /// Packets expected (from the sequence numbers) and received, over all streams.
+    pub fn expected_received(&self) -> (u64, u64) {
+        self.streams.values().fold((0, 0), |(e, r), s| {
+            let expected = (s.highest - i64::from(s.first_seq) + 1).max(0) as u64;
+            (e + expected, r + s.received.min(expected))
+        })
+    }
+
+    /// Mean interarrival jitter over streams, in milliseconds.
+    pub fn mean_jitter_ms(&self) -> f64 {
+        if self.streams.is_empty() {
+            return 0.0;
+        }
+        let sum: f64 = self
+            .streams
+            .values()
+            .map(|s| s.jitter / f64::from(s.clock) * 1000.0)
+            .sum();
+        sum / self.streams.len() as f64
+    }
+
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn merge(&mut self, other: &Measurements) {
+        let _ = self.latency_us.add(&other.latency_us);
+        self.freezes += other.freezes;
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+    }
+}
+
+/// The summary of one run, as printed and written to JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub participants: usize,
+    pub publishers: usize,
+    pub subscribers_connected: usize,
+    pub streams_received: usize,
+    pub packets_received: u64,
+    pub loss_percent: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    pub jitter_ms: f64,
+    pub freezes: u64,
+    pub join_p50_ms: f64,
+    pub join_max_ms: f64,
+    pub server_cpu_percent: f64,
+    pub server_rss_mib: f64,
+    pub forwarded_packets_per_second: f64,
+    pub server_workers: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(key: &str, clock: u32, video: bool) -> StreamKey {
+        StreamKey {
+            key: key.to_owned(),
+            clock,
+            video,
+        }
+    }
+
+    #[test]
+    fn latency_loss_and_freezes() {
+        let t0 = Instant::now();
+        let mut m = Measurements::new(t0);
+        // Audio: sent every 20 ms, arrives 3 ms later; packet 3 lost.
+        let audio = key("a", 48_000, false);
+        for i in [0u16, 1, 2, 4, 5] {
+            let sent_ms = u64::from(i) * 20;
+            let now = t0 + Duration::from_millis(sent_ms + 3);
+            m.packet(now, &audio, 100 + i, (sent_ms * 48) as u32, 80);
+        }
+        assert_eq!(m.expected_received(), (6, 5));
+        let p50 = m.latency_us.value_at_quantile(0.5);
+        assert!((2_990..=3_010).contains(&p50), "{p50}");
+        assert!(m.mean_jitter_ms() < 0.01);
+        // Video: a frame at 0 ms and the next only 800 ms later: one freeze.
+        let video = key("v", 90_000, true);
+        m.packet(t0 + Duration::from_millis(1), &video, 1, 0, 1000);
+        m.packet(t0 + Duration::from_millis(801), &video, 2, 72_000, 1000);
+        assert_eq!(m.freezes, 1);
+        assert_eq!(m.streams(), 2);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let t0 = Instant::now();
+        let mut m = Measurements::new(t0);
+        let audio = key("a", 48_000, false);
+        for (i, seq) in [65534u16, 65535, 0, 1].into_iter().enumerate() {
+            m.packet(t0 + Duration::from_millis(i as u64), &audio, seq, 0, 10);
+        }
+        assert_eq!(m.expected_received(), (4, 4));
+    }
+}
