@@ -2,8 +2,10 @@
 //! and VP8 through the SFU's own signalling and media path, subscribers
 //! measure latency, loss, jitter, freezes and join time.
 
+pub mod janus;
 pub mod media;
 pub mod peer;
 pub mod scenario;
 pub mod server;
+pub mod signal;
 pub mod stats;

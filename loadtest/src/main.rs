@@ -4,14 +4,16 @@
 //!   loadtest --scenario audio --ramp --json results.json
 //!   loadtest --smoke            (what CI runs: correctness, not speed)
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use loadtest::janus::JanusProcess;
 use loadtest::peer::VideoPlan;
-use loadtest::scenario::{self, RunPlan, Scenario};
+use loadtest::scenario::{self, RunPlan, Scenario, Sfu};
 use loadtest::server::ServerProcess;
 use loadtest::stats::Summary;
 
@@ -31,7 +33,7 @@ struct Cli {
     /// Video bitrate per publisher, kbit/s.
     #[arg(long, default_value_t = 600)]
     video_kbps: u32,
-    /// Media workers (cores) the server may use.
+    /// Media workers (cores) our server may use.
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Find the largest N within capacity (loss < 0.5 %, p99 < 10 ms),
@@ -40,9 +42,23 @@ struct Cli {
     ramp: bool,
     #[arg(long, default_value_t = 256)]
     max_participants: usize,
+    /// Run the same scenario against Janus (Debian's janus, VideoRoom) too.
+    /// Janus never offers loopback candidates: run inside ops/netns.sh with
+    /// --media-ip 10.99.0.1 --client-ip 10.99.0.2 (ops/bench.sh does).
+    #[arg(long)]
+    compare_janus: bool,
+    /// The servers' media address.
+    #[arg(long, default_value = "127.0.0.1")]
+    media_ip: IpAddr,
+    /// The simulated participants' address.
+    #[arg(long, default_value = "127.0.0.1")]
+    client_ip: IpAddr,
     /// The sfu binary (default: next to this one).
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Janus configuration templates.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/janus"))]
+    janus_config: PathBuf,
     /// Write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -75,9 +91,7 @@ async fn main() -> anyhow::Result<()> {
         fps: 30,
         keyframe_interval: Duration::from_secs(3),
     };
-    let mut results = Vec::new();
-    let server = ServerProcess::start(&bin, cli.workers).await?;
-    let plans: Vec<(Scenario, usize)> = if cli.smoke {
+    let steps: Vec<(Scenario, usize)> = if cli.smoke {
         vec![
             (Scenario::Video, 3),
             (Scenario::Audio, 2),
@@ -86,39 +100,68 @@ async fn main() -> anyhow::Result<()> {
     } else {
         vec![(cli.scenario, cli.participants)]
     };
-    for (i, (sc, n)) in plans.into_iter().enumerate() {
-        let mut n = n;
-        loop {
-            let plan = RunPlan {
-                scenario: sc,
-                n,
-                warmup: Duration::from_secs(if cli.smoke { 2 } else { cli.warmup }),
-                duration: Duration::from_secs(if cli.smoke { 3 } else { cli.duration }),
-                video,
-                room: format!("load-{i}-{n}"),
-            };
-            let s = scenario::run(&server, &plan, audio.clone()).await;
-            print_row(&s, results.is_empty());
-            let ok = scenario::within_capacity(&s);
-            results.push(s);
-            if !cli.ramp || !ok || n * 2 > cli.max_participants {
-                break;
+    let ours = ServerProcess::start(&bin, cli.workers, cli.media_ip).await?;
+    let janus = if cli.compare_janus {
+        Some(JanusProcess::start(&cli.janus_config, cli.media_ip).await?)
+    } else {
+        None
+    };
+    let mut sfus = vec![Sfu::Ours(&ours)];
+    sfus.extend(janus.as_ref().map(Sfu::Janus));
+
+    let mut results: Vec<Summary> = Vec::new();
+    for sfu in &sfus {
+        for (i, &(sc, first)) in steps.iter().enumerate() {
+            let mut n = first;
+            loop {
+                let plan = RunPlan {
+                    scenario: sc,
+                    n,
+                    warmup: Duration::from_secs(if cli.smoke { 2 } else { cli.warmup }),
+                    duration: Duration::from_secs(if cli.smoke { 3 } else { cli.duration }),
+                    video,
+                    room: format!("load-{}-{i}-{n}", sfu.name()),
+                };
+                let s = scenario::run(*sfu, &plan, audio.clone(), cli.client_ip).await?;
+                print_row(&s, results.is_empty());
+                let ok = scenario::within_capacity(&s);
+                results.push(s);
+                if !cli.ramp || !ok || n * 2 > cli.max_participants {
+                    break;
+                }
+                n *= 2;
             }
-            n *= 2;
         }
     }
-    server.stop().await;
 
     if cli.ramp {
-        let passing = results.iter().rfind(|s| scenario::within_capacity(s));
-        match passing {
-            Some(s) => println!(
-                "capacity: {} participants ({} per worker core) within loss < 0.5 % and p99 < 10 ms",
-                s.participants,
-                s.participants / s.server_workers.max(1)
-            ),
-            None => println!("capacity: even the smallest step missed the criteria"),
+        for sfu in &sfus {
+            let passing = results
+                .iter()
+                .filter(|s| s.sfu == sfu.name())
+                .rfind(|s| scenario::within_capacity(s));
+            match passing {
+                Some(s) => println!(
+                    "capacity ({}): {} participants within loss < 0.5 % and p99 < 10 ms{}",
+                    sfu.name(),
+                    s.participants,
+                    s.participants
+                        .checked_div(s.server_workers)
+                        .map(|n| format!(", {n} per media worker core"))
+                        .unwrap_or_default()
+                ),
+                None => println!(
+                    "capacity ({}): even the smallest step missed the criteria",
+                    sfu.name()
+                ),
+            }
         }
+    }
+    print_ratios(&results);
+    drop(sfus);
+    ours.stop().await;
+    if let Some(j) = janus {
+        j.stop().await;
     }
     if let Some(path) = &cli.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
@@ -135,14 +178,38 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ours against Janus for each scenario and size both ran.
+fn print_ratios(results: &[Summary]) {
+    for o in results.iter().filter(|s| s.sfu == "ours") {
+        let Some(j) = results.iter().find(|j| {
+            j.sfu == "janus" && j.scenario == o.scenario && j.participants == o.participants
+        }) else {
+            continue;
+        };
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        println!(
+            "ours/janus {} n={}: CPU per stream {:.2}, p50 latency {:.2}, p99 latency {:.2}",
+            o.scenario,
+            o.participants,
+            ratio(
+                o.server_cpu_percent_per_stream,
+                j.server_cpu_percent_per_stream
+            ),
+            ratio(o.latency_p50_ms, j.latency_p50_ms),
+            ratio(o.latency_p99_ms, j.latency_p99_ms),
+        );
+    }
+}
+
 fn print_row(s: &Summary, header: bool) {
     if header {
         println!(
-            "{:<11} {:>6} {:>5} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8}",
+            "{:<6} {:<11} {:>6} {:>5} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>7} {:>9} {:>7}",
+            "sfu",
             "scenario",
             "peers",
             "pubs",
-            "pkts/s",
+            "rx pps",
             "loss%",
             "p50 ms",
             "p99 ms",
@@ -150,15 +217,17 @@ fn print_row(s: &Summary, header: bool) {
             "freeze",
             "join ms",
             "cpu%",
+            "cpu%/strm",
             "rss MiB"
         );
     }
     println!(
-        "{:<11} {:>6} {:>5} {:>9.0} {:>7.2} {:>8.2} {:>8.2} {:>7.2} {:>7} {:>8.0} {:>7.1} {:>8.1}",
+        "{:<6} {:<11} {:>6} {:>5} {:>8.0} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>6} {:>8.0} {:>7.1} {:>9.3} {:>7.1}",
+        s.sfu,
         s.scenario,
         s.participants,
         s.publishers,
-        s.forwarded_packets_per_second,
+        s.received_packets_per_second,
         s.loss_percent,
         s.latency_p50_ms,
         s.latency_p99_ms,
@@ -166,6 +235,7 @@ fn print_row(s: &Summary, header: bool) {
         s.freezes,
         s.join_p50_ms,
         s.server_cpu_percent,
+        s.server_cpu_percent_per_stream,
         s.server_rss_mib
     );
 }

@@ -4,13 +4,12 @@
 //! receives. Each participant is one task with its own two UDP sockets on
 //! 127.0.0.1, bounded by its plan's end time.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
@@ -21,11 +20,12 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use sfu::signalling::{ClientMessage, ServerMessage, Source, TrackAnnouncement, PROTOCOL_VERSION};
+use sfu::signalling::{Source, TrackAnnouncement};
 use tokio::net::UdpSocket;
-use tokio_tungstenite::tungstenite::Message;
+use tokio::sync::mpsc;
 
 use crate::media::{self, AUDIO_CLOCK, AUDIO_FRAME_MS, VIDEO_CLOCK};
+use crate::signal::{Event, Signaller, Target};
 use crate::stats::{Measurements, StreamKey};
 
 #[derive(Debug, Clone, Copy)]
@@ -35,9 +35,11 @@ pub struct VideoPlan {
     pub keyframe_interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PeerPlan {
-    pub server: SocketAddr,
+    pub target: Target,
+    /// Our sockets' address.
+    pub client_ip: IpAddr,
     pub room: String,
     pub name: String,
     pub audio: bool,
@@ -63,18 +65,8 @@ pub struct Progress {
     pub packets: AtomicU64,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum PeerError {
-    #[error("signalling: {0}")]
-    Signalling(String),
-    #[error("media engine: {0}")]
-    Engine(String),
-    #[error("socket: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-fn engine<T>(r: Result<T, impl std::fmt::Display>) -> Result<T, PeerError> {
-    r.map_err(|e| PeerError::Engine(e.to_string()))
+fn engine<T>(r: Result<T, impl std::fmt::Display>) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow::anyhow!("media engine: {e}"))
 }
 
 /// A publisher's outgoing track.
@@ -94,8 +86,8 @@ struct Conn {
 }
 
 impl Conn {
-    async fn new(now: Instant) -> Result<Self, PeerError> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    async fn new(now: Instant, ip: IpAddr) -> anyhow::Result<Self> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let addr = socket.local_addr()?;
         let pc = engine(sfu::peer::new_client_peer(now, addr))?;
         Ok(Self {
@@ -130,23 +122,13 @@ impl Conn {
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn send(ws: &mut Ws, msg: &ClientMessage) -> Result<(), PeerError> {
-    let text = serde_json::to_string(msg).expect("client messages serialise");
-    ws.send(Message::Text(text.into()))
-        .await
-        .map_err(|e| PeerError::Signalling(e.to_string()))
-}
-
 pub async fn run(plan: PeerPlan, audio: Arc<Vec<Bytes>>, progress: Arc<Progress>) -> PeerReport {
     let mut report = PeerReport {
         measurements: Measurements::new(plan.t0),
         join: None,
         error: None,
     };
-    if let Err(e) = drive(&plan, &audio, &progress, &mut report).await {
+    if let Err(e) = drive(&plan, &audio, progress, &mut report).await {
         report.error = Some(e.to_string());
     }
     report
@@ -155,30 +137,16 @@ pub async fn run(plan: PeerPlan, audio: Arc<Vec<Bytes>>, progress: Arc<Progress>
 async fn drive(
     plan: &PeerPlan,
     audio: &[Bytes],
-    progress: &Progress,
+    progress: Arc<Progress>,
     report: &mut PeerReport,
-) -> Result<(), PeerError> {
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(format!("ws://{}/ws", plan.server)),
-    )
-    .await
-    .map_err(|_| PeerError::Signalling("connect timed out".into()))?
-    .map_err(|e| PeerError::Signalling(e.to_string()))?;
-    send(
-        &mut ws,
-        &ClientMessage::Join {
-            v: PROTOCOL_VERSION,
-            room: plan.room.clone(),
-            name: plan.name.clone(),
-        },
-    )
-    .await?;
-
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut signaller =
+        Signaller::connect(&plan.target, &plan.room, &plan.name, tx, progress.clone()).await?;
     let now = Instant::now();
-    let mut publisher = Conn::new(now).await?;
-    let mut subscriber = Conn::new(now).await?;
+    let mut publisher = Conn::new(now, plan.client_ip).await?;
+    let mut subscriber = Conn::new(now, plan.client_ip).await?;
     let mut senders = Vec::new();
     let stream = plan.name.replace(' ', "-");
     for (wanted, kind, mime, clock, channels) in [
@@ -236,9 +204,10 @@ async fn drive(
             .pc
             .local_description()
             .map(|d| d.sdp)
-            .ok_or_else(|| PeerError::Engine("no local description".into()))?;
-        send(&mut ws, &ClientMessage::PublisherOffer { sdp, tracks }).await?;
+            .ok_or_else(|| anyhow::anyhow!("no local description"))?;
+        signaller.publish(sdp, tracks).await?;
     }
+    signaller.subscribe(!senders.is_empty());
 
     let mut incoming: std::collections::HashMap<String, StreamKey> = Default::default();
     let mut next_audio = Instant::now();
@@ -249,7 +218,6 @@ async fn drive(
     let mut picture_id = 0u16;
     let mut pub_buf = vec![0u8; 2048];
     let mut sub_buf = vec![0u8; 2048];
-    let mut joined = false;
 
     while Instant::now() < plan.until {
         let mut deadline = plan.until;
@@ -268,34 +236,23 @@ async fn drive(
             }
         }
         tokio::select! {
-            msg = ws.next() => {
-                let Some(Ok(msg)) = msg else {
-                    return Err(PeerError::Signalling("server closed the connection".into()));
-                };
-                let Message::Text(text) = msg else { continue };
-                let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) else { continue };
+            event = events.recv() => {
                 let now = Instant::now();
-                match msg {
-                    ServerMessage::Joined { .. } => {
-                        joined = true;
-                        progress.joined.fetch_add(1, Ordering::Relaxed);
-                    }
-                    ServerMessage::PublisherAnswer { sdp } => {
+                match event {
+                    Some(Event::PublisherAnswer(sdp)) => {
                         let answer = engine(RTCSessionDescription::answer(sdp))?;
                         engine(publisher.pc.set_remote_description(now, answer))?;
                     }
-                    ServerMessage::SubscriberOffer { sdp } => {
+                    Some(Event::SubscriberOffer(sdp)) => {
                         let offer = engine(RTCSessionDescription::offer(sdp))?;
                         engine(subscriber.pc.set_remote_description(now, offer))?;
                         let answer = engine(subscriber.pc.create_answer(None))?;
                         engine(subscriber.pc.set_local_description(now, answer))?;
                         let sdp = subscriber.pc.local_description().map(|d| d.sdp).unwrap_or_default();
-                        send(&mut ws, &ClientMessage::SubscriberAnswer { sdp }).await?;
+                        signaller.answer(sdp).await?;
                     }
-                    ServerMessage::Error { code, message } => {
-                        return Err(PeerError::Signalling(format!("{code:?}: {message}")));
-                    }
-                    _ => {}
+                    Some(Event::Failed(why)) => anyhow::bail!("signalling: {why}"),
+                    None => anyhow::bail!("signalling ended"),
                 }
             }
             r = publisher.socket.recv_from(&mut pub_buf) => {
@@ -367,7 +324,7 @@ async fn drive(
                 }
             }
         }
-        if publisher.connected && joined {
+        if publisher.connected {
             let since_t0 = now.duration_since(plan.t0);
             if plan.audio && now >= next_audio {
                 let ts = (since_t0.as_micros() as u64 * u64::from(AUDIO_CLOCK) / 1_000_000) as u32;
@@ -418,8 +375,7 @@ async fn drive(
         publisher.flush().await;
         subscriber.flush().await;
     }
-    let _ = send(&mut ws, &ClientMessage::Leave {}).await;
-    let _ = ws.close(None).await;
+    signaller.leave().await;
     Ok(())
 }
 

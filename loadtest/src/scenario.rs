@@ -1,6 +1,7 @@
 //! The scenarios: who publishes what to whom, run against a server for a
 //! bounded time, summarised.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,9 +10,34 @@ use bytes::Bytes;
 use clap::ValueEnum;
 use serde::Serialize;
 
+use crate::janus::JanusProcess;
 use crate::peer::{self, PeerPlan, Progress, VideoPlan};
-use crate::server::ServerProcess;
+use crate::server::{ServerProcess, Usage};
+use crate::signal::{Feeds, Target};
 use crate::stats::{Measurements, Summary};
+
+/// The SFU a run measures.
+#[derive(Clone, Copy)]
+pub enum Sfu<'a> {
+    Ours(&'a ServerProcess),
+    Janus(&'a JanusProcess),
+}
+
+impl Sfu<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sfu::Ours(_) => "ours",
+            Sfu::Janus(_) => "janus",
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            Sfu::Ours(s) => s.usage().ok(),
+            Sfu::Janus(j) => j.usage().ok(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,8 +90,26 @@ impl RunPlan {
 }
 
 /// Runs one scenario against `server`, printing progress once a second.
-pub async fn run(server: &ServerProcess, plan: &RunPlan, audio: Arc<Vec<Bytes>>) -> Summary {
+pub async fn run(
+    sfu: Sfu<'_>,
+    plan: &RunPlan,
+    audio: Arc<Vec<Bytes>>,
+    client_ip: IpAddr,
+) -> anyhow::Result<Summary> {
     let roles = plan.roles();
+    let publishers = roles.iter().filter(|r| r.1 || r.2).count();
+    let target = match sfu {
+        Sfu::Ours(s) => Target::Ours { http: s.http },
+        Sfu::Janus(j) => {
+            let room = rand::random::<u32>().into();
+            j.create_room(room).await?;
+            Target::Janus {
+                api: j.http,
+                room,
+                feeds: Feeds::new(publishers),
+            }
+        }
+    };
     let join_time = JOIN_SPACING * roles.len() as u32;
     let t0 = Instant::now();
     let measure_from = t0 + join_time + plan.warmup;
@@ -74,7 +118,8 @@ pub async fn run(server: &ServerProcess, plan: &RunPlan, audio: Arc<Vec<Bytes>>)
     let mut tasks = Vec::new();
     for (name, audio_on, video_on) in &roles {
         let p = PeerPlan {
-            server: server.http,
+            target: target.clone(),
+            client_ip,
             room: plan.room.clone(),
             name: name.clone(),
             audio: *audio_on,
@@ -89,11 +134,8 @@ pub async fn run(server: &ServerProcess, plan: &RunPlan, audio: Arc<Vec<Bytes>>)
 
     // Server figures over the measured period only.
     tokio::time::sleep_until(measure_from.into()).await;
-    let usage_start = server.usage().ok();
-    let forwarded_start = server
-        .metric("meet_rtp_packets_forwarded_total")
-        .await
-        .unwrap_or(0.0);
+    let usage_start = sfu.usage();
+    let packets_start = progress.packets.load(Ordering::Relaxed);
     let measured_start = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while Instant::now() + Duration::from_millis(500) < until {
@@ -110,11 +152,8 @@ pub async fn run(server: &ServerProcess, plan: &RunPlan, audio: Arc<Vec<Bytes>>)
         );
     }
     let elapsed = measured_start.elapsed().as_secs_f64().max(0.001);
-    let usage_end = server.usage().ok();
-    let forwarded_end = server
-        .metric("meet_rtp_packets_forwarded_total")
-        .await
-        .unwrap_or(0.0);
+    let usage_end = sfu.usage();
+    let packets_end = progress.packets.load(Ordering::Relaxed);
     eprintln!();
 
     let mut total = Measurements::new(t0);
@@ -151,10 +190,11 @@ pub async fn run(server: &ServerProcess, plan: &RunPlan, audio: Arc<Vec<Bytes>>)
         _ => (0.0, 0.0),
     };
     let ms = |q: f64| total.latency_us.value_at_quantile(q) as f64 / 1000.0;
-    Summary {
+    Ok(Summary {
+        sfu: sfu.name().to_owned(),
         scenario: format!("{:?}", plan.scenario).to_lowercase(),
         participants: roles.len(),
-        publishers: roles.iter().filter(|r| r.1 || r.2).count(),
+        publishers,
         subscribers_connected: connected,
         streams_received: streams,
         packets_received: total.packets,
@@ -176,9 +216,17 @@ pub async fn run(server: &ServerProcess, plan: &RunPlan, audio: Arc<Vec<Bytes>>)
         join_max_ms: joins.last().copied().unwrap_or(f64::NAN),
         server_cpu_percent: cpu,
         server_rss_mib: rss,
-        forwarded_packets_per_second: (forwarded_end - forwarded_start) / elapsed,
-        server_workers: server.workers,
-    }
+        received_packets_per_second: (packets_end - packets_start) as f64 / elapsed,
+        server_cpu_percent_per_stream: if streams == 0 {
+            0.0
+        } else {
+            cpu / streams as f64
+        },
+        server_workers: match sfu {
+            Sfu::Ours(s) => s.workers,
+            Sfu::Janus(_) => 0,
+        },
+    })
 }
 
 /// Whether a run is within the capacity criteria: loss under 0.5 % and p99

@@ -1,13 +1,13 @@
 //! The SFU under test as a child process on 127.0.0.1, and what /proc and
 //! its /metrics say about it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub struct ServerProcess {
@@ -25,11 +25,11 @@ pub struct Usage {
 }
 
 impl ServerProcess {
-    /// Starts `bin` with media on 127.0.0.1 only and `workers` media workers.
-    pub async fn start(bin: &Path, workers: usize) -> anyhow::Result<Self> {
+    /// Starts `bin` with media on `media_ip` only and `workers` media workers.
+    pub async fn start(bin: &Path, workers: usize, media_ip: IpAddr) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--media-port", "0"])
-            .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
+            .env("MEET_MEDIA_IPS", format!(r#"["{media_ip}"]"#))
             .env("MEET_WORKERS", workers.to_string())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -63,20 +63,6 @@ impl ServerProcess {
 
     pub fn usage(&self) -> anyhow::Result<Usage> {
         usage(self.pid)
-    }
-
-    /// The sum of a metric over its label sets, from /metrics.
-    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let mut s = tokio::net::TcpStream::connect(self.http).await?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: loadtest\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).await?;
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
     }
 
     pub async fn stop(mut self) {

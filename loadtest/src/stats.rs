@@ -153,6 +153,8 @@ impl Measurements {
 /// The summary of one run, as printed and written to JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// "ours" or "janus".
+    pub sfu: String,
     pub scenario: String,
     pub participants: usize,
     pub publishers: usize,
@@ -169,7 +171,11 @@ pub struct Summary {
     pub join_max_ms: f64,
     pub server_cpu_percent: f64,
     pub server_rss_mib: f64,
-    pub forwarded_packets_per_second: f64,
+    /// RTP packets all subscribers received, per second.
+    pub received_packets_per_second: f64,
+    /// Server CPU (percent of one core) per stream received by a subscriber.
+    pub server_cpu_percent_per_stream: f64,
+    /// Media workers our server ran with (0 for Janus: its own threading).
     pub server_workers: usize,
 }
 

@@ -90,6 +90,8 @@ pub enum Input<'a> {
 #[derive(Debug)]
 pub enum Output {
     Transmit {
+        /// Our address the peer knows us by (the candidate it checked).
+        from: IpAddr,
         to: SocketAddr,
         data: BytesMut,
     },
@@ -98,9 +100,7 @@ pub enum Output {
         msg: ServerMessage,
     },
     /// The participant was removed; its signalling connection should close.
-    Gone {
-        participant_id: String,
-    },
+    Gone { participant_id: String },
 }
 
 /// Counters the shell turns into metrics. Plain integers: the core is single
@@ -150,6 +150,7 @@ impl Conn {
     fn drain_writes(&mut self, out: &mut VecDeque<Output>) {
         while let Some(w) = self.pc.poll_write() {
             out.push_back(Output::Transmit {
+                from: w.transport.local_addr.ip(),
                 to: w.transport.peer_addr,
                 data: w.message,
             });

@@ -161,10 +161,15 @@ fn pktinfo_dst(hdr: &libc::msghdr) -> Option<Ipv4Addr> {
     None
 }
 
-/// Datagrams waiting to go out in one `sendmmsg`.
+/// Datagrams waiting to go out in one `sendmmsg`, each with the source
+/// address it must carry. The socket is bound to the wildcard address, so
+/// without one the kernel picks the source by route, which on a host with
+/// several addresses need not be the candidate the browser checked, and ICE
+/// then ignores the reply.
 pub struct SendBatch {
-    queue: Vec<(libc::sockaddr_in, bytes::BytesMut)>,
+    queue: Vec<(libc::sockaddr_in, Ipv4Addr, bytes::BytesMut)>,
     iovs: Vec<libc::iovec>,
+    cmsgs: Vec<[u8; CMSG_SPACE]>,
     msgs: Vec<libc::mmsghdr>,
     /// Datagrams the kernel refused (other than "try again").
     pub errors: u64,
@@ -193,6 +198,7 @@ impl SendBatch {
         Self {
             queue: Vec::with_capacity(BATCH),
             iovs: Vec::with_capacity(BATCH),
+            cmsgs: vec![[0; CMSG_SPACE]; BATCH],
             msgs: Vec::with_capacity(BATCH),
             errors: 0,
         }
@@ -206,11 +212,12 @@ impl SendBatch {
         self.queue.len() >= BATCH
     }
 
-    /// Queues a datagram; IPv6 destinations are dropped (not supported yet).
-    pub fn push(&mut self, to: SocketAddr, data: bytes::BytesMut) {
-        match sockaddr(to) {
-            Some(sin) => self.queue.push((sin, data)),
-            None => self.errors += 1,
+    /// Queues a datagram from our address `from` (unspecified: let the
+    /// kernel choose); IPv6 is dropped (not supported yet).
+    pub fn push(&mut self, from: IpAddr, to: SocketAddr, data: bytes::BytesMut) {
+        match (sockaddr(to), from) {
+            (Some(sin), IpAddr::V4(from)) => self.queue.push((sin, from, data)),
+            _ => self.errors += 1,
         }
     }
 
@@ -220,19 +227,22 @@ impl SendBatch {
             self.iovs.clear();
             self.msgs.clear();
             let chunk = &self.queue[..self.queue.len().min(BATCH)];
-            for (_, data) in chunk {
+            for (_, _, data) in chunk {
                 self.iovs.push(libc::iovec {
                     iov_base: data.as_ptr() as *mut libc::c_void,
                     iov_len: data.len(),
                 });
             }
-            for (i, (sin, _)) in chunk.iter().enumerate() {
+            for (i, (sin, from, _)) in chunk.iter().enumerate() {
                 // SAFETY: all-zero is a valid mmsghdr.
                 let mut m: libc::mmsghdr = unsafe { zeroed() };
                 m.msg_hdr.msg_name = (sin as *const libc::sockaddr_in).cast_mut().cast();
                 m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
                 m.msg_hdr.msg_iov = &mut self.iovs[i];
                 m.msg_hdr.msg_iovlen = 1;
+                if !from.is_unspecified() {
+                    set_source(&mut m.msg_hdr, &mut self.cmsgs[i], *from);
+                }
                 self.msgs.push(m);
             }
             // SAFETY: headers point at addresses and payloads in `queue`,
@@ -262,6 +272,31 @@ impl SendBatch {
     }
 }
 
+/// Points `hdr`'s control data at `buf`, holding an `IP_PKTINFO` that sets
+/// the source address.
+fn set_source(hdr: &mut libc::msghdr, buf: &mut [u8; CMSG_SPACE], from: Ipv4Addr) {
+    hdr.msg_control = buf.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE of an in_pktinfo (24 bytes) fits in the buffer;
+    // the macros stay within msg_controllen.
+    unsafe {
+        hdr.msg_controllen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(hdr);
+        (*cmsg).cmsg_level = libc::IPPROTO_IP;
+        (*cmsg).cmsg_type = libc::IP_PKTINFO;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+        let info = libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(from).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        libc::CMSG_DATA(cmsg)
+            .cast::<libc::in_pktinfo>()
+            .write_unaligned(info);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,8 +307,13 @@ mod tests {
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let a_addr = SocketAddr::from(([127, 0, 0, 1], a.local_addr().unwrap().port()));
         let mut out = SendBatch::new();
+        let unspecified = IpAddr::from([0, 0, 0, 0]);
         for i in 0..5u8 {
-            out.push(b.local_addr().unwrap(), bytes::BytesMut::from(&[i; 3][..]));
+            out.push(
+                unspecified,
+                b.local_addr().unwrap(),
+                bytes::BytesMut::from(&[i; 3][..]),
+            );
         }
         out.flush(a.as_raw_fd()).unwrap();
         let mut buf = [0; 16];
@@ -304,5 +344,23 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(got, (0..5u8).map(|i| vec![i, i]).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn replies_carry_the_chosen_source_address() {
+        let a = bind(0).unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut out = SendBatch::new();
+        // Every 127/8 address is ours on loopback: pick one the kernel
+        // would not choose by itself.
+        out.push(
+            IpAddr::from([127, 0, 0, 2]),
+            b.local_addr().unwrap(),
+            bytes::BytesMut::from(&b"x"[..]),
+        );
+        out.flush(a.as_raw_fd()).unwrap();
+        let mut buf = [0; 4];
+        let (_, from) = b.recv_from(&mut buf).unwrap();
+        assert_eq!(from.ip(), IpAddr::from([127, 0, 0, 2]));
     }
 }

@@ -222,7 +222,7 @@ impl Worker {
 
     fn output(&mut self, out: Output) {
         match out {
-            Output::Transmit { to, data } => self.send.push(to, data),
+            Output::Transmit { from, to, data } => self.send.push(from, to, data),
             Output::Signal {
                 participant_id,
                 msg,

@@ -215,7 +215,7 @@ impl Net {
 
     fn deliver(&mut self, out: Output) {
         match out {
-            Output::Transmit { to, data } => {
+            Output::Transmit { to, data, .. } => {
                 if self.loss.as_mut().is_some_and(|lose| lose(to, &data)) {
                     return;
                 }
