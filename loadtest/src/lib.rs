@@ -5,6 +5,7 @@
 pub mod janus;
 pub mod media;
 pub mod peer;
+pub mod plot;
 pub mod scenario;
 pub mod server;
 pub mod signal;

@@ -62,6 +62,9 @@ struct Cli {
     /// Write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Draw latency and CPU against participants into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// A short run of each scenario that fails unless media flows and
     /// latency is measured.
     #[arg(long)]
@@ -162,6 +165,10 @@ async fn main() -> anyhow::Result<()> {
     ours.stop().await;
     if let Some(j) = janus {
         j.stop().await;
+    }
+    if let Some(path) = &cli.plot {
+        loadtest::plot::draw(&results, path)?;
+        println!("plot written to {}", path.display());
     }
     if let Some(path) = &cli.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
