@@ -99,7 +99,7 @@ impl Conn {
     }
 
     fn read(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let _ = self.pc.handle_read(TaggedBytesMut {
+        let r = self.pc.handle_read(TaggedBytesMut {
             now,
             transport: TransportContext {
                 local_addr: self.addr,
@@ -109,6 +109,9 @@ impl Conn {
             },
             message: BytesMut::from(data),
         });
+        if let Err(e) = r {
+            tracing::debug!(error = %e, %from, "datagram refused");
+        }
     }
 
     async fn flush(&mut self) {
