@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::server::{usage, Usage};
+use crate::server::{in_netns, usage, Usage};
 
 pub struct JanusProcess {
     child: Child,
@@ -22,8 +22,18 @@ pub struct JanusProcess {
 }
 
 impl JanusProcess {
-    /// Starts Janus with media on `media_ip` and its HTTP API on 127.0.0.1.
-    pub async fn start(templates: &Path, media_ip: IpAddr) -> anyhow::Result<Self> {
+    /// Starts Janus with media on `media_ip` and its HTTP API on 127.0.0.1,
+    /// or, in `netns`, on `media_ip` too.
+    pub async fn start(
+        templates: &Path,
+        media_ip: IpAddr,
+        netns: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let http_ip: IpAddr = match netns {
+            Some(_) => media_ip,
+            None => IpAddr::from([127, 0, 0, 1]),
+        };
+        // A port free here is as good a guess as any in the other namespace.
         let port = free_port().await?;
         let config_dir =
             std::env::temp_dir().join(format!("loadtest-janus-{}-{port}", std::process::id()));
@@ -36,14 +46,15 @@ impl JanusProcess {
                 let text = std::fs::read_to_string(&path)?
                     .replace("@CONFIGS@", &config_dir.display().to_string())
                     .replace("@HTTP_PORT@", &port.to_string())
-                    .replace("@MEDIA_IP@", &media_ip.to_string());
+                    .replace("@MEDIA_IP@", &media_ip.to_string())
+                    .replace("@HTTP_IP@", &http_ip.to_string());
                 std::fs::write(
                     config_dir.join(path.file_name().context("file name")?),
                     text,
                 )?;
             }
         }
-        let child = Command::new("janus")
+        let child = in_netns(netns, "janus")
             .arg("--configs-folder")
             .arg(&config_dir)
             .arg("--config")
@@ -57,7 +68,7 @@ impl JanusProcess {
             .spawn()
             .context("starting janus (apt-get install janus)")?;
         let pid = child.id().context("janus exited at once")?;
-        let http = SocketAddr::from(([127, 0, 0, 1], port));
+        let http = SocketAddr::new(http_ip, port);
         let mut janus = Self {
             child,
             http,

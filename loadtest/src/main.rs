@@ -43,10 +43,14 @@ struct Cli {
     #[arg(long, default_value_t = 256)]
     max_participants: usize,
     /// Run the same scenario against Janus (Debian's janus, VideoRoom) too.
-    /// Janus never offers loopback candidates: run inside ops/netns.sh with
-    /// --media-ip 10.99.0.1 --client-ip 10.99.0.2 (ops/bench.sh does).
+    /// Janus never offers loopback candidates: run inside ops/netns-pair.sh
+    /// with --media-ip 10.99.0.1 --client-ip 10.99.0.2 (ops/bench.sh does).
     #[arg(long)]
     compare_janus: bool,
+    /// Network namespace to start the servers in (ops/netns-pair.sh sets
+    /// LOADTEST_SERVER_NETNS); without one they run beside the generator.
+    #[arg(long, env = "LOADTEST_SERVER_NETNS")]
+    server_netns: Option<String>,
     /// The servers' media address.
     #[arg(long, default_value = "127.0.0.1")]
     media_ip: IpAddr,
@@ -103,9 +107,10 @@ async fn main() -> anyhow::Result<()> {
     } else {
         vec![(cli.scenario, cli.participants)]
     };
-    let ours = ServerProcess::start(&bin, cli.workers, cli.media_ip).await?;
+    let netns = cli.server_netns.as_deref();
+    let ours = ServerProcess::start(&bin, cli.workers, cli.media_ip, netns).await?;
     let janus = if cli.compare_janus {
-        Some(JanusProcess::start(&cli.janus_config, cli.media_ip).await?)
+        Some(JanusProcess::start(&cli.janus_config, cli.media_ip, netns).await?)
     } else {
         None
     };
@@ -124,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
                     duration: Duration::from_secs(if cli.smoke { 3 } else { cli.duration }),
                     video,
                     room: format!("load-{}-{i}-{n}", sfu.name()),
+                    audio_latency: !cli.compare_janus,
                 };
                 let s = scenario::run(*sfu, &plan, audio.clone(), cli.client_ip).await?;
                 print_row(&s, results.is_empty());

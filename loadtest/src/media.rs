@@ -50,8 +50,10 @@ const MAX_PAYLOAD: usize = 1100;
 /// One synthetic VP8 frame as RTP payloads (RFC 7741): a payload descriptor
 /// on each (S bit and partition 0 on the first), the 3-byte frame tag on the
 /// first (P bit clear for a keyframe, which also carries the start code and
-/// a 640x360 size), and filler up to `size` bytes in all.
-pub fn vp8_frame(keyframe: bool, size: usize, picture_id: u16) -> Vec<Bytes> {
+/// a 640x360 size), and filler up to `size` bytes in all. Each packet ends
+/// with `sent_us` (8 bytes, big-endian), the send time that receivers read
+/// back with [`sent_us`]: it survives SFUs that rebase RTP timestamps.
+pub fn vp8_frame(keyframe: bool, size: usize, picture_id: u16, sent_us: u64) -> Vec<Bytes> {
     let mut frame = Vec::with_capacity(size.max(16));
     // Frame tag: bit 0 = P (inter frame), bit 4 = show_frame, first
     // partition size in the upper bits (not used by anyone here).
@@ -64,20 +66,27 @@ pub fn vp8_frame(keyframe: bool, size: usize, picture_id: u16) -> Vec<Bytes> {
         filler = filler.wrapping_mul(31).wrapping_add(7);
         frame.push(filler);
     }
-    let chunk = MAX_PAYLOAD - 4;
+    let chunk = MAX_PAYLOAD - 4 - 8;
     frame
         .chunks(chunk)
         .enumerate()
         .map(|(i, part)| {
-            let mut p = Vec::with_capacity(part.len() + 4);
+            let mut p = Vec::with_capacity(part.len() + 12);
             // X=1 with a 15-bit picture id, S on the first packet, PID 0.
             p.push(if i == 0 { 0x90 } else { 0x80 });
             p.push(0x80);
             p.extend_from_slice(&(0x8000 | (picture_id & 0x7fff)).to_be_bytes());
             p.extend_from_slice(part);
+            p.extend_from_slice(&sent_us.to_be_bytes());
             Bytes::from(p)
         })
         .collect()
+}
+
+/// The send time a [`vp8_frame`] packet carries.
+pub fn sent_us(payload: &[u8]) -> Option<u64> {
+    let tail = payload.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(payload[tail..].try_into().ok()?))
 }
 
 /// Frame sizes for a target bitrate: keyframes five times the average
@@ -107,14 +116,15 @@ mod tests {
 
     #[test]
     fn the_sfu_recognises_our_keyframes() {
-        let key = vp8_frame(true, 5000, 7);
+        let key = vp8_frame(true, 5000, 7, 123_456);
+        assert!(key.iter().all(|p| sent_us(p) == Some(123_456)));
         assert!(key.len() > 1);
         assert!(VideoCodec::Vp8.is_keyframe(&key[0]));
         assert!(
             !VideoCodec::Vp8.is_keyframe(&key[1]),
             "only the first packet starts the frame"
         );
-        let inter = vp8_frame(false, 1000, 8);
+        let inter = vp8_frame(false, 1000, 8, 0);
         assert!(!VideoCodec::Vp8.is_keyframe(&inter[0]));
         assert!(key.iter().all(|p| p.len() <= MAX_PAYLOAD));
     }

@@ -46,6 +46,9 @@ pub struct PeerPlan {
     pub video: Option<VideoPlan>,
     /// The clock publishers stamp RTP timestamps from.
     pub t0: Instant,
+    /// The SFU passes RTP timestamps through, so audio latency can be
+    /// measured from them.
+    pub trust_rtp_timestamps: bool,
     /// Packets before this are not measured (warm-up).
     pub measure_from: Instant,
     pub until: Instant,
@@ -307,12 +310,19 @@ async fn drive(
                     continue;
                 }
                 if let Some(stream) = incoming.get(&track_id) {
+                    let sent_us = if stream.video {
+                        media::sent_us(&p.payload)
+                    } else {
+                        plan.trust_rtp_timestamps.then(|| {
+                            u64::from(p.header.timestamp) * 1_000_000 / u64::from(stream.clock)
+                        })
+                    };
                     report.measurements.packet(
                         now,
                         stream,
                         p.header.sequence_number,
                         p.header.timestamp,
-                        p.payload.len(),
+                        sent_us,
                     );
                 }
             }
@@ -358,6 +368,7 @@ async fn drive(
                         keyframe,
                         media::frame_size(v.bitrate_bps, v.fps, keyframe),
                         picture_id,
+                        since_t0.as_micros() as u64,
                     );
                     let last = packets.len() - 1;
                     for (i, payload) in packets.into_iter().enumerate() {

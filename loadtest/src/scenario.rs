@@ -68,6 +68,10 @@ pub struct RunPlan {
     pub duration: Duration,
     pub video: VideoPlan,
     pub room: String,
+    /// Measure audio latency from RTP timestamps (our SFU passes them
+    /// through). Off when comparing with an SFU that rebases them, so both
+    /// are measured the same way: on video only.
+    pub audio_latency: bool,
 }
 
 impl RunPlan {
@@ -120,6 +124,7 @@ pub async fn run(
         let p = PeerPlan {
             target: target.clone(),
             client_ip,
+            trust_rtp_timestamps: plan.audio_latency && matches!(sfu, Sfu::Ours(_)),
             room: plan.room.clone(),
             name: name.clone(),
             audio: *audio_on,

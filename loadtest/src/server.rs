@@ -1,4 +1,4 @@
-//! The SFU under test as a child process on 127.0.0.1, and what /proc and
+//! The SFU under test as a child process, and what /proc and
 //! its /metrics say about it.
 
 use std::net::{IpAddr, SocketAddr};
@@ -26,9 +26,20 @@ pub struct Usage {
 
 impl ServerProcess {
     /// Starts `bin` with media on `media_ip` only and `workers` media workers.
-    pub async fn start(bin: &Path, workers: usize, media_ip: IpAddr) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--media-port", "0"])
+    /// In `netns` (see `ops/netns-pair.sh`) it listens on `media_ip` for
+    /// HTTP too, since the load generator is outside that namespace.
+    pub async fn start(
+        bin: &Path,
+        workers: usize,
+        media_ip: IpAddr,
+        netns: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let listen = match netns {
+            Some(_) => format!("{media_ip}:0"),
+            None => "127.0.0.1:0".to_owned(),
+        };
+        let mut child = in_netns(netns, bin)
+            .args(["--listen", &listen, "--media-port", "0"])
             .env("MEET_MEDIA_IPS", format!(r#"["{media_ip}"]"#))
             .env("MEET_WORKERS", workers.to_string())
             .env("RUST_LOG", "warn")
@@ -68,6 +79,19 @@ impl ServerProcess {
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+    }
+}
+
+/// A command for `program`, run in network namespace `netns` if given
+/// (`ip netns exec` execs the program, so the pid stays the program's).
+pub fn in_netns(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
     }
 }
 

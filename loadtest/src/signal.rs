@@ -233,6 +233,9 @@ impl Signaller {
                     let own = own_feed.load(Ordering::Relaxed);
                     ids.retain(|&f| f != own);
                 }
+                if ids.is_empty() {
+                    return Ok(()); // the only publisher: nobody to receive
+                }
                 let mut c = Client::with_session(addr, session, "sub");
                 let handle = c.attach().await?;
                 subscriber.store(handle, Ordering::Relaxed);

@@ -1,9 +1,11 @@
 //! What a subscriber measures about the streams it receives.
 //!
-//! Publishers stamp each packet's RTP timestamp from one clock shared by the
-//! whole process (`t0`), and the SFU passes timestamps through, so a
-//! receiver knows when any packet was sent: `t0 + timestamp / clock rate`.
-//! One-way latency needs no header extension and no side table.
+//! One-way latency needs the send time of each packet, from one clock shared
+//! by the whole process (`t0`). Video packets carry it at the end of their
+//! synthetic payload. Audio is real Opus, so there it comes from the RTP
+//! timestamp, which publishers stamp from the same clock; that holds only
+//! through an SFU that passes timestamps through (ours does, Janus rebases
+//! them, so with Janus only video latency is measured).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -47,7 +49,6 @@ pub struct Measurements {
     pub latency_us: Histogram<u64>,
     pub freezes: u64,
     pub packets: u64,
-    pub bytes: u64,
 }
 
 impl Measurements {
@@ -59,25 +60,25 @@ impl Measurements {
                 .expect("static bounds are valid"),
             freezes: 0,
             packets: 0,
-            bytes: 0,
         }
     }
 
-    /// Records one RTP packet of `stream` arriving at `now`.
+    /// Records one RTP packet of `stream` arriving at `now`, sent at
+    /// `sent_us` after `t0` when known.
     pub fn packet(
         &mut self,
         now: Instant,
         stream: &StreamKey,
         seq: u16,
         ts: u32,
-        payload_len: usize,
+        sent_us: Option<u64>,
     ) {
         let StreamKey { key, clock, video } = stream;
         let (clock, video) = (*clock, *video);
         self.packets += 1;
-        self.bytes += payload_len as u64;
-        let sent = self.t0 + Duration::from_nanos(u64::from(ts) * 1_000_000_000 / u64::from(clock));
-        if let Some(latency) = now.checked_duration_since(sent) {
+        if let Some(latency) =
+            sent_us.and_then(|us| now.checked_duration_since(self.t0 + Duration::from_micros(us)))
+        {
             let _ = self.latency_us.record((latency.as_micros() as u64).max(1));
         }
         let s = self
@@ -146,7 +147,6 @@ impl Measurements {
         let _ = self.latency_us.add(&other.latency_us);
         self.freezes += other.freezes;
         self.packets += other.packets;
-        self.bytes += other.bytes;
     }
 }
 
@@ -200,7 +200,13 @@ mod tests {
         for i in [0u16, 1, 2, 4, 5] {
             let sent_ms = u64::from(i) * 20;
             let now = t0 + Duration::from_millis(sent_ms + 3);
-            m.packet(now, &audio, 100 + i, (sent_ms * 48) as u32, 80);
+            m.packet(
+                now,
+                &audio,
+                100 + i,
+                (sent_ms * 48) as u32,
+                Some(sent_ms * 1000),
+            );
         }
         assert_eq!(m.expected_received(), (6, 5));
         let p50 = m.latency_us.value_at_quantile(0.5);
@@ -208,8 +214,8 @@ mod tests {
         assert!(m.mean_jitter_ms() < 0.01);
         // Video: a frame at 0 ms and the next only 800 ms later: one freeze.
         let video = key("v", 90_000, true);
-        m.packet(t0 + Duration::from_millis(1), &video, 1, 0, 1000);
-        m.packet(t0 + Duration::from_millis(801), &video, 2, 72_000, 1000);
+        m.packet(t0 + Duration::from_millis(1), &video, 1, 0, None);
+        m.packet(t0 + Duration::from_millis(801), &video, 2, 72_000, None);
         assert_eq!(m.freezes, 1);
         assert_eq!(m.streams(), 2);
     }
@@ -220,7 +226,7 @@ mod tests {
         let mut m = Measurements::new(t0);
         let audio = key("a", 48_000, false);
         for (i, seq) in [65534u16, 65535, 0, 1].into_iter().enumerate() {
-            m.packet(t0 + Duration::from_millis(i as u64), &audio, seq, 0, 10);
+            m.packet(t0 + Duration::from_millis(i as u64), &audio, seq, 0, None);
         }
         assert_eq!(m.expected_received(), (4, 4));
     }
