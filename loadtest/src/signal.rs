@@ -191,7 +191,6 @@ impl Signaller {
                 publisher,
                 ..
             } => {
-                tracing::debug!(%sdp, "publisher offer to janus");
                 let handle = client.attach().await?;
                 publisher.store(handle, Ordering::Relaxed);
                 client
