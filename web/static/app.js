@@ -319,7 +319,9 @@ function onRemoteTrack(e) {
 }
 
 function play(video) {
-  video.play().catch(() => {
+  video.play().catch((err) => {
+    // A newer srcObject interrupting this play() is not a refusal.
+    if (err.name !== 'NotAllowedError') return;
     // Autoplay with sound refused (no user gesture yet): play muted and
     // offer to unmute.
     video.muted = true;

@@ -53,6 +53,9 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
       }
     });
     for (const p of pages) {
+      // Autoplay is allowed in these browsers, so nobody is asked to click
+      // to hear (a play() interrupted by a newer stream is no refusal).
+      assert.equal(await p.page.locator('#unmute-all').count(), 0, `${p.name} was asked to click to hear`);
       assert.deepEqual(await p.page.evaluate(() => window.meet.srtpCiphers()),
         { publisher: 'SRTP_AEAD_AES_128_GCM', subscriber: 'SRTP_AEAD_AES_128_GCM' }, `${p.name} is not on AES-GCM SRTP`);
       const got = await receivedByName(p);
@@ -118,6 +121,24 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
     assert.ok(received > 10000, `received rate ${received}`);
     assert.equal(await prometheus.query('up{job="meet"}'), 1);
   });
+});
+
+test('the pre-join screen previews the camera and lists the devices', async () => {
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  const page = await context.newPage();
+  await page.goto(`${server.url}/m/e2e-prejoin`);
+  await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 10000 });
+  assert.equal(await page.locator('#preview-off').isVisible(), false, 'camera shown as off');
+  assert.ok(await page.locator('#camera option').count() >= 1);
+  assert.ok(await page.locator('#microphone option').count() >= 1);
+  // Joining needs a name.
+  await page.getByRole('button', { name: 'Join meeting' }).click();
+  assert.equal(await page.locator('#prejoin').isVisible(), true);
+  await page.getByLabel('Your name').fill('Ivy');
+  await page.getByRole('button', { name: 'Join meeting' }).click();
+  await page.waitForFunction(() => window.meet.participantId, null, { timeout: 10000 });
+  assert.equal(await page.locator('#meeting').isVisible(), true);
+  await context.close();
 });
 
 test('H.264 publishers reach H.264 subscribers; leave and rejoin', async () => {
