@@ -8,9 +8,16 @@ use std::time::Instant;
 
 use crate::config::SrtpProfile;
 use crate::feedback;
+use crate::signalling::Target;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{
+    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder, Slot,
+};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    register_default_interceptors,
+};
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
@@ -117,10 +124,44 @@ fn media_engine() -> Result<MediaEngine, PeerError> {
     Ok(m)
 }
 
+/// The interceptors one side needs, and the feedback it negotiates. Every
+/// interceptor is walked by every packet, so each side gets only its own:
+/// the publisher side only receives media (NACK generator, receiver
+/// reports, transport-wide CC feedback for the browser's bandwidth
+/// estimate); the subscriber side only sends it (NACK responder with its
+/// bounded history, sender reports).
+fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry, PeerError> {
+    for parameter in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    configure_simulcast_extension_headers(media_engine)
+        .context("registering simulcast header extensions")?;
+    let registry = match role {
+        Target::Publisher => configure_twcc_receiver_only(Registry::new(), media_engine)
+            .context("registering transport-wide CC")?
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
+        Target::Subscriber => Registry::new()
+            .with(Slot::NackResponder, NackResponderBuilder::new().build())
+            .with(Slot::SenderReport, SenderReportBuilder::new().build()),
+    };
+    Ok(registry.with(
+        Slot::Custom(feedback::SLOT),
+        feedback::KeyframeRequestRelay::default(),
+    ))
+}
+
 /// A new peer connection for one participant's publisher or subscriber side,
 /// reachable at `candidates` with the given ICE credentials.
 pub fn new_peer(
     now: Instant,
+    role: Target,
     ufrag: &str,
     pwd: &str,
     candidates: &[SocketAddr],
@@ -144,12 +185,7 @@ pub fn new_peer(
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
         .build();
     let mut media_engine = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-        .context("registering interceptors")?
-        .with(
-            rtc::interceptor::Slot::Custom(feedback::SLOT),
-            feedback::KeyframeRequestRelay::default(),
-        );
+    let registry = interceptors(role, &mut media_engine)?;
     // No ICE servers: we are ICE-lite and contact nothing ourselves.
     let config = RTCConfigurationBuilder::new().build();
     let mut pc = RTCPeerConnectionBuilder::new()
@@ -177,7 +213,7 @@ pub fn new_client_peer(now: Instant, addr: SocketAddr) -> Result<RTCPeerConnecti
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)
         .context("registering interceptors")?
         .with(
-            rtc::interceptor::Slot::Custom(feedback::SLOT),
+            Slot::Custom(feedback::SLOT),
             feedback::KeyframeRequestRelay::default(),
         );
     let mut pc = RTCPeerConnectionBuilder::new()

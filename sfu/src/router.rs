@@ -823,6 +823,7 @@ impl Router {
             let pwd = self.random_token(32);
             let pc = match peer::new_peer(
                 now,
+                role,
                 &ufrag,
                 &pwd,
                 &self.cfg.candidates,
