@@ -3,7 +3,7 @@
 //! the browser sends, so that nothing malformed reaches a worker, and relays
 //! the worker's messages back.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::StreamExt;
@@ -22,6 +22,35 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`IDLE_TIMEOUT`] ends the session.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A browser sends a few messages per negotiation (offer, answer, a dozen
+/// trickled candidates); a flood beyond this ends the session, so one client
+/// cannot queue unbounded work for a media worker.
+const MAX_MESSAGES_PER_SECOND: u32 = 50;
+
+/// Counts messages in one-second windows.
+struct RateLimit {
+    window_start: Instant,
+    count: u32,
+}
+
+impl RateLimit {
+    fn new(now: Instant) -> Self {
+        Self {
+            window_start: now,
+            count: 0,
+        }
+    }
+
+    /// Whether one more message at `now` is within the limit.
+    fn allow(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= MAX_MESSAGES_PER_SECOND
+    }
+}
 
 /// What one incoming WebSocket frame amounts to.
 enum Incoming {
@@ -63,6 +92,7 @@ fn parse(frame: Option<Result<Message, axum::Error>>) -> Incoming {
 struct Session {
     ws: WebSocket,
     state: AppState,
+    limit: RateLimit,
 }
 
 impl Session {
@@ -82,6 +112,19 @@ impl Session {
         self.ws.send(Message::Text(text.into())).await.is_ok()
     }
 
+    /// The next frame, or `None` when the socket is done or the client
+    /// exceeded the rate limit (it is told so first).
+    async fn next(&mut self) -> Option<Result<Message, axum::Error>> {
+        let frame = self.ws.next().await;
+        if frame.is_some() && !self.limit.allow(Instant::now()) {
+            let msg = format!("more than {MAX_MESSAGES_PER_SECOND} messages in a second");
+            self.send(&ServerMessage::error(ErrorCode::RateLimited, msg))
+                .await;
+            return None;
+        }
+        frame
+    }
+
     async fn close(mut self, reason: &'static str) {
         let _ = self
             .ws
@@ -96,7 +139,11 @@ impl Session {
 pub async fn run(ws: WebSocket, state: AppState) {
     state.metrics.signalling_connections.inc();
     let metrics = state.metrics.clone();
-    let mut session = Session { ws, state };
+    let mut session = Session {
+        ws,
+        state,
+        limit: RateLimit::new(Instant::now()),
+    };
     if let Some((participant_id, worker, events)) = join(&mut session).await {
         relay(session, &participant_id, &worker, events).await;
         worker.send(Command::Disconnect { participant_id });
@@ -114,7 +161,7 @@ async fn join(
 )> {
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     loop {
-        let frame = tokio::time::timeout_at(deadline, session.ws.next())
+        let frame = tokio::time::timeout_at(deadline, session.next())
             .await
             .ok()?;
         let (v, room, name) = match parse(frame) {
@@ -203,7 +250,7 @@ async fn relay(
                 // The worker removed the participant (timeout, failure).
                 None => return session.close("removed").await,
             },
-            frame = session.ws.next() => match parse(frame.inspect(|_| last_heard = tokio::time::Instant::now())) {
+            frame = session.next() => match parse(frame.inspect(|_| last_heard = tokio::time::Instant::now())) {
                 Incoming::Message(ClientMessage::Join { .. }) => {
                     session.send(&ServerMessage::error(ErrorCode::AlreadyJoined, "already joined")).await;
                 }
@@ -223,5 +270,21 @@ async fn relay(
                 Incoming::Closed => return,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_resets_every_second() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::new(t0);
+        for _ in 0..MAX_MESSAGES_PER_SECOND {
+            assert!(limit.allow(t0 + Duration::from_millis(500)));
+        }
+        assert!(!limit.allow(t0 + Duration::from_millis(999)));
+        assert!(limit.allow(t0 + Duration::from_millis(1000)));
     }
 }

@@ -173,6 +173,8 @@ pub enum ErrorCode {
     Timeout,
     /// The server is shutting down or lost the room's worker.
     Unavailable,
+    /// More messages than any client needs; the session is closed.
+    RateLimited,
 }
 
 impl ServerMessage {

@@ -265,6 +265,40 @@ async fn garbage_on_the_media_port_is_dropped_and_serving_goes_on() {
 }
 
 #[tokio::test]
+async fn a_flooding_client_is_cut_off_and_the_others_go_on() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    join(&mut alice, "room", "Alice").await;
+    let mut mallory = server.ws().await;
+    join(&mut mallory, "room", "Mallory").await;
+    assert_eq!(recv(&mut alice).await["type"], "participant_joined");
+    for _ in 0..200 {
+        // Ignore send errors: the server may close before all are sent.
+        let m = json!({"type": "mute", "mid": "0", "muted": true});
+        if mallory
+            .send(Message::Text(m.to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    expect_error(&mut mallory, "rate_limited").await;
+    let left = recv(&mut alice).await;
+    assert_eq!(left["type"], "participant_left", "{left}");
+    // Alice's session is untouched.
+    send(
+        &mut alice,
+        json!({"type": "mute", "mid": "0", "muted": true}),
+    )
+    .await;
+    let mut bob = server.ws().await;
+    join(&mut bob, "room", "Bob").await;
+    assert_eq!(recv(&mut alice).await["type"], "participant_joined");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn http_endpoints() {
     let server = TestServer::start().await;
     let (status, body) = server.get("/m/weekly-sync").await;
