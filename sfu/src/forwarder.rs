@@ -25,8 +25,11 @@ pub struct Forwarder {
     waiting_keyframe: bool,
     /// Set once something was sent; the sequence space continues from it.
     last_out: Option<u16>,
-    /// Input sequence number of the packet forwarding (re)started with.
-    start_in: u16,
+    /// Input sequence numbers unwrapped to 64 bits: the highest seen and
+    /// the one forwarding (re)started with. Comparing unwrapped numbers keeps
+    /// "before the start" meaningful however long the stream runs.
+    highest_in: Option<i64>,
+    start_in: i64,
     /// Subtracted from input sequence numbers.
     offset: u16,
 }
@@ -43,6 +46,7 @@ impl Forwarder {
             gate_on_keyframes,
             waiting_keyframe: gate_on_keyframes,
             last_out: None,
+            highest_in: None,
             start_in: 0,
             offset: 0,
         }
@@ -63,21 +67,22 @@ impl Forwarder {
     /// Decides on the packet with input sequence number `seq`;
     /// `keyframe` says whether it starts a keyframe.
     pub fn forward(&mut self, seq: u16, keyframe: bool) -> Verdict {
+        let ext = self.unwrap(seq);
         if self.waiting_keyframe {
             if !keyframe {
                 return Verdict::DropNeedKeyframe;
             }
             self.waiting_keyframe = false;
-            self.start_in = seq;
+            self.start_in = ext;
             self.offset = match self.last_out {
                 Some(last) => seq.wrapping_sub(last.wrapping_add(1)),
                 None => 0,
             };
         } else if self.last_out.is_none() {
             // Ungated (audio) start.
-            self.start_in = seq;
+            self.start_in = ext;
         }
-        if seq != self.start_in && !seq_after(seq, self.start_in) {
+        if ext < self.start_in {
             return Verdict::DropStale;
         }
         let out = seq.wrapping_sub(self.offset);
@@ -85,6 +90,18 @@ impl Forwarder {
             self.last_out = Some(out);
         }
         Verdict::Forward { seq: out }
+    }
+
+    /// `seq` as a 64-bit number near the highest seen so far.
+    fn unwrap(&mut self, seq: u16) -> i64 {
+        let ext = match self.highest_in {
+            None => i64::from(seq),
+            Some(h) => h + i64::from(seq.wrapping_sub(h as u16) as i16),
+        };
+        if self.highest_in.is_none_or(|h| ext > h) {
+            self.highest_in = Some(ext);
+        }
+        ext
     }
 }
 
@@ -137,6 +154,22 @@ mod tests {
         f.pause();
         assert_eq!(f.forward(1, false), Verdict::DropNeedKeyframe);
         assert_eq!(f.forward(2, true), Verdict::Forward { seq: 1 });
+    }
+
+    #[test]
+    fn long_streams_keep_flowing() {
+        // Several wraps of the 16-bit sequence space: nothing may be taken
+        // for "before the start".
+        for gate in [false, true] {
+            let mut f = Forwarder::new(gate);
+            for i in 0..200_000u32 {
+                let seq = (1000 + i) as u16;
+                assert!(
+                    matches!(f.forward(seq, true), Verdict::Forward { .. }),
+                    "packet {i} dropped"
+                );
+            }
+        }
     }
 
     #[test]

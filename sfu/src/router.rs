@@ -1159,7 +1159,12 @@ impl Router {
             .map(|(k, _)| k)
             .collect();
         for conn in due {
-            if let Err(e) = self.conns[conn].pc.handle_timeout(now) {
+            // An earlier connection's event may have removed this one (a
+            // failed connection removes its participant's other one too).
+            let Some(c) = self.conns.get_mut(conn) else {
+                continue;
+            };
+            if let Err(e) = c.pc.handle_timeout(now) {
                 self.stats.engine_errors += 1;
                 tracing::debug!(conn, error = %e, "engine timeout error");
             }
