@@ -185,6 +185,9 @@ struct Subscription {
     ssrc: u32,
     /// Payload type the subscriber negotiated; `None` until its answer.
     pt: Option<u8>,
+    /// Part of an offer already sent: only such subscriptions take their
+    /// payload type from the next answer, not ones added while it was out.
+    offered: bool,
     fwd: Forwarder,
 }
 
@@ -759,6 +762,7 @@ impl Router {
                 sender,
                 ssrc,
                 pt: None,
+                offered: false,
                 fwd: Forwarder::new(gate),
             });
         }
@@ -1029,7 +1033,7 @@ impl Router {
             let Some(sub) = up
                 .subs
                 .iter_mut()
-                .find(|s| s.subscriber == subscriber && s.pt.is_none())
+                .find(|s| s.subscriber == subscriber && s.offered && s.pt.is_none())
             else {
                 continue;
             };
@@ -1138,6 +1142,13 @@ impl Router {
                         participant_id: p.id.clone(),
                         msg: ServerMessage::SubscriberOffer { sdp },
                     });
+                    for (_, q) in self.participants.iter_mut() {
+                        for up in &mut q.up {
+                            for sub in up.subs.iter_mut().filter(|s| s.subscriber == k) {
+                                sub.offered = true;
+                            }
+                        }
+                    }
                 }
                 Ok(None) => self.stats.engine_errors += 1,
                 Err(e) => {
