@@ -259,6 +259,19 @@ pub struct Router {
     stats: Stats,
 }
 
+/// A publisher's up-track by its public id.
+fn up_track_mut<'a>(
+    participants: &'a mut Slab<Participant>,
+    publisher: ParticipantKey,
+    track_id: &str,
+) -> Option<&'a mut UpTrack> {
+    participants
+        .get_mut(publisher)?
+        .up
+        .iter_mut()
+        .find(|u| u.id == track_id)
+}
+
 fn engine_kind(kind: Kind) -> RtpCodecKind {
     match kind {
         Kind::Audio => RtpCodecKind::Audio,
@@ -615,11 +628,7 @@ impl Router {
             .map(|d| (d.publisher, d.track_id.clone()))
             .collect();
         for (publisher, track_id) in wanted {
-            if let Some(up) = self
-                .participants
-                .get_mut(publisher)
-                .and_then(|q| q.up.iter_mut().find(|u| u.id == track_id))
-            {
+            if let Some(up) = up_track_mut(&mut self.participants, publisher, &track_id) {
                 for s in up.subs.iter_mut().filter(|s| s.subscriber == subscriber) {
                     s.fwd.pause();
                 }
@@ -751,11 +760,7 @@ impl Router {
         });
         p.needs_offer = true;
         self.offers_due = true;
-        if let Some(up) = self.participants[publisher]
-            .up
-            .iter_mut()
-            .find(|u| u.id == track_id)
-        {
+        if let Some(up) = up_track_mut(&mut self.participants, publisher, track_id) {
             up.subs.push(Subscription {
                 subscriber,
                 conn,
@@ -1023,11 +1028,7 @@ impl Router {
             .map(|d| (d.publisher, d.track_id.clone()))
             .collect();
         for (publisher, track_id) in downs {
-            let Some(up) = self
-                .participants
-                .get_mut(publisher)
-                .and_then(|q| q.up.iter_mut().find(|u| u.id == track_id))
-            else {
+            let Some(up) = up_track_mut(&mut self.participants, publisher, &track_id) else {
                 continue;
             };
             let Some(sub) = up
@@ -1238,11 +1239,7 @@ impl Router {
             }
         }
         for d in &part.down {
-            if let Some(up) = self
-                .participants
-                .get_mut(d.publisher)
-                .and_then(|q| q.up.iter_mut().find(|u| u.id == d.track_id))
-            {
+            if let Some(up) = up_track_mut(&mut self.participants, d.publisher, &d.track_id) {
                 up.subs.retain(|s| s.subscriber != p);
             }
         }
