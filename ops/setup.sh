@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Installs what running (`setup.sh run`) or testing (`setup.sh test`) needs on
 # a Debian machine. Idempotent: installs only what is missing.
+#   setup.sh run [--no-synapse]   --no-synapse: a homeserver is configured
+#   setup.sh test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
+
+# The local Matrix homeserver (ops/synapse.sh): tests always use one; the
+# quick start does unless MEET_MATRIX_HOMESERVER names another.
+synapse=
+if [ "$mode" = test ] ||
+  { [ "${2:-}" != --no-synapse ] && [ -z "${MEET_MATRIX_HOMESERVER+set}" ]; }; then
+  synapse=1
+fi
 
 apt_packages=()
 need() { command -v "$1" >/dev/null 2>&1 || apt_packages+=("$2"); }
@@ -20,6 +30,15 @@ if [ "$mode" = test ]; then
   [ -e /usr/include/opus/opus.h ] || apt_packages+=(libopus-dev)
   need node nodejs
   need npm npm
+fi
+if [ -n "$synapse" ]; then
+  # Synapse goes into a virtualenv; Debian's python3 can only make one
+  # with python3-venv installed (it leaves out ensurepip).
+  if ! command -v python3 >/dev/null 2>&1; then
+    apt_packages+=(python3 python3-venv)
+  elif ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_packages+=(python3-venv)
+  fi
 fi
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -38,4 +57,8 @@ if [ "$mode" = test ]; then
   if [ ! -d web/node_modules/playwright-core ]; then
     (cd web && npm ci --no-audit --no-fund)
   fi
+fi
+
+if [ -n "$synapse" ]; then
+  ops/synapse.sh install
 fi

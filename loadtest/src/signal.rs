@@ -118,6 +118,7 @@ impl Signaller {
                     v: PROTOCOL_VERSION,
                     room: room.to_owned(),
                     name: name.to_owned(),
+                    token: None,
                 };
                 sink.send(Message::Text(serde_json::to_string(&join)?.into()))
                     .await?;

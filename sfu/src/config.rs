@@ -2,8 +2,9 @@
 //! variables, overridden by command-line flags; validated at start with
 //! errors that name the offending key. `ops/meet.toml` is the annotated sample.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -24,6 +25,16 @@ pub enum ConfigError {
 
 /// Environment variables `MEET_<KEY>` override the file's `<key>`.
 pub const ENV_PREFIX: &str = "MEET_";
+
+/// Keys whose environment values are never read as TOML.
+const STRING_KEYS: &[&str] = &[
+    "public_url",
+    "matrix_homeserver",
+    "matrix_user",
+    "matrix_password",
+    "matrix_store",
+    "token_secret",
+];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +59,26 @@ pub struct Config {
     /// is also here, and Chromium lists AES-CM, then AES-256-GCM, then
     /// AES-128-GCM; so by default only AES-128-GCM, the cheapest, is here.
     pub srtp_profiles: Vec<SrtpProfile>,
+    /// Base URL users reach this server under, for meeting links in Matrix
+    /// rooms. Empty: `http://<listen>`.
+    pub public_url: String,
+    /// Client-Server API URL of the homeserver that carries meeting chat.
+    /// Empty: no chat.
+    pub matrix_homeserver: String,
+    /// The chat bot's account on that homeserver.
+    pub matrix_user: String,
+    pub matrix_password: String,
+    /// Directory for the bot's login, sync state, room mapping and outbox.
+    pub matrix_store: PathBuf,
+    /// Homeservers whose users may sign in to meetings: server name to the
+    /// base URL of its OpenID userinfo endpoint. Empty: the bot's own.
+    pub openid_homeservers: BTreeMap<String, String>,
+    /// Meetings bound to existing Matrix rooms: meeting name to room id or
+    /// alias. Other meetings get a new room.
+    pub matrix_rooms: BTreeMap<String, String>,
+    /// Secret that signs meeting access tokens. Empty: a random one per
+    /// start (tokens then do not survive a restart).
+    pub token_secret: String,
 }
 
 /// An SRTP protection profile (RFC 5764, RFC 7714).
@@ -72,6 +103,14 @@ impl Default for Config {
             peer_timeout_secs: 8,
             keyframe_interval_ms: 300,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
+            public_url: String::new(),
+            matrix_homeserver: String::new(),
+            matrix_user: String::new(),
+            matrix_password: String::new(),
+            matrix_store: PathBuf::from("meet-data/matrix"),
+            openid_homeservers: BTreeMap::new(),
+            matrix_rooms: BTreeMap::new(),
+            token_secret: String::new(),
         }
     }
 }
@@ -99,12 +138,17 @@ impl Config {
             };
             let key = key.to_ascii_lowercase();
             // A value that parses as TOML (a number, an array) is taken as
-            // such; anything else is a string.
-            let parsed = format!("v = {value}")
-                .parse::<toml::Table>()
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or(toml::Value::String(value));
+            // such; anything else is a string. Keys that are always strings
+            // take the value as it is (a password may look like a number).
+            let parsed = if STRING_KEYS.contains(&key.as_str()) {
+                toml::Value::String(value)
+            } else {
+                format!("v = {value}")
+                    .parse::<toml::Table>()
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or(toml::Value::String(value))
+            };
             table.insert(key, parsed);
         }
         let config: Config =
@@ -151,7 +195,51 @@ impl Config {
                 "addresses must be concrete IPv4 addresses (IPv6 media is not supported yet)",
             );
         }
+        if !self.public_url.is_empty() {
+            parse_http_url("public_url", &self.public_url)?;
+        }
+        if !self.matrix_homeserver.is_empty() {
+            parse_http_url("matrix_homeserver", &self.matrix_homeserver)?;
+            if self.matrix_user.is_empty() {
+                return invalid("matrix_user", "required when matrix_homeserver is set");
+            }
+            if self.matrix_password.is_empty() {
+                return invalid("matrix_password", "required when matrix_homeserver is set");
+            }
+        }
+        for url in self.openid_homeservers.values() {
+            parse_http_url("openid_homeservers", url)?;
+        }
+        if !self.token_secret.is_empty() && self.token_secret.len() < 32 {
+            return invalid("token_secret", "use at least 32 characters");
+        }
         Ok(())
+    }
+
+    /// The chat bridge's settings; `None` when no homeserver is configured.
+    pub fn chat(&self) -> Result<Option<chat::ChatConfig>, ConfigError> {
+        if self.matrix_homeserver.is_empty() {
+            return Ok(None);
+        }
+        let public_url = if self.public_url.is_empty() {
+            parse_http_url("listen", &format!("http://{}/", self.listen))?
+        } else {
+            parse_http_url("public_url", &self.public_url)?
+        };
+        let openid_homeservers = self
+            .openid_homeservers
+            .iter()
+            .map(|(name, url)| Ok((name.clone(), parse_http_url("openid_homeservers", url)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Some(chat::ChatConfig {
+            homeserver: parse_http_url("matrix_homeserver", &self.matrix_homeserver)?,
+            user: self.matrix_user.clone(),
+            password: self.matrix_password.clone(),
+            store_dir: self.matrix_store.clone(),
+            public_url,
+            openid_homeservers,
+            rooms: self.matrix_rooms.clone(),
+        }))
     }
 
     pub fn worker_count(&self) -> usize {
@@ -179,6 +267,20 @@ impl Config {
         ips.extend(self.public_ip);
         ips.dedup();
         ips
+    }
+}
+
+fn parse_http_url(key: &'static str, value: &str) -> Result<url::Url, ConfigError> {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u),
+        Ok(_) => Err(ConfigError::Invalid {
+            key,
+            message: format!("`{value}` is not an http(s) URL"),
+        }),
+        Err(e) => Err(ConfigError::Invalid {
+            key,
+            message: format!("`{value}`: {e}"),
+        }),
     }
 }
 
@@ -250,6 +352,44 @@ mod tests {
         assert!(e.to_string().contains("srtp_profiles"), "{e}");
         let e = Config::load(None, env(&[("MEET_SRTP_PROFILES", r#"["rot13"]"#)])).unwrap_err();
         assert!(e.to_string().contains("srtp_profiles"), "{e}");
+    }
+
+    #[test]
+    fn chat_settings() {
+        assert!(Config::default().chat().unwrap().is_none());
+        let e = Config::load(
+            None,
+            env(&[("MEET_MATRIX_HOMESERVER", "http://127.0.0.1:8008")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("matrix_user"), "{e}");
+        let e = Config::load(None, env(&[("MEET_MATRIX_HOMESERVER", "ftp://x")])).unwrap_err();
+        assert!(e.to_string().contains("matrix_homeserver"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("MEET_MATRIX_HOMESERVER", "http://127.0.0.1:8008"),
+                ("MEET_MATRIX_USER", "meetbot"),
+                ("MEET_MATRIX_PASSWORD", "123456"),
+                (
+                    "MEET_OPENID_HOMESERVERS",
+                    r#"{ "example.org" = "https://matrix.example.org" }"#,
+                ),
+            ]),
+        )
+        .unwrap();
+        let chat = c.chat().unwrap().unwrap();
+        assert_eq!(
+            chat.password, "123456",
+            "a password that looks like a number"
+        );
+        assert_eq!(chat.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(
+            chat.openid_homeservers["example.org"].as_str(),
+            "https://matrix.example.org/"
+        );
+        let e = Config::load(None, env(&[("MEET_TOKEN_SECRET", "short")])).unwrap_err();
+        assert!(e.to_string().contains("token_secret"), "{e}");
     }
 
     #[test]

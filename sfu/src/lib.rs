@@ -13,6 +13,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod signalling;
+pub mod token;
 pub mod udp;
 pub mod web;
 pub mod worker;

@@ -898,6 +898,9 @@ impl Router {
                     .iter()
                     .map(|&o| self.participants[o].info())
                     .collect(),
+                // The session adds what it knows of chat and identity.
+                chat: None,
+                identity: None,
             },
         });
         self.broadcast(
@@ -930,8 +933,8 @@ impl Router {
             }
             ClientMessage::Mute { mid, muted } => self.mute(p, &mid, muted),
             ClientMessage::Leave {} => self.remove_participant(p),
-            // Answered by the session before it reaches a worker.
-            ClientMessage::Join { .. } => {}
+            // Handled by the session; never reach a worker.
+            ClientMessage::Join { .. } | ClientMessage::Chat { .. } => {}
         }
     }
 

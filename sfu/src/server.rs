@@ -7,15 +7,22 @@ use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State, WebSocketUpgrade};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::Json;
+use chat::{Chat, OpenIdToken};
+use serde::Deserialize;
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::RouterConfig;
+use crate::signalling::validate_name;
+use crate::token::TokenKeys;
 use crate::worker::{self, WorkerHandle};
 use crate::{udp, web};
 
@@ -37,6 +44,10 @@ pub enum ServerError {
     NoMediaAddress,
     #[error("cannot start media worker: {0}")]
     Worker(#[source] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot start the chat bridge: {0}")]
+    Chat(#[from] chat::ChatError),
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
 }
@@ -47,6 +58,9 @@ pub struct AppState {
     workers: Arc<Vec<WorkerHandle>>,
     hasher: std::collections::hash_map::RandomState,
     pub metrics: Metrics,
+    /// Meeting chat on Matrix, when a homeserver is configured.
+    pub chat: Option<Chat>,
+    pub tokens: TokenKeys,
 }
 
 impl AppState {
@@ -104,12 +118,18 @@ impl Server {
             threads.push(thread);
         }
         tracing::info!(?ips, "advertising media addresses");
+        let chat = match config.chat()? {
+            Some(c) => Some(Chat::start(c).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
             state: AppState {
                 workers: Arc::new(workers),
                 hasher: Default::default(),
                 metrics,
+                chat,
+                tokens: TokenKeys::new(&config.token_secret),
             },
             threads,
             stop_workers,
@@ -131,11 +151,15 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        let chat = self.state.chat.clone();
         let app = app(self.state);
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Http);
+        if let Some(chat) = chat {
+            chat.shutdown();
+        }
         let _ = self.stop_workers.send(true);
         for t in self.threads {
             let _ = t.join();
@@ -153,6 +177,10 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/m/{room}", get(meeting_page))
         .route("/static/{file}", get(static_file))
         .route("/ws", get(websocket))
+        .route(
+            "/api/token",
+            post(token).layer(DefaultBodyLimit::max(TOKEN_REQUEST_BYTES)),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
@@ -198,6 +226,61 @@ async fn websocket(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respo
     // reply and the session goes on.
     ws.max_message_size(16 * crate::signalling::MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| crate::session::run(socket, state))
+}
+
+/// An OpenID token and a room name fit in far less.
+const TOKEN_REQUEST_BYTES: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    room: String,
+    openid_token: OpenIdToken,
+}
+
+/// Exchanges a Matrix OpenID token for a meeting access token, as Element
+/// Call's token service does, but only for members of the meeting's room.
+async fn token(
+    State(state): State<AppState>,
+    body: Result<Json<TokenRequest>, JsonRejection>,
+) -> Response {
+    let error = |status: StatusCode, code: &str, message: String| {
+        (status, Json(json!({ "error": code, "message": message }))).into_response()
+    };
+    let request = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    };
+    let room = match validate_name("room", &request.room) {
+        Ok(r) => r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, "bad_request", m),
+    };
+    let Some(chat) = &state.chat else {
+        let m = "this server has no Matrix homeserver configured".to_owned();
+        return error(StatusCode::SERVICE_UNAVAILABLE, "chat_unavailable", m);
+    };
+    match chat.verify(room, &request.openid_token).await {
+        Ok(id) => {
+            let token = state.tokens.issue(&id.user_id, &id.name, room, id.host);
+            Json(json!({ "token": token, "user_id": id.user_id, "name": id.name, "host": id.host }))
+                .into_response()
+        }
+        Err(e) => {
+            let status = match e {
+                chat::OpenIdError::InvalidToken | chat::OpenIdError::WrongServer(_) => {
+                    StatusCode::UNAUTHORIZED
+                }
+                chat::OpenIdError::HomeserverNotAllowed(_) | chat::OpenIdError::NotMember(_) => {
+                    StatusCode::FORBIDDEN
+                }
+                chat::OpenIdError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+                chat::OpenIdError::NoRoom | chat::OpenIdError::Unavailable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            error(status, e.code(), e.to_string())
+        }
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -6,15 +6,20 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use chat::{Author, Chat, ChatError, MeetingChat, MeetingEvent};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::server::AppState;
 use crate::signalling::{
-    validate_name, ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    validate_name, ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage,
+    MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
+use crate::token::Claims;
 use crate::worker::Command;
 
+/// Longest a join waits for the meeting's chat room (created on first use).
+const CHAT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that has not joined by then is closed.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pings keep idle sockets open through proxies and reveal dead peers whose
@@ -144,28 +149,47 @@ pub async fn run(ws: WebSocket, state: AppState) {
         state,
         limit: RateLimit::new(Instant::now()),
     };
-    if let Some((participant_id, worker, events)) = join(&mut session).await {
-        relay(session, &participant_id, &worker, events).await;
-        worker.send(Command::Disconnect { participant_id });
+    if let Some(joined) = join(&mut session).await {
+        let chat = session.state.chat.clone();
+        let (worker, participant_id) = (joined.worker.clone(), joined.participant_id.clone());
+        let (room, identity) = (joined.room.clone(), joined.identity.clone());
+        relay(session, joined).await;
+        worker.send(Command::Disconnect {
+            participant_id: participant_id.clone(),
+        });
+        if let (Some(chat), Some(id)) = (chat, identity) {
+            chat.call_left(&room, &id.sub, &participant_id);
+        }
     }
     metrics.signalling_connections.dec();
 }
 
+/// A participant handed to its room's worker.
+struct Joined {
+    participant_id: String,
+    worker: crate::worker::WorkerHandle,
+    events: mpsc::UnboundedReceiver<ServerMessage>,
+    room: String,
+    name: String,
+    /// Set for a participant signed in with a Matrix identity.
+    identity: Option<Claims>,
+    chat: Option<MeetingChat>,
+}
+
 /// Waits for a valid `join` and hands the participant to its room's worker.
-async fn join(
-    session: &mut Session,
-) -> Option<(
-    String,
-    crate::worker::WorkerHandle,
-    mpsc::UnboundedReceiver<ServerMessage>,
-)> {
+async fn join(session: &mut Session) -> Option<Joined> {
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     loop {
         let frame = tokio::time::timeout_at(deadline, session.next())
             .await
             .ok()?;
-        let (v, room, name) = match parse(frame) {
-            Incoming::Message(ClientMessage::Join { v, room, name }) => (v, room, name),
+        let (v, room, name, token) = match parse(frame) {
+            Incoming::Message(ClientMessage::Join {
+                v,
+                room,
+                name,
+                token,
+            }) => (v, room, name, token),
             Incoming::Message(_) => {
                 session
                     .send(&ServerMessage::error(
@@ -189,10 +213,8 @@ async fn join(
                 .await;
             continue;
         }
-        let checked =
-            validate_name("room", &room).and_then(|r| Ok((r, validate_name("name", &name)?)));
-        let (room, name) = match checked {
-            Ok(ok) => ok,
+        let room = match validate_name("room", &room) {
+            Ok(r) => r.to_owned(),
             Err(message) => {
                 session
                     .send(&ServerMessage::error(ErrorCode::InvalidName, message))
@@ -200,13 +222,37 @@ async fn join(
                 continue;
             }
         };
+        let identity = match token.map(|t| session.state.tokens.check(&t, &room)) {
+            None => None,
+            Some(Ok(claims)) => Some(claims),
+            Some(Err(e)) => {
+                session
+                    .send(&ServerMessage::error(
+                        ErrorCode::InvalidToken,
+                        e.to_string(),
+                    ))
+                    .await;
+                continue;
+            }
+        };
+        let name = identity.as_ref().map_or(name.as_str(), |c| c.name.as_str());
+        let name = match validate_name("name", name) {
+            Ok(n) => n.to_owned(),
+            Err(message) => {
+                session
+                    .send(&ServerMessage::error(ErrorCode::InvalidName, message))
+                    .await;
+                continue;
+            }
+        };
+        let chat = open_chat(&session.state, &room).await;
         let participant_id = format!("{:016x}", rand::random::<u64>());
-        let worker = session.state.worker_for(room).clone();
+        let worker = session.state.worker_for(&room).clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let sent = worker.send(Command::Join {
             participant_id: participant_id.clone(),
-            room: room.to_owned(),
-            name: name.to_owned(),
+            room: room.clone(),
+            name: name.clone(),
             events: tx,
         });
         if !sent {
@@ -218,19 +264,48 @@ async fn join(
                 .await;
             return None;
         }
-        return Some((participant_id, worker, rx));
+        return Some(Joined {
+            participant_id,
+            worker,
+            events: rx,
+            room,
+            name,
+            identity,
+            chat,
+        });
     }
 }
 
-/// Relays between a joined participant and its worker until either side ends.
-async fn relay(
-    mut session: Session,
-    participant_id: &str,
-    worker: &crate::worker::WorkerHandle,
-    mut events: mpsc::UnboundedReceiver<ServerMessage>,
-) {
+/// The meeting's chat, if the server has chat and the room can be had now;
+/// a meeting goes ahead without chat rather than wait for a homeserver.
+async fn open_chat(state: &AppState, room: &str) -> Option<MeetingChat> {
+    let chat = state.chat.as_ref()?;
+    match tokio::time::timeout(CHAT_OPEN_TIMEOUT, chat.open_meeting(room)).await {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "meeting goes ahead without chat");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("meeting goes ahead without chat: the homeserver is too slow");
+            None
+        }
+    }
+}
+
+/// Relays between a joined participant, its worker and its meeting's chat
+/// until one side ends.
+async fn relay(mut session: Session, mut joined: Joined) {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_heard = tokio::time::Instant::now();
+    let chat = session.state.chat.clone().filter(|_| joined.chat.is_some());
+    let mut delayed = chat.as_ref().map(Chat::delayed);
+    // Chat flows once `joined` (with the history) has gone out.
+    let mut chat_live = false;
+    let author = Author {
+        name: joined.name.clone(),
+        user_id: joined.identity.as_ref().map(|c| c.sub.clone()),
+    };
     loop {
         tokio::select! {
             _ = ping.tick() => {
@@ -241,7 +316,32 @@ async fn relay(
                     return;
                 }
             }
-            event = events.recv() => match event {
+            event = joined.events.recv() => match event {
+                Some(ServerMessage::Joined { v, room, participant_id, participants, .. }) => {
+                    let info = joined.chat.as_ref().map(|c| ChatInfo {
+                        room_id: c.room_id.clone(),
+                        room_alias: c.room_alias.clone(),
+                        delayed: delayed.as_ref().is_some_and(|d| *d.borrow()),
+                    });
+                    let identity = joined.identity.as_ref().map(|c| IdentityInfo {
+                        user_id: c.sub.clone(),
+                        host: c.host,
+                    });
+                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity };
+                    if !session.send(&msg).await {
+                        return;
+                    }
+                    if let Some(c) = joined.chat.as_mut() {
+                        let events = std::mem::take(&mut c.history);
+                        if !session.send(&ServerMessage::ChatHistory { events }).await {
+                            return;
+                        }
+                        chat_live = true;
+                    }
+                    if let (Some(chat), Some(id)) = (&chat, &joined.identity) {
+                        chat.call_joined(&joined.room, &id.sub, &joined.participant_id);
+                    }
+                }
                 Some(msg) => {
                     if !session.send(&msg).await {
                         return;
@@ -250,6 +350,29 @@ async fn relay(
                 // The worker removed the participant (timeout, failure).
                 None => return session.close("removed").await,
             },
+            event = next_chat_event(&mut joined.chat), if chat_live => match event {
+                Some(MeetingEvent::Chat(event)) => {
+                    if !session.send(&ServerMessage::ChatEvent { event }).await {
+                        return;
+                    }
+                }
+                Some(MeetingEvent::MemberGone(user)) => {
+                    if joined.identity.as_ref().is_some_and(|c| c.sub == user) {
+                        let msg = "you left or were removed from the meeting's Matrix room";
+                        session.send(&ServerMessage::error(ErrorCode::Removed, msg)).await;
+                        return session.close("removed").await;
+                    }
+                }
+                None => chat_live = false,
+            },
+            changed = next_delay(&mut delayed) => match changed {
+                Some(delayed) => {
+                    if !session.send(&ServerMessage::ChatStatus { delayed }).await {
+                        return;
+                    }
+                }
+                None => delayed = None,
+            },
             frame = session.next() => match parse(frame.inspect(|_| last_heard = tokio::time::Instant::now())) {
                 Incoming::Message(ClientMessage::Join { .. }) => {
                     session.send(&ServerMessage::error(ErrorCode::AlreadyJoined, "already joined")).await;
@@ -257,8 +380,21 @@ async fn relay(
                 Incoming::Message(ClientMessage::Leave {}) => {
                     return session.close("left").await;
                 }
+                Incoming::Message(ClientMessage::Chat { text }) => {
+                    let result = match &chat {
+                        Some(chat) => chat.post(&joined.room, &author, &text),
+                        None => Err(ChatError::NoMeeting(joined.room.clone())),
+                    };
+                    if let Err(e) = result {
+                        let code = match e {
+                            ChatError::Invalid(_) => ErrorCode::BadMessage,
+                            _ => ErrorCode::ChatUnavailable,
+                        };
+                        session.send(&ServerMessage::error(code, e.to_string())).await;
+                    }
+                }
                 Incoming::Message(msg) => {
-                    if !worker.send(Command::Signal { participant_id: participant_id.to_owned(), msg }) {
+                    if !joined.worker.send(Command::Signal { participant_id: joined.participant_id.clone(), msg }) {
                         session.send(&ServerMessage::error(ErrorCode::Unavailable, "the media worker stopped")).await;
                         return;
                     }
@@ -270,6 +406,31 @@ async fn relay(
                 Incoming::Closed => return,
             },
         }
+    }
+}
+
+/// The next room event for this participant; `None` once there are none.
+async fn next_chat_event(chat: &mut Option<MeetingChat>) -> Option<MeetingEvent> {
+    let c = chat.as_mut()?;
+    loop {
+        match c.events.recv().await {
+            Ok(event) => return Some(event),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "a participant fell behind the chat");
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// The next change of the chat's delayed flag; pends forever without chat.
+async fn next_delay(delayed: &mut Option<watch::Receiver<bool>>) -> Option<bool> {
+    match delayed {
+        Some(d) => match d.changed().await {
+            Ok(()) => Some(*d.borrow_and_update()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -66,8 +66,15 @@ pub struct Candidate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
-    /// First message on a connection.
-    Join { v: u32, room: String, name: String },
+    /// First message on a connection. `token`, from `/api/token`, signs
+    /// the participant in with a Matrix identity (its name then wins).
+    Join {
+        v: u32,
+        room: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
     /// Offer for the publisher connection, with the tracks it carries.
     PublisherOffer {
         sdp: String,
@@ -82,6 +89,8 @@ pub enum ClientMessage {
     },
     /// Mute or unmute one of the client's published tracks.
     Mute { mid: String, muted: bool },
+    /// A chat message for the meeting's room.
+    Chat { text: String },
     /// The client leaves; the server closes the socket.
     Leave {},
 }
@@ -121,6 +130,23 @@ pub enum ServerMessage {
         room: String,
         participant_id: String,
         participants: Vec<ParticipantInfo>,
+        /// The meeting's chat; `None` when there is none.
+        #[serde(default)]
+        chat: Option<ChatInfo>,
+        /// Set when the participant signed in with a Matrix identity.
+        #[serde(default)]
+        identity: Option<IdentityInfo>,
+    },
+    /// Chat since the meeting started, right after `joined`.
+    ChatHistory {
+        events: Vec<chat::ChatEvent>,
+    },
+    ChatEvent {
+        event: chat::ChatEvent,
+    },
+    /// Whether chat messages are waiting for an unreachable homeserver.
+    ChatStatus {
+        delayed: bool,
     },
     PublisherAnswer {
         sdp: String,
@@ -153,6 +179,19 @@ pub enum ServerMessage {
     },
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatInfo {
+    pub room_id: String,
+    pub room_alias: Option<String>,
+    pub delayed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityInfo {
+    pub user_id: String,
+    pub host: bool,
+}
+
 /// Stable error codes; clients may branch on them, so never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -175,6 +214,13 @@ pub enum ErrorCode {
     Unavailable,
     /// More messages than any client needs; the session is closed.
     RateLimited,
+    /// The meeting has no chat, or it could not take the message.
+    ChatUnavailable,
+    /// The access token in `join` is invalid, expired or for another room.
+    InvalidToken,
+    /// The participant left or was removed from the meeting's Matrix room;
+    /// the session is closed.
+    Removed,
 }
 
 impl ServerMessage {
@@ -219,7 +265,8 @@ mod tests {
             ClientMessage::Join {
                 v: 1,
                 room: "standup".into(),
-                name: "Alice".into()
+                name: "Alice".into(),
+                token: None,
             }
         );
     }

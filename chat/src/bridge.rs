@@ -1,0 +1,898 @@
+//! The bridge service: signs the bot in, keeps syncing, opens a room per
+//! meeting, relays both ways and drains the outbox.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use matrix_sdk::authentication::matrix::MatrixSession;
+use matrix_sdk::config::{RequestConfig, SyncSettings};
+use matrix_sdk::ruma::api::client::message::send_message_event;
+use matrix_sdk::ruma::api::client::room::create_room;
+use matrix_sdk::ruma::api::client::room::Visibility;
+use matrix_sdk::ruma::api::client::state::{get_state_event_for_key, send_state_event};
+use matrix_sdk::ruma::serde::Raw;
+use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomId, UserId};
+use matrix_sdk::{Client, Room};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch, Notify};
+use url::Url;
+
+use crate::events::{convert, ChatEvent, RoomEvent, AUTHOR_KEY};
+use crate::openid::{OpenIdError, OpenIdToken, Verifier};
+use crate::store::{Outgoing, Store};
+use crate::{ChatConfig, ChatError, MAX_MESSAGE_CHARS};
+
+/// Events kept per meeting for participants who join later.
+const HISTORY: usize = 500;
+/// Room events a slow participant may fall behind by before missing some.
+const BROADCAST_CAPACITY: usize = 1024;
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Long-poll timeout of `/sync`.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening a new meeting waits for the bot to sign in.
+const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
+const WIDGET_ID: &str = "meet";
+const CALL_MEMBER: &str = "org.matrix.msc3401.call.member";
+/// A call membership not renewed within this is stale (MSC4143).
+const CALL_MEMBER_EXPIRES_MS: u64 = 4 * 3600 * 1000;
+
+/// Who wrote a message in a meeting.
+#[derive(Debug, Clone)]
+pub struct Author {
+    pub name: String,
+    /// Set for participants signed in with a Matrix identity.
+    pub user_id: Option<String>,
+}
+
+/// A Matrix user admitted to a meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub name: String,
+    /// May kick in the room, so gets host rights in the meeting.
+    pub host: bool,
+}
+
+/// What a participant's session receives from its meeting's room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeetingEvent {
+    Chat(ChatEvent),
+    /// This Matrix user left or was removed from the room.
+    MemberGone(String),
+}
+
+/// A participant's view of a meeting's chat, taken at join.
+pub struct MeetingChat {
+    pub room_id: String,
+    pub room_alias: Option<String>,
+    /// Everything since the meeting opened here, oldest first.
+    pub history: Vec<ChatEvent>,
+    pub events: broadcast::Receiver<MeetingEvent>,
+}
+
+struct Meeting {
+    room_id: OwnedRoomId,
+    alias: Option<String>,
+    /// Room events older than this are from before the meeting.
+    since_ms: u64,
+    tx: broadcast::Sender<MeetingEvent>,
+    history: Mutex<VecDeque<ChatEvent>>,
+}
+
+impl Meeting {
+    fn new(room_id: OwnedRoomId, alias: Option<String>) -> Self {
+        Self {
+            room_id,
+            alias,
+            since_ms: now_ms(),
+            tx: broadcast::channel(BROADCAST_CAPACITY).0,
+            history: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Records and broadcasts under one lock, so a joining participant's
+    /// history snapshot and subscription neither miss nor repeat an event.
+    fn push(&self, event: ChatEvent) {
+        let mut history = lock(&self.history);
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(event.clone());
+        let _ = self.tx.send(MeetingEvent::Chat(event));
+    }
+
+    fn subscribe(&self) -> MeetingChat {
+        let history = lock(&self.history);
+        MeetingChat {
+            room_id: self.room_id.to_string(),
+            room_alias: self.alias.clone(),
+            history: history.iter().cloned().collect(),
+            events: self.tx.subscribe(),
+        }
+    }
+}
+
+/// The chat service; cheap to clone.
+#[derive(Clone)]
+pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ChatConfig,
+    client: Client,
+    store: Store,
+    verifier: Verifier,
+    /// Unique per store, so transaction ids never repeat across installs
+    /// sharing a bot account.
+    txn_prefix: String,
+    meetings: Mutex<HashMap<String, Arc<Meeting>>>,
+    /// Serialises room creation, so one meeting never gets two rooms.
+    opening: tokio::sync::Mutex<()>,
+    outbox_wake: Notify,
+    signed_in: watch::Sender<bool>,
+    sync_ok: AtomicBool,
+    send_ok: AtomicBool,
+    delayed: watch::Sender<bool>,
+    started_ms: u64,
+    /// Background loops, stopped by [`Chat::shutdown`].
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Chat {
+    /// Opens the store and starts signing in, syncing and sending in the
+    /// background; a homeserver that is down only delays all that.
+    pub async fn start(config: ChatConfig) -> Result<Chat, ChatError> {
+        std::fs::create_dir_all(&config.store_dir).map_err(|source| ChatError::StoreDir {
+            path: config.store_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(&config.store_dir.join("chat.sqlite3"))?;
+        let txn_prefix = match store.get("txn_prefix")? {
+            Some(p) => p,
+            None => {
+                let p = format!("meet{:08x}-", rand::random::<u32>());
+                store.set("txn_prefix", &p)?;
+                p
+            }
+        };
+        let client = Client::builder()
+            .homeserver_url(config.homeserver.as_str())
+            .sqlite_store(config.store_dir.join("sdk"), None)
+            // We retry ourselves: the outbox and sync loops must notice an
+            // outage to say so, not hang in the SDK's backoff.
+            .request_config(
+                RequestConfig::new()
+                    .disable_retry()
+                    .timeout(Duration::from_secs(10)),
+            )
+            .build()
+            .await
+            .map_err(|e| ChatError::Invalid(format!("cannot set up the Matrix client: {e}")))?;
+        let verifier = Verifier::new(config.openid_homeservers.clone());
+        let inner = Arc::new(Inner {
+            config,
+            client,
+            store,
+            verifier,
+            txn_prefix,
+            meetings: Mutex::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
+            outbox_wake: Notify::new(),
+            signed_in: watch::channel(false).0,
+            sync_ok: AtomicBool::new(false),
+            send_ok: AtomicBool::new(true),
+            delayed: watch::channel(false).0,
+            started_ms: now_ms(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let task = tokio::spawn(inner.clone().run());
+        lock(&inner.tasks).push(task.abort_handle());
+        Ok(Chat { inner })
+    }
+
+    /// Stops syncing and sending; what is still in the outbox stays on
+    /// disk for the next start.
+    pub fn shutdown(&self) {
+        for task in lock(&self.inner.tasks).drain(..) {
+            task.abort();
+        }
+    }
+
+    /// The bot's user id, once signed in.
+    pub fn bot_user(&self) -> Option<String> {
+        self.inner.client.user_id().map(|u| u.to_string())
+    }
+
+    /// `true` while the homeserver is unreachable or messages wait.
+    pub fn delayed(&self) -> watch::Receiver<bool> {
+        self.inner.delayed.subscribe()
+    }
+
+    /// Joins a meeting's chat, creating or binding its room on first use.
+    pub async fn open_meeting(&self, meeting: &str) -> Result<MeetingChat, ChatError> {
+        Ok(self.inner.meeting(meeting).await?.subscribe())
+    }
+
+    /// Queues a message from a meeting participant for the room; it is on
+    /// disk and shown (pending) in the meeting when this returns.
+    pub fn post(&self, meeting: &str, author: &Author, text: &str) -> Result<(), ChatError> {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
+            return Err(ChatError::Invalid(format!(
+                "a message has 1 to {MAX_MESSAGE_CHARS} characters"
+            )));
+        }
+        let m = lock(&self.inner.meetings)
+            .get(meeting)
+            .cloned()
+            .ok_or_else(|| ChatError::NoMeeting(meeting.to_owned()))?;
+        let content = json!({
+            "msgtype": "m.text",
+            "body": format!("{}: {}", author.name, text),
+            "format": "org.matrix.custom.html",
+            "formatted_body": format!("<strong>{}</strong>: {}", escape_html(&author.name), escape_html(text)),
+            AUTHOR_KEY: { "name": author.name, "user_id": author.user_id },
+        });
+        let seq = self.inner.store.enqueue(
+            &self.inner.txn_prefix,
+            m.room_id.as_str(),
+            "m.room.message",
+            None,
+            &content.to_string(),
+            Some(meeting),
+        )?;
+        m.push(ChatEvent::Message {
+            id: local_id(seq),
+            sender: author.user_id.clone().unwrap_or_default(),
+            name: author.name.clone(),
+            body: text.to_owned(),
+            ts: now_ms(),
+            reply_to: None,
+            pending: true,
+        });
+        self.inner.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Checks a Matrix OpenID token and the user's membership in the
+    /// meeting's room.
+    pub async fn verify(
+        &self,
+        meeting: &str,
+        token: &OpenIdToken,
+    ) -> Result<Identity, OpenIdError> {
+        let user = self.inner.verifier.user_of(token).await?;
+        let room_id = self
+            .inner
+            .store
+            .room_of(meeting)
+            .map_err(|e| OpenIdError::Unavailable(e.to_string()))?
+            .ok_or(OpenIdError::NoRoom)?;
+        let room_id =
+            RoomId::parse(room_id).map_err(|e| OpenIdError::Unavailable(e.to_string()))?;
+        let user_id = UserId::parse(&user).map_err(|_| OpenIdError::WrongServer(user.clone()))?;
+        let room = self
+            .inner
+            .client
+            .get_room(&room_id)
+            .ok_or_else(|| OpenIdError::Unavailable("the bot is not in the room".into()))?;
+        let name = self
+            .inner
+            .joined_member_name(&room, &user_id)
+            .await?
+            .ok_or_else(|| OpenIdError::NotMember(user.clone()))?;
+        let host = room
+            .power_levels()
+            .await
+            .map(|pl| pl.user_can_kick(&user_id))
+            .unwrap_or(false);
+        Ok(Identity {
+            user_id: user,
+            name,
+            host,
+        })
+    }
+
+    /// Publishes that a Matrix user is in the meeting's call (MatrixRTC).
+    pub fn call_joined(&self, meeting: &str, user_id: &str, participant_id: &str) {
+        let content = json!({
+            "application": "m.call",
+            "call_id": "",
+            "scope": "m.room",
+            "device_id": device_id(participant_id),
+            "expires": CALL_MEMBER_EXPIRES_MS,
+            "focus_active": { "type": "meet" },
+            "foci_preferred": [{ "type": "meet", "url": self.inner.meeting_link(meeting) }],
+        });
+        self.inner
+            .call_member(meeting, user_id, participant_id, content);
+    }
+
+    /// Withdraws [`Chat::call_joined`].
+    pub fn call_left(&self, meeting: &str, user_id: &str, participant_id: &str) {
+        self.inner
+            .call_member(meeting, user_id, participant_id, json!({}));
+    }
+
+    /// Events waiting for the homeserver.
+    pub fn outbox_len(&self) -> u64 {
+        self.inner.store.outbox_len().unwrap_or(0)
+    }
+}
+
+impl Inner {
+    async fn run(self: Arc<Self>) {
+        let mut backoff = RETRY_MIN;
+        while let Err(e) = self.sign_in().await {
+            tracing::warn!(error = %e, "chat bot cannot sign in; retrying");
+            self.set_sync_ok(false);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_MAX * 4);
+        }
+        tracing::info!(user = ?self.client.user_id(), "chat bot signed in");
+        self.signed_in.send_replace(true);
+        let outbox = tokio::spawn(self.clone().outbox());
+        lock(&self.tasks).push(outbox.abort_handle());
+        self.sync().await;
+    }
+
+    async fn sign_in(&self) -> Result<(), ChatError> {
+        if let Some(saved) = self.store.get("session")? {
+            let session: MatrixSession = serde_json::from_str(&saved)
+                .map_err(|e| ChatError::Invalid(format!("stored session: {e}")))?;
+            self.client.restore_session(session).await?;
+        } else {
+            self.client
+                .matrix_auth()
+                .login_username(&self.config.user, &self.config.password)
+                .initial_device_display_name("meet chat bridge")
+                .send()
+                .await?;
+            // Kept so the device, and with it the transaction id space
+            // that makes resends idempotent, survives restarts.
+            let session = self
+                .client
+                .matrix_auth()
+                .session()
+                .ok_or(ChatError::NotReady)?;
+            let saved = serde_json::to_string(&session)
+                .map_err(|e| ChatError::Invalid(format!("session: {e}")))?;
+            self.store.set("session", &saved)?;
+        }
+        if self.config.openid_homeservers.is_empty() {
+            if let Some(user) = self.client.user_id() {
+                self.verifier
+                    .allow(user.server_name().as_str(), self.config.homeserver.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync(self: Arc<Self>) {
+        let settings = SyncSettings::default().timeout(SYNC_TIMEOUT);
+        let mut backoff = RETRY_MIN;
+        loop {
+            match self.client.sync_once(settings.clone()).await {
+                Ok(response) => {
+                    backoff = RETRY_MIN;
+                    if !self.sync_ok.load(Ordering::Relaxed) {
+                        self.outbox_wake.notify_one();
+                    }
+                    self.set_sync_ok(true);
+                    for (room_id, update) in response.rooms.joined {
+                        let events: Vec<Value> = update
+                            .timeline
+                            .events
+                            .iter()
+                            .filter_map(|e| e.raw().deserialize_as::<Value>().ok())
+                            .collect();
+                        self.room_events(&room_id, &events).await;
+                    }
+                    for room_id in response.rooms.invited.into_keys() {
+                        let client = self.client.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = client.join_room_by_id(&room_id).await {
+                                tracing::warn!(%room_id, error = %e, "cannot accept invite");
+                            }
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync with the homeserver failed; retrying");
+                    self.set_sync_ok(false);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    async fn room_events(&self, room_id: &RoomId, events: &[Value]) {
+        let Some(bot) = self.client.user_id().map(|u| u.to_string()) else {
+            return;
+        };
+        let room = self.client.get_room(room_id);
+        let mut names = HashMap::new();
+        for ev in events {
+            if let (Some(sender), Some(room)) = (ev.get("sender").and_then(Value::as_str), &room) {
+                if !names.contains_key(sender) {
+                    names.insert(sender.to_owned(), display_name(room, sender).await);
+                }
+            }
+        }
+        let meeting = self
+            .store
+            .meeting_of(room_id.as_str())
+            .ok()
+            .flatten()
+            .and_then(|name| lock(&self.meetings).get(&name).cloned());
+        for ev in events {
+            let ts = ev
+                .get("origin_server_ts")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
+            match convert(ev, &bot, name_of) {
+                Some(RoomEvent::Chat(event)) => {
+                    if let Some(m) = meeting.as_ref().filter(|m| ts >= m.since_ms) {
+                        m.push(event);
+                    }
+                }
+                Some(RoomEvent::MemberGone(user)) => {
+                    if let Some(m) = &meeting {
+                        let _ = m.tx.send(MeetingEvent::MemberGone(user));
+                    }
+                }
+                // Commands from before this process started were answered
+                // (or not) by the one before.
+                Some(RoomEvent::Command { args, .. }) if ts + 5_000 >= self.started_ms => {
+                    if let Err(e) = self.command(room_id, &args).await {
+                        tracing::warn!(%room_id, error = %e, "cannot answer !meet");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `!meet [name]`: answers with the room's meeting link, binding the
+    /// room to a meeting first if it has none.
+    async fn command(&self, room_id: &RoomId, args: &str) -> Result<(), ChatError> {
+        let meeting = match self.store.meeting_of(room_id.as_str())? {
+            Some(m) => m,
+            None => {
+                let _guard = self.opening.lock().await;
+                let wanted = meeting_name(args);
+                let name = match wanted {
+                    Some(n) if self.store.room_of(&n)?.is_none() => n,
+                    _ => random_name(),
+                };
+                self.store.bind(&name, room_id.as_str())?;
+                self.add_widget(room_id, &name)?;
+                name
+            }
+        };
+        let link = self.meeting_link(&meeting);
+        let content = json!({
+            "msgtype": "m.notice",
+            "body": format!("Meeting: {link}"),
+            "format": "org.matrix.custom.html",
+            "formatted_body": format!("Meeting: <a href=\"{0}\">{0}</a>", escape_html(&link)),
+        });
+        self.enqueue(room_id.as_str(), "m.room.message", None, &content, None)
+    }
+
+    async fn meeting(&self, name: &str) -> Result<Arc<Meeting>, ChatError> {
+        if let Some(m) = lock(&self.meetings).get(name) {
+            return Ok(m.clone());
+        }
+        let _guard = self.opening.lock().await;
+        if let Some(m) = lock(&self.meetings).get(name) {
+            return Ok(m.clone());
+        }
+        let mut alias = None;
+        let room_id = match self.store.room_of(name)? {
+            Some(id) => RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?,
+            None => {
+                // Right after start the bot may still be signing in.
+                let mut signed_in = self.signed_in.subscribe();
+                let wait = signed_in.wait_for(|s| *s);
+                if !matches!(tokio::time::timeout(SIGN_IN_WAIT, wait).await, Ok(Ok(_))) {
+                    return Err(ChatError::NotReady);
+                }
+                let id = match self.config.rooms.get(name) {
+                    Some(existing) => self.bind_existing(existing).await?,
+                    None => {
+                        let (id, created_alias) = self.create_room(name).await?;
+                        alias = created_alias;
+                        id
+                    }
+                };
+                self.store.bind(name, id.as_str())?;
+                self.add_widget(&id, name)?;
+                id
+            }
+        };
+        // A room created just now is not synced yet; its alias is known.
+        let alias = alias.or_else(|| {
+            self.client
+                .get_room(&room_id)
+                .and_then(|r| r.canonical_alias())
+                .map(|a| a.to_string())
+        });
+        let m = Arc::new(Meeting::new(room_id, alias));
+        lock(&self.meetings).insert(name.to_owned(), m.clone());
+        Ok(m)
+    }
+
+    async fn bind_existing(&self, room: &str) -> Result<OwnedRoomId, ChatError> {
+        let id = OwnedRoomOrAliasId::try_from(room)
+            .map_err(|e| ChatError::Invalid(format!("room `{room}`: {e}")))?;
+        Ok(self
+            .client
+            .join_room_by_id_or_alias(&id, &[])
+            .await?
+            .room_id()
+            .to_owned())
+    }
+
+    /// The new room and its alias, if it got one.
+    async fn create_room(&self, meeting: &str) -> Result<(OwnedRoomId, Option<String>), ChatError> {
+        let mut request = create_room::v3::Request::new();
+        request.name = Some(format!("Meeting {meeting}"));
+        request.topic = Some(format!("Video meeting: {}", self.meeting_link(meeting)));
+        // Anyone on the homeserver who knows the room may join, as anyone
+        // with the link may join the meeting; not listed in the directory.
+        request.preset = Some(create_room::v3::RoomPreset::PublicChat);
+        request.visibility = Visibility::Private;
+        let levels = json!({
+            "events": {
+                "m.room.name": 50, "m.room.power_levels": 100,
+                "m.room.history_visibility": 100, "m.room.canonical_alias": 50,
+                "m.room.avatar": 50, "m.room.tombstone": 100,
+                "m.room.server_acl": 100, "m.room.encryption": 100,
+                "im.vector.modular.widgets": 50,
+                // Members announce their own call membership (MatrixRTC).
+                CALL_MEMBER: 0,
+            }
+        });
+        request.power_level_content_override = Some(
+            Raw::<Value>::from_json(
+                serde_json::value::to_raw_value(&levels).expect("a JSON value always serialises"),
+            )
+            .cast_unchecked(),
+        );
+        request.room_alias_name = alias_localpart(meeting);
+        match self.client.create_room(request.clone()).await {
+            Ok(room) => {
+                let alias = request.room_alias_name.as_ref().zip(self.client.user_id());
+                let alias = alias.map(|(local, bot)| format!("#{local}:{}", bot.server_name()));
+                Ok((room.room_id().to_owned(), alias))
+            }
+            Err(e) if request.room_alias_name.is_some() => {
+                // Most likely the alias is taken; the room is still useful.
+                tracing::info!(error = %e, "creating the room with an alias failed; without");
+                request.room_alias_name = None;
+                let room = self.client.create_room(request).await?;
+                Ok((room.room_id().to_owned(), None))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Element shows room widgets; this one opens the meeting inside it.
+    fn add_widget(&self, room_id: &RoomId, meeting: &str) -> Result<(), ChatError> {
+        let url = format!(
+            "{}?widgetId=$matrix_widget_id&parentUrl=$parentUrl&userId=$matrix_user_id&displayName=$matrix_display_name&roomId=$matrix_room_id",
+            self.meeting_link(meeting)
+        );
+        let widget = json!({
+            "id": WIDGET_ID,
+            "type": "m.custom",
+            "name": "Meeting",
+            "url": url,
+            "creatorUserId": self.client.user_id().map(|u| u.to_string()),
+            "data": { "title": format!("Video meeting {meeting}") },
+        });
+        self.enqueue(
+            room_id.as_str(),
+            "im.vector.modular.widgets",
+            Some(WIDGET_ID),
+            &widget,
+            None,
+        )?;
+        let layout = json!({
+            "widgets": { WIDGET_ID: { "container": "top", "index": 0, "width": 100, "height": 50 } }
+        });
+        self.enqueue(
+            room_id.as_str(),
+            "io.element.widgets.layout",
+            Some(""),
+            &layout,
+            None,
+        )
+    }
+
+    fn call_member(&self, meeting: &str, user_id: &str, participant_id: &str, content: Value) {
+        let Some(room_id) = self.store.room_of(meeting).ok().flatten() else {
+            return;
+        };
+        // The leading underscore lets the bot set a key naming another user
+        // (MSC3779); it has the power level for the event type.
+        let key = format!("_{user_id}_{}_m.call", device_id(participant_id));
+        if let Err(e) = self.enqueue(&room_id, CALL_MEMBER, Some(&key), &content, None) {
+            tracing::warn!(error = %e, "cannot queue call membership");
+        }
+    }
+
+    fn enqueue(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: Option<&str>,
+        content: &Value,
+        meeting: Option<&str>,
+    ) -> Result<(), ChatError> {
+        self.store.enqueue(
+            &self.txn_prefix,
+            room_id,
+            event_type,
+            state_key,
+            &content.to_string(),
+            meeting,
+        )?;
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Sends the outbox in order, one event at a time, until the process
+    /// ends; an event leaves the outbox only once the homeserver took it.
+    async fn outbox(self: Arc<Self>) {
+        let mut backoff = RETRY_MIN;
+        loop {
+            let next = match self.store.first() {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the chat outbox");
+                    tokio::time::sleep(RETRY_MAX).await;
+                    continue;
+                }
+            };
+            let Some(item) = next else {
+                self.set_send_ok(true);
+                self.outbox_wake.notified().await;
+                continue;
+            };
+            match self.send(&item).await {
+                Ok(event_id) => {
+                    backoff = RETRY_MIN;
+                    self.set_send_ok(true);
+                    self.delivered(&item, event_id);
+                }
+                Err(SendError::Permanent(e)) => {
+                    tracing::error!(seq = item.seq, error = %e, "homeserver refused a chat event; dropped");
+                    self.delivered(&item, None);
+                }
+                Err(SendError::Transient(e)) => {
+                    tracing::warn!(error = %e, "cannot send chat event; will retry");
+                    self.set_send_ok(false);
+                    // The sync loop wakes us as soon as the homeserver is back.
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.outbox_wake.notified() => {}
+                    }
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    fn delivered(&self, item: &Outgoing, event_id: Option<String>) {
+        if let Err(e) = self.store.remove(item.seq) {
+            tracing::error!(error = %e, "cannot remove a sent event from the outbox");
+        }
+        let meeting = item
+            .meeting
+            .as_ref()
+            .and_then(|m| lock(&self.meetings).get(m).cloned());
+        if let (Some(m), Some(id)) = (meeting, event_id) {
+            m.push(ChatEvent::Delivered {
+                local_id: local_id(item.seq),
+                id,
+            });
+        }
+    }
+
+    async fn send(&self, item: &Outgoing) -> Result<Option<String>, SendError> {
+        let room_id = RoomId::parse(&item.room_id)
+            .map_err(|e| SendError::Permanent(format!("room id: {e}")))?;
+        let body = serde_json::value::RawValue::from_string(item.content.clone())
+            .map_err(|e| SendError::Permanent(format!("content: {e}")))?;
+        match &item.state_key {
+            None => {
+                let request = send_message_event::v3::Request::new_raw(
+                    room_id,
+                    item.txn_id.as_str().into(),
+                    item.event_type.as_str().into(),
+                    Raw::from_json(body),
+                );
+                Ok(Some(self.client.send(request).await?.event_id.to_string()))
+            }
+            Some(key) => {
+                let request = send_state_event::v3::Request::new_raw(
+                    room_id,
+                    item.event_type.as_str().into(),
+                    key.clone(),
+                    Raw::from_json(body),
+                );
+                Ok(Some(self.client.send(request).await?.event_id.to_string()))
+            }
+        }
+    }
+
+    /// The user's display name if they are joined to the room, asked of
+    /// the homeserver: the bot's synced state may not have the join yet.
+    async fn joined_member_name(
+        &self,
+        room: &Room,
+        user: &UserId,
+    ) -> Result<Option<String>, OpenIdError> {
+        let request = get_state_event_for_key::v3::Request::new(
+            room.room_id().to_owned(),
+            "m.room.member".into(),
+            user.to_string(),
+        );
+        let content = match self.client.send(request).await {
+            Ok(r) => serde_json::from_str::<Value>(r.event_or_content.get()).unwrap_or_default(),
+            // Not found: never a member.
+            Err(e) if e.as_client_api_error().is_some() => return Ok(None),
+            Err(e) => return Err(OpenIdError::Unreachable(e.to_string())),
+        };
+        if content.get("membership").and_then(Value::as_str) != Some("join") {
+            return Ok(None);
+        }
+        let name = content
+            .get("displayname")
+            .and_then(Value::as_str)
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or(user.localpart());
+        Ok(Some(name.to_owned()))
+    }
+
+    fn meeting_link(&self, meeting: &str) -> String {
+        let mut url: Url = self.config.public_url.clone();
+        url.path_segments_mut()
+            .map(|mut p| {
+                p.pop_if_empty().push("m").push(meeting);
+            })
+            .ok();
+        url.to_string()
+    }
+
+    fn set_sync_ok(&self, ok: bool) {
+        self.sync_ok.store(ok, Ordering::Relaxed);
+        self.update_delayed();
+    }
+
+    fn set_send_ok(&self, ok: bool) {
+        self.send_ok.store(ok, Ordering::Relaxed);
+        self.update_delayed();
+    }
+
+    fn update_delayed(&self) {
+        let delayed =
+            !self.sync_ok.load(Ordering::Relaxed) || !self.send_ok.load(Ordering::Relaxed);
+        self.delayed
+            .send_if_modified(|d| std::mem::replace(d, delayed) != delayed);
+    }
+}
+
+/// Why an outbox event was not sent.
+enum SendError {
+    /// A refusal that a resend cannot change (bad event, no permission).
+    Permanent(String),
+    /// Unreachable, rate limited, server error: worth retrying.
+    Transient(String),
+}
+
+impl From<matrix_sdk::HttpError> for SendError {
+    fn from(e: matrix_sdk::HttpError) -> Self {
+        let permanent = e.as_client_api_error().is_some_and(|api| {
+            let s = api.status_code.as_u16();
+            (400..500).contains(&s) && s != 429
+        });
+        if permanent {
+            SendError::Permanent(e.to_string())
+        } else {
+            SendError::Transient(e.to_string())
+        }
+    }
+}
+
+async fn display_name(room: &Room, user: &str) -> String {
+    let fallback = || {
+        user.trim_start_matches('@')
+            .split(':')
+            .next()
+            .unwrap_or(user)
+            .to_owned()
+    };
+    let Ok(user_id) = UserId::parse(user) else {
+        return fallback();
+    };
+    match room.get_member_no_sync(&user_id).await {
+        Ok(Some(m)) => m.name().to_owned(),
+        _ => fallback(),
+    }
+}
+
+fn local_id(seq: i64) -> String {
+    format!("local-{seq}")
+}
+
+fn device_id(participant_id: &str) -> String {
+    format!("MEET{}", participant_id.to_ascii_uppercase())
+}
+
+/// `#meet-<name>` when the meeting name is a valid alias localpart.
+fn alias_localpart(meeting: &str) -> Option<String> {
+    let ok = meeting
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.=".contains(c));
+    ok.then(|| format!("meet-{meeting}"))
+}
+
+/// A meeting name from `!meet <name>`, if usable in a URL as it is.
+fn meeting_name(args: &str) -> Option<String> {
+    let ok = !args.is_empty()
+        && args.len() <= 64
+        && args
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    ok.then(|| args.to_owned())
+}
+
+fn random_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    (0..10)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_for_rooms_and_meetings() {
+        assert_eq!(alias_localpart("standup").as_deref(), Some("meet-standup"));
+        assert_eq!(alias_localpart("Team Call"), None);
+        assert_eq!(meeting_name("weekly-sync").as_deref(), Some("weekly-sync"));
+        assert_eq!(meeting_name("a b"), None);
+        assert_eq!(meeting_name(""), None);
+        assert_eq!(escape_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
+        assert_eq!(device_id("ab12"), "MEETAB12");
+    }
+}

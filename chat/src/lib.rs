@@ -1,0 +1,63 @@
+//! Meeting chat on Matrix: a bot account bridges each meeting to a Matrix
+//! room, both ways, checks Matrix identities for meeting sign-in, and
+//! publishes who is in a call as MatrixRTC membership.
+//!
+//! The server binary holds one [`Chat`]; everything here runs on its tokio
+//! runtime, away from the media workers.
+
+mod bridge;
+mod events;
+mod openid;
+mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use bridge::{Author, Chat, Identity, MeetingChat, MeetingEvent};
+pub use events::ChatEvent;
+pub use openid::{OpenIdError, OpenIdToken};
+use url::Url;
+
+/// Longest chat message accepted from a meeting, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// Client-Server API base URL of the bot's homeserver.
+    pub homeserver: Url,
+    /// The bot's user (localpart or full id) and password.
+    pub user: String,
+    pub password: String,
+    /// Where the bot keeps its login, sync state, room mapping and outbox.
+    pub store_dir: PathBuf,
+    /// Base URL of the meeting server as users reach it, for links.
+    pub public_url: Url,
+    /// Homeservers whose users may sign in to meetings, by server name, with
+    /// the base URL their OpenID userinfo is served under. Empty: the bot's
+    /// own homeserver only.
+    pub openid_homeservers: BTreeMap<String, Url>,
+    /// Meetings bound to existing rooms (room id or alias) instead of a new one.
+    pub rooms: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("the chat bot is not signed in to the homeserver (yet)")]
+    NotReady,
+    #[error("homeserver: {0}")]
+    Matrix(#[from] matrix_sdk::Error),
+    #[error("homeserver: {0}")]
+    Http(#[from] matrix_sdk::HttpError),
+    #[error("chat store: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("cannot create the chat store directory {path}: {source}")]
+    StoreDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("chat: {0}")]
+    Invalid(String),
+    #[error("meeting `{0}` has no chat room open here")]
+    NoMeeting(String),
+}

@@ -1,0 +1,225 @@
+//! The bridge's own durable state, in one SQLite file: which Matrix room
+//! belongs to which meeting, the bot's login, and the outbox of events that
+//! must reach the homeserver even if it is down when they are written.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::ChatError;
+
+/// An event waiting to be sent. `seq` orders the outbox; `txn_id` makes a
+/// resend after a lost reply land only once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub seq: i64,
+    pub room_id: String,
+    pub event_type: String,
+    /// `Some` for a state event (whose key makes a resend harmless).
+    pub state_key: Option<String>,
+    pub content: String,
+    pub txn_id: String,
+    /// The meeting that shows this message as pending, if any.
+    pub meeting: Option<String>,
+}
+
+pub struct Store {
+    db: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, ChatError> {
+        let db = Connection::open(path)?;
+        // WAL plus synchronous=FULL: an outbox row is on disk before the
+        // participant is told it was accepted.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meetings (
+                 meeting TEXT PRIMARY KEY,
+                 room_id TEXT NOT NULL UNIQUE
+             );
+             CREATE TABLE IF NOT EXISTS outbox (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 room_id TEXT NOT NULL,
+                 event_type TEXT NOT NULL,
+                 state_key TEXT,
+                 content TEXT NOT NULL,
+                 txn_id TEXT NOT NULL UNIQUE,
+                 meeting TEXT
+             );
+             CREATE TABLE IF NOT EXISTS kv (
+                 key TEXT PRIMARY KEY,
+                 value TEXT NOT NULL
+             );",
+        )?;
+        Ok(Self { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (each
+        // statement is atomic), so a poisoned lock is still usable.
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn room_of(&self, meeting: &str) -> Result<Option<String>, ChatError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT room_id FROM meetings WHERE meeting = ?1",
+                [meeting],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn meeting_of(&self, room_id: &str) -> Result<Option<String>, ChatError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT meeting FROM meetings WHERE room_id = ?1",
+                [room_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn bind(&self, meeting: &str, room_id: &str) -> Result<(), ChatError> {
+        self.db().execute(
+            "INSERT INTO meetings (meeting, room_id) VALUES (?1, ?2)",
+            params![meeting, room_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<String>, ChatError> {
+        Ok(self
+            .db()
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set(&self, key: &str, value: &str) -> Result<(), ChatError> {
+        self.db().execute(
+            "INSERT INTO kv (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Appends to the outbox; returns the row's sequence number. The
+    /// transaction id is derived from it and `txn_prefix` (unique per
+    /// store), so it is stable across restarts.
+    pub fn enqueue(
+        &self,
+        txn_prefix: &str,
+        room_id: &str,
+        event_type: &str,
+        state_key: Option<&str>,
+        content: &str,
+        meeting: Option<&str>,
+    ) -> Result<i64, ChatError> {
+        let db = self.db();
+        let seq: i64 = db.query_row(
+            "INSERT INTO outbox (room_id, event_type, state_key, content, txn_id, meeting)
+             VALUES (?1, ?2, ?3, ?4, ?5 || (SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox)
+                     || '-' || hex(randomblob(4)), ?6)
+             RETURNING seq",
+            params![room_id, event_type, state_key, content, txn_prefix, meeting],
+            |r| r.get(0),
+        )?;
+        Ok(seq)
+    }
+
+    /// The oldest waiting event.
+    pub fn first(&self) -> Result<Option<Outgoing>, ChatError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT seq, room_id, event_type, state_key, content, txn_id, meeting
+                 FROM outbox ORDER BY seq LIMIT 1",
+                [],
+                |r| {
+                    Ok(Outgoing {
+                        seq: r.get(0)?,
+                        room_id: r.get(1)?,
+                        event_type: r.get(2)?,
+                        state_key: r.get(3)?,
+                        content: r.get(4)?,
+                        txn_id: r.get(5)?,
+                        meeting: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn remove(&self, seq: i64) -> Result<(), ChatError> {
+        self.db()
+            .execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+        Ok(())
+    }
+
+    pub fn outbox_len(&self) -> Result<u64, ChatError> {
+        Ok(self
+            .db()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("chat-store-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("chat.db")).unwrap(), dir)
+    }
+
+    #[test]
+    fn outbox_is_ordered_and_survives_reopening() {
+        let (store, dir) = temp_store();
+        let a = store
+            .enqueue("t1-", "!r", "m.room.message", None, "{}", Some("m"))
+            .unwrap();
+        let b = store
+            .enqueue("t1-", "!r", "x.state", Some("k"), "{}", None)
+            .unwrap();
+        assert!(a < b);
+        drop(store);
+        let store = Store::open(&dir.join("chat.db")).unwrap();
+        let first = store.first().unwrap().unwrap();
+        assert_eq!(first.seq, a);
+        assert!(first.txn_id.starts_with("t1-"));
+        assert_eq!(first.meeting.as_deref(), Some("m"));
+        store.remove(a).unwrap();
+        let second = store.first().unwrap().unwrap();
+        assert_eq!(second.state_key.as_deref(), Some("k"));
+        assert_ne!(second.txn_id, first.txn_id);
+        assert_eq!(store.outbox_len().unwrap(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn meetings_and_settings() {
+        let (store, dir) = temp_store();
+        assert_eq!(store.room_of("standup").unwrap(), None);
+        store.bind("standup", "!abc").unwrap();
+        assert_eq!(store.room_of("standup").unwrap().as_deref(), Some("!abc"));
+        assert_eq!(
+            store.meeting_of("!abc").unwrap().as_deref(),
+            Some("standup")
+        );
+        assert!(
+            store.bind("other", "!abc").is_err(),
+            "a room serves one meeting"
+        );
+        store.set("k", "1").unwrap();
+        store.set("k", "2").unwrap();
+        assert_eq!(store.get("k").unwrap().as_deref(), Some("2"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

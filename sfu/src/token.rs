@@ -1,0 +1,122 @@
+//! Meeting access tokens: what `/api/token` hands a participant whose Matrix
+//! identity was checked, and what `join` presents. Signed JWTs (HS256), so
+//! any node holding the secret can check them without shared state.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// How long a token admits its holder to `join`; joining again later needs
+/// a fresh one (the widget gets one in a second).
+pub const LIFETIME_SECS: u64 = 3600;
+
+/// What a token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Matrix user id.
+    pub sub: String,
+    pub name: String,
+    /// The meeting this token admits to.
+    pub room: String,
+    pub host: bool,
+    pub exp: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid access token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("the access token is for another meeting")]
+    WrongRoom,
+}
+
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl TokenKeys {
+    /// `secret` empty: a random one.
+    pub fn new(secret: &str) -> Self {
+        let bytes: Vec<u8> = if secret.is_empty() {
+            rand::random::<[u8; 32]>().to_vec()
+        } else {
+            secret.as_bytes().to_vec()
+        };
+        Self {
+            encoding: EncodingKey::from_secret(&bytes),
+            decoding: DecodingKey::from_secret(&bytes),
+        }
+    }
+
+    pub fn issue(&self, sub: &str, name: &str, room: &str, host: bool) -> String {
+        let claims = Claims {
+            sub: sub.to_owned(),
+            name: name.to_owned(),
+            room: room.to_owned(),
+            host,
+            exp: unix_now() + LIFETIME_SECS,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    /// Checks signature, expiry and that the token is for `room`.
+    pub fn check(&self, token: &str, room: &str) -> Result<Claims, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        let claims = decode::<Claims>(token, &self.decoding, &validation)?.claims;
+        if claims.room != room {
+            return Err(TokenError::WrongRoom);
+        }
+        Ok(claims)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_tokens_check_out_for_their_room_only() {
+        let keys = TokenKeys::new("");
+        let t = keys.issue("@alice:hs", "Alice", "standup", true);
+        let c = keys.check(&t, "standup").unwrap();
+        assert_eq!((c.sub.as_str(), c.host), ("@alice:hs", true));
+        assert!(matches!(
+            keys.check(&t, "other"),
+            Err(TokenError::WrongRoom)
+        ));
+        assert!(
+            TokenKeys::new("").check(&t, "standup").is_err(),
+            "other key"
+        );
+        let mut forged = t.clone();
+        forged.pop();
+        assert!(keys.check(&forged, "standup").is_err());
+        assert!(keys.check("garbage", "standup").is_err());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let keys = TokenKeys::new(&"s".repeat(32));
+        let claims = Claims {
+            sub: "@a:hs".into(),
+            name: "A".into(),
+            room: "r".into(),
+            host: false,
+            exp: unix_now() - 60,
+        };
+        let t = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert!(keys.check(&t, "r").is_err());
+    }
+}

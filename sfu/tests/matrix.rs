@@ -1,0 +1,641 @@
+//! The server with meeting chat against a real Synapse (from PyPI, started
+//! here on 127.0.0.1 by `ops/synapse.sh`): rooms per meeting, chat both
+//! ways, OpenID sign-in, leaving the room, and a homeserver outage.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sfu::config::Config;
+use sfu::server::Server;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const BOT_PASSWORD: &str = "bot-password-for-tests";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meet-{what}-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn synapse_sh(args: &[&str]) {
+    let status = Command::new(repo().join("ops/synapse.sh"))
+        .args(args)
+        .status()
+        .expect("ops/synapse.sh runs");
+    assert!(status.success(), "ops/synapse.sh {args:?} failed");
+}
+
+/// A Synapse of our own; killed when dropped.
+struct Synapse {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Synapse {
+    fn start(users: &[&str]) -> Self {
+        let dir = temp_dir("synapse");
+        let port = free_port();
+        synapse_sh(&["init", dir.to_str().unwrap(), &port.to_string()]);
+        let mut s = Self {
+            dir,
+            port,
+            child: None,
+        };
+        s.run();
+        synapse_sh(&[
+            "register",
+            s.dir.to_str().unwrap(),
+            "meetbot",
+            BOT_PASSWORD,
+            "--admin",
+        ]);
+        for u in users {
+            synapse_sh(&["register", s.dir.to_str().unwrap(), u, &format!("{u}-pw")]);
+        }
+        s
+    }
+
+    fn run(&mut self) {
+        let child = Command::new(repo().join("ops/synapse.sh"))
+            .args(["run", self.dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("synapse starts");
+        self.child = Some(child);
+        synapse_sh(&["wait", &self.port.to_string(), "60"]);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Matrix user over plain Client-Server API calls.
+struct MatrixUser {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    user_id: String,
+}
+
+impl MatrixUser {
+    async fn login(syn: &Synapse, user: &str) -> Self {
+        let http = reqwest::Client::new();
+        let r: Value = http
+            .post(format!("{}/_matrix/client/v3/login", syn.url()))
+            .json(&json!({"type":"m.login.password","identifier":{"type":"m.id.user","user":user},"password":format!("{user}-pw")}))
+            .send().await.unwrap().json().await.unwrap();
+        Self {
+            http,
+            base: syn.url(),
+            token: r["access_token"].as_str().expect("login").to_owned(),
+            user_id: r["user_id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}/_matrix/client/v3{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    fn room_path(room: &str) -> String {
+        room.replace('!', "%21")
+            .replace('#', "%23")
+            .replace(':', "%3A")
+    }
+
+    async fn join(&self, room: &str) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/join/{}", Self::room_path(room)),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn say(&self, room: &str, content: Value) -> String {
+        let txn = format!("t{}", rand::random::<u64>());
+        let v = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/rooms/{}/send/m.room.message/{txn}", Self::room_path(room)),
+                Some(content),
+            )
+            .await;
+        v["event_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Bodies of the room's messages from `sender`, oldest first.
+    async fn bodies_from(&self, room: &str, sender: &str) -> Vec<String> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/rooms/{}/messages?dir=b&limit=200", Self::room_path(room)),
+                None,
+            )
+            .await;
+        let mut bodies: Vec<String> = v["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "m.room.message" && e["sender"] == sender)
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+            .collect();
+        bodies.reverse();
+        bodies
+    }
+
+    async fn state(&self, room: &str, kind: &str, key: &str) -> Value {
+        self.call(
+            reqwest::Method::GET,
+            &format!(
+                "/rooms/{}/state/{kind}/{}",
+                Self::room_path(room),
+                key.replace('@', "%40").replace(':', "%3A")
+            ),
+            None,
+        )
+        .await
+    }
+
+    async fn openid(&self) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            &format!(
+                "/user/{}/openid/request_token",
+                self.user_id.replace('@', "%40").replace(':', "%3A")
+            ),
+            Some(json!({})),
+        )
+        .await
+    }
+}
+
+struct TestServer {
+    http: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start(syn: &Synapse, store: &Path) -> Self {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            media_ips: vec!["127.0.0.1".parse().unwrap()],
+            matrix_homeserver: syn.url(),
+            matrix_user: "meetbot".into(),
+            matrix_password: BOT_PASSWORD.into(),
+            matrix_store: store.to_owned(),
+            public_url: "http://meet.test/".into(),
+            ..Config::default()
+        };
+        let server = Server::bind(&config).await.expect("server binds");
+        let http = server.http_addr();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Self {
+            http,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+
+    async fn token(&self, room: &str, openid: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/api/token", self.http))
+            .json(&json!({"room": room, "openid_token": openid}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Joins `room`; returns the socket and the `joined` message.
+    async fn join(&self, room: &str, name: &str, token: Option<&str>) -> (Ws, Value) {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
+            .await
+            .expect("websocket connects");
+        let mut join = json!({"type":"join","v":1,"room":room,"name":name});
+        if let Some(t) = token {
+            join["token"] = json!(t);
+        }
+        send(&mut ws, join).await;
+        let joined = next_of(&mut ws, "joined").await;
+        (ws, joined)
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next message of type `kind`, skipping others.
+async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    next_where(ws, |m| m["type"] == kind, &format!("a `{kind}` message")).await
+}
+
+async fn next_where(ws: &mut Ws, pred: impl Fn(&Value) -> bool, what: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = frame {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+async fn chat_event(ws: &mut Ws, kind: &str) -> Value {
+    next_where(
+        ws,
+        |m| m["type"] == "chat_event" && m["event"]["kind"] == kind,
+        &format!("a chat `{kind}` event"),
+    )
+    .await["event"]
+        .clone()
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meeting_chat_and_matrix_sign_in() {
+    let syn = Synapse::start(&["alice", "bob"]);
+    let store = temp_dir("store");
+    let server = TestServer::start(&syn, &store).await;
+
+    // The first participant opens the meeting: the bot creates its room.
+    let (mut carol, joined) = server.join("standup", "Carol", None).await;
+    let room = joined["chat"]["room_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("chat in {joined}"))
+        .to_owned();
+    assert_eq!(joined["chat"]["room_alias"], "#meet-standup:localhost");
+    assert_eq!(
+        next_of(&mut carol, "chat_history").await["events"],
+        json!([])
+    );
+
+    let alice = MatrixUser::login(&syn, "alice").await;
+    let bob = MatrixUser::login(&syn, "bob").await;
+    alice.join(&room).await;
+    // Element finds the meeting as a room widget.
+    let widget = alice
+        .state(&room, "im.vector.modular.widgets", "meet")
+        .await;
+    assert!(
+        widget["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://meet.test/m/standup?widgetId="),
+        "{widget}"
+    );
+
+    // OpenID sign-in: a member is admitted with her Matrix identity ...
+    let (status, t) = server.token("standup", alice.openid().await).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["user_id"], "@alice:localhost");
+    assert_eq!(t["host"], false);
+    let (mut alice_ws, joined) = server.join("standup", "ignored", t["token"].as_str()).await;
+    assert_eq!(joined["identity"]["user_id"], "@alice:localhost");
+    let alice_pid = joined["participant_id"].as_str().unwrap().to_owned();
+    let who = next_where(
+        &mut carol,
+        |m| m["type"] == "participant_joined",
+        "alice joining",
+    )
+    .await;
+    assert_eq!(who["participant"]["name"], "alice");
+    // ... and announced as a MatrixRTC call member.
+    let key = format!("_@alice:localhost_MEET{}_m.call", alice_pid.to_uppercase());
+    let url = format!(
+        "{}/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
+        alice.base,
+        MatrixUser::room_path(&room),
+        key.replace('@', "%40").replace(':', "%3A")
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let member = loop {
+        let r = alice
+            .http
+            .get(&url)
+            .bearer_auth(&alice.token)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if v["application"] == "m.call" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no call-member state event: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(member["scope"], "m.room");
+
+    // A token for another meeting does not open this one.
+    let (status, _) = server.token("standup", alice.openid().await).await;
+    assert_eq!(status, 200);
+    let (mut other_ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
+        .await
+        .unwrap();
+    send(
+        &mut other_ws,
+        json!({"type":"join","v":1,"room":"elsewhere","name":"x","token":t["token"]}),
+    )
+    .await;
+    let e = next_of(&mut other_ws, "error").await;
+    assert_eq!(e["code"], "invalid_token", "{e}");
+
+    // Refused: a non-member, a forged token, a homeserver not allowed, junk.
+    let (status, e) = server.token("standup", bob.openid().await).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (403, Some("not_room_member")),
+        "{e}"
+    );
+    let forged = json!({"access_token":"forged","matrix_server_name":"localhost","expires_in":3600,"token_type":"Bearer"});
+    let (status, e) = server.token("standup", forged).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (401, Some("invalid_openid_token")),
+        "{e}"
+    );
+    let mut foreign = alice.openid().await;
+    foreign["matrix_server_name"] = json!("matrix.example.org");
+    let (status, e) = server.token("standup", foreign).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (403, Some("homeserver_not_allowed")),
+        "{e}"
+    );
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("matrix.example.org"));
+    let (status, e) = server.token("standup", json!("nonsense")).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("bad_request")),
+        "{e}"
+    );
+
+    // Matrix → meeting: text, reply, edit, reaction, redaction.
+    let t0 = Instant::now();
+    let first = alice
+        .say(
+            &room,
+            json!({"msgtype":"m.text","body":"hello from Matrix"}),
+        )
+        .await;
+    let m = chat_event(&mut carol, "message").await;
+    println!("measured: Matrix → meeting {:?}", t0.elapsed());
+    assert_eq!(
+        (m["id"].as_str(), m["sender"].as_str(), m["body"].as_str()),
+        (
+            Some(first.as_str()),
+            Some("@alice:localhost"),
+            Some("hello from Matrix")
+        )
+    );
+    assert_eq!(m["name"], "alice");
+    alice
+        .say(&room, json!({"msgtype":"m.text","body":"> <@alice:localhost> hello from Matrix\n\nand a reply",
+            "m.relates_to":{"m.in_reply_to":{"event_id":first}}}))
+        .await;
+    let reply = chat_event(&mut carol, "message").await;
+    assert_eq!(
+        (reply["body"].as_str(), reply["reply_to"].as_str()),
+        (Some("and a reply"), Some(first.as_str()))
+    );
+    alice
+        .say(&room, json!({"msgtype":"m.text","body":"* hello, edited","m.new_content":{"msgtype":"m.text","body":"hello, edited"},
+            "m.relates_to":{"rel_type":"m.replace","event_id":first}}))
+        .await;
+    let edit = chat_event(&mut carol, "edit").await;
+    assert_eq!(
+        (edit["id"].as_str(), edit["body"].as_str()),
+        (Some(first.as_str()), Some("hello, edited"))
+    );
+    let reaction = alice
+        .call(
+            reqwest::Method::PUT,
+            &format!("/rooms/{}/send/m.reaction/r1", MatrixUser::room_path(&room)),
+            Some(json!({"m.relates_to":{"rel_type":"m.annotation","event_id":first,"key":"👍"}})),
+        )
+        .await["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = chat_event(&mut carol, "reaction").await;
+    assert_eq!(
+        (r["target"].as_str(), r["key"].as_str()),
+        (Some(first.as_str()), Some("👍"))
+    );
+    alice
+        .call(
+            reqwest::Method::PUT,
+            &format!(
+                "/rooms/{}/redact/{}/x1",
+                MatrixUser::room_path(&room),
+                reaction.replace('$', "%24")
+            ),
+            Some(json!({})),
+        )
+        .await;
+    let redact = chat_event(&mut carol, "redact").await;
+    assert_eq!(redact["id"].as_str(), Some(reaction.as_str()));
+
+    // Meeting → Matrix, relayed by the bot in Carol's name.
+    let t0 = Instant::now();
+    send(&mut carol, json!({"type":"chat","text":"hi Alice"})).await;
+    let pending = chat_event(&mut carol, "message").await;
+    assert_eq!(
+        (pending["pending"].as_bool(), pending["body"].as_str()),
+        (Some(true), Some("hi Alice"))
+    );
+    let delivered = chat_event(&mut carol, "delivered").await;
+    assert_eq!(delivered["local_id"], pending["id"]);
+    println!("measured: meeting → Matrix (delivered) {:?}", t0.elapsed());
+    let bodies = alice.bodies_from(&room, "@meetbot:localhost").await;
+    assert!(bodies.contains(&"Carol: hi Alice".to_owned()), "{bodies:?}");
+    // Too long a message is refused, the session goes on.
+    send(&mut carol, json!({"type":"chat","text":"x".repeat(4001)})).await;
+    assert_eq!(next_of(&mut carol, "error").await["code"], "bad_message");
+
+    // A late joiner gets the history since the meeting started.
+    let (mut dave, _) = server.join("standup", "Dave", None).await;
+    let history = next_of(&mut dave, "chat_history").await;
+    let kinds: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "message",
+            "edit",
+            "reaction",
+            "redact",
+            "message",
+            "delivered"
+        ]
+    );
+
+    // `!meet` answers with the meeting's link.
+    alice
+        .say(&room, json!({"msgtype":"m.text","body":"!meet"}))
+        .await;
+    eventually("the bot's answer to !meet", || {
+        let (alice, room) = (&alice, &room);
+        async move {
+            alice
+                .bodies_from(room, "@meetbot:localhost")
+                .await
+                .iter()
+                .any(|b| b == "Meeting: http://meet.test/m/standup")
+        }
+    })
+    .await;
+
+    // Leaving the room ends Alice's meeting session; the others stay.
+    alice
+        .call(
+            reqwest::Method::POST,
+            &format!("/rooms/{}/leave", MatrixUser::room_path(&room)),
+            Some(json!({})),
+        )
+        .await;
+    let e = next_of(&mut alice_ws, "error").await;
+    assert_eq!(e["code"], "removed", "{e}");
+    let left = next_of(&mut carol, "participant_left").await;
+    assert_eq!(left["participant_id"], alice_pid.as_str());
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_waits_out_a_homeserver_outage_and_loses_nothing() {
+    let mut syn = Synapse::start(&["alice"]);
+    let store = temp_dir("store");
+    let server = TestServer::start(&syn, &store).await;
+    let (mut carol, joined) = server.join("outage", "Carol", None).await;
+    let room = joined["chat"]["room_id"].as_str().unwrap().to_owned();
+    let alice = MatrixUser::login(&syn, "alice").await;
+    alice.join(&room).await;
+
+    syn.kill();
+    let status = next_of(&mut carol, "chat_status").await;
+    assert_eq!(status["delayed"], true);
+    for i in 0..10 {
+        send(&mut carol, json!({"type":"chat","text":format!("m{i}")})).await;
+        let m = chat_event(&mut carol, "message").await;
+        assert_eq!(m["pending"], true);
+    }
+    // The meeting server restarts too: the outbox is on disk.
+    server.stop().await;
+    let server = TestServer::start(&syn, &store).await;
+    let (mut carol, joined) = server.join("outage", "Carol", None).await;
+    assert_eq!(joined["chat"]["room_id"].as_str(), Some(room.as_str()));
+    for i in 10..20 {
+        send(&mut carol, json!({"type":"chat","text":format!("m{i}")})).await;
+        chat_event(&mut carol, "message").await;
+    }
+
+    syn.run();
+    let expected: Vec<String> = (0..20).map(|i| format!("Carol: m{i}")).collect();
+    eventually("all 20 messages in the room", || {
+        let (alice, room, expected) = (&alice, &room, &expected);
+        async move { alice.bodies_from(room, "@meetbot:localhost").await.len() >= expected.len() }
+    })
+    .await;
+    // Give a duplicate the chance to show up before judging.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        alice.bodies_from(&room, "@meetbot:localhost").await,
+        expected
+    );
+    let status = next_where(
+        &mut carol,
+        |m| m["type"] == "chat_status" && m["delayed"] == false,
+        "chat no longer delayed",
+    )
+    .await;
+    assert_eq!(status["delayed"], false);
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}
