@@ -44,6 +44,11 @@ export class Signalling {
     }
   }
 
+  /** Whether messages sent now go out. */
+  get open() {
+    return !!this.ws && this.ws.readyState === WebSocket.OPEN;
+  }
+
   send(msg) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(JSON.stringify(msg));

@@ -1,13 +1,19 @@
 // Shared pieces of the browser tests: start the real server binary, launch
-// Debian's Chromium with fake camera and microphone, open meeting pages.
+// Debian's Chromium with fake camera and microphone, open meeting pages;
+// start a Synapse homeserver (ops/synapse.sh) and talk to it as a plain
+// Matrix client; serve the client files without the server, for UI tests.
 // Must run inside ops/netns.sh (see there why).
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -92,11 +98,25 @@ export async function launchBrowser() {
   });
 }
 
-/** Opens a page that joins `room` at once as `name`; `extra` adds URL parameters. */
-export async function joinPage(browser, serverUrl, room, name, extra = {}) {
+/**
+ * A new browser context (camera and microphone allowed) with one page that
+ * logs its errors; `initScript` (a function) runs in the page before its
+ * own scripts.
+ */
+export async function openPage(browser, label, { initScript } = {}) {
   const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
-  page.on('pageerror', (e) => console.log(`[${name}] page error: ${e.message}`));
+  page.on('pageerror', (e) => console.log(`[${label}] page error: ${e.message}`));
+  return { page, context };
+}
+
+/**
+ * Opens a page that joins `room` at once as `name`; `extra` adds URL
+ * parameters; `options.initScript` as for openPage.
+ */
+export async function joinPage(browser, serverUrl, room, name, extra = {}, options = {}) {
+  const { page, context } = await openPage(browser, name, options);
   const query = new URLSearchParams({ name, join: 'now', ...extra });
   await page.goto(`${serverUrl}/m/${encodeURIComponent(room)}?${query}`);
   await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
@@ -111,7 +131,7 @@ export async function receivedByName(p) {
 }
 
 /** A free TCP port on 127.0.0.1 (for programs that cannot bind port 0 and say which). */
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.on('error', reject);
@@ -171,5 +191,367 @@ export async function startPrometheus(target) {
       }
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+// ---------- Synapse (ops/synapse.sh) ----------
+
+const synapseScript = process.env.SYNAPSE_SH || join(repoRoot, 'ops', 'synapse.sh');
+
+/** Runs ops/synapse.sh with `args`; rejects with its output if it fails. */
+function synapseSh(args, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    execFile(synapseScript, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`ops/synapse.sh ${args[0]} failed (${err.code ?? err.signal}):\n${stdout}${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+function portOpen(port) {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Starts a Synapse homeserver (server_name "localhost") on a free port of
+ * 127.0.0.1, its configuration and data in a fresh temporary directory:
+ * `ops/synapse.sh install` (a no-op once installed), `init DIR PORT`, then `run DIR` in the foreground (its own
+ * process group), then `wait PORT`. Returns { url, port, dir, serverName,
+ * log(), stop(signal = 'SIGKILL'), start(), destroy() }: stop() kills it
+ * (an outage), start() runs it again on the same directory, destroy()
+ * stops it for good and removes the directory.
+ */
+export async function startSynapse({ readyTimeoutS = 120 } = {}) {
+  // Installs Synapse into its virtualenv the first time (pip; minutes).
+  await synapseSh(['install'], 900000);
+  const dir = mkdtempSync(join(tmpdir(), 'meet-synapse-'));
+  const port = await freePort();
+  await synapseSh(['init', dir, String(port)], 120000);
+  let child = null;
+  let exited = null;
+  let log = '';
+  const keep = (d) => {
+    log += d;
+    if (log.length > 256 * 1024) log = log.slice(-128 * 1024);
+  };
+  const running = () => child && child.exitCode === null && child.signalCode === null;
+
+  const launch = async () => {
+    const c = spawn(synapseScript, ['run', dir], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = c;
+    c.stdout.on('data', keep);
+    c.stderr.on('data', keep);
+    exited = new Promise((resolve) => c.once('exit', (code, signal) => resolve(code ?? signal)));
+    const ready = synapseSh(['wait', String(port), String(readyTimeoutS)], (readyTimeoutS + 15) * 1000);
+    ready.catch(() => {}); // when it loses the race below
+    const early = exited.then((how) => { throw new Error(`Synapse exited (${how}) before it was ready:\n${log.slice(-8000)}`); });
+    early.catch(() => {});
+    await Promise.race([ready, early]);
+  };
+
+  const stop = async (signal = 'SIGKILL') => {
+    if (!running()) return;
+    const c = child;
+    try {
+      process.kill(-c.pid, signal);
+    } catch {
+      c.kill(signal);
+    }
+    const hard = setTimeout(() => { try { process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ } }, 15000);
+    await exited;
+    clearTimeout(hard);
+    await until('Synapse\'s port to close', async () => !(await portOpen(port)), 15000, 100);
+  };
+
+  await launch();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dir,
+    serverName: 'localhost',
+    /** Its output, then the end of its log file (warnings and errors). */
+    log: () => {
+      let file = '';
+      try {
+        file = readFileSync(join(dir, 'homeserver.log'), 'utf8').slice(-16000);
+      } catch {
+        // no log file yet
+      }
+      return `${log}${file}`;
+    },
+    stop,
+    async start() {
+      if (running()) throw new Error('Synapse is already running');
+      await launch();
+    },
+    async destroy() {
+      await stop('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Registers a user on `syn` (ops/synapse.sh register); returns the user id. */
+export async function registerUser(syn, user, password, { admin = false } = {}) {
+  await synapseSh(['register', syn.dir, user, password, ...(admin ? ['--admin'] : [])], 60000);
+  return `@${user}:${syn.serverName}`;
+}
+
+/** A failed Matrix request: `status` and `errcode` as the homeserver said. */
+export class MatrixError extends Error {
+  constructor(method, path, status, body) {
+    super(`${method} ${path}: ${status} ${body && body.errcode ? `${body.errcode} ${body.error}` : JSON.stringify(body)}`);
+    this.status = status;
+    this.errcode = body && body.errcode;
+    this.body = body;
+  }
+}
+
+let txnCounter = 0;
+
+/** A tiny Matrix client-server API client over fetch: just what the tests need. */
+export class MatrixClient {
+  constructor(baseUrl, accessToken, userId) {
+    this.baseUrl = baseUrl;
+    this.accessToken = accessToken;
+    this.userId = userId;
+    /** Where waitForEvent's sync stream is. */
+    this.since = null;
+  }
+
+  /** Logs in with a password (m.login.password). */
+  static async login(baseUrl, user, password) {
+    const anon = new MatrixClient(baseUrl, null, null);
+    const r = await anon.request('POST', '/_matrix/client/v3/login', {
+      type: 'm.login.password',
+      identifier: { type: 'm.id.user', user },
+      password,
+      initial_device_display_name: 'meet tests',
+    });
+    return new MatrixClient(baseUrl, r.access_token, r.user_id);
+  }
+
+  async request(method, path, body, { timeoutMs = 30000 } = {}) {
+    const headers = {};
+    if (this.accessToken) headers.authorization = `Bearer ${this.accessToken}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(`${this.baseUrl}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const json = await res.json().catch(() => null);
+    if (!res.ok) throw new MatrixError(method, path, res.status, json);
+    return json;
+  }
+
+  static txnId() {
+    txnCounter += 1;
+    return `meet-test-${process.pid}-${Date.now()}-${txnCounter}`;
+  }
+
+  async setDisplayName(name) {
+    await this.request('PUT', `/_matrix/client/v3/profile/${encodeURIComponent(this.userId)}/displayname`, { displayname: name });
+  }
+
+  /** Creates a room; returns its id. */
+  async createRoom(options = {}) {
+    return (await this.request('POST', '/_matrix/client/v3/createRoom', options)).room_id;
+  }
+
+  /** Joins a room by id or alias; returns its id. */
+  async joinRoom(idOrAlias) {
+    return (await this.request('POST', `/_matrix/client/v3/join/${encodeURIComponent(idOrAlias)}`, {})).room_id;
+  }
+
+  async leaveRoom(roomId) {
+    await this.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, {});
+  }
+
+  /** Sends a room event with a fresh transaction id; returns its event id. */
+  async sendEvent(roomId, type, content, txnId = MatrixClient.txnId()) {
+    const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`;
+    return (await this.request('PUT', path, content)).event_id;
+  }
+
+  /** An m.text message, optionally a reply (no fallback in the body); returns its event id. */
+  async sendMessage(roomId, body, { replyTo, txnId } = {}) {
+    const content = { msgtype: 'm.text', body };
+    if (replyTo) content['m.relates_to'] = { 'm.in_reply_to': { event_id: replyTo } };
+    return this.sendEvent(roomId, 'm.room.message', content, txnId);
+  }
+
+  /** An edit (m.replace) of `targetId` to `body`; returns its event id. */
+  async editMessage(roomId, targetId, body) {
+    return this.sendEvent(roomId, 'm.room.message', {
+      msgtype: 'm.text',
+      body: `* ${body}`,
+      'm.new_content': { msgtype: 'm.text', body },
+      'm.relates_to': { rel_type: 'm.replace', event_id: targetId },
+    });
+  }
+
+  /** A reaction (m.annotation) to `targetId`; returns its event id. */
+  async react(roomId, targetId, key) {
+    return this.sendEvent(roomId, 'm.reaction', {
+      'm.relates_to': { rel_type: 'm.annotation', event_id: targetId, key },
+    });
+  }
+
+  /** Redacts an event; returns the redaction's event id. */
+  async redact(roomId, eventId, reason) {
+    const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/redact/${encodeURIComponent(eventId)}/${encodeURIComponent(MatrixClient.txnId())}`;
+    return (await this.request('PUT', path, reason ? { reason } : {})).event_id;
+  }
+
+  /** The room's latest events, newest first (GET /messages?dir=b). */
+  async messages(roomId, { limit = 100 } = {}) {
+    const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=${limit}`;
+    return (await this.request('GET', path)).chunk;
+  }
+
+  /** One /sync; `timeoutMs` is the long-poll wait. */
+  async sync({ since = null, timeoutMs = 0 } = {}) {
+    const filter = JSON.stringify({
+      presence: { types: [] },
+      account_data: { types: [] },
+      room: { timeline: { limit: 100 }, state: { lazy_load_members: true }, ephemeral: { types: [] } },
+    });
+    const q = new URLSearchParams({ timeout: String(timeoutMs), filter });
+    if (since) q.set('since', since);
+    return this.request('GET', `/_matrix/client/v3/sync?${q}`, undefined, { timeoutMs: timeoutMs + 30000 });
+  }
+
+  /**
+   * The first event of `roomId` for which `predicate(event)` holds: looks at
+   * the latest 100 events, then follows /sync (long-polling) until
+   * `timeoutMs` passes.
+   */
+  async waitForEvent(roomId, predicate, timeoutMs = 10000) {
+    const deadline = Date.now() + timeoutMs;
+    // The sync position first, so that nothing falls between the two looks.
+    if (!this.since) this.since = (await this.sync()).next_batch;
+    const past = (await this.messages(roomId)).find(predicate);
+    if (past) return past;
+    while (Date.now() < deadline) {
+      const wait = Math.max(0, Math.min(5000, deadline - Date.now()));
+      const r = await this.sync({ since: this.since, timeoutMs: wait });
+      this.since = r.next_batch;
+      const events = r.rooms?.join?.[roomId]?.timeline?.events || [];
+      const hit = events.find(predicate);
+      if (hit) return hit;
+    }
+    throw new Error(`timed out after ${timeoutMs} ms waiting for a matching event in ${roomId}`);
+  }
+
+  /** The first m.room.message of `roomId` for which `predicate(event)` holds. */
+  async waitForMessage(roomId, predicate, timeoutMs = 10000) {
+    return this.waitForEvent(roomId, (e) => e.type === 'm.room.message' && predicate(e), timeoutMs);
+  }
+
+  /**
+   * Follows /sync in the background from now on, calling `onEvent(event,
+   * receivedAtMs)` for each new timeline event of `roomId`. Resolves to a
+   * function that stops the loop (and resolves once it has stopped).
+   */
+  async syncLoop(roomId, onEvent) {
+    let since = (await this.sync()).next_batch;
+    let stopped = false;
+    const loop = (async () => {
+      while (!stopped) {
+        let r;
+        try {
+          r = await this.sync({ since, timeoutMs: 2000 });
+        } catch (err) {
+          if (!stopped) console.log(`# sync loop: ${err.message}`);
+          await sleep(200);
+          continue;
+        }
+        const at = Date.now();
+        since = r.next_batch;
+        for (const e of r.rooms?.join?.[roomId]?.timeline?.events || []) onEvent(e, at);
+      }
+    })();
+    return async () => {
+      stopped = true;
+      await loop;
+    };
+  }
+
+  /** An OpenID token for this user (what a widget gets from its client). */
+  async requestOpenIdToken() {
+    return this.request('POST', `/_matrix/client/v3/user/${encodeURIComponent(this.userId)}/openid/request_token`, {});
+  }
+}
+
+/** base64url (no padding) of a value's JSON, as the page reads in #openid=. */
+export function base64urlJson(value) {
+  return Buffer.from(JSON.stringify(value)).toString('base64url');
+}
+
+// ---------- the client files without the server ----------
+
+const staticTypes = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+
+/**
+ * Serves the meeting page (/m/<room>) and /static/<file> from web/ on a free
+ * port of 127.0.0.1, like the server does, plus whatever `routes` add:
+ * { '/path': async (req, body) => ({ status, json } | { status, html }) }.
+ * For UI tests that mock the WebSocket (page.routeWebSocket). Returns
+ * { url, origin(host), close() }; `host` may be "localhost" for a second
+ * origin.
+ */
+export async function startStaticServer(routes = {}) {
+  const server = createHttpServer(async (req, res) => {
+    const url = new URL(req.url, 'http://localhost');
+    try {
+      if (req.method === 'GET' && url.pathname.startsWith('/m/')) {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' });
+        res.end(readFileSync(join(repoRoot, 'web', 'meeting.html')));
+        return;
+      }
+      if (req.method === 'GET' && url.pathname.startsWith('/static/')) {
+        const name = basename(url.pathname);
+        const type = staticTypes[name.slice(name.lastIndexOf('.'))];
+        if (type) {
+          res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache' });
+          res.end(readFileSync(join(repoRoot, 'web', 'static', name)));
+          return;
+        }
+      }
+      const route = routes[url.pathname];
+      if (route) {
+        let body = '';
+        for await (const chunk of req) body += chunk;
+        const out = await route(req, body, url);
+        if (out.html !== undefined) {
+          res.writeHead(out.status || 200, { 'content-type': 'text/html; charset=utf-8' });
+          res.end(out.html);
+        } else {
+          res.writeHead(out.status || 200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(out.json ?? {}));
+        }
+        return;
+      }
+    } catch (err) {
+      res.writeHead(500);
+      res.end(String(err));
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    origin: (host = '127.0.0.1') => `http://${host}:${port}`,
+    close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
   };
 }

@@ -1,0 +1,510 @@
+// End to end: meeting chat bridged to Matrix. A real Synapse (ops/synapse.sh)
+// on 127.0.0.1, the real server logged in to it as a bot, Chromium pages in
+// meetings, and plain Matrix users (alice, bob) on the client-server API.
+// Each test uses its own meeting, so its own Matrix room.
+
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  startServer, startSynapse, registerUser, MatrixClient, launchBrowser, joinPage, openPage,
+  receivedByName, base64urlJson, until, sleep,
+} from './harness.mjs';
+
+const BOT_PASSWORD = 'meetbot-test-password';
+
+let syn;
+let server;
+let storeDir;
+let browser;
+let botId;
+/** Matrix users on the plain client-server API. */
+let alice;
+let bob;
+
+before(async () => {
+  syn = await startSynapse();
+  botId = await registerUser(syn, 'meetbot', BOT_PASSWORD);
+  await registerUser(syn, 'alice', 'alice-test-password');
+  await registerUser(syn, 'bob', 'bob-test-password');
+  alice = await MatrixClient.login(syn.url, 'alice', 'alice-test-password');
+  await alice.setDisplayName('Alice');
+  bob = await MatrixClient.login(syn.url, 'bob', 'bob-test-password');
+  await bob.setDisplayName('Bob');
+  storeDir = mkdtempSync(join(tmpdir(), 'meet-matrix-store-'));
+  server = await startServer({
+    MEET_MATRIX_HOMESERVER: syn.url,
+    MEET_MATRIX_USER: 'meetbot',
+    MEET_MATRIX_PASSWORD: BOT_PASSWORD,
+    MEET_MATRIX_STORE: storeDir,
+  });
+  browser = await launchBrowser();
+}, { timeout: 1200000 }); // a first run installs Synapse (pip)
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.stop();
+  if (syn) await syn.destroy();
+  if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+});
+
+/** Runs `fn`; if it throws, prints the end of the server's and Synapse's logs first. */
+async function withLogs(fn) {
+  try {
+    return await fn();
+  } catch (err) {
+    const tail = (text, n) => text.split('\n').slice(-n).join('\n');
+    console.log(`# server log (end):\n${tail(server ? server.log() : '', 60)}`);
+    console.log(`# synapse log (end):\n${tail(syn ? syn.log() : '', 30)}`);
+    throw err;
+  }
+}
+
+/**
+ * For pages opened with this init script, window.__chatFrames records every
+ * chat frame the page receives ({ dir: 'in', t, msg }) and every chat
+ * message it sends ({ dir: 'out', t, msg }), `t` being Date.now() then.
+ */
+function recordChatFrames() {
+  window.__chatFrames = [];
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (e) => {
+        let msg;
+        try {
+          msg = JSON.parse(e.data);
+        } catch {
+          return;
+        }
+        if (typeof msg.type === 'string' && msg.type.startsWith('chat')) window.__chatFrames.push({ dir: 'in', t: Date.now(), msg });
+      });
+    }
+
+    send(data) {
+      try {
+        const msg = JSON.parse(data);
+        if (msg.type === 'chat') window.__chatFrames.push({ dir: 'out', t: Date.now(), msg });
+      } catch {
+        // not ours to judge
+      }
+      super.send(data);
+    }
+  };
+}
+
+const join_ = (room, name) => joinPage(browser, server.url, room, name, {}, { initScript: recordChatFrames });
+
+/** The meeting's Matrix room id, once the page knows it. */
+async function chatRoomOf(p) {
+  const handle = await p.page.waitForFunction(() => window.meet.chatRoomId(), null, { timeout: 30000 });
+  return handle.jsonValue();
+}
+
+const chatOf = (p) => p.page.evaluate(() => window.meet.chatMessages());
+const delayedOf = (p) => p.page.evaluate(() => window.meet.chatDelayed());
+
+/** Waits until `predicate(chatMessages)` holds on page `p`; returns the messages. */
+async function waitForChat(p, what, predicate, timeoutMs = 5000) {
+  let last = [];
+  try {
+    return await until(`${p.name} to show ${what}`, async () => {
+      last = await chatOf(p);
+      return predicate(last) ? last : null;
+    }, timeoutMs, 50);
+  } catch (err) {
+    err.message += `\n${p.name}'s chat: ${JSON.stringify(last, null, 1)}`;
+    throw err;
+  }
+}
+
+/** The input named "Message", the chat panel opened if needed. */
+async function messageBox(p) {
+  const box = p.page.getByRole('textbox', { name: 'Message', exact: true });
+  if (!(await box.isVisible())) await p.page.getByRole('button', { name: 'Chat' }).click();
+  await box.waitFor({ state: 'visible', timeout: 3000 });
+  return box;
+}
+
+/** Types `text` into the chat and presses Enter, as a person would. */
+async function typeChat(p, text) {
+  const box = await messageBox(p);
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** True once `p` decodes video and receives audio from every name in `names`. */
+async function receivesFrom(p, names) {
+  const got = await receivedByName(p);
+  return names.every((n) => got[n] && got[n].framesDecoded > 0 && got[n].audioPackets > 0);
+}
+
+/** The bot's m.room.message bodies in `roomId`, oldest first. */
+async function botBodies(roomId) {
+  const chunk = await alice.messages(roomId, { limit: 100 });
+  return chunk.reverse()
+    .filter((e) => e.type === 'm.room.message' && e.sender === botId)
+    .map((e) => ({ id: e.event_id, body: e.content && e.content.body }));
+}
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+function summary(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return `median ${percentile(sorted, 50)} ms, p95 ${percentile(sorted, 95)} ms, max ${sorted[sorted.length - 1]} ms`;
+}
+
+test('Matrix → meeting: messages, replies, edits, reactions and redactions reach every page', { timeout: 120000 }, () => withLogs(async () => {
+  const pat = await join_('chat-from-matrix', 'Pat');
+  const quinn = await join_('chat-from-matrix', 'Quinn');
+  const pages = [pat, quinn];
+  const roomId = await chatRoomOf(pat);
+  assert.match(roomId, /^!/);
+  assert.equal(await chatRoomOf(quinn), roomId, 'one meeting, one room');
+  assert.equal(await delayedOf(pat), false);
+  await alice.joinRoom(roomId);
+  await bob.joinRoom(roomId);
+
+  const sentAt = Date.now();
+  const hello = await alice.sendMessage(roomId, 'hello from Matrix');
+  for (const p of pages) {
+    await waitForChat(p, 'Alice\'s message', (ms) => ms.some((m) => m.id === hello));
+  }
+  console.log(`# measured: a Matrix message showed in both pages ${Date.now() - sentAt} ms after it was sent`);
+  const doomed = await alice.sendMessage(roomId, 'this one will be deleted');
+  const reply = await alice.sendMessage(roomId, 'a reply', { replyTo: hello });
+  await alice.editMessage(roomId, hello, 'hello from Matrix, edited');
+  await alice.react(roomId, hello, '👍');
+  await bob.react(roomId, hello, '👍');
+  const party = await bob.react(roomId, hello, '🎉');
+  await alice.redact(roomId, doomed);
+  await bob.redact(roomId, party);
+  const markup = '<img src=x onerror="window.__xss = 1"> & <b>not bold</b>';
+  const html = await alice.sendMessage(roomId, markup);
+
+  for (const p of pages) {
+    const ms = await waitForChat(p, 'every Matrix event applied', (list) => {
+      const by = Object.fromEntries(list.map((m) => [m.id, m]));
+      return by[html] && by[doomed]?.deleted && by[hello]?.edited
+        && by[hello].reactions['👍'] === 2 && !by[hello].reactions['🎉'] && by[reply];
+    }, 10000);
+    const by = Object.fromEntries(ms.map((m) => [m.id, m]));
+    assert.deepEqual(by[hello], {
+      id: hello,
+      name: 'Alice',
+      sender: '@alice:localhost',
+      body: 'hello from Matrix, edited',
+      pending: false,
+      edited: true,
+      deleted: false,
+      replyTo: null,
+      reactions: { '👍': 2 },
+    });
+    assert.equal(by[doomed].deleted, true);
+    assert.deepEqual(by[doomed].reactions, {});
+    assert.equal(by[reply].replyTo, hello);
+    assert.equal(by[reply].body, 'a reply');
+    assert.equal(by[reply].name, 'Alice');
+    assert.equal(by[html].body, markup);
+    // In the order they were sent.
+    const order = ms.map((m) => m.id);
+    assert.ok(order.indexOf(hello) < order.indexOf(doomed) && order.indexOf(doomed) < order.indexOf(reply)
+      && order.indexOf(reply) < order.indexOf(html), `order: ${order}`);
+    // Edits, reactions and redactions are no messages of their own.
+    assert.equal(ms.filter((m) => m.sender === '@alice:localhost').length, 4);
+  }
+
+  // What people see in one of them.
+  const log = pat.page.getByRole('log');
+  const item = log.locator(`[data-id="${hello}"]`);
+  assert.equal(await item.locator('.chat-name').getAttribute('title'), '@alice:localhost');
+  assert.match(await item.innerText(), /\(edited\)/);
+  const thumbs = item.locator('.chat-reactions li', { hasText: '👍' });
+  assert.match(await thumbs.innerText(), /👍\s*2/);
+  assert.match(await thumbs.getAttribute('title'), /Alice/);
+  assert.match(await thumbs.getAttribute('title'), /Bob/);
+  assert.match(await log.locator(`[data-id="${doomed}"]`).innerText(), /Message deleted/);
+  assert.match(await log.locator(`[data-id="${reply}"] .chat-quote`).innerText(), /hello from Matrix, edited/);
+  assert.equal(await log.locator('img, b').count(), 0, 'a message was rendered as markup');
+  assert.equal(await pat.page.evaluate(() => window.__xss), undefined);
+
+  for (const p of pages) await p.context.close();
+}));
+
+test('meeting → Matrix: a message typed in the meeting reaches Matrix as "Name: text"', { timeout: 90000 }, () => withLogs(async () => {
+  const carol = await join_('chat-to-matrix', 'Carol');
+  const dave = await join_('chat-to-matrix', 'Dave');
+  const roomId = await chatRoomOf(carol);
+  await alice.joinRoom(roomId);
+
+  // Nothing to send: nothing sent.
+  const box = await messageBox(carol);
+  await box.press('Enter');
+  await box.fill('   ');
+  await box.press('Enter');
+  await sleep(300);
+  assert.deepEqual(await carol.page.evaluate(() => window.__chatFrames.filter((f) => f.dir === 'out')), []);
+
+  const text = `hello from the meeting ${Date.now()}`;
+  const typedAt = Date.now();
+  await typeChat(carol, text);
+  assert.equal(await box.inputValue(), '', 'the input was not cleared');
+  const event = await alice.waitForMessage(roomId, (e) => e.sender === botId && e.content.body === `Carol: ${text}`, 15000);
+  console.log(`# measured: a typed message reached Matrix (seen by another client's /sync) ${Date.now() - typedAt} ms after Enter`);
+
+  for (const p of [carol, dave]) {
+    const ms = await waitForChat(p, 'Carol\'s message, delivered', (list) => list.some((m) => m.id === event.event_id && !m.pending), 10000);
+    const mine = ms.filter((m) => m.body === text);
+    assert.equal(mine.length, 1, `${p.name} shows the message ${mine.length} times`);
+    assert.equal(mine[0].name, 'Carol');
+    assert.equal(mine[0].pending, false);
+  }
+  // Dave saw it pending (under a local id) first, then delivered under the
+  // Matrix event id.
+  const frames = (await dave.page.evaluate(() => window.__chatFrames)).filter((f) => f.dir === 'in').map((f) => f.msg);
+  const events = frames.flatMap((m) => (m.type === 'chat_event' ? [m.event] : m.type === 'chat_history' ? m.events : []));
+  const first = events.findIndex((e) => e.kind === 'message' && e.body === text);
+  assert.ok(first >= 0, 'Dave never got the message');
+  assert.equal(events[first].pending, true, 'the message came without being pending first');
+  assert.notEqual(events[first].id, event.event_id);
+  const delivered = events.findIndex((e) => e.kind === 'delivered' && e.local_id === events[first].id);
+  assert.ok(delivered > first, 'no delivered event for the pending message');
+  assert.equal(events[delivered].id, event.event_id);
+
+  // And the Matrix side got it once.
+  await sleep(1000);
+  const bodies = (await botBodies(roomId)).map((b) => b.body).filter((b) => b === `Carol: ${text}`);
+  assert.equal(bodies.length, 1);
+
+  await carol.context.close();
+  await dave.context.close();
+}));
+
+test('a late joiner gets the chat since the meeting started', { timeout: 90000 }, () => withLogs(async () => {
+  const erin = await join_('chat-history', 'Erin');
+  const roomId = await chatRoomOf(erin);
+  await alice.joinRoom(roomId);
+  const first = await alice.sendMessage(roomId, 'before Frank came');
+  // The meeting shows messages in the order it gets them: let this one
+  // arrive before Erin types hers.
+  await waitForChat(erin, 'alice\'s first message', (ms) => ms.some((m) => m.id === first));
+  await typeChat(erin, 'also before Frank');
+  await alice.waitForMessage(roomId, (e) => e.sender === botId && e.content.body === 'Erin: also before Frank', 15000);
+  await alice.editMessage(roomId, first, 'before Frank came (edited)');
+  await alice.react(roomId, first, '✅');
+  const answer = await alice.sendMessage(roomId, 'an answer', { replyTo: first });
+  const erinSees = await waitForChat(erin, 'everything so far', (ms) => {
+    const by = Object.fromEntries(ms.map((m) => [m.id, m]));
+    return by[answer] && by[first]?.edited && by[first].reactions['✅'] === 1
+      && ms.some((m) => m.body === 'also before Frank' && !m.pending);
+  }, 10000);
+
+  const frank = await join_('chat-history', 'Frank');
+  // The same chat, in the same order, in the same state.
+  const frankSees = await waitForChat(frank, 'the history', (ms) => ms.length >= erinSees.length, 10000);
+  assert.deepEqual(frankSees, erinSees);
+  assert.ok(frankSees.findIndex((m) => m.id === first) < frankSees.findIndex((m) => m.body === 'also before Frank'));
+  assert.equal(frankSees.find((m) => m.id === answer).replyTo, first);
+  // It came as chat_history.
+  const history = (await frank.page.evaluate(() => window.__chatFrames)).find((f) => f.msg.type === 'chat_history');
+  assert.ok(history, 'no chat_history');
+  await erin.context.close();
+  await frank.context.close();
+}));
+
+test('homeserver outage: chat waits and says so, media keeps flowing, nothing is lost or doubled', { timeout: 240000 }, () => withLogs(async () => {
+  const carol = await join_('chat-outage', 'Carol');
+  const hal = await join_('chat-outage', 'Hal');
+  const roomId = await chatRoomOf(carol);
+  await alice.joinRoom(roomId);
+  await until('Carol and Hal to receive each other', async () => (
+    await receivesFrom(carol, ['Hal']) && await receivesFrom(hal, ['Carol'])
+  ), 30000);
+  await typeChat(carol, 'before the outage');
+  await alice.waitForMessage(roomId, (e) => e.sender === botId && e.content.body === 'Carol: before the outage', 15000);
+
+  await syn.stop(); // SIGKILL: a crash, not a goodbye
+  const down = Date.now();
+  const texts = Array.from({ length: 20 }, (_, i) => `m${i}`);
+  for (const text of texts) await typeChat(carol, text);
+  for (const p of [carol, hal]) {
+    await until(`${p.name} to say chat is delayed`, () => delayedOf(p), 30000, 100);
+    await p.page.getByRole('status').filter({ hasText: 'Chat is delayed' }).waitFor({ state: 'visible', timeout: 3000 });
+    // The meeting still has the messages, in order, waiting.
+    const ms = await waitForChat(p, 'the 20 waiting messages', (list) => texts.every((t) => list.some((m) => m.body === t)), 10000);
+    const waiting = ms.filter((m) => /^m\d+$/.test(m.body));
+    assert.deepEqual(waiting.map((m) => m.body), texts);
+    assert.ok(waiting.every((m) => m.pending), `${p.name} shows a message as delivered while the homeserver is down`);
+  }
+  console.log(`# measured: pages said chat is delayed ${Date.now() - down} ms after the homeserver died (20 messages typed meanwhile)`);
+
+  // Media does not care.
+  const before = await receivedByName(hal);
+  const beforeCarol = await receivedByName(carol);
+  await sleep(2000);
+  const later = await receivedByName(hal);
+  const laterCarol = await receivedByName(carol);
+  assert.ok(later.Carol.framesDecoded > before.Carol.framesDecoded, 'Hal\'s video from Carol stalled during the outage');
+  assert.ok(laterCarol.Hal.framesDecoded > beforeCarol.Hal.framesDecoded, 'Carol\'s video from Hal stalled during the outage');
+  assert.ok(later.Carol.audioPackets > before.Carol.audioPackets, 'Hal\'s audio from Carol stalled during the outage');
+
+  await syn.start();
+  const up = Date.now();
+  const expected = texts.map((t) => `Carol: ${t}`);
+  const outageBodies = async () => (await botBodies(roomId).catch(() => [])).filter((b) => /^Carol: m\d+$/.test(b.body));
+  await until('alice to see all 20 messages', async () => (await outageBodies()).length >= 20, 30000, 500);
+  console.log(`# measured: 20 messages typed during the outage were in Matrix ${Date.now() - up} ms after the homeserver was back (down ${up - down} ms)`);
+  for (const p of [carol, hal]) await until(`${p.name} to say chat is no longer delayed`, async () => !(await delayedOf(p)), 30000, 100);
+  await sleep(3000); // time for any doubled delivery to show
+  const got = await outageBodies();
+  assert.deepEqual(got.map((b) => b.body), expected, 'each message exactly once, in order');
+
+  // The pages re-keyed them to the Matrix event ids.
+  for (const p of [carol, hal]) {
+    await waitForChat(p, 'the 20 messages delivered', (list) => {
+      const ms = list.filter((m) => /^m\d+$/.test(m.body));
+      return ms.length === 20 && ms.every((m) => !m.pending);
+    }, 10000);
+    const ms = (await chatOf(p)).filter((m) => /^m\d+$/.test(m.body));
+    assert.deepEqual(ms.map((m) => m.id), got.map((b) => b.id));
+    assert.ok(!(await p.page.getByRole('status').filter({ hasText: 'Chat is delayed' }).isVisible()));
+  }
+  await carol.context.close();
+  await hal.context.close();
+}));
+
+test('OpenID: a Matrix room member joins as themselves; others cannot', { timeout: 120000 }, () => withLogs(async () => {
+  const room = 'chat-openid';
+  const ivy = await join_(room, 'Ivy');
+  const roomId = await chatRoomOf(ivy);
+  await alice.joinRoom(roomId);
+  // The server names people from its own view of the room: wait until it
+  // has seen alice join (her message comes after her join in the timeline).
+  const hi = await alice.sendMessage(roomId, 'hi, I am about to join');
+  await waitForChat(ivy, 'alice\'s message', (ms) => ms.some((m) => m.id === hi && m.name === 'Alice'), 10000);
+
+  // The API itself.
+  const post = async (body) => {
+    const res = await fetch(`${server.url}/api/token`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json().catch(() => null) };
+  };
+  const aliceToken = await alice.requestOpenIdToken();
+  const ok = await post({ room, openid_token: aliceToken });
+  assert.equal(ok.status, 200, JSON.stringify(ok.json));
+  assert.equal(ok.json.user_id, '@alice:localhost');
+  assert.equal(ok.json.name, 'Alice');
+  assert.equal(typeof ok.json.token, 'string');
+  assert.equal(typeof ok.json.host, 'boolean');
+  const bad = await post({ room, openid_token: { ...aliceToken, access_token: 'not-a-token' } });
+  assert.ok(bad.status >= 400, `status ${bad.status}`);
+  assert.equal(bad.json.error, 'invalid_openid_token');
+  assert.equal(typeof bad.json.message, 'string');
+  const malformed = await post({ room });
+  assert.ok(malformed.status >= 400);
+  assert.equal(malformed.json.error, 'bad_request');
+  const bobToken = await bob.requestOpenIdToken();
+  const outsider = await post({ room, openid_token: bobToken });
+  assert.ok(outsider.status >= 400);
+  assert.equal(outsider.json.error, 'not_room_member');
+
+  // The page: #openid= carries a fresh token.
+  const { page, context } = await openPage(browser, 'alice (OpenID)');
+  const joinedAt = Date.now();
+  await page.goto(`${server.url}/m/${room}?join=now#openid=${base64urlJson(await alice.requestOpenIdToken())}`);
+  await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
+  console.log(`# measured: OpenID sign-in and join took ${Date.now() - joinedAt} ms from opening the page`);
+  const identity = await page.evaluate(() => window.meet.identity());
+  assert.equal(identity.user_id, '@alice:localhost');
+  assert.equal(typeof identity.host, 'boolean');
+  await page.locator('#meeting').getByText('Signed in as @alice:localhost').waitFor({ timeout: 3000 });
+  assert.equal(await page.getByLabel('Your name').inputValue(), 'Alice');
+  await until('Ivy to see Alice', () => ivy.page.evaluate(
+    () => [...window.meet.state.participants.values()].some((p) => p.name === 'Alice'),
+  ), 5000);
+
+  // Out of the Matrix room, out of the meeting.
+  await alice.leaveRoom(roomId);
+  await page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 15000 });
+  assert.notEqual((await page.locator('#left-reason').innerText()).trim(), '');
+  await until('Ivy to see Alice go', () => ivy.page.evaluate(
+    () => ![...window.meet.state.participants.values()].some((p) => p.name === 'Alice'),
+  ), 10000);
+  await context.close();
+
+  // bob is in no such room: the page says why and he joins as a guest.
+  const second = await openPage(browser, 'bob (OpenID)');
+  await second.page.goto(`${server.url}/m/${room}?join=now#openid=${base64urlJson(await bob.requestOpenIdToken())}`);
+  await second.page.getByRole('alert').filter({ hasText: 'Could not sign in with Matrix' }).waitFor({ timeout: 15000 });
+  assert.ok(await second.page.locator('#prejoin').isVisible());
+  await second.page.getByLabel('Your name').fill('Bob the guest');
+  await second.page.getByRole('button', { name: 'Join meeting' }).click();
+  await second.page.waitForFunction(() => window.meet.participantId, null, { timeout: 15000 });
+  assert.equal(await second.page.evaluate(() => window.meet.identity()), null);
+  await second.context.close();
+  await ivy.context.close();
+}));
+
+test('chat latency, both ways (measurement)', { timeout: 300000 }, () => withLogs(async () => {
+  const lat = await join_('chat-latency', 'Lat');
+  const roomId = await chatRoomOf(lat);
+  await alice.joinRoom(roomId);
+
+  // alice's /sync long-poll: when each bot message reaches a Matrix client.
+  const arrivals = new Map();
+  const waiters = new Map();
+  const stopSync = await alice.syncLoop(roomId, (e, at) => {
+    if (e.type !== 'm.room.message' || e.sender !== botId) return;
+    arrivals.set(e.content.body, at);
+    waiters.get(e.content.body)?.();
+  });
+  const arrival = (body, timeoutMs = 15000) => {
+    if (arrivals.has(body)) return Promise.resolve(arrivals.get(body));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`"${body}" did not reach Matrix in ${timeoutMs} ms`)), timeoutMs);
+      waiters.set(body, () => { clearTimeout(timer); resolve(arrivals.get(body)); });
+    });
+  };
+  /** When the page's WebSocket got the chat_event message with `body`. */
+  const pageArrival = async (body) => {
+    await lat.page.waitForFunction((b) => window.__chatFrames.some((f) => f.msg.type === 'chat_event'
+      && f.msg.event.kind === 'message' && f.msg.event.body === b), body, { timeout: 15000, polling: 10 });
+    return lat.page.evaluate((b) => window.__chatFrames.find((f) => f.msg.type === 'chat_event'
+      && f.msg.event.kind === 'message' && f.msg.event.body === b).t, body);
+  };
+
+  try {
+    const rounds = 100;
+    const out = [];
+    for (let i = -3; i < rounds; i += 1) { // three to warm up
+      const body = `out ${i}`;
+      const sentAt = await lat.page.evaluate((b) => {
+        const t = Date.now();
+        if (!window.meet.sendChat(b)) throw new Error('not sent');
+        return t;
+      }, body);
+      const at = await arrival(`Lat: ${body}`);
+      if (i >= 0) out.push(at - sentAt);
+    }
+    console.log(`# measured: chat meeting → Matrix (page sends, other client's /sync sees it), ${rounds} messages: ${summary(out)}`);
+
+    const inbound = [];
+    for (let i = -3; i < rounds; i += 1) {
+      const body = `in ${i}`;
+      const sentAt = Date.now();
+      await alice.sendMessage(roomId, body);
+      const at = await pageArrival(body);
+      if (i >= 0) inbound.push(at - sentAt);
+    }
+    console.log(`# measured: chat Matrix → meeting (client sends, page's WebSocket gets it), ${rounds} messages: ${summary(inbound)}`);
+  } finally {
+    await stopSync();
+    await lat.context.close();
+  }
+}));
