@@ -115,6 +115,12 @@ password=${MEET_MATRIX_PASSWORD:-$(config_value matrix_password)}
 export MEET_MATRIX_HOMESERVER=http://127.0.0.1:$port
 export MEET_MATRIX_USER=${user:-meetbot}
 export MEET_MATRIX_PASSWORD=${password:-$(cat "$pwfile")}
+# Participants write in rooms as ghost users of meet's application service
+# (registered with this Synapse by ops/synapse.sh init).
+if [ -z "${MEET_MATRIX_AS_TOKEN+set}" ] && [ -z "$(config_value matrix_as_token)" ]; then
+  MEET_MATRIX_AS_TOKEN=$(ops/synapse.sh as-token "$syn")
+  export MEET_MATRIX_AS_TOKEN
+fi
 if [ -z "${MEET_MATRIX_STORE:-}" ] && [ -z "$(config_value matrix_store)" ]; then
   export MEET_MATRIX_STORE=$data/matrix
 fi

@@ -9,6 +9,7 @@
 #   ops/synapse.sh run DIR                       exec Synapse in the foreground
 #   ops/synapse.sh wait PORT [TIMEOUT_SECS]      until it answers (default 60 s)
 #   ops/synapse.sh register DIR USER PASS [--admin]
+#   ops/synapse.sh as-token DIR                  the ghost users' appservice token
 #
 # Environment: MEET_SYNAPSE_VENV (default ~/.cache/meet/synapse-venv),
 # MEET_SYNAPSE_SPEC (the pip requirement, default the version below).
@@ -135,6 +136,15 @@ cmd_init() {
   [ -n "$mac" ] || mac=$(random_hex)
   [ -n "$form" ] || form=$(random_hex)
   [ -s "$dir/signing.key" ] || "$venv/bin/generate_signing_key" -o "$dir/signing.key"
+  # meet's application service: ghost users @meet_* for meeting
+  # participants. No URL: the homeserver pushes nothing (the bot syncs).
+  local as_token= hs_token=
+  if [ -f "$dir/appservice.yaml" ]; then
+    as_token=$(conf_get "$dir/appservice.yaml" as_token)
+    hs_token=$(conf_get "$dir/appservice.yaml" hs_token)
+  fi
+  [ -n "$as_token" ] || as_token=$(random_hex)
+  [ -n "$hs_token" ] || hs_token=$(random_hex)
   mkdir -p "$dir/media_store"
 
   write_if_changed "$dir/log.yaml" <<EOF
@@ -153,6 +163,23 @@ root:
   level: WARNING
   handlers: [file]
 disable_existing_loggers: false
+EOF
+
+  local name_re=${name//./\\\\.}
+  write_if_changed "$dir/appservice.yaml" <<EOF
+# Written by ops/synapse.sh init: meet's ghost users.
+id: "meet"
+url: null
+as_token: "$as_token"
+hs_token: "$hs_token"
+sender_localpart: "meetbridge"
+rate_limited: false
+namespaces:
+  users:
+    - exclusive: true
+      regex: "@meet_.*:$name_re"
+  aliases: []
+  rooms: []
 EOF
 
   # Every rate limit Synapse has, raised far beyond what tests and a
@@ -198,6 +225,7 @@ log_config: "$dir/log.yaml"
 media_store_path: "$dir/media_store"
 signing_key_path: "$dir/signing.key"
 registration_shared_secret: "$reg"
+app_service_config_files: ["$dir/appservice.yaml"]
 macaroon_secret_key: "$mac"
 form_secret: "$form"
 
@@ -315,6 +343,12 @@ cmd_register() {
   esac
 }
 
+cmd_as_token() {
+  [ "$#" -eq 1 ] || usage
+  [ -f "$1/appservice.yaml" ] || die "no $1/appservice.yaml; run: $0 init $1 PORT"
+  conf_get "$1/appservice.yaml" as_token
+}
+
 [ "$#" -ge 1 ] || usage
 command=$1
 shift
@@ -324,5 +358,6 @@ case $command in
   run) cmd_run "$@" ;;
   wait) cmd_wait "$@" ;;
   register) cmd_register "$@" ;;
+  as-token) cmd_as_token "$@" ;;
   *) usage ;;
 esac

@@ -2,7 +2,7 @@
 //! meeting, relays both ways and drains the outbox.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,7 @@ use matrix_sdk::ruma::api::client::message::send_message_event;
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::api::client::room::Visibility;
 use matrix_sdk::ruma::api::client::state::{get_state_event_for_key, send_state_event};
+use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomId, UserId};
 use matrix_sdk::{Client, Room};
@@ -20,6 +21,7 @@ use tokio::sync::{broadcast, watch, Notify};
 use url::Url;
 
 use crate::events::{convert, ChatEvent, RoomEvent, AUTHOR_KEY};
+use crate::ghosts::{GhostError, Ghosts};
 use crate::openid::{OpenIdError, OpenIdToken, Verifier};
 use crate::store::{Outgoing, Store};
 use crate::{ChatConfig, ChatError, MAX_MESSAGE_CHARS};
@@ -34,6 +36,9 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long opening a new meeting waits for the bot to sign in.
 const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
+/// How long a sign-in waits for the bot's synced state to show a join the
+/// homeserver already confirmed.
+const STATE_CATCH_UP: Duration = Duration::from_secs(3);
 const WIDGET_ID: &str = "meet";
 const CALL_MEMBER: &str = "org.matrix.msc3401.call.member";
 /// A call membership not renewed within this is stale (MSC4143).
@@ -54,6 +59,18 @@ pub struct Identity {
     pub name: String,
     /// May kick in the room, so gets host rights in the meeting.
     pub host: bool,
+}
+
+/// See [`Chat::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatStats {
+    /// Events waiting in the outbox.
+    pub outbox: u64,
+    pub delayed: bool,
+    /// Room messages relayed into meetings since start.
+    pub from_matrix: u64,
+    /// Meeting messages delivered to rooms since start.
+    pub to_matrix: u64,
 }
 
 /// What a participant's session receives from its meeting's room.
@@ -126,6 +143,7 @@ struct Inner {
     client: Client,
     store: Store,
     verifier: Verifier,
+    ghosts: Option<Ghosts>,
     /// Unique per store, so transaction ids never repeat across installs
     /// sharing a bot account.
     txn_prefix: String,
@@ -138,6 +156,9 @@ struct Inner {
     send_ok: AtomicBool,
     delayed: watch::Sender<bool>,
     started_ms: u64,
+    /// Messages relayed from rooms into meetings, and delivered the other way.
+    from_matrix: AtomicU64,
+    to_matrix: AtomicU64,
     /// Background loops, stopped by [`Chat::shutdown`].
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -173,11 +194,19 @@ impl Chat {
             .await
             .map_err(|e| ChatError::Invalid(format!("cannot set up the Matrix client: {e}")))?;
         let verifier = Verifier::new(config.openid_homeservers.clone());
+        let ghosts = config.appservice.as_ref().map(|a| {
+            Ghosts::new(
+                config.homeserver.clone(),
+                a.as_token.clone(),
+                a.prefix.clone(),
+            )
+        });
         let inner = Arc::new(Inner {
             config,
             client,
             store,
             verifier,
+            ghosts,
             txn_prefix,
             meetings: Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
@@ -187,6 +216,8 @@ impl Chat {
             send_ok: AtomicBool::new(true),
             delayed: watch::channel(false).0,
             started_ms: now_ms(),
+            from_matrix: AtomicU64::new(0),
+            to_matrix: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(inner.clone().run());
@@ -235,7 +266,8 @@ impl Chat {
             "body": format!("{}: {}", author.name, text),
             "format": "org.matrix.custom.html",
             "formatted_body": format!("<strong>{}</strong>: {}", escape_html(&author.name), escape_html(text)),
-            AUTHOR_KEY: { "name": author.name, "user_id": author.user_id },
+            // The plain text too: a ghost user sends it without the name.
+            AUTHOR_KEY: { "name": author.name, "user_id": author.user_id, "text": text },
         });
         let seq = self.inner.store.enqueue(
             &self.inner.txn_prefix,
@@ -285,6 +317,14 @@ impl Chat {
             .joined_member_name(&room, &user_id)
             .await?
             .ok_or_else(|| OpenIdError::NotMember(user.clone()))?;
+        // Power levels (and, from room version 12, creators) come from the
+        // synced state, which may lag a join of a moment ago by a sync.
+        let deadline = tokio::time::Instant::now() + STATE_CATCH_UP;
+        while !matches!(room.get_member_no_sync(&user_id).await, Ok(Some(m)) if *m.membership() == MembershipState::Join)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let host = room
             .power_levels()
             .await
@@ -318,9 +358,14 @@ impl Chat {
             .call_member(meeting, user_id, participant_id, json!({}));
     }
 
-    /// Events waiting for the homeserver.
-    pub fn outbox_len(&self) -> u64 {
-        self.inner.store.outbox_len().unwrap_or(0)
+    /// Figures for the operator's metrics.
+    pub fn stats(&self) -> ChatStats {
+        ChatStats {
+            outbox: self.inner.store.outbox_len().unwrap_or(0),
+            delayed: *self.inner.delayed.borrow(),
+            from_matrix: self.inner.from_matrix.load(Ordering::Relaxed),
+            to_matrix: self.inner.to_matrix.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -415,6 +460,7 @@ impl Inner {
         let Some(bot) = self.client.user_id().map(|u| u.to_string()) else {
             return;
         };
+        let bot = bot.as_str();
         let room = self.client.get_room(room_id);
         let mut names = HashMap::new();
         for ev in events {
@@ -436,9 +482,13 @@ impl Inner {
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
             let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
-            match convert(ev, &bot, name_of) {
+            let ours = |u: &str| u == bot || self.ghosts.as_ref().is_some_and(|g| g.owns(u));
+            match convert(ev, ours, name_of) {
                 Some(RoomEvent::Chat(event)) => {
                     if let Some(m) = meeting.as_ref().filter(|m| ts >= m.since_ms) {
+                        if matches!(event, ChatEvent::Message { .. }) {
+                            self.from_matrix.fetch_add(1, Ordering::Relaxed);
+                        }
                         m.push(event);
                     }
                 }
@@ -699,6 +749,9 @@ impl Inner {
             .meeting
             .as_ref()
             .and_then(|m| lock(&self.meetings).get(m).cloned());
+        if item.meeting.is_some() && event_id.is_some() {
+            self.to_matrix.fetch_add(1, Ordering::Relaxed);
+        }
         if let (Some(m), Some(id)) = (meeting, event_id) {
             m.push(ChatEvent::Delivered {
                 local_id: local_id(item.seq),
@@ -712,6 +765,9 @@ impl Inner {
             .map_err(|e| SendError::Permanent(format!("room id: {e}")))?;
         let body = serde_json::value::RawValue::from_string(item.content.clone())
             .map_err(|e| SendError::Permanent(format!("content: {e}")))?;
+        if let Some(id) = self.send_as_ghost(item, &room_id).await? {
+            return Ok(Some(id));
+        }
         match &item.state_key {
             None => {
                 let request = send_message_event::v3::Request::new_raw(
@@ -730,6 +786,57 @@ impl Inner {
                     Raw::from_json(body),
                 );
                 Ok(Some(self.client.send(request).await?.event_id.to_string()))
+            }
+        }
+    }
+
+    /// Sends a participant's message as their ghost user, if ghosts are
+    /// configured; `None`: send it through the bot instead (no ghosts, not
+    /// a participant's message, or the homeserver refuses the ghost).
+    async fn send_as_ghost(
+        &self,
+        item: &Outgoing,
+        room_id: &RoomId,
+    ) -> Result<Option<String>, SendError> {
+        let (Some(ghosts), Some(bot)) = (&self.ghosts, self.client.user_id()) else {
+            return Ok(None);
+        };
+        if item.meeting.is_none() || item.state_key.is_some() {
+            return Ok(None);
+        }
+        let content: Value = serde_json::from_str(&item.content).unwrap_or_default();
+        let Some(author) = content.get(AUTHOR_KEY) else {
+            return Ok(None);
+        };
+        let name = author
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("guest");
+        let user_id = author.get("user_id").and_then(Value::as_str);
+        let Some(text) = author.get("text").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let ghost = format!("@{}:{}", ghosts.localpart(name, user_id), bot.server_name());
+        let display = match user_id {
+            Some(u) => format!("{name} ({u}, in the meeting)"),
+            None => format!("{name} (guest)"),
+        };
+        let ghost_content = json!({ "msgtype": "m.text", "body": text, AUTHOR_KEY: author });
+        match ghosts
+            .send(
+                &ghost,
+                &display,
+                room_id.as_str(),
+                &item.txn_id,
+                &ghost_content,
+            )
+            .await
+        {
+            Ok(id) => Ok(Some(id)),
+            Err(GhostError::Transient(e)) => Err(SendError::Transient(e)),
+            Err(GhostError::Refused(e)) => {
+                tracing::warn!(error = %e, "the homeserver refuses our ghost user; relaying through the bot");
+                Ok(None)
             }
         }
     }

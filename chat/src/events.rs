@@ -61,9 +61,13 @@ pub enum RoomEvent {
     },
 }
 
-/// Converts one timeline event. `bot` is the bridge's own user id; `name_of`
-/// gives a member's display name.
-pub fn convert(event: &Value, bot: &str, name_of: impl Fn(&str) -> String) -> Option<RoomEvent> {
+/// Converts one timeline event. `ours` tells the bridge's own users (the bot
+/// and its ghosts); `name_of` gives a member's display name.
+pub fn convert(
+    event: &Value,
+    ours: impl Fn(&str) -> bool,
+    name_of: impl Fn(&str) -> String,
+) -> Option<RoomEvent> {
     let kind = event.get("type")?.as_str()?;
     let sender = event.get("sender")?.as_str()?;
     let id = event.get("event_id")?.as_str()?;
@@ -86,7 +90,7 @@ pub fn convert(event: &Value, bot: &str, name_of: impl Fn(&str) -> String) -> Op
                     body: body.to_owned(),
                 }));
             }
-            if sender == bot && content.get(AUTHOR_KEY).is_some() {
+            if ours(sender) && content.get(AUTHOR_KEY).is_some() {
                 return None; // our own relay of a meeting message
             }
             let body = content.get("body")?.as_str()?;
@@ -100,7 +104,7 @@ pub fn convert(event: &Value, bot: &str, name_of: impl Fn(&str) -> String) -> Op
             } else {
                 body
             };
-            if sender != bot {
+            if !ours(sender) {
                 if let Some(args) = command_args(body) {
                     return Some(RoomEvent::Command {
                         sender: sender.to_owned(),
@@ -183,7 +187,11 @@ mod tests {
     use serde_json::json;
 
     fn conv(ev: Value) -> Option<RoomEvent> {
-        convert(&ev, "@bot:hs", |u| format!("name of {u}"))
+        convert(
+            &ev,
+            |u| u == "@bot:hs" || u.starts_with("@meet_"),
+            |u| format!("name of {u}"),
+        )
     }
 
     fn msg(content: Value) -> Value {
@@ -287,6 +295,9 @@ mod tests {
         let relay = json!({"type":"m.room.message","sender":"@bot:hs","event_id":"$2","content":
             {"msgtype":"m.text","body":"Carol: hi", AUTHOR_KEY: {"name":"Carol"}}});
         assert_eq!(conv(relay), None);
+        let ghost = json!({"type":"m.room.message","sender":"@meet_carol_1:hs","event_id":"$3","content":
+            {"msgtype":"m.text","body":"hi", AUTHOR_KEY: {"name":"Carol"}}});
+        assert_eq!(conv(ghost), None);
         assert_eq!(conv(json!({"type":"m.room.message"})), None);
         assert_eq!(conv(json!("not an object")), None);
         assert_eq!(

@@ -7,13 +7,14 @@
 
 mod bridge;
 mod events;
+mod ghosts;
 mod openid;
 mod store;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use bridge::{Author, Chat, Identity, MeetingChat, MeetingEvent};
+pub use bridge::{Author, Chat, ChatStats, Identity, MeetingChat, MeetingEvent};
 pub use events::ChatEvent;
 pub use openid::{OpenIdError, OpenIdToken};
 use url::Url;
@@ -38,6 +39,17 @@ pub struct ChatConfig {
     pub openid_homeservers: BTreeMap<String, Url>,
     /// Meetings bound to existing rooms (room id or alias) instead of a new one.
     pub rooms: BTreeMap<String, String>,
+    /// Set when the homeserver has our application-service registration:
+    /// participants then write as ghost users instead of through the bot.
+    pub appservice: Option<AppService>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppService {
+    /// The registration's `as_token`.
+    pub as_token: String,
+    /// Localpart prefix of the registration's exclusive user namespace.
+    pub prefix: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,8 @@ const STRING_KEYS: &[&str] = &[
     "matrix_password",
     "matrix_store",
     "token_secret",
+    "matrix_as_token",
+    "matrix_as_prefix",
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -76,6 +78,12 @@ pub struct Config {
     /// Meetings bound to existing Matrix rooms: meeting name to room id or
     /// alias. Other meetings get a new room.
     pub matrix_rooms: BTreeMap<String, String>,
+    /// `as_token` of meet's application-service registration on the
+    /// homeserver: participants then write as ghost users. Empty: the bot
+    /// relays ("Name: text").
+    pub matrix_as_token: String,
+    /// The registration's exclusive user namespace: localparts starting so.
+    pub matrix_as_prefix: String,
     /// Secret that signs meeting access tokens. Empty: a random one per
     /// start (tokens then do not survive a restart).
     pub token_secret: String,
@@ -110,6 +118,8 @@ impl Default for Config {
             matrix_store: PathBuf::from("meet-data/matrix"),
             openid_homeservers: BTreeMap::new(),
             matrix_rooms: BTreeMap::new(),
+            matrix_as_token: String::new(),
+            matrix_as_prefix: "meet_".into(),
             token_secret: String::new(),
         }
     }
@@ -207,6 +217,17 @@ impl Config {
                 return invalid("matrix_password", "required when matrix_homeserver is set");
             }
         }
+        if self.matrix_as_prefix.is_empty()
+            || !self
+                .matrix_as_prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.=".contains(c))
+        {
+            return invalid(
+                "matrix_as_prefix",
+                "a non-empty localpart prefix (a-z, 0-9, _ - . =)",
+            );
+        }
         for url in self.openid_homeservers.values() {
             parse_http_url("openid_homeservers", url)?;
         }
@@ -239,6 +260,10 @@ impl Config {
             public_url,
             openid_homeservers,
             rooms: self.matrix_rooms.clone(),
+            appservice: (!self.matrix_as_token.is_empty()).then(|| chat::AppService {
+                as_token: self.matrix_as_token.clone(),
+                prefix: self.matrix_as_prefix.clone(),
+            }),
         }))
     }
 

@@ -64,6 +64,9 @@ pub struct Metrics {
     counters: Vec<IntCounterVec>,
     pub signalling_connections: IntGauge,
     pub signalling_errors: IntCounterVec,
+    chat_outbox: IntGauge,
+    chat_delayed: IntGauge,
+    chat_messages: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -113,6 +116,28 @@ impl Metrics {
         )
         .expect("static metric definition");
         register(Box::new(signalling_errors.clone()));
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("static metric definition");
+            register(Box::new(g.clone()));
+            g
+        };
+        let chat_outbox = gauge(
+            "meet_chat_outbox_events",
+            "Chat events waiting in the outbox for the Matrix homeserver",
+        );
+        let chat_delayed = gauge(
+            "meet_chat_delayed",
+            "1 while the Matrix homeserver is unreachable and chat is delayed",
+        );
+        let chat_messages = IntCounterVec::new(
+            Opts::new(
+                "meet_chat_messages_total",
+                "Chat messages relayed between meetings and Matrix rooms, by direction",
+            ),
+            &["direction"],
+        )
+        .expect("static metric definition");
+        register(Box::new(chat_messages.clone()));
         Self {
             registry,
             rooms,
@@ -121,6 +146,22 @@ impl Metrics {
             counters,
             signalling_connections,
             signalling_errors,
+            chat_outbox,
+            chat_delayed,
+            chat_messages,
+        }
+    }
+
+    /// Takes the chat bridge's figures (read at scrape time).
+    pub fn chat(&self, stats: chat::ChatStats) {
+        self.chat_outbox.set(stats.outbox as i64);
+        self.chat_delayed.set(i64::from(stats.delayed));
+        for (direction, total) in [
+            ("from_matrix", stats.from_matrix),
+            ("to_matrix", stats.to_matrix),
+        ] {
+            let c = self.chat_messages.with_label_values(&[direction]);
+            c.inc_by(total.saturating_sub(c.get()));
         }
     }
 

@@ -933,6 +933,22 @@ impl Router {
             }
             ClientMessage::Mute { mid, muted } => self.mute(p, &mid, muted),
             ClientMessage::Leave {} => self.remove_participant(p),
+            // The session let this through only from a host.
+            ClientMessage::Remove { participant_id } => {
+                let target = self.by_id.get(&participant_id).copied();
+                let same_room = |t| self.participants[t].room == self.participants[p].room;
+                match target {
+                    Some(t) if t != p && same_room(t) => {
+                        let msg = "a host removed you from the meeting".to_owned();
+                        self.reply_error(t, ErrorCode::Removed, msg);
+                        self.remove_participant(t);
+                    }
+                    _ => {
+                        let msg = format!("no participant `{participant_id}` to remove here");
+                        self.reply_error(p, ErrorCode::BadMessage, msg);
+                    }
+                }
+            }
             // Handled by the session; never reach a worker.
             ClientMessage::Join { .. } | ClientMessage::Chat { .. } => {}
         }

@@ -284,6 +284,9 @@ async fn token(
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(chat) = &state.chat {
+        state.metrics.chat(chat.stats());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.encode(),

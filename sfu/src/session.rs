@@ -393,6 +393,10 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         session.send(&ServerMessage::error(code, e.to_string())).await;
                     }
                 }
+                Incoming::Message(ClientMessage::Remove { .. }) if !joined.identity.as_ref().is_some_and(|c| c.host) => {
+                    let msg = "only hosts (who may kick in the meeting's Matrix room) may remove participants";
+                    session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
+                }
                 Incoming::Message(msg) => {
                     if !joined.worker.send(Command::Signal { participant_id: joined.participant_id.clone(), msg }) {
                         session.send(&ServerMessage::error(ErrorCode::Unavailable, "the media worker stopped")).await;

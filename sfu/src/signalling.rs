@@ -91,6 +91,8 @@ pub enum ClientMessage {
     Mute { mid: String, muted: bool },
     /// A chat message for the meeting's room.
     Chat { text: String },
+    /// A host removes another participant from the meeting.
+    Remove { participant_id: String },
     /// The client leaves; the server closes the socket.
     Leave {},
 }
@@ -218,9 +220,11 @@ pub enum ErrorCode {
     ChatUnavailable,
     /// The access token in `join` is invalid, expired or for another room.
     InvalidToken,
-    /// The participant left or was removed from the meeting's Matrix room;
-    /// the session is closed.
+    /// The participant left or was removed from the meeting's Matrix room,
+    /// or a host removed them; the session is closed.
     Removed,
+    /// Only hosts may do that.
+    NotAllowed,
 }
 
 impl ServerMessage {

@@ -94,6 +94,15 @@ impl Synapse {
         }
     }
 
+    /// The token of the application-service registration `init` wrote.
+    fn as_token(&self) -> String {
+        let out = Command::new(repo().join("ops/synapse.sh"))
+            .args(["as-token", self.dir.to_str().unwrap()])
+            .output()
+            .expect("ops/synapse.sh runs");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -225,7 +234,12 @@ struct TestServer {
 
 impl TestServer {
     async fn start(syn: &Synapse, store: &Path) -> Self {
-        let config = Config {
+        Self::start_with(syn, store, |_| {}).await
+    }
+
+    /// With `adjust` applied to the configuration.
+    async fn start_with(syn: &Synapse, store: &Path, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             workers: 1,
             media_ips: vec!["127.0.0.1".parse().unwrap()],
@@ -236,6 +250,7 @@ impl TestServer {
             public_url: "http://meet.test/".into(),
             ..Config::default()
         };
+        adjust(&mut config);
         let server = Server::bind(&config).await.expect("server binds");
         let http = server.http_addr();
         let (stop, stopped) = oneshot::channel();
@@ -257,6 +272,19 @@ impl TestServer {
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+
+    /// The value of a metric without labels, or with exactly `labels`.
+    async fn metric(&self, name_and_labels: &str) -> f64 {
+        let body = reqwest::get(format!("http://{}/metrics", self.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 
     async fn token(&self, room: &str, openid: Value) -> (u16, Value) {
@@ -528,6 +556,10 @@ async fn meeting_chat_and_matrix_sign_in() {
     println!("measured: meeting → Matrix (delivered) {:?}", t0.elapsed());
     let bodies = alice.bodies_from(&room, "@meetbot:localhost").await;
     assert!(bodies.contains(&"Carol: hi Alice".to_owned()), "{bodies:?}");
+    let to_matrix = r#"meet_chat_messages_total{direction="to_matrix"}"#;
+    assert_eq!(server.metric(to_matrix).await, 1.0);
+    let from_matrix = r#"meet_chat_messages_total{direction="from_matrix"}"#;
+    assert_eq!(server.metric(from_matrix).await, 2.0, "message and reply");
     // Too long a message is refused, the session goes on.
     send(&mut carol, json!({"type":"chat","text":"x".repeat(4001)})).await;
     assert_eq!(next_of(&mut carol, "error").await["code"], "bad_message");
@@ -605,6 +637,8 @@ async fn chat_waits_out_a_homeserver_outage_and_loses_nothing() {
         let m = chat_event(&mut carol, "message").await;
         assert_eq!(m["pending"], true);
     }
+    assert_eq!(server.metric("meet_chat_outbox_events").await, 10.0);
+    assert_eq!(server.metric("meet_chat_delayed").await, 1.0);
     // The meeting server restarts too: the outbox is on disk.
     server.stop().await;
     let server = TestServer::start(&syn, &store).await;
@@ -635,6 +669,113 @@ async fn chat_waits_out_a_homeserver_outage_and_loses_nothing() {
     )
     .await;
     assert_eq!(status["delayed"], false);
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_power_levels_give_host_rights_in_a_bound_room() {
+    let syn = Synapse::start(&["alice"]);
+    let alice = MatrixUser::login(&syn, "alice").await;
+    // Alice's own room, bound to a meeting by configuration: she created
+    // it, so she may kick there, so she is a host in the meeting.
+    let room = alice
+        .call(
+            reqwest::Method::POST,
+            "/createRoom",
+            Some(json!({"preset":"public_chat","name":"Town hall"})),
+        )
+        .await["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = temp_dir("store");
+    let rooms: std::collections::BTreeMap<_, _> = [("town-hall".to_owned(), room.clone())].into();
+    let server = TestServer::start_with(&syn, &store, |c| c.matrix_rooms = rooms).await;
+    let (mut carol, joined) = server.join("town-hall", "Carol", None).await;
+    assert_eq!(joined["chat"]["room_id"].as_str(), Some(room.as_str()));
+    let carol_pid = joined["participant_id"].as_str().unwrap().to_owned();
+
+    let (status, t) = server.token("town-hall", alice.openid().await).await;
+    assert_eq!((status, t["host"].as_bool()), (200, Some(true)), "{t}");
+    let (mut alice_ws, joined) = server.join("town-hall", "x", t["token"].as_str()).await;
+    assert_eq!(joined["identity"]["host"], true);
+    let alice_pid = joined["participant_id"].as_str().unwrap().to_owned();
+
+    // A guest may not remove anyone; a host may.
+    send(
+        &mut carol,
+        json!({"type":"remove","participant_id":alice_pid}),
+    )
+    .await;
+    assert_eq!(next_of(&mut carol, "error").await["code"], "not_allowed");
+    send(
+        &mut alice_ws,
+        json!({"type":"remove","participant_id":carol_pid}),
+    )
+    .await;
+    let e = next_of(&mut carol, "error").await;
+    assert_eq!(e["code"], "removed", "{e}");
+    let left = next_of(&mut alice_ws, "participant_left").await;
+    assert_eq!(left["participant_id"], carol_pid.as_str());
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_write_as_ghost_users_with_the_appservice() {
+    let syn = Synapse::start(&["alice"]);
+    let store = temp_dir("store");
+    let as_token = syn.as_token();
+    let server = TestServer::start_with(&syn, &store, |c| c.matrix_as_token = as_token).await;
+    let (mut carol, joined) = server.join("ghosts", "Carol", None).await;
+    let room = joined["chat"]["room_id"].as_str().unwrap().to_owned();
+    let alice = MatrixUser::login(&syn, "alice").await;
+    alice.join(&room).await;
+
+    send(&mut carol, json!({"type":"chat","text":"hello as myself"})).await;
+    let pending = chat_event(&mut carol, "message").await;
+    let delivered = chat_event(&mut carol, "delivered").await;
+    assert_eq!(delivered["local_id"], pending["id"]);
+    let v = alice
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/rooms/{}/messages?dir=b&limit=50",
+                MatrixUser::room_path(&room)
+            ),
+            None,
+        )
+        .await;
+    let event = v["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_id"] == delivered["id"])
+        .unwrap_or_else(|| panic!("no delivered event in {v}"))
+        .clone();
+    let ghost = event["sender"].as_str().unwrap();
+    assert!(ghost.starts_with("@meet_carol_"), "{ghost}");
+    assert_eq!(event["content"]["body"], "hello as myself");
+    let profile = alice
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/profile/{}/displayname",
+                ghost.replace('@', "%40").replace(':', "%3A")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(profile["displayname"], "Carol (guest)");
+    // The meeting shows Carol's message once: the ghost's echo is ours.
+    alice
+        .say(&room, json!({"msgtype":"m.text","body":"marker"}))
+        .await;
+    let next = chat_event(&mut carol, "message").await;
+    assert_eq!(next["body"], "marker", "{next}");
 
     server.stop().await;
     let _ = std::fs::remove_dir_all(store);

@@ -19,7 +19,7 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use sfu::router::{Input, Output, Router, RouterConfig};
-use sfu::signalling::{ClientMessage, ServerMessage, Source, TrackAnnouncement};
+use sfu::signalling::{ClientMessage, ErrorCode, ServerMessage, Source, TrackAnnouncement};
 
 const SERVER: &str = "10.0.0.1:4000";
 const STEP: Duration = Duration::from_millis(5);
@@ -619,4 +619,39 @@ fn a_lost_packet_is_retransmitted_from_the_history() {
         sent_after > 10 && newest > lost,
         "media went on after the loss"
     );
+}
+
+#[test]
+fn a_host_removes_a_participant_of_the_same_room_only() {
+    let mut net = Net::new(Duration::from_secs(8));
+    net.join("host", "r", false);
+    net.join("guest", "r", false);
+    net.join("stranger", "other", false);
+    net.settle();
+    let has_error = |b: &Browser, want: ErrorCode| {
+        b.inbox
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error { code, .. } if *code == want))
+    };
+    net.signal(
+        "stranger",
+        ClientMessage::Remove {
+            participant_id: "guest".into(),
+        },
+    );
+    net.settle();
+    assert_eq!(net.router.participants(), 3);
+    assert!(has_error(net.browser("stranger"), ErrorCode::BadMessage));
+    net.signal(
+        "host",
+        ClientMessage::Remove {
+            participant_id: "guest".into(),
+        },
+    );
+    net.settle();
+    assert_eq!(net.router.participants(), 2);
+    assert!(has_error(net.browser("guest"), ErrorCode::Removed));
+    assert!(net.browser("host").inbox.iter().any(
+        |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id == "guest")
+    ));
 }

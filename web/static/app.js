@@ -675,6 +675,16 @@ function makeTile(pid, name, { local: isLocal = false, screen = false } = {}) {
   mic.textContent = 'muted';
   mic.hidden = true;
   caption.append(label, mic);
+  // Hosts (who may kick in the meeting's Matrix room) may remove others.
+  if (!isLocal && !screen && state.joinedIdentity && state.joinedIdentity.host) {
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'remove';
+    remove.textContent = 'Remove';
+    remove.setAttribute('aria-label', `Remove ${name} from the meeting`);
+    remove.onclick = () => state.signalling?.send({ type: 'remove', participant_id: pid });
+    caption.append(remove);
+  }
   const avatar = document.createElement('div');
   avatar.className = 'avatar';
   avatar.textContent = name.slice(0, 1).toUpperCase();

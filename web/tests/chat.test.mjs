@@ -451,6 +451,41 @@ test('OpenID: a Matrix room member joins as themselves; others cannot', { timeou
   await ivy.context.close();
 }));
 
+test('a host from the Matrix room removes a guest with the tile\'s Remove button', { timeout: 120000 }, () => withLogs(async () => {
+  // Alice's own room, bound to the meeting by configuration: she created
+  // it, so she may kick there, so she is a host in the meeting.
+  const roomId = await alice.createRoom({ preset: 'public_chat', name: 'Town hall' });
+  const store = mkdtempSync(join(tmpdir(), 'meet-matrix-store-'));
+  const hall = await startServer({
+    MEET_MATRIX_HOMESERVER: syn.url,
+    MEET_MATRIX_USER: 'meetbot',
+    MEET_MATRIX_PASSWORD: BOT_PASSWORD,
+    MEET_MATRIX_STORE: store,
+    MEET_MATRIX_ROOMS: `{ "town-hall" = "${roomId}" }`,
+  });
+  try {
+    const guest = await joinPage(browser, hall.url, 'town-hall', 'Gus');
+    assert.equal(await chatRoomOf(guest), roomId);
+    // A guest has no Remove buttons.
+    assert.equal(await guest.page.getByRole('button', { name: /^Remove / }).count(), 0);
+    const { page, context } = await openPage(browser, 'alice (host)');
+    await page.goto(`${hall.url}/m/town-hall?join=now#openid=${base64urlJson(await alice.requestOpenIdToken())}`);
+    await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
+    assert.equal((await page.evaluate(() => window.meet.identity())).host, true);
+    await page.getByRole('button', { name: 'Remove Gus from the meeting' }).click({ timeout: 10000 });
+    await guest.page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 10000 });
+    assert.match(await guest.page.locator('#left-reason').innerText(), /host removed you/);
+    await until('the host to see Gus go', () => page.evaluate(
+      () => window.meet.state.participants.size === 0,
+    ), 10000);
+    await context.close();
+    await guest.context.close();
+  } finally {
+    await hall.stop();
+    rmSync(store, { recursive: true, force: true });
+  }
+}));
+
 test('chat latency, both ways (measurement)', { timeout: 300000 }, () => withLogs(async () => {
   const lat = await join_('chat-latency', 'Lat');
   const roomId = await chatRoomOf(lat);

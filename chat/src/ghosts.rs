@@ -1,0 +1,229 @@
+//! Ghost users: when the homeserver has our application-service
+//! registration, each meeting participant writes in the room as a Matrix
+//! user of their own (`@meet_…`) instead of through the bot's "Name: text".
+//!
+//! The registration needs no URL (the homeserver pushes us nothing: the bot
+//! already syncs), so the homeserver never has to reach the meeting server.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use url::Url;
+
+/// Sends as ghost users with the application service's token.
+pub struct Ghosts {
+    http: reqwest::Client,
+    homeserver: Url,
+    as_token: String,
+    prefix: String,
+    /// Ghosts known to exist, and (ghost, room) pairs known joined: checked
+    /// once per process, then trusted (a failed send re-checks).
+    registered: Mutex<HashSet<String>>,
+    joined: Mutex<HashSet<(String, String)>>,
+}
+
+/// Why a ghost could not send.
+#[derive(Debug)]
+pub enum GhostError {
+    /// Worth retrying (unreachable, rate limited, server error).
+    Transient(String),
+    /// The homeserver refuses (no registration, namespace mismatch).
+    Refused(String),
+}
+
+impl Ghosts {
+    pub fn new(homeserver: Url, as_token: String, prefix: String) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a client without custom TLS roots always builds");
+        Self {
+            http,
+            homeserver,
+            as_token,
+            prefix,
+            registered: Mutex::new(HashSet::new()),
+            joined: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether `user_id` is one of ours.
+    pub fn owns(&self, user_id: &str) -> bool {
+        user_id
+            .strip_prefix('@')
+            .is_some_and(|u| u.starts_with(&self.prefix))
+    }
+
+    /// The ghost's localpart for an author: readable, and stable for the
+    /// same Matrix user or guest name.
+    pub fn localpart(&self, name: &str, user_id: Option<&str>) -> String {
+        let key = match user_id {
+            Some(u) => format!("user:{u}"),
+            None => format!("guest:{name}"),
+        };
+        let slug: String = name
+            .chars()
+            .filter_map(|c| {
+                let c = c.to_ascii_lowercase();
+                (c.is_ascii_lowercase() || c.is_ascii_digit()).then_some(c)
+            })
+            .take(20)
+            .collect();
+        format!("{}{slug}_{:08x}", self.prefix, fnv1a(key.as_bytes()) as u32)
+    }
+
+    /// Sends `content` into `room_id` as the ghost, registering it and
+    /// joining it to the room first if needed. Returns the event id.
+    pub async fn send(
+        &self,
+        user_id: &str,
+        display_name: &str,
+        room_id: &str,
+        txn_id: &str,
+        content: &Value,
+    ) -> Result<String, GhostError> {
+        self.ensure_registered(user_id, display_name).await?;
+        let user_id = user_id.to_owned();
+        let key = (user_id.clone(), room_id.to_owned());
+        if !lock(&self.joined).contains(&key) {
+            self.call(
+                reqwest::Method::POST,
+                &["join", room_id],
+                &user_id,
+                &json!({}),
+            )
+            .await?;
+            lock(&self.joined).insert(key.clone());
+        }
+        let sent = self
+            .call(
+                reqwest::Method::PUT,
+                &["rooms", room_id, "send", "m.room.message", txn_id],
+                &user_id,
+                content,
+            )
+            .await;
+        if sent.is_err() {
+            // Perhaps kicked since: join again next time.
+            lock(&self.joined).remove(&key);
+        }
+        sent?
+            .get("event_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| GhostError::Transient("no event id in the answer".into()))
+    }
+
+    /// Registers the ghost (harmless if it exists) and sets its name.
+    async fn ensure_registered(&self, user_id: &str, display_name: &str) -> Result<(), GhostError> {
+        if lock(&self.registered).contains(user_id) {
+            return Ok(());
+        }
+        let localpart = user_id[1..].split(':').next().unwrap_or_default();
+        let body = json!({ "type": "m.login.application_service", "username": localpart, "inhibit_login": true });
+        match self
+            .request(reqwest::Method::POST, &["register"], None, &body)
+            .await
+        {
+            Ok(_) => {}
+            Err(GhostError::Refused(e)) if e.contains("M_USER_IN_USE") => {}
+            Err(e) => return Err(e),
+        }
+        self.call(
+            reqwest::Method::PUT,
+            &["profile", user_id, "displayname"],
+            user_id,
+            &json!({ "displayname": display_name }),
+        )
+        .await?;
+        lock(&self.registered).insert(user_id.to_owned());
+        Ok(())
+    }
+
+    /// A Client-Server call made as `user_id`.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &[&str],
+        user_id: &str,
+        body: &Value,
+    ) -> Result<Value, GhostError> {
+        self.request(method, path, Some(user_id), body).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &[&str],
+        user_id: Option<&str>,
+        body: &Value,
+    ) -> Result<Value, GhostError> {
+        let mut url = self.homeserver.clone();
+        url.path_segments_mut()
+            .map_err(|_| GhostError::Refused("the homeserver URL cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["_matrix", "client", "v3"])
+            .extend(path);
+        if let Some(u) = user_id {
+            url.query_pairs_mut().append_pair("user_id", u);
+        }
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(&self.as_token);
+        if method != reqwest::Method::GET {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| GhostError::Transient(e.without_url().to_string()))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+        let what = format!("{status}: {text}");
+        if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            Err(GhostError::Refused(what))
+        } else {
+            Err(GhostError::Transient(what))
+        }
+    }
+}
+
+/// FNV-1a: a hash that stays the same across builds, so a ghost's name
+/// does too.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ghost_names_are_readable_stable_and_distinct() {
+        let g = Ghosts::new(
+            "http://127.0.0.1:1".parse().unwrap(),
+            "t".into(),
+            "meet_".into(),
+        );
+        let carol = g.localpart("Carol Smith!", None);
+        assert!(carol.starts_with("meet_carolsmith_"), "{carol}");
+        assert_eq!(carol, g.localpart("Carol Smith!", None));
+        assert_ne!(carol, g.localpart("Carol Smith!", Some("@carol:hs")));
+        assert_ne!(carol, g.localpart("Carol Smith?", None));
+        assert!(g.owns(&format!("@{carol}:hs")));
+        assert!(!g.owns("@carol:hs"));
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    }
+}
