@@ -292,7 +292,9 @@ PY
 check_login() {
   py - "$@" <<'PY'
 import json, sys, urllib.error, urllib.request
-base, user, password = sys.argv[1:4]
+import os
+base, user = sys.argv[1:3]
+password = os.environ["MEET_CHECK_PASSWORD"]
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def post(path, body, token=None):
     req = urllib.request.Request(base + path, json.dumps(body).encode(), method="POST")
@@ -328,15 +330,24 @@ cmd_register() {
   base=$(conf_get "$conf" public_baseurl)
   base=${base%/}
   installed || cmd_install
+  # The password goes through a private file, not the command line (which
+  # every local user can read in the process list).
+  local pwfile
+  pwfile=$(mktemp)
+  chmod 600 "$pwfile"
+  printf '%s' "$pass" >"$pwfile"
   out=$(NO_PROXY='*' no_proxy='*' "$venv/bin/register_new_matrix_user" \
-    -c "$conf" -u "$user" -p "$pass" "$admin" --exists-ok "$base" 2>&1) ||
+    -c "$conf" -u "$user" --password-file "$pwfile" "$admin" --exists-ok "$base" 2>&1) || {
+    rm -f "$pwfile"
     die "registering $user failed: $out"
+  }
+  rm -f "$pwfile"
   case $out in
     *"User already exists"*)
       # Existing account: fine if PASS is its password (so reruns work);
       # a different password would only fail later, at login.
       local rc=0
-      check_login "$base" "$user" "$pass" || rc=$?
+      MEET_CHECK_PASSWORD=$pass check_login "$base" "$user" || rc=$?
       [ "$rc" -ne 1 ] || die "user $user exists with another password"
       [ "$rc" -eq 0 ] || die "user $user exists; could not check its password"
       ;;

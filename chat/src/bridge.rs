@@ -4,10 +4,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::config::{RequestConfig, SyncSettings};
+use matrix_sdk::ruma::api::client::filter::FilterDefinition;
 use matrix_sdk::ruma::api::client::message::send_message_event;
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::api::client::room::Visibility;
@@ -29,9 +30,14 @@ use crate::{ChatConfig, ChatError, MAX_MESSAGE_CHARS};
 /// Events kept per meeting for participants who join later.
 const HISTORY: usize = 500;
 /// Room events a slow participant may fall behind by before missing some.
-const BROADCAST_CAPACITY: usize = 1024;
+const BROADCAST_CAPACITY: usize = 256;
+/// A meeting nobody has listened to for this long is closed here (its room
+/// stays); the next join opens it afresh, with history from then.
+const MEETING_IDLE: Duration = Duration::from_secs(60);
 const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Timeline events per room and sync.
+const SYNC_TIMELINE_LIMIT: u32 = 200;
 /// Long-poll timeout of `/sync`.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long opening a new meeting waits for the bot to sign in.
@@ -97,6 +103,11 @@ struct Meeting {
     since_ms: u64,
     tx: broadcast::Sender<MeetingEvent>,
     history: Mutex<VecDeque<ChatEvent>>,
+    /// Who sent the messages and reactions shown: only they may edit, only
+    /// they (or moderators) delete.
+    senders: Mutex<HashMap<String, String>>,
+    /// Since when no participant listens; the meeting is closed after a while.
+    idle_since: Mutex<Option<Instant>>,
 }
 
 impl Meeting {
@@ -107,7 +118,25 @@ impl Meeting {
             since_ms: now_ms(),
             tx: broadcast::channel(BROADCAST_CAPACITY).0,
             history: Mutex::new(VecDeque::new()),
+            senders: Mutex::new(HashMap::new()),
+            idle_since: Mutex::new(None),
         }
+    }
+
+    fn record_sender(&self, event_id: &str, sender: &str) {
+        let mut senders = lock(&self.senders);
+        if senders.len() >= 4 * HISTORY {
+            senders.clear(); // older than any history shown
+        }
+        senders.insert(event_id.to_owned(), sender.to_owned());
+    }
+
+    fn sender_of(&self, event_id: &str) -> Option<String> {
+        lock(&self.senders).get(event_id).cloned()
+    }
+
+    fn history(&self) -> Vec<ChatEvent> {
+        lock(&self.history).iter().cloned().collect()
     }
 
     /// Records and broadcasts under one lock, so a joining participant's
@@ -245,12 +274,19 @@ impl Chat {
 
     /// Joins a meeting's chat, creating or binding its room on first use.
     pub async fn open_meeting(&self, meeting: &str) -> Result<MeetingChat, ChatError> {
-        Ok(self.inner.meeting(meeting).await?.subscribe())
+        // In a task of its own, so a caller that stops waiting does not
+        // cut a room creation short (leaving a room with the meeting's
+        // alias that no meeting is bound to).
+        let (inner, name) = (self.inner.clone(), meeting.to_owned());
+        let opened = tokio::spawn(async move { inner.meeting(&name).await })
+            .await
+            .map_err(|e| ChatError::Invalid(format!("opening the meeting's room: {e}")))?;
+        Ok(opened?.subscribe())
     }
 
     /// Queues a message from a meeting participant for the room; it is on
     /// disk and shown (pending) in the meeting when this returns.
-    pub fn post(&self, meeting: &str, author: &Author, text: &str) -> Result<(), ChatError> {
+    pub async fn post(&self, meeting: &str, author: &Author, text: &str) -> Result<(), ChatError> {
         let text = text.trim();
         if text.is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
             return Err(ChatError::Invalid(format!(
@@ -269,14 +305,24 @@ impl Chat {
             // The plain text too: a ghost user sends it without the name.
             AUTHOR_KEY: { "name": author.name, "user_id": author.user_id, "text": text },
         });
-        let seq = self.inner.store.enqueue(
-            &self.inner.txn_prefix,
-            m.room_id.as_str(),
-            "m.room.message",
-            None,
-            &content.to_string(),
-            Some(meeting),
-        )?;
+        // The write waits for the disk (synchronous=FULL): off the runtime.
+        let (inner, room_id, meeting_name) = (
+            self.inner.clone(),
+            m.room_id.to_string(),
+            meeting.to_owned(),
+        );
+        let seq = tokio::task::spawn_blocking(move || {
+            inner.store.enqueue(
+                &inner.txn_prefix,
+                &room_id,
+                "m.room.message",
+                None,
+                &content.to_string(),
+                Some(&meeting_name),
+            )
+        })
+        .await
+        .map_err(|e| ChatError::Invalid(format!("writing the outbox: {e}")))??;
         m.push(ChatEvent::Message {
             id: local_id(seq),
             sender: author.user_id.clone().unwrap_or_default(),
@@ -290,6 +336,11 @@ impl Chat {
         Ok(())
     }
 
+    /// The meeting's history as of now (for a participant that fell behind).
+    pub fn history(&self, meeting: &str) -> Option<Vec<ChatEvent>> {
+        lock(&self.inner.meetings).get(meeting).map(|m| m.history())
+    }
+
     /// Checks a Matrix OpenID token and the user's membership in the
     /// meeting's room.
     pub async fn verify(
@@ -298,6 +349,14 @@ impl Chat {
         token: &OpenIdToken,
     ) -> Result<Identity, OpenIdError> {
         let user = self.inner.verifier.user_of(token).await?;
+        self.member(meeting, &user).await
+    }
+
+    /// The Matrix user as a participant of the meeting: joined to its room
+    /// now (asked of the homeserver), with host rights from the room's
+    /// power levels.
+    pub async fn member(&self, meeting: &str, user: &str) -> Result<Identity, OpenIdError> {
+        let user = user.to_owned();
         let room_id = self
             .inner
             .store
@@ -317,6 +376,12 @@ impl Chat {
             .joined_member_name(&room, &user_id)
             .await?
             .ok_or_else(|| OpenIdError::NotMember(user.clone()))?;
+        // A meeting name is at most 64 characters, without control ones.
+        let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+        let name = match name.trim() {
+            "" => user_id.localpart().to_owned(),
+            n => n.to_owned(),
+        };
         // Power levels (and, from room version 12, creators) come from the
         // synced state, which may lag a join of a moment ago by a sync.
         let deadline = tokio::time::Instant::now() + STATE_CATCH_UP;
@@ -418,12 +483,19 @@ impl Inner {
     }
 
     async fn sync(self: Arc<Self>) {
-        let settings = SyncSettings::default().timeout(SYNC_TIMEOUT);
+        // Synapse's default of 10 timeline events per room would drop
+        // messages of a busy minute; members are loaded lazily.
+        let mut filter = FilterDefinition::with_lazy_loading();
+        filter.room.timeline.limit = Some(SYNC_TIMELINE_LIMIT.into());
+        let settings = SyncSettings::default()
+            .timeout(SYNC_TIMEOUT)
+            .filter(filter.into());
         let mut backoff = RETRY_MIN;
         loop {
             match self.client.sync_once(settings.clone()).await {
                 Ok(response) => {
                     backoff = RETRY_MIN;
+                    self.close_idle_meetings();
                     if !self.sync_ok.load(Ordering::Relaxed) {
                         self.outbox_wake.notify_one();
                     }
@@ -437,7 +509,11 @@ impl Inner {
                             .collect();
                         self.room_events(&room_id, &events).await;
                     }
-                    for room_id in response.rooms.invited.into_keys() {
+                    for (room_id, invite) in response.rooms.invited {
+                        if !self.invite_allowed(&invite) {
+                            tracing::info!(%room_id, "ignoring an invite from a server not allowed");
+                            continue;
+                        }
                         let client = self.client.clone();
                         tokio::spawn(async move {
                             if let Err(e) = client.join_room_by_id(&room_id).await {
@@ -454,6 +530,36 @@ impl Inner {
                 }
             }
         }
+    }
+
+    fn close_idle_meetings(&self) {
+        let now = Instant::now();
+        lock(&self.meetings).retain(|_, m| {
+            let mut idle = lock(&m.idle_since);
+            if m.tx.receiver_count() > 0 {
+                *idle = None;
+                return true;
+            }
+            now.duration_since(*idle.get_or_insert(now)) < MEETING_IDLE
+        });
+    }
+
+    /// Invites are accepted from users of the bot's own homeserver and of
+    /// those allowed to sign in, not from anywhere.
+    fn invite_allowed(&self, invite: &matrix_sdk::sync::InvitedRoomUpdate) -> bool {
+        let Some(bot) = self.client.user_id() else {
+            return false;
+        };
+        let inviter = invite.invite_state.events.iter().find_map(|e| {
+            let v: Value = e.deserialize_as().ok()?;
+            (v.get("type")?.as_str()? == "m.room.member"
+                && v.get("state_key")?.as_str()? == bot.as_str())
+            .then(|| v.get("sender")?.as_str().map(str::to_owned))?
+        });
+        let Some(server) = inviter.as_deref().and_then(server_of) else {
+            return false;
+        };
+        server == bot.server_name().as_str() || self.config.openid_homeservers.contains_key(server)
     }
 
     async fn room_events(&self, room_id: &RoomId, events: &[Value]) {
@@ -484,13 +590,34 @@ impl Inner {
             let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
             let ours = |u: &str| u == bot || self.ghosts.as_ref().is_some_and(|g| g.owns(u));
             match convert(ev, ours, name_of) {
-                Some(RoomEvent::Chat(event)) => {
-                    if let Some(m) = meeting.as_ref().filter(|m| ts >= m.since_ms) {
-                        if matches!(event, ChatEvent::Message { .. }) {
+                Some(RoomEvent::Chat(mut event)) => {
+                    let Some(m) = meeting.as_ref().filter(|m| ts >= m.since_ms) else {
+                        continue;
+                    };
+                    let sender = ev.get("sender").and_then(Value::as_str).unwrap_or_default();
+                    let allowed = match &event {
+                        ChatEvent::Edit { id, .. } => m.sender_of(id).as_deref() == Some(sender),
+                        ChatEvent::Redact { id } => {
+                            m.sender_of(id).as_deref() == Some(sender)
+                                || can_redact(room.as_ref(), sender).await
+                        }
+                        _ => true,
+                    };
+                    if !allowed {
+                        tracing::info!(%room_id, "ignoring an edit or redaction of someone else's message");
+                        continue;
+                    }
+                    match &mut event {
+                        ChatEvent::Message { id, ts, .. } => {
+                            // A server's clock may be off; never the future.
+                            *ts = (*ts).min(now_ms());
+                            m.record_sender(id, sender);
                             self.from_matrix.fetch_add(1, Ordering::Relaxed);
                         }
-                        m.push(event);
+                        ChatEvent::Reaction { id, .. } => m.record_sender(id, sender),
+                        _ => {}
                     }
+                    m.push(event);
                 }
                 Some(RoomEvent::MemberGone(user)) => {
                     if let Some(m) = &meeting {
@@ -499,8 +626,8 @@ impl Inner {
                 }
                 // Commands from before this process started were answered
                 // (or not) by the one before.
-                Some(RoomEvent::Command { args, .. }) if ts + 5_000 >= self.started_ms => {
-                    if let Err(e) = self.command(room_id, &args).await {
+                Some(RoomEvent::Command { .. }) if ts + 5_000 >= self.started_ms => {
+                    if let Err(e) = self.command(room_id).await {
                         tracing::warn!(%room_id, error = %e, "cannot answer !meet");
                     }
                 }
@@ -509,18 +636,15 @@ impl Inner {
         }
     }
 
-    /// `!meet [name]`: answers with the room's meeting link, binding the
-    /// room to a meeting first if it has none.
-    async fn command(&self, room_id: &RoomId, args: &str) -> Result<(), ChatError> {
+    /// `!meet`: answers with the room's meeting link, binding the room to
+    /// a new meeting first if it has none. The name is always a fresh
+    /// random one: a room must never take over a meeting others use.
+    async fn command(&self, room_id: &RoomId) -> Result<(), ChatError> {
         let meeting = match self.store.meeting_of(room_id.as_str())? {
             Some(m) => m,
             None => {
                 let _guard = self.opening.lock().await;
-                let wanted = meeting_name(args);
-                let name = match wanted {
-                    Some(n) if self.store.room_of(&n)?.is_none() => n,
-                    _ => random_name(),
-                };
+                let name = random_name();
                 self.store.bind(&name, room_id.as_str())?;
                 self.add_widget(room_id, &name)?;
                 name
@@ -752,10 +876,15 @@ impl Inner {
         if item.meeting.is_some() && event_id.is_some() {
             self.to_matrix.fetch_add(1, Ordering::Relaxed);
         }
-        if let (Some(m), Some(id)) = (meeting, event_id) {
-            m.push(ChatEvent::Delivered {
-                local_id: local_id(item.seq),
-                id,
+        if let Some(m) = meeting {
+            let local_id = local_id(item.seq);
+            m.push(match event_id {
+                Some(id) => {
+                    // Sent by the bridge: no Matrix user may edit it.
+                    m.record_sender(&id, "");
+                    ChatEvent::Delivered { local_id, id }
+                }
+                None => ChatEvent::Failed { local_id },
             });
         }
     }
@@ -834,6 +963,10 @@ impl Inner {
         {
             Ok(id) => Ok(Some(id)),
             Err(GhostError::Transient(e)) => Err(SendError::Transient(e)),
+            // Banned or muted in the room: the bot must not speak for them.
+            Err(GhostError::Refused(e)) if e.contains("M_FORBIDDEN") => {
+                Err(SendError::Permanent(e))
+            }
             Err(GhostError::Refused(e)) => {
                 tracing::warn!(error = %e, "the homeserver refuses our ghost user; relaying through the bot");
                 Ok(None)
@@ -908,16 +1041,38 @@ enum SendError {
 
 impl From<matrix_sdk::HttpError> for SendError {
     fn from(e: matrix_sdk::HttpError) -> Self {
-        let permanent = e.as_client_api_error().is_some_and(|api| {
-            let s = api.status_code.as_u16();
-            (400..500).contains(&s) && s != 429
-        });
+        use matrix_sdk::ruma::api::error::ErrorKind;
+        // Only what the event itself causes is permanent; a lost login, a
+        // proxy's error page or rate limiting keep the event waiting.
+        let permanent = matches!(
+            e.client_api_error_kind(),
+            Some(
+                ErrorKind::Forbidden
+                    | ErrorKind::BadJson
+                    | ErrorKind::NotJson
+                    | ErrorKind::TooLarge
+                    | ErrorKind::InvalidParam
+            )
+        );
+        if matches!(e.client_api_error_kind(), Some(ErrorKind::UnknownToken(_))) {
+            tracing::error!("the homeserver no longer accepts the chat bot's login; chat waits (remove the `session` entry of the chat store to sign in anew)");
+        }
         if permanent {
             SendError::Permanent(e.to_string())
         } else {
             SendError::Transient(e.to_string())
         }
     }
+}
+
+/// Whether the user may delete others' events in the room (moderators).
+async fn can_redact(room: Option<&Room>, user: &str) -> bool {
+    let (Some(room), Ok(user)) = (room, UserId::parse(user)) else {
+        return false;
+    };
+    room.power_levels()
+        .await
+        .is_ok_and(|pl| pl.user_can_redact_event_of_other(&user))
 }
 
 async fn display_name(room: &Room, user: &str) -> String {
@@ -937,6 +1092,11 @@ async fn display_name(room: &Room, user: &str) -> String {
     }
 }
 
+/// The server part of a user id (which may carry a port).
+pub(crate) fn server_of(user_id: &str) -> Option<&str> {
+    user_id.strip_prefix('@')?.split_once(':').map(|(_, s)| s)
+}
+
 fn local_id(seq: i64) -> String {
     format!("local-{seq}")
 }
@@ -951,16 +1111,6 @@ fn alias_localpart(meeting: &str) -> Option<String> {
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.=".contains(c));
     ok.then(|| format!("meet-{meeting}"))
-}
-
-/// A meeting name from `!meet <name>`, if usable in a URL as it is.
-fn meeting_name(args: &str) -> Option<String> {
-    let ok = !args.is_empty()
-        && args.len() <= 64
-        && args
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    ok.then(|| args.to_owned())
 }
 
 fn random_name() -> String {
@@ -996,10 +1146,9 @@ mod tests {
     fn names_for_rooms_and_meetings() {
         assert_eq!(alias_localpart("standup").as_deref(), Some("meet-standup"));
         assert_eq!(alias_localpart("Team Call"), None);
-        assert_eq!(meeting_name("weekly-sync").as_deref(), Some("weekly-sync"));
-        assert_eq!(meeting_name("a b"), None);
-        assert_eq!(meeting_name(""), None);
         assert_eq!(escape_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
         assert_eq!(device_id("ab12"), "MEETAB12");
+        assert_eq!(server_of("@a:example.org:8448"), Some("example.org:8448"));
+        assert_eq!(server_of("nobody"), None);
     }
 }

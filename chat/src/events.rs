@@ -33,6 +33,10 @@ pub enum ChatEvent {
         local_id: String,
         id: String,
     },
+    /// The homeserver refused a pending message for good.
+    Failed {
+        local_id: String,
+    },
     Edit {
         id: String,
         body: String,
@@ -54,10 +58,9 @@ pub enum RoomEvent {
     Chat(ChatEvent),
     /// The user left, was kicked or was banned.
     MemberGone(String),
-    /// A `!meet` command (text after it, trimmed).
+    /// A `!meet` command.
     Command {
         sender: String,
-        args: String,
     },
 }
 
@@ -104,13 +107,10 @@ pub fn convert(
             } else {
                 body
             };
-            if !ours(sender) {
-                if let Some(args) = command_args(body) {
-                    return Some(RoomEvent::Command {
-                        sender: sender.to_owned(),
-                        args: args.to_owned(),
-                    });
-                }
+            if !ours(sender) && is_command(body) {
+                return Some(RoomEvent::Command {
+                    sender: sender.to_owned(),
+                });
             }
             Some(RoomEvent::Chat(ChatEvent::Message {
                 id: id.to_owned(),
@@ -159,14 +159,11 @@ fn relation_type(relates: Option<&Value>) -> Option<&str> {
     relates?.get("rel_type")?.as_str()
 }
 
-/// `!meet` or `!meet args`; not `!meeting`.
-fn command_args(body: &str) -> Option<&str> {
-    let rest = body.trim().strip_prefix("!meet")?;
-    if rest.is_empty() || rest.starts_with(char::is_whitespace) {
-        Some(rest.trim())
-    } else {
-        None
-    }
+/// `!meet`, also with words after it; not `!meeting`.
+fn is_command(body: &str) -> bool {
+    body.trim()
+        .strip_prefix("!meet")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
 }
 
 /// Older clients quote the replied-to message as `> ` lines, then a blank
@@ -281,7 +278,6 @@ mod tests {
             conv(msg(json!({"msgtype":"m.text","body":" !meet  standup "}))),
             Some(RoomEvent::Command {
                 sender: "@alice:hs".into(),
-                args: "standup".into()
             })
         );
         assert!(matches!(

@@ -125,7 +125,7 @@ impl Verifier {
             .await
             .map_err(|e| OpenIdError::Unreachable(format!("userinfo answer: {e}")))?;
         // A homeserver vouches only for its own users.
-        if info.sub.rsplit_once(':').map(|(_, s)| s) != Some(server.as_str()) {
+        if crate::bridge::server_of(&info.sub) != Some(server.as_str()) {
             return Err(OpenIdError::WrongServer(info.sub));
         }
         let ttl = token

@@ -222,7 +222,7 @@ async fn join(session: &mut Session) -> Option<Joined> {
                 continue;
             }
         };
-        let identity = match token.map(|t| session.state.tokens.check(&t, &room)) {
+        let mut identity = match token.map(|t| session.state.tokens.check(&t, &room)) {
             None => None,
             Some(Ok(claims)) => Some(claims),
             Some(Err(e)) => {
@@ -235,6 +235,15 @@ async fn join(session: &mut Session) -> Option<Joined> {
                 continue;
             }
         };
+        let chat = open_chat(&session.state, &room).await;
+        if let Some(claims) = identity.as_mut() {
+            if let Err(message) = recheck_member(&session.state, &room, claims).await {
+                session
+                    .send(&ServerMessage::error(ErrorCode::InvalidToken, message))
+                    .await;
+                continue;
+            }
+        }
         let name = identity.as_ref().map_or(name.as_str(), |c| c.name.as_str());
         let name = match validate_name("name", name) {
             Ok(n) => n.to_owned(),
@@ -245,7 +254,6 @@ async fn join(session: &mut Session) -> Option<Joined> {
                 continue;
             }
         };
-        let chat = open_chat(&session.state, &room).await;
         let participant_id = format!("{:016x}", rand::random::<u64>());
         let worker = session.state.worker_for(&room).clone();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -273,6 +281,27 @@ async fn join(session: &mut Session) -> Option<Joined> {
             identity,
             chat,
         });
+    }
+}
+
+/// A token says who someone was when it was issued; membership and host
+/// rights are asked of the room again, so that leaving or a ban keeps
+/// someone out. A homeserver that cannot be asked does not stop a meeting:
+/// the token's word stands then.
+async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Result<(), String> {
+    let Some(chat) = &state.chat else {
+        return Ok(());
+    };
+    match chat.member(room, &claims.sub).await {
+        Ok(identity) => {
+            claims.host = identity.host;
+            Ok(())
+        }
+        Err(e @ chat::OpenIdError::NotMember(_)) => Err(e.to_string()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot recheck room membership; trusting the token");
+            Ok(())
+        }
     }
 }
 
@@ -351,12 +380,19 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 None => return session.close("removed").await,
             },
             event = next_chat_event(&mut joined.chat), if chat_live => match event {
-                Some(MeetingEvent::Chat(event)) => {
+                Some(ChatRecv::Lagged) => {
+                    // Fell behind: start over from the full history.
+                    let events = chat.as_ref().and_then(|c| c.history(&joined.room)).unwrap_or_default();
+                    if !session.send(&ServerMessage::ChatHistory { events }).await {
+                        return;
+                    }
+                }
+                Some(ChatRecv::Event(MeetingEvent::Chat(event))) => {
                     if !session.send(&ServerMessage::ChatEvent { event }).await {
                         return;
                     }
                 }
-                Some(MeetingEvent::MemberGone(user)) => {
+                Some(ChatRecv::Event(MeetingEvent::MemberGone(user))) => {
                     if joined.identity.as_ref().is_some_and(|c| c.sub == user) {
                         let msg = "you left or were removed from the meeting's Matrix room";
                         session.send(&ServerMessage::error(ErrorCode::Removed, msg)).await;
@@ -382,7 +418,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 }
                 Incoming::Message(ClientMessage::Chat { text }) => {
                     let result = match &chat {
-                        Some(chat) => chat.post(&joined.room, &author, &text),
+                        Some(chat) => chat.post(&joined.room, &author, &text).await,
                         None => Err(ChatError::NoMeeting(joined.room.clone())),
                     };
                     if let Err(e) = result {
@@ -413,17 +449,21 @@ async fn relay(mut session: Session, mut joined: Joined) {
     }
 }
 
+enum ChatRecv {
+    Event(MeetingEvent),
+    /// Events were missed.
+    Lagged,
+}
+
 /// The next room event for this participant; `None` once there are none.
-async fn next_chat_event(chat: &mut Option<MeetingChat>) -> Option<MeetingEvent> {
-    let c = chat.as_mut()?;
-    loop {
-        match c.events.recv().await {
-            Ok(event) => return Some(event),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "a participant fell behind the chat");
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
+async fn next_chat_event(chat: &mut Option<MeetingChat>) -> Option<ChatRecv> {
+    match chat.as_mut()?.events.recv().await {
+        Ok(event) => Some(ChatRecv::Event(event)),
+        Err(broadcast::error::RecvError::Lagged(n)) => {
+            tracing::warn!(missed = n, "a participant fell behind the chat");
+            Some(ChatRecv::Lagged)
         }
+        Err(broadcast::error::RecvError::Closed) => None,
     }
 }
 

@@ -8,8 +8,9 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 
 /// How long a token admits its holder to `join`; joining again later needs
-/// a fresh one (the widget gets one in a second).
-pub const LIFETIME_SECS: u64 = 3600;
+/// a fresh one (the widget gets one in a second). Room membership is
+/// checked again at every join; this only bounds a token's misuse.
+pub const LIFETIME_SECS: u64 = 600;
 
 /// What a token says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

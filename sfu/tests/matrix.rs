@@ -514,6 +514,15 @@ async fn meeting_chat_and_matrix_sign_in() {
         (edit["id"].as_str(), edit["body"].as_str()),
         (Some(first.as_str()), Some("hello, edited"))
     );
+    // Nobody else edits Alice's words in the meeting.
+    bob.join(&room).await;
+    bob.say(&room, json!({"msgtype":"m.text","body":"* forged","m.new_content":{"msgtype":"m.text","body":"forged"},
+        "m.relates_to":{"rel_type":"m.replace","event_id":first}}))
+        .await;
+    bob.say(&room, json!({"msgtype":"m.text","body":"bob was here"}))
+        .await;
+    let next = next_where(&mut carol, |m| m["type"] == "chat_event", "a chat event").await;
+    assert_eq!(next["event"]["body"], "bob was here", "{next}");
     let reaction = alice
         .call(
             reqwest::Method::PUT,
@@ -559,7 +568,11 @@ async fn meeting_chat_and_matrix_sign_in() {
     let to_matrix = r#"meet_chat_messages_total{direction="to_matrix"}"#;
     assert_eq!(server.metric(to_matrix).await, 1.0);
     let from_matrix = r#"meet_chat_messages_total{direction="from_matrix"}"#;
-    assert_eq!(server.metric(from_matrix).await, 2.0, "message and reply");
+    assert_eq!(
+        server.metric(from_matrix).await,
+        3.0,
+        "message, reply, bob's"
+    );
     // Too long a message is refused, the session goes on.
     send(&mut carol, json!({"type":"chat","text":"x".repeat(4001)})).await;
     assert_eq!(next_of(&mut carol, "error").await["code"], "bad_message");
@@ -579,6 +592,7 @@ async fn meeting_chat_and_matrix_sign_in() {
             "message",
             "message",
             "edit",
+            "message",
             "reaction",
             "redact",
             "message",
@@ -614,6 +628,72 @@ async fn meeting_chat_and_matrix_sign_in() {
     assert_eq!(e["code"], "removed", "{e}");
     let left = next_of(&mut carol, "participant_left").await;
     assert_eq!(left["participant_id"], alice_pid.as_str());
+    // Her token is still unexpired, but she is out of the room: refused.
+    let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
+        .await
+        .unwrap();
+    send(
+        &mut again,
+        json!({"type":"join","v":1,"room":"standup","name":"x","token":t["token"]}),
+    )
+    .await;
+    let e = next_of(&mut again, "error").await;
+    assert_eq!(e["code"], "invalid_token", "{e}");
+
+    // `!meet` in a room of her own gives a new meeting, never a name she
+    // picks (which could take over someone else's meeting).
+    let own = alice
+        .call(
+            reqwest::Method::POST,
+            "/createRoom",
+            Some(json!({"preset":"private_chat"})),
+        )
+        .await["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice
+        .call(
+            reqwest::Method::POST,
+            &format!("/rooms/{}/invite", MatrixUser::room_path(&own)),
+            Some(json!({"user_id":"@meetbot:localhost"})),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let members = alice
+            .call(
+                reqwest::Method::GET,
+                &format!("/rooms/{}/joined_members", MatrixUser::room_path(&own)),
+                None,
+            )
+            .await;
+        if members["joined"].get("@meetbot:localhost").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bot did not accept the invite"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    alice
+        .say(&own, json!({"msgtype":"m.text","body":"!meet standup"}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let bodies = alice.bodies_from(&own, "@meetbot:localhost").await;
+        if let Some(b) = bodies.into_iter().next() {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "no answer to !meet in her room");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        answer.starts_with("Meeting: http://meet.test/m/"),
+        "{answer}"
+    );
+    assert_ne!(answer, "Meeting: http://meet.test/m/standup");
 
     server.stop().await;
     let _ = std::fs::remove_dir_all(store);

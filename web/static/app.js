@@ -400,6 +400,8 @@ async function join(name) {
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
       if (m.code === 'removed') {
+        // Not to be used again: a rejoin must show the room membership anew.
+        if (state.identity) state.identity = null;
         // Out of the meeting's Matrix room (left or banned): out of the meeting.
         leave(m.message || 'You were removed from the meeting.');
         return;
@@ -922,6 +924,15 @@ function applyChatEvent(ev, { live }) {
       renderMessage(msg);
       break;
     }
+    case 'failed': {
+      // The homeserver refused the message for good (e.g. not allowed).
+      const msg = chat.byId.get(ev.local_id);
+      if (!msg || !msg.pending) return;
+      msg.pending = false;
+      msg.failed = true;
+      renderMessage(msg);
+      break;
+    }
     case 'edit': {
       const msg = chat.byId.get(ev.id);
       if (!msg || msg.deleted) return;
@@ -997,6 +1008,7 @@ function renderMessage(msg) {
   time.dateTime = new Date(msg.ts).toISOString();
   meta.append(name, time);
   if (msg.pending) meta.append(el('span', 'chat-hint', 'sending…'));
+  if (msg.failed) meta.append(el('span', 'chat-hint', 'not delivered'));
 
   const parts = [meta];
   const quoted = msg.replyTo && state.chat.byId.get(msg.replyTo);
