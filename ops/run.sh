@@ -34,9 +34,13 @@ config_value() {
     -e "s/$k\"\([^\"]*\)\".*/\1/p" -e "s/$k'\([^']*\)'.*/\1/p" "$config" | head -n 1 || true
 }
 
+# This script's own settings share the MEET_ prefix with the server's keys;
+# the server refuses keys it does not know, so they stop here.
+server_env=(env -u MEET_DATA_DIR -u MEET_SYNAPSE_PORT -u MEET_SYNAPSE_VENV -u MEET_SYNAPSE_SPEC)
+
 if [ -n "${MEET_MATRIX_HOMESERVER+set}" ] || [ -n "$(config_value matrix_homeserver)" ]; then
   ops/setup.sh run --no-synapse
-  exec cargo run --release --locked -p sfu -- "$@"
+  exec "${server_env[@]}" cargo run --release --locked -p sfu -- "$@"
 fi
 
 ops/setup.sh run
@@ -135,7 +139,7 @@ echo "run.sh: Matrix homeserver on http://127.0.0.1:$port; add accounts with: op
 # In the background so that signals sent to this script (not only a
 # Ctrl-C, which reaches the whole group) go on to the server, and Synapse
 # is stopped once it has exited.
-cargo run --release --locked -p sfu -- "$@" &
+"${server_env[@]}" cargo run --release --locked -p sfu -- "$@" &
 server=$!
 for sig in INT TERM HUP; do
   trap "kill -$sig $server 2>/dev/null || true" "$sig"

@@ -26,7 +26,13 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rtc=warn,rtc_ice=warn,rtc_dtls=error".into()),
+                // matrix-sdk logs expected answers (a 404 for absent
+                // account data) as errors; the bridge logs what matters.
+                .unwrap_or_else(|_| {
+                    "info,rtc=warn,rtc_ice=warn,rtc_dtls=error,matrix_sdk=warn,\
+                     matrix_sdk::http_client=off,matrix_sdk_base=warn,matrix_sdk_crypto=error"
+                        .into()
+                }),
         )
         // Logs go to stderr; stdout carries only the line saying where we listen.
         .with_writer(std::io::stderr)
