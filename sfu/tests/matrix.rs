@@ -628,6 +628,22 @@ async fn meeting_chat_and_matrix_sign_in() {
     assert_eq!(e["code"], "removed", "{e}");
     let left = next_of(&mut carol, "participant_left").await;
     assert_eq!(left["participant_id"], alice_pid.as_str());
+    // Her call membership is withdrawn (empty content), as MatrixRTC has it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = bob
+            .http
+            .get(&url)
+            .bearer_auth(&bob.token)
+            .send()
+            .await
+            .unwrap();
+        if r.json::<Value>().await.unwrap_or(Value::Null) == json!({}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "call membership not withdrawn");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Her token is still unexpired, but she is out of the room: refused.
     let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
         .await
