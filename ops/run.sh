@@ -36,11 +36,19 @@ config_value() {
 
 # This script's own settings share the MEET_ prefix with the server's keys;
 # the server refuses keys it does not know, so they stop here.
-server_env=(env -u MEET_DATA_DIR -u MEET_SYNAPSE_PORT -u MEET_SYNAPSE_VENV -u MEET_SYNAPSE_SPEC)
+server_env=(env -u MEET_DATA_DIR -u MEET_SYNAPSE_PORT -u MEET_SYNAPSE_VENV -u MEET_SYNAPSE_SPEC
+  -u MEET_SERVER_BIN)
+# The server: built from this checkout, or MEET_SERVER_BIN, a binary built
+# already (the quick-start test runs this script with the debug build).
+if [ -n "${MEET_SERVER_BIN:-}" ]; then
+  server_cmd=("$MEET_SERVER_BIN")
+else
+  server_cmd=(cargo run --release --locked -p sfu --)
+fi
 
 if [ -n "${MEET_MATRIX_HOMESERVER+set}" ] || [ -n "$(config_value matrix_homeserver)" ]; then
   ops/setup.sh run --no-synapse
-  exec "${server_env[@]}" cargo run --release --locked -p sfu -- "$@"
+  exec "${server_env[@]}" "${server_cmd[@]}" "$@"
 fi
 
 ops/setup.sh run
@@ -139,7 +147,7 @@ echo "run.sh: Matrix homeserver on http://127.0.0.1:$port; add accounts with: op
 # In the background so that signals sent to this script (not only a
 # Ctrl-C, which reaches the whole group) go on to the server, and Synapse
 # is stopped once it has exited.
-"${server_env[@]}" cargo run --release --locked -p sfu -- "$@" &
+"${server_env[@]}" "${server_cmd[@]}" "$@" &
 server=$!
 for sig in INT TERM HUP; do
   trap "kill -$sig $server 2>/dev/null || true" "$sig"
