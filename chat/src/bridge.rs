@@ -25,7 +25,7 @@ use crate::events::{convert, ChatEvent, RoomEvent, AUTHOR_KEY};
 use crate::ghosts::{GhostError, Ghosts};
 use crate::openid::{OpenIdError, OpenIdToken, Verifier};
 use crate::store::{Outgoing, Store};
-use crate::{ChatConfig, ChatError, MAX_MESSAGE_CHARS};
+use crate::{lock, ChatConfig, ChatError, MAX_MESSAGE_CHARS};
 
 /// Events kept per meeting for participants who join later.
 const HISTORY: usize = 500;
@@ -1132,10 +1132,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

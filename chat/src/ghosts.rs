@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::lock;
+
 /// Sends as ghost users with the application service's token.
 pub struct Ghosts {
     http: reqwest::Client,
@@ -200,10 +202,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

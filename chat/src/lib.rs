@@ -73,3 +73,9 @@ pub enum ChatError {
     #[error("meeting `{0}` has no chat room open here")]
     NoMeeting(String),
 }
+
+/// Locks a mutex whose data stays consistent even if a holder panicked
+/// (every critical section here is a single insert, remove or read).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

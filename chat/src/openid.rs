@@ -150,6 +150,6 @@ impl Verifier {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, Instant)>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.cache)
     }
 }
