@@ -699,6 +699,24 @@ impl Inner {
                 .map(|a| a.to_string())
         });
         let m = Arc::new(Meeting::new(room_id, alias));
+        // Messages written before a restart and still waiting are shown as
+        // pending again, so that their delivery has something to mark.
+        for item in self.store.waiting_for(name, HISTORY as u32)? {
+            let content: Value = serde_json::from_str(&item.content).unwrap_or_default();
+            let Some(author) = content.get(AUTHOR_KEY) else {
+                continue;
+            };
+            let field = |k: &str| author.get(k).and_then(Value::as_str).unwrap_or_default();
+            m.push(ChatEvent::Message {
+                id: local_id(item.seq),
+                sender: field("user_id").to_owned(),
+                name: field("name").to_owned(),
+                body: field("text").to_owned(),
+                ts: m.since_ms,
+                reply_to: None,
+                pending: true,
+            });
+        }
         lock(&self.meetings).insert(name.to_owned(), m.clone());
         Ok(m)
     }

@@ -58,9 +58,9 @@ impl Store {
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (each
-        // statement is atomic), so a poisoned lock is still usable.
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
+        // Each statement is atomic, so a panic while holding the lock
+        // leaves the database consistent.
+        crate::lock(&self.db)
     }
 
     pub fn room_of(&self, meeting: &str) -> Result<Option<String>, ChatError> {
@@ -135,25 +135,32 @@ impl Store {
 
     /// The oldest waiting event.
     pub fn first(&self) -> Result<Option<Outgoing>, ChatError> {
-        Ok(self
-            .db()
-            .query_row(
-                "SELECT seq, room_id, event_type, state_key, content, txn_id, meeting
-                 FROM outbox ORDER BY seq LIMIT 1",
-                [],
-                |r| {
-                    Ok(Outgoing {
-                        seq: r.get(0)?,
-                        room_id: r.get(1)?,
-                        event_type: r.get(2)?,
-                        state_key: r.get(3)?,
-                        content: r.get(4)?,
-                        txn_id: r.get(5)?,
-                        meeting: r.get(6)?,
-                    })
-                },
-            )
-            .optional()?)
+        Ok(self.waiting(None, 1)?.pop())
+    }
+
+    /// Events waiting for a meeting, oldest first (at most `limit`).
+    pub fn waiting_for(&self, meeting: &str, limit: u32) -> Result<Vec<Outgoing>, ChatError> {
+        self.waiting(Some(meeting), limit)
+    }
+
+    fn waiting(&self, meeting: Option<&str>, limit: u32) -> Result<Vec<Outgoing>, ChatError> {
+        let db = self.db();
+        let mut query = db.prepare_cached(
+            "SELECT seq, room_id, event_type, state_key, content, txn_id, meeting
+             FROM outbox WHERE ?1 IS NULL OR meeting = ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = query.query_map(params![meeting, limit], |r| {
+            Ok(Outgoing {
+                seq: r.get(0)?,
+                room_id: r.get(1)?,
+                event_type: r.get(2)?,
+                state_key: r.get(3)?,
+                content: r.get(4)?,
+                txn_id: r.get(5)?,
+                meeting: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn remove(&self, seq: i64) -> Result<(), ChatError> {
@@ -200,6 +207,11 @@ mod tests {
         assert_eq!(second.state_key.as_deref(), Some("k"));
         assert_ne!(second.txn_id, first.txn_id);
         assert_eq!(store.outbox_len().unwrap(), 1);
+        assert!(store.waiting_for("m", 10).unwrap().is_empty());
+        store
+            .enqueue("t1-", "!r", "m.room.message", None, "{}", Some("m"))
+            .unwrap();
+        assert_eq!(store.waiting_for("m", 10).unwrap().len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

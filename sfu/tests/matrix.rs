@@ -740,6 +740,19 @@ async fn chat_waits_out_a_homeserver_outage_and_loses_nothing() {
     let server = TestServer::start(&syn, &store).await;
     let (mut carol, joined) = server.join("outage", "Carol", None).await;
     assert_eq!(joined["chat"]["room_id"].as_str(), Some(room.as_str()));
+    // What waits from before the restart is shown, still pending.
+    let history = next_of(&mut carol, "chat_history").await;
+    let waiting: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["pending"] == true)
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        waiting,
+        (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
     for i in 10..20 {
         send(&mut carol, json!({"type":"chat","text":format!("m{i}")})).await;
         chat_event(&mut carol, "message").await;
