@@ -18,6 +18,8 @@ use crate::signalling::{
 use crate::token::Claims;
 use crate::worker::Command;
 
+/// Longest a message to the client may wait for the socket to take it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a join waits for the meeting's chat room (created on first use).
 const CHAT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that has not joined by then is closed.
@@ -114,7 +116,17 @@ impl Session {
                 .inc();
         }
         let text = serde_json::to_string(msg).expect("server messages always serialise");
-        self.ws.send(Message::Text(text.into())).await.is_ok()
+        self.write(Message::Text(text.into())).await
+    }
+
+    /// Writes a frame; `false` if the socket is gone or the client has not
+    /// taken it within [`SEND_TIMEOUT`] (a client that stops reading would
+    /// otherwise have its messages pile up here).
+    async fn write(&mut self, frame: Message) -> bool {
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, self.ws.send(frame)).await,
+            Ok(Ok(()))
+        )
     }
 
     /// The next frame, or `None` when the socket is done or the client
@@ -341,7 +353,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 if last_heard.elapsed() > IDLE_TIMEOUT {
                     return;
                 }
-                if session.ws.send(Message::Ping(Default::default())).await.is_err() {
+                if !session.write(Message::Ping(Default::default())).await {
                     return;
                 }
             }
