@@ -56,6 +56,8 @@ pub struct Config {
     pub peer_timeout_secs: u64,
     /// Least time between keyframe requests to one published track.
     pub keyframe_interval_ms: u64,
+    /// Participants one meeting may have; further joins are refused.
+    pub max_participants: usize,
     /// SRTP protection profiles the DTLS handshake may settle on. The
     /// engine, as DTLS server, takes the first of the browser's list that
     /// is also here, and Chromium lists AES-CM, then AES-256-GCM, then
@@ -110,6 +112,7 @@ impl Default for Config {
             public_ip: None,
             peer_timeout_secs: 8,
             keyframe_interval_ms: 300,
+            max_participants: 100,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
             public_url: String::new(),
             matrix_homeserver: String::new(),
@@ -190,6 +193,9 @@ impl Config {
         }
         if !(50..=10_000).contains(&self.keyframe_interval_ms) {
             return invalid("keyframe_interval_ms", "must be between 50 and 10000");
+        }
+        if !(1..=10_000).contains(&self.max_participants) {
+            return invalid("max_participants", "must be between 1 and 10000");
         }
         if self.srtp_profiles.is_empty() {
             return invalid("srtp_profiles", "name at least one profile");

@@ -56,6 +56,8 @@ pub struct RouterConfig {
     /// Seed for ICE credentials and SSRCs (fixed in tests).
     pub seed: u64,
     pub srtp_profiles: Vec<SrtpProfile>,
+    /// A room this full refuses further joins.
+    pub max_participants: usize,
 }
 
 /// What the shell feeds in.
@@ -820,6 +822,18 @@ impl Router {
 
     fn join(&mut self, now: Instant, participant_id: String, room: String, name: String) {
         if self.by_id.contains_key(&participant_id) {
+            return;
+        }
+        if self.rooms.get(&room).map_or(0, Vec::len) >= self.cfg.max_participants {
+            let msg = format!(
+                "the meeting is full ({} participants)",
+                self.cfg.max_participants
+            );
+            self.out.push_back(Output::Signal {
+                participant_id: participant_id.clone(),
+                msg: ServerMessage::error(ErrorCode::RoomFull, msg),
+            });
+            self.out.push_back(Output::Gone { participant_id });
             return;
         }
         let key = self.participants.vacant_key();

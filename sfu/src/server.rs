@@ -110,6 +110,7 @@ impl Server {
                 keyframe_interval: config.keyframe_interval(),
                 seed: rand::random(),
                 srtp_profiles: config.srtp_profiles.clone(),
+                max_participants: config.max_participants,
             };
             let (handle, thread) =
                 worker::spawn(i, socket, router_config, metrics.worker(i), stop_rx.clone())

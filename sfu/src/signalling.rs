@@ -225,6 +225,8 @@ pub enum ErrorCode {
     Removed,
     /// Only hosts may do that.
     NotAllowed,
+    /// The meeting has `max_participants` already; the session is closed.
+    RoomFull,
 }
 
 impl ServerMessage {

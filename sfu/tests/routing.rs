@@ -75,6 +75,7 @@ impl Net {
                 keyframe_interval: Duration::from_millis(300),
                 seed: 7,
                 srtp_profiles: sfu::config::Config::default().srtp_profiles,
+                max_participants: 4,
             }),
             browsers: Vec::new(),
             loss: None,
@@ -654,4 +655,22 @@ fn a_host_removes_a_participant_of_the_same_room_only() {
     assert!(net.browser("host").inbox.iter().any(
         |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id == "guest")
     ));
+}
+
+#[test]
+fn a_full_room_refuses_the_next_participant() {
+    let mut net = Net::new(Duration::from_secs(8));
+    for id in ["a", "b", "c", "d", "e"] {
+        net.join(id, "r", false);
+    }
+    net.join("f", "elsewhere", false);
+    net.settle();
+    assert_eq!(net.router.participants(), 5, "four in r, one elsewhere");
+    assert!(net.browser("e").inbox.iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        }
+    )));
 }
