@@ -399,6 +399,10 @@ async function join(name) {
     .on('chat_status', (m) => setChatDelayed(!!m.delayed))
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
+      if (m.code === 'room_full') {
+        leave(m.message || 'The meeting is full.');
+        return;
+      }
       if (m.code === 'removed') {
         // Not to be used again: a rejoin must show the room membership anew.
         if (state.identity) state.identity = null;

@@ -180,3 +180,19 @@ test('a screen share is published to the others and unpublished when it stops', 
   await gina.context.close();
   await hank.context.close();
 });
+
+test('a full meeting turns the next participant away with a clear message', async () => {
+  const small = await startServer({ MEET_MAX_PARTICIPANTS: '1' });
+  try {
+    const first = await joinPage(browser, small.url, 'e2e-small', 'Fay');
+    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+    const page = await context.newPage();
+    await page.goto(`${small.url}/m/e2e-small?name=Gil&join=now`);
+    await page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 10000 });
+    assert.match(await page.locator('#left-reason').innerText(), /meeting is full/);
+    await context.close();
+    await first.context.close();
+  } finally {
+    await small.stop();
+  }
+});
