@@ -971,6 +971,7 @@ impl Inner {
         let ghost_content = json!({ "msgtype": "m.text", "body": text, AUTHOR_KEY: author });
         match ghosts
             .send(
+                &self.store,
                 &ghost,
                 &display,
                 room_id.as_str(),

@@ -5,7 +5,7 @@
 //! The registration needs no URL (the homeserver pushes us nothing: the bot
 //! already syncs), so the homeserver never has to reach the meeting server.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::lock;
+use crate::store::Store;
 
 /// Sends as ghost users with the application service's token.
 pub struct Ghosts {
@@ -24,6 +25,12 @@ pub struct Ghosts {
     /// once per process, then trusted (a failed send re-checks).
     registered: Mutex<HashSet<String>>,
     joined: Mutex<HashSet<(String, String)>>,
+    /// Each ghost's device access token (also kept in the store).
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+fn token_key(user_id: &str) -> String {
+    format!("ghost_token:{user_id}")
 }
 
 /// Why a ghost could not send.
@@ -48,6 +55,7 @@ impl Ghosts {
             prefix,
             registered: Mutex::new(HashSet::new()),
             joined: Mutex::new(HashSet::new()),
+            tokens: Mutex::new(HashMap::new()),
         }
     }
 
@@ -80,6 +88,7 @@ impl Ghosts {
     /// joining it to the room first if needed. Returns the event id.
     pub async fn send(
         &self,
+        store: &Store,
         user_id: &str,
         display_name: &str,
         room_id: &str,
@@ -99,23 +108,72 @@ impl Ghosts {
             .await?;
             lock(&self.joined).insert(key.clone());
         }
+        // Sent with the ghost's own device: Synapse keeps the transaction
+        // ids of a device's requests on disk, so a resend after a crash
+        // that lost the reply lands once (those of the application
+        // service's token acting as a user are kept in memory only).
+        let token = self.device_token(store, &user_id).await?;
         let sent = self
-            .call(
+            .request_with(
                 reqwest::Method::PUT,
                 &["rooms", room_id, "send", "m.room.message", txn_id],
-                &user_id,
+                None,
+                &token,
                 content,
             )
             .await;
-        if sent.is_err() {
+        match &sent {
+            Err(GhostError::Refused(e)) if e.contains("M_UNKNOWN_TOKEN") => {
+                // Logged out meanwhile: a new device next time.
+                lock(&self.tokens).remove(&user_id);
+                let _ = store.remove_setting(&token_key(&user_id));
+                return Err(GhostError::Transient(e.clone()));
+            }
             // Perhaps kicked since: join again next time.
-            lock(&self.joined).remove(&key);
+            Err(_) => {
+                lock(&self.joined).remove(&key);
+            }
+            Ok(_) => {}
         }
         sent?
             .get("event_id")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| GhostError::Transient("no event id in the answer".into()))
+    }
+
+    /// The access token of the ghost's device, logged in once and kept.
+    async fn device_token(&self, store: &Store, user_id: &str) -> Result<String, GhostError> {
+        if let Some(t) = lock(&self.tokens).get(user_id) {
+            return Ok(t.clone());
+        }
+        let saved = store
+            .get(&token_key(user_id))
+            .map_err(|e| GhostError::Transient(e.to_string()))?;
+        let token = match saved {
+            Some(t) => t,
+            None => {
+                let body = json!({
+                    "type": "m.login.application_service",
+                    "identifier": { "type": "m.id.user", "user": user_id },
+                    "initial_device_display_name": "meet",
+                });
+                let v = self
+                    .request(reqwest::Method::POST, &["login"], None, &body)
+                    .await?;
+                let t = v
+                    .get("access_token")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| GhostError::Transient("no access token in the answer".into()))?
+                    .to_owned();
+                store
+                    .set(&token_key(user_id), &t)
+                    .map_err(|e| GhostError::Transient(e.to_string()))?;
+                t
+            }
+        };
+        lock(&self.tokens).insert(user_id.to_owned(), token.clone());
+        Ok(token)
     }
 
     /// Registers the ghost (harmless if it exists) and sets its name.
@@ -162,6 +220,20 @@ impl Ghosts {
         user_id: Option<&str>,
         body: &Value,
     ) -> Result<Value, GhostError> {
+        self.request_with(method, path, user_id, &self.as_token, body)
+            .await
+    }
+
+    /// A call with `token`: the application service's (acting as
+    /// `user_id`) or a ghost's own.
+    async fn request_with(
+        &self,
+        method: reqwest::Method,
+        path: &[&str],
+        user_id: Option<&str>,
+        token: &str,
+        body: &Value,
+    ) -> Result<Value, GhostError> {
         let mut url = self.homeserver.clone();
         url.path_segments_mut()
             .map_err(|_| GhostError::Refused("the homeserver URL cannot take a path".into()))?
@@ -171,10 +243,7 @@ impl Ghosts {
         if let Some(u) = user_id {
             url.query_pairs_mut().append_pair("user_id", u);
         }
-        let mut request = self
-            .http
-            .request(method.clone(), url)
-            .bearer_auth(&self.as_token);
+        let mut request = self.http.request(method.clone(), url).bearer_auth(token);
         if method != reqwest::Method::GET {
             request = request.json(body);
         }

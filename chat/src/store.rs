@@ -109,6 +109,11 @@ impl Store {
         Ok(())
     }
 
+    pub fn remove_setting(&self, key: &str) -> Result<(), ChatError> {
+        self.db().execute("DELETE FROM kv WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// Appends to the outbox; returns the row's sequence number. The
     /// transaction id is derived from it and `txn_prefix` (unique per
     /// store), so it is stable across restarts.

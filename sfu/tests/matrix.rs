@@ -200,6 +200,29 @@ impl MatrixUser {
         bodies
     }
 
+    /// (sender, body) of the messages written in the meeting, oldest first.
+    async fn relayed(&self, room: &str) -> Vec<(String, String)> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/rooms/{}/messages?dir=b&limit=200", Self::room_path(room)),
+                None,
+            )
+            .await;
+        let mut out: Vec<(String, String)> = v["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "m.room.message" && e["content"]["meet.author"].is_object())
+            .map(|e| {
+                let body = e["content"]["body"].as_str().unwrap_or_default();
+                (e["sender"].as_str().unwrap().to_owned(), body.to_owned())
+            })
+            .collect();
+        out.reverse();
+        out
+    }
+
     async fn state(&self, room: &str, kind: &str, key: &str) -> Value {
         self.call(
             reqwest::Method::GET,
@@ -717,9 +740,27 @@ async fn meeting_chat_and_matrix_sign_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_waits_out_a_homeserver_outage_and_loses_nothing() {
+    outage(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ghost_users_wait_out_a_homeserver_outage_too() {
+    outage(true).await;
+}
+
+/// Synapse dies during a meeting, the meeting server restarts meanwhile,
+/// and all that was written arrives once, in order, when Synapse is back;
+/// relayed by the bot or, with `ghosts`, sent by Carol's ghost user.
+async fn outage(ghosts: bool) {
     let mut syn = Synapse::start(&["alice"]);
     let store = temp_dir("store");
-    let server = TestServer::start(&syn, &store).await;
+    let as_token = if ghosts {
+        syn.as_token()
+    } else {
+        String::new()
+    };
+    let config = |c: &mut Config| c.matrix_as_token = as_token.clone();
+    let server = TestServer::start_with(&syn, &store, config).await;
     let (mut carol, joined) = server.join("outage", "Carol", None).await;
     let room = joined["chat"]["room_id"].as_str().unwrap().to_owned();
     let alice = MatrixUser::login(&syn, "alice").await;
@@ -737,7 +778,7 @@ async fn chat_waits_out_a_homeserver_outage_and_loses_nothing() {
     assert_eq!(server.metric("meet_chat_delayed").await, 1.0);
     // The meeting server restarts too: the outbox is on disk.
     server.stop().await;
-    let server = TestServer::start(&syn, &store).await;
+    let server = TestServer::start_with(&syn, &store, config).await;
     let (mut carol, joined) = server.join("outage", "Carol", None).await;
     assert_eq!(joined["chat"]["room_id"].as_str(), Some(room.as_str()));
     // What waits from before the restart is shown, still pending.
@@ -759,18 +800,29 @@ async fn chat_waits_out_a_homeserver_outage_and_loses_nothing() {
     }
 
     syn.run();
-    let expected: Vec<String> = (0..20).map(|i| format!("Carol: m{i}")).collect();
+    let prefix = if ghosts { "" } else { "Carol: " };
+    let expected: Vec<String> = (0..20).map(|i| format!("{prefix}m{i}")).collect();
     eventually("all 20 messages in the room", || {
         let (alice, room, expected) = (&alice, &room, &expected);
-        async move { alice.bodies_from(room, "@meetbot:localhost").await.len() >= expected.len() }
+        async move { alice.relayed(room).await.len() >= expected.len() }
     })
     .await;
     // Give a duplicate the chance to show up before judging.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let relayed = alice.relayed(&room).await;
     assert_eq!(
-        alice.bodies_from(&room, "@meetbot:localhost").await,
+        relayed.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
         expected
     );
+    let senders: std::collections::BTreeSet<&str> =
+        relayed.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(senders.len(), 1, "{senders:?}");
+    let sender = senders.into_iter().next().unwrap();
+    if ghosts {
+        assert!(sender.starts_with("@meet_carol_"), "{sender}");
+    } else {
+        assert_eq!(sender, "@meetbot:localhost");
+    }
     let status = next_where(
         &mut carol,
         |m| m["type"] == "chat_status" && m["delayed"] == false,
