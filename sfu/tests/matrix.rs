@@ -320,6 +320,19 @@ impl TestServer {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Tries to join `room` with `token`; returns the error it gets.
+    async fn refused_join(&self, room: &str, token: &Value) -> Value {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
+            .await
+            .expect("websocket connects");
+        send(
+            &mut ws,
+            json!({"type":"join","v":1,"room":room,"name":"x","token":token}),
+        )
+        .await;
+        next_of(&mut ws, "error").await
+    }
+
     /// Joins `room`; returns the socket and the `joined` message.
     async fn join(&self, room: &str, name: &str, token: Option<&str>) -> (Ws, Value) {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
@@ -456,15 +469,7 @@ async fn meeting_chat_and_matrix_sign_in() {
     // A token for another meeting does not open this one.
     let (status, _) = server.token("standup", alice.openid().await).await;
     assert_eq!(status, 200);
-    let (mut other_ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
-        .await
-        .unwrap();
-    send(
-        &mut other_ws,
-        json!({"type":"join","v":1,"room":"elsewhere","name":"x","token":t["token"]}),
-    )
-    .await;
-    let e = next_of(&mut other_ws, "error").await;
+    let e = server.refused_join("elsewhere", &t["token"]).await;
     assert_eq!(e["code"], "invalid_token", "{e}");
 
     // Refused: a non-member, a forged token, a homeserver not allowed, junk.
@@ -668,15 +673,7 @@ async fn meeting_chat_and_matrix_sign_in() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Her token is still unexpired, but she is out of the room: refused.
-    let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
-        .await
-        .unwrap();
-    send(
-        &mut again,
-        json!({"type":"join","v":1,"room":"standup","name":"x","token":t["token"]}),
-    )
-    .await;
-    let e = next_of(&mut again, "error").await;
+    let e = server.refused_join("standup", &t["token"]).await;
     assert_eq!(e["code"], "invalid_token", "{e}");
 
     // `!meet` in a room of her own gives a new meeting, never a name she
