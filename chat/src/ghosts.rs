@@ -99,10 +99,10 @@ impl Ghosts {
         let user_id = user_id.to_owned();
         let key = (user_id.clone(), room_id.to_owned());
         if !lock(&self.joined).contains(&key) {
-            self.call(
+            self.request(
                 reqwest::Method::POST,
                 &["join", room_id],
-                &user_id,
+                Some(&user_id),
                 &json!({}),
             )
             .await?;
@@ -191,10 +191,10 @@ impl Ghosts {
             Err(GhostError::Refused(e)) if e.contains("M_USER_IN_USE") => {}
             Err(e) => return Err(e),
         }
-        self.call(
+        self.request(
             reqwest::Method::PUT,
             &["profile", user_id, "displayname"],
-            user_id,
+            Some(user_id),
             &json!({ "displayname": display_name }),
         )
         .await?;
@@ -202,17 +202,7 @@ impl Ghosts {
         Ok(())
     }
 
-    /// A Client-Server call made as `user_id`.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &[&str],
-        user_id: &str,
-        body: &Value,
-    ) -> Result<Value, GhostError> {
-        self.request(method, path, Some(user_id), body).await
-    }
-
+    /// A call with the application service's token, as `user_id` if set.
     async fn request(
         &self,
         method: reqwest::Method,
