@@ -2,20 +2,18 @@
 //! here on 127.0.0.1 by `ops/synapse.sh`): rooms per meeting, chat both
 //! ways, OpenID sign-in, leaving the room, and a homeserver outage.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sfu::config::Config;
-use sfu::server::Server;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+
+use common::{send, Running, Ws};
 
 const BOT_PASSWORD: &str = "bot-password-for-tests";
 
@@ -249,10 +247,13 @@ impl MatrixUser {
     }
 }
 
-struct TestServer {
-    http: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+struct TestServer(Running);
+
+impl std::ops::Deref for TestServer {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.0
+    }
 }
 
 impl TestServer {
@@ -263,38 +264,19 @@ impl TestServer {
     /// With `adjust` applied to the configuration.
     async fn start_with(syn: &Synapse, store: &Path, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            workers: 1,
-            media_ips: vec!["127.0.0.1".parse().unwrap()],
             matrix_homeserver: syn.url(),
             matrix_user: "meetbot".into(),
             matrix_password: BOT_PASSWORD.into(),
             matrix_store: store.to_owned(),
             public_url: "http://meet.test/".into(),
-            ..Config::default()
+            ..Running::config()
         };
         adjust(&mut config);
-        let server = Server::bind(&config).await.expect("server binds");
-        let http = server.http_addr();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("server runs");
-        });
-        Self {
-            http,
-            stop: Some(stop),
-            task,
-        }
+        Self(Running::start(&config).await)
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    async fn stop(self) {
+        self.0.stop().await;
     }
 
     /// The value of a metric without labels, or with exactly `labels`.
@@ -322,9 +304,7 @@ impl TestServer {
 
     /// Tries to join `room` with `token`; returns the error it gets.
     async fn refused_join(&self, room: &str, token: &Value) -> Value {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
-            .await
-            .expect("websocket connects");
+        let mut ws = self.ws().await;
         send(
             &mut ws,
             json!({"type":"join","v":1,"room":room,"name":"x","token":token}),
@@ -335,9 +315,7 @@ impl TestServer {
 
     /// Joins `room`; returns the socket and the `joined` message.
     async fn join(&self, room: &str, name: &str, token: Option<&str>) -> (Ws, Value) {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
-            .await
-            .expect("websocket connects");
+        let mut ws = self.ws().await;
         let mut join = json!({"type":"join","v":1,"room":room,"name":name});
         if let Some(t) = token {
             join["token"] = json!(t);
@@ -346,10 +324,6 @@ impl TestServer {
         let joined = next_of(&mut ws, "joined").await;
         (ws, joined)
     }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
 /// The next message of type `kind`, skipping others.

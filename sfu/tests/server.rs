@@ -6,55 +6,26 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use sfu::config::Config;
-use sfu::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
 
-struct TestServer {
-    http: SocketAddr,
-    media_port: u16,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+use common::{send, Running, Ws};
+
+/// The server, with the HTTP helpers these tests use.
+struct TestServer(Running);
+
+impl std::ops::Deref for TestServer {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.0
+    }
 }
 
 impl TestServer {
     async fn start() -> Self {
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            workers: 1,
-            media_ips: vec!["127.0.0.1".parse().unwrap()],
-            ..Config::default()
-        };
-        let server = Server::bind(&config).await.expect("server binds");
-        let http = server.http_addr();
-        let media_port = server.media_ports()[0];
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("server runs");
-        });
-        Self {
-            http,
-            media_port,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn ws(&self) -> Ws {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
-            .await
-            .expect("websocket connects");
-        ws
+        Self(Running::start(&Running::config()).await)
     }
 
     /// A bare HTTP/1.1 GET: status code and body.
@@ -100,17 +71,9 @@ impl TestServer {
         }
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("server shuts down")
-            .unwrap();
+    async fn stop(self) {
+        self.0.stop().await;
     }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
 /// The next JSON message, skipping pings.

@@ -1,0 +1,77 @@
+//! What the integration tests against a real server share: starting it on
+//! ephemeral ports, stopping it, and WebSocket basics.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::Value;
+use sfu::config::Config;
+use sfu::server::Server;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A server running on this test's runtime.
+pub struct Running {
+    pub http: SocketAddr,
+    // Each test file compiles this module on its own; not all send UDP.
+    #[allow(dead_code)]
+    pub media_port: u16,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Loopback only, ephemeral ports, one worker.
+    pub fn config() -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            media_ips: vec!["127.0.0.1".parse().unwrap()],
+            ..Config::default()
+        }
+    }
+
+    pub async fn start(config: &Config) -> Self {
+        let server = Server::bind(config).await.expect("server binds");
+        let http = server.http_addr();
+        let media_port = server.media_ports()[0];
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Self {
+            http,
+            media_port,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server shuts down")
+            .unwrap();
+    }
+
+    pub async fn ws(&self) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
+            .await
+            .expect("websocket connects");
+        ws
+    }
+}
+
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
