@@ -151,16 +151,33 @@ impl MatrixUser {
         v
     }
 
-    fn room_path(room: &str) -> String {
-        room.replace('!', "%21")
+    /// A room, user or event id as one URL path segment.
+    fn enc(id: &str) -> String {
+        id.replace('!', "%21")
             .replace('#', "%23")
+            .replace('@', "%40")
+            .replace('$', "%24")
             .replace(':', "%3A")
+    }
+
+    /// The room's messages, oldest first.
+    async fn messages(&self, room: &str) -> Vec<Value> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/rooms/{}/messages?dir=b&limit=200", Self::enc(room)),
+                None,
+            )
+            .await;
+        let mut events = v["chunk"].as_array().cloned().unwrap_or_default();
+        events.reverse();
+        events
     }
 
     async fn join(&self, room: &str) {
         self.call(
             reqwest::Method::POST,
-            &format!("/join/{}", Self::room_path(room)),
+            &format!("/join/{}", Self::enc(room)),
             Some(json!({})),
         )
         .await;
@@ -171,7 +188,7 @@ impl MatrixUser {
         let v = self
             .call(
                 reqwest::Method::PUT,
-                &format!("/rooms/{}/send/m.room.message/{txn}", Self::room_path(room)),
+                &format!("/rooms/{}/send/m.room.message/{txn}", Self::enc(room)),
                 Some(content),
             )
             .await;
@@ -180,45 +197,25 @@ impl MatrixUser {
 
     /// Bodies of the room's messages from `sender`, oldest first.
     async fn bodies_from(&self, room: &str, sender: &str) -> Vec<String> {
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/rooms/{}/messages?dir=b&limit=200", Self::room_path(room)),
-                None,
-            )
-            .await;
-        let mut bodies: Vec<String> = v["chunk"]
-            .as_array()
-            .unwrap()
+        self.messages(room)
+            .await
             .iter()
             .filter(|e| e["type"] == "m.room.message" && e["sender"] == sender)
             .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-            .collect();
-        bodies.reverse();
-        bodies
+            .collect()
     }
 
     /// (sender, body) of the messages written in the meeting, oldest first.
     async fn relayed(&self, room: &str) -> Vec<(String, String)> {
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/rooms/{}/messages?dir=b&limit=200", Self::room_path(room)),
-                None,
-            )
-            .await;
-        let mut out: Vec<(String, String)> = v["chunk"]
-            .as_array()
-            .unwrap()
+        self.messages(room)
+            .await
             .iter()
             .filter(|e| e["type"] == "m.room.message" && e["content"]["meet.author"].is_object())
             .map(|e| {
                 let body = e["content"]["body"].as_str().unwrap_or_default();
                 (e["sender"].as_str().unwrap().to_owned(), body.to_owned())
             })
-            .collect();
-        out.reverse();
-        out
+            .collect()
     }
 
     async fn state(&self, room: &str, kind: &str, key: &str) -> Value {
@@ -226,8 +223,8 @@ impl MatrixUser {
             reqwest::Method::GET,
             &format!(
                 "/rooms/{}/state/{kind}/{}",
-                Self::room_path(room),
-                key.replace('@', "%40").replace(':', "%3A")
+                Self::enc(room),
+                MatrixUser::enc(key)
             ),
             None,
         )
@@ -239,7 +236,7 @@ impl MatrixUser {
             reqwest::Method::POST,
             &format!(
                 "/user/{}/openid/request_token",
-                self.user_id.replace('@', "%40").replace(':', "%3A")
+                MatrixUser::enc(&self.user_id)
             ),
             Some(json!({})),
         )
@@ -419,8 +416,8 @@ async fn meeting_chat_and_matrix_sign_in() {
     let url = format!(
         "{}/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
         alice.base,
-        MatrixUser::room_path(&room),
-        key.replace('@', "%40").replace(':', "%3A")
+        MatrixUser::enc(&room),
+        MatrixUser::enc(&key)
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let member = loop {
@@ -528,7 +525,7 @@ async fn meeting_chat_and_matrix_sign_in() {
     let reaction = alice
         .call(
             reqwest::Method::PUT,
-            &format!("/rooms/{}/send/m.reaction/r1", MatrixUser::room_path(&room)),
+            &format!("/rooms/{}/send/m.reaction/r1", MatrixUser::enc(&room)),
             Some(json!({"m.relates_to":{"rel_type":"m.annotation","event_id":first,"key":"👍"}})),
         )
         .await["event_id"]
@@ -545,8 +542,8 @@ async fn meeting_chat_and_matrix_sign_in() {
             reqwest::Method::PUT,
             &format!(
                 "/rooms/{}/redact/{}/x1",
-                MatrixUser::room_path(&room),
-                reaction.replace('$', "%24")
+                MatrixUser::enc(&room),
+                MatrixUser::enc(&reaction)
             ),
             Some(json!({})),
         )
@@ -622,7 +619,7 @@ async fn meeting_chat_and_matrix_sign_in() {
     alice
         .call(
             reqwest::Method::POST,
-            &format!("/rooms/{}/leave", MatrixUser::room_path(&room)),
+            &format!("/rooms/{}/leave", MatrixUser::enc(&room)),
             Some(json!({})),
         )
         .await;
@@ -665,7 +662,7 @@ async fn meeting_chat_and_matrix_sign_in() {
     alice
         .call(
             reqwest::Method::POST,
-            &format!("/rooms/{}/invite", MatrixUser::room_path(&own)),
+            &format!("/rooms/{}/invite", MatrixUser::enc(&own)),
             Some(json!({"user_id":"@meetbot:localhost"})),
         )
         .await;
@@ -674,7 +671,7 @@ async fn meeting_chat_and_matrix_sign_in() {
         let members = alice
             .call(
                 reqwest::Method::GET,
-                &format!("/rooms/{}/joined_members", MatrixUser::room_path(&own)),
+                &format!("/rooms/{}/joined_members", MatrixUser::enc(&own)),
                 None,
             )
             .await;
@@ -871,22 +868,11 @@ async fn participants_write_as_ghost_users_with_the_appservice() {
     let pending = chat_event(&mut carol, "message").await;
     let delivered = chat_event(&mut carol, "delivered").await;
     assert_eq!(delivered["local_id"], pending["id"]);
-    let v = alice
-        .call(
-            reqwest::Method::GET,
-            &format!(
-                "/rooms/{}/messages?dir=b&limit=50",
-                MatrixUser::room_path(&room)
-            ),
-            None,
-        )
-        .await;
-    let event = v["chunk"]
-        .as_array()
-        .unwrap()
+    let messages = alice.messages(&room).await;
+    let event = messages
         .iter()
         .find(|e| e["event_id"] == delivered["id"])
-        .unwrap_or_else(|| panic!("no delivered event in {v}"))
+        .unwrap_or_else(|| panic!("no delivered event in {messages:?}"))
         .clone();
     let ghost = event["sender"].as_str().unwrap();
     assert!(ghost.starts_with("@meet_carol_"), "{ghost}");
@@ -894,10 +880,7 @@ async fn participants_write_as_ghost_users_with_the_appservice() {
     let profile = alice
         .call(
             reqwest::Method::GET,
-            &format!(
-                "/profile/{}/displayname",
-                ghost.replace('@', "%40").replace(':', "%3A")
-            ),
+            &format!("/profile/{}/displayname", MatrixUser::enc(ghost)),
             None,
         )
         .await;
