@@ -568,27 +568,29 @@ impl Inner {
         };
         let bot = bot.as_str();
         let room = self.client.get_room(room_id);
-        let mut names = HashMap::new();
-        for ev in events {
-            if let (Some(sender), Some(room)) = (ev.get("sender").and_then(Value::as_str), &room) {
-                if !names.contains_key(sender) {
-                    names.insert(sender.to_owned(), display_name(room, sender).await);
-                }
-            }
-        }
         let meeting = self
             .store
             .meeting_of(room_id.as_str())
             .ok()
             .flatten()
             .and_then(|name| lock(&self.meetings).get(&name).cloned());
+        // Names are shown only in an open meeting; elsewhere only `!meet`
+        // matters, which needs none.
+        let mut names = HashMap::new();
+        if let (Some(room), Some(_)) = (&room, &meeting) {
+            for sender in events.iter().filter_map(|ev| ev.get("sender")?.as_str()) {
+                if !names.contains_key(sender) {
+                    names.insert(sender.to_owned(), display_name(room, sender).await);
+                }
+            }
+        }
         for ev in events {
             let ts = ev
                 .get("origin_server_ts")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
             let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
-            let ours = |u: &str| u == bot || self.ghosts.as_ref().is_some_and(|g| g.owns(u));
+            let ours = |u: &str| is_bridge_user(u, bot, self.ghosts.as_ref());
             match convert(ev, ours, name_of) {
                 Some(RoomEvent::Chat(mut event)) => {
                     let Some(m) = meeting.as_ref().filter(|m| ts >= m.since_ms) else {
@@ -1111,6 +1113,12 @@ async fn display_name(room: &Room, user: &str) -> String {
     }
 }
 
+/// Whether `user` is the bot or one of its ghosts. Ghosts are ours only on
+/// the bot's server: a remote `@meet_…` is someone else.
+fn is_bridge_user(user: &str, bot: &str, ghosts: Option<&Ghosts>) -> bool {
+    user == bot || (server_of(user) == server_of(bot) && ghosts.is_some_and(|g| g.owns(user)))
+}
+
 /// The server part of a user id (which may carry a port).
 pub(crate) fn server_of(user_id: &str) -> Option<&str> {
     user_id.strip_prefix('@')?.split_once(':').map(|(_, s)| s)
@@ -1165,5 +1173,19 @@ mod tests {
         assert_eq!(device_id("ab12"), "MEETAB12");
         assert_eq!(server_of("@a:example.org:8448"), Some("example.org:8448"));
         assert_eq!(server_of("nobody"), None);
+        let ghosts = Ghosts::new(
+            "http://127.0.0.1:1".parse().unwrap(),
+            "t".into(),
+            "meet_".into(),
+        );
+        let bot = "@meetbot:hs";
+        assert!(is_bridge_user(bot, bot, None));
+        assert!(is_bridge_user("@meet_x_1:hs", bot, Some(&ghosts)));
+        assert!(!is_bridge_user("@meet_x_1:elsewhere", bot, Some(&ghosts)));
+        assert!(
+            !is_bridge_user("@meet_x_1:hs", bot, None),
+            "no ghosts configured"
+        );
+        assert!(!is_bridge_user("@alice:hs", bot, Some(&ghosts)));
     }
 }
