@@ -218,51 +218,15 @@ async fn join(session: &mut Session) -> Option<Joined> {
             Incoming::Skip => continue,
             Incoming::Closed => return None,
         };
-        if v != PROTOCOL_VERSION {
-            let msg = format!("this server speaks protocol version {PROTOCOL_VERSION}, not {v}");
-            session
-                .send(&ServerMessage::error(ErrorCode::UnsupportedVersion, msg))
-                .await;
-            continue;
-        }
-        let room = match validate_name("room", &room) {
-            Ok(r) => r.to_owned(),
-            Err(message) => {
-                session
-                    .send(&ServerMessage::error(ErrorCode::InvalidName, message))
-                    .await;
-                continue;
-            }
-        };
-        let mut identity = match token.map(|t| session.state.tokens.check(&t, &room)) {
-            None => None,
-            Some(Ok(claims)) => Some(claims),
-            Some(Err(e)) => {
-                session
-                    .send(&ServerMessage::error(
-                        ErrorCode::InvalidToken,
-                        e.to_string(),
-                    ))
-                    .await;
-                continue;
-            }
-        };
-        let chat = open_chat(&session.state, &room).await;
-        if let Some(claims) = identity.as_mut() {
-            if let Err(message) = recheck_member(&session.state, &room, claims).await {
-                session
-                    .send(&ServerMessage::error(ErrorCode::InvalidToken, message))
-                    .await;
-                continue;
-            }
-        }
-        let name = identity.as_ref().map_or(name.as_str(), |c| c.name.as_str());
-        let name = match validate_name("name", name) {
-            Ok(n) => n.to_owned(),
-            Err(message) => {
-                session
-                    .send(&ServerMessage::error(ErrorCode::InvalidName, message))
-                    .await;
+        let Admitted {
+            room,
+            name,
+            identity,
+            chat,
+        } = match admit(&session.state, v, room, name, token).await {
+            Ok(a) => a,
+            Err((code, message)) => {
+                session.send(&ServerMessage::error(code, message)).await;
                 continue;
             }
         };
@@ -294,6 +258,52 @@ async fn join(session: &mut Session) -> Option<Joined> {
             chat,
         });
     }
+}
+
+/// A `join` that passed every check.
+struct Admitted {
+    room: String,
+    name: String,
+    identity: Option<Claims>,
+    chat: Option<MeetingChat>,
+}
+
+/// Checks a `join`, cheap checks first: the meeting's chat room (which may
+/// have to be created) is opened only for a join that is otherwise valid.
+async fn admit(
+    state: &AppState,
+    v: u32,
+    room: String,
+    name: String,
+    token: Option<String>,
+) -> Result<Admitted, (ErrorCode, String)> {
+    if v != PROTOCOL_VERSION {
+        let msg = format!("this server speaks protocol version {PROTOCOL_VERSION}, not {v}");
+        return Err((ErrorCode::UnsupportedVersion, msg));
+    }
+    let room = validate_name("room", &room)
+        .map_err(|m| (ErrorCode::InvalidName, m))?
+        .to_owned();
+    let mut identity = token
+        .map(|t| state.tokens.check(&t, &room))
+        .transpose()
+        .map_err(|e| (ErrorCode::InvalidToken, e.to_string()))?;
+    let name = identity.as_ref().map_or(name.as_str(), |c| c.name.as_str());
+    let name = validate_name("name", name)
+        .map_err(|m| (ErrorCode::InvalidName, m))?
+        .to_owned();
+    let chat = open_chat(state, &room).await;
+    if let Some(claims) = identity.as_mut() {
+        recheck_member(state, &room, claims)
+            .await
+            .map_err(|m| (ErrorCode::InvalidToken, m))?;
+    }
+    Ok(Admitted {
+        room,
+        name,
+        identity,
+        chat,
+    })
 }
 
 /// A token says who someone was when it was issued; membership and host
