@@ -39,6 +39,16 @@ pub enum OpenIdError {
 }
 
 impl OpenIdError {
+    /// HTTP status for API replies.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidToken | Self::WrongServer(_) => 401,
+            Self::HomeserverNotAllowed(_) | Self::NotMember(_) => 403,
+            Self::Unreachable(_) => 502,
+            Self::NoRoom | Self::Unavailable(_) => 503,
+        }
+    }
+
     /// Stable code for API replies.
     pub fn code(&self) -> &'static str {
         match self {

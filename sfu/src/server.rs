@@ -267,18 +267,8 @@ async fn token(
                 .into_response()
         }
         Err(e) => {
-            let status = match e {
-                chat::OpenIdError::InvalidToken | chat::OpenIdError::WrongServer(_) => {
-                    StatusCode::UNAUTHORIZED
-                }
-                chat::OpenIdError::HomeserverNotAllowed(_) | chat::OpenIdError::NotMember(_) => {
-                    StatusCode::FORBIDDEN
-                }
-                chat::OpenIdError::Unreachable(_) => StatusCode::BAD_GATEWAY,
-                chat::OpenIdError::NoRoom | chat::OpenIdError::Unavailable(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            };
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             error(status, e.code(), e.to_string())
         }
     }
