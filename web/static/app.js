@@ -44,6 +44,8 @@ const state = {
   identity: null,
   /** True while a Matrix sign-in is under way (the Join button waits). */
   identityPending: false,
+  /** The Matrix sign-in failed: joining as a guest is the user's call. */
+  identityFailed: false,
   /** What the server said about us in `joined`: { user_id, host } or null. */
   joinedIdentity: null,
   chat: newChatState(),
@@ -128,12 +130,14 @@ function openidFromFragment() {
 
 function setIdentityPending(pending, text = '') {
   state.identityPending = pending;
+  if (pending) state.identityFailed = false;
   $('identity').textContent = text;
   updateJoinButton();
 }
 
 function identityFailed(why) {
   state.identity = null;
+  state.identityFailed = true;
   setIdentityPending(false);
   $('identity-error').textContent = `Could not sign in with Matrix: ${why}. You can still join as a guest.`;
 }
@@ -1157,8 +1161,10 @@ window.meet = {
 };
 
 await setupPrejoin();
-// With a Matrix sign-in under way, "join now" waits for its outcome.
+// With a Matrix sign-in under way, "join now" waits for its outcome; after
+// a failed one the user decides whether to join as a guest (a name typed
+// meanwhile must not join them unasked).
 await identityFlow;
-if (params.get('join') === 'now' && $('name').value.trim()) {
+if (params.get('join') === 'now' && !state.identityFailed && $('name').value.trim()) {
   join($('name').value.trim());
 }

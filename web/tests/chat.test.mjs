@@ -440,9 +440,13 @@ test('OpenID: a Matrix room member joins as themselves; others cannot', { timeou
 
   // bob is in no such room: the page says why and he joins as a guest.
   const second = await openPage(browser, 'bob (OpenID)');
-  await second.page.goto(`${server.url}/m/${room}?join=now#openid=${base64urlJson(await bob.requestOpenIdToken())}`);
+  // With a name and join=now in the link, a failed sign-in still waits for
+  // the user to choose to join as a guest.
+  await second.page.goto(`${server.url}/m/${room}?name=Bob&join=now#openid=${base64urlJson(await bob.requestOpenIdToken())}`);
   await second.page.getByRole('alert').filter({ hasText: 'Could not sign in with Matrix' }).waitFor({ timeout: 15000 });
+  await sleep(500);
   assert.ok(await second.page.locator('#prejoin').isVisible());
+  assert.equal(await second.page.evaluate(() => window.meet.participantId), null);
   await second.page.getByLabel('Your name').fill('Bob the guest');
   await second.page.getByRole('button', { name: 'Join meeting' }).click();
   await second.page.waitForFunction(() => window.meet.participantId, null, { timeout: 15000 });
