@@ -175,7 +175,7 @@ async fn drive(
             continue;
         }
         let ssrc = rand::random();
-        let track = sfu::peer::local_track(&stream, kind, mime, clock, channels, ssrc);
+        let track = sfu::peer::local_track(&stream, kind, mime, clock, channels, &[("", ssrc)]);
         let id = engine(publisher.pc.add_track(track))?;
         senders.push(Sender {
             id,

@@ -5,14 +5,18 @@
 //! subscriber's decoder never sees a frame it cannot decode. Packets dropped
 //! while waiting would show up as a sequence gap, which the subscriber would
 //! NACK and count as loss; the forwarder closes that gap by offsetting the
-//! sequence numbers it sends. Timestamps pass through: one source per
-//! down-track keeps its clock, and the subscriber sees pauses as pauses.
+//! sequence numbers it sends. Timestamps pass through while the source stays
+//! the same, so the subscriber sees pauses as pauses; when a simulcast
+//! subscriber moves to another layer (another SSRC, with its own sequence
+//! and timestamp spaces), both continue from where the last layer left off.
+
+use std::time::Instant;
 
 /// The decision for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send it with this sequence number.
-    Forward { seq: u16 },
+    /// Send it with this sequence number and timestamp.
+    Forward { seq: u16, ts: u32 },
     /// Waiting for a keyframe: ask the publisher for one.
     DropNeedKeyframe,
     /// Too old (before the point where forwarding started): drop quietly.
@@ -32,6 +36,15 @@ pub struct Forwarder {
     start_in: i64,
     /// Subtracted from input sequence numbers.
     offset: u16,
+    /// RTP clock rate, to carry the timestamp across a switch of source.
+    clock_rate: u32,
+    /// Subtracted from input timestamps.
+    ts_offset: u32,
+    /// Timestamp of the newest packet sent, and when it went.
+    last_ts: Option<(u32, Instant)>,
+    /// The next keyframe comes from another stream: new sequence and
+    /// timestamp spaces.
+    new_source: bool,
 }
 
 /// `a` is after `b` in RTP's wrapping sequence space.
@@ -41,7 +54,7 @@ fn seq_after(a: u16, b: u16) -> bool {
 
 impl Forwarder {
     /// Video is gated on keyframes; audio is not.
-    pub fn new(gate_on_keyframes: bool) -> Self {
+    pub fn new(gate_on_keyframes: bool, clock_rate: u32) -> Self {
         Self {
             gate_on_keyframes,
             waiting_keyframe: gate_on_keyframes,
@@ -49,6 +62,10 @@ impl Forwarder {
             highest_in: None,
             start_in: 0,
             offset: 0,
+            clock_rate,
+            ts_offset: 0,
+            last_ts: None,
+            new_source: false,
         }
     }
 
@@ -64,9 +81,26 @@ impl Forwarder {
         }
     }
 
-    /// Decides on the packet with input sequence number `seq`;
-    /// `keyframe` says whether it starts a keyframe.
-    pub fn forward(&mut self, seq: u16, keyframe: bool) -> Verdict {
+    /// The caller is about to pass the keyframe of another stream (a
+    /// simulcast layer switch); from it on, that stream is the source.
+    pub fn switch_source(&mut self) {
+        self.waiting_keyframe = true;
+        self.new_source = true;
+    }
+
+    /// Decides on the packet with input sequence number `seq` and
+    /// timestamp `ts`, arriving at `now`; `keyframe` says whether it
+    /// starts a keyframe.
+    pub fn forward(&mut self, now: Instant, seq: u16, ts: u32, keyframe: bool) -> Verdict {
+        if self.waiting_keyframe && keyframe && std::mem::take(&mut self.new_source) {
+            self.highest_in = None;
+            if let Some((last, at)) = self.last_ts {
+                // Continue the subscriber's clock by the time that passed.
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = (elapsed.as_micros() * u128::from(self.clock_rate) / 1_000_000) as u32;
+                self.ts_offset = ts.wrapping_sub(last.wrapping_add(ticks.max(1)));
+            }
+        }
         let ext = self.unwrap(seq);
         if self.waiting_keyframe {
             if !keyframe {
@@ -86,10 +120,12 @@ impl Forwarder {
             return Verdict::DropStale;
         }
         let out = seq.wrapping_sub(self.offset);
+        let ts = ts.wrapping_sub(self.ts_offset);
         if self.last_out.is_none_or(|last| seq_after(out, last)) {
             self.last_out = Some(out);
+            self.last_ts = Some((ts, now));
         }
-        Verdict::Forward { seq: out }
+        Verdict::Forward { seq: out, ts }
     }
 
     /// `seq` as a 64-bit number near the highest seen so far.
@@ -108,52 +144,119 @@ impl Forwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Sequence-number checks: timestamps pass through, so leave them out.
+    fn go(f: &mut Forwarder, seq: u16, keyframe: bool) -> Verdict {
+        match f.forward(Instant::now(), seq, 0, keyframe) {
+            Verdict::Forward { seq, .. } => fw(seq),
+            v => v,
+        }
+    }
+
+    fn fw(seq: u16) -> Verdict {
+        Verdict::Forward { seq, ts: 0 }
+    }
+
+    #[test]
+    fn switching_source_continues_sequence_and_clock() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut f = Forwarder::new(true, 90_000);
+        // Layer A: seq 100.., timestamps 1000.., 30 fps.
+        assert_eq!(
+            f.forward(ms(0), 100, 1000, true),
+            Verdict::Forward { seq: 100, ts: 1000 }
+        );
+        assert_eq!(
+            f.forward(ms(33), 101, 4000, false),
+            Verdict::Forward { seq: 101, ts: 4000 }
+        );
+        // Layer B's keyframe 66 ms later: its own spaces (seq 40000, ts
+        // 7_000_000) become the next numbers of the subscriber's stream.
+        f.switch_source();
+        assert_eq!(
+            f.forward(ms(99), 40000, 7_000_000, true),
+            Verdict::Forward {
+                seq: 102,
+                ts: 4000 + 66 * 90
+            }
+        );
+        assert_eq!(
+            f.forward(ms(132), 40001, 7_003_000, false),
+            Verdict::Forward {
+                seq: 103,
+                ts: 4000 + 66 * 90 + 3000
+            }
+        );
+        // Layer B's packets from before its keyframe never get through.
+        assert_eq!(
+            f.forward(ms(133), 39999, 6_997_000, false),
+            Verdict::DropStale
+        );
+    }
+
+    #[test]
+    fn switch_waits_for_a_keyframe_of_the_new_source() {
+        let now = Instant::now();
+        let mut f = Forwarder::new(true, 90_000);
+        assert!(matches!(
+            f.forward(now, 5, 0, true),
+            Verdict::Forward { .. }
+        ));
+        f.switch_source();
+        assert_eq!(f.forward(now, 900, 0, false), Verdict::DropNeedKeyframe);
+        assert_eq!(
+            f.forward(now, 901, 0, true),
+            Verdict::Forward { seq: 6, ts: 1 }
+        );
+    }
 
     #[test]
     fn audio_passes_through() {
-        let mut f = Forwarder::new(false);
-        assert_eq!(f.forward(100, false), Verdict::Forward { seq: 100 });
-        assert_eq!(f.forward(101, false), Verdict::Forward { seq: 101 });
+        let mut f = Forwarder::new(false, 48_000);
+        assert_eq!(go(&mut f, 100, false), fw(100));
+        assert_eq!(go(&mut f, 101, false), fw(101));
         // Reordered, but after the start: still forwarded (a NACK reply, say).
-        assert_eq!(f.forward(103, false), Verdict::Forward { seq: 103 });
-        assert_eq!(f.forward(102, false), Verdict::Forward { seq: 102 });
+        assert_eq!(go(&mut f, 103, false), fw(103));
+        assert_eq!(go(&mut f, 102, false), fw(102));
     }
 
     #[test]
     fn video_waits_for_keyframe_without_leaving_a_gap() {
-        let mut f = Forwarder::new(true);
-        assert_eq!(f.forward(10, false), Verdict::DropNeedKeyframe);
-        assert_eq!(f.forward(11, false), Verdict::DropNeedKeyframe);
-        assert_eq!(f.forward(12, true), Verdict::Forward { seq: 12 });
-        assert_eq!(f.forward(13, false), Verdict::Forward { seq: 13 });
+        let mut f = Forwarder::new(true, 90_000);
+        assert_eq!(go(&mut f, 10, false), Verdict::DropNeedKeyframe);
+        assert_eq!(go(&mut f, 11, false), Verdict::DropNeedKeyframe);
+        assert_eq!(go(&mut f, 12, true), fw(12));
+        assert_eq!(go(&mut f, 13, false), fw(13));
         // A late packet from before the keyframe must not reach the decoder.
-        assert_eq!(f.forward(11, false), Verdict::DropStale);
+        assert_eq!(go(&mut f, 11, false), Verdict::DropStale);
     }
 
     #[test]
     fn restart_after_pause_continues_sequence() {
-        let mut f = Forwarder::new(true);
-        assert_eq!(f.forward(500, true), Verdict::Forward { seq: 500 });
-        assert_eq!(f.forward(501, false), Verdict::Forward { seq: 501 });
+        let mut f = Forwarder::new(true, 90_000);
+        assert_eq!(go(&mut f, 500, true), fw(500));
+        assert_eq!(go(&mut f, 501, false), fw(501));
         f.pause();
         assert!(f.waiting_keyframe());
         for s in 502..600 {
-            assert_eq!(f.forward(s, false), Verdict::DropNeedKeyframe);
+            assert_eq!(go(&mut f, s, false), Verdict::DropNeedKeyframe);
         }
         // 98 packets dropped; the subscriber sees 502 next, no gap.
-        assert_eq!(f.forward(600, true), Verdict::Forward { seq: 502 });
-        assert_eq!(f.forward(601, false), Verdict::Forward { seq: 503 });
+        assert_eq!(go(&mut f, 600, true), fw(502));
+        assert_eq!(go(&mut f, 601, false), fw(503));
     }
 
     #[test]
     fn wraps_around() {
-        let mut f = Forwarder::new(true);
-        assert_eq!(f.forward(65534, true), Verdict::Forward { seq: 65534 });
-        assert_eq!(f.forward(65535, false), Verdict::Forward { seq: 65535 });
-        assert_eq!(f.forward(0, false), Verdict::Forward { seq: 0 });
+        let mut f = Forwarder::new(true, 90_000);
+        assert_eq!(go(&mut f, 65534, true), fw(65534));
+        assert_eq!(go(&mut f, 65535, false), fw(65535));
+        assert_eq!(go(&mut f, 0, false), fw(0));
         f.pause();
-        assert_eq!(f.forward(1, false), Verdict::DropNeedKeyframe);
-        assert_eq!(f.forward(2, true), Verdict::Forward { seq: 1 });
+        assert_eq!(go(&mut f, 1, false), Verdict::DropNeedKeyframe);
+        assert_eq!(go(&mut f, 2, true), fw(1));
     }
 
     #[test]
@@ -161,11 +264,11 @@ mod tests {
         // Several wraps of the 16-bit sequence space: nothing may be taken
         // for "before the start".
         for gate in [false, true] {
-            let mut f = Forwarder::new(gate);
+            let mut f = Forwarder::new(gate, 90_000);
             for i in 0..200_000u32 {
                 let seq = (1000 + i) as u16;
                 assert!(
-                    matches!(f.forward(seq, true), Verdict::Forward { .. }),
+                    matches!(go(&mut f, seq, true), Verdict::Forward { .. }),
                     "packet {i} dropped"
                 );
             }
@@ -174,9 +277,9 @@ mod tests {
 
     #[test]
     fn pause_is_a_no_op_for_audio() {
-        let mut f = Forwarder::new(false);
-        assert_eq!(f.forward(1, false), Verdict::Forward { seq: 1 });
+        let mut f = Forwarder::new(false, 48_000);
+        assert_eq!(go(&mut f, 1, false), fw(1));
         f.pause();
-        assert_eq!(f.forward(2, false), Verdict::Forward { seq: 2 });
+        assert_eq!(go(&mut f, 2, false), fw(2));
     }
 }

@@ -13,6 +13,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod signalling;
+pub mod simulcast;
 pub mod token;
 pub mod udp;
 pub mod web;

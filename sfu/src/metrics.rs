@@ -12,7 +12,7 @@ use crate::router::Stats;
 /// A worker counter: name, help, and the [`Stats`] field that feeds it.
 type CounterDef = (&'static str, &'static str, fn(&Stats) -> u64);
 
-const COUNTERS: [CounterDef; 8] = [
+const COUNTERS: [CounterDef; 9] = [
     (
         "meet_datagrams_received_total",
         "UDP datagrams received on the media ports",
@@ -52,6 +52,11 @@ const COUNTERS: [CounterDef; 8] = [
         "meet_engine_errors_total",
         "Single packets or commands the media engine refused",
         |s| s.engine_errors,
+    ),
+    (
+        "meet_simulcast_layer_switches_total",
+        "Subscriptions moved to another simulcast layer of a video track",
+        |s| s.layer_switches,
     ),
 ];
 

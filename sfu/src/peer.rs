@@ -55,6 +55,7 @@ impl<T> Context<T> for Result<T, rtc::shared::error::Error> {
 }
 
 const SDES_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+const SDES_RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
 fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
     let rtcp_feedback = if mime.starts_with("video/") {
@@ -228,35 +229,59 @@ pub fn new_client_peer(now: Instant, addr: SocketAddr) -> Result<RTCPeerConnecti
     Ok(pc)
 }
 
-/// A local track to send with one SSRC, for [`new_client_peer`] users.
+/// A local track to send, for [`new_client_peer`] users: one encoding per
+/// `(rid, ssrc)`, a single one with an empty rid, or simulcast layers.
 pub fn local_track(
     stream_id: &str,
     kind: RtpCodecKind,
     mime: &str,
     clock_rate: u32,
     channels: u16,
-    ssrc: u32,
+    encodings: &[(&str, u32)],
 ) -> rtc::media_stream::MediaStreamTrack {
+    let codec = RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate,
+        channels,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    };
     rtc::media_stream::MediaStreamTrack::new(
         stream_id.to_owned(),
         format!("{stream_id}-{kind}"),
         format!("{stream_id}-{kind}"),
         kind,
-        vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
-            rtp_coding_parameters: rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: RTCRtpCodec {
-                mime_type: mime.to_owned(),
-                clock_rate,
-                channels,
-                sdp_fmtp_line: String::new(),
-                rtcp_feedback: vec![],
-            },
-            ..Default::default()
-        }],
+        encodings
+            .iter()
+            .map(
+                |&(rid, ssrc)| rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+                    rtp_coding_parameters:
+                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                            rid: rid.to_owned(),
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                    codec: codec.clone(),
+                    ..Default::default()
+                },
+            )
+            .collect(),
     )
+}
+
+/// The negotiated ids of the `sdes:mid` and `sdes:rtp-stream-id` header
+/// extensions, which a simulcast sender puts on its packets so the
+/// receiver can tell the layers apart (the engine does not add them).
+pub fn simulcast_extension_ids(
+    negotiated: &[rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionParameters],
+) -> Option<(u8, u8)> {
+    let id = |uri: &str| {
+        negotiated
+            .iter()
+            .find(|e| e.uri == uri)
+            .and_then(|e| u8::try_from(e.id).ok())
+    };
+    Some((id(SDES_MID)?, id(SDES_RTP_STREAM_ID)?))
 }
 
 /// A UDP host candidate at `addr`, as the engine takes it.

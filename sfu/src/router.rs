@@ -9,8 +9,10 @@
 //! (or, for a new address, by the ufrag in its STUN request) → the engine
 //! decrypts it once → the publisher's up-track → for each subscription, the
 //! forwarder decides and the header is rewritten (SSRC, payload type,
-//! sequence number; header extensions stripped, since their ids differ per
-//! connection) → the subscriber's engine encrypts → datagram out.
+//! sequence number, timestamp; header extensions stripped, since their ids
+//! differ per connection) → the subscriber's engine encrypts → datagram out.
+//! A simulcast track has several layers; each subscription forwards one of
+//! them and moves to another at that layer's next keyframe.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -40,9 +42,10 @@ use crate::forwarder::{Forwarder, Verdict};
 use crate::keyframe::{KeyframeRequester, VideoCodec};
 use crate::peer::{self, PeerConnection};
 use crate::signalling::{
-    Candidate, ClientMessage, ErrorCode, Kind, ParticipantInfo, ServerMessage, Source, Target,
-    TrackAnnouncement, TrackInfo,
+    Candidate, ClientMessage, ErrorCode, Kind, ParticipantInfo, Quality, ServerMessage, Source,
+    Target, TrackAnnouncement, TrackInfo,
 };
+use crate::simulcast::{self, LayerView, Vp8Munger};
 
 /// Tunables of the core; the shell fills them from the config.
 #[derive(Debug, Clone)]
@@ -117,6 +120,8 @@ pub struct Stats {
     pub rtp_bytes_out: u64,
     pub keyframe_requests: u64,
     pub engine_errors: u64,
+    /// Subscriptions moved from one simulcast layer to another.
+    pub layer_switches: u64,
 }
 
 type ParticipantKey = usize;
@@ -172,11 +177,28 @@ struct UpTrack {
     source: Source,
     muted: bool,
     receiver: RTCRtpReceiverId,
-    ssrc: u32,
     codec: RTCRtpCodec,
     video_codec: VideoCodec,
-    keyframes: KeyframeRequester,
+    /// Its encodings, lowest quality first: one, unless it is simulcast.
+    layers: Vec<Layer>,
     subs: Vec<Subscription>,
+}
+
+/// One encoding of an up-track.
+struct Layer {
+    ssrc: u32,
+    rank: Quality,
+    keyframes: KeyframeRequester,
+    last_rx: Instant,
+}
+
+impl LayerView for Layer {
+    fn rank(&self) -> Quality {
+        self.rank
+    }
+    fn last_rx(&self) -> Instant {
+        self.last_rx
+    }
 }
 
 /// One subscriber's copy of an up-track.
@@ -191,6 +213,14 @@ struct Subscription {
     /// payload type from the next answer, not ones added while it was out.
     offered: bool,
     fwd: Forwarder,
+    /// What the subscriber asked for.
+    quality: Quality,
+    /// SSRC of the layer forwarded now, and of the one to move to at its
+    /// next keyframe.
+    current: Option<u32>,
+    pending: Option<u32>,
+    /// For VP8: keeps picture ids continuous across layer switches.
+    vp8: Option<Vp8Munger>,
 }
 
 /// What a subscriber needs to route its RTCP feedback back to the publisher.
@@ -258,6 +288,8 @@ pub struct Router {
     offers_due: bool,
     /// Reused buffer for RTP read from one connection before fanning it out.
     rtp_scratch: Vec<(String, rtc::rtp::Packet)>,
+    /// Rewritten payloads are carved from this (see `Vp8Munger::rewrite`).
+    payload_scratch: BytesMut,
     stats: Stats,
 }
 
@@ -296,6 +328,7 @@ impl Router {
             next_housekeeping: None,
             offers_due: false,
             rtp_scratch: Vec::new(),
+            payload_scratch: BytesMut::new(),
             stats: Stats::default(),
         }
     }
@@ -486,6 +519,11 @@ impl Router {
         else {
             return;
         };
+        let ssrc = packet.header.ssrc;
+        let Some(layer) = up.layers.iter_mut().position(|l| l.ssrc == ssrc) else {
+            return;
+        };
+        up.layers[layer].last_rx = now;
         self.stats.rtp_packets_in += 1;
         self.stats.rtp_bytes_in += packet.payload.len() as u64;
         // Extension ids are per connection; forwarding them would make the
@@ -496,15 +534,39 @@ impl Router {
         let mut need_keyframe = false;
         for sub in &mut up.subs {
             let Some(pt) = sub.pt else { continue };
-            match sub.fwd.forward(packet.header.sequence_number, keyframe) {
-                Verdict::Forward { seq } => {
+            if sub.current != Some(ssrc) {
+                // Another layer's packet: only its keyframe, and only for a
+                // subscriber moving to it, is of use.
+                if sub.pending != Some(ssrc) {
+                    continue;
+                }
+                if !keyframe {
+                    need_keyframe = true;
+                    continue;
+                }
+                sub.current = sub.pending.take();
+                sub.fwd.switch_source();
+                if let Some(m) = &mut sub.vp8 {
+                    m.switch(&packet.payload);
+                }
+                self.stats.layer_switches += 1;
+            }
+            let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
+            match sub.fwd.forward(now, seq, ts, keyframe) {
+                Verdict::Forward { seq, ts } => {
                     let Some(c) = self.conns.get_mut(sub.conn).filter(|c| c.connected) else {
                         continue;
                     };
                     let mut out = packet.clone();
+                    if let Some(m) = &mut sub.vp8 {
+                        if let Some(p) = m.rewrite(&packet.payload, &mut self.payload_scratch) {
+                            out.payload = p;
+                        }
+                    }
                     out.header.ssrc = sub.ssrc;
                     out.header.payload_type = pt;
                     out.header.sequence_number = seq;
+                    out.header.timestamp = ts;
                     let len = out.payload.len() as u64;
                     match c.pc.rtp_sender(sub.sender) {
                         Some(mut s) => match s.write_rtp(now, out) {
@@ -522,8 +584,8 @@ impl Router {
                 Verdict::DropStale => {}
             }
         }
-        if need_keyframe && up.keyframes.request(now) {
-            let (receiver, ssrc) = (up.receiver, up.ssrc);
+        if need_keyframe && up.layers[layer].keyframes.request(now) {
+            let receiver = up.receiver;
             let pc_key = p.publisher;
             self.send_pli(now, pc_key, receiver, ssrc);
         }
@@ -552,20 +614,98 @@ impl Router {
         }) else {
             return;
         };
-        self.request_keyframe(now, d.0, &d.1);
+        self.request_keyframe(now, d.0, &d.1, subscriber);
     }
 
-    fn request_keyframe(&mut self, now: Instant, publisher: ParticipantKey, track_id: &str) {
+    /// A keyframe of the layer `subscriber` receives (or is moving to) of
+    /// a publisher's track.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantKey,
+        track_id: &str,
+        subscriber: ParticipantKey,
+    ) {
+        let Some(up) = up_track_mut(&mut self.participants, publisher, track_id) else {
+            return;
+        };
+        let ssrc = up
+            .subs
+            .iter()
+            .find(|s| s.subscriber == subscriber)
+            .and_then(|s| s.pending.or(s.current));
+        if let Some(ssrc) = ssrc {
+            self.request_layer_keyframe(now, publisher, track_id, ssrc);
+        }
+    }
+
+    /// A keyframe of one layer, paced per layer.
+    fn request_layer_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantKey,
+        track_id: &str,
+        ssrc: u32,
+    ) {
         let Some(p) = self.participants.get_mut(publisher) else {
             return;
         };
         let Some(up) = p.up.iter_mut().find(|u| u.id == track_id) else {
             return;
         };
-        if up.kind == Kind::Video && up.keyframes.request(now) {
-            let (receiver, ssrc, conn) = (up.receiver, up.ssrc, p.publisher);
+        let Some(layer) = up.layers.iter_mut().find(|l| l.ssrc == ssrc) else {
+            return;
+        };
+        if up.kind == Kind::Video && layer.keyframes.request(now) {
+            let (receiver, conn) = (up.receiver, p.publisher);
             self.send_pli(now, conn, receiver, ssrc);
         }
+    }
+
+    /// Points each subscription of a simulcast track at the layer it should
+    /// get now, asking for a keyframe of each layer someone moves to.
+    fn reselect_layers(&mut self, now: Instant, publisher: ParticipantKey, track_id: &str) {
+        let Some(up) = up_track_mut(&mut self.participants, publisher, track_id) else {
+            return;
+        };
+        let mut wanted = Vec::new();
+        for sub in &mut up.subs {
+            let Some(i) = simulcast::select(&up.layers, sub.quality, now) else {
+                continue;
+            };
+            let ssrc = up.layers[i].ssrc;
+            if sub.current == Some(ssrc) {
+                sub.pending = None;
+            } else if sub.pending != Some(ssrc) {
+                sub.pending = Some(ssrc);
+                wanted.push(ssrc);
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        for ssrc in wanted {
+            self.request_layer_keyframe(now, publisher, track_id, ssrc);
+        }
+    }
+
+    /// A subscriber says which quality it wants of a track it receives.
+    fn track_settings(&mut self, now: Instant, p: ParticipantKey, track_id: &str, q: Quality) {
+        let Some(publisher) = self.participants[p]
+            .down
+            .iter()
+            .find(|d| d.track_id == track_id)
+            .map(|d| d.publisher)
+        else {
+            tracing::debug!(track_id, "settings for a track not received");
+            return;
+        };
+        let Some(up) = up_track_mut(&mut self.participants, publisher, track_id) else {
+            return;
+        };
+        if let Some(sub) = up.subs.iter_mut().find(|s| s.subscriber == p) {
+            sub.quality = q;
+        }
+        self.reselect_layers(now, publisher, track_id);
     }
 
     // ----- engine events -----
@@ -582,7 +722,7 @@ impl Router {
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
                 if role == Target::Publisher =>
             {
-                self.track_opened(owner, init);
+                self.track_opened(now, owner, init);
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
                 if role == Target::Publisher =>
@@ -635,15 +775,30 @@ impl Router {
                     s.fwd.pause();
                 }
             }
-            self.request_keyframe(now, publisher, &track_id);
+            self.request_keyframe(now, publisher, &track_id, subscriber);
         }
     }
 
-    fn track_opened(&mut self, owner: ParticipantKey, init: RTCTrackEventInit) {
+    fn track_opened(&mut self, now: Instant, owner: ParticipantKey, init: RTCTrackEventInit) {
         let Some(p) = self.participants.get_mut(owner) else {
             return;
         };
-        if p.up.iter().any(|u| u.engine_track_id == init.track_id) {
+        let layer = Layer {
+            ssrc: init.ssrc,
+            rank: simulcast::rank(init.rid.as_deref().unwrap_or_default()),
+            keyframes: KeyframeRequester::new(self.cfg.keyframe_interval),
+            last_rx: now,
+        };
+        if let Some(up) = p.up.iter_mut().find(|u| u.engine_track_id == init.track_id) {
+            // Another simulcast layer of a track already published.
+            if up.layers.iter().any(|l| l.ssrc == layer.ssrc) {
+                return;
+            }
+            tracing::debug!(track = %up.id, rid = ?init.rid, "simulcast layer started");
+            let at = up.layers.partition_point(|l| l.rank <= layer.rank);
+            up.layers.insert(at, layer);
+            let id = up.id.clone();
+            self.reselect_layers(now, owner, &id);
             return;
         }
         let c = &mut self.conns[p.publisher];
@@ -686,10 +841,9 @@ impl Router {
             source,
             muted,
             receiver: init.receiver_id,
-            ssrc: init.ssrc,
             video_codec: VideoCodec::from_mime(&codec.mime_type),
             codec,
-            keyframes: KeyframeRequester::new(self.cfg.keyframe_interval),
+            layers: vec![layer],
             subs: Vec::new(),
         });
         let info = p.up.last().map(UpTrack::info);
@@ -743,6 +897,10 @@ impl Router {
             }],
         );
         let gate = up.kind == Kind::Video;
+        let clock_rate = up.codec.clock_rate;
+        let vp8 = (up.video_codec == VideoCodec::Vp8).then(Vp8Munger::default);
+        // Until the subscriber says otherwise, the best layer there is.
+        let current = up.layers.last().map(|l| l.ssrc);
         let Some(p) = self.participants.get_mut(subscriber) else {
             return;
         };
@@ -770,7 +928,11 @@ impl Router {
                 ssrc,
                 pt: None,
                 offered: false,
-                fwd: Forwarder::new(gate),
+                fwd: Forwarder::new(gate, clock_rate),
+                quality: Quality::default(),
+                current,
+                pending: None,
+                vp8,
             });
         }
     }
@@ -946,6 +1108,9 @@ impl Router {
                 }
             }
             ClientMessage::Mute { mid, muted } => self.mute(p, &mid, muted),
+            ClientMessage::TrackSettings { track_id, quality } => {
+                self.track_settings(now, p, &track_id, quality)
+            }
             ClientMessage::Leave {} => self.remove_participant(p),
             // The session let this through only from a host.
             ClientMessage::Remove { participant_id } => {
@@ -1093,7 +1258,7 @@ impl Router {
             if sub.pt.is_none() {
                 tracing::warn!(codec = %up.codec.mime_type, "subscriber did not accept the publisher's codec");
             }
-            self.request_keyframe(now, publisher, &track_id);
+            self.request_keyframe(now, publisher, &track_id, subscriber);
         }
     }
 
@@ -1245,18 +1410,26 @@ impl Router {
             }
         }
         // Keyframe requests that were held back by pacing.
-        let owed: Vec<(ConnKey, RTCRtpReceiverId, u32)> = self
-            .participants
-            .iter_mut()
-            .flat_map(|(_, p)| {
-                let conn = p.publisher;
-                p.up.iter_mut().filter_map(move |u| {
-                    u.keyframes.poll(now).then_some((conn, u.receiver, u.ssrc))
-                })
-            })
-            .collect();
+        let mut owed: Vec<(ConnKey, RTCRtpReceiverId, u32)> = Vec::new();
+        let mut simulcast: Vec<(ParticipantKey, String)> = Vec::new();
+        for (k, p) in self.participants.iter_mut() {
+            for u in &mut p.up {
+                for l in &mut u.layers {
+                    if l.keyframes.poll(now) {
+                        owed.push((p.publisher, u.receiver, l.ssrc));
+                    }
+                }
+                if u.layers.len() > 1 {
+                    simulcast.push((k, u.id.clone()));
+                }
+            }
+        }
         for (conn, receiver, ssrc) in owed {
             self.send_pli(now, conn, receiver, ssrc);
+        }
+        // Layers that stopped or started since.
+        for (publisher, track_id) in simulcast {
+            self.reselect_layers(now, publisher, &track_id);
         }
     }
 

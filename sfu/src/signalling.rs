@@ -89,6 +89,10 @@ pub enum ClientMessage {
     },
     /// Mute or unmute one of the client's published tracks.
     Mute { mid: String, muted: bool },
+    /// How much of a received video track the client wants (for instance
+    /// after its tile was resized). Unknown track ids are ignored: the track
+    /// may have just gone.
+    TrackSettings { track_id: String, quality: Quality },
     /// A chat message for the meeting's room.
     Chat { text: String },
     /// A host removes another participant from the meeting.
@@ -106,6 +110,19 @@ pub struct TrackInfo {
     pub kind: Kind,
     pub source: Source,
     pub muted: bool,
+}
+
+/// A simulcast layer a subscriber asks for. The server sends the best layer
+/// at or below it that the publisher is sending at the moment.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    Low,
+    Medium,
+    #[default]
+    High,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +334,24 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn track_settings_fixture() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"track_settings","track_id":"p1-1","quality":"low"}"#)
+                .unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::TrackSettings {
+                track_id: "p1-1".into(),
+                quality: Quality::Low
+            }
+        );
+        assert!(serde_json::from_str::<ClientMessage>(
+            r#"{"type":"track_settings","track_id":"p1-1","quality":"ultra"}"#
+        )
+        .is_err());
     }
 
     #[test]

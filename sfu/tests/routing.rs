@@ -19,7 +19,9 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use sfu::router::{Input, Output, Router, RouterConfig};
-use sfu::signalling::{ClientMessage, ErrorCode, ServerMessage, Source, TrackAnnouncement};
+use sfu::signalling::{
+    ClientMessage, ErrorCode, Quality, ServerMessage, Source, TrackAnnouncement,
+};
 
 const SERVER: &str = "10.0.0.1:4000";
 const STEP: Duration = Duration::from_millis(5);
@@ -46,8 +48,9 @@ struct Browser {
     /// Subscriber side: incoming RTP by the track's stream id (publisher).
     received: HashMap<String, Vec<(RtpCodecKind, rtc::rtp::Packet)>>,
     track_kinds: HashMap<String, (String, RtpCodecKind)>,
-    /// Publisher side: keyframe requests from the server.
+    /// Publisher side: keyframe requests from the server, in all and by SSRC.
     plis: usize,
+    plis_by_ssrc: HashMap<u32, usize>,
 }
 
 fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
@@ -88,6 +91,12 @@ impl Net {
 
     /// A browser joins `room`, and publishes audio and video if `publish`.
     fn join(&mut self, id: &str, room: &str, publish: bool) {
+        let tracks = if publish { AUDIO_VIDEO } else { &[] };
+        self.join_publishing(id, room, tracks);
+    }
+
+    /// A browser joins `room` and publishes `tracks`.
+    fn join_publishing(&mut self, id: &str, room: &str, tracks: &[TrackSpec]) {
         let n = self.browsers.len() as u16;
         let pub_addr = SocketAddr::from(([10, 0, 0, 2], 5000 + 2 * n));
         let sub_addr = SocketAddr::from(([10, 0, 0, 2], 5001 + 2 * n));
@@ -103,6 +112,7 @@ impl Net {
             received: HashMap::new(),
             track_kinds: HashMap::new(),
             plis: 0,
+            plis_by_ssrc: HashMap::new(),
         };
         self.router.handle_input(
             self.now,
@@ -113,22 +123,34 @@ impl Net {
             },
         );
         let mut announce = Vec::new();
-        if publish {
-            let base = 1000 * (u32::from(n) + 1);
-            for (kind, mime, clock, ch, ssrc) in [
-                (RtpCodecKind::Audio, MIME_TYPE_OPUS, 48000, 2, base + 1),
-                (RtpCodecKind::Video, MIME_TYPE_VP8, 90000, 0, base + 2),
-            ] {
+        if !tracks.is_empty() {
+            let mut ssrc = 1000 * (u32::from(n) + 1);
+            for &(kind, rids) in tracks {
+                let (mime, clock, ch) = match kind {
+                    RtpCodecKind::Audio => (MIME_TYPE_OPUS, 48000, 2),
+                    _ => (MIME_TYPE_VP8, 90000, 0),
+                };
+                let encodings: Vec<(&str, u32)> = rids
+                    .iter()
+                    .map(|&rid| {
+                        ssrc += 1;
+                        (rid, ssrc)
+                    })
+                    .collect();
                 let sender = b
                     .publisher
-                    .add_track(sfu::peer::local_track("local", kind, mime, clock, ch, ssrc))
+                    .add_track(sfu::peer::local_track(
+                        "local", kind, mime, clock, ch, &encodings,
+                    ))
                     .unwrap();
-                b.senders.push((kind, sender, ssrc));
+                for (_, ssrc) in encodings {
+                    b.senders.push((kind, sender, ssrc));
+                }
             }
             let offer = b.publisher.create_offer(None).unwrap();
             b.publisher.set_local_description(self.now, offer).unwrap();
             let tids: Vec<_> = b.publisher.get_transceivers().collect();
-            for (tid, (kind, _, _)) in tids.into_iter().zip(&b.senders) {
+            for (tid, &(kind, _)) in tids.into_iter().zip(tracks) {
                 let mid = b
                     .publisher
                     .rtp_transceiver(tid)
@@ -301,10 +323,12 @@ impl Net {
         }
         while let Some(m) = b.publisher.poll_read() {
             if let RTCMessage::RtcpPacket(_, packets) = m.message {
-                b.plis += packets
-                    .iter()
-                    .filter(|p| p.as_any().downcast_ref::<PictureLossIndication>().is_some())
-                    .count();
+                for p in &packets {
+                    if let Some(pli) = p.as_any().downcast_ref::<PictureLossIndication>() {
+                        b.plis += 1;
+                        *b.plis_by_ssrc.entry(pli.media_ssrc).or_default() += 1;
+                    }
+                }
             }
         }
     }
@@ -330,6 +354,12 @@ impl Net {
         }
     }
 }
+
+/// Per published track: its kind and its encodings' rids (one empty rid
+/// for a track without simulcast).
+type TrackSpec = (RtpCodecKind, &'static [&'static str]);
+const AUDIO_VIDEO: &[TrackSpec] = &[(RtpCodecKind::Audio, &[""]), (RtpCodecKind::Video, &[""])];
+const SIMULCAST_VIDEO: &[TrackSpec] = &[(RtpCodecKind::Video, &["q", "h", "f"])];
 
 /// A publisher's media at 50 audio packets and 25 video frames a second; a
 /// keyframe at the start and whenever the server asked for one.
@@ -673,4 +703,153 @@ fn a_full_room_refuses_the_next_participant() {
             ..
         }
     )));
+}
+
+/// A VP8 packet as a simulcast publisher sends it: 15-bit picture id, the
+/// keyframe bit, and the layer's index so the test can tell layers apart.
+fn vp8_layer_payload(keyframe: bool, picture_id: u16, layer: u8) -> Bytes {
+    let [hi, lo] = picture_id.to_be_bytes();
+    let p = if keyframe { 0x00 } else { 0x01 };
+    Bytes::from(vec![0x90, 0x80, 0x80 | hi, lo, p, layer])
+}
+
+/// Sends one frame (one packet) on each simulcast layer in `layers` of
+/// `id`'s video track, each layer with its own sequence numbers, timestamps
+/// and picture ids, and a keyframe where the server asked for one.
+struct SimulcastMedia {
+    frame: u32,
+    plis_seen: HashMap<u32, usize>,
+}
+
+impl SimulcastMedia {
+    fn send(&mut self, net: &mut Net, id: &str, layers: &[usize]) {
+        self.frame += 1;
+        let now = net.now;
+        let frame = self.frame;
+        let b = net.browser(id);
+        for &i in layers {
+            let (_, sender, ssrc) = b.senders[i];
+            let plis = b.plis_by_ssrc.get(&ssrc).copied().unwrap_or(0);
+            let seen = self.plis_seen.entry(ssrc).or_default();
+            let keyframe = frame == 1 || plis > *seen;
+            *seen = plis;
+            let mut s = b.publisher.rtp_sender(sender).unwrap();
+            let params = s.get_parameters();
+            let pt = params.rtp_parameters.codecs[0].payload_type;
+            let (mid_id, rid_id) =
+                sfu::peer::simulcast_extension_ids(&params.rtp_parameters.header_extensions)
+                    .expect("mid and rid extensions negotiated");
+            let mut header = rtc::rtp::header::Header {
+                version: 2,
+                payload_type: pt,
+                // Far apart per layer, as independent encoders' would be.
+                sequence_number: (frame as u16).wrapping_add(20_000 * i as u16),
+                timestamp: frame * 3600 + 1_000_000 * i as u32,
+                ssrc,
+                marker: true,
+                ..Default::default()
+            };
+            let rid = ["q", "h", "f"][i];
+            header.set_extension(mid_id, Bytes::from("0")).unwrap();
+            header.set_extension(rid_id, Bytes::from(rid)).unwrap();
+            let picture_id = ((frame + 5000 * i as u32) & 0x7fff) as u16;
+            let payload = vp8_layer_payload(keyframe, picture_id, i as u8);
+            s.write_rtp(now, rtc::rtp::Packet { header, payload })
+                .unwrap();
+        }
+    }
+}
+
+/// Layer, sequence number, timestamp and picture id of what `b` received
+/// from `publisher`'s video.
+fn received_layers(b: &Browser, publisher: &str) -> Vec<(u8, u16, u32, u16)> {
+    video_from(b, publisher)
+        .iter()
+        .map(|p| {
+            let pid = u16::from_be_bytes([p.payload[2] & 0x7f, p.payload[3]]);
+            (
+                p.payload[5],
+                p.header.sequence_number,
+                p.header.timestamp,
+                pid,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = SimulcastMedia {
+        frame: 0,
+        plis_seen: HashMap::new(),
+    };
+    net.join_publishing("sim", "r", SIMULCAST_VIDEO);
+    net.join("viewer", "r", false);
+    let all = [0, 1, 2];
+    let frame = Duration::from_millis(40);
+    let mut since = Duration::ZERO;
+    let mut send = |n: &mut Net, layers: &[usize]| {
+        since += STEP;
+        if since >= frame {
+            since = Duration::ZERO;
+            media.send(n, "sim", layers);
+        }
+    };
+    net.run_for(Duration::from_secs(2), |n| send(n, &all));
+    let got = received_layers(net.browser("viewer"), "sim");
+    assert!(got.len() > 20, "viewer got {} packets", got.len());
+    assert_eq!(got.last().unwrap().0, 2, "not on the top layer: {got:?}");
+
+    // The viewer's tile got small: it asks for the low layer.
+    let track_id = net
+        .browser("viewer")
+        .inbox
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::TrackPublished { track, .. } => Some(track.id.clone()),
+            _ => None,
+        })
+        .expect("track announced");
+    net.signal(
+        "viewer",
+        ClientMessage::TrackSettings {
+            track_id: track_id.clone(),
+            quality: Quality::Low,
+        },
+    );
+    net.run_for(Duration::from_secs(1), |n| send(n, &all));
+    let got = received_layers(net.browser("viewer"), "sim");
+    assert_eq!(got.last().unwrap().0, 0, "not on the low layer: {got:?}");
+
+    // It wants the best again, but the publisher stopped sending the top
+    // layer (as browsers do when bandwidth runs short): the middle one.
+    net.signal(
+        "viewer",
+        ClientMessage::TrackSettings {
+            track_id,
+            quality: Quality::High,
+        },
+    );
+    net.run_for(Duration::from_secs(2), |n| send(n, &[0, 1]));
+    let got = received_layers(net.browser("viewer"), "sim");
+    assert_eq!(got.last().unwrap().0, 1, "not on the middle layer: {got:?}");
+
+    // One continuous stream for the decoder: no sequence gap, picture ids
+    // one apart, the clock moving forward, and each layer's first packet a
+    // keyframe.
+    let video = video_from(net.browser("viewer"), "sim");
+    for (w, p) in got.windows(2).zip(video.windows(2)) {
+        let (a, b) = (w[0], w[1]);
+        assert_eq!(b.1, a.1.wrapping_add(1), "sequence gap: {a:?} → {b:?}");
+        assert_eq!(b.3, (a.3 + 1) & 0x7fff, "picture id jump: {a:?} → {b:?}");
+        let step = b.2.wrapping_sub(a.2);
+        assert!(step > 0 && step < 90_000, "clock jump: {a:?} → {b:?}");
+        if a.0 != b.0 {
+            assert_eq!(p[1].payload[4] & 1, 0, "switched on a non-keyframe");
+        }
+    }
+    let layers_seen: Vec<u8> = got.iter().map(|g| g.0).collect();
+    assert!(layers_seen.contains(&2) && layers_seen.contains(&0));
+    assert!(net.router.stats().layer_switches >= 2);
 }
