@@ -10,12 +10,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use loadtest::janus::JanusProcess;
 use loadtest::peer::VideoPlan;
 use loadtest::scenario::{self, RunPlan, Scenario, Sfu};
 use loadtest::server::ServerProcess;
 use loadtest::stats::Summary;
+use sfu::signalling::Quality;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QualityArg {
+    Low,
+    Medium,
+    High,
+}
 
 #[derive(Parser)]
 #[command(version, about = "Real WebRTC load against the SFU, measured")]
@@ -30,9 +38,16 @@ struct Cli {
     duration: u64,
     #[arg(long, default_value_t = 3)]
     warmup: u64,
-    /// Video bitrate per publisher, kbit/s.
-    #[arg(long, default_value_t = 600)]
+    /// Video bitrate per publisher, kbit/s (of the top simulcast layer; the
+    /// others get a third and a tenth of it).
+    #[arg(long, default_value_t = 900)]
     video_kbps: u32,
+    /// Publish one video stream at --video-kbps instead of three layers.
+    #[arg(long)]
+    no_simulcast: bool,
+    /// The simulcast layer subscribers ask for.
+    #[arg(long, value_enum, default_value = "high")]
+    quality: QualityArg,
     /// Media workers (cores) our server may use.
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -97,6 +112,12 @@ async fn main() -> anyhow::Result<()> {
         bitrate_bps: cli.video_kbps * 1000,
         fps: 30,
         keyframe_interval: Duration::from_secs(3),
+        simulcast: !cli.no_simulcast,
+    };
+    let quality = match cli.quality {
+        QualityArg::Low => Quality::Low,
+        QualityArg::Medium => Quality::Medium,
+        QualityArg::High => Quality::High,
     };
     let steps: Vec<(Scenario, usize)> = if cli.smoke {
         vec![
@@ -128,8 +149,13 @@ async fn main() -> anyhow::Result<()> {
                     warmup: Duration::from_secs(if cli.smoke { 2 } else { cli.warmup }),
                     duration: Duration::from_secs(if cli.smoke { 3 } else { cli.duration }),
                     video,
+                    // The smoke run checks that layer choice works.
+                    quality: if cli.smoke && sc == Scenario::Livestream {
+                        Quality::Low
+                    } else {
+                        quality
+                    },
                     room: format!("load-{}-{i}-{n}", sfu.name()),
-                    audio_latency: !cli.compare_janus,
                 };
                 let s = scenario::run(*sfu, &plan, audio.clone(), cli.client_ip).await?;
                 print_row(&s, results.is_empty());
@@ -182,11 +208,30 @@ async fn main() -> anyhow::Result<()> {
     }
     if cli.smoke {
         for s in &results {
-            if s.packets_received == 0 || s.latency_p50_ms <= 0.0 || s.loss_percent > 5.0 {
-                bail!("smoke run failed: {s:?}");
+            if let Err(why) = smoke_check(s) {
+                bail!("smoke run failed: {why}: {s:?}");
             }
         }
         println!("smoke: {} passed, 0 failed", results.len());
+    }
+    Ok(())
+}
+
+/// What a smoke run must show: media flows, both latencies are measured,
+/// and subscribers get the simulcast layer they asked for (the top one,
+/// but the lowest in the livestream).
+fn smoke_check(s: &Summary) -> Result<(), &'static str> {
+    if s.packets_received == 0 || s.loss_percent > 5.0 {
+        return Err("media did not flow");
+    }
+    if s.latency_p50_ms <= 0.0 || s.audio_latency_p50_ms.is_nan() {
+        return Err("latency was not measured");
+    }
+    let layers = s.video_layer_packets;
+    let total: u64 = layers.iter().sum();
+    let wanted = if s.scenario == "livestream" { 0 } else { 2 };
+    if s.scenario != "audio" && layers[wanted] * 10 < total * 9 {
+        return Err("subscribers did not get the simulcast layer they asked for");
     }
     Ok(())
 }
@@ -217,7 +262,7 @@ fn print_ratios(results: &[Summary]) {
 fn print_row(s: &Summary, header: bool) {
     if header {
         println!(
-            "{:<6} {:<11} {:>6} {:>5} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>7} {:>9} {:>7}",
+            "{:<6} {:<11} {:>6} {:>5} {:>8} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6} {:>8} {:>7} {:>9} {:>7}",
             "sfu",
             "scenario",
             "peers",
@@ -226,6 +271,7 @@ fn print_row(s: &Summary, header: bool) {
             "loss%",
             "p50 ms",
             "p99 ms",
+            "audio99",
             "jit ms",
             "freeze",
             "join ms",
@@ -235,7 +281,7 @@ fn print_row(s: &Summary, header: bool) {
         );
     }
     println!(
-        "{:<6} {:<11} {:>6} {:>5} {:>8.0} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>6} {:>8.0} {:>7.1} {:>9.3} {:>7.1}",
+        "{:<6} {:<11} {:>6} {:>5} {:>8.0} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>7.2} {:>6} {:>8.0} {:>7.1} {:>9.3} {:>7.1}",
         s.sfu,
         s.scenario,
         s.participants,
@@ -244,6 +290,7 @@ fn print_row(s: &Summary, header: bool) {
         s.loss_percent,
         s.latency_p50_ms,
         s.latency_p99_ms,
+        s.audio_latency_p99_ms,
         s.jitter_ms,
         s.freezes,
         s.join_p50_ms,

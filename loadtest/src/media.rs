@@ -1,6 +1,10 @@
 //! What simulated publishers send: real Opus frames of a speech-like signal,
 //! and synthetic VP8 frames with correct payload descriptors and frame
 //! headers, so the SFU's keyframe logic sees what a browser would send.
+//!
+//! Both carry their send time inside the payload, where no SFU looks: SFUs
+//! may rebase RTP timestamps (Janus does) and drop header extensions, so
+//! that is the one place a latency stamp survives every server alike.
 
 use std::f32::consts::PI;
 
@@ -47,13 +51,48 @@ pub fn speech_frames(seconds: usize) -> Result<Vec<Bytes>, opus::Error> {
 /// Largest RTP payload we produce (keeps packets under a 1200-byte MTU).
 const MAX_PAYLOAD: usize = 1100;
 
+/// One Opus packet re-framed to carry `sent_us` (RFC 6716 §3.2.5): a
+/// single-frame packet (code 0) becomes a code 3 packet of one frame with 8
+/// bytes of padding holding the send time, which decoders skip. (The RFC
+/// asks encoders for zero padding; a load generator's stamp is the one
+/// deliberate exception.) Other packets go as they are, unstamped.
+pub fn opus_with_send_time(packet: &[u8], sent_us: u64) -> Bytes {
+    let Some((&toc, frame)) = packet.split_first() else {
+        return Bytes::copy_from_slice(packet);
+    };
+    if toc & 0x03 != 0 {
+        return Bytes::copy_from_slice(packet);
+    }
+    let mut out = Vec::with_capacity(packet.len() + 11);
+    // Code 3; then CBR, padding flag, one frame; then the padding length.
+    out.extend_from_slice(&[toc | 0x03, 0x40 | 1, 8]);
+    out.extend_from_slice(frame);
+    out.extend_from_slice(&sent_us.to_be_bytes());
+    Bytes::from(out)
+}
+
+/// The send time an [`opus_with_send_time`] packet carries.
+pub fn opus_sent_us(payload: &[u8]) -> Option<u64> {
+    match payload {
+        [toc, count, 8, ..] if toc & 0x03 == 0x03 && *count == 0x41 => sent_us(payload),
+        _ => None,
+    }
+}
+
 /// One synthetic VP8 frame as RTP payloads (RFC 7741): a payload descriptor
 /// on each (S bit and partition 0 on the first), the 3-byte frame tag on the
 /// first (P bit clear for a keyframe, which also carries the start code and
 /// a 640x360 size), and filler up to `size` bytes in all. Each packet ends
-/// with `sent_us` (8 bytes, big-endian), the send time that receivers read
-/// back with [`sent_us`]: it survives SFUs that rebase RTP timestamps.
-pub fn vp8_frame(keyframe: bool, size: usize, picture_id: u16, sent_us: u64) -> Vec<Bytes> {
+/// with the simulcast `layer` it belongs to (1 byte, 0 lowest) and
+/// `sent_us` (8 bytes, big-endian), which receivers read back with
+/// [`vp8_layer`] and [`sent_us`].
+pub fn vp8_frame(
+    keyframe: bool,
+    size: usize,
+    picture_id: u16,
+    sent_us: u64,
+    layer: u8,
+) -> Vec<Bytes> {
     let mut frame = Vec::with_capacity(size.max(16));
     // Frame tag: bit 0 = P (inter frame), bit 4 = show_frame, first
     // partition size in the upper bits (not used by anyone here).
@@ -66,7 +105,7 @@ pub fn vp8_frame(keyframe: bool, size: usize, picture_id: u16, sent_us: u64) -> 
         filler = filler.wrapping_mul(31).wrapping_add(7);
         frame.push(filler);
     }
-    let chunk = MAX_PAYLOAD - 4 - 8;
+    let chunk = MAX_PAYLOAD - 4 - 9;
     frame
         .chunks(chunk)
         .enumerate()
@@ -77,6 +116,7 @@ pub fn vp8_frame(keyframe: bool, size: usize, picture_id: u16, sent_us: u64) -> 
             p.push(0x80);
             p.extend_from_slice(&(0x8000 | (picture_id & 0x7fff)).to_be_bytes());
             p.extend_from_slice(part);
+            p.push(layer);
             p.extend_from_slice(&sent_us.to_be_bytes());
             Bytes::from(p)
         })
@@ -87,6 +127,11 @@ pub fn vp8_frame(keyframe: bool, size: usize, picture_id: u16, sent_us: u64) -> 
 pub fn sent_us(payload: &[u8]) -> Option<u64> {
     let tail = payload.len().checked_sub(8)?;
     Some(u64::from_be_bytes(payload[tail..].try_into().ok()?))
+}
+
+/// The simulcast layer a [`vp8_frame`] packet belongs to.
+pub fn vp8_layer(payload: &[u8]) -> Option<u8> {
+    payload.get(payload.len().checked_sub(9)?).copied()
 }
 
 /// Frame sizes for a target bitrate: keyframes five times the average
@@ -115,16 +160,37 @@ mod tests {
     }
 
     #[test]
+    fn stamped_opus_still_decodes() {
+        let frames = speech_frames(1).unwrap();
+        let mut decoder = opus::Decoder::new(AUDIO_CLOCK, opus::Channels::Mono).unwrap();
+        let mut pcm = [0f32; SAMPLES_PER_FRAME];
+        let mut stamped = 0;
+        for (i, f) in frames.iter().enumerate() {
+            let p = opus_with_send_time(f, 1_000 + i as u64);
+            if let Some(t) = opus_sent_us(&p) {
+                assert_eq!(t, 1_000 + i as u64);
+                stamped += 1;
+            }
+            let n = decoder.decode_float(&p, &mut pcm, false).unwrap();
+            assert_eq!(n, SAMPLES_PER_FRAME, "frame {i} did not decode whole");
+        }
+        assert_eq!(stamped, frames.len(), "libopus emits single frames");
+        // Someone else's packet is not mistaken for a stamped one.
+        assert_eq!(opus_sent_us(&[0xfc, 0xff, 0xfe]), None);
+    }
+
+    #[test]
     fn the_sfu_recognises_our_keyframes() {
-        let key = vp8_frame(true, 5000, 7, 123_456);
+        let key = vp8_frame(true, 5000, 7, 123_456, 2);
         assert!(key.iter().all(|p| sent_us(p) == Some(123_456)));
+        assert!(key.iter().all(|p| vp8_layer(p) == Some(2)));
         assert!(key.len() > 1);
         assert!(VideoCodec::Vp8.is_keyframe(&key[0]));
         assert!(
             !VideoCodec::Vp8.is_keyframe(&key[1]),
             "only the first packet starts the frame"
         );
-        let inter = vp8_frame(false, 1000, 8, 0);
+        let inter = vp8_frame(false, 1000, 8, 0, 0);
         assert!(!VideoCodec::Vp8.is_keyframe(&inter[0]));
         assert!(key.iter().all(|p| p.len() <= MAX_PAYLOAD));
     }

@@ -1,7 +1,7 @@
 //! One simulated participant: joins through the SFU's signalling like the
-//! web client does, publishes real Opus and synthetic VP8 over a webrtc-rs
-//! publisher connection, and measures what its subscriber connection
-//! receives. Each participant is one task with its own two UDP sockets on
+//! web client does, publishes real Opus and synthetic VP8 (in simulcast
+//! layers, as browsers do) over a webrtc-rs publisher connection, and
+//! measures what its subscriber connection receives. Each participant is one task with its own two UDP sockets on
 //! 127.0.0.1, bounded by its plan's end time.
 
 use std::net::{IpAddr, SocketAddr};
@@ -16,11 +16,13 @@ use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use sfu::signalling::{Source, TrackAnnouncement};
+use sfu::signalling::{Quality, Source, TrackAnnouncement};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -30,9 +32,27 @@ use crate::stats::{Measurements, StreamKey};
 
 #[derive(Debug, Clone, Copy)]
 pub struct VideoPlan {
+    /// Bitrate of the top layer (the only one without simulcast).
     pub bitrate_bps: u32,
     pub fps: u32,
     pub keyframe_interval: Duration,
+    /// Send three layers, as browsers' simulcast does.
+    pub simulcast: bool,
+}
+
+impl VideoPlan {
+    /// Per encoding: rid, layer (0 lowest) and bitrate. Top first, as
+    /// Janus expects by default; our SFU ranks by rid whatever the order.
+    /// The lower layers get a third and a tenth of the top's bitrate, close
+    /// to what browsers send at half and a quarter of the resolution.
+    fn layers(&self) -> Vec<(&'static str, u8, u32)> {
+        let top = self.bitrate_bps;
+        if self.simulcast {
+            vec![("f", 2, top), ("h", 1, top / 3), ("q", 0, top / 10)]
+        } else {
+            vec![("", 2, top)]
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -44,11 +64,10 @@ pub struct PeerPlan {
     pub name: String,
     pub audio: bool,
     pub video: Option<VideoPlan>,
-    /// The clock publishers stamp RTP timestamps from.
+    /// The clock publishers stamp RTP timestamps and send times from.
     pub t0: Instant,
-    /// The SFU passes RTP timestamps through, so audio latency can be
-    /// measured from them.
-    pub trust_rtp_timestamps: bool,
+    /// The simulcast layer this participant asks for of the video it gets.
+    pub quality: Quality,
     /// Packets before this are not measured (warm-up).
     pub measure_from: Instant,
     pub until: Instant,
@@ -72,13 +91,25 @@ fn engine<T>(r: Result<T, impl std::fmt::Display>) -> anyhow::Result<T> {
     r.map_err(|e| anyhow::anyhow!("media engine: {e}"))
 }
 
-/// A publisher's outgoing track.
+/// One outgoing stream: a track, or one simulcast layer of it.
 struct Sender {
     id: RTCRtpSenderId,
     ssrc: u32,
     kind: RtpCodecKind,
+    /// Empty without simulcast.
+    rid: &'static str,
+    layer: u8,
+    bitrate_bps: u32,
+    /// The transceiver's mid, which simulcast packets carry.
+    mid: Bytes,
+    /// Learnt at the first send, after negotiation: payload type, and the
+    /// ids of the mid and rid header extensions for simulcast layers.
     pt: Option<u8>,
+    ext: Option<(u8, u8)>,
     seq: u16,
+    picture_id: u16,
+    keyframe_wanted: bool,
+    next_keyframe: Instant,
 }
 
 struct Conn {
@@ -148,12 +179,20 @@ async fn drive(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let (tx, mut events) = mpsc::unbounded_channel();
-    let mut signaller =
-        Signaller::connect(&plan.target, &plan.room, &plan.name, tx, progress.clone()).await?;
+    let mut signaller = Signaller::connect(
+        &plan.target,
+        &plan.room,
+        &plan.name,
+        plan.quality,
+        tx,
+        progress.clone(),
+    )
+    .await?;
     let now = Instant::now();
     let mut publisher = Conn::new(now, plan.client_ip).await?;
     let mut subscriber = Conn::new(now, plan.client_ip).await?;
-    let mut senders = Vec::new();
+    let mut senders: Vec<Sender> = Vec::new();
+    let mut kinds = Vec::new();
     let stream = plan.name.replace(' ', "-");
     for (wanted, kind, mime, clock, channels) in [
         (
@@ -174,29 +213,50 @@ async fn drive(
         if !wanted {
             continue;
         }
-        let ssrc = rand::random();
-        let track = sfu::peer::local_track(&stream, kind, mime, clock, channels, &[("", ssrc)]);
+        let layers = match (kind, plan.video) {
+            (RtpCodecKind::Video, Some(v)) => v.layers(),
+            _ => vec![("", 0, 0)],
+        };
+        let encodings: Vec<(&str, u32)> = layers
+            .iter()
+            .map(|&(rid, _, _)| (rid, rand::random()))
+            .collect();
+        let track = sfu::peer::local_track(&stream, kind, mime, clock, channels, &encodings);
         let id = engine(publisher.pc.add_track(track))?;
-        senders.push(Sender {
-            id,
-            ssrc,
-            kind,
-            pt: None,
-            seq: rand::random(),
-        });
+        kinds.push(kind);
+        for (&(rid, layer, bitrate_bps), &(_, ssrc)) in layers.iter().zip(&encodings) {
+            senders.push(Sender {
+                id,
+                ssrc,
+                kind,
+                rid,
+                layer,
+                bitrate_bps,
+                mid: Bytes::new(),
+                pt: None,
+                ext: None,
+                seq: rand::random(),
+                picture_id: rand::random::<u16>() & 0x7fff,
+                keyframe_wanted: true,
+                next_keyframe: now,
+            });
+        }
     }
     if !senders.is_empty() {
         let offer = engine(publisher.pc.create_offer(None))?;
         engine(publisher.pc.set_local_description(now, offer))?;
         let transceivers: Vec<_> = publisher.pc.get_transceivers().collect();
         let mut tracks = Vec::new();
-        for (t, s) in transceivers.into_iter().zip(&senders) {
+        for (t, &kind) in transceivers.into_iter().zip(&kinds) {
             let mid = publisher
                 .pc
                 .rtp_transceiver(t)
                 .and_then(|t| t.mid().clone())
                 .unwrap_or_default();
-            let source = match s.kind {
+            for s in senders.iter_mut().filter(|s| s.kind == kind) {
+                s.mid = Bytes::from(mid.clone());
+            }
+            let source = match kind {
                 RtpCodecKind::Audio => Source::Microphone,
                 _ => Source::Camera,
             };
@@ -218,10 +278,7 @@ async fn drive(
     let mut incoming: std::collections::HashMap<String, StreamKey> = Default::default();
     let mut next_audio = Instant::now();
     let mut next_video = Instant::now();
-    let mut next_keyframe = Instant::now();
-    let mut keyframe_wanted = true;
     let mut audio_index = 0usize;
-    let mut picture_id = 0u16;
     let mut pub_buf = vec![0u8; 2048];
     let mut sub_buf = vec![0u8; 2048];
 
@@ -257,6 +314,7 @@ async fn drive(
                         let sdp = subscriber.pc.local_description().map(|d| d.sdp).unwrap_or_default();
                         signaller.answer(sdp).await?;
                     }
+                    Some(Event::VideoTrack(id)) => signaller.track_settings(id, plan.quality).await?,
                     Some(Event::Failed(why)) => anyhow::bail!("signalling: {why}"),
                     None => anyhow::bail!("signalling ended"),
                 }
@@ -311,11 +369,12 @@ async fn drive(
                 }
                 if let Some(stream) = incoming.get(&track_id) {
                     let sent_us = if stream.video {
+                        if let Some(layer) = media::vp8_layer(&p.payload) {
+                            report.measurements.layer(layer);
+                        }
                         media::sent_us(&p.payload)
                     } else {
-                        plan.trust_rtp_timestamps.then(|| {
-                            u64::from(p.header.timestamp) * 1_000_000 / u64::from(stream.clock)
-                        })
+                        media::opus_sent_us(&p.payload)
                     };
                     report.measurements.packet(
                         now,
@@ -329,58 +388,56 @@ async fn drive(
         }
         while let Some(m) = publisher.pc.poll_read() {
             if let RTCMessage::RtcpPacket(_, packets) = m.message {
-                if packets
-                    .iter()
-                    .any(|p| sfu::feedback::is_keyframe_request(p.as_ref()))
-                {
-                    keyframe_wanted = true;
+                for p in &packets {
+                    let any = p.as_any();
+                    let ssrcs: Vec<u32> =
+                        if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                            vec![pli.media_ssrc]
+                        } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                            fir.fir.iter().map(|e| e.ssrc).collect()
+                        } else {
+                            continue;
+                        };
+                    for s in senders.iter_mut().filter(|s| ssrcs.contains(&s.ssrc)) {
+                        s.keyframe_wanted = true;
+                    }
                 }
             }
         }
         if publisher.connected {
             let since_t0 = now.duration_since(plan.t0);
+            let sent_us = since_t0.as_micros() as u64;
             if plan.audio && now >= next_audio {
-                let ts = (since_t0.as_micros() as u64 * u64::from(AUDIO_CLOCK) / 1_000_000) as u32;
-                let payload = audio[audio_index % audio.len()].clone();
+                let ts = (sent_us * u64::from(AUDIO_CLOCK) / 1_000_000) as u32;
+                let payload =
+                    media::opus_with_send_time(&audio[audio_index % audio.len()], sent_us);
                 audio_index += 1;
-                send_rtp(
-                    &mut publisher.pc,
-                    &mut senders,
-                    RtpCodecKind::Audio,
-                    now,
-                    ts,
-                    true,
-                    payload,
-                );
+                for s in senders.iter_mut().filter(|s| s.kind == RtpCodecKind::Audio) {
+                    send_rtp(&mut publisher.pc, s, now, ts, true, payload.clone());
+                }
                 next_audio = catch_up(next_audio, Duration::from_millis(AUDIO_FRAME_MS), now);
             }
             if let Some(v) = plan.video {
                 if now >= next_video {
-                    let keyframe = keyframe_wanted || now >= next_keyframe;
-                    if keyframe {
-                        keyframe_wanted = false;
-                        next_keyframe = now + v.keyframe_interval;
-                    }
-                    let ts =
-                        (since_t0.as_micros() as u64 * u64::from(VIDEO_CLOCK) / 1_000_000) as u32;
-                    picture_id = picture_id.wrapping_add(1);
-                    let packets = media::vp8_frame(
-                        keyframe,
-                        media::frame_size(v.bitrate_bps, v.fps, keyframe),
-                        picture_id,
-                        since_t0.as_micros() as u64,
-                    );
-                    let last = packets.len() - 1;
-                    for (i, payload) in packets.into_iter().enumerate() {
-                        send_rtp(
-                            &mut publisher.pc,
-                            &mut senders,
-                            RtpCodecKind::Video,
-                            now,
-                            ts,
-                            i == last,
-                            payload,
+                    let ts = (sent_us * u64::from(VIDEO_CLOCK) / 1_000_000) as u32;
+                    for s in senders.iter_mut().filter(|s| s.kind == RtpCodecKind::Video) {
+                        let keyframe = s.keyframe_wanted || now >= s.next_keyframe;
+                        if keyframe {
+                            s.keyframe_wanted = false;
+                            s.next_keyframe = now + v.keyframe_interval;
+                        }
+                        s.picture_id = s.picture_id.wrapping_add(1) & 0x7fff;
+                        let packets = media::vp8_frame(
+                            keyframe,
+                            media::frame_size(s.bitrate_bps, v.fps, keyframe),
+                            s.picture_id,
+                            sent_us,
+                            s.layer,
                         );
+                        let last = packets.len() - 1;
+                        for (i, payload) in packets.into_iter().enumerate() {
+                            send_rtp(&mut publisher.pc, s, now, ts, i == last, payload);
+                        }
                     }
                     next_video = catch_up(next_video, Duration::from_secs(1) / v.fps, now);
                 }
@@ -406,39 +463,37 @@ fn catch_up(next: Instant, period: Duration, now: Instant) -> Instant {
 
 fn send_rtp(
     pc: &mut RTCPeerConnection,
-    senders: &mut [Sender],
-    kind: RtpCodecKind,
+    s: &mut Sender,
     now: Instant,
     ts: u32,
     marker: bool,
     payload: Bytes,
 ) {
-    let Some(s) = senders.iter_mut().find(|s| s.kind == kind) else {
-        return;
-    };
     let Some(mut sender) = pc.rtp_sender(s.id) else {
         return;
     };
-    let pt = *s.pt.get_or_insert_with(|| {
-        sender
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .first()
-            .map_or(0, |c| c.payload_type)
-    });
+    if s.pt.is_none() {
+        let params = sender.get_parameters();
+        s.pt = params.rtp_parameters.codecs.first().map(|c| c.payload_type);
+        if !s.rid.is_empty() {
+            s.ext = sfu::peer::simulcast_extension_ids(&params.rtp_parameters.header_extensions);
+        }
+    }
     s.seq = s.seq.wrapping_add(1);
-    let packet = rtc::rtp::Packet {
-        header: rtc::rtp::header::Header {
-            version: 2,
-            payload_type: pt,
-            sequence_number: s.seq,
-            timestamp: ts,
-            ssrc: s.ssrc,
-            marker,
-            ..Default::default()
-        },
-        payload,
+    let mut header = rtc::rtp::header::Header {
+        version: 2,
+        payload_type: s.pt.unwrap_or(0),
+        sequence_number: s.seq,
+        timestamp: ts,
+        ssrc: s.ssrc,
+        marker,
+        ..Default::default()
     };
-    let _ = sender.write_rtp(now, packet);
+    // Simulcast layers name themselves, as browsers' do: the receiver
+    // learns which SSRC is which rid from these.
+    if let Some((mid_id, rid_id)) = s.ext {
+        let _ = header.set_extension(mid_id, s.mid.clone());
+        let _ = header.set_extension(rid_id, Bytes::from_static(s.rid.as_bytes()));
+    }
+    let _ = sender.write_rtp(now, rtc::rtp::Packet { header, payload });
 }

@@ -15,6 +15,7 @@ use crate::peer::{self, PeerPlan, Progress, VideoPlan};
 use crate::server::{ServerProcess, Usage};
 use crate::signal::{Feeds, Target};
 use crate::stats::{Measurements, Summary};
+use sfu::signalling::Quality;
 
 /// The SFU a run measures.
 #[derive(Clone, Copy)]
@@ -67,11 +68,9 @@ pub struct RunPlan {
     pub warmup: Duration,
     pub duration: Duration,
     pub video: VideoPlan,
+    /// The simulcast layer subscribers ask for.
+    pub quality: Quality,
     pub room: String,
-    /// Measure audio latency from RTP timestamps (our SFU passes them
-    /// through). Off when comparing with an SFU that rebases them, so both
-    /// are measured the same way: on video only.
-    pub audio_latency: bool,
 }
 
 impl RunPlan {
@@ -124,7 +123,7 @@ pub async fn run(
         let p = PeerPlan {
             target: target.clone(),
             client_ip,
-            trust_rtp_timestamps: plan.audio_latency && matches!(sfu, Sfu::Ours(_)),
+            quality: plan.quality,
             room: plan.room.clone(),
             name: name.clone(),
             audio: *audio_on,
@@ -195,6 +194,13 @@ pub async fn run(
         _ => (0.0, 0.0),
     };
     let ms = |q: f64| total.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    let audio_ms = |q: f64| {
+        if total.audio_latency_us.is_empty() {
+            f64::NAN
+        } else {
+            total.audio_latency_us.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
     Ok(Summary {
         sfu: sfu.name().to_owned(),
         scenario: format!("{:?}", plan.scenario).to_lowercase(),
@@ -211,6 +217,9 @@ pub async fn run(
         latency_p50_ms: ms(0.5),
         latency_p99_ms: ms(0.99),
         latency_max_ms: total.latency_us.max() as f64 / 1000.0,
+        audio_latency_p50_ms: audio_ms(0.5),
+        audio_latency_p99_ms: audio_ms(0.99),
+        video_layer_packets: total.layer_packets,
         jitter_ms: if connected == 0 {
             0.0
         } else {

@@ -42,7 +42,7 @@ impl ServerProcess {
             .args(["--listen", &listen, "--media-port", "0"])
             .env("MEET_MEDIA_IPS", format!(r#"["{media_ip}"]"#))
             .env("MEET_WORKERS", workers.to_string())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

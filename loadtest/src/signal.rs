@@ -12,7 +12,9 @@ use anyhow::{bail, Context};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use sfu::signalling::{ClientMessage, ServerMessage, TrackAnnouncement, PROTOCOL_VERSION};
+use sfu::signalling::{
+    ClientMessage, Kind, Quality, ServerMessage, TrackAnnouncement, PROTOCOL_VERSION,
+};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -37,6 +39,9 @@ pub enum Target {
 pub enum Event {
     PublisherAnswer(String),
     SubscriberOffer(String),
+    /// A video track to receive, by id, where a quality other than the
+    /// default was asked for (our SFU).
+    VideoTrack(String),
     Failed(String),
 }
 
@@ -102,6 +107,7 @@ impl Signaller {
         target: &Target,
         room: &str,
         name: &str,
+        quality: Quality,
         events: mpsc::UnboundedSender<Event>,
         progress: Arc<Progress>,
     ) -> anyhow::Result<Self> {
@@ -128,6 +134,25 @@ impl Signaller {
                         let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) else {
                             continue;
                         };
+                        let video: Vec<String> = match &msg {
+                            ServerMessage::Joined { participants, .. } => participants
+                                .iter()
+                                .flat_map(|p| &p.tracks)
+                                .filter(|t| t.kind == Kind::Video)
+                                .map(|t| t.id.clone())
+                                .collect(),
+                            ServerMessage::TrackPublished { track, .. }
+                                if track.kind == Kind::Video =>
+                            {
+                                vec![track.id.clone()]
+                            }
+                            _ => Vec::new(),
+                        };
+                        if quality != Quality::High {
+                            for id in video {
+                                let _ = events.send(Event::VideoTrack(id));
+                            }
+                        }
                         let event = match msg {
                             ServerMessage::Joined { .. } => {
                                 progress.joined.fetch_add(1, Ordering::Relaxed);
@@ -159,6 +184,7 @@ impl Signaller {
                     feeds.clone(),
                     own_feed.clone(),
                     publisher.clone(),
+                    quality,
                 ));
                 Ok(Signaller::Janus {
                     client,
@@ -255,6 +281,21 @@ impl Signaller {
         });
     }
 
+    /// Asks our SFU for a simulcast layer of a video track (Janus is asked
+    /// when its subscription is set up, see [`janus_events`]).
+    pub async fn track_settings(
+        &mut self,
+        track_id: String,
+        quality: Quality,
+    ) -> anyhow::Result<()> {
+        if let Signaller::Ours(sink) = self {
+            let m = ClientMessage::TrackSettings { track_id, quality };
+            sink.send(Message::Text(serde_json::to_string(&m)?.into()))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Answers the subscriber connection's offer.
     pub async fn answer(&mut self, sdp: String) -> anyhow::Result<()> {
         match self {
@@ -301,6 +342,7 @@ async fn janus_events(
     feeds: Arc<Feeds>,
     own_feed: Arc<AtomicU64>,
     publisher: Arc<AtomicU64>,
+    quality: Quality,
 ) {
     loop {
         let batch = match Client::poll(api, session).await {
@@ -322,6 +364,31 @@ async fn janus_events(
             }
             if let Some(err) = data["error"].as_str() {
                 let _ = events.send(Event::Failed(format!("janus: {err}")));
+            }
+            // A subscription was set up: pick its video streams' substream
+            // (Janus starts every subscriber on the top one).
+            if data["videoroom"] == "attached" && quality != Quality::High {
+                if let Some(handle) = sender {
+                    let substream = match quality {
+                        Quality::Low => 0,
+                        Quality::Medium => 1,
+                        Quality::High => 2,
+                    };
+                    let streams: Vec<Value> = data["streams"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|s| s["type"] == "video")
+                        .map(|s| json!({"mid": s["mid"], "substream": substream}))
+                        .collect();
+                    let mut c = Client::with_session(api, session, "cfg");
+                    tokio::spawn(async move {
+                        let body = json!({"request": "configure", "streams": streams});
+                        if let Err(e) = c.message(handle, body, None).await {
+                            tracing::warn!(error = %e, "janus substream choice failed");
+                        }
+                    });
+                }
             }
             let Some(sdp) = e["jsep"]["sdp"].as_str() else {
                 continue;

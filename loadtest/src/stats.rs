@@ -1,11 +1,8 @@
 //! What a subscriber measures about the streams it receives.
 //!
 //! One-way latency needs the send time of each packet, from one clock shared
-//! by the whole process (`t0`). Video packets carry it at the end of their
-//! synthetic payload. Audio is real Opus, so there it comes from the RTP
-//! timestamp, which publishers stamp from the same clock; that holds only
-//! through an SFU that passes timestamps through (ours does, Janus rebases
-//! them, so with Janus only video latency is measured).
+//! by the whole process (`t0`): publishers put it inside their payloads (see
+//! `media.rs`), where every SFU leaves it alone.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -45,10 +42,13 @@ struct Stream {
 pub struct Measurements {
     t0: Instant,
     streams: HashMap<String, Stream>,
-    /// One-way latency in microseconds.
+    /// One-way latency in microseconds: of all packets, and of audio alone.
     pub latency_us: Histogram<u64>,
+    pub audio_latency_us: Histogram<u64>,
     pub freezes: u64,
     pub packets: u64,
+    /// Video packets received per simulcast layer (0 lowest).
+    pub layer_packets: [u64; 3],
 }
 
 impl Measurements {
@@ -56,10 +56,18 @@ impl Measurements {
         Self {
             t0,
             streams: HashMap::new(),
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
-                .expect("static bounds are valid"),
+            latency_us: histogram(),
+            audio_latency_us: histogram(),
             freezes: 0,
             packets: 0,
+            layer_packets: [0; 3],
+        }
+    }
+
+    /// A video packet of simulcast layer `layer` arrived.
+    pub fn layer(&mut self, layer: u8) {
+        if let Some(n) = self.layer_packets.get_mut(usize::from(layer)) {
+            *n += 1;
         }
     }
 
@@ -79,7 +87,11 @@ impl Measurements {
         if let Some(latency) =
             sent_us.and_then(|us| now.checked_duration_since(self.t0 + Duration::from_micros(us)))
         {
-            let _ = self.latency_us.record((latency.as_micros() as u64).max(1));
+            let us = (latency.as_micros() as u64).max(1);
+            let _ = self.latency_us.record(us);
+            if !video {
+                let _ = self.audio_latency_us.record(us);
+            }
         }
         let s = self
             .streams
@@ -145,9 +157,17 @@ impl Measurements {
 
     pub fn merge(&mut self, other: &Measurements) {
         let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.audio_latency_us.add(&other.audio_latency_us);
         self.freezes += other.freezes;
         self.packets += other.packets;
+        for (a, b) in self.layer_packets.iter_mut().zip(other.layer_packets) {
+            *a += b;
+        }
     }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid")
 }
 
 /// The summary of one run, as printed and written to JSON.
@@ -165,6 +185,12 @@ pub struct Summary {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// Audio packets alone (NaN where no audio was received).
+    pub audio_latency_p50_ms: f64,
+    pub audio_latency_p99_ms: f64,
+    /// Video packets subscribers received of each simulcast layer, lowest
+    /// first (all in the top one without simulcast).
+    pub video_layer_packets: [u64; 3],
     pub jitter_ms: f64,
     pub freezes: u64,
     pub join_p50_ms: f64,
@@ -211,6 +237,7 @@ mod tests {
         assert_eq!(m.expected_received(), (6, 5));
         let p50 = m.latency_us.value_at_quantile(0.5);
         assert!((2_990..=3_010).contains(&p50), "{p50}");
+        assert_eq!(m.audio_latency_us.len(), 5);
         assert!(m.mean_jitter_ms() < 0.01);
         // Video: a frame at 0 ms and the next only 800 ms later: one freeze.
         let video = key("v", 90_000, true);
