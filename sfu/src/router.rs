@@ -523,7 +523,11 @@ impl Router {
         let Some(layer) = up.layers.iter_mut().position(|l| l.ssrc == ssrc) else {
             return;
         };
-        up.layers[layer].last_rx = now;
+        // Padding-only packets (bandwidth probes) go on after a browser
+        // paused a layer: only media keeps a layer alive.
+        if !packet.payload.is_empty() {
+            up.layers[layer].last_rx = now;
+        }
         self.stats.rtp_packets_in += 1;
         self.stats.rtp_bytes_in += packet.payload.len() as u64;
         // Extension ids are per connection; forwarding them would make the

@@ -39,8 +39,10 @@ struct Browser {
     sub_addr: SocketAddr,
     publisher: RTCPeerConnection,
     subscriber: RTCPeerConnection,
-    /// Our sending tracks: kind, sender, ssrc.
+    /// Our sending streams: kind, sender, ssrc (one per simulcast layer).
     senders: Vec<(RtpCodecKind, RTCRtpSenderId, u32)>,
+    /// Kinds of our published tracks, in the order of their transceivers.
+    kinds: Vec<RtpCodecKind>,
     /// Datagrams to the server are dropped while this is set.
     unplugged: bool,
     /// Messages the server sent, in order.
@@ -100,20 +102,21 @@ impl Net {
         let n = self.browsers.len() as u16;
         let pub_addr = SocketAddr::from(([10, 0, 0, 2], 5000 + 2 * n));
         let sub_addr = SocketAddr::from(([10, 0, 0, 2], 5001 + 2 * n));
-        let mut b = Browser {
+        self.browsers.push(Browser {
             id: id.to_owned(),
             pub_addr,
             sub_addr,
             publisher: client_pc(self.now, pub_addr),
             subscriber: client_pc(self.now, sub_addr),
             senders: Vec::new(),
+            kinds: Vec::new(),
             unplugged: false,
             inbox: Vec::new(),
             received: HashMap::new(),
             track_kinds: HashMap::new(),
             plis: 0,
             plis_by_ssrc: HashMap::new(),
-        };
+        });
         self.router.handle_input(
             self.now,
             Input::Join {
@@ -122,65 +125,71 @@ impl Net {
                 name: id.to_uppercase(),
             },
         );
-        let mut announce = Vec::new();
         if !tracks.is_empty() {
-            let mut ssrc = 1000 * (u32::from(n) + 1);
-            for &(kind, rids) in tracks {
-                let (mime, clock, ch) = match kind {
-                    RtpCodecKind::Audio => (MIME_TYPE_OPUS, 48000, 2),
-                    _ => (MIME_TYPE_VP8, 90000, 0),
-                };
-                let encodings: Vec<(&str, u32)> = rids
-                    .iter()
-                    .map(|&rid| {
-                        ssrc += 1;
-                        (rid, ssrc)
-                    })
-                    .collect();
-                let sender = b
-                    .publisher
-                    .add_track(sfu::peer::local_track(
-                        "local", kind, mime, clock, ch, &encodings,
-                    ))
-                    .unwrap();
-                for (_, ssrc) in encodings {
-                    b.senders.push((kind, sender, ssrc));
-                }
-            }
-            let offer = b.publisher.create_offer(None).unwrap();
-            b.publisher.set_local_description(self.now, offer).unwrap();
-            let tids: Vec<_> = b.publisher.get_transceivers().collect();
-            for (tid, &(kind, _)) in tids.into_iter().zip(tracks) {
-                let mid = b
-                    .publisher
-                    .rtp_transceiver(tid)
-                    .unwrap()
-                    .mid()
-                    .clone()
-                    .unwrap();
-                let source = match kind {
-                    RtpCodecKind::Audio => Source::Microphone,
-                    _ => Source::Camera,
-                };
-                announce.push(TrackAnnouncement {
-                    mid,
-                    source,
-                    muted: false,
-                });
-            }
-            let sdp = b.publisher.local_description().unwrap().sdp;
-            self.browsers.push(b);
-            self.signal(
-                id,
-                ClientMessage::PublisherOffer {
-                    sdp,
-                    tracks: announce,
-                },
-            );
-        } else {
-            self.browsers.push(b);
+            self.publish(id, tracks);
         }
         self.settle();
+    }
+
+    /// `id` adds `tracks` to what it publishes and offers everything anew.
+    fn publish(&mut self, id: &str, tracks: &[TrackSpec]) {
+        let now = self.now;
+        let index = self.browsers.iter().position(|b| b.id == id).unwrap() as u32;
+        let b = self.browser(id);
+        let mut ssrc = 1000 * (index + 1) + b.senders.len() as u32;
+        for &(kind, rids) in tracks {
+            let (mime, clock, ch) = match kind {
+                RtpCodecKind::Audio => (MIME_TYPE_OPUS, 48000, 2),
+                _ => (MIME_TYPE_VP8, 90000, 0),
+            };
+            let encodings: Vec<(&str, u32)> = rids
+                .iter()
+                .map(|&rid| {
+                    ssrc += 1;
+                    (rid, ssrc)
+                })
+                .collect();
+            let sender = b
+                .publisher
+                .add_track(sfu::peer::local_track(
+                    "local", kind, mime, clock, ch, &encodings,
+                ))
+                .unwrap();
+            for (_, ssrc) in encodings {
+                b.senders.push((kind, sender, ssrc));
+            }
+            b.kinds.push(kind);
+        }
+        let offer = b.publisher.create_offer(None).unwrap();
+        b.publisher.set_local_description(now, offer).unwrap();
+        let tids: Vec<_> = b.publisher.get_transceivers().collect();
+        let mut announce = Vec::new();
+        for (tid, &kind) in tids.into_iter().zip(&b.kinds) {
+            let mid = b
+                .publisher
+                .rtp_transceiver(tid)
+                .unwrap()
+                .mid()
+                .clone()
+                .unwrap();
+            let source = match kind {
+                RtpCodecKind::Audio => Source::Microphone,
+                _ => Source::Camera,
+            };
+            announce.push(TrackAnnouncement {
+                mid,
+                source,
+                muted: false,
+            });
+        }
+        let sdp = b.publisher.local_description().unwrap().sdp;
+        self.signal(
+            id,
+            ClientMessage::PublisherOffer {
+                sdp,
+                tracks: announce,
+            },
+        );
     }
 
     fn signal(&mut self, id: &str, msg: ClientMessage) {
@@ -716,13 +725,23 @@ fn vp8_layer_payload(keyframe: bool, picture_id: u16, layer: u8) -> Bytes {
 /// Sends one frame (one packet) on each simulcast layer in `layers` of
 /// `id`'s video track, each layer with its own sequence numbers, timestamps
 /// and picture ids, and a keyframe where the server asked for one.
+#[derive(Default)]
 struct SimulcastMedia {
+    steps: u32,
     frame: u32,
     plis_seen: HashMap<u32, usize>,
+    /// Layers paused by the browser: only padding (bandwidth probes) goes
+    /// out on them.
+    paused: Vec<usize>,
 }
 
 impl SimulcastMedia {
+    /// Called every step; sends 25 frames a second.
     fn send(&mut self, net: &mut Net, id: &str, layers: &[usize]) {
+        self.steps += 1;
+        if !self.steps.is_multiple_of(8) {
+            return;
+        }
         self.frame += 1;
         let now = net.now;
         let frame = self.frame;
@@ -749,11 +768,19 @@ impl SimulcastMedia {
                 marker: true,
                 ..Default::default()
             };
-            let rid = ["q", "h", "f"][i];
-            header.set_extension(mid_id, Bytes::from("0")).unwrap();
-            header.set_extension(rid_id, Bytes::from(rid)).unwrap();
+            // Like browsers, only until the receiver surely bound the SSRC.
+            if frame <= 10 {
+                let rid = ["q", "h", "f"][i];
+                header.set_extension(mid_id, Bytes::from("0")).unwrap();
+                header.set_extension(rid_id, Bytes::from(rid)).unwrap();
+            }
             let picture_id = ((frame + 5000 * i as u32) & 0x7fff) as u16;
-            let payload = vp8_layer_payload(keyframe, picture_id, i as u8);
+            let payload = if self.paused.contains(&i) {
+                header.padding = true;
+                Bytes::new()
+            } else {
+                vp8_layer_payload(keyframe, picture_id, i as u8)
+            };
             s.write_rtp(now, rtc::rtp::Packet { header, payload })
                 .unwrap();
         }
@@ -766,6 +793,10 @@ fn received_layers(b: &Browser, publisher: &str) -> Vec<(u8, u16, u32, u16)> {
     video_from(b, publisher)
         .iter()
         .map(|p| {
+            assert!(
+                p.payload.len() >= 6,
+                "a padding-only packet reached the viewer"
+            );
             let pid = u16::from_be_bytes([p.payload[2] & 0x7f, p.payload[3]]);
             (
                 p.payload[5],
@@ -780,23 +811,11 @@ fn received_layers(b: &Browser, publisher: &str) -> Vec<(u8, u16, u32, u16)> {
 #[test]
 fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
     let mut net = Net::new(Duration::from_secs(8));
-    let mut media = SimulcastMedia {
-        frame: 0,
-        plis_seen: HashMap::new(),
-    };
+    let mut media = SimulcastMedia::default();
     net.join_publishing("sim", "r", SIMULCAST_VIDEO);
     net.join("viewer", "r", false);
     let all = [0, 1, 2];
-    let frame = Duration::from_millis(40);
-    let mut since = Duration::ZERO;
-    let mut send = |n: &mut Net, layers: &[usize]| {
-        since += STEP;
-        if since >= frame {
-            since = Duration::ZERO;
-            media.send(n, "sim", layers);
-        }
-    };
-    net.run_for(Duration::from_secs(2), |n| send(n, &all));
+    net.run_for(Duration::from_secs(2), |n| media.send(n, "sim", &all));
     let got = received_layers(net.browser("viewer"), "sim");
     assert!(got.len() > 20, "viewer got {} packets", got.len());
     assert_eq!(got.last().unwrap().0, 2, "not on the top layer: {got:?}");
@@ -818,12 +837,13 @@ fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
             quality: Quality::Low,
         },
     );
-    net.run_for(Duration::from_secs(1), |n| send(n, &all));
+    net.run_for(Duration::from_secs(1), |n| media.send(n, "sim", &all));
     let got = received_layers(net.browser("viewer"), "sim");
     assert_eq!(got.last().unwrap().0, 0, "not on the low layer: {got:?}");
 
-    // It wants the best again, but the publisher stopped sending the top
-    // layer (as browsers do when bandwidth runs short): the middle one.
+    // It wants the best again, but the publisher paused the top layer (as
+    // browsers do when bandwidth runs short), sending only padding on it
+    // now: the middle one.
     net.signal(
         "viewer",
         ClientMessage::TrackSettings {
@@ -831,7 +851,8 @@ fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
             quality: Quality::High,
         },
     );
-    net.run_for(Duration::from_secs(2), |n| send(n, &[0, 1]));
+    media.paused = vec![2];
+    net.run_for(Duration::from_secs(2), |n| media.send(n, "sim", &all));
     let got = received_layers(net.browser("viewer"), "sim");
     assert_eq!(got.last().unwrap().0, 1, "not on the middle layer: {got:?}");
 
@@ -852,4 +873,27 @@ fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
     let layers_seen: Vec<u8> = got.iter().map(|g| g.0).collect();
     assert!(layers_seen.contains(&2) && layers_seen.contains(&0));
     assert!(net.router.stats().layer_switches >= 2);
+}
+
+#[test]
+fn a_simulcast_track_survives_a_renegotiation() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = SimulcastMedia::default();
+    net.join_publishing("sim", "r", SIMULCAST_VIDEO);
+    net.join("viewer", "r", false);
+    let all = [0, 1, 2];
+    net.run_for(Duration::from_secs(2), |n| media.send(n, "sim", &all));
+    let before = video_from(net.browser("viewer"), "sim").len();
+    assert!(before > 20, "viewer got {before} packets");
+
+    // The publisher adds a track (as a screen share does): a new offer for
+    // the same connection, long after its layers stopped naming their rid.
+    net.publish("sim", &[(RtpCodecKind::Audio, &[""])]);
+    net.settle();
+    net.run_for(Duration::from_secs(2), |n| media.send(n, "sim", &all));
+    let after = video_from(net.browser("viewer"), "sim").len();
+    assert!(
+        after > before + 40,
+        "video stopped after the renegotiation: {before} → {after} packets"
+    );
 }
