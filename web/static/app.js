@@ -29,6 +29,8 @@ const state = {
   participants: new Map(),
   /** receiver track id (as the browser names it) -> { pid, screen } */
   remoteTrackOwner: new Map(),
+  /** received video track id -> the quality last asked for (track_settings) */
+  sentQuality: new Map(),
   /** What we publish: [{ transceiver, source, track }] */
   published: [],
   /** Our screen share while it runs: { stream, transceiver } */
@@ -304,8 +306,9 @@ async function acquireMedia() {
   const constraints = {
     audio: mic ? { deviceId: { exact: mic } } : true,
     video: {
-      width: { ideal: 640 },
-      height: { ideal: 360 },
+      // Chromium sends fewer simulcast layers for smaller sources.
+      width: { ideal: 1280 },
+      height: { ideal: 720 },
       frameRate: { ideal: 24 },
       ...(cam ? { deviceId: { exact: cam } } : {}),
     },
@@ -490,10 +493,22 @@ async function onJoined(msg) {
   await publish();
 }
 
+// The camera goes out in three layers (LiveKit's default presets), so that
+// each subscriber can be sent the one its tile needs; ?simulcast=0 sends a
+// single layer, for debugging.
+const simulcast = params.get('simulcast') !== '0';
+const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', maxBitrate: 1_500_000 },
+];
+
 async function publish() {
   const pc = state.publisher;
   for (const track of state.localStream.getTracks()) {
-    const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [state.localStream] });
+    const init = { direction: 'sendonly', streams: [state.localStream] };
+    if (track.kind === 'video' && simulcast) init.sendEncodings = CAMERA_LAYERS;
+    const transceiver = pc.addTransceiver(track, init);
     if (track.kind === 'video' && params.get('codec')) preferCodec(transceiver, params.get('codec'));
     state.published.push({ transceiver, source: track.kind === 'audio' ? 'microphone' : 'camera', track });
   }
@@ -629,7 +644,44 @@ function onRemoteTrack(e) {
   const video = target.tile.querySelector('video');
   video.srcObject = target.stream;
   play(video);
+  if (e.track.kind === 'video') askQuality(video);
   updateTile(pid);
+}
+
+// ---------- adaptive stream ----------
+//
+// Each remote video asks the server for the simulcast layer its tile needs
+// (what LiveKit calls adaptiveStream): a small tile, or any tile in a hidden
+// tab, gets the low layer and saves everyone bandwidth and decoding.
+
+const qualityObserver = new ResizeObserver((entries) => {
+  for (const entry of entries) askQuality(entry.target);
+});
+document.addEventListener('visibilitychange', () => {
+  document.querySelectorAll('#grid video.remote').forEach(askQuality);
+});
+
+function wantedQuality(video) {
+  if (document.hidden) return 'low';
+  const width = video.clientWidth * devicePixelRatio;
+  if (width <= 320) return 'low';
+  return width <= 640 ? 'medium' : 'high';
+}
+
+/** Sends track_settings for the video `video` shows, if its wish changed. */
+function askQuality(video) {
+  const track = video.srcObject?.getVideoTracks()[0];
+  if (!track || !state.participantId || !state.signalling?.open) return;
+  const quality = wantedQuality(video);
+  // The server starts every subscription at high.
+  if ((state.sentQuality.get(track.id) ?? 'high') === quality) return;
+  state.sentQuality.set(track.id, quality);
+  state.signalling.send({ type: 'track_settings', track_id: track.id, quality });
+}
+
+function removeTile(tile) {
+  qualityObserver.unobserve(tile.querySelector('video'));
+  tile.remove();
 }
 
 function play(video) {
@@ -669,6 +721,7 @@ function makeTile(pid, name, { local: isLocal = false, screen = false } = {}) {
     video.classList.add('local');
   } else {
     video.classList.add('remote');
+    qualityObserver.observe(video);
     // Time to first decoded frame, for the operator and the tests.
     const mark = () => {
       if (state.firstFrameMs === null) state.firstFrameMs = performance.now() - state.joinedAt;
@@ -720,8 +773,9 @@ function addParticipant(info) {
 function removeParticipant(pid) {
   const p = state.participants.get(pid);
   if (!p) return;
-  p.tile.remove();
-  p.screen?.tile.remove();
+  removeTile(p.tile);
+  if (p.screen) removeTile(p.screen.tile);
+  for (const trackId of p.tracks.keys()) state.sentQuality.delete(trackId);
   state.participants.delete(pid);
 }
 
@@ -737,9 +791,10 @@ function trackGone(pid, trackId) {
   if (!p) return;
   const info = p.tracks.get(trackId);
   p.tracks.delete(trackId);
+  state.sentQuality.delete(trackId);
   if (info && info.source.startsWith('screen_share')) {
     if (p.screen && info.kind === 'video') {
-      p.screen.tile.remove();
+      removeTile(p.screen.tile);
       p.screen = null;
     }
   } else if (info) {
@@ -791,6 +846,8 @@ function leave(reason) {
   state.publisher = state.subscriber = null;
   state.participants.clear();
   state.remoteTrackOwner.clear();
+  state.sentQuality.clear();
+  qualityObserver.disconnect();
   if (state.screen) stopScreenShare();
   state.published = [];
   state.onPublisherAnswer = null;

@@ -104,6 +104,7 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
     for (const p of pages) {
       await until(`${p.name} to receive from Dave`, () => receivesFrom(p, ['Dave']), 10000);
     }
+    pages.push(dave);
   });
 
   await t.test('Prometheus scrapes the meeting from /metrics', async () => {
@@ -121,6 +122,11 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
     assert.ok(received > 10000, `received rate ${received}`);
     assert.equal(await prometheus.query('up{job="meet"}'), 1);
   });
+
+  // Pages left open would share the CPU with the next tests' pages: each
+  // encodes three layers of 720p, and a starved browser's bandwidth
+  // estimate drops.
+  for (const p of pages) await p.context.close();
 });
 
 test('the pre-join screen previews the camera and lists the devices', async () => {
@@ -195,4 +201,64 @@ test('a full meeting turns the next participant away with a clear message', asyn
   } finally {
     await small.stop();
   }
+});
+
+/** The server's count of subscriptions moved to another simulcast layer. */
+async function layerSwitches() {
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  return metrics.split('\n')
+    .filter((line) => line.startsWith('meet_simulcast_layer_switches_total'))
+    .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
+}
+
+test('simulcast: a small tile gets the low layer, a large one the full layer', async () => {
+  const room = 'e2e-simulcast';
+  const switchesBefore = await layerSwitches();
+  const ann = await joinPage(browser, server.url, room, 'Ann');
+  const ben = await joinPage(browser, server.url, room, 'Ben');
+  const annVideo = `[data-participant-id="${ann.id}"]:not([data-source]) video`;
+  const shown = () => ben.page.evaluate((sel) => {
+    const v = document.querySelector(sel);
+    return { tileWidth: v.clientWidth, videoWidth: v.videoWidth };
+  }, annVideo);
+
+  // Ann's fake camera is 1280x720 (the page asks for that): three layers,
+  // the top one once her bandwidth estimate allows it.
+  const joined = Date.now();
+  await until('Ann to send three layers', async () => {
+    const layers = await ann.page.evaluate(async () => {
+      const out = {};
+      (await window.meet.state.publisher.getStats()).forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.rid && s.frameWidth) out[s.rid] = s.frameWidth;
+      });
+      return out;
+    });
+    return layers.q === 320 && layers.h === 640 && layers.f === 1280;
+  }, 20000, 250);
+  console.log(`# measured: Ann sent all three layers ${Date.now() - joined} ms after Ben joined`);
+
+  // The grid puts the two tiles side by side, each half the page: at 1600 px
+  // wider than 640 px (high), at 1000 px between (medium), at 600 px
+  // narrower than 320 px (low).
+  const steps = [
+    { viewport: { width: 1600, height: 900 }, videoWidth: 1280 },
+    { viewport: { width: 600, height: 600 }, videoWidth: 320 },
+    { viewport: { width: 1000, height: 700 }, videoWidth: 640 },
+    { viewport: { width: 1600, height: 900 }, videoWidth: 1280 },
+  ];
+  for (const { viewport, videoWidth } of steps) {
+    const started = Date.now();
+    await ben.page.setViewportSize(viewport);
+    await until(`Ben to get Ann's ${videoWidth} px layer`, async () => (await shown()).videoWidth === videoWidth, 20000, 100);
+    const { tileWidth } = await shown();
+    console.log(`# measured: ${tileWidth} px tile got the ${videoWidth} px layer ${Date.now() - started} ms after the resize`);
+    const before = (await receivedByName(ben)).Ann.framesDecoded;
+    await until('Ann\'s video to keep flowing to Ben', async () => (await receivedByName(ben)).Ann.framesDecoded > before + 10, 5000);
+  }
+
+  // Each step after the first moved Ben to another layer.
+  const switches = await layerSwitches() - switchesBefore;
+  assert.ok(switches >= steps.length - 1, `layer switches counted: ${switches}`);
+  await ann.context.close();
+  await ben.context.close();
 });
