@@ -42,6 +42,11 @@ impl ServerProcess {
             .args(["--listen", &listen, "--media-port", "0"])
             .env("MEET_MEDIA_IPS", format!(r#"["{media_ip}"]"#))
             .env("MEET_WORKERS", workers.to_string())
+            // Rooms as large as the biggest run (the default cap is 100).
+            .env(
+                "MEET_MAX_PARTICIPANTS",
+                crate::scenario::MAX_PARTICIPANTS.to_string(),
+            )
             .env("RUST_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -179,6 +179,8 @@ pub struct Summary {
     pub participants: usize,
     pub publishers: usize,
     pub subscribers_connected: usize,
+    /// Participants that could not join or failed on the way.
+    pub participants_failed: usize,
     pub streams_received: usize,
     pub packets_received: u64,
     pub loss_percent: f64,
