@@ -808,14 +808,20 @@ fn received_layers(b: &Browser, publisher: &str) -> Vec<(u8, u16, u32, u16)> {
         .collect()
 }
 
-#[test]
-fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
+/// "sim" publishes three layers to "viewer" for two seconds.
+fn simulcast_meeting() -> (Net, SimulcastMedia) {
     let mut net = Net::new(Duration::from_secs(8));
     let mut media = SimulcastMedia::default();
     net.join_publishing("sim", "r", SIMULCAST_VIDEO);
     net.join("viewer", "r", false);
+    net.run_for(Duration::from_secs(2), |n| media.send(n, "sim", &[0, 1, 2]));
+    (net, media)
+}
+
+#[test]
+fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
+    let (mut net, mut media) = simulcast_meeting();
     let all = [0, 1, 2];
-    net.run_for(Duration::from_secs(2), |n| media.send(n, "sim", &all));
     let got = received_layers(net.browser("viewer"), "sim");
     assert!(got.len() > 20, "viewer got {} packets", got.len());
     assert_eq!(got.last().unwrap().0, 2, "not on the top layer: {got:?}");
@@ -877,12 +883,8 @@ fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
 
 #[test]
 fn a_simulcast_track_survives_a_renegotiation() {
-    let mut net = Net::new(Duration::from_secs(8));
-    let mut media = SimulcastMedia::default();
-    net.join_publishing("sim", "r", SIMULCAST_VIDEO);
-    net.join("viewer", "r", false);
+    let (mut net, mut media) = simulcast_meeting();
     let all = [0, 1, 2];
-    net.run_for(Duration::from_secs(2), |n| media.send(n, "sim", &all));
     let before = video_from(net.browser("viewer"), "sim").len();
     assert!(before > 20, "viewer got {before} packets");
 
