@@ -186,6 +186,7 @@ struct UpTrack {
 
 /// One encoding of an up-track.
 struct Layer {
+    rid: String,
     ssrc: u32,
     rank: Quality,
     keyframes: KeyframeRequester,
@@ -288,8 +289,6 @@ pub struct Router {
     offers_due: bool,
     /// Reused buffer for RTP read from one connection before fanning it out.
     rtp_scratch: Vec<(String, rtc::rtp::Packet)>,
-    /// Rewritten payloads are carved from this (see `Vp8Munger::rewrite`).
-    payload_scratch: BytesMut,
     stats: Stats,
 }
 
@@ -328,7 +327,6 @@ impl Router {
             next_housekeeping: None,
             offers_due: false,
             rtp_scratch: Vec::new(),
-            payload_scratch: BytesMut::new(),
             stats: Stats::default(),
         }
     }
@@ -563,7 +561,7 @@ impl Router {
                     };
                     let mut out = packet.clone();
                     if let Some(m) = &mut sub.vp8 {
-                        if let Some(p) = m.rewrite(&packet.payload, &mut self.payload_scratch) {
+                        if let Some(p) = m.rewrite(&packet.payload) {
                             out.payload = p;
                         }
                     }
@@ -584,7 +582,9 @@ impl Router {
                     }
                     c.drain_writes(&mut self.out);
                 }
-                Verdict::DropNeedKeyframe => need_keyframe = true,
+                // A subscriber about to move needs the other layer's
+                // keyframe (asked for when the move was decided), not this one.
+                Verdict::DropNeedKeyframe => need_keyframe |= sub.pending.is_none(),
                 Verdict::DropStale => {}
             }
         }
@@ -787,18 +787,35 @@ impl Router {
         let Some(p) = self.participants.get_mut(owner) else {
             return;
         };
+        let rid = init.rid.clone().unwrap_or_default();
+        // All the track's rids, as the publisher's SDP lists them.
+        let rids: Vec<String> = self.conns[p.publisher]
+            .pc
+            .rtp_receiver(init.receiver_id)
+            .map(|r| {
+                r.track()
+                    .codings()
+                    .iter()
+                    .map(|c| c.rtp_coding_parameters.rid.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rids: Vec<&str> = rids.iter().map(String::as_str).collect();
         let layer = Layer {
+            rank: simulcast::rank(&rid, &rids),
+            rid,
             ssrc: init.ssrc,
-            rank: simulcast::rank(init.rid.as_deref().unwrap_or_default()),
             keyframes: KeyframeRequester::new(self.cfg.keyframe_interval),
             last_rx: now,
         };
         if let Some(up) = p.up.iter_mut().find(|u| u.engine_track_id == init.track_id) {
-            // Another simulcast layer of a track already published.
+            // Another simulcast layer of a track already published, or a
+            // layer that came back with a new SSRC (which replaces the old).
             if up.layers.iter().any(|l| l.ssrc == layer.ssrc) {
                 return;
             }
-            tracing::debug!(track = %up.id, rid = ?init.rid, "simulcast layer started");
+            tracing::debug!(track = %up.id, rid = %layer.rid, "simulcast layer started");
+            up.layers.retain(|l| l.rid != layer.rid);
             let at = up.layers.partition_point(|l| l.rank <= layer.rank);
             up.layers.insert(at, layer);
             let id = up.id.clone();

@@ -13,12 +13,17 @@ use crate::signalling::Quality;
 /// their upper layers when bandwidth or CPU runs short.
 pub const LAYER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Where a layer ranks, from its rid: `q`/`h`/`f` (quarter, half, full, as
-/// LiveKit's clients name them) and the spelled-out forms. Unknown names
-/// rank in the middle; a track without simulcast has the empty rid and
-/// counts as full quality.
-pub fn rank(rid: &str) -> Quality {
+/// Where a layer ranks, from its rid and the rids of all the track's
+/// layers (`all`, from the publisher's SDP), since the two common naming
+/// schemes disagree on `h`: `q`/`h`/`f` (quarter, half, full: LiveKit's
+/// clients) against `l`/`m`/`h` (low, medium, high: janus.js). Spelled-out
+/// names and `0`/`1`/`2` count too; unknown names rank in the middle, and a
+/// track without simulcast (the empty rid) counts as full quality.
+pub fn rank(rid: &str, all: &[&str]) -> Quality {
+    let high_is_h =
+        !all.iter().any(|r| matches!(*r, "q" | "f")) && all.iter().any(|r| matches!(*r, "l" | "m"));
     match rid {
+        "h" if high_is_h => Quality::High,
         "q" | "l" | "low" | "0" => Quality::Low,
         "" | "f" | "high" | "full" | "2" => Quality::High,
         _ => Quality::Medium,
@@ -66,8 +71,10 @@ fn vp8_fields(payload: &[u8]) -> Option<Vp8Fields> {
     let mut i = 2;
     if ext & 0x80 != 0 {
         let long = *payload.get(i)? & 0x80 != 0;
+        let len = if long { 2 } else { 1 };
+        payload.get(i + len - 1)?;
         fields.picture_id = Some((i, long));
-        i += if long { 2 } else { 1 };
+        i += len;
     }
     if ext & 0x40 != 0 {
         payload.get(i)?;
@@ -96,14 +103,20 @@ fn picture_id_mask(long: bool) -> u16 {
 /// layer switches. Each layer numbers its pictures on its own; a decoder
 /// that saw picture 900 and then 17 would take the jump for thousands of
 /// lost pictures. So the first picture of the new layer gets the number
-/// after the last one sent, and later ones keep that offset.
+/// after the newest one sent, and later ones keep that offset.
 #[derive(Debug, Clone, Default)]
 pub struct Vp8Munger {
     picture_offset: u16,
     tl0_offset: u8,
-    /// Last values sent (after rewriting).
+    /// Newest values sent (after rewriting); late packets do not move them.
     last_picture_id: Option<u16>,
     last_tl0: Option<u8>,
+}
+
+/// `a` is after `b` in a wrapping space whose values are masked by `mask`.
+fn newer(a: u16, b: u16, mask: u16) -> bool {
+    let d = a.wrapping_sub(b) & mask;
+    d != 0 && d <= mask / 2
 }
 
 impl Vp8Munger {
@@ -122,37 +135,38 @@ impl Vp8Munger {
         }
     }
 
-    /// Rewrites `payload` for the subscriber, if anything changes: the
-    /// rewritten copy is appended to `scratch` and split off (one allocation
-    /// per many packets), else `None` and the payload goes out as it is.
-    pub fn rewrite(
-        &mut self,
-        payload: &[u8],
-        scratch: &mut bytes::BytesMut,
-    ) -> Option<bytes::Bytes> {
+    /// Rewrites `payload` for the subscriber, if anything changes (else
+    /// `None`, and the payload goes out as it is, shared). A rewritten
+    /// payload is a copy of its own: the engine keeps what it sent for
+    /// retransmission a while, and carving copies from shared blocks would
+    /// let that history pin whole blocks.
+    pub fn rewrite(&mut self, payload: &[u8]) -> Option<bytes::Bytes> {
         let fields = vp8_fields(payload)?;
         let pid = fields.picture_id.map(|p| {
-            let out = read_picture_id(payload, p).wrapping_sub(self.picture_offset)
-                & picture_id_mask(p.1);
+            let mask = picture_id_mask(p.1);
+            let out = read_picture_id(payload, p).wrapping_sub(self.picture_offset) & mask;
+            if self
+                .last_picture_id
+                .is_none_or(|last| newer(out, last, mask))
+            {
+                self.last_picture_id = Some(out);
+            }
             (p, out)
         });
-        let tl0 = fields
-            .tl0
-            .map(|at| (at, payload[at].wrapping_sub(self.tl0_offset)));
-        if let Some((_, out)) = pid {
-            self.last_picture_id = Some(out);
-        }
-        if let Some((_, out)) = tl0 {
-            self.last_tl0 = Some(out);
-        }
+        let tl0 = fields.tl0.map(|at| {
+            let out = payload[at].wrapping_sub(self.tl0_offset);
+            if self
+                .last_tl0
+                .is_none_or(|last| newer(out.into(), last.into(), 0xff))
+            {
+                self.last_tl0 = Some(out);
+            }
+            (at, out)
+        });
         if self.picture_offset == 0 && self.tl0_offset == 0 {
             return None;
         }
-        if scratch.capacity() < payload.len() {
-            scratch.reserve(payload.len().max(SCRATCH_CHUNK));
-        }
-        scratch.extend_from_slice(payload);
-        let mut out = scratch.split();
+        let mut out = bytes::BytesMut::from(payload);
         if let Some(((at, long), value)) = pid {
             if long {
                 let [hi, lo] = value.to_be_bytes();
@@ -169,9 +183,6 @@ impl Vp8Munger {
     }
 }
 
-/// Rewritten payloads are carved out of chunks this big.
-const SCRATCH_CHUNK: usize = 64 * 1024;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,11 +198,16 @@ mod tests {
     }
 
     #[test]
-    fn ranks_by_rid() {
-        assert_eq!(rank("q"), Quality::Low);
-        assert_eq!(rank("h"), Quality::Medium);
-        assert_eq!(rank("f"), Quality::High);
-        assert_eq!(rank(""), Quality::High);
+    fn ranks_by_rid_in_either_naming_scheme() {
+        let qhf = ["q", "h", "f"];
+        assert_eq!(rank("q", &qhf), Quality::Low);
+        assert_eq!(rank("h", &qhf), Quality::Medium);
+        assert_eq!(rank("f", &qhf), Quality::High);
+        let hml = ["h", "m", "l"];
+        assert_eq!(rank("h", &hml), Quality::High);
+        assert_eq!(rank("m", &hml), Quality::Medium);
+        assert_eq!(rank("l", &hml), Quality::Low);
+        assert_eq!(rank("", &[]), Quality::High);
     }
 
     #[test]
@@ -230,20 +246,19 @@ mod tests {
     #[test]
     fn switch_keeps_picture_ids_continuous() {
         let mut m = Vp8Munger::default();
-        let mut scratch = bytes::BytesMut::new();
         // Layer A: passes untouched.
         for pid in 100..105 {
-            assert_eq!(m.rewrite(&vp8(pid, 7, pid == 100), &mut scratch), None);
+            assert_eq!(m.rewrite(&vp8(pid, 7, pid == 100)), None);
         }
         // Switch to layer B at its keyframe, picture 30000, TL0 200.
         let key = vp8(30000, 200, true);
         m.switch(&key);
-        let out = m.rewrite(&key, &mut scratch).unwrap();
+        let out = m.rewrite(&key).unwrap();
         assert_eq!(out.as_ref(), vp8(105, 8, true).as_slice());
-        let next = m.rewrite(&vp8(30001, 200, false), &mut scratch).unwrap();
+        let next = m.rewrite(&vp8(30001, 200, false)).unwrap();
         assert_eq!(next.as_ref(), vp8(106, 8, false).as_slice());
         // Picture ids wrap at 15 bits.
-        let wrapped = m.rewrite(&vp8(0x7fff, 201, false), &mut scratch).unwrap();
+        let wrapped = m.rewrite(&vp8(0x7fff, 201, false)).unwrap();
         assert_eq!(
             wrapped.as_ref(),
             vp8(0x7fffu16.wrapping_sub(30000 - 105) & 0x7fff, 9, false).as_slice()
@@ -253,12 +268,30 @@ mod tests {
     #[test]
     fn short_or_plain_payloads_are_left_alone() {
         let mut m = Vp8Munger::default();
-        let mut scratch = bytes::BytesMut::new();
         m.switch(&[]);
-        assert_eq!(m.rewrite(&[], &mut scratch), None);
+        assert_eq!(m.rewrite(&[]), None);
         // Extension bit set, but the extension byte is missing.
-        assert_eq!(m.rewrite(&[0x80], &mut scratch), None);
+        assert_eq!(m.rewrite(&[0x80]), None);
         // No extensions: nothing to rewrite.
-        assert_eq!(m.rewrite(&[0x10, 0x00, 0x01], &mut scratch), None);
+        assert_eq!(m.rewrite(&[0x10, 0x00, 0x01]), None);
+        // A 15-bit picture id cut short, with an offset to apply: no panic.
+        m.picture_offset = 5;
+        for p in [&[0x80, 0x80, 0x80][..], &[0x80, 0xc0, 0x80, 0x01]] {
+            assert_eq!(m.rewrite(p), None);
+            m.switch(p);
+        }
+    }
+
+    #[test]
+    fn late_packets_do_not_rewind_the_picture_id() {
+        let mut m = Vp8Munger::default();
+        for pid in [10, 11, 12, 9] {
+            m.rewrite(&vp8(pid, 1, false));
+        }
+        m.switch(&vp8(500, 40, true));
+        assert_eq!(
+            m.rewrite(&vp8(500, 40, true)).unwrap().as_ref(),
+            vp8(13, 2, true).as_slice()
+        );
     }
 }

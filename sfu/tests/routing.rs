@@ -99,6 +99,13 @@ impl Net {
 
     /// A browser joins `room` and publishes `tracks`.
     fn join_publishing(&mut self, id: &str, room: &str, tracks: &[TrackSpec]) {
+        self.begin_join(id, room, tracks);
+        self.settle();
+    }
+
+    /// Like [`Net::join_publishing`], but returns before anything the
+    /// server sent is delivered, so a test can act in between.
+    fn begin_join(&mut self, id: &str, room: &str, tracks: &[TrackSpec]) {
         let n = self.browsers.len() as u16;
         let pub_addr = SocketAddr::from(([10, 0, 0, 2], 5000 + 2 * n));
         let sub_addr = SocketAddr::from(([10, 0, 0, 2], 5001 + 2 * n));
@@ -128,7 +135,6 @@ impl Net {
         if !tracks.is_empty() {
             self.publish(id, tracks);
         }
-        self.settle();
     }
 
     /// `id` adds `tracks` to what it publishes and offers everything anew.
@@ -897,5 +903,47 @@ fn a_simulcast_track_survives_a_renegotiation() {
     assert!(
         after > before + 40,
         "video stopped after the renegotiation: {before} → {after} packets"
+    );
+}
+
+#[test]
+fn asking_for_a_low_layer_at_once_costs_the_publisher_no_top_layer_keyframe() {
+    let (mut net, mut media) = simulcast_meeting();
+    let track_id = net
+        .browser("viewer")
+        .inbox
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::TrackPublished { track, .. } => Some(track.id.clone()),
+            _ => None,
+        })
+        .expect("track announced");
+    let top = net.browser("sim").senders[2].2;
+    let top_plis = |n: &mut Net| n.browser("sim").plis_by_ssrc.get(&top).copied();
+    let before = top_plis(&mut net);
+
+    // A small tile asks for the low layer before its subscription is even
+    // negotiated, as the web client does.
+    net.begin_join("late", "r", &[]);
+    net.signal(
+        "late",
+        ClientMessage::TrackSettings {
+            track_id,
+            quality: Quality::Low,
+        },
+    );
+    net.settle();
+    // The top layer's packets come first in each frame.
+    net.run_for(Duration::from_secs(1), |n| media.send(n, "sim", &[2, 1, 0]));
+    let got = received_layers(net.browser("late"), "sim");
+    assert!(got.len() > 10, "late got {} packets", got.len());
+    assert!(
+        got.iter().all(|g| g.0 == 0),
+        "not only the low layer: {got:?}"
+    );
+    assert_eq!(
+        top_plis(&mut net),
+        before,
+        "a top-layer keyframe was asked for"
     );
 }
