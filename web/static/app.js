@@ -663,7 +663,10 @@ document.addEventListener('visibilitychange', () => {
 
 function wantedQuality(video) {
   if (document.hidden) return 'low';
-  const width = video.clientWidth * devicePixelRatio;
+  // Tiles crop the video to fill them (object-fit: cover), so a tall tile
+  // shows a picture wider than itself.
+  const aspect = video.videoHeight ? video.videoWidth / video.videoHeight : 16 / 9;
+  const width = Math.max(video.clientWidth, video.clientHeight * aspect) * devicePixelRatio;
   if (width <= 320) return 'low';
   return width <= 640 ? 'medium' : 'high';
 }

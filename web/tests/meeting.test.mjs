@@ -219,7 +219,7 @@ test('simulcast: a small tile gets the low layer, a large one the full layer', a
   const annVideo = `[data-participant-id="${ann.id}"]:not([data-source]) video`;
   const shown = () => ben.page.evaluate((sel) => {
     const v = document.querySelector(sel);
-    return { tileWidth: v.clientWidth, videoWidth: v.videoWidth };
+    return { tileWidth: v.clientWidth, tileHeight: v.clientHeight, videoWidth: v.videoWidth };
   }, annVideo);
 
   // Ann's fake camera is 1280x720 (the page asks for that): three layers,
@@ -237,21 +237,25 @@ test('simulcast: a small tile gets the low layer, a large one the full layer', a
   }, 20000, 250);
   console.log(`# measured: Ann sent all three layers ${Date.now() - joined} ms after Ben joined`);
 
-  // The grid puts the two tiles side by side, each half the page: at 1600 px
-  // wider than 640 px (high), at 1000 px between (medium), at 600 px
-  // narrower than 320 px (low).
+  // The grid puts the two tiles side by side, each half the page wide and
+  // as tall as the grid. Tiles crop the video to fill them, so what counts
+  // is the wider of the tile's width and its height at 16:9: about 1380 px
+  // at 1600x900 (high), 530 px at 1000x420 (medium), under 320 px at
+  // 600x280 (low); a narrow but tall tile (600x600: 279x478 px) shows a
+  // crop of an 850 px wide picture (high).
   const steps = [
     { viewport: { width: 1600, height: 900 }, videoWidth: 1280 },
-    { viewport: { width: 600, height: 600 }, videoWidth: 320 },
-    { viewport: { width: 1000, height: 700 }, videoWidth: 640 },
+    { viewport: { width: 600, height: 280 }, videoWidth: 320 },
+    { viewport: { width: 600, height: 600 }, videoWidth: 1280 },
+    { viewport: { width: 1000, height: 420 }, videoWidth: 640 },
     { viewport: { width: 1600, height: 900 }, videoWidth: 1280 },
   ];
   for (const { viewport, videoWidth } of steps) {
     const started = Date.now();
     await ben.page.setViewportSize(viewport);
     await until(`Ben to get Ann's ${videoWidth} px layer`, async () => (await shown()).videoWidth === videoWidth, 20000, 100);
-    const { tileWidth } = await shown();
-    console.log(`# measured: ${tileWidth} px tile got the ${videoWidth} px layer ${Date.now() - started} ms after the resize`);
+    const { tileWidth, tileHeight } = await shown();
+    console.log(`# measured: ${tileWidth}x${tileHeight} px tile got the ${videoWidth} px layer ${Date.now() - started} ms after the resize`);
     const before = (await receivedByName(ben)).Ann.framesDecoded;
     await until('Ann\'s video to keep flowing to Ben', async () => (await receivedByName(ben)).Ann.framesDecoded > before + 10, 5000);
   }
