@@ -57,9 +57,8 @@ struct Cli {
     ramp: bool,
     #[arg(long, default_value_t = 256)]
     max_participants: usize,
-    /// The ramp's latency criterion. Raise it where the machine's own
-    /// scheduling, not the SFU, sets the tail (virtual machines whose idle
-    /// cores wake slowly), to find where the server saturates.
+    /// The ramp's latency criterion (p99, ms). Raise it to find where a
+    /// server saturates rather than where its tail first passes 10 ms.
     #[arg(long, default_value_t = 10.0)]
     max_p99_ms: f64,
     /// Run the same scenario against Janus (Debian's janus, VideoRoom) too.
