@@ -12,7 +12,7 @@ use crate::router::Stats;
 /// A worker counter: name, help, and the [`Stats`] field that feeds it.
 type CounterDef = (&'static str, &'static str, fn(&Stats) -> u64);
 
-const COUNTERS: [CounterDef; 9] = [
+const COUNTERS: [CounterDef; 10] = [
     (
         "meet_datagrams_received_total",
         "UDP datagrams received on the media ports",
@@ -57,6 +57,11 @@ const COUNTERS: [CounterDef; 9] = [
         "meet_simulcast_layer_switches_total",
         "Subscriptions moved to another simulcast layer of a video track",
         |s| s.layer_switches,
+    ),
+    (
+        "meet_worker_slow_wakeups_total",
+        "Media worker wake-ups that kept it busy over 5 ms: every room on it waited",
+        |s| s.slow_wakeups,
     ),
 ];
 

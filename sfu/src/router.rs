@@ -122,6 +122,10 @@ pub struct Stats {
     pub engine_errors: u64,
     /// Subscriptions moved from one simulcast layer to another.
     pub layer_switches: u64,
+    /// Wake-ups of the worker's loop that kept it busy over
+    /// [`crate::worker::SLOW_WAKEUP`]: counted by the shell, since the
+    /// core reads no clock.
+    pub slow_wakeups: u64,
 }
 
 type ParticipantKey = usize;

@@ -62,6 +62,11 @@ impl WorkerHandle {
 const MAX_BATCHES_PER_WAKE: usize = 16;
 /// How often figures go to the shared metrics registry.
 const METRICS_INTERVAL: Duration = Duration::from_millis(250);
+/// A wake-up busy this long delays every packet of every room on the
+/// worker noticeably; such wake-ups are counted and logged.
+pub const SLOW_WAKEUP: Duration = Duration::from_millis(5);
+/// Least time between two log lines about slow wake-ups.
+const SLOW_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Starts a worker on its own thread, serving media on `socket`.
 pub fn spawn(
@@ -115,27 +120,30 @@ impl Worker {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let fd = self.socket.as_raw_fd();
         let mut next_metrics = Instant::now();
+        let mut slow = SlowWakeups::default();
         loop {
             let deadline = self
                 .router
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                _ = shutdown.changed() => break,
-                cmd = self.commands.recv() => match cmd {
-                    Some(cmd) => self.command(Instant::now(), cmd),
-                    None => break,
-                },
-                ready = self.socket.readable() => {
-                    if let Err(e) = ready {
-                        tracing::error!(error = %e, "media socket failed");
-                        break;
-                    }
-                    self.read_datagrams(fd);
+                _ = shutdown.changed() => Wake::Shutdown,
+                cmd = self.commands.recv() => Wake::Command(cmd),
+                ready = self.socket.readable() => Wake::Readable(ready),
+                _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+            };
+            let woke = Instant::now();
+            match wake {
+                Wake::Shutdown | Wake::Command(None) => break,
+                Wake::Command(Some(cmd)) => self.command(woke, cmd),
+                Wake::Readable(Err(e)) => {
+                    tracing::error!(error = %e, "media socket failed");
+                    break;
                 }
+                Wake::Readable(Ok(())) => self.read_datagrams(fd),
                 // Due timers run below, whatever woke us.
-                _ = tokio::time::sleep_until(deadline.into()) => {}
+                Wake::Timer => {}
             }
             // Under steady traffic the biased select always finds the socket
             // ready first: fire due timers here, whatever woke us.
@@ -145,9 +153,12 @@ impl Worker {
             }
             self.drain_outputs(fd).await;
             let now = Instant::now();
+            slow.record(now.saturating_duration_since(woke), now);
             if now >= next_metrics {
+                let mut stats = self.router.stats().clone();
+                stats.slow_wakeups = slow.total;
                 self.metrics.publish(
-                    self.router.stats(),
+                    &stats,
                     self.router.rooms(),
                     self.router.participants(),
                     self.router.published_tracks(),
@@ -155,9 +166,64 @@ impl Worker {
                 next_metrics = now + METRICS_INTERVAL;
             }
         }
-        self.metrics.publish(self.router.stats(), 0, 0, 0);
+        let mut stats = self.router.stats().clone();
+        stats.slow_wakeups = slow.total;
+        self.metrics.publish(&stats, 0, 0, 0);
+        if slow.total > 0 {
+            tracing::warn!(
+                count = slow.total,
+                "media worker was busy over {} ms in that many wake-ups in all",
+                SLOW_WAKEUP.as_millis()
+            );
+        }
     }
+}
 
+/// What woke the worker's loop.
+enum Wake {
+    Shutdown,
+    Command(Option<Command>),
+    Readable(io::Result<()>),
+    Timer,
+}
+
+/// Wake-ups that kept the worker busy over [`SLOW_WAKEUP`], and a log line
+/// about them now and then.
+#[derive(Default)]
+struct SlowWakeups {
+    total: u64,
+    /// Since the last log line: how many, and the longest.
+    recent: u64,
+    longest: Duration,
+    last_log: Option<Instant>,
+}
+
+impl SlowWakeups {
+    fn record(&mut self, busy: Duration, now: Instant) {
+        if busy <= SLOW_WAKEUP {
+            return;
+        }
+        self.total += 1;
+        self.recent += 1;
+        self.longest = self.longest.max(busy);
+        if self
+            .last_log
+            .is_none_or(|t| now.saturating_duration_since(t) >= SLOW_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                count = self.recent,
+                longest_ms = self.longest.as_secs_f64() * 1000.0,
+                "media worker busy over {} ms in one wake-up; every room on it waited",
+                SLOW_WAKEUP.as_millis()
+            );
+            self.recent = 0;
+            self.longest = Duration::ZERO;
+            self.last_log = Some(now);
+        }
+    }
+}
+
+impl Worker {
     fn command(&mut self, now: Instant, cmd: Command) {
         let input = match cmd {
             Command::Join {
@@ -283,4 +349,33 @@ impl Worker {
 /// The candidates a worker advertises: every advertised IP at its port.
 pub fn candidates(ips: &[std::net::IpAddr], port: u16) -> Vec<SocketAddr> {
     ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_wakeups_are_counted_and_reported_now_and_then() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = SlowWakeups::default();
+        s.record(ms(1), t);
+        assert_eq!(s.total, 0, "a quick wake-up is not slow");
+        s.record(ms(6), t);
+        assert_eq!(
+            (s.total, s.recent),
+            (1, 0),
+            "the first one is logged at once"
+        );
+        s.record(ms(30), t + ms(1));
+        s.record(ms(8), t + ms(2));
+        assert_eq!(
+            (s.total, s.recent, s.longest),
+            (3, 2, ms(30)),
+            "held for the next line"
+        );
+        s.record(ms(7), t + SLOW_LOG_INTERVAL);
+        assert_eq!((s.total, s.recent), (4, 0));
+    }
 }
