@@ -814,6 +814,17 @@ fn received_layers(b: &Browser, publisher: &str) -> Vec<(u8, u16, u32, u16)> {
         .collect()
 }
 
+/// The id of the first track `b` was told about.
+fn published_track(b: &Browser) -> String {
+    b.inbox
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::TrackPublished { track, .. } => Some(track.id.clone()),
+            _ => None,
+        })
+        .expect("track announced")
+}
+
 /// "sim" publishes three layers to "viewer" for two seconds.
 fn simulcast_meeting() -> (Net, SimulcastMedia) {
     let mut net = Net::new(Duration::from_secs(8));
@@ -833,15 +844,7 @@ fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
     assert_eq!(got.last().unwrap().0, 2, "not on the top layer: {got:?}");
 
     // The viewer's tile got small: it asks for the low layer.
-    let track_id = net
-        .browser("viewer")
-        .inbox
-        .iter()
-        .find_map(|m| match m {
-            ServerMessage::TrackPublished { track, .. } => Some(track.id.clone()),
-            _ => None,
-        })
-        .expect("track announced");
+    let track_id = published_track(net.browser("viewer"));
     net.signal(
         "viewer",
         ClientMessage::TrackSettings {
@@ -909,15 +912,7 @@ fn a_simulcast_track_survives_a_renegotiation() {
 #[test]
 fn asking_for_a_low_layer_at_once_costs_the_publisher_no_top_layer_keyframe() {
     let (mut net, mut media) = simulcast_meeting();
-    let track_id = net
-        .browser("viewer")
-        .inbox
-        .iter()
-        .find_map(|m| match m {
-            ServerMessage::TrackPublished { track, .. } => Some(track.id.clone()),
-            _ => None,
-        })
-        .expect("track announced");
+    let track_id = published_track(net.browser("viewer"));
     let top = net.browser("sim").senders[2].2;
     let top_plis = |n: &mut Net| n.browser("sim").plis_by_ssrc.get(&top).copied();
     let before = top_plis(&mut net);
