@@ -134,6 +134,11 @@ type ConnKey = usize;
 /// Most remote addresses one connection may be reached from; a bound on what
 /// a peer that sends from many addresses can make us remember.
 const MAX_ADDRS_PER_CONN: usize = 8;
+/// Most media sections one participant may publish: camera, microphone,
+/// a screen share with its audio, and room to spare. Every subscriber gets
+/// a down-track per published track, so this bounds what one participant
+/// can make everyone else negotiate.
+pub const MAX_TRACKS_PER_PUBLISHER: usize = 8;
 /// How often [`Router`] looks for silent peers and owed keyframe requests.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 
@@ -1174,6 +1179,15 @@ impl Router {
         sdp: String,
         tracks: Vec<TrackAnnouncement>,
     ) {
+        let sections = sdp.lines().filter(|l| l.starts_with("m=")).count();
+        if sections > MAX_TRACKS_PER_PUBLISHER {
+            let msg = format!(
+                "publisher offer refused: {sections} media sections, at most \
+                 {MAX_TRACKS_PER_PUBLISHER} may be published"
+            );
+            self.reply_error(p, ErrorCode::BadSdp, msg);
+            return;
+        }
         let part = &mut self.participants[p];
         let conn = part.publisher;
         // Tracks no longer announced are unpublished.

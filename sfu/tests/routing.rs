@@ -942,3 +942,27 @@ fn asking_for_a_low_layer_at_once_costs_the_publisher_no_top_layer_keyframe() {
         "a top-layer keyframe was asked for"
     );
 }
+
+#[test]
+fn a_publisher_may_not_offer_more_than_the_track_limit() {
+    let mut net = Net::new(Duration::from_secs(8));
+    net.join("viewer", "r", false);
+    let too_many = [(RtpCodecKind::Audio, &[""][..]); sfu::router::MAX_TRACKS_PER_PUBLISHER + 1];
+    net.join_publishing("greedy", "r", &too_many);
+    assert!(net.browser("greedy").inbox.iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::BadSdp,
+            ..
+        }
+    )));
+    assert_eq!(net.router.published_tracks(), 0);
+    // The limit itself is fine.
+    let enough = [(RtpCodecKind::Audio, &[""][..]); sfu::router::MAX_TRACKS_PER_PUBLISHER];
+    net.join_publishing("modest", "r", &enough);
+    assert!(!net
+        .browser("modest")
+        .inbox
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Error { .. })));
+}
