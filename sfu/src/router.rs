@@ -1179,7 +1179,11 @@ impl Router {
         sdp: String,
         tracks: Vec<TrackAnnouncement>,
     ) {
-        let sections = sdp.lines().filter(|l| l.starts_with("m=")).count();
+        // Stopped transceivers stay in the SDP with port 0 until reused.
+        let sections = sdp
+            .lines()
+            .filter(|l| l.starts_with("m=") && l.split(' ').nth(1) != Some("0"))
+            .count();
         if sections > MAX_TRACKS_PER_PUBLISHER {
             let msg = format!(
                 "publisher offer refused: {sections} media sections, at most \
