@@ -263,6 +263,9 @@ test('simulcast: a small tile gets the low layer, a large one the full layer', a
   // Each step after the first moved Ben to another layer.
   const switches = await layerSwitches() - switchesBefore;
   assert.ok(switches >= steps.length - 1, `layer switches counted: ${switches}`);
+  // And an operator's Prometheus sees them.
+  await until('Prometheus to scrape the layer switches', async () =>
+    await prometheus.query('sum(meet_simulcast_layer_switches_total)') >= switchesBefore + switches, 10000, 250);
   await ann.context.close();
   await ben.context.close();
 });
