@@ -16,7 +16,7 @@ use loadtest::peer::VideoPlan;
 use loadtest::scenario::{self, RunPlan, Scenario, Sfu};
 use loadtest::server::ServerProcess;
 use loadtest::stats::Summary;
-use sfu::signalling::Quality;
+use sfu::signalling::v1::Quality;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum QualityArg {

@@ -148,7 +148,7 @@ pub fn frame_size(bitrate_bps: u32, fps: u32, keyframe: bool) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sfu::keyframe::VideoCodec;
+    use sfu::media::keyframe::VideoCodec;
 
     #[test]
     fn speech_encodes_to_plausible_opus() {

@@ -22,7 +22,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use sfu::signalling::{Quality, Source, TrackAnnouncement};
+use sfu::signalling::v1::{Quality, Source, TrackAnnouncement};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -123,7 +123,7 @@ impl Conn {
     async fn new(now: Instant, ip: IpAddr) -> anyhow::Result<Self> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let addr = socket.local_addr()?;
-        let pc = engine(sfu::peer::new_client_peer(now, addr))?;
+        let pc = engine(sfu::engine::client::new_client_peer(now, addr))?;
         Ok(Self {
             pc,
             socket,
@@ -221,7 +221,8 @@ async fn drive(
             .iter()
             .map(|&(rid, _, _)| (rid, rand::random()))
             .collect();
-        let track = sfu::peer::local_track(&stream, kind, mime, clock, channels, &encodings);
+        let track =
+            sfu::engine::client::local_track(&stream, kind, mime, clock, channels, &encodings);
         let id = engine(publisher.pc.add_track(track))?;
         kinds.push(kind);
         for (&(rid, layer, bitrate_bps), &(_, ssrc)) in layers.iter().zip(&encodings) {
@@ -476,7 +477,9 @@ fn send_rtp(
         let params = sender.get_parameters();
         s.pt = params.rtp_parameters.codecs.first().map(|c| c.payload_type);
         if !s.rid.is_empty() {
-            s.ext = sfu::peer::simulcast_extension_ids(&params.rtp_parameters.header_extensions);
+            s.ext = sfu::engine::client::simulcast_extension_ids(
+                &params.rtp_parameters.header_extensions,
+            );
         }
     }
     s.seq = s.seq.wrapping_add(1);

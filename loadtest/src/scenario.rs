@@ -15,7 +15,7 @@ use crate::peer::{self, PeerPlan, Progress, VideoPlan};
 use crate::server::{ServerProcess, Usage};
 use crate::signal::{Feeds, Target};
 use crate::stats::{Measurements, Summary};
-use sfu::signalling::Quality;
+use sfu::signalling::v1::Quality;
 
 /// The SFU a run measures.
 #[derive(Clone, Copy)]

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use sfu::signalling::{
+use sfu::signalling::v1::{
     ClientMessage, Kind, Quality, ServerMessage, TrackAnnouncement, PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, Notify};

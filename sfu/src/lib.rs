@@ -1,20 +1,22 @@
-//! A WebRTC selective forwarding unit: the media routing core, its I/O shell
-//! and the HTTP server around them. See ARCHITECTURE.md for the path of a
-//! packet through these modules.
+//! A WebRTC selective forwarding unit. The tree follows a packet and a
+//! signalling message from the edge inwards (ARCHITECTURE.md tells both
+//! paths):
+//!
+//! - [`shell`]: the server shell: HTTP, admission, config, tokens, metrics;
+//! - [`signalling`]: wire protocols at the edge, each an adapter to the
+//!   room core's commands and events (v1: JSON over a WebSocket);
+//! - [`worker`]: a media worker's I/O: its thread, UDP socket, clock and
+//!   channels, driving one [`room::Router`];
+//! - [`room`]: the room core (sans-IO): rooms, participants, their peer
+//!   connections and negotiation;
+//! - [`media`]: the media path (sans-IO): up-tracks, down-tracks and the
+//!   per-packet decisions between them;
+//! - [`engine`]: the webrtc-rs `rtc` engine configured for an SFU, and the
+//!   interceptors we add to it.
 
-pub mod config;
-pub mod demux;
-pub mod feedback;
-pub mod forwarder;
-pub mod keyframe;
-pub mod metrics;
-pub mod peer;
-pub mod router;
-pub mod server;
-pub mod session;
+pub mod engine;
+pub mod media;
+pub mod room;
+pub mod shell;
 pub mod signalling;
-pub mod simulcast;
-pub mod token;
-pub mod udp;
-pub mod web;
 pub mod worker;

@@ -3,8 +3,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use sfu::config::Config;
-use sfu::server::Server;
+use sfu::shell::config::Config;
+use sfu::shell::server::Server;
 
 /// Self-hosted video meetings: web client, signalling and media routing.
 #[derive(Parser)]

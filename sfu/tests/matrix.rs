@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use sfu::config::Config;
+use sfu::shell::config::Config;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;

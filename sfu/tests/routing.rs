@@ -18,10 +18,8 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use sfu::router::{Input, Output, Router, RouterConfig};
-use sfu::signalling::{
-    ClientMessage, ErrorCode, Quality, ServerMessage, Source, TrackAnnouncement,
-};
+use sfu::room::api::{Command, Event, LeaveReason, Quality, Refusal, Source, TrackAnnouncement};
+use sfu::room::{Input, Output, Router, RouterConfig};
 
 const SERVER: &str = "10.0.0.1:4000";
 const STEP: Duration = Duration::from_millis(5);
@@ -45,8 +43,8 @@ struct Browser {
     kinds: Vec<RtpCodecKind>,
     /// Datagrams to the server are dropped while this is set.
     unplugged: bool,
-    /// Messages the server sent, in order.
-    inbox: Vec<ServerMessage>,
+    /// Events the core sent, in order.
+    inbox: Vec<Event>,
     /// Subscriber side: incoming RTP by the track's stream id (publisher).
     received: HashMap<String, Vec<(RtpCodecKind, rtc::rtp::Packet)>>,
     track_kinds: HashMap<String, (String, RtpCodecKind)>,
@@ -56,7 +54,7 @@ struct Browser {
 }
 
 fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
-    sfu::peer::new_client_peer(now, addr).unwrap()
+    sfu::engine::client::new_client_peer(now, addr).unwrap()
 }
 
 /// Says whether the network loses a datagram the server sends to an address.
@@ -79,7 +77,7 @@ impl Net {
                 peer_timeout,
                 keyframe_interval: Duration::from_millis(300),
                 seed: 7,
-                srtp_profiles: sfu::config::Config::default().srtp_profiles,
+                srtp_profiles: sfu::shell::config::Config::default().srtp_profiles,
                 max_participants: 4,
             }),
             browsers: Vec::new(),
@@ -124,10 +122,9 @@ impl Net {
             plis: 0,
             plis_by_ssrc: HashMap::new(),
         });
-        self.router.handle_input(
-            self.now,
-            Input::Join {
-                participant_id: id.to_owned(),
+        self.command(
+            id,
+            Command::Join {
                 room: room.to_owned(),
                 name: id.to_uppercase(),
             },
@@ -157,7 +154,7 @@ impl Net {
                 .collect();
             let sender = b
                 .publisher
-                .add_track(sfu::peer::local_track(
+                .add_track(sfu::engine::client::local_track(
                     "local", kind, mime, clock, ch, &encodings,
                 ))
                 .unwrap();
@@ -189,21 +186,21 @@ impl Net {
             });
         }
         let sdp = b.publisher.local_description().unwrap().sdp;
-        self.signal(
+        self.command(
             id,
-            ClientMessage::PublisherOffer {
+            Command::Publish {
                 sdp,
                 tracks: announce,
             },
         );
     }
 
-    fn signal(&mut self, id: &str, msg: ClientMessage) {
+    fn command(&mut self, id: &str, command: Command) {
         self.router.handle_input(
             self.now,
-            Input::Signal {
+            Input::Command {
                 participant_id: id.to_owned(),
-                msg,
+                command,
             },
         );
     }
@@ -284,15 +281,15 @@ impl Net {
                     message: data,
                 });
             }
-            Output::Signal {
+            Output::Event {
                 participant_id,
-                msg,
+                event,
             } => {
                 let now = self.now;
                 let b = self.browser(&participant_id);
-                b.inbox.push(msg.clone());
-                match msg {
-                    ServerMessage::PublisherAnswer { sdp } => {
+                b.inbox.push(event.clone());
+                match event {
+                    Event::PublisherAnswer { sdp } => {
                         b.publisher
                             .set_remote_description(
                                 now,
@@ -300,19 +297,18 @@ impl Net {
                             )
                             .unwrap();
                     }
-                    ServerMessage::SubscriberOffer { sdp } => {
+                    Event::SubscriberOffer { sdp } => {
                         b.subscriber
                             .set_remote_description(now, RTCSessionDescription::offer(sdp).unwrap())
                             .unwrap();
                         let answer = b.subscriber.create_answer(None).unwrap();
                         b.subscriber.set_local_description(now, answer).unwrap();
                         let sdp = b.subscriber.local_description().unwrap().sdp;
-                        self.signal(&participant_id, ClientMessage::SubscriberAnswer { sdp });
+                        self.command(&participant_id, Command::SubscriberAnswer { sdp });
                     }
                     _ => {}
                 }
             }
-            Output::Gone { .. } => {}
         }
     }
 
@@ -510,9 +506,9 @@ fn media_flows_between_three_and_a_late_joiner_starts_on_a_keyframe() {
     let stats = net.router.stats().clone();
     // Each packet goes to two subscribers, except the few sent before a
     // subscriber's connection was up.
-    let fanout = 2 * stats.rtp_packets_in;
-    assert!(stats.rtp_packets_out <= fanout, "{stats:?}");
-    assert!(stats.rtp_packets_out * 10 >= fanout * 8, "{stats:?}");
+    let fanout = 2 * stats.media.rtp_packets_in;
+    assert!(stats.media.rtp_packets_out <= fanout, "{stats:?}");
+    assert!(stats.media.rtp_packets_out * 10 >= fanout * 8, "{stats:?}");
 
     // Dave joins after the first keyframes went by: the server asks for a
     // new one and Dave's first video packet from each publisher is one.
@@ -563,10 +559,9 @@ fn a_peer_that_goes_silent_is_removed_and_the_others_are_told() {
     let mut left_after = None;
     net.run_for(Duration::from_secs(12), |n| {
         media.send(n, &["alice"]);
-        let told = n.browsers[0]
-            .inbox
-            .iter()
-            .any(|m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id == "bob"));
+        let told = n.browsers[0].inbox.iter().any(
+            |m| matches!(m, Event::ParticipantLeft { participant_id } if participant_id == "bob"),
+        );
         if told && left_after.is_none() {
             left_after = Some(n.now - gone_at);
         }
@@ -604,11 +599,11 @@ fn leaving_renegotiates_the_others() {
     let offers = |b: &Browser| {
         b.inbox
             .iter()
-            .filter(|m| matches!(m, ServerMessage::SubscriberOffer { .. }))
+            .filter(|m| matches!(m, Event::SubscriberOffer { .. }))
             .count()
     };
     let before = offers(net.browser("carol"));
-    net.signal("bob", ClientMessage::Leave {});
+    net.command("bob", Command::Leave);
     net.settle();
     let carol = net.browser("carol");
     assert!(
@@ -618,7 +613,7 @@ fn leaving_renegotiates_the_others() {
     assert!(carol
         .inbox
         .iter()
-        .any(|m| matches!(m, ServerMessage::ParticipantLeft { .. })));
+        .any(|m| matches!(m, Event::ParticipantLeft { .. })));
     // Media from alice keeps flowing to carol after the renegotiation.
     let count = audio_count(net.browser("carol"), "alice");
     net.run_for(Duration::from_millis(500), |n| media.send(n, &["alice"]));
@@ -674,31 +669,47 @@ fn a_host_removes_a_participant_of_the_same_room_only() {
     net.join("guest", "r", false);
     net.join("stranger", "other", false);
     net.settle();
-    let has_error = |b: &Browser, want: ErrorCode| {
-        b.inbox
-            .iter()
-            .any(|m| matches!(m, ServerMessage::Error { code, .. } if *code == want))
+    let refused = |b: &Browser| {
+        b.inbox.iter().any(|m| {
+            matches!(
+                m,
+                Event::Refused {
+                    reason: Refusal::NoSuchParticipant,
+                    ..
+                }
+            )
+        })
     };
-    net.signal(
+    let removed = |b: &Browser| {
+        b.inbox.iter().any(|m| {
+            matches!(
+                m,
+                Event::Left {
+                    reason: LeaveReason::Removed
+                }
+            )
+        })
+    };
+    net.command(
         "stranger",
-        ClientMessage::Remove {
+        Command::Remove {
             participant_id: "guest".into(),
         },
     );
     net.settle();
     assert_eq!(net.router.participants(), 3);
-    assert!(has_error(net.browser("stranger"), ErrorCode::BadMessage));
-    net.signal(
+    assert!(refused(net.browser("stranger")));
+    net.command(
         "host",
-        ClientMessage::Remove {
+        Command::Remove {
             participant_id: "guest".into(),
         },
     );
     net.settle();
     assert_eq!(net.router.participants(), 2);
-    assert!(has_error(net.browser("guest"), ErrorCode::Removed));
+    assert!(removed(net.browser("guest")));
     assert!(net.browser("host").inbox.iter().any(
-        |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id == "guest")
+        |m| matches!(m, Event::ParticipantLeft { participant_id } if participant_id == "guest")
     ));
 }
 
@@ -713,9 +724,8 @@ fn a_full_room_refuses_the_next_participant() {
     assert_eq!(net.router.participants(), 5, "four in r, one elsewhere");
     assert!(net.browser("e").inbox.iter().any(|m| matches!(
         m,
-        ServerMessage::Error {
-            code: ErrorCode::RoomFull,
-            ..
+        Event::Left {
+            reason: LeaveReason::RoomFull { max: 4 }
         }
     )));
 }
@@ -761,9 +771,10 @@ impl SimulcastMedia {
             let mut s = b.publisher.rtp_sender(sender).unwrap();
             let params = s.get_parameters();
             let pt = params.rtp_parameters.codecs[0].payload_type;
-            let (mid_id, rid_id) =
-                sfu::peer::simulcast_extension_ids(&params.rtp_parameters.header_extensions)
-                    .expect("mid and rid extensions negotiated");
+            let (mid_id, rid_id) = sfu::engine::client::simulcast_extension_ids(
+                &params.rtp_parameters.header_extensions,
+            )
+            .expect("mid and rid extensions negotiated");
             let mut header = rtc::rtp::header::Header {
                 version: 2,
                 payload_type: pt,
@@ -819,7 +830,7 @@ fn published_track(b: &Browser) -> String {
     b.inbox
         .iter()
         .find_map(|m| match m {
-            ServerMessage::TrackPublished { track, .. } => Some(track.id.clone()),
+            Event::TrackPublished { track, .. } => Some(track.id.clone()),
             _ => None,
         })
         .expect("track announced")
@@ -845,9 +856,9 @@ fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
 
     // The viewer's tile got small: it asks for the low layer.
     let track_id = published_track(net.browser("viewer"));
-    net.signal(
+    net.command(
         "viewer",
-        ClientMessage::TrackSettings {
+        Command::SetQuality {
             track_id: track_id.clone(),
             quality: Quality::Low,
         },
@@ -859,9 +870,9 @@ fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
     // It wants the best again, but the publisher paused the top layer (as
     // browsers do when bandwidth runs short), sending only padding on it
     // now: the middle one.
-    net.signal(
+    net.command(
         "viewer",
-        ClientMessage::TrackSettings {
+        Command::SetQuality {
             track_id,
             quality: Quality::High,
         },
@@ -887,7 +898,7 @@ fn a_simulcast_subscriber_moves_between_layers_on_keyframes_without_gaps() {
     }
     let layers_seen: Vec<u8> = got.iter().map(|g| g.0).collect();
     assert!(layers_seen.contains(&2) && layers_seen.contains(&0));
-    assert!(net.router.stats().layer_switches >= 2);
+    assert!(net.router.stats().media.layer_switches >= 2);
 }
 
 #[test]
@@ -920,9 +931,9 @@ fn asking_for_a_low_layer_at_once_costs_the_publisher_no_top_layer_keyframe() {
     // A small tile asks for the low layer before its subscription is even
     // negotiated, as the web client does.
     net.begin_join("late", "r", &[]);
-    net.signal(
+    net.command(
         "late",
-        ClientMessage::TrackSettings {
+        Command::SetQuality {
             track_id,
             quality: Quality::Low,
         },
@@ -947,22 +958,22 @@ fn asking_for_a_low_layer_at_once_costs_the_publisher_no_top_layer_keyframe() {
 fn a_publisher_may_not_offer_more_than_the_track_limit() {
     let mut net = Net::new(Duration::from_secs(8));
     net.join("viewer", "r", false);
-    let too_many = [(RtpCodecKind::Audio, &[""][..]); sfu::router::MAX_TRACKS_PER_PUBLISHER + 1];
+    let too_many = [(RtpCodecKind::Audio, &[""][..]); sfu::room::MAX_TRACKS_PER_PUBLISHER + 1];
     net.join_publishing("greedy", "r", &too_many);
     assert!(net.browser("greedy").inbox.iter().any(|m| matches!(
         m,
-        ServerMessage::Error {
-            code: ErrorCode::BadSdp,
+        Event::Refused {
+            reason: Refusal::BadSdp,
             ..
         }
     )));
     assert_eq!(net.router.published_tracks(), 0);
     // The limit itself is fine.
-    let enough = [(RtpCodecKind::Audio, &[""][..]); sfu::router::MAX_TRACKS_PER_PUBLISHER];
+    let enough = [(RtpCodecKind::Audio, &[""][..]); sfu::room::MAX_TRACKS_PER_PUBLISHER];
     net.join_publishing("modest", "r", &enough);
     assert!(!net
         .browser("modest")
         .inbox
         .iter()
-        .any(|m| matches!(m, ServerMessage::Error { .. })));
+        .any(|m| matches!(m, Event::Refused { .. } | Event::Left { .. })));
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde_json::Value;
-use sfu::config::Config;
-use sfu::server::Server;
+use sfu::shell::config::Config;
+use sfu::shell::server::Server;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 

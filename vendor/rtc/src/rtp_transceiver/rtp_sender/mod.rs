@@ -399,27 +399,37 @@ impl RTCRtpSender<'_> {
             &mut self.peer_connection.media_engine,
         );
 
-        if !sender
+        let is_media = sender
             .track()
             .ssrcs()
-            .any(|ssrc| ssrc == packet.header.ssrc)
-        {
-            return Err(Error::ErrSenderWithNoSSRCs);
-        }
-
+            .any(|ssrc| ssrc == packet.header.ssrc);
         let parameters = sender.get_parameters(media_engine);
 
-        //From SSRC, find the encoding
-        parameters
-            .encodings
-            .iter()
-            .find(|encoding| {
-                encoding
-                    .rtp_coding_parameters
-                    .ssrc
-                    .is_some_and(|s| s == packet.header.ssrc)
-            })
-            .ok_or(Error::ErrRTPSenderNoBaseEncoding)?;
+        // From SSRC, find the encoding. PATCHED (vendor/rtc/PATCHES.md): an
+        // encoding's RTX SSRC is accepted too, so that an application that
+        // answers NACKs itself can send retransmissions on the RTX stream.
+        let is_rtx = parameters.encodings.iter().any(|encoding| {
+            encoding
+                .rtp_coding_parameters
+                .rtx
+                .as_ref()
+                .is_some_and(|rtx| rtx.ssrc == packet.header.ssrc)
+        });
+        if !is_rtx && !is_media {
+            return Err(Error::ErrSenderWithNoSSRCs);
+        }
+        if !is_rtx {
+            parameters
+                .encodings
+                .iter()
+                .find(|encoding| {
+                    encoding
+                        .rtp_coding_parameters
+                        .ssrc
+                        .is_some_and(|s| s == packet.header.ssrc)
+                })
+                .ok_or(Error::ErrRTPSenderNoBaseEncoding)?;
+        }
 
         if !parameters
             .rtp_parameters

@@ -1,25 +1,19 @@
 //! Building the media engine's peer connections the way this SFU needs them:
 //! ICE-lite with our own host candidates and credentials (so datagrams on the
 //! shared port can be routed by ufrag), no ICE servers, AES-GCM SRTP first,
-//! and only the codecs every browser can both send and decode.
+//! only the codecs every browser can both send and decode, and RTX for
+//! video, so that a resent packet travels on a stream of its own.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::config::SrtpProfile;
-use crate::feedback;
-use crate::signalling::Target;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-use rtc::interceptor::Registry;
-use rtc::interceptor::{
-    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder, Slot,
-};
+use rtc::interceptor::{ReceiverReportBuilder, Registry, SenderReportBuilder, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_simulcast_extension_headers, configure_twcc_receiver_only,
-    register_default_interceptors,
 };
 use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -30,6 +24,10 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+
+use super::{feedback, nack};
+use crate::room::api::Target;
+use crate::shell::config::SrtpProfile;
 
 pub use rtc::peer_connection::RTCPeerConnection as PeerConnection;
 
@@ -54,12 +52,12 @@ impl<T> Context<T> for Result<T, rtc::shared::error::Error> {
     }
 }
 
-const SDES_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
-const SDES_RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+pub(crate) const SDES_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+pub(crate) const SDES_RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
 fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
-    let rtcp_feedback = if mime.starts_with("video/") {
-        // NACK and PLI feedback are added by the default interceptors.
+    let rtcp_feedback = if mime.starts_with("video/") && mime != MIME_TYPE_RTX {
+        // NACK and PLI feedback are added by `register_nack`.
         vec![RTCPFeedback {
             typ: "ccm".to_owned(),
             parameter: "fir".to_owned(),
@@ -80,9 +78,12 @@ fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, pt: u8) -> RTCR
 }
 
 /// Opus, VP8 and two H.264 profiles: what Chromium, Firefox and Safari all
-/// decode. No RTX: retransmissions go out on the media SSRC.
+/// decode; each video codec with its RTX form (RFC 4588).
 fn media_engine() -> Result<MediaEngine, PeerError> {
     let mut m = MediaEngine::default();
+    let h264 = |profile: &str| {
+        format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}")
+    };
     let regs = [
         (
             codec(MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1", 111),
@@ -90,23 +91,23 @@ fn media_engine() -> Result<MediaEngine, PeerError> {
         ),
         (codec(MIME_TYPE_VP8, 90000, 0, "", 96), RtpCodecKind::Video),
         (
-            codec(
-                MIME_TYPE_H264,
-                90000,
-                0,
-                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-                102,
-            ),
+            codec(MIME_TYPE_RTX, 90000, 0, "apt=96", 97),
             RtpCodecKind::Video,
         ),
         (
-            codec(
-                MIME_TYPE_H264,
-                90000,
-                0,
-                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
-                104,
-            ),
+            codec(MIME_TYPE_H264, 90000, 0, &h264("42e01f"), 102),
+            RtpCodecKind::Video,
+        ),
+        (
+            codec(MIME_TYPE_RTX, 90000, 0, "apt=102", 103),
+            RtpCodecKind::Video,
+        ),
+        (
+            codec(MIME_TYPE_H264, 90000, 0, &h264("42001f"), 104),
+            RtpCodecKind::Video,
+        ),
+        (
+            codec(MIME_TYPE_RTX, 90000, 0, "apt=104", 105),
             RtpCodecKind::Video,
         ),
     ];
@@ -125,13 +126,23 @@ fn media_engine() -> Result<MediaEngine, PeerError> {
     Ok(m)
 }
 
-/// The interceptors one side needs, and the feedback it negotiates. Every
-/// interceptor is walked by every packet, so each side gets only its own:
-/// the publisher side only receives media (NACK generator, receiver
-/// reports, transport-wide CC feedback for the browser's bandwidth
-/// estimate); the subscriber side only sends it (NACK responder with its
-/// bounded history, sender reports).
-fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry, PeerError> {
+/// The RTX payload type that repairs `pt` among negotiated `codecs`.
+pub fn rtx_payload_type(codecs: &[RTCRtpCodecParameters], pt: u8) -> Option<u8> {
+    codecs
+        .iter()
+        .filter(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX))
+        .find(|c| {
+            c.rtp_codec
+                .sdp_fmtp_line
+                .split(';')
+                .filter_map(|p| p.trim().strip_prefix("apt="))
+                .any(|apt| apt.trim().parse() == Ok(pt))
+        })
+        .map(|c| c.payload_type)
+}
+
+/// Negotiates generic NACK and PLI for video.
+pub(crate) fn register_nack(media_engine: &mut MediaEngine) {
     for parameter in ["", "pli"] {
         media_engine.register_feedback(
             RTCPFeedback {
@@ -141,20 +152,31 @@ fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry
             RtpCodecKind::Video,
         );
     }
+}
+
+/// The interceptors one side needs, and the feedback it negotiates. Every
+/// interceptor is walked by every packet, so each side gets only its own:
+/// the publisher side only receives media (our RTX-aware NACK generator,
+/// receiver reports, transport-wide CC feedback for the browser's bandwidth
+/// estimate); the subscriber side only sends it (sender reports; its NACKs
+/// are answered by the room core from the shared layer buffers, not from a
+/// history per connection).
+fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry, PeerError> {
+    register_nack(media_engine);
     configure_simulcast_extension_headers(media_engine)
         .context("registering simulcast header extensions")?;
     let registry = match role {
         Target::Publisher => configure_twcc_receiver_only(Registry::new(), media_engine)
             .context("registering transport-wide CC")?
-            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::NackGenerator, nack::NackGenerator::default())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
-        Target::Subscriber => Registry::new()
-            .with(Slot::NackResponder, NackResponderBuilder::new().build())
-            .with(Slot::SenderReport, SenderReportBuilder::new().build()),
+        Target::Subscriber => {
+            Registry::new().with(Slot::SenderReport, SenderReportBuilder::new().build())
+        }
     };
     Ok(registry.with(
         Slot::Custom(feedback::SLOT),
-        feedback::KeyframeRequestRelay::default(),
+        feedback::FeedbackRelay::default(),
     ))
 }
 
@@ -201,87 +223,6 @@ pub fn new_peer(
             .context("adding host candidate")?;
     }
     Ok(pc)
-}
-
-/// A browser-like client connection at `addr`: full ICE, the engine's
-/// default codecs and interceptors, and keyframe requests delivered to the
-/// caller. For tests and the load generator, which stand in for browsers.
-pub fn new_client_peer(now: Instant, addr: SocketAddr) -> Result<RTCPeerConnection, PeerError> {
-    let mut media_engine = MediaEngine::default();
-    media_engine
-        .register_default_codecs()
-        .context("registering default codecs")?;
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-        .context("registering interceptors")?
-        .with(
-            Slot::Custom(feedback::SLOT),
-            feedback::KeyframeRequestRelay::default(),
-        );
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(SettingEngineBuilder::new().build())
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
-        .build(now)
-        .context("building client peer connection")?;
-    pc.add_local_candidate(host_candidate(addr)?)
-        .context("adding host candidate")?;
-    Ok(pc)
-}
-
-/// A local track to send, for [`new_client_peer`] users: one encoding per
-/// `(rid, ssrc)`, a single one with an empty rid, or simulcast layers.
-pub fn local_track(
-    stream_id: &str,
-    kind: RtpCodecKind,
-    mime: &str,
-    clock_rate: u32,
-    channels: u16,
-    encodings: &[(&str, u32)],
-) -> rtc::media_stream::MediaStreamTrack {
-    let codec = RTCRtpCodec {
-        mime_type: mime.to_owned(),
-        clock_rate,
-        channels,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![],
-    };
-    rtc::media_stream::MediaStreamTrack::new(
-        stream_id.to_owned(),
-        format!("{stream_id}-{kind}"),
-        format!("{stream_id}-{kind}"),
-        kind,
-        encodings
-            .iter()
-            .map(
-                |&(rid, ssrc)| rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
-                    rtp_coding_parameters:
-                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
-                            rid: rid.to_owned(),
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                    codec: codec.clone(),
-                    ..Default::default()
-                },
-            )
-            .collect(),
-    )
-}
-
-/// The negotiated ids of the `sdes:mid` and `sdes:rtp-stream-id` header
-/// extensions, which a simulcast sender puts on its packets so the
-/// receiver can tell the layers apart (the engine does not add them).
-pub fn simulcast_extension_ids(
-    negotiated: &[rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionParameters],
-) -> Option<(u8, u8)> {
-    let id = |uri: &str| {
-        negotiated
-            .iter()
-            .find(|e| e.uri == uri)
-            .and_then(|e| u8::try_from(e.id).ok())
-    };
-    Some((id(SDES_MID)?, id(SDES_RTP_STREAM_ID)?))
 }
 
 /// A UDP host candidate at `addr`, as the engine takes it.

@@ -18,13 +18,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::router::RouterConfig;
-use crate::signalling::validate_name;
-use crate::token::TokenKeys;
+use crate::room::RouterConfig;
+use crate::shell::admission::validate_name;
+use crate::shell::config::Config;
+use crate::shell::metrics::Metrics;
+use crate::shell::token::TokenKeys;
+use crate::shell::web;
+use crate::worker::udp;
 use crate::worker::{self, WorkerHandle};
-use crate::{udp, web};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -45,7 +46,7 @@ pub enum ServerError {
     #[error("cannot start media worker: {0}")]
     Worker(#[source] std::io::Error),
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::shell::config::ConfigError),
     #[error("cannot start the chat bridge: {0}")]
     Chat(#[from] chat::ChatError),
     #[error("HTTP server failed: {0}")]
@@ -225,8 +226,8 @@ async fn websocket(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respo
     // Frames past this are cut off by the WebSocket layer (the connection
     // closes); messages between the protocol limit and this get an error
     // reply and the session goes on.
-    ws.max_message_size(16 * crate::signalling::MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| crate::session::run(socket, state))
+    ws.max_message_size(16 * crate::signalling::v1::MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| crate::signalling::v1::session::run(socket, state))
 }
 
 /// An OpenID token and a room name fit in far less.

@@ -1,22 +1,22 @@
 //! The browser client, compiled into the binary so that a server is one file
 //! and a page loads nothing from anywhere else.
 
-pub const MEETING_HTML: &str = include_str!("../../web/meeting.html");
+pub const MEETING_HTML: &str = include_str!("../../../web/meeting.html");
 
 const ASSETS: &[(&str, &str, &str)] = &[
     (
         "app.js",
-        include_str!("../../web/static/app.js"),
+        include_str!("../../../web/static/app.js"),
         "text/javascript; charset=utf-8",
     ),
     (
         "signalling.js",
-        include_str!("../../web/static/signalling.js"),
+        include_str!("../../../web/static/signalling.js"),
         "text/javascript; charset=utf-8",
     ),
     (
         "style.css",
-        include_str!("../../web/static/style.css"),
+        include_str!("../../../web/static/style.css"),
         "text/css; charset=utf-8",
     ),
 ];

@@ -7,8 +7,19 @@
 //! Each participant has two peer connections, as LiveKit does: the *publisher*
 //! (the client offers, the server answers) and the *subscriber* (the server
 //! offers, the client answers). One offerer per connection means no glare.
+//!
+//! The messages are this protocol's; what they ask of the room core and
+//! what its events look like here is `adapter.rs`, and `session.rs` runs
+//! one client's WebSocket.
+
+pub mod adapter;
+pub mod session;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::room::api::{
+    Kind, ParticipantInfo, Quality, Source, Target, TrackAnnouncement, TrackInfo,
+};
 
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -16,34 +27,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest signalling message accepted, in bytes. An SDP offer with a handful of
 /// tracks is a few KiB; anything far bigger is a mistake or an attack.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-
-/// Which of a participant's two peer connections a message is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    Publisher,
-    Subscriber,
-}
-
-/// What a published track carries, as the publisher declares it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Camera,
-    Microphone,
-    ScreenShare,
-    ScreenShareAudio,
-}
-
-/// A track the client announces with its publisher offer, keyed by the
-/// transceiver's `mid` in that offer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrackAnnouncement {
-    pub mid: String,
-    pub source: Source,
-    #[serde(default)]
-    pub muted: bool,
-}
 
 /// An ICE candidate as the browser's `RTCIceCandidate.toJSON()` gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,44 +82,6 @@ pub enum ClientMessage {
     Remove { participant_id: String },
     /// The client leaves; the server closes the socket.
     Leave {},
-}
-
-/// A published track as other participants see it. `id` is the `id` of the
-/// `MediaStreamTrack` the subscriber receives; the stream id is the publisher's
-/// participant id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrackInfo {
-    pub id: String,
-    pub kind: Kind,
-    pub source: Source,
-    pub muted: bool,
-}
-
-/// A simulcast layer a subscriber asks for. The server sends the best layer
-/// at or below it that the publisher is sending at the moment.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Quality {
-    Low,
-    Medium,
-    #[default]
-    High,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Audio,
-    Video,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParticipantInfo {
-    pub id: String,
-    pub name: String,
-    pub tracks: Vec<TrackInfo>,
 }
 
 /// Messages from the server.
@@ -255,25 +200,6 @@ impl ServerMessage {
     }
 }
 
-/// Longest room or display name, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
-
-/// Checks a room or display name: non-empty after trimming, bounded, no
-/// control characters. Returns the trimmed name.
-pub fn validate_name<'a>(what: &str, name: &'a str) -> Result<&'a str, String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(format!("{what} must not be empty"));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!("{what} is longer than {MAX_NAME_CHARS} characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(format!("{what} contains control characters"));
-    }
-    Ok(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,13 +309,5 @@ mod tests {
             e,
             r#"{"type":"error","code":"too_large","message":"too big"}"#
         );
-    }
-
-    #[test]
-    fn names_are_validated() {
-        assert_eq!(validate_name("name", "  Alice "), Ok("Alice"));
-        assert!(validate_name("name", "   ").is_err());
-        assert!(validate_name("name", &"x".repeat(65)).is_err());
-        assert!(validate_name("name", "a\u{7}b").is_err());
     }
 }

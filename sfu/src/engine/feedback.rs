@@ -1,10 +1,12 @@
-//! Lets keyframe requests through the media engine to the router.
+//! Lets a subscriber's feedback through the media engine to the room core.
 //!
 //! The engine's interceptor chain ends in a terminus that keeps all inbound
 //! RTCP from the application unless an interceptor marks a packet for
-//! delivery. An SFU must relay a subscriber's PLI or FIR to the publisher, so
-//! this interceptor, last before the terminus, marks exactly those; receiver
-//! reports and NACKs stay with the interceptors that act on them.
+//! delivery. An SFU must relay a subscriber's PLI or FIR to the publisher,
+//! and answers its NACKs itself from the shared layer buffers (see
+//! `media/sequencer.rs`), so this interceptor, last before the terminus,
+//! marks exactly those; receiver reports stay with the interceptors that
+//! act on them.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
@@ -19,18 +22,21 @@ use rtc::shared::error::Error;
 pub const SLOT: usize = 20_000;
 
 #[derive(Default)]
-pub struct KeyframeRequestRelay {
+pub struct FeedbackRelay {
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
 
-/// Whether an RTCP packet asks for a keyframe.
-pub fn is_keyframe_request(p: &dyn rtc::rtcp::Packet) -> bool {
+/// Whether an RTCP packet is for the room core: a keyframe request or a
+/// NACK.
+fn for_the_core(p: &dyn rtc::rtcp::Packet) -> bool {
     let any = p.as_any();
-    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+    any.is::<PictureLossIndication>()
+        || any.is::<FullIntraRequest>()
+        || any.is::<TransportLayerNack>()
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestRelay {
+impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackRelay {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -39,7 +45,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestRelay {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+            if packets.iter().any(|p| for_the_core(p.as_ref())) {
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }
@@ -61,7 +67,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestRelay {
     }
 }
 
-impl Interceptor for KeyframeRequestRelay {
+impl Interceptor for FeedbackRelay {
     fn bind_local_stream(&mut self, _: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _: &StreamInfo) {}

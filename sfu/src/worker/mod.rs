@@ -1,10 +1,12 @@
-//! The I/O shell around one [`Router`]: a thread of its own with a
-//! single-threaded tokio runtime, one UDP socket, the clock, and the channels
-//! to the signalling sessions of the participants in its rooms.
+//! A media worker: the I/O shell around one [`Router`]. A thread of its own
+//! with a single-threaded tokio runtime, one UDP socket, the clock, and the
+//! channels to the sessions of the participants in its rooms.
 //!
 //! Each wake-up reads the clock once, feeds the router (a batch of datagrams,
-//! a command, or a timeout), then drains its outputs: datagrams into one
-//! `sendmmsg` batch, signalling messages to their sessions.
+//! a request, or a timeout), then drains its outputs: datagrams into
+//! `sendmmsg` batches, events to their participants' sessions.
+
+pub mod udp;
 
 use std::collections::HashMap;
 use std::io;
@@ -15,42 +17,40 @@ use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
-use crate::metrics::WorkerMetrics;
-use crate::router::{Input, Output, Router, RouterConfig};
-use crate::signalling::{ClientMessage, ServerMessage};
-use crate::udp::{RecvBatch, SendBatch};
+use crate::room::{Command, Event, Input, Output, Router, RouterConfig};
+use crate::shell::metrics::WorkerMetrics;
+use udp::{RecvBatch, SendBatch};
 
-/// What a signalling session asks of the worker that owns its room.
+/// What a session asks of the worker that owns its participant's room.
 #[derive(Debug)]
-pub enum Command {
+pub enum Request {
+    /// The participant enters its room.
     Join {
         participant_id: String,
         room: String,
         name: String,
-        /// Where the participant's server messages go; dropped when the
-        /// participant is removed, which ends the session.
-        events: mpsc::UnboundedSender<ServerMessage>,
+        /// Where the participant's events go; dropped after the last one
+        /// ([`Event::Left`]), which ends the session.
+        events: mpsc::UnboundedSender<Event>,
     },
-    Signal {
+    /// Anything else the participant asks of the room core.
+    Command {
         participant_id: String,
-        msg: ClientMessage,
-    },
-    Disconnect {
-        participant_id: String,
+        command: Command,
     },
 }
 
-/// The signalling side's handle on a worker.
+/// A session's handle on a worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    requests: mpsc::UnboundedSender<Request>,
     port: u16,
 }
 
 impl WorkerHandle {
-    /// Sends a command; false if the worker has stopped.
-    pub fn send(&self, cmd: Command) -> bool {
-        self.commands.send(cmd).is_ok()
+    /// Sends a request; false if the worker has stopped.
+    pub fn send(&self, request: Request) -> bool {
+        self.requests.send(request).is_ok()
     }
 
     pub fn port(&self) -> u16 {
@@ -89,7 +89,7 @@ pub fn spawn(
                     Ok(socket) => Worker {
                         socket,
                         router: Router::new(config),
-                        commands: rx,
+                        requests: rx,
                         sessions: HashMap::new(),
                         recv: RecvBatch::new(),
                         send: SendBatch::new(),
@@ -103,14 +103,14 @@ pub fn spawn(
                 worker.run(shutdown).await;
             });
         })?;
-    Ok((WorkerHandle { commands: tx, port }, thread))
+    Ok((WorkerHandle { requests: tx, port }, thread))
 }
 
 struct Worker {
     socket: tokio::net::UdpSocket,
     router: Router,
-    commands: mpsc::UnboundedReceiver<Command>,
-    sessions: HashMap<String, mpsc::UnboundedSender<ServerMessage>>,
+    requests: mpsc::UnboundedReceiver<Request>,
+    sessions: HashMap<String, mpsc::UnboundedSender<Event>>,
     recv: RecvBatch,
     send: SendBatch,
     metrics: WorkerMetrics,
@@ -129,14 +129,14 @@ impl Worker {
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.changed() => Wake::Shutdown,
-                cmd = self.commands.recv() => Wake::Command(cmd),
+                request = self.requests.recv() => Wake::Request(request),
                 ready = self.socket.readable() => Wake::Readable(ready),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
             };
             let woke = Instant::now();
             match wake {
-                Wake::Shutdown | Wake::Command(None) => break,
-                Wake::Command(Some(cmd)) => self.command(woke, cmd),
+                Wake::Shutdown | Wake::Request(None) => break,
+                Wake::Request(Some(request)) => self.request(woke, request),
                 Wake::Readable(Err(e)) => {
                     tracing::error!(error = %e, "media socket failed");
                     break;
@@ -155,10 +155,9 @@ impl Worker {
             let now = Instant::now();
             slow.record(now.saturating_duration_since(woke), now);
             if now >= next_metrics {
-                let mut stats = self.router.stats().clone();
-                stats.slow_wakeups = slow.total;
                 self.metrics.publish(
-                    &stats,
+                    self.router.stats(),
+                    slow.total,
                     self.router.rooms(),
                     self.router.participants(),
                     self.router.published_tracks(),
@@ -166,9 +165,8 @@ impl Worker {
                 next_metrics = now + METRICS_INTERVAL;
             }
         }
-        let mut stats = self.router.stats().clone();
-        stats.slow_wakeups = slow.total;
-        self.metrics.publish(&stats, 0, 0, 0);
+        self.metrics
+            .publish(self.router.stats(), slow.total, 0, 0, 0);
         if slow.total > 0 {
             tracing::warn!(
                 count = slow.total,
@@ -182,7 +180,7 @@ impl Worker {
 /// What woke the worker's loop.
 enum Wake {
     Shutdown,
-    Command(Option<Command>),
+    Request(Option<Request>),
     Readable(io::Result<()>),
     Timer,
 }
@@ -224,31 +222,29 @@ impl SlowWakeups {
 }
 
 impl Worker {
-    fn command(&mut self, now: Instant, cmd: Command) {
-        let input = match cmd {
-            Command::Join {
+    fn request(&mut self, now: Instant, request: Request) {
+        let (participant_id, command) = match request {
+            Request::Join {
                 participant_id,
                 room,
                 name,
                 events,
             } => {
                 self.sessions.insert(participant_id.clone(), events);
-                Input::Join {
-                    participant_id,
-                    room,
-                    name,
-                }
+                (participant_id, Command::Join { room, name })
             }
-            Command::Signal {
+            Request::Command {
                 participant_id,
-                msg,
-            } => Input::Signal {
-                participant_id,
-                msg,
-            },
-            Command::Disconnect { participant_id } => Input::Disconnect { participant_id },
+                command,
+            } => (participant_id, command),
         };
-        self.router.handle_input(now, input);
+        self.router.handle_input(
+            now,
+            Input::Command {
+                participant_id,
+                command,
+            },
+        );
     }
 
     fn read_datagrams(&mut self, fd: i32) {
@@ -285,7 +281,7 @@ impl Worker {
                     }
                 }
             }
-            if n < crate::udp::BATCH {
+            if n < udp::BATCH {
                 return;
             }
         }
@@ -294,16 +290,17 @@ impl Worker {
     fn output(&mut self, out: Output) {
         match out {
             Output::Transmit { from, to, data } => self.send.push(from, to, data),
-            Output::Signal {
+            Output::Event {
                 participant_id,
-                msg,
+                event,
             } => {
+                let last = matches!(event, Event::Left { .. });
                 if let Some(s) = self.sessions.get(&participant_id) {
-                    let _ = s.send(msg);
+                    let _ = s.send(event);
                 }
-            }
-            Output::Gone { participant_id } => {
-                self.sessions.remove(&participant_id);
+                if last {
+                    self.sessions.remove(&participant_id);
+                }
             }
         }
     }

@@ -7,12 +7,12 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::router::Stats;
+use crate::room::Stats;
 
 /// A worker counter: name, help, and the [`Stats`] field that feeds it.
 type CounterDef = (&'static str, &'static str, fn(&Stats) -> u64);
 
-const COUNTERS: [CounterDef; 10] = [
+const COUNTERS: [CounterDef; 12] = [
     (
         "meet_datagrams_received_total",
         "UDP datagrams received on the media ports",
@@ -26,22 +26,22 @@ const COUNTERS: [CounterDef; 10] = [
     (
         "meet_rtp_packets_received_total",
         "RTP packets received from publishers",
-        |s| s.rtp_packets_in,
+        |s| s.media.rtp_packets_in,
     ),
     (
         "meet_rtp_bytes_received_total",
         "RTP payload bytes received from publishers",
-        |s| s.rtp_bytes_in,
+        |s| s.media.rtp_bytes_in,
     ),
     (
         "meet_rtp_packets_forwarded_total",
         "RTP packets forwarded to subscribers",
-        |s| s.rtp_packets_out,
+        |s| s.media.rtp_packets_out,
     ),
     (
         "meet_rtp_bytes_forwarded_total",
         "RTP payload bytes forwarded to subscribers",
-        |s| s.rtp_bytes_out,
+        |s| s.media.rtp_bytes_out,
     ),
     (
         "meet_keyframe_requests_total",
@@ -56,12 +56,22 @@ const COUNTERS: [CounterDef; 10] = [
     (
         "meet_simulcast_layer_switches_total",
         "Subscriptions moved to another simulcast layer of a video track",
-        |s| s.layer_switches,
+        |s| s.media.layer_switches,
     ),
     (
-        "meet_worker_slow_wakeups_total",
-        "Media worker wake-ups that kept it busy over 5 ms: every room on it waited",
-        |s| s.slow_wakeups,
+        "meet_rtp_duplicates_total",
+        "RTP packets that arrived a second time and were not forwarded again",
+        |s| s.media.duplicates,
+    ),
+    (
+        "meet_rtp_retransmissions_total",
+        "RTP packets sent again for subscribers' NACKs",
+        |s| s.media.retransmissions,
+    ),
+    (
+        "meet_rtp_nacks_unanswered_total",
+        "Packets subscribers asked for again that could not be resent (gone, never sent, or asked again too soon)",
+        |s| s.media.nacks_unanswered,
     ),
 ];
 
@@ -72,6 +82,7 @@ pub struct Metrics {
     participants: IntGaugeVec,
     published_tracks: IntGaugeVec,
     counters: Vec<IntCounterVec>,
+    slow_wakeups: IntCounterVec,
     pub signalling_connections: IntGauge,
     pub signalling_errors: IntCounterVec,
     chat_outbox: IntGauge,
@@ -111,6 +122,15 @@ impl Metrics {
                 c
             })
             .collect();
+        let slow_wakeups = IntCounterVec::new(
+            Opts::new(
+                "meet_worker_slow_wakeups_total",
+                "Media worker wake-ups that kept it busy over 5 ms: every room on it waited",
+            ),
+            &["worker"],
+        )
+        .expect("static metric definition");
+        register(Box::new(slow_wakeups.clone()));
         let signalling_connections = IntGauge::new(
             "meet_signalling_connections",
             "Open signalling WebSocket connections",
@@ -154,6 +174,7 @@ impl Metrics {
             participants,
             published_tracks,
             counters,
+            slow_wakeups,
             signalling_connections,
             signalling_errors,
             chat_outbox,
@@ -187,6 +208,7 @@ impl Metrics {
                 .iter()
                 .map(|c| c.with_label_values(&[&label]))
                 .collect(),
+            slow_wakeups: self.slow_wakeups.with_label_values(&[&label]),
             published: Stats::default(),
         }
     }
@@ -206,12 +228,21 @@ pub struct WorkerMetrics {
     participants: IntGauge,
     published_tracks: IntGauge,
     counters: Vec<IntCounter>,
+    slow_wakeups: IntCounter,
     published: Stats,
 }
 
 impl WorkerMetrics {
-    /// Copies a worker's current figures into the registry.
-    pub fn publish(&mut self, stats: &Stats, rooms: usize, participants: usize, tracks: usize) {
+    /// Copies a worker's current figures into the registry; `slow_wakeups`
+    /// is counted by the worker's shell, since the core reads no clock.
+    pub fn publish(
+        &mut self,
+        stats: &Stats,
+        slow_wakeups: u64,
+        rooms: usize,
+        participants: usize,
+        tracks: usize,
+    ) {
         self.rooms.set(rooms as i64);
         self.participants.set(participants as i64);
         self.published_tracks.set(tracks as i64);
@@ -219,6 +250,8 @@ impl WorkerMetrics {
             counter.inc_by(field(stats).saturating_sub(field(&self.published)));
         }
         self.published = stats.clone();
+        self.slow_wakeups
+            .inc_by(slow_wakeups.saturating_sub(self.slow_wakeups.get()));
     }
 }
 
@@ -230,18 +263,20 @@ mod tests {
     fn publishes_deltas() {
         let m = Metrics::new();
         let mut w = m.worker(0);
-        let mut s = Stats {
-            rtp_packets_out: 10,
-            ..Stats::default()
-        };
-        w.publish(&s, 1, 3, 6);
-        s.rtp_packets_out = 25;
-        w.publish(&s, 1, 3, 6);
+        let mut s = Stats::default();
+        s.media.rtp_packets_out = 10;
+        w.publish(&s, 0, 1, 3, 6);
+        s.media.rtp_packets_out = 25;
+        w.publish(&s, 2, 1, 3, 6);
         let text = m.encode();
         assert!(
             text.contains("meet_rtp_packets_forwarded_total{worker=\"0\"} 25"),
             "{text}"
         );
         assert!(text.contains("meet_participants{worker=\"0\"} 3"), "{text}");
+        assert!(
+            text.contains("meet_worker_slow_wakeups_total{worker=\"0\"} 2"),
+            "{text}"
+        );
     }
 }

@@ -1,7 +1,9 @@
-//! One participant's signalling session: a WebSocket between the browser and
-//! the media worker that owns the participant's room. Parses and checks what
-//! the browser sends, so that nothing malformed reaches a worker, and relays
-//! the worker's messages back.
+//! One participant's signalling session over protocol v1: a WebSocket
+//! between the browser and the media worker that owns the participant's
+//! room. Parses and checks what the browser sends, so that nothing malformed
+//! reaches a worker, hands what it asks of the room core over as commands
+//! (`adapter.rs`), and relays the core's events and the meeting's chat
+//! back.
 
 use std::time::{Duration, Instant};
 
@@ -10,18 +12,19 @@ use chat::{Author, Chat, ChatError, MeetingChat, MeetingEvent};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::server::AppState;
-use crate::signalling::{
-    validate_name, ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage,
-    MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+use super::adapter;
+use super::{
+    ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
-use crate::token::Claims;
-use crate::worker::Command;
+use crate::room::api::{Command, Event};
+use crate::shell::admission::{self, Admitted, Refused};
+use crate::shell::server::AppState;
+use crate::shell::token::Claims;
+use crate::worker::{Request, WorkerHandle};
 
 /// Longest a message to the client may wait for the socket to take it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a join waits for the meeting's chat room (created on first use).
-const CHAT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that has not joined by then is closed.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pings keep idle sockets open through proxies and reveal dead peers whose
@@ -166,8 +169,9 @@ pub async fn run(ws: WebSocket, state: AppState) {
         let (worker, participant_id) = (joined.worker.clone(), joined.participant_id.clone());
         let (room, identity) = (joined.room.clone(), joined.identity.clone());
         relay(session, joined).await;
-        worker.send(Command::Disconnect {
+        worker.send(Request::Command {
             participant_id: participant_id.clone(),
+            command: Command::Leave,
         });
         if let (Some(chat), Some(id)) = (chat, identity) {
             chat.call_left(&room, &id.sub, &participant_id);
@@ -179,8 +183,8 @@ pub async fn run(ws: WebSocket, state: AppState) {
 /// A participant handed to its room's worker.
 struct Joined {
     participant_id: String,
-    worker: crate::worker::WorkerHandle,
-    events: mpsc::UnboundedReceiver<ServerMessage>,
+    worker: WorkerHandle,
+    events: mpsc::UnboundedReceiver<Event>,
     room: String,
     name: String,
     /// Set for a participant signed in with a Matrix identity.
@@ -218,22 +222,35 @@ async fn join(session: &mut Session) -> Option<Joined> {
             Incoming::Skip => continue,
             Incoming::Closed => return None,
         };
+        if v != PROTOCOL_VERSION {
+            let msg = format!("this server speaks protocol version {PROTOCOL_VERSION}, not {v}");
+            session
+                .send(&ServerMessage::error(ErrorCode::UnsupportedVersion, msg))
+                .await;
+            continue;
+        }
         let Admitted {
             room,
             name,
             identity,
             chat,
-        } = match admit(&session.state, v, room, name, token).await {
+        } = match admission::admit(&session.state, &room, &name, token.as_deref()).await {
             Ok(a) => a,
-            Err((code, message)) => {
-                session.send(&ServerMessage::error(code, message)).await;
+            Err(refused) => {
+                let code = match refused {
+                    Refused::InvalidName(_) => ErrorCode::InvalidName,
+                    Refused::InvalidToken(_) => ErrorCode::InvalidToken,
+                };
+                session
+                    .send(&ServerMessage::error(code, refused.to_string()))
+                    .await;
                 continue;
             }
         };
         let participant_id = format!("{:016x}", rand::random::<u64>());
         let worker = session.state.worker_for(&room).clone();
         let (tx, rx) = mpsc::unbounded_channel();
-        let sent = worker.send(Command::Join {
+        let sent = worker.send(Request::Join {
             participant_id: participant_id.clone(),
             room: room.clone(),
             name: name.clone(),
@@ -257,90 +274,6 @@ async fn join(session: &mut Session) -> Option<Joined> {
             identity,
             chat,
         });
-    }
-}
-
-/// A `join` that passed every check.
-struct Admitted {
-    room: String,
-    name: String,
-    identity: Option<Claims>,
-    chat: Option<MeetingChat>,
-}
-
-/// Checks a `join`, cheap checks first: the meeting's chat room (which may
-/// have to be created) is opened only for a join that is otherwise valid.
-async fn admit(
-    state: &AppState,
-    v: u32,
-    room: String,
-    name: String,
-    token: Option<String>,
-) -> Result<Admitted, (ErrorCode, String)> {
-    if v != PROTOCOL_VERSION {
-        let msg = format!("this server speaks protocol version {PROTOCOL_VERSION}, not {v}");
-        return Err((ErrorCode::UnsupportedVersion, msg));
-    }
-    let room = validate_name("room", &room)
-        .map_err(|m| (ErrorCode::InvalidName, m))?
-        .to_owned();
-    let mut identity = token
-        .map(|t| state.tokens.check(&t, &room))
-        .transpose()
-        .map_err(|e| (ErrorCode::InvalidToken, e.to_string()))?;
-    let name = identity.as_ref().map_or(name.as_str(), |c| c.name.as_str());
-    let name = validate_name("name", name)
-        .map_err(|m| (ErrorCode::InvalidName, m))?
-        .to_owned();
-    let chat = open_chat(state, &room).await;
-    if let Some(claims) = identity.as_mut() {
-        recheck_member(state, &room, claims)
-            .await
-            .map_err(|m| (ErrorCode::InvalidToken, m))?;
-    }
-    Ok(Admitted {
-        room,
-        name,
-        identity,
-        chat,
-    })
-}
-
-/// A token says who someone was when it was issued; membership and host
-/// rights are asked of the room again, so that leaving or a ban keeps
-/// someone out. A homeserver that cannot be asked does not stop a meeting:
-/// the token's word stands then.
-async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Result<(), String> {
-    let Some(chat) = &state.chat else {
-        return Ok(());
-    };
-    match chat.member(room, &claims.sub).await {
-        Ok(identity) => {
-            claims.host = identity.host;
-            Ok(())
-        }
-        Err(e @ chat::OpenIdError::NotMember(_)) => Err(e.to_string()),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot recheck room membership; trusting the token");
-            Ok(())
-        }
-    }
-}
-
-/// The meeting's chat, if the server has chat and the room can be had now;
-/// a meeting goes ahead without chat rather than wait for a homeserver.
-async fn open_chat(state: &AppState, room: &str) -> Option<MeetingChat> {
-    let chat = state.chat.as_ref()?;
-    match tokio::time::timeout(CHAT_OPEN_TIMEOUT, chat.open_meeting(room)).await {
-        Ok(Ok(c)) => Some(c),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "meeting goes ahead without chat");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("meeting goes ahead without chat: the homeserver is too slow");
-            None
-        }
     }
 }
 
@@ -368,7 +301,10 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 }
             }
             event = joined.events.recv() => match event {
-                Some(ServerMessage::Joined { v, room, participant_id, participants, .. }) => {
+                Some(event @ Event::Joined { .. }) => {
+                    let Some(ServerMessage::Joined { v, room, participant_id, participants, .. }) = adapter::message(event) else {
+                        return;
+                    };
                     let info = joined.chat.as_ref().map(|c| ChatInfo {
                         room_id: c.room_id.clone(),
                         room_alias: c.room_alias.clone(),
@@ -393,12 +329,21 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         chat.call_joined(&joined.room, &id.sub, &joined.participant_id);
                     }
                 }
-                Some(msg) => {
-                    if !session.send(&msg).await {
-                        return;
+                // The core removed the participant (timeout, failure, a host).
+                Some(event @ Event::Left { .. }) => {
+                    if let Some(msg) = adapter::message(event) {
+                        session.send(&msg).await;
+                    }
+                    return session.close("removed").await;
+                }
+                Some(event) => {
+                    if let Some(msg) = adapter::message(event) {
+                        if !session.send(&msg).await {
+                            return;
+                        }
                     }
                 }
-                // The worker removed the participant (timeout, failure).
+                // The worker stopped.
                 None => return session.close("removed").await,
             },
             event = next_chat_event(&mut joined.chat), if chat_live => match event {
@@ -456,7 +401,10 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
                 }
                 Incoming::Message(msg) => {
-                    if !joined.worker.send(Command::Signal { participant_id: joined.participant_id.clone(), msg }) {
+                    let Some(command) = adapter::command(msg) else {
+                        continue;
+                    };
+                    if !joined.worker.send(Request::Command { participant_id: joined.participant_id.clone(), command }) {
                         session.send(&ServerMessage::error(ErrorCode::Unavailable, "the media worker stopped")).await;
                         return;
                     }

@@ -1,0 +1,361 @@
+//! One subscriber's copy of an up-track: the layer it forwards now and the
+//! one it moves to at that layer's next keyframe, the forwarder that keeps
+//! its sequence numbers and timestamps continuous, VP8 continuity across
+//! moves, and what it sent, so that a subscriber's NACK can be answered
+//! from the layer's buffer.
+
+use std::time::Instant;
+
+use bytes::{BufMut, BytesMut};
+use rtc::rtp::Packet;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+
+use super::forwarder::{Forwarder, Verdict};
+use super::sequencer::{Sent, Sequencer};
+use super::vp8::{Offsets, Vp8Munger};
+use super::{MediaStats, Quality};
+
+/// Where a down-track's packets go: opaque to the media path, which only
+/// hands them to its [`Sink`](super::up_track::Sink).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The subscribing participant and its subscriber connection, as the
+    /// room core numbers them.
+    pub subscriber: usize,
+    pub conn: usize,
+    /// The engine's sender of this track on that connection.
+    pub sender: RTCRtpSenderId,
+}
+
+/// The retransmission stream the subscriber negotiated (RFC 4588).
+#[derive(Debug, Clone, Copy)]
+struct Rtx {
+    ssrc: u32,
+    pt: u8,
+    seq: u16,
+}
+
+/// What a down-track does with one packet of its up-track.
+#[derive(Debug)]
+pub enum Decision {
+    /// Send this, rewritten for the subscriber.
+    Send(Packet),
+    /// Not for this subscriber (another layer, not connected, too old).
+    Skip,
+    /// It needs a keyframe of this packet's layer first.
+    NeedKeyframe,
+}
+
+pub struct DownTrack {
+    pub route: Route,
+    /// The SSRC the subscriber knows this track by.
+    pub ssrc: u32,
+    /// RTX SSRC offered with it (video only).
+    pub rtx_ssrc: Option<u32>,
+    /// Payload type the subscriber negotiated; `None` until its answer.
+    pt: Option<u8>,
+    rtx: Option<Rtx>,
+    /// Part of an offer already sent: only such down-tracks take their
+    /// payload type from the next answer, not ones added while it was out.
+    pub offered: bool,
+    fwd: Forwarder,
+    /// What the subscriber asked for.
+    pub quality: Quality,
+    /// The layer (SSRC) forwarded now, and the one to move to at its next
+    /// keyframe.
+    current: Option<u32>,
+    pending: Option<u32>,
+    vp8: Option<Vp8Munger>,
+    sent: Sequencer,
+}
+
+/// How a new down-track starts.
+pub struct DownTrackInit {
+    pub route: Route,
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+    /// Video waits for a keyframe before it sends anything.
+    pub video: bool,
+    pub clock_rate: u32,
+    /// Keep VP8 picture ids continuous across layer moves.
+    pub vp8: bool,
+    /// The layer to start with.
+    pub layer: Option<u32>,
+}
+
+impl DownTrack {
+    pub fn new(now: Instant, init: DownTrackInit) -> Self {
+        Self {
+            route: init.route,
+            ssrc: init.ssrc,
+            rtx_ssrc: init.rtx_ssrc,
+            pt: None,
+            rtx: None,
+            offered: false,
+            fwd: Forwarder::new(init.video, init.clock_rate),
+            quality: Quality::default(),
+            current: init.layer,
+            pending: None,
+            vp8: init.vp8.then(Vp8Munger::default),
+            sent: Sequencer::new(now),
+        }
+    }
+
+    /// The subscriber's answer settled the payload types (`None`: it did
+    /// not take the codec; `rtx`: the RTX payload type, if it took that).
+    pub fn negotiated(&mut self, pt: Option<u8>, rtx: Option<u8>) {
+        self.pt = pt;
+        self.rtx = self
+            .rtx_ssrc
+            .zip(rtx)
+            .map(|(ssrc, pt)| Rtx { ssrc, pt, seq: 0 });
+    }
+
+    pub fn is_negotiated(&self) -> bool {
+        self.pt.is_some()
+    }
+
+    /// The layer whose keyframe this subscriber needs next: the one it
+    /// moves to, else the one it has.
+    pub fn keyframe_layer(&self) -> Option<u32> {
+        self.pending.or(self.current)
+    }
+
+    /// Points the down-track at `layer`; true if that is a move, which
+    /// waits for the layer's keyframe.
+    pub fn select(&mut self, layer: u32) -> bool {
+        if self.current == Some(layer) {
+            self.pending = None;
+            false
+        } else if self.pending != Some(layer) {
+            self.pending = Some(layer);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Waits for a keyframe before sending more (the subscriber's decoder
+    /// lost its state, as after its connection was re-established).
+    pub fn pause(&mut self) {
+        self.fwd.pause();
+    }
+
+    /// Decides on a packet of layer `layer`; `ready` says whether the
+    /// subscriber's connection can take media now.
+    pub fn on_packet(
+        &mut self,
+        now: Instant,
+        layer: u32,
+        packet: &Packet,
+        keyframe: bool,
+        ready: bool,
+        stats: &mut MediaStats,
+    ) -> Decision {
+        let Some(pt) = self.pt else {
+            return Decision::Skip;
+        };
+        if self.current != Some(layer) {
+            // Another layer's packet: only its keyframe, and only for a
+            // subscriber moving to it, is of use.
+            if self.pending != Some(layer) {
+                return Decision::Skip;
+            }
+            if !keyframe {
+                return Decision::NeedKeyframe;
+            }
+            self.current = self.pending.take();
+            self.fwd.switch_source();
+            if let Some(m) = &mut self.vp8 {
+                m.switch(&packet.payload);
+            }
+            stats.layer_switches += 1;
+        }
+        let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
+        match self.fwd.forward(now, seq, ts, keyframe) {
+            Verdict::Forward { seq: out_seq, ts } => {
+                if !ready {
+                    return Decision::Skip;
+                }
+                let vp8 = self
+                    .vp8
+                    .as_mut()
+                    .map_or(Offsets::default(), |m| m.track(&packet.payload));
+                let mut out = packet.clone();
+                if let Some(payload) = vp8.apply(&packet.payload) {
+                    out.payload = payload;
+                }
+                out.header.ssrc = self.ssrc;
+                out.header.payload_type = pt;
+                out.header.sequence_number = out_seq;
+                out.header.timestamp = ts;
+                self.sent.record(
+                    now,
+                    out_seq,
+                    Sent {
+                        layer,
+                        source_seq: seq,
+                        timestamp: ts,
+                        vp8,
+                    },
+                );
+                Decision::Send(out)
+            }
+            // A subscriber about to move needs the other layer's keyframe
+            // (asked for when the move was decided), not this one.
+            Verdict::DropNeedKeyframe if self.pending.is_none() => Decision::NeedKeyframe,
+            Verdict::DropNeedKeyframe | Verdict::DropStale => Decision::Skip,
+        }
+    }
+
+    /// Packet `seq`, as sent, rebuilt for the subscriber's NACK from the
+    /// original (`original(layer, source_seq)`): on the RTX stream when the
+    /// subscriber negotiated one, else again on the media stream.
+    pub fn retransmission<'a>(
+        &mut self,
+        now: Instant,
+        seq: u16,
+        original: impl FnOnce(u32, u16) -> Option<&'a Packet>,
+    ) -> Option<Packet> {
+        let pt = self.pt?;
+        let sent = self.sent.resend(now, seq)?;
+        let original = original(sent.layer, sent.source_seq)?;
+        if original.payload.is_empty() {
+            return None; // padding: nothing a decoder misses
+        }
+        let payload = sent
+            .vp8
+            .apply(&original.payload)
+            .unwrap_or_else(|| original.payload.clone());
+        let mut header = original.header.clone();
+        header.padding = false;
+        header.timestamp = sent.timestamp;
+        let payload = match &mut self.rtx {
+            Some(rtx) => {
+                header.ssrc = rtx.ssrc;
+                header.payload_type = rtx.pt;
+                header.sequence_number = rtx.seq;
+                rtx.seq = rtx.seq.wrapping_add(1);
+                // RFC 4588 §4: the original sequence number, then the payload.
+                let mut p = BytesMut::with_capacity(2 + payload.len());
+                p.put_u16(seq);
+                p.extend_from_slice(&payload);
+                p.freeze()
+            }
+            None => {
+                header.ssrc = self.ssrc;
+                header.payload_type = pt;
+                header.sequence_number = seq;
+                payload
+            }
+        };
+        Some(Packet { header, payload })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const LAYER: u32 = 500;
+
+    fn down(now: Instant, rtx: bool) -> DownTrack {
+        let mut d = DownTrack::new(
+            now,
+            DownTrackInit {
+                route: Route {
+                    subscriber: 1,
+                    conn: 2,
+                    sender: RTCRtpSenderId::from(0),
+                },
+                ssrc: 77,
+                rtx_ssrc: Some(78),
+                video: true,
+                clock_rate: 90_000,
+                vp8: false,
+                layer: Some(LAYER),
+            },
+        );
+        d.negotiated(Some(96), rtx.then_some(97));
+        d
+    }
+
+    fn packet(seq: u16, keyframe: bool) -> Packet {
+        let mut p = Packet::default();
+        p.header.sequence_number = seq;
+        p.header.timestamp = u32::from(seq) * 100;
+        p.header.ssrc = LAYER;
+        p.payload = bytes::Bytes::from(vec![u8::from(keyframe), seq as u8]);
+        p
+    }
+
+    #[test]
+    fn answers_a_nack_on_the_rtx_stream_from_the_original() {
+        let t0 = Instant::now();
+        let mut d = down(t0, true);
+        let mut stats = MediaStats::default();
+        let originals: Vec<Packet> = (1000..1100).map(|s| packet(s, s == 1000)).collect();
+        let mut sent = Vec::new();
+        for p in &originals {
+            match d.on_packet(t0, LAYER, p, p.payload[0] == 1, true, &mut stats) {
+                Decision::Send(out) => sent.push(out),
+                other => panic!("{other:?}"),
+            }
+        }
+        let lost = &sent[3];
+        let later = t0 + Duration::from_millis(30);
+        let find = |layer: u32, seq: u16| {
+            assert_eq!(layer, LAYER);
+            originals.iter().find(|p| p.header.sequence_number == seq)
+        };
+        let rtx = d
+            .retransmission(later, lost.header.sequence_number, find)
+            .expect("resent");
+        assert_eq!((rtx.header.ssrc, rtx.header.payload_type), (78, 97));
+        assert_eq!(rtx.header.timestamp, lost.header.timestamp);
+        let osn = u16::from_be_bytes([rtx.payload[0], rtx.payload[1]]);
+        assert_eq!(osn, lost.header.sequence_number);
+        assert_eq!(&rtx.payload[2..], &lost.payload[..]);
+        // The next one continues the RTX stream's own numbering.
+        let again = d
+            .retransmission(later, sent[4].header.sequence_number, find)
+            .unwrap();
+        assert_eq!(again.header.sequence_number, rtx.header.sequence_number + 1);
+    }
+
+    #[test]
+    fn without_rtx_a_nack_is_answered_on_the_media_stream() {
+        let t0 = Instant::now();
+        let mut d = down(t0, false);
+        let mut stats = MediaStats::default();
+        let p = packet(5, true);
+        let Decision::Send(out) = d.on_packet(t0, LAYER, &p, true, true, &mut stats) else {
+            panic!("not sent")
+        };
+        let again = d
+            .retransmission(t0, out.header.sequence_number, |_, _| Some(&p))
+            .unwrap();
+        assert_eq!(again.header, out.header);
+        assert_eq!(again.payload, out.payload);
+    }
+
+    #[test]
+    fn nothing_is_sent_before_the_answer_or_the_connection() {
+        let t0 = Instant::now();
+        let mut stats = MediaStats::default();
+        let mut d = down(t0, true);
+        d.negotiated(None, None);
+        let p = packet(5, true);
+        assert!(matches!(
+            d.on_packet(t0, LAYER, &p, true, true, &mut stats),
+            Decision::Skip
+        ));
+        let mut d = down(t0, true);
+        assert!(matches!(
+            d.on_packet(t0, LAYER, &p, true, false, &mut stats),
+            Decision::Skip
+        ));
+        assert!(d.retransmission(t0, 5, |_, _| Some(&p)).is_none());
+    }
+}

@@ -1,0 +1,154 @@
+//! What the room core takes and gives: [`Command`]s from a participant's
+//! session in, [`Event`]s for it out, and the vocabulary both use. No wire
+//! protocol appears here; each protocol's adapter (`crate::signalling`)
+//! maps its own messages onto these.
+//!
+//! The plain data types derive serde because protocol v1 carries them as
+//! they are (its fixture tests pin the names); another protocol maps them
+//! to its own shapes instead.
+
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use serde::{Deserialize, Serialize};
+
+pub use crate::media::{Kind, Quality, Source};
+
+/// Which of a participant's two peer connections something is about: the
+/// *publisher* carries its own tracks (the client offers), the
+/// *subscriber* everyone else's (the server offers). One offerer per
+/// connection means no glare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Publisher,
+    Subscriber,
+}
+
+/// A track a client announces with its publisher offer, keyed by the
+/// transceiver's `mid` in that offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackAnnouncement {
+    pub mid: String,
+    pub source: Source,
+    #[serde(default)]
+    pub muted: bool,
+}
+
+/// A published track as other participants see it. `id` is the id of the
+/// `MediaStreamTrack` the subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub id: String,
+    pub kind: Kind,
+    pub source: Source,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: String,
+    pub name: String,
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// What a participant's session asks of the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Enter `room`; answered by [`Event::Joined`] or [`Event::Left`].
+    Join { room: String, name: String },
+    /// An offer for the publisher connection, with the tracks it carries;
+    /// tracks no longer announced are unpublished.
+    Publish {
+        sdp: String,
+        tracks: Vec<TrackAnnouncement>,
+    },
+    /// The answer to the last [`Event::SubscriberOffer`].
+    SubscriberAnswer { sdp: String },
+    /// A trickled ICE candidate of the client.
+    Candidate {
+        target: Target,
+        candidate: RTCIceCandidateInit,
+    },
+    /// Mute state of one of the participant's own tracks.
+    Mute { mid: String, muted: bool },
+    /// Which simulcast layer the participant wants of a track it receives.
+    SetQuality { track_id: String, quality: Quality },
+    /// Remove another participant of the same room (the session checked
+    /// that this one may).
+    Remove { participant_id: String },
+    /// The participant leaves, or its session ended.
+    Leave,
+}
+
+/// Why the core refused a command; the participant stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The media engine refused an offer or answer, or an offer publishes
+    /// more than the core allows.
+    BadSdp,
+    /// The command names a participant that is not in this room.
+    NoSuchParticipant,
+}
+
+/// Why a participant is no longer in its room. [`Event::Left`] is the last
+/// event a participant gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// It asked to (or its session ended).
+    Left,
+    /// The room has `max` participants already.
+    RoomFull { max: usize },
+    /// Its media connection went silent.
+    Timeout,
+    /// Its browser answered none of the offers for its subscriber
+    /// connection.
+    NoAnswer,
+    /// ICE or DTLS failed.
+    MediaFailed,
+    /// A host removed it.
+    Removed,
+    /// The core could not serve it (the engine failed to build a
+    /// connection).
+    Unavailable,
+}
+
+/// What the core tells a participant's session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// In the room; who else is.
+    Joined {
+        room: String,
+        participant_id: String,
+        participants: Vec<ParticipantInfo>,
+    },
+    PublisherAnswer {
+        sdp: String,
+    },
+    SubscriberOffer {
+        sdp: String,
+    },
+    ParticipantJoined(ParticipantInfo),
+    ParticipantLeft {
+        participant_id: String,
+    },
+    TrackPublished {
+        participant_id: String,
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        participant_id: String,
+        track_id: String,
+    },
+    TrackMuted {
+        participant_id: String,
+        track_id: String,
+        muted: bool,
+    },
+    Refused {
+        reason: Refusal,
+        message: String,
+    },
+    /// Out of the room: the last event.
+    Left {
+        reason: LeaveReason,
+    },
+}

@@ -1,0 +1,158 @@
+//! The peer connections of a worker (two per participant) and how a
+//! datagram finds its connection: by the address it came from, or, for a
+//! new address, by the ufrag of an authentic STUN binding request.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rtc::crypto::RTCCryptoProvider;
+use rtc::sansio::Protocol;
+use slab::Slab;
+
+use super::api::Target;
+use super::ice::BindingRequest;
+use super::Output;
+use crate::engine::peer::PeerConnection;
+
+pub type ConnKey = usize;
+
+/// Most remote addresses one connection may be reached from; a bound on
+/// what one peer can make us remember.
+const MAX_ADDRS_PER_CONN: usize = 8;
+
+pub struct Connection {
+    pub pc: PeerConnection,
+    /// The participant it belongs to, and which of its two it is.
+    pub owner: usize,
+    pub role: Target,
+    ufrag: String,
+    pwd: String,
+    addrs: Vec<SocketAddr>,
+    /// Last datagram, or when negotiation made the connection necessary.
+    pub last_rx: Instant,
+    /// Negotiated (a remote description applied): from then on the browser
+    /// must keep it alive, and silence past the timeout removes the owner.
+    /// A connection nothing was negotiated on yet (a subscriber alone in its
+    /// room) is exempt; the signalling socket's keep-alive covers that case.
+    pub negotiated: bool,
+    /// DTLS is up: SRTP can be sent.
+    pub connected: bool,
+    pub deadline: Option<Instant>,
+}
+
+impl Connection {
+    /// Moves the engine's outgoing datagrams to the output queue and notes
+    /// its next deadline (sending may have armed a timer).
+    pub fn drain_writes(&mut self, out: &mut VecDeque<Output>) {
+        while let Some(w) = self.pc.poll_write() {
+            out.push_back(Output::Transmit {
+                from: w.transport.local_addr.ip(),
+                to: w.transport.peer_addr,
+                data: w.message,
+            });
+        }
+        self.deadline = self.pc.poll_timeout();
+    }
+
+    /// Negotiation made this connection necessary: its liveness counts.
+    pub fn mark_negotiated(&mut self, now: Instant) {
+        if !self.negotiated {
+            self.negotiated = true;
+            self.last_rx = now;
+        }
+    }
+}
+
+/// A new connection's identity on the wire.
+pub struct Credentials {
+    pub ufrag: String,
+    pub pwd: String,
+}
+
+pub struct Connections {
+    slab: Slab<Connection>,
+    by_ufrag: HashMap<String, ConnKey>,
+    by_addr: HashMap<SocketAddr, ConnKey>,
+    crypto: std::sync::Arc<dyn RTCCryptoProvider>,
+}
+
+impl Connections {
+    pub fn new(crypto: std::sync::Arc<dyn RTCCryptoProvider>) -> Self {
+        Self {
+            slab: Slab::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            crypto,
+        }
+    }
+
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        pc: PeerConnection,
+        owner: usize,
+        role: Target,
+        creds: Credentials,
+    ) -> ConnKey {
+        let key = self.slab.insert(Connection {
+            pc,
+            owner,
+            role,
+            ufrag: creds.ufrag.clone(),
+            pwd: creds.pwd,
+            addrs: Vec::new(),
+            last_rx: now,
+            negotiated: false,
+            connected: false,
+            // A new connection has timers to start.
+            deadline: Some(now),
+        });
+        self.by_ufrag.insert(creds.ufrag, key);
+        key
+    }
+
+    pub fn get(&self, key: ConnKey) -> Option<&Connection> {
+        self.slab.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: ConnKey) -> Option<&mut Connection> {
+        self.slab.get_mut(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ConnKey, &Connection)> {
+        self.slab.iter()
+    }
+
+    /// The connection a datagram from `from` is for. A new address must
+    /// present an authentic binding request for one of our connections,
+    /// which then remembers it.
+    pub fn route(&mut self, from: SocketAddr, data: &[u8]) -> Option<ConnKey> {
+        if let Some(&c) = self.by_addr.get(&from) {
+            return Some(c);
+        }
+        let mut request = BindingRequest::parse(data)?;
+        let &key = self.by_ufrag.get(request.ufrag())?;
+        let c = &mut self.slab[key];
+        if c.addrs.len() >= MAX_ADDRS_PER_CONN || !request.authentic(&c.pwd, self.crypto.crypto()) {
+            return None;
+        }
+        c.addrs.push(from);
+        self.by_addr.insert(from, key);
+        Some(key)
+    }
+
+    /// Closes a connection: DTLS close_notify goes out, so the browser
+    /// notices at once, and its addresses are forgotten.
+    pub fn close(&mut self, key: ConnKey, out: &mut VecDeque<Output>) {
+        let Some(mut c) = self.slab.try_remove(key) else {
+            return;
+        };
+        self.by_ufrag.remove(&c.ufrag);
+        for a in &c.addrs {
+            self.by_addr.remove(a);
+        }
+        let _ = c.pc.close();
+        c.drain_writes(out);
+    }
+}

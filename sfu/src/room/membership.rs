@@ -1,0 +1,221 @@
+//! Who is in which room: joining (two peer connections per participant,
+//! subscriptions to what the others publish), leaving and being removed,
+//! and telling the others.
+
+use std::time::Instant;
+
+use rand::Rng;
+
+use super::api::{Event, LeaveReason, Refusal, Target};
+use super::connection::Credentials;
+use super::participant::{Participant, ParticipantKey};
+use super::{Output, Router};
+use crate::engine::peer;
+
+impl Router {
+    pub(super) fn join(
+        &mut self,
+        now: Instant,
+        participant_id: String,
+        room: String,
+        name: String,
+    ) {
+        if self.by_id.contains_key(&participant_id) {
+            return;
+        }
+        if self.rooms.get(&room).map_or(0, Vec::len) >= self.cfg.max_participants {
+            let max = self.cfg.max_participants;
+            self.emit_to(
+                participant_id,
+                Event::Left {
+                    reason: LeaveReason::RoomFull { max },
+                },
+            );
+            return;
+        }
+        let key = self.participants.vacant_key();
+        let mut conns = [0; 2];
+        for (i, role) in [Target::Publisher, Target::Subscriber]
+            .into_iter()
+            .enumerate()
+        {
+            let creds = Credentials {
+                ufrag: self.random_token(16),
+                pwd: self.random_token(32),
+            };
+            let pc = match peer::new_peer(
+                now,
+                role,
+                &creds.ufrag,
+                &creds.pwd,
+                &self.cfg.candidates,
+                &self.cfg.srtp_profiles,
+            ) {
+                Ok(pc) => pc,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not create peer connection");
+                    for &c in &conns[..i] {
+                        self.conns.close(c, &mut self.out);
+                    }
+                    self.emit_to(
+                        participant_id,
+                        Event::Left {
+                            reason: LeaveReason::Unavailable,
+                        },
+                    );
+                    return;
+                }
+            };
+            conns[i] = self.conns.insert(now, pc, key, role, creds);
+        }
+        let members = self.rooms.entry(room.clone()).or_default();
+        let others: Vec<ParticipantKey> = members.clone();
+        members.push(key);
+        let participant = Participant {
+            id: participant_id.clone(),
+            name,
+            room: room.clone(),
+            publisher: conns[0],
+            subscriber: conns[1],
+            announced: Vec::new(),
+            up: Vec::new(),
+            received: Vec::new(),
+            negotiation: Default::default(),
+        };
+        let info = participant.info();
+        self.participants.insert(participant);
+        self.by_id.insert(participant_id.clone(), key);
+        tracing::info!(participant = %participant_id, "joined");
+        let participants = others
+            .iter()
+            .map(|&o| self.participants[o].info())
+            .collect();
+        self.emit(
+            key,
+            Event::Joined {
+                room: room.clone(),
+                participant_id,
+                participants,
+            },
+        );
+        self.broadcast(&room, Some(key), Event::ParticipantJoined(info));
+        for o in others {
+            let tracks: Vec<String> = self.participants[o]
+                .up
+                .iter()
+                .map(|u| u.id.clone())
+                .collect();
+            for t in tracks {
+                self.subscribe(now, key, o, &t);
+            }
+        }
+    }
+
+    /// `p` asks to remove another participant of its room.
+    pub(super) fn remove_other(&mut self, p: ParticipantKey, target_id: &str) {
+        let target = self.by_id.get(target_id).copied();
+        let same_room = |t: ParticipantKey| self.participants[t].room == self.participants[p].room;
+        match target {
+            Some(t) if t != p && same_room(t) => self.remove_participant(t, LeaveReason::Removed),
+            _ => self.refuse(
+                p,
+                Refusal::NoSuchParticipant,
+                format!("no participant `{target_id}` to remove here"),
+            ),
+        }
+    }
+
+    pub(super) fn remove_participant(&mut self, p: ParticipantKey, reason: LeaveReason) {
+        let Some(part) = self.participants.try_remove(p) else {
+            return;
+        };
+        tracing::info!(participant = %part.id, ?reason, "left");
+        self.by_id.remove(&part.id);
+        for up in &part.up {
+            for d in &up.downs {
+                self.drop_down_track(d.route, d.ssrc);
+            }
+        }
+        for r in &part.received {
+            if let Some(up) = self
+                .participants
+                .get_mut(r.publisher)
+                .and_then(|q| q.up_track_mut(&r.track_id))
+            {
+                up.downs.retain(|d| d.route.subscriber != p);
+            }
+        }
+        self.conns.close(part.publisher, &mut self.out);
+        self.conns.close(part.subscriber, &mut self.out);
+        if let Some(members) = self.rooms.get_mut(&part.room) {
+            members.retain(|&m| m != p);
+            if members.is_empty() {
+                self.rooms.remove(&part.room);
+            }
+        }
+        self.broadcast(
+            &part.room,
+            None,
+            Event::ParticipantLeft {
+                participant_id: part.id.clone(),
+            },
+        );
+        self.emit_to(part.id, Event::Left { reason });
+    }
+
+    /// Everyone in `room` but `except`.
+    pub(super) fn others(
+        &self,
+        room: &str,
+        except: ParticipantKey,
+    ) -> impl Iterator<Item = ParticipantKey> + '_ {
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |&k| k != except)
+    }
+
+    pub(super) fn broadcast(&mut self, room: &str, except: Option<ParticipantKey>, event: Event) {
+        let Some(members) = self.rooms.get(room) else {
+            return;
+        };
+        for &m in members {
+            if Some(m) == except {
+                continue;
+            }
+            if let Some(p) = self.participants.get(m) {
+                self.out.push_back(Output::Event {
+                    participant_id: p.id.clone(),
+                    event: event.clone(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn emit(&mut self, p: ParticipantKey, event: Event) {
+        if let Some(part) = self.participants.get(p) {
+            let participant_id = part.id.clone();
+            self.emit_to(participant_id, event);
+        }
+    }
+
+    fn emit_to(&mut self, participant_id: String, event: Event) {
+        self.out.push_back(Output::Event {
+            participant_id,
+            event,
+        });
+    }
+
+    pub(super) fn refuse(&mut self, p: ParticipantKey, reason: Refusal, message: String) {
+        self.emit(p, Event::Refused { reason, message });
+    }
+
+    fn random_token(&mut self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        (0..len)
+            .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)
+            .collect()
+    }
+}

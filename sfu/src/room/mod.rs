@@ -1,0 +1,507 @@
+//! The room core of one worker: its rooms, their participants and every
+//! participant's two peer connections. Sans-IO, in the manner of str0m:
+//! the shell feeds [`Input`]s (a datagram, a participant's [`Command`], a
+//! timeout), each with `now`, and drains [`Output`]s (datagrams to send,
+//! [`Event`]s for participants) and the next deadline. Nothing here reads
+//! the clock, touches a socket or spawns a task, so tests drive it with
+//! simulated time.
+//!
+//! The path of a media packet: datagram → its connection (`connection.rs`)
+//! → the engine decrypts it once → the publisher's up-track fans it out to
+//! its down-tracks (`crate::media`) → each subscriber's engine encrypts →
+//! datagrams out. Who is in which room is `membership.rs`; publishing,
+//! subscribing and the subscriber connection's negotiation have a file
+//! each.
+
+pub mod api;
+pub mod connection;
+pub mod ice;
+mod membership;
+pub mod negotiation;
+pub mod participant;
+mod publishing;
+mod subscribing;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp_transceiver::RTCRtpReceiverId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use slab::Slab;
+
+pub use api::{Command, Event, LeaveReason, Refusal, Target};
+use connection::{ConnKey, Connections};
+use participant::{Participant, ParticipantKey};
+pub use publishing::MAX_TRACKS_PER_PUBLISHER;
+
+use crate::engine::peer;
+use crate::media::down_track::Route;
+use crate::media::up_track::Sink;
+use crate::media::MediaStats;
+use crate::shell::config::SrtpProfile;
+
+/// Tunables of the core; the shell fills them from the config.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Host candidates every connection advertises (this worker's port).
+    pub candidates: Vec<SocketAddr>,
+    /// A connection silent this long is considered gone.
+    pub peer_timeout: Duration,
+    /// Least time between two keyframe requests to one publisher track.
+    pub keyframe_interval: Duration,
+    /// Seed for ICE credentials and SSRCs (fixed in tests).
+    pub seed: u64,
+    pub srtp_profiles: Vec<SrtpProfile>,
+    /// A room this full refuses further joins.
+    pub max_participants: usize,
+}
+
+/// What the shell feeds in.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A datagram from `from`, received on local address `local` (the
+    /// destination address of the packet, so the engine can match it to the
+    /// candidate it was sent to).
+    Datagram {
+        from: SocketAddr,
+        local: IpAddr,
+        data: &'a [u8],
+    },
+    /// A participant's session asks something.
+    Command {
+        participant_id: String,
+        command: Command,
+    },
+    /// The deadline from [`Router::poll_timeout`] has passed.
+    Timeout,
+}
+
+/// What the shell drains.
+#[derive(Debug)]
+pub enum Output {
+    Transmit {
+        /// Our address the peer knows us by (the candidate it checked).
+        from: IpAddr,
+        to: SocketAddr,
+        data: BytesMut,
+    },
+    /// For a participant's session. After [`Event::Left`] nothing more
+    /// comes for that participant.
+    Event {
+        participant_id: String,
+        event: Event,
+    },
+}
+
+/// Counters the shell turns into metrics. Plain integers: the core is single
+/// threaded and the shell reads them between inputs.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub datagrams_in: u64,
+    pub datagrams_dropped: u64,
+    pub keyframe_requests: u64,
+    pub engine_errors: u64,
+    pub media: MediaStats,
+}
+
+/// How often [`Router`] looks for silent peers, owed keyframe requests,
+/// simulcast layers that stopped or started, and unanswered offers.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+
+pub struct Router {
+    cfg: RouterConfig,
+    rng: StdRng,
+    rooms: HashMap<String, Vec<ParticipantKey>>,
+    participants: Slab<Participant>,
+    by_id: HashMap<String, ParticipantKey>,
+    conns: Connections,
+    out: VecDeque<Output>,
+    next_housekeeping: Option<Instant>,
+    /// Some participant's subscriber connection needs an offer: spares a
+    /// scan per datagram.
+    offers_due: bool,
+    /// Reused buffer for RTP read from one connection before fanning it out.
+    rtp_scratch: Vec<(String, rtc::rtp::Packet)>,
+    stats: Stats,
+}
+
+impl Router {
+    pub fn new(cfg: RouterConfig) -> Self {
+        // The engine itself needs this provider for DTLS and SRTP; the
+        // crate is always built with one.
+        let crypto = rtc::crypto::default_provider().expect("rtc has a built-in crypto provider");
+        Self {
+            rng: StdRng::seed_from_u64(cfg.seed),
+            cfg,
+            rooms: HashMap::new(),
+            participants: Slab::new(),
+            by_id: HashMap::new(),
+            conns: Connections::new(crypto),
+            out: VecDeque::new(),
+            next_housekeeping: None,
+            offers_due: false,
+            rtp_scratch: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn rooms(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn participants(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn published_tracks(&self) -> usize {
+        self.participants.iter().map(|(_, p)| p.up.len()).sum()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The next instant at which [`Input::Timeout`] must be fed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .filter_map(|(_, c)| c.deadline)
+            .chain(self.next_housekeeping)
+            .min()
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        if self.next_housekeeping.is_none() && !self.participants.is_empty() {
+            self.next_housekeeping = Some(now + HOUSEKEEPING);
+        }
+        match input {
+            Input::Datagram { from, local, data } => self.handle_datagram(now, from, local, data),
+            Input::Command {
+                participant_id,
+                command,
+            } => self.command(now, participant_id, command),
+            Input::Timeout => self.handle_timeout(now),
+        }
+        self.flush_negotiations(now);
+    }
+
+    fn command(&mut self, now: Instant, participant_id: String, command: Command) {
+        if let Command::Join { room, name } = command {
+            return self.join(now, participant_id, room, name);
+        }
+        let Some(&p) = self.by_id.get(&participant_id) else {
+            return;
+        };
+        match command {
+            Command::Join { .. } => {}
+            Command::Publish { sdp, tracks } => self.publish(now, p, sdp, tracks),
+            Command::SubscriberAnswer { sdp } => self.subscriber_answer(now, p, sdp),
+            Command::Candidate { target, candidate } => {
+                let conn = self.participants[p].conn(target);
+                // ICE-lite learns the browser's address from its checks; a
+                // candidate the engine cannot use (mDNS names, TCP) is not
+                // worth an error.
+                if let Some(c) = self.conns.get_mut(conn) {
+                    if let Err(e) = c.pc.add_remote_candidate(candidate) {
+                        tracing::debug!(error = %e, "remote candidate ignored");
+                    }
+                }
+            }
+            Command::Mute { mid, muted } => self.mute(p, &mid, muted),
+            Command::SetQuality { track_id, quality } => {
+                self.set_quality(now, p, &track_id, quality)
+            }
+            Command::Remove { participant_id } => self.remove_other(p, &participant_id),
+            Command::Leave => self.remove_participant(p, LeaveReason::Left),
+        }
+    }
+
+    // ----- media path -----
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, local: IpAddr, data: &[u8]) {
+        self.stats.datagrams_in += 1;
+        let Some(conn) = self.conns.route(from, data) else {
+            self.stats.datagrams_dropped += 1;
+            return;
+        };
+        let local_addr = self
+            .cfg
+            .candidates
+            .iter()
+            .find(|c| c.ip() == local)
+            .or(self.cfg.candidates.first())
+            .copied()
+            .unwrap_or(SocketAddr::new(local, 0));
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.last_rx = now;
+        let res = c.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        });
+        if let Err(e) = res {
+            // One peer's bad packet must not disturb the others.
+            self.stats.engine_errors += 1;
+            tracing::debug!(conn, error = %e, "engine refused datagram");
+        }
+        self.drain_conn(now, conn);
+    }
+
+    /// After any input to a connection: its events, its decrypted packets
+    /// and feedback, its datagrams to send and its next deadline.
+    fn drain_conn(&mut self, now: Instant, conn: ConnKey) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let (owner, role) = (c.owner, c.role);
+        let mut events = Vec::new();
+        while let Some(e) = c.pc.poll_event() {
+            events.push(e);
+        }
+        for e in events {
+            self.handle_event(now, conn, owner, role, e);
+        }
+        let Some(c) = self.conns.get_mut(conn) else {
+            return; // the event removed the participant
+        };
+        let mut rtp = std::mem::take(&mut self.rtp_scratch);
+        let mut feedback = Vec::new();
+        while let Some(m) = c.pc.poll_read() {
+            match m.message {
+                RTCMessage::RtpPacket(track_id, packet) => rtp.push((track_id, packet)),
+                // Only keyframe requests and NACKs get this far (see
+                // engine/feedback.rs).
+                RTCMessage::RtcpPacket(_, packets) if role == Target::Subscriber => {
+                    feedback.extend(packets)
+                }
+                _ => {}
+            }
+        }
+        for (track_id, packet) in rtp.drain(..) {
+            self.forward(now, owner, &track_id, packet);
+        }
+        self.rtp_scratch = rtp;
+        for p in feedback {
+            let any = p.as_any();
+            if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                self.subscriber_wants_keyframe(now, owner, pli.media_ssrc);
+            } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                for e in &fir.fir {
+                    self.subscriber_wants_keyframe(now, owner, e.ssrc);
+                }
+            } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                self.retransmit(now, owner, nack);
+            }
+        }
+        self.flush_writes(conn);
+    }
+
+    fn flush_writes(&mut self, conn: ConnKey) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.drain_writes(&mut self.out);
+        }
+    }
+
+    fn forward(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantKey,
+        engine_track_id: &str,
+        packet: rtc::rtp::Packet,
+    ) {
+        let Some(p) = self.participants.get_mut(publisher) else {
+            return;
+        };
+        let Some(up) =
+            p.up.iter_mut()
+                .find(|u| u.engine_track_id == engine_track_id)
+        else {
+            return;
+        };
+        let mut sink = Fanout {
+            conns: &mut self.conns,
+            out: &mut self.out,
+            errors: &mut self.stats.engine_errors,
+        };
+        if let Some(layer) = up.forward(now, packet, &mut sink, &mut self.stats.media) {
+            let (conn, receiver) = (p.publisher, up.receiver);
+            self.send_pli(now, conn, receiver, layer);
+        }
+    }
+
+    /// Asks a publisher for a keyframe of one layer (SSRC) of a track.
+    fn send_pli(&mut self, now: Instant, conn: ConnKey, receiver: RTCRtpReceiverId, ssrc: u32) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        self.stats.keyframe_requests += 1;
+        if let Some(mut r) = c.pc.rtp_receiver(receiver) {
+            if r.write_rtcp(now, peer::pli(ssrc)).is_err() {
+                self.stats.engine_errors += 1;
+            }
+        }
+        c.drain_writes(&mut self.out);
+    }
+
+    // ----- engine events -----
+
+    fn handle_event(
+        &mut self,
+        now: Instant,
+        conn: ConnKey,
+        owner: ParticipantKey,
+        role: Target,
+        event: RTCPeerConnectionEvent,
+    ) {
+        match event {
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
+                if role == Target::Publisher =>
+            {
+                self.track_opened(now, owner, init);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
+                if role == Target::Publisher =>
+            {
+                let id = self.participants.get(owner).and_then(|p| {
+                    p.up.iter()
+                        .find(|u| u.engine_track_id == track_id)
+                        .map(|u| u.id.clone())
+                });
+                if let Some(id) = id {
+                    self.unpublish(owner, &id);
+                }
+            }
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed,
+            )
+            | RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                RTCIceConnectionState::Failed,
+            ) => {
+                tracing::info!(role = ?role, "media connection failed");
+                self.remove_participant(owner, LeaveReason::MediaFailed);
+            }
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                RTCPeerConnectionState::Connected,
+            ) => {
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.connected = true;
+                }
+                if role == Target::Subscriber {
+                    // Start every video down-track on a fresh keyframe.
+                    self.restart_down_tracks(now, owner);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ----- time -----
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for conn in due {
+            // An earlier connection's event may have removed this one (a
+            // failed connection removes its participant's other one too).
+            let Some(c) = self.conns.get_mut(conn) else {
+                continue;
+            };
+            if let Err(e) = c.pc.handle_timeout(now) {
+                self.stats.engine_errors += 1;
+                tracing::debug!(conn, error = %e, "engine timeout error");
+            }
+            self.drain_conn(now, conn);
+        }
+        if self.next_housekeeping.is_some_and(|t| t <= now) {
+            self.housekeeping(now);
+            self.next_housekeeping = (!self.participants.is_empty()).then(|| now + HOUSEKEEPING);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let silent: Vec<ParticipantKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.negotiated && now.saturating_duration_since(c.last_rx) > self.cfg.peer_timeout
+            })
+            .map(|(_, c)| c.owner)
+            .collect();
+        for p in silent {
+            if let Some(part) = self.participants.get(p) {
+                tracing::info!(participant = %part.id, "media connection silent, removing");
+                self.remove_participant(p, LeaveReason::Timeout);
+            }
+        }
+        self.expire_offers(now);
+        // Keyframe requests held back by pacing, and simulcast layers that
+        // stopped or started since.
+        let mut owed: Vec<(ConnKey, RTCRtpReceiverId, u32)> = Vec::new();
+        for (_, p) in self.participants.iter_mut() {
+            let conn = p.publisher;
+            for u in &mut p.up {
+                let receiver = u.receiver;
+                if u.is_simulcast() {
+                    owed.extend(u.reselect(now).into_iter().map(|l| (conn, receiver, l)));
+                }
+                owed.extend(u.owed_keyframes(now).map(|l| (conn, receiver, l)));
+            }
+        }
+        for (conn, receiver, ssrc) in owed {
+            self.send_pli(now, conn, receiver, ssrc);
+        }
+    }
+}
+
+/// The fan-out's way to the subscribers' engines.
+struct Fanout<'a> {
+    conns: &'a mut Connections,
+    out: &'a mut VecDeque<Output>,
+    errors: &'a mut u64,
+}
+
+impl Sink for Fanout<'_> {
+    fn ready(&self, conn: usize) -> bool {
+        self.conns.get(conn).is_some_and(|c| c.connected)
+    }
+
+    fn send(&mut self, now: Instant, route: &Route, packet: rtc::rtp::Packet) -> bool {
+        let Some(c) = self.conns.get_mut(route.conn) else {
+            return false;
+        };
+        let sent =
+            c.pc.rtp_sender(route.sender)
+                .is_some_and(|mut s| s.write_rtp(now, packet).is_ok());
+        if !sent {
+            *self.errors += 1;
+        }
+        c.drain_writes(self.out);
+        sent
+    }
+}

@@ -1,0 +1,11 @@
+//! The server shell: binds sockets, serves HTTP (the web client, the
+//! signalling WebSocket, the token exchange, metrics), checks who may join,
+//! and starts and stops the media workers. Everything with a clock, a
+//! socket or a task outside the media workers lives here.
+
+pub mod admission;
+pub mod config;
+pub mod metrics;
+pub mod server;
+pub mod token;
+pub mod web;
