@@ -25,6 +25,8 @@ if [ "$mode" = test ]; then
   need ip iproute2
   need unshare util-linux
   need prometheus prometheus
+  # Loss and outages for network tests, inside their own namespaces.
+  need nft nftables
   need pkg-config pkg-config
   # The load generator encodes real Opus with Debian's libopus.
   [ -e /usr/include/opus/opus.h ] || apt_packages+=(libopus-dev)

@@ -65,7 +65,11 @@ struct Net {
     now: Instant,
     router: Router,
     browsers: Vec<Browser>,
+    /// Loses datagrams on their way from the server to a browser (called
+    /// with the browser's address) and from a browser to the server
+    /// (called with the browser's address they came from).
     loss: Option<LossRule>,
+    uplink_loss: Option<LossRule>,
 }
 
 impl Net {
@@ -82,6 +86,7 @@ impl Net {
             }),
             browsers: Vec::new(),
             loss: None,
+            uplink_loss: None,
         }
     }
 
@@ -229,7 +234,11 @@ impl Net {
                 self.browser_events(i);
                 for (from, data) in datagrams {
                     moved = true;
-                    if !unplugged {
+                    let lost = self
+                        .uplink_loss
+                        .as_mut()
+                        .is_some_and(|lose| lose(from, &data));
+                    if !unplugged && !lost {
                         self.router.handle_input(
                             self.now,
                             Input::Datagram {
@@ -420,26 +429,63 @@ impl Media {
                         vp8_payload(keyframe_wanted, ms / 40)
                     }
                 };
-                let mut s = b.publisher.rtp_sender(sender).unwrap();
-                let pt = s.get_parameters().rtp_parameters.codecs[0].payload_type;
                 let seq = self.seq.entry(format!("{id}{ssrc}")).or_insert(0);
                 *seq = seq.wrapping_add(1);
-                let packet = rtc::rtp::Packet {
-                    header: rtc::rtp::header::Header {
-                        version: 2,
-                        payload_type: pt,
-                        sequence_number: *seq,
-                        timestamp: (ms * clock) as u32,
-                        ssrc,
-                        marker: true,
-                        ..Default::default()
-                    },
-                    payload,
-                };
-                s.write_rtp(now, packet).unwrap();
+                write_rtp(b, now, sender, ssrc, *seq, (ms * clock) as u32, payload);
             }
         }
     }
+
+    /// `id` sends a keyframe of `packets` packets at once, each naming its
+    /// index (`[0x10 or 0x00, 0x00, BURST, index]`), as a large keyframe
+    /// leaves a browser.
+    fn keyframe_burst(&mut self, net: &mut Net, id: &str, packets: u8) {
+        let now = net.now;
+        let ts = (self.step * STEP.as_millis() as u64 * 90) as u32 + 45;
+        let b = net.browser(id);
+        let (_, sender, ssrc) = *b
+            .senders
+            .iter()
+            .find(|(kind, _, _)| *kind == RtpCodecKind::Video)
+            .unwrap();
+        for i in 0..packets {
+            let seq = self.seq.entry(format!("{id}{ssrc}")).or_insert(0);
+            *seq = seq.wrapping_add(1);
+            let start = if i == 0 { 0x10 } else { 0x00 };
+            let payload = Bytes::from(vec![start, 0x00, BURST, i]);
+            write_rtp(b, now, sender, ssrc, *seq, ts, payload);
+        }
+    }
+}
+
+/// Marks the packets of a keyframe burst (their payload's third byte).
+const BURST: u8 = 0xb5;
+
+/// Sends one packet on a browser's publisher connection.
+fn write_rtp(
+    b: &mut Browser,
+    now: Instant,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    sequence_number: u16,
+    timestamp: u32,
+    payload: Bytes,
+) {
+    let mut s = b.publisher.rtp_sender(sender).unwrap();
+    let pt = s.get_parameters().rtp_parameters.codecs[0].payload_type;
+    let packet = rtc::rtp::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            payload_type: pt,
+            sequence_number,
+            timestamp,
+            ssrc,
+            marker: true,
+            ..Default::default()
+        },
+        payload,
+    };
+    s.write_rtp(now, packet).unwrap();
 }
 
 fn video_from(b: &Browser, publisher: &str) -> Vec<rtc::rtp::Packet> {
@@ -976,4 +1022,91 @@ fn a_publisher_may_not_offer_more_than_the_track_limit() {
         .inbox
         .iter()
         .any(|m| matches!(m, Event::Refused { .. } | Event::Left { .. })));
+}
+
+/// What arrives where in a test of repair: which way the loss is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// From the server to the subscriber: the subscriber's NACK is
+    /// answered by the server.
+    Down,
+    /// From the publisher to the server: the server's NACK is answered by
+    /// the publisher.
+    Up,
+}
+
+/// The RTP payload type (`pt`) and sequence number of an SRTP datagram,
+/// whose header is in the clear.
+fn rtp_header(data: &[u8]) -> Option<(u8, u16)> {
+    (data.len() > 12 && data[0] >> 6 == 2)
+        .then(|| (data[1] & 0x7f, u16::from_be_bytes([data[2], data[3]])))
+}
+
+/// A packet early in a 100-packet keyframe is lost on `link`, and so is
+/// the first answer to the NACK for it: the second answer comes after the
+/// whole keyframe, far beyond a 64-packet replay window, and must still
+/// complete it. Resent on the media SSRC, it was refused as a replay.
+fn repair_across_a_large_keyframe(link: Link) {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true);
+    net.join("bob", "r", false);
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &["alice"]));
+    let (watched, vp8, rtx) = match link {
+        Link::Down => (net.browser("bob").sub_addr, 96, 97),
+        Link::Up => (net.browser("alice").pub_addr, 96, 97),
+    };
+    let seen = std::rc::Rc::new(std::cell::Cell::new((0u32, 0u32, 0u32)));
+    let record = seen.clone();
+    let rule: LossRule = Box::new(move |addr, data| {
+        let (video, resent, lost) = record.get();
+        let Some((pt, _)) = rtp_header(data).filter(|_| addr == watched) else {
+            return false;
+        };
+        if pt == vp8 {
+            record.set((video + 1, resent, lost + u32::from(video == 2)));
+            return video == 2; // the third packet of the burst
+        }
+        if pt == rtx {
+            record.set((video, resent + 1, lost));
+            return resent == 0; // the first answer
+        }
+        false
+    });
+    match link {
+        Link::Down => net.loss = Some(rule),
+        Link::Up => net.uplink_loss = Some(rule),
+    }
+    media.keyframe_burst(&mut net, "alice", 100);
+    net.settle();
+    net.run_for(Duration::from_millis(500), |_| {});
+    let (_, resent, lost) = seen.get();
+    assert_eq!(lost, 1, "the packet was lost ({link:?})");
+    assert!(
+        resent >= 2,
+        "{resent} answers to NACKs went over RTX ({link:?})"
+    );
+    let got: Vec<u8> = video_from(net.browser("bob"), "alice")
+        .iter()
+        .filter(|p| p.payload.get(2) == Some(&BURST))
+        .map(|p| p.payload[3])
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (0..100).collect::<Vec<u8>>(),
+        "the keyframe is incomplete ({link:?}); bob got {got:?}"
+    );
+    assert!(net.router.stats().media.duplicates <= 1);
+}
+
+#[test]
+fn a_packet_lost_early_in_a_large_keyframe_is_repaired_for_the_subscriber() {
+    repair_across_a_large_keyframe(Link::Down);
+}
+
+#[test]
+fn a_packet_lost_early_in_a_large_keyframe_is_repaired_from_the_publisher() {
+    repair_across_a_large_keyframe(Link::Up);
 }

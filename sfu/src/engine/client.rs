@@ -22,7 +22,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use super::peer::{
     host_candidate, register_nack, Context, PeerError, SDES_MID, SDES_RTP_STREAM_ID,
 };
-use super::{feedback, nack};
+use super::{feedback, nack, rtx};
 
 /// A browser-like client connection at `addr`.
 pub fn new_client_peer(now: Instant, addr: SocketAddr) -> Result<RTCPeerConnection, PeerError> {
@@ -33,12 +33,13 @@ pub fn new_client_peer(now: Instant, addr: SocketAddr) -> Result<RTCPeerConnecti
     register_nack(&mut media_engine);
     configure_simulcast_extension_headers(&mut media_engine)
         .context("registering simulcast header extensions")?;
-    // The engine's defaults, but with our RTX-aware NACK generator, as a
-    // browser's would be.
+    // The engine's defaults, but with our NACK generator and RTX repair, as
+    // a browser's would be.
     let registry = configure_twcc_receiver_only(Registry::new(), &mut media_engine)
         .context("registering interceptors")?;
     let registry = configure_rtcp_reports(registry)
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(Slot::from(rtx::SLOT), rtx::RtxRepair::default())
         .with(Slot::NackGenerator, nack::NackGenerator::default())
         .with(
             Slot::Custom(feedback::SLOT),

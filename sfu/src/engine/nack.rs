@@ -1,10 +1,9 @@
 //! Asks a publisher to resend what did not arrive (RTCP NACK, RFC 4585).
-//! It replaces the engine's own NACK generator, which does not know RTX
-//! (RFC 4588): a packet resent on the publisher's RTX stream never counted
-//! as arrived there, so it was asked for again every 100 ms until it fell
-//! out of the window. This one reads each RTX packet's original sequence
-//! number, asks as soon as a gap appears, and asks again a few times while
-//! the packet can still be of use.
+//! It replaces the engine's own NACK generator, which asks only on a 100 ms
+//! tick and then every tick for as long as the packet stays in its window:
+//! this one asks as soon as a gap appears, asks again a few times while the
+//! packet can still be of use, and then gives up. Retransmissions reach it
+//! as the packets they carry (`rtx.rs` sits before it).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -103,8 +102,8 @@ impl ReceiveLog {
 pub struct NackGenerator {
     sender_ssrc: u32,
     logs: HashMap<u32, ReceiveLog>,
-    /// RTX SSRC → the SSRC of the stream it repairs.
-    rtx: HashMap<u32, u32>,
+    /// RTX streams named by SSRC: not logged themselves.
+    repair: Vec<u32>,
     next_timeout: Option<Instant>,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
@@ -117,7 +116,7 @@ impl Default for NackGenerator {
         Self {
             sender_ssrc: rand::random(),
             logs: HashMap::new(),
-            rtx: HashMap::new(),
+            repair: Vec::new(),
             next_timeout: None,
             reads: VecDeque::new(),
             writes: VecDeque::new(),
@@ -155,18 +154,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackGenerator {
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtp(p) = &msg.message.packet {
-            let arrival = match self.rtx.get(&p.header.ssrc) {
-                // RFC 4588 §4: the original sequence number leads the
-                // payload; RTX padding (bandwidth probes) has none.
-                Some(&media) => (p.payload.len() >= 2)
-                    .then(|| (media, u16::from_be_bytes([p.payload[0], p.payload[1]]))),
-                None => Some((p.header.ssrc, p.header.sequence_number)),
-            };
-            if let Some((ssrc, seq, log)) =
-                arrival.and_then(|(ssrc, seq)| Some((ssrc, seq, self.logs.get_mut(&ssrc)?)))
-            {
+            let ssrc = p.header.ssrc;
+            if let Some(log) = self.logs.get_mut(&ssrc) {
                 let mut gap = std::mem::take(&mut self.scratch);
-                log.arrived(msg.now, seq, &mut gap);
+                log.arrived(msg.now, p.header.sequence_number, &mut gap);
                 self.scratch = gap;
                 self.request(msg.now, ssrc);
             }
@@ -219,23 +210,20 @@ impl Interceptor for NackGenerator {
             .rtcp_feedback
             .iter()
             .any(|f| f.typ == "nack" && f.parameter.is_empty());
-        // A repair stream is bound in its own right too; it is not asked
-        // for anything itself.
-        if !nack || self.rtx.contains_key(&info.ssrc) {
-            return;
+        // A repair stream is bound in its own right too, but nothing of it
+        // reaches us under its own SSRC (see rtx.rs) but padding.
+        if nack && !self.repair.contains(&info.ssrc) {
+            self.logs.entry(info.ssrc).or_default();
         }
         if let Some(rtx) = info.ssrc_rtx {
-            self.rtx.insert(rtx, info.ssrc);
+            self.repair.push(rtx);
             self.logs.remove(&rtx);
         }
-        self.logs.entry(info.ssrc).or_default();
     }
 
     fn unbind_remote_stream(&mut self, info: &StreamInfo) {
         self.logs.remove(&info.ssrc);
-        if let Some(rtx) = info.ssrc_rtx {
-            self.rtx.remove(&rtx);
-        }
+        self.repair.retain(|&s| Some(s) != info.ssrc_rtx);
     }
 
     fn bind_local_stream(&mut self, _: &StreamInfo) {}
@@ -301,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn asks_at_once_and_again_until_the_rtx_copy_arrives() {
+    fn asks_at_once_and_again_until_the_copy_arrives() {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut g = generator();
@@ -312,9 +300,9 @@ mod tests {
         // Not yet due again.
         g.handle_timeout(ms(10)).unwrap();
         assert!(nacked(&mut g).is_empty());
-        // 65535 comes back over RTX; 0 is asked for again.
-        g.handle_read(rtp(ms(20), RTX, 7, &[0xff, 0xff, 1, 2]))
-            .unwrap();
+        // 65535 comes back (over RTX, turned back into itself by rtx.rs);
+        // 0 is asked for again.
+        g.handle_read(rtp(ms(20), MEDIA, 65535, b"x")).unwrap();
         let t = g.poll_timeout().unwrap();
         g.handle_timeout(t).unwrap();
         assert_eq!(nacked(&mut g), vec![(MEDIA, vec![0])]);
@@ -322,8 +310,9 @@ mod tests {
         g.handle_timeout(ms(200)).unwrap();
         assert!(nacked(&mut g).is_empty(), "nothing missing any more");
         assert_eq!(g.poll_timeout(), None, "no timer without a gap");
-        // RTX padding (no original sequence number) is nothing to note.
+        // The RTX stream's own padding is nothing to note.
         g.handle_read(rtp(ms(210), RTX, 8, b"")).unwrap();
+        g.handle_read(rtp(ms(210), RTX, 12, b"")).unwrap();
         assert!(nacked(&mut g).is_empty());
     }
 

@@ -25,7 +25,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 
-use super::{feedback, nack};
+use super::{feedback, nack, rtx};
 use crate::room::api::Target;
 use crate::shell::config::SrtpProfile;
 
@@ -156,9 +156,9 @@ pub(crate) fn register_nack(media_engine: &mut MediaEngine) {
 
 /// The interceptors one side needs, and the feedback it negotiates. Every
 /// interceptor is walked by every packet, so each side gets only its own:
-/// the publisher side only receives media (our RTX-aware NACK generator,
-/// receiver reports, transport-wide CC feedback for the browser's bandwidth
-/// estimate); the subscriber side only sends it (sender reports; its NACKs
+/// the publisher side only receives media (RTX turned back into media, our
+/// NACK generator, receiver reports, transport-wide CC feedback for the
+/// browser's bandwidth estimate); the subscriber side only sends it (sender reports; its NACKs
 /// are answered by the room core from the shared layer buffers, not from a
 /// history per connection).
 fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry, PeerError> {
@@ -168,6 +168,7 @@ fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry
     let registry = match role {
         Target::Publisher => configure_twcc_receiver_only(Registry::new(), media_engine)
             .context("registering transport-wide CC")?
+            .with(Slot::from(rtx::SLOT), rtx::RtxRepair::default())
             .with(Slot::NackGenerator, nack::NackGenerator::default())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
         Target::Subscriber => {

@@ -1,0 +1,119 @@
+// A meeting on a network that loses 5% of UDP datagrams must look almost
+// like one on a clean network: every NACK answered, over RTX, so that no
+// resend is taken for a replay. The loss is an nftables rule in this test's
+// own network namespace (ops/netns.sh); every datagram between the pages
+// and the server passes its input hook once, so media and RTCP are lost
+// both ways, signalling (TCP) never.
+//
+// The cameras send one 1280x720 layer (?simulcast=0): large frames, whose
+// keyframes run to many dozen packets, are where repair used to fail (a
+// resend more than 64 packets late was refused as a replay: 9 s of freezes
+// per stream-minute).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { joinPage, launchBrowser, sleep, startServer, until } from './harness.mjs';
+
+const LOSS_PERCENT = 5;
+const MEASURE_MS = 20000;
+
+function nft(...args) {
+  execFileSync('nft', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function loseUdp(percent) {
+  nft('add', 'table', 'inet', 'meetloss');
+  nft('add', 'chain', 'inet', 'meetloss', 'input', '{ type filter hook input priority 0; }');
+  nft('add', 'rule', 'inet', 'meetloss', 'input', 'meta', 'l4proto', 'udp',
+    'numgen', 'random', 'mod', '100', '<', String(percent), 'drop');
+}
+
+function stopLosing() {
+  try {
+    nft('delete', 'table', 'inet', 'meetloss');
+  } catch {
+    // not there
+  }
+}
+
+/** Each remote camera's counters on `p`'s subscriber connection. */
+function videoStats(p) {
+  return p.page.evaluate(async () => {
+    const pc = window.meet.state.subscriber;
+    const out = {};
+    if (!pc) return out;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+      out[s.trackIdentifier] = {
+        frames: s.framesDecoded || 0,
+        freezeS: s.totalFreezesDuration || 0,
+        resent: s.retransmittedPacketsReceived || 0,
+        nacks: s.nackCount || 0,
+        plis: s.pliCount || 0,
+      };
+    });
+    return out;
+  });
+}
+
+/** Frame rate and freezes over `ms` on every page, per remote stream. */
+async function measure(pages, ms) {
+  const before = await Promise.all(pages.map(videoStats));
+  const t0 = Date.now();
+  await sleep(ms);
+  const after = await Promise.all(pages.map(videoStats));
+  const seconds = (Date.now() - t0) / 1000;
+  const sum = { frames: 0, freezeS: 0, resent: 0, nacks: 0, plis: 0 };
+  let streams = 0;
+  after.forEach((tracks, i) => {
+    for (const [id, a] of Object.entries(tracks)) {
+      const b = before[i][id];
+      if (!b) continue;
+      streams += 1;
+      for (const k of Object.keys(sum)) sum[k] += a[k] - b[k];
+    }
+  });
+  return {
+    streams,
+    fps: sum.frames / streams / seconds,
+    freezeSPerStreamMinute: sum.freezeS / (streams * seconds / 60),
+    resent: sum.resent,
+    nacks: sum.nacks,
+    plis: sum.plis,
+  };
+}
+
+const show = (m) => `${m.fps.toFixed(1)} fps, ${m.freezeSPerStreamMinute.toFixed(2)} s of freezes per stream-minute, `
+  + `${m.nacks} NACKs and ${m.plis} PLIs sent, ${m.resent} packets received over RTX (${m.streams} streams)`;
+
+test(`a meeting on a network losing ${LOSS_PERCENT}% of UDP keeps its frame rate`, async (t) => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  t.after(async () => {
+    stopLosing();
+    await browser.close();
+    await server.stop();
+  });
+  const pages = [];
+  for (const name of ['Ann', 'Ben', 'Cid']) pages.push(await joinPage(browser, server.url, 'lossy', name, { simulcast: '0' }));
+  await until('every page decodes both others', async () => {
+    const all = await Promise.all(pages.map(videoStats));
+    return all.every((tracks) => {
+      const v = Object.values(tracks);
+      return v.length === 2 && v.every((s) => s.frames > 60);
+    });
+  }, 30000);
+
+  const clean = await measure(pages, MEASURE_MS);
+  console.log(`# measured: clean network: ${show(clean)}`);
+  loseUdp(LOSS_PERCENT);
+  const lossy = await measure(pages, MEASURE_MS);
+  stopLosing();
+  console.log(`# measured: ${LOSS_PERCENT}% UDP loss: ${show(lossy)}; ${(lossy.fps / clean.fps).toFixed(2)} of the clean frame rate`);
+
+  assert.equal(lossy.streams, 6, 'every page measured both others');
+  assert.ok(lossy.nacks > 0, 'the loss was felt (no NACKs at all)');
+  assert.ok(lossy.fps >= 0.9 * clean.fps, `frame rate ${lossy.fps.toFixed(1)} under 0.9 of the clean ${clean.fps.toFixed(1)}`);
+  assert.ok(lossy.freezeSPerStreamMinute < 3, `${lossy.freezeSPerStreamMinute.toFixed(2)} s of freezes per stream-minute`);
+});
