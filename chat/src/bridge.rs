@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch, Notify};
 use url::Url;
 
+use crate::call::CALL_MEMBER;
 use crate::events::{convert, ChatEvent, RoomEvent, AUTHOR_KEY};
 use crate::ghosts::{GhostError, Ghosts};
 use crate::openid::{OpenIdError, OpenIdToken, Verifier};
@@ -46,9 +47,6 @@ const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
 /// homeserver already confirmed.
 const STATE_CATCH_UP: Duration = Duration::from_secs(3);
 const WIDGET_ID: &str = "meet";
-const CALL_MEMBER: &str = "org.matrix.msc3401.call.member";
-/// A call membership not renewed within this is stale (MSC4143).
-const CALL_MEMBER_EXPIRES_MS: u64 = 4 * 3600 * 1000;
 
 /// Who wrote a message in a meeting.
 #[derive(Debug, Clone)]
@@ -96,7 +94,7 @@ pub struct MeetingChat {
     pub events: broadcast::Receiver<MeetingEvent>,
 }
 
-struct Meeting {
+pub(crate) struct Meeting {
     room_id: OwnedRoomId,
     alias: Option<String>,
     /// Room events older than this are from before the meeting.
@@ -164,32 +162,32 @@ impl Meeting {
 /// The chat service; cheap to clone.
 #[derive(Clone)]
 pub struct Chat {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: ChatConfig,
-    client: Client,
-    store: Store,
-    verifier: Verifier,
-    ghosts: Option<Ghosts>,
+pub(crate) struct Inner {
+    pub(crate) config: ChatConfig,
+    pub(crate) client: Client,
+    pub(crate) store: Store,
+    pub(crate) verifier: Verifier,
+    pub(crate) ghosts: Option<Ghosts>,
     /// Unique per store, so transaction ids never repeat across installs
     /// sharing a bot account.
-    txn_prefix: String,
-    meetings: Mutex<HashMap<String, Arc<Meeting>>>,
+    pub(crate) txn_prefix: String,
+    pub(crate) meetings: Mutex<HashMap<String, Arc<Meeting>>>,
     /// Serialises room creation, so one meeting never gets two rooms.
-    opening: tokio::sync::Mutex<()>,
-    outbox_wake: Notify,
-    signed_in: watch::Sender<bool>,
-    sync_ok: AtomicBool,
-    send_ok: AtomicBool,
-    delayed: watch::Sender<bool>,
-    started_ms: u64,
+    pub(crate) opening: tokio::sync::Mutex<()>,
+    pub(crate) outbox_wake: Notify,
+    pub(crate) signed_in: watch::Sender<bool>,
+    pub(crate) sync_ok: AtomicBool,
+    pub(crate) send_ok: AtomicBool,
+    pub(crate) delayed: watch::Sender<bool>,
+    pub(crate) started_ms: u64,
     /// Messages relayed from rooms into meetings, and delivered the other way.
-    from_matrix: AtomicU64,
-    to_matrix: AtomicU64,
+    pub(crate) from_matrix: AtomicU64,
+    pub(crate) to_matrix: AtomicU64,
     /// Background loops, stopped by [`Chat::shutdown`].
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    pub(crate) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Chat {
@@ -400,27 +398,6 @@ impl Chat {
             name,
             host,
         })
-    }
-
-    /// Publishes that a Matrix user is in the meeting's call (MatrixRTC).
-    pub fn call_joined(&self, meeting: &str, user_id: &str, participant_id: &str) {
-        let content = json!({
-            "application": "m.call",
-            "call_id": "",
-            "scope": "m.room",
-            "device_id": device_id(participant_id),
-            "expires": CALL_MEMBER_EXPIRES_MS,
-            "focus_active": { "type": "meet" },
-            "foci_preferred": [{ "type": "meet", "url": self.inner.meeting_link(meeting) }],
-        });
-        self.inner
-            .call_member(meeting, user_id, participant_id, content);
-    }
-
-    /// Withdraws [`Chat::call_joined`].
-    pub fn call_left(&self, meeting: &str, user_id: &str, participant_id: &str) {
-        self.inner
-            .call_member(meeting, user_id, participant_id, json!({}));
     }
 
     /// Figures for the operator's metrics.
@@ -811,19 +788,7 @@ impl Inner {
         )
     }
 
-    fn call_member(&self, meeting: &str, user_id: &str, participant_id: &str, content: Value) {
-        let Some(room_id) = self.store.room_of(meeting).ok().flatten() else {
-            return;
-        };
-        // The leading underscore lets the bot set a key naming another user
-        // (MSC3779); it has the power level for the event type.
-        let key = format!("_{user_id}_{}_m.call", device_id(participant_id));
-        if let Err(e) = self.enqueue(&room_id, CALL_MEMBER, Some(&key), &content, None) {
-            tracing::warn!(error = %e, "cannot queue call membership");
-        }
-    }
-
-    fn enqueue(
+    pub(crate) fn enqueue(
         &self,
         room_id: &str,
         event_type: &str,
@@ -1024,7 +989,7 @@ impl Inner {
         Ok(Some(name.to_owned()))
     }
 
-    fn meeting_link(&self, meeting: &str) -> String {
+    pub(crate) fn meeting_link(&self, meeting: &str) -> String {
         let mut url: Url = self.config.public_url.clone();
         url.path_segments_mut()
             .map(|mut p| {
@@ -1128,10 +1093,6 @@ fn local_id(seq: i64) -> String {
     format!("local-{seq}")
 }
 
-fn device_id(participant_id: &str) -> String {
-    format!("MEET{}", participant_id.to_ascii_uppercase())
-}
-
 /// `#meet-<name>` when the meeting name is a valid alias localpart.
 fn alias_localpart(meeting: &str) -> Option<String> {
     let ok = meeting
@@ -1170,7 +1131,6 @@ mod tests {
         assert_eq!(alias_localpart("standup").as_deref(), Some("meet-standup"));
         assert_eq!(alias_localpart("Team Call"), None);
         assert_eq!(escape_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
-        assert_eq!(device_id("ab12"), "MEETAB12");
         assert_eq!(server_of("@a:example.org:8448"), Some("example.org:8448"));
         assert_eq!(server_of("nobody"), None);
         let ghosts = Ghosts::new(

@@ -6,6 +6,7 @@
 //! runtime, away from the media workers.
 
 mod bridge;
+mod call;
 mod events;
 mod ghosts;
 mod openid;
