@@ -46,7 +46,6 @@ const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
 /// How long a sign-in waits for the bot's synced state to show a join the
 /// homeserver already confirmed.
 const STATE_CATCH_UP: Duration = Duration::from_secs(3);
-const WIDGET_ID: &str = "meet";
 
 /// Who wrote a message in a meeting.
 #[derive(Debug, Clone)]
@@ -753,39 +752,6 @@ impl Inner {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Element shows room widgets; this one opens the meeting inside it.
-    fn add_widget(&self, room_id: &RoomId, meeting: &str) -> Result<(), ChatError> {
-        let url = format!(
-            "{}?widgetId=$matrix_widget_id&parentUrl=$parentUrl&userId=$matrix_user_id&displayName=$matrix_display_name&roomId=$matrix_room_id",
-            self.meeting_link(meeting)
-        );
-        let widget = json!({
-            "id": WIDGET_ID,
-            "type": "m.custom",
-            "name": "Meeting",
-            "url": url,
-            "creatorUserId": self.client.user_id().map(|u| u.to_string()),
-            "data": { "title": format!("Video meeting {meeting}") },
-        });
-        self.enqueue(
-            room_id.as_str(),
-            "im.vector.modular.widgets",
-            Some(WIDGET_ID),
-            &widget,
-            None,
-        )?;
-        let layout = json!({
-            "widgets": { WIDGET_ID: { "container": "top", "index": 0, "width": 100, "height": 50 } }
-        });
-        self.enqueue(
-            room_id.as_str(),
-            "io.element.widgets.layout",
-            Some(""),
-            &layout,
-            None,
-        )
     }
 
     pub(crate) fn enqueue(

@@ -11,6 +11,7 @@ mod events;
 mod ghosts;
 mod openid;
 mod store;
+mod widget;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
