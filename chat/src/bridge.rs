@@ -9,10 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::config::{RequestConfig, SyncSettings};
 use matrix_sdk::ruma::api::client::filter::FilterDefinition;
-use matrix_sdk::ruma::api::client::message::send_message_event;
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::api::client::room::Visibility;
-use matrix_sdk::ruma::api::client::state::{get_state_event_for_key, send_state_event};
+use matrix_sdk::ruma::api::client::state::get_state_event_for_key;
 use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomId, UserId};
@@ -23,10 +22,11 @@ use url::Url;
 
 use crate::call::CALL_MEMBER;
 use crate::events::{convert, ChatEvent, RoomEvent, AUTHOR_KEY};
-use crate::ghosts::{GhostError, Ghosts};
+use crate::ghosts::Ghosts;
 use crate::openid::{OpenIdError, OpenIdToken, Verifier};
-use crate::store::{Outgoing, Store};
-use crate::{lock, ChatConfig, ChatError, MAX_MESSAGE_CHARS};
+use crate::outbox::local_id;
+use crate::store::Store;
+use crate::{lock, ChatConfig, ChatError};
 
 /// Events kept per meeting for participants who join later.
 const HISTORY: usize = 500;
@@ -35,8 +35,8 @@ const BROADCAST_CAPACITY: usize = 256;
 /// A meeting nobody has listened to for this long is closed here (its room
 /// stays); the next join opens it afresh, with history from then.
 const MEETING_IDLE: Duration = Duration::from_secs(60);
-const RETRY_MIN: Duration = Duration::from_millis(250);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+pub(crate) const RETRY_MIN: Duration = Duration::from_millis(250);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Timeline events per room and sync.
 const SYNC_TIMELINE_LIMIT: u32 = 200;
 /// Long-poll timeout of `/sync`.
@@ -46,14 +46,6 @@ const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
 /// How long a sign-in waits for the bot's synced state to show a join the
 /// homeserver already confirmed.
 const STATE_CATCH_UP: Duration = Duration::from_secs(3);
-
-/// Who wrote a message in a meeting.
-#[derive(Debug, Clone)]
-pub struct Author {
-    pub name: String,
-    /// Set for participants signed in with a Matrix identity.
-    pub user_id: Option<String>,
-}
 
 /// A Matrix user admitted to a meeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +86,7 @@ pub struct MeetingChat {
 }
 
 pub(crate) struct Meeting {
-    room_id: OwnedRoomId,
+    pub(crate) room_id: OwnedRoomId,
     alias: Option<String>,
     /// Room events older than this are from before the meeting.
     since_ms: u64,
@@ -120,7 +112,7 @@ impl Meeting {
         }
     }
 
-    fn record_sender(&self, event_id: &str, sender: &str) {
+    pub(crate) fn record_sender(&self, event_id: &str, sender: &str) {
         let mut senders = lock(&self.senders);
         if senders.len() >= 4 * HISTORY {
             senders.clear(); // older than any history shown
@@ -138,7 +130,7 @@ impl Meeting {
 
     /// Records and broadcasts under one lock, so a joining participant's
     /// history snapshot and subscription neither miss nor repeat an event.
-    fn push(&self, event: ChatEvent) {
+    pub(crate) fn push(&self, event: ChatEvent) {
         let mut history = lock(&self.history);
         if history.len() == HISTORY {
             history.pop_front();
@@ -279,58 +271,6 @@ impl Chat {
             .await
             .map_err(|e| ChatError::Invalid(format!("opening the meeting's room: {e}")))?;
         Ok(opened?.subscribe())
-    }
-
-    /// Queues a message from a meeting participant for the room; it is on
-    /// disk and shown (pending) in the meeting when this returns.
-    pub async fn post(&self, meeting: &str, author: &Author, text: &str) -> Result<(), ChatError> {
-        let text = text.trim();
-        if text.is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(ChatError::Invalid(format!(
-                "a message has 1 to {MAX_MESSAGE_CHARS} characters"
-            )));
-        }
-        let m = lock(&self.inner.meetings)
-            .get(meeting)
-            .cloned()
-            .ok_or_else(|| ChatError::NoMeeting(meeting.to_owned()))?;
-        let content = json!({
-            "msgtype": "m.text",
-            "body": format!("{}: {}", author.name, text),
-            "format": "org.matrix.custom.html",
-            "formatted_body": format!("<strong>{}</strong>: {}", escape_html(&author.name), escape_html(text)),
-            // The plain text too: a ghost user sends it without the name.
-            AUTHOR_KEY: { "name": author.name, "user_id": author.user_id, "text": text },
-        });
-        // The write waits for the disk (synchronous=FULL): off the runtime.
-        let (inner, room_id, meeting_name) = (
-            self.inner.clone(),
-            m.room_id.to_string(),
-            meeting.to_owned(),
-        );
-        let seq = tokio::task::spawn_blocking(move || {
-            inner.store.enqueue(
-                &inner.txn_prefix,
-                &room_id,
-                "m.room.message",
-                None,
-                &content.to_string(),
-                Some(&meeting_name),
-            )
-        })
-        .await
-        .map_err(|e| ChatError::Invalid(format!("writing the outbox: {e}")))??;
-        m.push(ChatEvent::Message {
-            id: local_id(seq),
-            sender: author.user_id.clone().unwrap_or_default(),
-            name: author.name.clone(),
-            body: text.to_owned(),
-            ts: now_ms(),
-            reply_to: None,
-            pending: true,
-        });
-        self.inner.outbox_wake.notify_one();
-        Ok(())
     }
 
     /// The meeting's history as of now (for a participant that fell behind).
@@ -754,178 +694,6 @@ impl Inner {
         }
     }
 
-    pub(crate) fn enqueue(
-        &self,
-        room_id: &str,
-        event_type: &str,
-        state_key: Option<&str>,
-        content: &Value,
-        meeting: Option<&str>,
-    ) -> Result<(), ChatError> {
-        self.store.enqueue(
-            &self.txn_prefix,
-            room_id,
-            event_type,
-            state_key,
-            &content.to_string(),
-            meeting,
-        )?;
-        self.outbox_wake.notify_one();
-        Ok(())
-    }
-
-    /// Sends the outbox in order, one event at a time, until the process
-    /// ends; an event leaves the outbox only once the homeserver took it.
-    async fn outbox(self: Arc<Self>) {
-        let mut backoff = RETRY_MIN;
-        loop {
-            let next = match self.store.first() {
-                Ok(next) => next,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the chat outbox");
-                    tokio::time::sleep(RETRY_MAX).await;
-                    continue;
-                }
-            };
-            let Some(item) = next else {
-                self.set_send_ok(true);
-                self.outbox_wake.notified().await;
-                continue;
-            };
-            match self.send(&item).await {
-                Ok(event_id) => {
-                    backoff = RETRY_MIN;
-                    self.set_send_ok(true);
-                    self.delivered(&item, event_id);
-                }
-                Err(SendError::Permanent(e)) => {
-                    tracing::error!(seq = item.seq, error = %e, "homeserver refused a chat event; dropped");
-                    self.delivered(&item, None);
-                }
-                Err(SendError::Transient(e)) => {
-                    tracing::warn!(error = %e, "cannot send chat event; will retry");
-                    self.set_send_ok(false);
-                    // The sync loop wakes us as soon as the homeserver is back.
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.outbox_wake.notified() => {}
-                    }
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
-            }
-        }
-    }
-
-    fn delivered(&self, item: &Outgoing, event_id: Option<String>) {
-        if let Err(e) = self.store.remove(item.seq) {
-            tracing::error!(error = %e, "cannot remove a sent event from the outbox");
-        }
-        let meeting = item
-            .meeting
-            .as_ref()
-            .and_then(|m| lock(&self.meetings).get(m).cloned());
-        if item.meeting.is_some() && event_id.is_some() {
-            self.to_matrix.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(m) = meeting {
-            let local_id = local_id(item.seq);
-            m.push(match event_id {
-                Some(id) => {
-                    // Sent by the bridge: no Matrix user may edit it.
-                    m.record_sender(&id, "");
-                    ChatEvent::Delivered { local_id, id }
-                }
-                None => ChatEvent::Failed { local_id },
-            });
-        }
-    }
-
-    async fn send(&self, item: &Outgoing) -> Result<Option<String>, SendError> {
-        let room_id = RoomId::parse(&item.room_id)
-            .map_err(|e| SendError::Permanent(format!("room id: {e}")))?;
-        let body = serde_json::value::RawValue::from_string(item.content.clone())
-            .map_err(|e| SendError::Permanent(format!("content: {e}")))?;
-        if let Some(id) = self.send_as_ghost(item, &room_id).await? {
-            return Ok(Some(id));
-        }
-        match &item.state_key {
-            None => {
-                let request = send_message_event::v3::Request::new_raw(
-                    room_id,
-                    item.txn_id.as_str().into(),
-                    item.event_type.as_str().into(),
-                    Raw::from_json(body),
-                );
-                Ok(Some(self.client.send(request).await?.event_id.to_string()))
-            }
-            Some(key) => {
-                let request = send_state_event::v3::Request::new_raw(
-                    room_id,
-                    item.event_type.as_str().into(),
-                    key.clone(),
-                    Raw::from_json(body),
-                );
-                Ok(Some(self.client.send(request).await?.event_id.to_string()))
-            }
-        }
-    }
-
-    /// Sends a participant's message as their ghost user, if ghosts are
-    /// configured; `None`: send it through the bot instead (no ghosts, not
-    /// a participant's message, or the homeserver refuses the ghost).
-    async fn send_as_ghost(
-        &self,
-        item: &Outgoing,
-        room_id: &RoomId,
-    ) -> Result<Option<String>, SendError> {
-        let (Some(ghosts), Some(bot)) = (&self.ghosts, self.client.user_id()) else {
-            return Ok(None);
-        };
-        if item.meeting.is_none() || item.state_key.is_some() {
-            return Ok(None);
-        }
-        let content: Value = serde_json::from_str(&item.content).unwrap_or_default();
-        let Some(author) = content.get(AUTHOR_KEY) else {
-            return Ok(None);
-        };
-        let name = author
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("guest");
-        let user_id = author.get("user_id").and_then(Value::as_str);
-        let Some(text) = author.get("text").and_then(Value::as_str) else {
-            return Ok(None);
-        };
-        let ghost = format!("@{}:{}", ghosts.localpart(name, user_id), bot.server_name());
-        let display = match user_id {
-            Some(u) => format!("{name} ({u}, in the meeting)"),
-            None => format!("{name} (guest)"),
-        };
-        let ghost_content = json!({ "msgtype": "m.text", "body": text, AUTHOR_KEY: author });
-        match ghosts
-            .send(
-                &self.store,
-                &ghost,
-                &display,
-                room_id.as_str(),
-                &item.txn_id,
-                &ghost_content,
-            )
-            .await
-        {
-            Ok(id) => Ok(Some(id)),
-            Err(GhostError::Transient(e)) => Err(SendError::Transient(e)),
-            // Banned or muted in the room: the bot must not speak for them.
-            Err(GhostError::Refused(e)) if e.contains("M_FORBIDDEN") => {
-                Err(SendError::Permanent(e))
-            }
-            Err(GhostError::Refused(e)) => {
-                tracing::warn!(error = %e, "the homeserver refuses our ghost user; relaying through the bot");
-                Ok(None)
-            }
-        }
-    }
-
     /// The user's display name if they are joined to the room, asked of
     /// the homeserver: the bot's synced state may not have the join yet.
     async fn joined_member_name(
@@ -970,7 +738,7 @@ impl Inner {
         self.update_delayed();
     }
 
-    fn set_send_ok(&self, ok: bool) {
+    pub(crate) fn set_send_ok(&self, ok: bool) {
         self.send_ok.store(ok, Ordering::Relaxed);
         self.update_delayed();
     }
@@ -980,40 +748,6 @@ impl Inner {
             !self.sync_ok.load(Ordering::Relaxed) || !self.send_ok.load(Ordering::Relaxed);
         self.delayed
             .send_if_modified(|d| std::mem::replace(d, delayed) != delayed);
-    }
-}
-
-/// Why an outbox event was not sent.
-enum SendError {
-    /// A refusal that a resend cannot change (bad event, no permission).
-    Permanent(String),
-    /// Unreachable, rate limited, server error: worth retrying.
-    Transient(String),
-}
-
-impl From<matrix_sdk::HttpError> for SendError {
-    fn from(e: matrix_sdk::HttpError) -> Self {
-        use matrix_sdk::ruma::api::error::ErrorKind;
-        // Only what the event itself causes is permanent; a lost login, a
-        // proxy's error page or rate limiting keep the event waiting.
-        let permanent = matches!(
-            e.client_api_error_kind(),
-            Some(
-                ErrorKind::Forbidden
-                    | ErrorKind::BadJson
-                    | ErrorKind::NotJson
-                    | ErrorKind::TooLarge
-                    | ErrorKind::InvalidParam
-            )
-        );
-        if matches!(e.client_api_error_kind(), Some(ErrorKind::UnknownToken(_))) {
-            tracing::error!("the homeserver no longer accepts the chat bot's login; chat waits (remove the `session` entry of the chat store to sign in anew)");
-        }
-        if permanent {
-            SendError::Permanent(e.to_string())
-        } else {
-            SendError::Transient(e.to_string())
-        }
     }
 }
 
@@ -1055,10 +789,6 @@ pub(crate) fn server_of(user_id: &str) -> Option<&str> {
     user_id.strip_prefix('@')?.split_once(':').map(|(_, s)| s)
 }
 
-fn local_id(seq: i64) -> String {
-    format!("local-{seq}")
-}
-
 /// `#meet-<name>` when the meeting name is a valid alias localpart.
 fn alias_localpart(meeting: &str) -> Option<String> {
     let ok = meeting
@@ -1074,14 +804,14 @@ fn random_name() -> String {
         .collect()
 }
 
-fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -10,15 +10,17 @@ mod call;
 mod events;
 mod ghosts;
 mod openid;
+mod outbox;
 mod store;
 mod widget;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use bridge::{Author, Chat, ChatStats, Identity, MeetingChat, MeetingEvent};
+pub use bridge::{Chat, ChatStats, Identity, MeetingChat, MeetingEvent};
 pub use events::ChatEvent;
 pub use openid::{OpenIdError, OpenIdToken};
+pub use outbox::Author;
 use url::Url;
 
 /// Longest chat message accepted from a meeting, in characters.
