@@ -9,6 +9,7 @@ mod bridge;
 mod call;
 mod events;
 mod ghosts;
+mod identity;
 mod openid;
 mod outbox;
 mod store;
@@ -17,8 +18,9 @@ mod widget;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use bridge::{Chat, ChatStats, Identity, MeetingChat, MeetingEvent};
+pub use bridge::{Chat, ChatStats, MeetingChat, MeetingEvent};
 pub use events::ChatEvent;
+pub use identity::Identity;
 pub use openid::{OpenIdError, OpenIdToken};
 pub use outbox::Author;
 use url::Url;
