@@ -14,6 +14,7 @@ mod meetings;
 mod openid;
 mod outbox;
 mod store;
+mod sync;
 mod widget;
 
 use std::collections::BTreeMap;
