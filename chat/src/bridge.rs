@@ -1,71 +1,23 @@
-//! The bridge service: signs the bot in, keeps syncing, opens a room per
-//! meeting, relays both ways and drains the outbox.
+//! The [`Chat`] handle: shared state, start and shutdown, the bot's sign-in, the delayed flag.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use matrix_sdk::authentication::matrix::MatrixSession;
-use matrix_sdk::config::{RequestConfig, SyncSettings};
-use matrix_sdk::ruma::api::client::filter::FilterDefinition;
-use matrix_sdk::ruma::api::client::message::send_message_event;
-use matrix_sdk::ruma::api::client::room::create_room;
-use matrix_sdk::ruma::api::client::room::Visibility;
-use matrix_sdk::ruma::api::client::state::{get_state_event_for_key, send_state_event};
-use matrix_sdk::ruma::events::room::member::MembershipState;
-use matrix_sdk::ruma::serde::Raw;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomId, UserId};
-use matrix_sdk::{Client, Room};
-use serde_json::{json, Value};
-use tokio::sync::{broadcast, watch, Notify};
-use url::Url;
+use matrix_sdk::config::RequestConfig;
+use matrix_sdk::Client;
+use tokio::sync::{watch, Notify};
 
-use crate::events::{convert, ChatEvent, RoomEvent, AUTHOR_KEY};
-use crate::ghosts::{GhostError, Ghosts};
-use crate::openid::{OpenIdError, OpenIdToken, Verifier};
-use crate::store::{Outgoing, Store};
-use crate::{lock, ChatConfig, ChatError, MAX_MESSAGE_CHARS};
+use crate::ghosts::Ghosts;
+use crate::meetings::Meeting;
+use crate::openid::Verifier;
+use crate::store::Store;
+use crate::{lock, ChatConfig, ChatError};
 
-/// Events kept per meeting for participants who join later.
-const HISTORY: usize = 500;
-/// Room events a slow participant may fall behind by before missing some.
-const BROADCAST_CAPACITY: usize = 256;
-/// A meeting nobody has listened to for this long is closed here (its room
-/// stays); the next join opens it afresh, with history from then.
-const MEETING_IDLE: Duration = Duration::from_secs(60);
-const RETRY_MIN: Duration = Duration::from_millis(250);
-const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Timeline events per room and sync.
-const SYNC_TIMELINE_LIMIT: u32 = 200;
-/// Long-poll timeout of `/sync`.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long opening a new meeting waits for the bot to sign in.
-const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
-/// How long a sign-in waits for the bot's synced state to show a join the
-/// homeserver already confirmed.
-const STATE_CATCH_UP: Duration = Duration::from_secs(3);
-const WIDGET_ID: &str = "meet";
-const CALL_MEMBER: &str = "org.matrix.msc3401.call.member";
-/// A call membership not renewed within this is stale (MSC4143).
-const CALL_MEMBER_EXPIRES_MS: u64 = 4 * 3600 * 1000;
-
-/// Who wrote a message in a meeting.
-#[derive(Debug, Clone)]
-pub struct Author {
-    pub name: String,
-    /// Set for participants signed in with a Matrix identity.
-    pub user_id: Option<String>,
-}
-
-/// A Matrix user admitted to a meeting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub user_id: String,
-    pub name: String,
-    /// May kick in the room, so gets host rights in the meeting.
-    pub host: bool,
-}
+pub(crate) const RETRY_MIN: Duration = Duration::from_millis(250);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// See [`Chat::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,117 +31,35 @@ pub struct ChatStats {
     pub to_matrix: u64,
 }
 
-/// What a participant's session receives from its meeting's room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MeetingEvent {
-    Chat(ChatEvent),
-    /// This Matrix user left or was removed from the room.
-    MemberGone(String),
-}
-
-/// A participant's view of a meeting's chat, taken at join.
-pub struct MeetingChat {
-    pub room_id: String,
-    pub room_alias: Option<String>,
-    /// Everything since the meeting opened here, oldest first.
-    pub history: Vec<ChatEvent>,
-    pub events: broadcast::Receiver<MeetingEvent>,
-}
-
-struct Meeting {
-    room_id: OwnedRoomId,
-    alias: Option<String>,
-    /// Room events older than this are from before the meeting.
-    since_ms: u64,
-    tx: broadcast::Sender<MeetingEvent>,
-    history: Mutex<VecDeque<ChatEvent>>,
-    /// Who sent the messages and reactions shown: only they may edit, only
-    /// they (or moderators) delete.
-    senders: Mutex<HashMap<String, String>>,
-    /// Since when no participant listens; the meeting is closed after a while.
-    idle_since: Mutex<Option<Instant>>,
-}
-
-impl Meeting {
-    fn new(room_id: OwnedRoomId, alias: Option<String>) -> Self {
-        Self {
-            room_id,
-            alias,
-            since_ms: now_ms(),
-            tx: broadcast::channel(BROADCAST_CAPACITY).0,
-            history: Mutex::new(VecDeque::new()),
-            senders: Mutex::new(HashMap::new()),
-            idle_since: Mutex::new(None),
-        }
-    }
-
-    fn record_sender(&self, event_id: &str, sender: &str) {
-        let mut senders = lock(&self.senders);
-        if senders.len() >= 4 * HISTORY {
-            senders.clear(); // older than any history shown
-        }
-        senders.insert(event_id.to_owned(), sender.to_owned());
-    }
-
-    fn sender_of(&self, event_id: &str) -> Option<String> {
-        lock(&self.senders).get(event_id).cloned()
-    }
-
-    fn history(&self) -> Vec<ChatEvent> {
-        lock(&self.history).iter().cloned().collect()
-    }
-
-    /// Records and broadcasts under one lock, so a joining participant's
-    /// history snapshot and subscription neither miss nor repeat an event.
-    fn push(&self, event: ChatEvent) {
-        let mut history = lock(&self.history);
-        if history.len() == HISTORY {
-            history.pop_front();
-        }
-        history.push_back(event.clone());
-        let _ = self.tx.send(MeetingEvent::Chat(event));
-    }
-
-    fn subscribe(&self) -> MeetingChat {
-        let history = lock(&self.history);
-        MeetingChat {
-            room_id: self.room_id.to_string(),
-            room_alias: self.alias.clone(),
-            history: history.iter().cloned().collect(),
-            events: self.tx.subscribe(),
-        }
-    }
-}
-
 /// The chat service; cheap to clone.
 #[derive(Clone)]
 pub struct Chat {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: ChatConfig,
-    client: Client,
-    store: Store,
-    verifier: Verifier,
-    ghosts: Option<Ghosts>,
+pub(crate) struct Inner {
+    pub(crate) config: ChatConfig,
+    pub(crate) client: Client,
+    pub(crate) store: Store,
+    pub(crate) verifier: Verifier,
+    pub(crate) ghosts: Option<Ghosts>,
     /// Unique per store, so transaction ids never repeat across installs
     /// sharing a bot account.
-    txn_prefix: String,
-    meetings: Mutex<HashMap<String, Arc<Meeting>>>,
+    pub(crate) txn_prefix: String,
+    pub(crate) meetings: Mutex<HashMap<String, Arc<Meeting>>>,
     /// Serialises room creation, so one meeting never gets two rooms.
-    opening: tokio::sync::Mutex<()>,
-    outbox_wake: Notify,
-    signed_in: watch::Sender<bool>,
-    sync_ok: AtomicBool,
-    send_ok: AtomicBool,
-    delayed: watch::Sender<bool>,
-    started_ms: u64,
+    pub(crate) opening: tokio::sync::Mutex<()>,
+    pub(crate) outbox_wake: Notify,
+    pub(crate) signed_in: watch::Sender<bool>,
+    pub(crate) sync_ok: AtomicBool,
+    pub(crate) send_ok: AtomicBool,
+    pub(crate) delayed: watch::Sender<bool>,
+    pub(crate) started_ms: u64,
     /// Messages relayed from rooms into meetings, and delivered the other way.
-    from_matrix: AtomicU64,
-    to_matrix: AtomicU64,
+    pub(crate) from_matrix: AtomicU64,
+    pub(crate) to_matrix: AtomicU64,
     /// Background loops, stopped by [`Chat::shutdown`].
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    pub(crate) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Chat {
@@ -272,157 +142,6 @@ impl Chat {
         self.inner.delayed.subscribe()
     }
 
-    /// Joins a meeting's chat, creating or binding its room on first use.
-    pub async fn open_meeting(&self, meeting: &str) -> Result<MeetingChat, ChatError> {
-        // In a task of its own, so a caller that stops waiting does not
-        // cut a room creation short (leaving a room with the meeting's
-        // alias that no meeting is bound to).
-        let (inner, name) = (self.inner.clone(), meeting.to_owned());
-        let opened = tokio::spawn(async move { inner.meeting(&name).await })
-            .await
-            .map_err(|e| ChatError::Invalid(format!("opening the meeting's room: {e}")))?;
-        Ok(opened?.subscribe())
-    }
-
-    /// Queues a message from a meeting participant for the room; it is on
-    /// disk and shown (pending) in the meeting when this returns.
-    pub async fn post(&self, meeting: &str, author: &Author, text: &str) -> Result<(), ChatError> {
-        let text = text.trim();
-        if text.is_empty() || text.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(ChatError::Invalid(format!(
-                "a message has 1 to {MAX_MESSAGE_CHARS} characters"
-            )));
-        }
-        let m = lock(&self.inner.meetings)
-            .get(meeting)
-            .cloned()
-            .ok_or_else(|| ChatError::NoMeeting(meeting.to_owned()))?;
-        let content = json!({
-            "msgtype": "m.text",
-            "body": format!("{}: {}", author.name, text),
-            "format": "org.matrix.custom.html",
-            "formatted_body": format!("<strong>{}</strong>: {}", escape_html(&author.name), escape_html(text)),
-            // The plain text too: a ghost user sends it without the name.
-            AUTHOR_KEY: { "name": author.name, "user_id": author.user_id, "text": text },
-        });
-        // The write waits for the disk (synchronous=FULL): off the runtime.
-        let (inner, room_id, meeting_name) = (
-            self.inner.clone(),
-            m.room_id.to_string(),
-            meeting.to_owned(),
-        );
-        let seq = tokio::task::spawn_blocking(move || {
-            inner.store.enqueue(
-                &inner.txn_prefix,
-                &room_id,
-                "m.room.message",
-                None,
-                &content.to_string(),
-                Some(&meeting_name),
-            )
-        })
-        .await
-        .map_err(|e| ChatError::Invalid(format!("writing the outbox: {e}")))??;
-        m.push(ChatEvent::Message {
-            id: local_id(seq),
-            sender: author.user_id.clone().unwrap_or_default(),
-            name: author.name.clone(),
-            body: text.to_owned(),
-            ts: now_ms(),
-            reply_to: None,
-            pending: true,
-        });
-        self.inner.outbox_wake.notify_one();
-        Ok(())
-    }
-
-    /// The meeting's history as of now (for a participant that fell behind).
-    pub fn history(&self, meeting: &str) -> Option<Vec<ChatEvent>> {
-        lock(&self.inner.meetings).get(meeting).map(|m| m.history())
-    }
-
-    /// Checks a Matrix OpenID token and the user's membership in the
-    /// meeting's room.
-    pub async fn verify(
-        &self,
-        meeting: &str,
-        token: &OpenIdToken,
-    ) -> Result<Identity, OpenIdError> {
-        let user = self.inner.verifier.user_of(token).await?;
-        self.member(meeting, &user).await
-    }
-
-    /// The Matrix user as a participant of the meeting: joined to its room
-    /// now (asked of the homeserver), with host rights from the room's
-    /// power levels.
-    pub async fn member(&self, meeting: &str, user: &str) -> Result<Identity, OpenIdError> {
-        let user = user.to_owned();
-        let room_id = self
-            .inner
-            .store
-            .room_of(meeting)
-            .map_err(|e| OpenIdError::Unavailable(e.to_string()))?
-            .ok_or(OpenIdError::NoRoom)?;
-        let room_id =
-            RoomId::parse(room_id).map_err(|e| OpenIdError::Unavailable(e.to_string()))?;
-        let user_id = UserId::parse(&user).map_err(|_| OpenIdError::WrongServer(user.clone()))?;
-        let room = self
-            .inner
-            .client
-            .get_room(&room_id)
-            .ok_or_else(|| OpenIdError::Unavailable("the bot is not in the room".into()))?;
-        let name = self
-            .inner
-            .joined_member_name(&room, &user_id)
-            .await?
-            .ok_or_else(|| OpenIdError::NotMember(user.clone()))?;
-        // A meeting name is at most 64 characters, without control ones.
-        let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-        let name = match name.trim() {
-            "" => user_id.localpart().to_owned(),
-            n => n.to_owned(),
-        };
-        // Power levels (and, from room version 12, creators) come from the
-        // synced state, which may lag a join of a moment ago by a sync.
-        let deadline = tokio::time::Instant::now() + STATE_CATCH_UP;
-        while !matches!(room.get_member_no_sync(&user_id).await, Ok(Some(m)) if *m.membership() == MembershipState::Join)
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let host = room
-            .power_levels()
-            .await
-            .map(|pl| pl.user_can_kick(&user_id))
-            .unwrap_or(false);
-        Ok(Identity {
-            user_id: user,
-            name,
-            host,
-        })
-    }
-
-    /// Publishes that a Matrix user is in the meeting's call (MatrixRTC).
-    pub fn call_joined(&self, meeting: &str, user_id: &str, participant_id: &str) {
-        let content = json!({
-            "application": "m.call",
-            "call_id": "",
-            "scope": "m.room",
-            "device_id": device_id(participant_id),
-            "expires": CALL_MEMBER_EXPIRES_MS,
-            "focus_active": { "type": "meet" },
-            "foci_preferred": [{ "type": "meet", "url": self.inner.meeting_link(meeting) }],
-        });
-        self.inner
-            .call_member(meeting, user_id, participant_id, content);
-    }
-
-    /// Withdraws [`Chat::call_joined`].
-    pub fn call_left(&self, meeting: &str, user_id: &str, participant_id: &str) {
-        self.inner
-            .call_member(meeting, user_id, participant_id, json!({}));
-    }
-
     /// Figures for the operator's metrics.
     pub fn stats(&self) -> ChatStats {
         ChatStats {
@@ -482,564 +201,12 @@ impl Inner {
         Ok(())
     }
 
-    async fn sync(self: Arc<Self>) {
-        // Synapse's default of 10 timeline events per room would drop
-        // messages of a busy minute; members are loaded lazily.
-        let mut filter = FilterDefinition::with_lazy_loading();
-        filter.room.timeline.limit = Some(SYNC_TIMELINE_LIMIT.into());
-        let settings = SyncSettings::default()
-            .timeout(SYNC_TIMEOUT)
-            .filter(filter.into());
-        let mut backoff = RETRY_MIN;
-        loop {
-            match self.client.sync_once(settings.clone()).await {
-                Ok(response) => {
-                    backoff = RETRY_MIN;
-                    self.close_idle_meetings();
-                    if !self.sync_ok.load(Ordering::Relaxed) {
-                        self.outbox_wake.notify_one();
-                    }
-                    self.set_sync_ok(true);
-                    for (room_id, update) in response.rooms.joined {
-                        let events: Vec<Value> = update
-                            .timeline
-                            .events
-                            .iter()
-                            .filter_map(|e| e.raw().deserialize_as::<Value>().ok())
-                            .collect();
-                        self.room_events(&room_id, &events).await;
-                    }
-                    for (room_id, invite) in response.rooms.invited {
-                        if !self.invite_allowed(&invite) {
-                            tracing::info!(%room_id, "ignoring an invite from a server not allowed");
-                            continue;
-                        }
-                        let client = self.client.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = client.join_room_by_id(&room_id).await {
-                                tracing::warn!(%room_id, error = %e, "cannot accept invite");
-                            }
-                        });
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "sync with the homeserver failed; retrying");
-                    self.set_sync_ok(false);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
-            }
-        }
-    }
-
-    fn close_idle_meetings(&self) {
-        let now = Instant::now();
-        lock(&self.meetings).retain(|_, m| {
-            let mut idle = lock(&m.idle_since);
-            if m.tx.receiver_count() > 0 {
-                *idle = None;
-                return true;
-            }
-            now.duration_since(*idle.get_or_insert(now)) < MEETING_IDLE
-        });
-    }
-
-    /// Invites are accepted from users of the bot's own homeserver and of
-    /// those allowed to sign in, not from anywhere.
-    fn invite_allowed(&self, invite: &matrix_sdk::sync::InvitedRoomUpdate) -> bool {
-        let Some(bot) = self.client.user_id() else {
-            return false;
-        };
-        let inviter = invite.invite_state.events.iter().find_map(|e| {
-            let v: Value = e.deserialize_as().ok()?;
-            (v.get("type")?.as_str()? == "m.room.member"
-                && v.get("state_key")?.as_str()? == bot.as_str())
-            .then(|| v.get("sender")?.as_str().map(str::to_owned))?
-        });
-        let Some(server) = inviter.as_deref().and_then(server_of) else {
-            return false;
-        };
-        server == bot.server_name().as_str() || self.config.openid_homeservers.contains_key(server)
-    }
-
-    async fn room_events(&self, room_id: &RoomId, events: &[Value]) {
-        let Some(bot) = self.client.user_id().map(|u| u.to_string()) else {
-            return;
-        };
-        let bot = bot.as_str();
-        let room = self.client.get_room(room_id);
-        let meeting = self
-            .store
-            .meeting_of(room_id.as_str())
-            .ok()
-            .flatten()
-            .and_then(|name| lock(&self.meetings).get(&name).cloned());
-        // Names are shown only in an open meeting; elsewhere only `!meet`
-        // matters, which needs none.
-        let mut names = HashMap::new();
-        if let (Some(room), Some(_)) = (&room, &meeting) {
-            for sender in events.iter().filter_map(|ev| ev.get("sender")?.as_str()) {
-                if !names.contains_key(sender) {
-                    names.insert(sender.to_owned(), display_name(room, sender).await);
-                }
-            }
-        }
-        for ev in events {
-            let ts = ev
-                .get("origin_server_ts")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
-            let ours = |u: &str| is_bridge_user(u, bot, self.ghosts.as_ref());
-            match convert(ev, ours, name_of) {
-                Some(RoomEvent::Chat(mut event)) => {
-                    let Some(m) = meeting.as_ref().filter(|m| ts >= m.since_ms) else {
-                        continue;
-                    };
-                    let sender = ev.get("sender").and_then(Value::as_str).unwrap_or_default();
-                    let allowed = match &event {
-                        ChatEvent::Edit { id, .. } => m.sender_of(id).as_deref() == Some(sender),
-                        ChatEvent::Redact { id } => {
-                            m.sender_of(id).as_deref() == Some(sender)
-                                || can_redact(room.as_ref(), sender).await
-                        }
-                        _ => true,
-                    };
-                    if !allowed {
-                        tracing::info!(%room_id, "ignoring an edit or redaction of someone else's message");
-                        continue;
-                    }
-                    match &mut event {
-                        ChatEvent::Message { id, ts, .. } => {
-                            // A server's clock may be off; never the future.
-                            *ts = (*ts).min(now_ms());
-                            m.record_sender(id, sender);
-                            self.from_matrix.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ChatEvent::Reaction { id, .. } => m.record_sender(id, sender),
-                        _ => {}
-                    }
-                    m.push(event);
-                }
-                Some(RoomEvent::MemberGone(user)) => {
-                    if let Some(m) = &meeting {
-                        let _ = m.tx.send(MeetingEvent::MemberGone(user));
-                    }
-                }
-                // Commands from before this process started were answered
-                // (or not) by the one before.
-                Some(RoomEvent::Command { .. }) if ts + 5_000 >= self.started_ms => {
-                    if let Err(e) = self.command(room_id).await {
-                        tracing::warn!(%room_id, error = %e, "cannot answer !meet");
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// `!meet`: answers with the room's meeting link, binding the room to
-    /// a new meeting first if it has none. The name is always a fresh
-    /// random one: a room must never take over a meeting others use.
-    async fn command(&self, room_id: &RoomId) -> Result<(), ChatError> {
-        let meeting = match self.store.meeting_of(room_id.as_str())? {
-            Some(m) => m,
-            None => {
-                let _guard = self.opening.lock().await;
-                let name = random_name();
-                self.store.bind(&name, room_id.as_str())?;
-                self.add_widget(room_id, &name)?;
-                name
-            }
-        };
-        let link = self.meeting_link(&meeting);
-        let content = json!({
-            "msgtype": "m.notice",
-            "body": format!("Meeting: {link}"),
-            "format": "org.matrix.custom.html",
-            "formatted_body": format!("Meeting: <a href=\"{0}\">{0}</a>", escape_html(&link)),
-        });
-        self.enqueue(room_id.as_str(), "m.room.message", None, &content, None)
-    }
-
-    async fn meeting(&self, name: &str) -> Result<Arc<Meeting>, ChatError> {
-        if let Some(m) = lock(&self.meetings).get(name) {
-            return Ok(m.clone());
-        }
-        let _guard = self.opening.lock().await;
-        if let Some(m) = lock(&self.meetings).get(name) {
-            return Ok(m.clone());
-        }
-        let mut alias = None;
-        let room_id = match self.store.room_of(name)? {
-            Some(id) => RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?,
-            None => {
-                // Right after start the bot may still be signing in.
-                let mut signed_in = self.signed_in.subscribe();
-                let wait = signed_in.wait_for(|s| *s);
-                if !matches!(tokio::time::timeout(SIGN_IN_WAIT, wait).await, Ok(Ok(_))) {
-                    return Err(ChatError::NotReady);
-                }
-                let id = match self.config.rooms.get(name) {
-                    Some(existing) => self.bind_existing(existing).await?,
-                    None => {
-                        let (id, created_alias) = self.create_room(name).await?;
-                        alias = created_alias;
-                        id
-                    }
-                };
-                self.store.bind(name, id.as_str())?;
-                self.add_widget(&id, name)?;
-                id
-            }
-        };
-        // A room created just now is not synced yet; its alias is known.
-        let alias = alias.or_else(|| {
-            self.client
-                .get_room(&room_id)
-                .and_then(|r| r.canonical_alias())
-                .map(|a| a.to_string())
-        });
-        let m = Arc::new(Meeting::new(room_id, alias));
-        // Messages written before a restart and still waiting are shown as
-        // pending again, so that their delivery has something to mark.
-        for item in self.store.waiting_for(name, HISTORY as u32)? {
-            let content: Value = serde_json::from_str(&item.content).unwrap_or_default();
-            let Some(author) = content.get(AUTHOR_KEY) else {
-                continue;
-            };
-            let field = |k: &str| author.get(k).and_then(Value::as_str).unwrap_or_default();
-            m.push(ChatEvent::Message {
-                id: local_id(item.seq),
-                sender: field("user_id").to_owned(),
-                name: field("name").to_owned(),
-                body: field("text").to_owned(),
-                ts: m.since_ms,
-                reply_to: None,
-                pending: true,
-            });
-        }
-        lock(&self.meetings).insert(name.to_owned(), m.clone());
-        Ok(m)
-    }
-
-    async fn bind_existing(&self, room: &str) -> Result<OwnedRoomId, ChatError> {
-        let id = OwnedRoomOrAliasId::try_from(room)
-            .map_err(|e| ChatError::Invalid(format!("room `{room}`: {e}")))?;
-        Ok(self
-            .client
-            .join_room_by_id_or_alias(&id, &[])
-            .await?
-            .room_id()
-            .to_owned())
-    }
-
-    /// The new room and its alias, if it got one.
-    async fn create_room(&self, meeting: &str) -> Result<(OwnedRoomId, Option<String>), ChatError> {
-        let mut request = create_room::v3::Request::new();
-        request.name = Some(format!("Meeting {meeting}"));
-        request.topic = Some(format!("Video meeting: {}", self.meeting_link(meeting)));
-        // Anyone on the homeserver who knows the room may join, as anyone
-        // with the link may join the meeting; not listed in the directory.
-        request.preset = Some(create_room::v3::RoomPreset::PublicChat);
-        request.visibility = Visibility::Private;
-        let levels = json!({
-            "events": {
-                "m.room.name": 50, "m.room.power_levels": 100,
-                "m.room.history_visibility": 100, "m.room.canonical_alias": 50,
-                "m.room.avatar": 50, "m.room.tombstone": 100,
-                "m.room.server_acl": 100, "m.room.encryption": 100,
-                "im.vector.modular.widgets": 50,
-                // Members announce their own call membership (MatrixRTC).
-                CALL_MEMBER: 0,
-            }
-        });
-        request.power_level_content_override = Some(
-            Raw::<Value>::from_json(
-                serde_json::value::to_raw_value(&levels).expect("a JSON value always serialises"),
-            )
-            .cast_unchecked(),
-        );
-        request.room_alias_name = alias_localpart(meeting);
-        match self.client.create_room(request.clone()).await {
-            Ok(room) => {
-                let alias = request.room_alias_name.as_ref().zip(self.client.user_id());
-                let alias = alias.map(|(local, bot)| format!("#{local}:{}", bot.server_name()));
-                Ok((room.room_id().to_owned(), alias))
-            }
-            Err(e) if request.room_alias_name.is_some() => {
-                // Most likely the alias is taken; the room is still useful.
-                tracing::info!(error = %e, "creating the room with an alias failed; without");
-                request.room_alias_name = None;
-                let room = self.client.create_room(request).await?;
-                Ok((room.room_id().to_owned(), None))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Element shows room widgets; this one opens the meeting inside it.
-    fn add_widget(&self, room_id: &RoomId, meeting: &str) -> Result<(), ChatError> {
-        let url = format!(
-            "{}?widgetId=$matrix_widget_id&parentUrl=$parentUrl&userId=$matrix_user_id&displayName=$matrix_display_name&roomId=$matrix_room_id",
-            self.meeting_link(meeting)
-        );
-        let widget = json!({
-            "id": WIDGET_ID,
-            "type": "m.custom",
-            "name": "Meeting",
-            "url": url,
-            "creatorUserId": self.client.user_id().map(|u| u.to_string()),
-            "data": { "title": format!("Video meeting {meeting}") },
-        });
-        self.enqueue(
-            room_id.as_str(),
-            "im.vector.modular.widgets",
-            Some(WIDGET_ID),
-            &widget,
-            None,
-        )?;
-        let layout = json!({
-            "widgets": { WIDGET_ID: { "container": "top", "index": 0, "width": 100, "height": 50 } }
-        });
-        self.enqueue(
-            room_id.as_str(),
-            "io.element.widgets.layout",
-            Some(""),
-            &layout,
-            None,
-        )
-    }
-
-    fn call_member(&self, meeting: &str, user_id: &str, participant_id: &str, content: Value) {
-        let Some(room_id) = self.store.room_of(meeting).ok().flatten() else {
-            return;
-        };
-        // The leading underscore lets the bot set a key naming another user
-        // (MSC3779); it has the power level for the event type.
-        let key = format!("_{user_id}_{}_m.call", device_id(participant_id));
-        if let Err(e) = self.enqueue(&room_id, CALL_MEMBER, Some(&key), &content, None) {
-            tracing::warn!(error = %e, "cannot queue call membership");
-        }
-    }
-
-    fn enqueue(
-        &self,
-        room_id: &str,
-        event_type: &str,
-        state_key: Option<&str>,
-        content: &Value,
-        meeting: Option<&str>,
-    ) -> Result<(), ChatError> {
-        self.store.enqueue(
-            &self.txn_prefix,
-            room_id,
-            event_type,
-            state_key,
-            &content.to_string(),
-            meeting,
-        )?;
-        self.outbox_wake.notify_one();
-        Ok(())
-    }
-
-    /// Sends the outbox in order, one event at a time, until the process
-    /// ends; an event leaves the outbox only once the homeserver took it.
-    async fn outbox(self: Arc<Self>) {
-        let mut backoff = RETRY_MIN;
-        loop {
-            let next = match self.store.first() {
-                Ok(next) => next,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the chat outbox");
-                    tokio::time::sleep(RETRY_MAX).await;
-                    continue;
-                }
-            };
-            let Some(item) = next else {
-                self.set_send_ok(true);
-                self.outbox_wake.notified().await;
-                continue;
-            };
-            match self.send(&item).await {
-                Ok(event_id) => {
-                    backoff = RETRY_MIN;
-                    self.set_send_ok(true);
-                    self.delivered(&item, event_id);
-                }
-                Err(SendError::Permanent(e)) => {
-                    tracing::error!(seq = item.seq, error = %e, "homeserver refused a chat event; dropped");
-                    self.delivered(&item, None);
-                }
-                Err(SendError::Transient(e)) => {
-                    tracing::warn!(error = %e, "cannot send chat event; will retry");
-                    self.set_send_ok(false);
-                    // The sync loop wakes us as soon as the homeserver is back.
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.outbox_wake.notified() => {}
-                    }
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
-            }
-        }
-    }
-
-    fn delivered(&self, item: &Outgoing, event_id: Option<String>) {
-        if let Err(e) = self.store.remove(item.seq) {
-            tracing::error!(error = %e, "cannot remove a sent event from the outbox");
-        }
-        let meeting = item
-            .meeting
-            .as_ref()
-            .and_then(|m| lock(&self.meetings).get(m).cloned());
-        if item.meeting.is_some() && event_id.is_some() {
-            self.to_matrix.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(m) = meeting {
-            let local_id = local_id(item.seq);
-            m.push(match event_id {
-                Some(id) => {
-                    // Sent by the bridge: no Matrix user may edit it.
-                    m.record_sender(&id, "");
-                    ChatEvent::Delivered { local_id, id }
-                }
-                None => ChatEvent::Failed { local_id },
-            });
-        }
-    }
-
-    async fn send(&self, item: &Outgoing) -> Result<Option<String>, SendError> {
-        let room_id = RoomId::parse(&item.room_id)
-            .map_err(|e| SendError::Permanent(format!("room id: {e}")))?;
-        let body = serde_json::value::RawValue::from_string(item.content.clone())
-            .map_err(|e| SendError::Permanent(format!("content: {e}")))?;
-        if let Some(id) = self.send_as_ghost(item, &room_id).await? {
-            return Ok(Some(id));
-        }
-        match &item.state_key {
-            None => {
-                let request = send_message_event::v3::Request::new_raw(
-                    room_id,
-                    item.txn_id.as_str().into(),
-                    item.event_type.as_str().into(),
-                    Raw::from_json(body),
-                );
-                Ok(Some(self.client.send(request).await?.event_id.to_string()))
-            }
-            Some(key) => {
-                let request = send_state_event::v3::Request::new_raw(
-                    room_id,
-                    item.event_type.as_str().into(),
-                    key.clone(),
-                    Raw::from_json(body),
-                );
-                Ok(Some(self.client.send(request).await?.event_id.to_string()))
-            }
-        }
-    }
-
-    /// Sends a participant's message as their ghost user, if ghosts are
-    /// configured; `None`: send it through the bot instead (no ghosts, not
-    /// a participant's message, or the homeserver refuses the ghost).
-    async fn send_as_ghost(
-        &self,
-        item: &Outgoing,
-        room_id: &RoomId,
-    ) -> Result<Option<String>, SendError> {
-        let (Some(ghosts), Some(bot)) = (&self.ghosts, self.client.user_id()) else {
-            return Ok(None);
-        };
-        if item.meeting.is_none() || item.state_key.is_some() {
-            return Ok(None);
-        }
-        let content: Value = serde_json::from_str(&item.content).unwrap_or_default();
-        let Some(author) = content.get(AUTHOR_KEY) else {
-            return Ok(None);
-        };
-        let name = author
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("guest");
-        let user_id = author.get("user_id").and_then(Value::as_str);
-        let Some(text) = author.get("text").and_then(Value::as_str) else {
-            return Ok(None);
-        };
-        let ghost = format!("@{}:{}", ghosts.localpart(name, user_id), bot.server_name());
-        let display = match user_id {
-            Some(u) => format!("{name} ({u}, in the meeting)"),
-            None => format!("{name} (guest)"),
-        };
-        let ghost_content = json!({ "msgtype": "m.text", "body": text, AUTHOR_KEY: author });
-        match ghosts
-            .send(
-                &self.store,
-                &ghost,
-                &display,
-                room_id.as_str(),
-                &item.txn_id,
-                &ghost_content,
-            )
-            .await
-        {
-            Ok(id) => Ok(Some(id)),
-            Err(GhostError::Transient(e)) => Err(SendError::Transient(e)),
-            // Banned or muted in the room: the bot must not speak for them.
-            Err(GhostError::Refused(e)) if e.contains("M_FORBIDDEN") => {
-                Err(SendError::Permanent(e))
-            }
-            Err(GhostError::Refused(e)) => {
-                tracing::warn!(error = %e, "the homeserver refuses our ghost user; relaying through the bot");
-                Ok(None)
-            }
-        }
-    }
-
-    /// The user's display name if they are joined to the room, asked of
-    /// the homeserver: the bot's synced state may not have the join yet.
-    async fn joined_member_name(
-        &self,
-        room: &Room,
-        user: &UserId,
-    ) -> Result<Option<String>, OpenIdError> {
-        let request = get_state_event_for_key::v3::Request::new(
-            room.room_id().to_owned(),
-            "m.room.member".into(),
-            user.to_string(),
-        );
-        let content = match self.client.send(request).await {
-            Ok(r) => serde_json::from_str::<Value>(r.event_or_content.get()).unwrap_or_default(),
-            // Not found: never a member.
-            Err(e) if e.as_client_api_error().is_some() => return Ok(None),
-            Err(e) => return Err(OpenIdError::Unreachable(e.to_string())),
-        };
-        if content.get("membership").and_then(Value::as_str) != Some("join") {
-            return Ok(None);
-        }
-        let name = content
-            .get("displayname")
-            .and_then(Value::as_str)
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or(user.localpart());
-        Ok(Some(name.to_owned()))
-    }
-
-    fn meeting_link(&self, meeting: &str) -> String {
-        let mut url: Url = self.config.public_url.clone();
-        url.path_segments_mut()
-            .map(|mut p| {
-                p.pop_if_empty().push("m").push(meeting);
-            })
-            .ok();
-        url.to_string()
-    }
-
-    fn set_sync_ok(&self, ok: bool) {
+    pub(crate) fn set_sync_ok(&self, ok: bool) {
         self.sync_ok.store(ok, Ordering::Relaxed);
         self.update_delayed();
     }
 
-    fn set_send_ok(&self, ok: bool) {
+    pub(crate) fn set_send_ok(&self, ok: bool) {
         self.send_ok.store(ok, Ordering::Relaxed);
         self.update_delayed();
     }
@@ -1052,109 +219,19 @@ impl Inner {
     }
 }
 
-/// Why an outbox event was not sent.
-enum SendError {
-    /// A refusal that a resend cannot change (bad event, no permission).
-    Permanent(String),
-    /// Unreachable, rate limited, server error: worth retrying.
-    Transient(String),
-}
-
-impl From<matrix_sdk::HttpError> for SendError {
-    fn from(e: matrix_sdk::HttpError) -> Self {
-        use matrix_sdk::ruma::api::error::ErrorKind;
-        // Only what the event itself causes is permanent; a lost login, a
-        // proxy's error page or rate limiting keep the event waiting.
-        let permanent = matches!(
-            e.client_api_error_kind(),
-            Some(
-                ErrorKind::Forbidden
-                    | ErrorKind::BadJson
-                    | ErrorKind::NotJson
-                    | ErrorKind::TooLarge
-                    | ErrorKind::InvalidParam
-            )
-        );
-        if matches!(e.client_api_error_kind(), Some(ErrorKind::UnknownToken(_))) {
-            tracing::error!("the homeserver no longer accepts the chat bot's login; chat waits (remove the `session` entry of the chat store to sign in anew)");
-        }
-        if permanent {
-            SendError::Permanent(e.to_string())
-        } else {
-            SendError::Transient(e.to_string())
-        }
-    }
-}
-
-/// Whether the user may delete others' events in the room (moderators).
-async fn can_redact(room: Option<&Room>, user: &str) -> bool {
-    let (Some(room), Ok(user)) = (room, UserId::parse(user)) else {
-        return false;
-    };
-    room.power_levels()
-        .await
-        .is_ok_and(|pl| pl.user_can_redact_event_of_other(&user))
-}
-
-async fn display_name(room: &Room, user: &str) -> String {
-    let fallback = || {
-        user.trim_start_matches('@')
-            .split(':')
-            .next()
-            .unwrap_or(user)
-            .to_owned()
-    };
-    let Ok(user_id) = UserId::parse(user) else {
-        return fallback();
-    };
-    match room.get_member_no_sync(&user_id).await {
-        Ok(Some(m)) => m.name().to_owned(),
-        _ => fallback(),
-    }
-}
-
-/// Whether `user` is the bot or one of its ghosts. Ghosts are ours only on
-/// the bot's server: a remote `@meet_…` is someone else.
-fn is_bridge_user(user: &str, bot: &str, ghosts: Option<&Ghosts>) -> bool {
-    user == bot || (server_of(user) == server_of(bot) && ghosts.is_some_and(|g| g.owns(user)))
-}
-
 /// The server part of a user id (which may carry a port).
 pub(crate) fn server_of(user_id: &str) -> Option<&str> {
     user_id.strip_prefix('@')?.split_once(':').map(|(_, s)| s)
 }
 
-fn local_id(seq: i64) -> String {
-    format!("local-{seq}")
-}
-
-fn device_id(participant_id: &str) -> String {
-    format!("MEET{}", participant_id.to_ascii_uppercase())
-}
-
-/// `#meet-<name>` when the meeting name is a valid alias localpart.
-fn alias_localpart(meeting: &str) -> Option<String> {
-    let ok = meeting
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.=".contains(c));
-    ok.then(|| format!("meet-{meeting}"))
-}
-
-fn random_name() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    (0..10)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
-fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -1166,26 +243,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_for_rooms_and_meetings() {
-        assert_eq!(alias_localpart("standup").as_deref(), Some("meet-standup"));
-        assert_eq!(alias_localpart("Team Call"), None);
+    fn server_names_and_html() {
         assert_eq!(escape_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
-        assert_eq!(device_id("ab12"), "MEETAB12");
         assert_eq!(server_of("@a:example.org:8448"), Some("example.org:8448"));
         assert_eq!(server_of("nobody"), None);
-        let ghosts = Ghosts::new(
-            "http://127.0.0.1:1".parse().unwrap(),
-            "t".into(),
-            "meet_".into(),
-        );
-        let bot = "@meetbot:hs";
-        assert!(is_bridge_user(bot, bot, None));
-        assert!(is_bridge_user("@meet_x_1:hs", bot, Some(&ghosts)));
-        assert!(!is_bridge_user("@meet_x_1:elsewhere", bot, Some(&ghosts)));
-        assert!(
-            !is_bridge_user("@meet_x_1:hs", bot, None),
-            "no ghosts configured"
-        );
-        assert!(!is_bridge_user("@alice:hs", bot, Some(&ghosts)));
     }
 }

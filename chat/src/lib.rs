@@ -6,17 +6,26 @@
 //! runtime, away from the media workers.
 
 mod bridge;
+mod call;
 mod events;
 mod ghosts;
+mod identity;
+mod meetings;
 mod openid;
+mod outbox;
 mod store;
+mod sync;
+mod widget;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use bridge::{Author, Chat, ChatStats, Identity, MeetingChat, MeetingEvent};
+pub use bridge::{Chat, ChatStats};
 pub use events::ChatEvent;
+pub use identity::Identity;
+pub use meetings::{MeetingChat, MeetingEvent};
 pub use openid::{OpenIdError, OpenIdToken};
+pub use outbox::Author;
 use url::Url;
 
 /// Longest chat message accepted from a meeting, in characters.

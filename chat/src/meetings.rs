@@ -1,0 +1,320 @@
+//! Meetings and their rooms: each meeting's room, made or bound, and its state and history.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use matrix_sdk::ruma::api::client::room::create_room;
+use matrix_sdk::ruma::api::client::room::Visibility;
+use matrix_sdk::ruma::serde::Raw;
+use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomId};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use url::Url;
+
+use crate::bridge::{escape_html, now_ms, Chat, Inner};
+use crate::call::CALL_MEMBER;
+use crate::events::{ChatEvent, AUTHOR_KEY};
+use crate::outbox::local_id;
+use crate::{lock, ChatError};
+
+/// Events kept per meeting for participants who join later.
+const HISTORY: usize = 500;
+/// Room events a slow participant may fall behind by before missing some.
+const BROADCAST_CAPACITY: usize = 256;
+/// A meeting nobody has listened to for this long is closed here (its room
+/// stays); the next join opens it afresh, with history from then.
+const MEETING_IDLE: Duration = Duration::from_secs(60);
+/// How long opening a new meeting waits for the bot to sign in.
+const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
+
+/// What a participant's session receives from its meeting's room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeetingEvent {
+    Chat(ChatEvent),
+    /// This Matrix user left or was removed from the room.
+    MemberGone(String),
+}
+
+/// A participant's view of a meeting's chat, taken at join.
+pub struct MeetingChat {
+    pub room_id: String,
+    pub room_alias: Option<String>,
+    /// Everything since the meeting opened here, oldest first.
+    pub history: Vec<ChatEvent>,
+    pub events: broadcast::Receiver<MeetingEvent>,
+}
+
+pub(crate) struct Meeting {
+    pub(crate) room_id: OwnedRoomId,
+    alias: Option<String>,
+    /// Room events older than this are from before the meeting.
+    pub(crate) since_ms: u64,
+    pub(crate) tx: broadcast::Sender<MeetingEvent>,
+    history: Mutex<VecDeque<ChatEvent>>,
+    /// Who sent the messages and reactions shown: only they may edit, only
+    /// they (or moderators) delete.
+    senders: Mutex<HashMap<String, String>>,
+    /// Since when no participant listens; the meeting is closed after a while.
+    idle_since: Mutex<Option<Instant>>,
+}
+
+impl Meeting {
+    fn new(room_id: OwnedRoomId, alias: Option<String>) -> Self {
+        Self {
+            room_id,
+            alias,
+            since_ms: now_ms(),
+            tx: broadcast::channel(BROADCAST_CAPACITY).0,
+            history: Mutex::new(VecDeque::new()),
+            senders: Mutex::new(HashMap::new()),
+            idle_since: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn record_sender(&self, event_id: &str, sender: &str) {
+        let mut senders = lock(&self.senders);
+        if senders.len() >= 4 * HISTORY {
+            senders.clear(); // older than any history shown
+        }
+        senders.insert(event_id.to_owned(), sender.to_owned());
+    }
+
+    pub(crate) fn sender_of(&self, event_id: &str) -> Option<String> {
+        lock(&self.senders).get(event_id).cloned()
+    }
+
+    fn history(&self) -> Vec<ChatEvent> {
+        lock(&self.history).iter().cloned().collect()
+    }
+
+    /// Records and broadcasts under one lock, so a joining participant's
+    /// history snapshot and subscription neither miss nor repeat an event.
+    pub(crate) fn push(&self, event: ChatEvent) {
+        let mut history = lock(&self.history);
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(event.clone());
+        let _ = self.tx.send(MeetingEvent::Chat(event));
+    }
+
+    fn subscribe(&self) -> MeetingChat {
+        let history = lock(&self.history);
+        MeetingChat {
+            room_id: self.room_id.to_string(),
+            room_alias: self.alias.clone(),
+            history: history.iter().cloned().collect(),
+            events: self.tx.subscribe(),
+        }
+    }
+}
+
+impl Chat {
+    /// Joins a meeting's chat, creating or binding its room on first use.
+    pub async fn open_meeting(&self, meeting: &str) -> Result<MeetingChat, ChatError> {
+        // In a task of its own, so a caller that stops waiting does not
+        // cut a room creation short (leaving a room with the meeting's
+        // alias that no meeting is bound to).
+        let (inner, name) = (self.inner.clone(), meeting.to_owned());
+        let opened = tokio::spawn(async move { inner.meeting(&name).await })
+            .await
+            .map_err(|e| ChatError::Invalid(format!("opening the meeting's room: {e}")))?;
+        Ok(opened?.subscribe())
+    }
+
+    /// The meeting's history as of now (for a participant that fell behind).
+    pub fn history(&self, meeting: &str) -> Option<Vec<ChatEvent>> {
+        lock(&self.inner.meetings).get(meeting).map(|m| m.history())
+    }
+}
+
+impl Inner {
+    pub(crate) fn close_idle_meetings(&self) {
+        let now = Instant::now();
+        lock(&self.meetings).retain(|_, m| {
+            let mut idle = lock(&m.idle_since);
+            if m.tx.receiver_count() > 0 {
+                *idle = None;
+                return true;
+            }
+            now.duration_since(*idle.get_or_insert(now)) < MEETING_IDLE
+        });
+    }
+
+    /// `!meet`: answers with the room's meeting link, binding the room to
+    /// a new meeting first if it has none. The name is always a fresh
+    /// random one: a room must never take over a meeting others use.
+    pub(crate) async fn command(&self, room_id: &RoomId) -> Result<(), ChatError> {
+        let meeting = match self.store.meeting_of(room_id.as_str())? {
+            Some(m) => m,
+            None => {
+                let _guard = self.opening.lock().await;
+                let name = random_name();
+                self.store.bind(&name, room_id.as_str())?;
+                self.add_widget(room_id, &name)?;
+                name
+            }
+        };
+        let link = self.meeting_link(&meeting);
+        let content = json!({
+            "msgtype": "m.notice",
+            "body": format!("Meeting: {link}"),
+            "format": "org.matrix.custom.html",
+            "formatted_body": format!("Meeting: <a href=\"{0}\">{0}</a>", escape_html(&link)),
+        });
+        self.enqueue(room_id.as_str(), "m.room.message", None, &content, None)
+    }
+
+    async fn meeting(&self, name: &str) -> Result<Arc<Meeting>, ChatError> {
+        if let Some(m) = lock(&self.meetings).get(name) {
+            return Ok(m.clone());
+        }
+        let _guard = self.opening.lock().await;
+        if let Some(m) = lock(&self.meetings).get(name) {
+            return Ok(m.clone());
+        }
+        let mut alias = None;
+        let room_id = match self.store.room_of(name)? {
+            Some(id) => RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?,
+            None => {
+                // Right after start the bot may still be signing in.
+                let mut signed_in = self.signed_in.subscribe();
+                let wait = signed_in.wait_for(|s| *s);
+                if !matches!(tokio::time::timeout(SIGN_IN_WAIT, wait).await, Ok(Ok(_))) {
+                    return Err(ChatError::NotReady);
+                }
+                let id = match self.config.rooms.get(name) {
+                    Some(existing) => self.bind_existing(existing).await?,
+                    None => {
+                        let (id, created_alias) = self.create_room(name).await?;
+                        alias = created_alias;
+                        id
+                    }
+                };
+                self.store.bind(name, id.as_str())?;
+                self.add_widget(&id, name)?;
+                id
+            }
+        };
+        // A room created just now is not synced yet; its alias is known.
+        let alias = alias.or_else(|| {
+            self.client
+                .get_room(&room_id)
+                .and_then(|r| r.canonical_alias())
+                .map(|a| a.to_string())
+        });
+        let m = Arc::new(Meeting::new(room_id, alias));
+        // Messages written before a restart and still waiting are shown as
+        // pending again, so that their delivery has something to mark.
+        for item in self.store.waiting_for(name, HISTORY as u32)? {
+            let content: Value = serde_json::from_str(&item.content).unwrap_or_default();
+            let Some(author) = content.get(AUTHOR_KEY) else {
+                continue;
+            };
+            let field = |k: &str| author.get(k).and_then(Value::as_str).unwrap_or_default();
+            m.push(ChatEvent::Message {
+                id: local_id(item.seq),
+                sender: field("user_id").to_owned(),
+                name: field("name").to_owned(),
+                body: field("text").to_owned(),
+                ts: m.since_ms,
+                reply_to: None,
+                pending: true,
+            });
+        }
+        lock(&self.meetings).insert(name.to_owned(), m.clone());
+        Ok(m)
+    }
+
+    async fn bind_existing(&self, room: &str) -> Result<OwnedRoomId, ChatError> {
+        let id = OwnedRoomOrAliasId::try_from(room)
+            .map_err(|e| ChatError::Invalid(format!("room `{room}`: {e}")))?;
+        Ok(self
+            .client
+            .join_room_by_id_or_alias(&id, &[])
+            .await?
+            .room_id()
+            .to_owned())
+    }
+
+    /// The new room and its alias, if it got one.
+    async fn create_room(&self, meeting: &str) -> Result<(OwnedRoomId, Option<String>), ChatError> {
+        let mut request = create_room::v3::Request::new();
+        request.name = Some(format!("Meeting {meeting}"));
+        request.topic = Some(format!("Video meeting: {}", self.meeting_link(meeting)));
+        // Anyone on the homeserver who knows the room may join, as anyone
+        // with the link may join the meeting; not listed in the directory.
+        request.preset = Some(create_room::v3::RoomPreset::PublicChat);
+        request.visibility = Visibility::Private;
+        let levels = json!({
+            "events": {
+                "m.room.name": 50, "m.room.power_levels": 100,
+                "m.room.history_visibility": 100, "m.room.canonical_alias": 50,
+                "m.room.avatar": 50, "m.room.tombstone": 100,
+                "m.room.server_acl": 100, "m.room.encryption": 100,
+                "im.vector.modular.widgets": 50,
+                // Members announce their own call membership (MatrixRTC).
+                CALL_MEMBER: 0,
+            }
+        });
+        request.power_level_content_override = Some(
+            Raw::<Value>::from_json(
+                serde_json::value::to_raw_value(&levels).expect("a JSON value always serialises"),
+            )
+            .cast_unchecked(),
+        );
+        request.room_alias_name = alias_localpart(meeting);
+        match self.client.create_room(request.clone()).await {
+            Ok(room) => {
+                let alias = request.room_alias_name.as_ref().zip(self.client.user_id());
+                let alias = alias.map(|(local, bot)| format!("#{local}:{}", bot.server_name()));
+                Ok((room.room_id().to_owned(), alias))
+            }
+            Err(e) if request.room_alias_name.is_some() => {
+                // Most likely the alias is taken; the room is still useful.
+                tracing::info!(error = %e, "creating the room with an alias failed; without");
+                request.room_alias_name = None;
+                let room = self.client.create_room(request).await?;
+                Ok((room.room_id().to_owned(), None))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) fn meeting_link(&self, meeting: &str) -> String {
+        let mut url: Url = self.config.public_url.clone();
+        url.path_segments_mut()
+            .map(|mut p| {
+                p.pop_if_empty().push("m").push(meeting);
+            })
+            .ok();
+        url.to_string()
+    }
+}
+
+/// `#meet-<name>` when the meeting name is a valid alias localpart.
+fn alias_localpart(meeting: &str) -> Option<String> {
+    let ok = meeting
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.=".contains(c));
+    ok.then(|| format!("meet-{meeting}"))
+}
+
+fn random_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    (0..10)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_aliases_only_for_names_that_fit() {
+        assert_eq!(alias_localpart("standup").as_deref(), Some("meet-standup"));
+        assert_eq!(alias_localpart("Team Call"), None);
+    }
+}
