@@ -29,7 +29,27 @@ export async function until(what, fn, timeoutMs, intervalMs = 100) {
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-/** Starts the server on free ports; resolves once it prints its address. */
+/**
+ * Throws unless a server that was sent SIGTERM (`what`, with its stderr in
+ * `log`) shut down cleanly: exit status 0 and no Rust panic, not even one
+ * in a thread the process outlived.
+ */
+export function assertCleanExit(what, { code, signal }, log) {
+  const panic = log.indexOf('panicked at');
+  if (panic >= 0) {
+    const from = log.lastIndexOf('\n', panic) + 1;
+    throw new Error(`${what} panicked:\n${log.slice(from, from + 4000)}`);
+  }
+  if (code !== 0) {
+    throw new Error(`${what} exited with ${code ?? signal} instead of 0:\n${log.split('\n').slice(-40).join('\n')}`);
+  }
+}
+
+/**
+ * Starts the server on free ports; resolves once it prints its address.
+ * stop() sends SIGTERM and fails unless it shuts down cleanly
+ * (assertCleanExit), also when it had exited on its own before.
+ */
 export async function startServer(extraEnv = {}) {
   const bin = process.env.SFU_BIN;
   if (!bin) throw new Error('SFU_BIN must point at the built sfu binary');
@@ -37,6 +57,8 @@ export async function startServer(extraEnv = {}) {
     env: { ...process.env, MEET_WORKERS: '2', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // 'close': it has exited and all of its stderr is in.
+  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
   const url = await new Promise((resolve, reject) => {
@@ -53,14 +75,17 @@ export async function startServer(extraEnv = {}) {
     child.on('error', reject);
     child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
   });
+  let stopped = null;
   return {
     url,
     pid: child.pid,
     log: () => log,
-    async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+    stop() {
+      stopped ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        assertCleanExit('the server', await exited, log);
+      })();
+      return stopped;
     },
   };
 }
