@@ -4,7 +4,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, startPrometheus, launchBrowser, joinPage, receivedByName, until, sleep, processUsage,
+  startServer, startPrometheus, launchBrowser, joinPage, openPage, receivedByName, until, sleep, processUsage, cleanUp,
 } from './harness.mjs';
 
 let server;
@@ -17,11 +17,11 @@ before(async () => {
   browser = await launchBrowser();
 });
 
-after(async () => {
-  if (browser) await browser.close();
-  if (prometheus) await prometheus.stop();
-  if (server) await server.stop();
-});
+after(() => cleanUp(
+  () => browser?.close(),
+  () => prometheus?.stop(),
+  () => server?.stop(),
+));
 
 /** True once `p` decodes video and receives audio from every name in `names`. */
 async function receivesFrom(p, names, min = { frames: 1, audio: 1 }) {
@@ -33,7 +33,7 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
   const room = 'e2e-standup';
   const pages = [];
   for (const name of ['Alice', 'Bob', 'Carol']) {
-    pages.push(await joinPage(browser, server.url, room, name));
+    pages.push(await joinPage(browser, server.url, room, name, {}, { t }));
   }
   const names = pages.map((p) => p.name);
 
@@ -97,7 +97,7 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
 
   await t.test('a late joiner decodes video from everyone within 3 s', async () => {
     const started = Date.now();
-    const dave = await joinPage(browser, server.url, room, 'Dave');
+    const dave = await joinPage(browser, server.url, room, 'Dave', {}, { t });
     await until('Dave to decode video from Alice and Bob', () => receivesFrom(dave, ['Alice', 'Bob'], { frames: 1, audio: 0 }), 3000, 50);
     const firstFrame = await dave.page.evaluate(() => window.meet.firstFrameMs);
     console.log(`# measured: late joiner decoded both others ${Date.now() - started} ms after opening the page (first frame ${Math.round(firstFrame)} ms after join)`);
@@ -125,13 +125,11 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
 
   // Pages left open would share the CPU with the next tests' pages: each
   // encodes three layers of 720p, and a starved browser's bandwidth
-  // estimate drops.
-  for (const p of pages) await p.context.close();
+  // estimate drops. (Passed or failed, `t` closes them as it ends.)
 });
 
-test('the pre-join screen previews the camera and lists the devices', async () => {
-  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
-  const page = await context.newPage();
+test('the pre-join screen previews the camera and lists the devices', async (t) => {
+  const { page } = await openPage(browser, 'prejoin', { t });
   await page.goto(`${server.url}/m/e2e-prejoin`);
   await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 10000 });
   assert.equal(await page.locator('#preview-off').isVisible(), false, 'camera shown as off');
@@ -144,13 +142,12 @@ test('the pre-join screen previews the camera and lists the devices', async () =
   await page.getByRole('button', { name: 'Join meeting' }).click();
   await page.waitForFunction(() => window.meet.participantId, null, { timeout: 10000 });
   assert.equal(await page.locator('#meeting').isVisible(), true);
-  await context.close();
 });
 
-test('H.264 publishers reach H.264 subscribers; leave and rejoin', async () => {
+test('H.264 publishers reach H.264 subscribers; leave and rejoin', async (t) => {
   const room = 'e2e-h264';
-  const erin = await joinPage(browser, server.url, room, 'Erin', { codec: 'h264' });
-  const frank = await joinPage(browser, server.url, room, 'Frank', { codec: 'h264' });
+  const erin = await joinPage(browser, server.url, room, 'Erin', { codec: 'h264' }, { t });
+  const frank = await joinPage(browser, server.url, room, 'Frank', { codec: 'h264' }, { t });
   for (const [p, other] of [[erin, 'Frank'], [frank, 'Erin']]) {
     await until(`${p.name} to decode ${other}`, () => receivesFrom(p, [other]), 20000);
     assert.equal((await receivedByName(p))[other].videoCodec, 'video/H264');
@@ -165,14 +162,12 @@ test('H.264 publishers reach H.264 subscribers; leave and rejoin', async () => {
   await frank.page.getByRole('button', { name: 'Rejoin' }).click();
   await until('Frank to decode Erin again', () => receivesFrom(frank, ['Erin']), 10000);
   await until('Erin to decode Frank again', () => receivesFrom(erin, ['Frank']), 10000);
-  await erin.context.close();
-  await frank.context.close();
 });
 
-test('a screen share is published to the others and unpublished when it stops', async () => {
+test('a screen share is published to the others and unpublished when it stops', async (t) => {
   const room = 'e2e-screen';
-  const gina = await joinPage(browser, server.url, room, 'Gina');
-  const hank = await joinPage(browser, server.url, room, 'Hank');
+  const gina = await joinPage(browser, server.url, room, 'Gina', {}, { t });
+  const hank = await joinPage(browser, server.url, room, 'Hank', {}, { t });
   await until('Hank to decode Gina', () => receivesFrom(hank, ['Gina']), 20000);
   await gina.page.getByRole('button', { name: 'Share screen' }).click();
   const screenTile = hank.page.locator(`[data-participant-id="${gina.id}"][data-source="screen"]`);
@@ -183,23 +178,21 @@ test('a screen share is published to the others and unpublished when it stops', 
   // The camera is untouched by the renegotiations.
   const before = (await receivedByName(hank)).Gina.framesDecoded;
   await until('Gina\'s camera to keep flowing to Hank', async () => (await receivedByName(hank)).Gina.framesDecoded > before + 10, 5000);
-  await gina.context.close();
-  await hank.context.close();
 });
 
 test('a full meeting turns the next participant away with a clear message', async () => {
   const small = await startServer({ MEET_MAX_PARTICIPANTS: '1' });
+  let first;
+  let second;
   try {
-    const first = await joinPage(browser, small.url, 'e2e-small', 'Fay');
-    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
-    const page = await context.newPage();
+    first = await joinPage(browser, small.url, 'e2e-small', 'Fay');
+    second = await openPage(browser, 'Gil');
+    const { page } = second;
     await page.goto(`${small.url}/m/e2e-small?name=Gil&join=now`);
     await page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 10000 });
     assert.match(await page.locator('#left-reason').innerText(), /meeting is full/);
-    await context.close();
-    await first.context.close();
   } finally {
-    await small.stop();
+    await cleanUp(() => second?.context.close(), () => first?.context.close(), () => small.stop());
   }
 });
 
@@ -211,11 +204,11 @@ async function layerSwitches() {
     .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
 }
 
-test('simulcast: a small tile gets the low layer, a large one the full layer', async () => {
+test('simulcast: a small tile gets the low layer, a large one the full layer', async (t) => {
   const room = 'e2e-simulcast';
   const switchesBefore = await layerSwitches();
-  const ann = await joinPage(browser, server.url, room, 'Ann');
-  const ben = await joinPage(browser, server.url, room, 'Ben');
+  const ann = await joinPage(browser, server.url, room, 'Ann', {}, { t });
+  const ben = await joinPage(browser, server.url, room, 'Ben', {}, { t });
   const annVideo = `[data-participant-id="${ann.id}"]:not([data-source]) video`;
   const shown = () => ben.page.evaluate((sel) => {
     const v = document.querySelector(sel);
@@ -266,6 +259,4 @@ test('simulcast: a small tile gets the low layer, a large one the full layer', a
   // And an operator's Prometheus sees them.
   await until('Prometheus to scrape the layer switches', async () =>
     await prometheus.query('sum(meet_simulcast_layer_switches_total)') >= switchesBefore + switches, 10000, 250);
-  await ann.context.close();
-  await ben.context.close();
 });
