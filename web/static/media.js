@@ -20,18 +20,38 @@ const CAMERA_LAYERS = [
 /** Offers our camera and microphone on the new publisher connection. */
 export async function publish() {
   const pc = state.publisher;
+  const settings = [];
   for (const track of state.localStream.getTracks()) {
     const init = { direction: 'sendonly', streams: [state.localStream] };
     if (track.kind === 'video' && simulcast) init.sendEncodings = CAMERA_LAYERS;
     const transceiver = pc.addTransceiver(track, init);
     if (track.kind === 'video' && params.get('codec')) preferCodec(transceiver, params.get('codec'));
+    if (track.kind === 'video') settings.push(keepResolution(transceiver.sender));
     state.published.push({ transceiver, source: track.kind === 'audio' ? 'microphone' : 'camera', track });
   }
   if (state.published.length === 0) {
     setStatus('');
     return; // Nothing to send (yet): watch only.
   }
+  await Promise.all(settings);
   await negotiatePublisher();
+}
+
+/**
+ * Short of CPU, Chromium scales a camera's layers down by default. The
+ * layers are what subscribers choose by their tiles' size, so the camera
+ * keeps its resolution and gives up frame rate instead. (A screen share
+ * keeps the browser's default.)
+ */
+async function keepResolution(sender) {
+  const parameters = sender.getParameters();
+  parameters.degradationPreference = 'maintain-resolution';
+  try {
+    await sender.setParameters(parameters);
+  } catch (err) {
+    // Sending at all matters more.
+    console.warn('the camera may lose resolution under load:', err);
+  }
 }
 
 export async function toggleScreenShare(button) {

@@ -214,21 +214,56 @@ test('simulcast: a small tile gets the low layer, a large one the full layer', a
     const v = document.querySelector(sel);
     return { tileWidth: v.clientWidth, tileHeight: v.clientHeight, videoWidth: v.videoWidth };
   }, annVideo);
+  /** Ann's camera layers as she sends them: rid -> { width, frames (sent so far), fps }. */
+  const annLayers = () => ann.page.evaluate(async () => {
+    const out = {};
+    (await window.meet.state.publisher.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.rid && s.frameWidth) {
+        out[s.rid] = { width: s.frameWidth, frames: s.framesSent, fps: s.framesPerSecond ?? 0 };
+      }
+    });
+    return out;
+  });
+  /** What Ann sends on her layer `rid`: { width, frames, fps }. */
+  const annLayer = async (rid) => {
+    const layer = (await annLayers())[rid];
+    if (!layer) throw new Error(`Ann does not send her ${rid} layer`);
+    return layer;
+  };
+
+  // Short of CPU, Ann's browser lowers her camera's frame rate, never its
+  // resolution: each layer keeps its width, so the widths below are exact.
+  const preference = await ann.page.evaluate(() => window.meet.state.published
+    .find((p) => p.source === 'camera').transceiver.sender.getParameters().degradationPreference);
+  assert.equal(preference, 'maintain-resolution');
 
   // Ann's fake camera is 1280x720 (the page asks for that): three layers,
   // the top one once her bandwidth estimate allows it.
   const joined = Date.now();
   await until('Ann to send three layers', async () => {
-    const layers = await ann.page.evaluate(async () => {
-      const out = {};
-      (await window.meet.state.publisher.getStats()).forEach((s) => {
-        if (s.type === 'outbound-rtp' && s.rid && s.frameWidth) out[s.rid] = s.frameWidth;
-      });
-      return out;
-    });
-    return layers.q === 320 && layers.h === 640 && layers.f === 1280;
+    const layers = await annLayers();
+    return layers.q?.width === 320 && layers.h?.width === 640 && layers.f?.width === 1280;
   }, 20000, 250);
   console.log(`# measured: Ann sent all three layers ${Date.now() - joined} ms after Ben joined`);
+
+  /**
+   * Waits until Ben has decoded `n` more of Ann's frames. How long that
+   * takes is up to Ann's frame rate, which her browser lowers when short of
+   * CPU; what must not happen is that Ann sends twice that many frames on
+   * the layer Ben gets and he decodes fewer. (The time limit is only for
+   * an encoder that stopped.)
+   */
+  const framesFlow = async (rid, n = 10) => {
+    const decodedBefore = (await receivedByName(ben)).Ann.framesDecoded;
+    const sentBefore = (await annLayer(rid)).frames;
+    await until(`Ben to decode ${n} more frames of Ann's ${rid} layer`, async () => {
+      const decoded = (await receivedByName(ben)).Ann.framesDecoded - decodedBefore;
+      if (decoded >= n) return true;
+      const sent = (await annLayer(rid)).frames - sentBefore;
+      if (sent >= 2 * n) throw new Error(`Ann sent ${sent} frames on her ${rid} layer, Ben decoded ${decoded}`);
+      return false;
+    }, 30000, 100);
+  };
 
   // The grid puts the two tiles side by side, each half the page wide and
   // as tall as the grid. Tiles crop the video to fill them, so what counts
@@ -237,20 +272,20 @@ test('simulcast: a small tile gets the low layer, a large one the full layer', a
   // 600x280 (low); a narrow but tall tile (600x600: 279x478 px) shows a
   // crop of an 850 px wide picture (high).
   const steps = [
-    { viewport: { width: 1600, height: 900 }, videoWidth: 1280 },
-    { viewport: { width: 600, height: 280 }, videoWidth: 320 },
-    { viewport: { width: 600, height: 600 }, videoWidth: 1280 },
-    { viewport: { width: 1000, height: 420 }, videoWidth: 640 },
-    { viewport: { width: 1600, height: 900 }, videoWidth: 1280 },
+    { viewport: { width: 1600, height: 900 }, rid: 'f', videoWidth: 1280 },
+    { viewport: { width: 600, height: 280 }, rid: 'q', videoWidth: 320 },
+    { viewport: { width: 600, height: 600 }, rid: 'f', videoWidth: 1280 },
+    { viewport: { width: 1000, height: 420 }, rid: 'h', videoWidth: 640 },
+    { viewport: { width: 1600, height: 900 }, rid: 'f', videoWidth: 1280 },
   ];
-  for (const { viewport, videoWidth } of steps) {
+  for (const { viewport, rid, videoWidth } of steps) {
     const started = Date.now();
     await ben.page.setViewportSize(viewport);
     await until(`Ben to get Ann's ${videoWidth} px layer`, async () => (await shown()).videoWidth === videoWidth, 20000, 100);
     const { tileWidth, tileHeight } = await shown();
-    console.log(`# measured: ${tileWidth}x${tileHeight} px tile got the ${videoWidth} px layer ${Date.now() - started} ms after the resize`);
-    const before = (await receivedByName(ben)).Ann.framesDecoded;
-    await until('Ann\'s video to keep flowing to Ben', async () => (await receivedByName(ben)).Ann.framesDecoded > before + 10, 5000);
+    const { fps } = await annLayer(rid);
+    console.log(`# measured: ${tileWidth}x${tileHeight} px tile got the ${videoWidth} px layer ${Date.now() - started} ms after the resize (sent at ${fps} fps)`);
+    await framesFlow(rid);
   }
 
   // Each step after the first moved Ben to another layer.
