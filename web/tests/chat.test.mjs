@@ -308,9 +308,16 @@ test('a late joiner gets the chat since the meeting started', { timeout: 90000 }
   assert.deepEqual(frankSees, erinSees);
   assert.ok(frankSees.findIndex((m) => m.id === first) < frankSees.findIndex((m) => m.body === 'also before Frank'));
   assert.equal(frankSees.find((m) => m.id === answer).replyTo, first);
-  // It came as chat_history.
+  // It came as chat_history: every message Frank shows, the edit and the
+  // reaction were in it (a history that came empty, with the messages
+  // arriving some other way, would not do).
   const history = (await frank.page.evaluate(() => window.__chatFrames)).find((f) => f.msg.type === 'chat_history');
   assert.ok(history, 'no chat_history');
+  const events = history.msg.events;
+  const ids = new Set(events.flatMap((e) => (e.kind === 'message' || e.kind === 'delivered' ? [e.id] : [])));
+  for (const m of frankSees) assert.ok(ids.has(m.id), `"${m.body}" (${m.id}) was not in the chat_history`);
+  assert.ok(events.some((e) => e.kind === 'edit' && e.id === first), 'the edit was not in the chat_history');
+  assert.ok(events.some((e) => e.kind === 'reaction' && e.target === first && e.key === '✅'), 'the reaction was not in the chat_history');
 }));
 
 test('homeserver outage: chat waits and says so, media keeps flowing, nothing is lost or doubled', { timeout: 240000 }, (t) => withLogs(async () => {
@@ -441,8 +448,12 @@ test('OpenID: a Matrix room member joins as themselves; others cannot', { timeou
   // the user to choose to join as a guest.
   await second.page.goto(`${server.url}/m/${room}?name=Bob&join=now#openid=${base64urlJson(await bob.requestOpenIdToken())}`);
   await second.page.getByRole('alert').filter({ hasText: 'Could not sign in with Matrix' }).waitFor({ timeout: 15000 });
-  await sleep(500);
+  // Filling in the device lists is the page's last step before it decides
+  // about join=now; a join would have opened the signalling socket at once.
+  await second.page.waitForFunction(() => document.querySelectorAll('#camera option').length > 0, null, { timeout: 10000 });
   assert.ok(await second.page.locator('#prejoin').isVisible());
+  assert.equal(await second.page.evaluate(() => window.meet.state.signalling === null && !window.meet.state.joining), true,
+    'the page started to join after the failed sign-in');
   assert.equal(await second.page.evaluate(() => window.meet.participantId), null);
   await second.page.getByLabel('Your name').fill('Bob the guest');
   await second.page.getByRole('button', { name: 'Join meeting' }).click();
@@ -467,13 +478,15 @@ test('a host from the Matrix room removes a guest with the tile\'s Remove button
   try {
     guest = await joinPage(browser, hall.url, 'town-hall', 'Gus');
     assert.equal(await chatRoomOf(guest), roomId);
-    // A guest has no Remove buttons.
-    assert.equal(await guest.page.getByRole('button', { name: /^Remove / }).count(), 0);
     host = await openPage(browser, 'alice (host)');
     const { page } = host;
     await page.goto(`${hall.url}/m/town-hall?join=now#openid=${base64urlJson(await alice.requestOpenIdToken())}`);
     await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
     assert.equal((await page.evaluate(() => window.meet.identity())).host, true);
+    // A guest has no Remove button, not even on a tile it has: the host's.
+    const hostId = await page.evaluate(() => window.meet.participantId);
+    await guest.page.locator(`[data-participant-id="${hostId}"]`).waitFor({ timeout: 10000 });
+    assert.equal(await guest.page.getByRole('button', { name: /^Remove / }).count(), 0);
     await page.getByRole('button', { name: 'Remove Gus from the meeting' }).click({ timeout: 10000 });
     await guest.page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 10000 });
     assert.match(await guest.page.locator('#left-reason').innerText(), /host removed you/);

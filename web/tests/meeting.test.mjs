@@ -72,15 +72,20 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
 
   await t.test('muting the microphone and stopping the camera show on the others\' tiles', async () => {
     const [alice, bob] = pages;
-    const aliceTile = bob.page.locator(`[data-participant-id="${alice.id}"]`);
+    const aliceTile = bob.page.locator(`[data-participant-id="${alice.id}"]:not([data-source])`);
+    const cameraOff = () => bob.page.evaluate((id) => document.querySelector(`[data-participant-id="${id}"]:not([data-source])`)
+      .classList.contains('camera-off'), alice.id);
+    // Before: neither shows, so what follows is the buttons' doing.
+    assert.equal(await aliceTile.locator('.mic-muted').isHidden(), true, 'Alice shows as muted before she muted');
+    assert.equal(await cameraOff(), false, 'Alice\'s camera shows as off before she stopped it');
     await alice.page.getByRole('button', { name: 'Mute microphone' }).click();
     await aliceTile.locator('.mic-muted').waitFor({ state: 'visible', timeout: 3000 });
     await alice.page.getByRole('button', { name: 'Stop camera' }).click();
-    await bob.page.waitForFunction((id) => document.querySelector(`[data-participant-id="${id}"]`).classList.contains('camera-off'), alice.id, { timeout: 3000 });
+    await until('Bob to show Alice\'s camera as off', cameraOff, 3000, 50);
     await alice.page.getByRole('button', { name: 'Unmute microphone' }).click();
     await alice.page.getByRole('button', { name: 'Start camera' }).click();
     await aliceTile.locator('.mic-muted').waitFor({ state: 'hidden', timeout: 3000 });
-    await bob.page.waitForFunction((id) => !document.querySelector(`[data-participant-id="${id}"]`).classList.contains('camera-off'), alice.id, { timeout: 3000 });
+    await until('Bob to show Alice\'s camera as on', async () => !(await cameraOff()), 3000, 50);
   });
 
   await t.test('a closed page disappears from the others within 10 s', async () => {
@@ -135,8 +140,17 @@ test('the pre-join screen previews the camera and lists the devices', async (t) 
   assert.equal(await page.locator('#preview-off').isVisible(), false, 'camera shown as off');
   assert.ok(await page.locator('#camera option').count() >= 1);
   assert.ok(await page.locator('#microphone option').count() >= 1);
-  // Joining needs a name.
+  // Joining needs a name: the form refuses an empty one, the page a blank
+  // one. A join would have opened the signalling socket during the click,
+  // so right after it is the time to look.
+  const notJoining = () => page.evaluate(() => window.meet.state.signalling === null && !window.meet.state.joining);
   await page.getByRole('button', { name: 'Join meeting' }).click();
+  assert.equal(await page.getByLabel('Your name').evaluate((input) => input.validity.valueMissing), true);
+  assert.equal(await notJoining(), true, 'joining started without a name');
+  await page.getByLabel('Your name').fill('   ');
+  await page.getByRole('button', { name: 'Join meeting' }).click();
+  await page.getByRole('alert').filter({ hasText: 'Please enter your name.' }).waitFor({ timeout: 3000 });
+  assert.equal(await notJoining(), true, 'joining started with a blank name');
   assert.equal(await page.locator('#prejoin').isVisible(), true);
   await page.getByLabel('Your name').fill('Ivy');
   await page.getByRole('button', { name: 'Join meeting' }).click();
