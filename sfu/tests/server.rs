@@ -271,6 +271,10 @@ async fn http_endpoints() {
     assert!(!body.contains("http://") && !body.contains("https://"));
     let (status, body) = server.get("/static/app.js").await;
     assert_eq!(status, 200);
+    assert!(body.contains("window.meet"));
+    // A module it imports.
+    let (status, body) = server.get("/static/peers.js").await;
+    assert_eq!(status, 200);
     assert!(body.contains("RTCPeerConnection"));
     assert_eq!(server.get("/static/missing.js").await.0, 404);
     assert_eq!(server.get("/").await.0, 303);

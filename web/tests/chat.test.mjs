@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   startServer, startSynapse, registerUser, MatrixClient, launchBrowser, joinPage, openPage,
-  receivedByName, base64urlJson, until, sleep,
+  receivedByName, base64urlJson, until, sleep, cleanUp,
 } from './harness.mjs';
 
 const BOT_PASSWORD = 'meetbot-test-password';
@@ -43,12 +43,12 @@ before(async () => {
   browser = await launchBrowser();
 }, { timeout: 1200000 }); // a first run installs Synapse (pip)
 
-after(async () => {
-  if (browser) await browser.close();
-  if (server) await server.stop();
-  if (syn) await syn.destroy();
-  if (storeDir) rmSync(storeDir, { recursive: true, force: true });
-});
+after(() => cleanUp(
+  () => browser?.close(),
+  () => server?.stop(),
+  () => syn?.destroy(),
+  () => storeDir && rmSync(storeDir, { recursive: true, force: true }),
+));
 
 /** Runs `fn`; if it throws, prints the end of the server's and Synapse's logs first. */
 async function withLogs(fn) {
@@ -96,7 +96,8 @@ function recordChatFrames() {
   };
 }
 
-const join_ = (room, name) => joinPage(browser, server.url, room, name, {}, { initScript: recordChatFrames });
+/** `name` joins `room`, recording chat frames; the page closes when test `t` ends. */
+const join_ = (t, room, name) => joinPage(browser, server.url, room, name, {}, { initScript: recordChatFrames, t });
 
 /** The meeting's Matrix room id, once the page knows it. */
 async function chatRoomOf(p) {
@@ -159,9 +160,9 @@ function summary(values) {
   return `median ${percentile(sorted, 50)} ms, p95 ${percentile(sorted, 95)} ms, max ${sorted[sorted.length - 1]} ms`;
 }
 
-test('Matrix → meeting: messages, replies, edits, reactions and redactions reach every page', { timeout: 120000 }, () => withLogs(async () => {
-  const pat = await join_('chat-from-matrix', 'Pat');
-  const quinn = await join_('chat-from-matrix', 'Quinn');
+test('Matrix → meeting: messages, replies, edits, reactions and redactions reach every page', { timeout: 120000 }, (t) => withLogs(async () => {
+  const pat = await join_(t, 'chat-from-matrix', 'Pat');
+  const quinn = await join_(t, 'chat-from-matrix', 'Quinn');
   const pages = [pat, quinn];
   const roomId = await chatRoomOf(pat);
   assert.match(roomId, /^!/);
@@ -233,12 +234,11 @@ test('Matrix → meeting: messages, replies, edits, reactions and redactions rea
   assert.equal(await log.locator('img, b').count(), 0, 'a message was rendered as markup');
   assert.equal(await pat.page.evaluate(() => window.__xss), undefined);
 
-  for (const p of pages) await p.context.close();
 }));
 
-test('meeting → Matrix: a message typed in the meeting reaches Matrix as "Name: text"', { timeout: 90000 }, () => withLogs(async () => {
-  const carol = await join_('chat-to-matrix', 'Carol');
-  const dave = await join_('chat-to-matrix', 'Dave');
+test('meeting → Matrix: a message typed in the meeting reaches Matrix as "Name: text"', { timeout: 90000 }, (t) => withLogs(async () => {
+  const carol = await join_(t, 'chat-to-matrix', 'Carol');
+  const dave = await join_(t, 'chat-to-matrix', 'Dave');
   const roomId = await chatRoomOf(carol);
   await alice.joinRoom(roomId);
 
@@ -281,12 +281,10 @@ test('meeting → Matrix: a message typed in the meeting reaches Matrix as "Name
   const bodies = (await botBodies(roomId)).map((b) => b.body).filter((b) => b === `Carol: ${text}`);
   assert.equal(bodies.length, 1);
 
-  await carol.context.close();
-  await dave.context.close();
 }));
 
-test('a late joiner gets the chat since the meeting started', { timeout: 90000 }, () => withLogs(async () => {
-  const erin = await join_('chat-history', 'Erin');
+test('a late joiner gets the chat since the meeting started', { timeout: 90000 }, (t) => withLogs(async () => {
+  const erin = await join_(t, 'chat-history', 'Erin');
   const roomId = await chatRoomOf(erin);
   await alice.joinRoom(roomId);
   const first = await alice.sendMessage(roomId, 'before Frank came');
@@ -304,22 +302,27 @@ test('a late joiner gets the chat since the meeting started', { timeout: 90000 }
       && ms.some((m) => m.body === 'also before Frank' && !m.pending);
   }, 10000);
 
-  const frank = await join_('chat-history', 'Frank');
+  const frank = await join_(t, 'chat-history', 'Frank');
   // The same chat, in the same order, in the same state.
   const frankSees = await waitForChat(frank, 'the history', (ms) => ms.length >= erinSees.length, 10000);
   assert.deepEqual(frankSees, erinSees);
   assert.ok(frankSees.findIndex((m) => m.id === first) < frankSees.findIndex((m) => m.body === 'also before Frank'));
   assert.equal(frankSees.find((m) => m.id === answer).replyTo, first);
-  // It came as chat_history.
+  // It came as chat_history: every message Frank shows, the edit and the
+  // reaction were in it (a history that came empty, with the messages
+  // arriving some other way, would not do).
   const history = (await frank.page.evaluate(() => window.__chatFrames)).find((f) => f.msg.type === 'chat_history');
   assert.ok(history, 'no chat_history');
-  await erin.context.close();
-  await frank.context.close();
+  const events = history.msg.events;
+  const ids = new Set(events.flatMap((e) => (e.kind === 'message' || e.kind === 'delivered' ? [e.id] : [])));
+  for (const m of frankSees) assert.ok(ids.has(m.id), `"${m.body}" (${m.id}) was not in the chat_history`);
+  assert.ok(events.some((e) => e.kind === 'edit' && e.id === first), 'the edit was not in the chat_history');
+  assert.ok(events.some((e) => e.kind === 'reaction' && e.target === first && e.key === '✅'), 'the reaction was not in the chat_history');
 }));
 
-test('homeserver outage: chat waits and says so, media keeps flowing, nothing is lost or doubled', { timeout: 240000 }, () => withLogs(async () => {
-  const carol = await join_('chat-outage', 'Carol');
-  const hal = await join_('chat-outage', 'Hal');
+test('homeserver outage: chat waits and says so, media keeps flowing, nothing is lost or doubled', { timeout: 240000 }, (t) => withLogs(async () => {
+  const carol = await join_(t, 'chat-outage', 'Carol');
+  const hal = await join_(t, 'chat-outage', 'Hal');
   const roomId = await chatRoomOf(carol);
   await alice.joinRoom(roomId);
   await until('Carol and Hal to receive each other', async () => (
@@ -328,6 +331,9 @@ test('homeserver outage: chat waits and says so, media keeps flowing, nothing is
   await typeChat(carol, 'before the outage');
   await alice.waitForMessage(roomId, (e) => e.sender === botId && e.content.body === 'Carol: before the outage', 15000);
 
+  // The other tests share this homeserver: it runs again after this test,
+  // also when the test fails while it is down.
+  t.after(() => syn.ensureRunning());
   await syn.stop(); // SIGKILL: a crash, not a goodbye
   const down = Date.now();
   const texts = Array.from({ length: 20 }, (_, i) => `m${i}`);
@@ -374,13 +380,11 @@ test('homeserver outage: chat waits and says so, media keeps flowing, nothing is
     assert.deepEqual(ms.map((m) => m.id), got.map((b) => b.id));
     assert.ok(!(await p.page.getByRole('status').filter({ hasText: 'Chat is delayed' }).isVisible()));
   }
-  await carol.context.close();
-  await hal.context.close();
 }));
 
-test('OpenID: a Matrix room member joins as themselves; others cannot', { timeout: 120000 }, () => withLogs(async () => {
+test('OpenID: a Matrix room member joins as themselves; others cannot', { timeout: 120000 }, (t) => withLogs(async () => {
   const room = 'chat-openid';
-  const ivy = await join_(room, 'Ivy');
+  const ivy = await join_(t, room, 'Ivy');
   const roomId = await chatRoomOf(ivy);
   await alice.joinRoom(roomId);
   // The server names people from its own view of the room: wait until it
@@ -415,7 +419,7 @@ test('OpenID: a Matrix room member joins as themselves; others cannot', { timeou
   assert.equal(outsider.json.error, 'not_room_member');
 
   // The page: #openid= carries a fresh token.
-  const { page, context } = await openPage(browser, 'alice (OpenID)');
+  const { page, context } = await openPage(browser, 'alice (OpenID)', { t });
   const joinedAt = Date.now();
   await page.goto(`${server.url}/m/${room}?join=now#openid=${base64urlJson(await alice.requestOpenIdToken())}`);
   await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
@@ -439,23 +443,25 @@ test('OpenID: a Matrix room member joins as themselves; others cannot', { timeou
   await context.close();
 
   // bob is in no such room: the page says why and he joins as a guest.
-  const second = await openPage(browser, 'bob (OpenID)');
+  const second = await openPage(browser, 'bob (OpenID)', { t });
   // With a name and join=now in the link, a failed sign-in still waits for
   // the user to choose to join as a guest.
   await second.page.goto(`${server.url}/m/${room}?name=Bob&join=now#openid=${base64urlJson(await bob.requestOpenIdToken())}`);
   await second.page.getByRole('alert').filter({ hasText: 'Could not sign in with Matrix' }).waitFor({ timeout: 15000 });
-  await sleep(500);
+  // Filling in the device lists is the page's last step before it decides
+  // about join=now; a join would have opened the signalling socket at once.
+  await second.page.waitForFunction(() => document.querySelectorAll('#camera option').length > 0, null, { timeout: 10000 });
   assert.ok(await second.page.locator('#prejoin').isVisible());
+  assert.equal(await second.page.evaluate(() => window.meet.state.signalling === null && !window.meet.state.joining), true,
+    'the page started to join after the failed sign-in');
   assert.equal(await second.page.evaluate(() => window.meet.participantId), null);
   await second.page.getByLabel('Your name').fill('Bob the guest');
   await second.page.getByRole('button', { name: 'Join meeting' }).click();
   await second.page.waitForFunction(() => window.meet.participantId, null, { timeout: 15000 });
   assert.equal(await second.page.evaluate(() => window.meet.identity()), null);
-  await second.context.close();
-  await ivy.context.close();
 }));
 
-test('a host from the Matrix room removes a guest with the tile\'s Remove button', { timeout: 120000 }, () => withLogs(async () => {
+test('a host from the Matrix room removes a guest with the tile\'s Remove button', { timeout: 120000 }, (t) => withLogs(async () => {
   // Alice's own room, bound to the meeting by configuration: she created
   // it, so she may kick there, so she is a host in the meeting.
   const roomId = await alice.createRoom({ preset: 'public_chat', name: 'Town hall' });
@@ -467,31 +473,38 @@ test('a host from the Matrix room removes a guest with the tile\'s Remove button
     MEET_MATRIX_STORE: store,
     MEET_MATRIX_ROOMS: `{ "town-hall" = "${roomId}" }`,
   });
+  let guest;
+  let host;
   try {
-    const guest = await joinPage(browser, hall.url, 'town-hall', 'Gus');
+    guest = await joinPage(browser, hall.url, 'town-hall', 'Gus');
     assert.equal(await chatRoomOf(guest), roomId);
-    // A guest has no Remove buttons.
-    assert.equal(await guest.page.getByRole('button', { name: /^Remove / }).count(), 0);
-    const { page, context } = await openPage(browser, 'alice (host)');
+    host = await openPage(browser, 'alice (host)');
+    const { page } = host;
     await page.goto(`${hall.url}/m/town-hall?join=now#openid=${base64urlJson(await alice.requestOpenIdToken())}`);
     await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
     assert.equal((await page.evaluate(() => window.meet.identity())).host, true);
+    // A guest has no Remove button, not even on a tile it has: the host's.
+    const hostId = await page.evaluate(() => window.meet.participantId);
+    await guest.page.locator(`[data-participant-id="${hostId}"]`).waitFor({ timeout: 10000 });
+    assert.equal(await guest.page.getByRole('button', { name: /^Remove / }).count(), 0);
     await page.getByRole('button', { name: 'Remove Gus from the meeting' }).click({ timeout: 10000 });
     await guest.page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 10000 });
     assert.match(await guest.page.locator('#left-reason').innerText(), /host removed you/);
     await until('the host to see Gus go', () => page.evaluate(
       () => window.meet.state.participants.size === 0,
     ), 10000);
-    await context.close();
-    await guest.context.close();
   } finally {
-    await hall.stop();
-    rmSync(store, { recursive: true, force: true });
+    await cleanUp(
+      () => host?.context.close(),
+      () => guest?.context.close(),
+      () => hall.stop(),
+      () => rmSync(store, { recursive: true, force: true }),
+    );
   }
 }));
 
-test('chat latency, both ways (measurement)', { timeout: 300000 }, () => withLogs(async () => {
-  const lat = await join_('chat-latency', 'Lat');
+test('chat latency, both ways (measurement)', { timeout: 300000 }, (t) => withLogs(async () => {
+  const lat = await join_(t, 'chat-latency', 'Lat');
   const roomId = await chatRoomOf(lat);
   await alice.joinRoom(roomId);
 
@@ -544,6 +557,5 @@ test('chat latency, both ways (measurement)', { timeout: 300000 }, () => withLog
     console.log(`# measured: chat Matrix → meeting (client sends, page's WebSocket gets it), ${rounds} messages: ${summary(inbound)}`);
   } finally {
     await stopSync();
-    await lat.context.close();
   }
 }));

@@ -29,7 +29,27 @@ export async function until(what, fn, timeoutMs, intervalMs = 100) {
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-/** Starts the server on free ports; resolves once it prints its address. */
+/**
+ * Throws unless a server that was sent SIGTERM (`what`, with its stderr in
+ * `log`) shut down cleanly: exit status 0 and no Rust panic, not even one
+ * in a thread the process outlived.
+ */
+export function assertCleanExit(what, { code, signal }, log) {
+  const panic = log.indexOf('panicked at');
+  if (panic >= 0) {
+    const from = log.lastIndexOf('\n', panic) + 1;
+    throw new Error(`${what} panicked:\n${log.slice(from, from + 4000)}`);
+  }
+  if (code !== 0) {
+    throw new Error(`${what} exited with ${code ?? signal} instead of 0:\n${log.split('\n').slice(-40).join('\n')}`);
+  }
+}
+
+/**
+ * Starts the server on free ports; resolves once it prints its address.
+ * stop() sends SIGTERM and fails unless it shuts down cleanly
+ * (assertCleanExit), also when it had exited on its own before.
+ */
 export async function startServer(extraEnv = {}) {
   const bin = process.env.SFU_BIN;
   if (!bin) throw new Error('SFU_BIN must point at the built sfu binary');
@@ -37,6 +57,8 @@ export async function startServer(extraEnv = {}) {
     env: { ...process.env, MEET_WORKERS: '2', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // 'close': it has exited and all of its stderr is in.
+  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
   const url = await new Promise((resolve, reject) => {
@@ -53,16 +75,40 @@ export async function startServer(extraEnv = {}) {
     child.on('error', reject);
     child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
   });
+  let stopped = null;
   return {
     url,
     pid: child.pid,
     log: () => log,
-    async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+    stop() {
+      stopped ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        assertCleanExit('the server', await exited, log);
+      })();
+      return stopped;
     },
   };
+}
+
+/**
+ * Runs every clean-up step, in order, even when one fails; then throws the
+ * first failure (with the others' messages). For after hooks, so that one
+ * failing step leaves no shared fixture behind.
+ */
+export async function cleanUp(...steps) {
+  const errors = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length > 0) {
+    const first = errors[0];
+    if (errors.length > 1) first.message += `\n(and ${errors.length - 1} more: ${errors.slice(1).map((e) => e.message).join('; ')})`;
+    throw first;
+  }
 }
 
 /** CPU seconds (user+system) and resident memory (KiB) of a process. */
@@ -101,10 +147,13 @@ export async function launchBrowser() {
 /**
  * A new browser context (camera and microphone allowed) with one page that
  * logs its errors; `initScript` (a function) runs in the page before its
- * own scripts.
+ * own scripts. With `t` (a test's context), the context is closed when that
+ * test ends, whether it passed or not, so that a failed test leaves no page
+ * behind to load the next ones.
  */
-export async function openPage(browser, label, { initScript } = {}) {
+export async function openPage(browser, label, { initScript, t } = {}) {
   const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  t?.after(() => context.close());
   if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   page.on('pageerror', (e) => console.log(`[${label}] page error: ${e.message}`));
@@ -113,7 +162,7 @@ export async function openPage(browser, label, { initScript } = {}) {
 
 /**
  * Opens a page that joins `room` at once as `name`; `extra` adds URL
- * parameters; `options.initScript` as for openPage.
+ * parameters; `options` (initScript, t) as for openPage.
  */
 export async function joinPage(browser, serverUrl, room, name, extra = {}, options = {}) {
   const { page, context } = await openPage(browser, name, options);
@@ -222,9 +271,9 @@ function portOpen(port) {
  * 127.0.0.1, its configuration and data in a fresh temporary directory:
  * `ops/synapse.sh install` (a no-op once installed), `init DIR PORT`, then `run DIR` in the foreground (its own
  * process group), then `wait PORT`. Returns { url, port, dir, serverName,
- * log(), stop(signal = 'SIGKILL'), start(), destroy() }: stop() kills it
- * (an outage), start() runs it again on the same directory, destroy()
- * stops it for good and removes the directory.
+ * log(), stop(signal = 'SIGKILL'), start(), ensureRunning(), destroy() }:
+ * stop() kills it (an outage), start() runs it again on the same
+ * directory, destroy() stops it for good and removes the directory.
  */
 export async function startSynapse({ readyTimeoutS = 120 } = {}) {
   // Installs Synapse into its virtualenv the first time (pip; minutes).
@@ -288,6 +337,12 @@ export async function startSynapse({ readyTimeoutS = 120 } = {}) {
     async start() {
       if (running()) throw new Error('Synapse is already running');
       await launch();
+    },
+    /** Runs it again if it is not running, and waits until it answers: for
+     * the clean-up of a test that stopped it, however far that test got. */
+    async ensureRunning() {
+      if (running()) await synapseSh(['wait', String(port), String(readyTimeoutS)], (readyTimeoutS + 15) * 1000);
+      else await launch();
     },
     async destroy() {
       await stop('SIGTERM');

@@ -11,7 +11,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, launchBrowser, joinPage, MatrixClient, until } from './harness.mjs';
+import {
+  assertCleanExit, freePort, launchBrowser, joinPage, MatrixClient, until,
+} from './harness.mjs';
 
 const repo = new URL('../..', import.meta.url).pathname;
 
@@ -23,8 +25,9 @@ function portOpen(port) {
   });
 }
 
-test('ops/run.sh brings up a homeserver and meetings have chat', { timeout: 300000 }, async () => {
+test('ops/run.sh brings up a homeserver and meetings have chat', { timeout: 300000 }, async (t) => {
   const data = mkdtempSync(join(tmpdir(), 'meet-quickstart-'));
+  t.after(() => rmSync(data, { recursive: true, force: true }));
   const synapsePort = await freePort();
   const run = spawn(join(repo, 'ops/run.sh'), ['--listen', '127.0.0.1:0', '--media-port', '0'], {
     env: {
@@ -38,8 +41,10 @@ test('ops/run.sh brings up a homeserver and meetings have chat', { timeout: 3000
   });
   let log = '';
   run.stderr.on('data', (d) => { log += d; });
-  const exited = new Promise((resolve) => run.once('exit', resolve));
+  // 'close': it has exited and all of its stderr (the server's too) is in.
+  const exited = new Promise((resolve) => run.once('close', (code, signal) => resolve({ code, signal })));
   const browser = await launchBrowser();
+  let outcome;
   try {
     const url = await new Promise((resolve, reject) => {
       let out = '';
@@ -72,12 +77,12 @@ test('ops/run.sh brings up a homeserver and meetings have chat', { timeout: 3000
     await until('the reply in the meeting', () => quinn.page.evaluate(
       () => window.meet.chatMessages().some((m) => m.body === 'welcome, Quinn'),
     ), 10000);
-    await quinn.context.close();
   } finally {
     await browser.close();
     run.kill('SIGTERM');
-    await exited;
+    outcome = await exited;
   }
+  // run.sh passes SIGTERM on to the server and exits with its status.
+  assertCleanExit('ops/run.sh (the server)', outcome, log);
   assert.equal(await portOpen(synapsePort), false, 'Synapse stops with the server');
-  rmSync(data, { recursive: true, force: true });
 });

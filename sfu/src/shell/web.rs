@@ -3,17 +3,30 @@
 
 pub const MEETING_HTML: &str = include_str!("../../../web/meeting.html");
 
+/// One of the client's JavaScript modules in `web/static/`, by file name.
+macro_rules! module {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../../../web/static/", $name)),
+            "text/javascript; charset=utf-8",
+        )
+    };
+}
+
 const ASSETS: &[(&str, &str, &str)] = &[
-    (
-        "app.js",
-        include_str!("../../../web/static/app.js"),
-        "text/javascript; charset=utf-8",
-    ),
-    (
-        "signalling.js",
-        include_str!("../../../web/static/signalling.js"),
-        "text/javascript; charset=utf-8",
-    ),
+    // The entry point (meeting.html loads it) and the modules it imports.
+    module!("app.js"),
+    module!("chat.js"),
+    module!("identity.js"),
+    module!("media.js"),
+    module!("meeting.js"),
+    module!("peers.js"),
+    module!("prejoin.js"),
+    module!("session.js"),
+    module!("signalling.js"),
+    module!("state.js"),
+    module!("widget.js"),
     (
         "style.css",
         include_str!("../../../web/static/style.css"),
@@ -27,4 +40,33 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         .iter()
         .find(|(n, _, _)| *n == name)
         .map(|(_, body, ct)| (*body, *ct))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every module a served module imports (`from './x.js'`) is served too:
+    /// a file left out of `ASSETS` would break the page only in a browser.
+    #[test]
+    fn imported_modules_are_served() {
+        let mut imports = 0;
+        for (name, body, _) in ASSETS {
+            for rest in body.split("from './").skip(1) {
+                let Some((imported, _)) = rest.split_once('\'') else {
+                    panic!("{name}: an import without its closing quote");
+                };
+                assert!(
+                    asset(imported).is_some(),
+                    "{name} imports {imported}, which is not served"
+                );
+                imports += 1;
+            }
+        }
+        assert!(
+            imports > 0,
+            "no imports found: did the import syntax change?"
+        );
+        assert!(MEETING_HTML.contains("src=\"/static/app.js\""));
+    }
 }

@@ -1,0 +1,175 @@
+// What we send and what we ask to receive. Sending: our camera and
+// microphone on the publisher connection (the camera in three simulcast
+// layers), the codec preference, screen sharing, muting. Receiving: the
+// adaptive stream, which asks the server for the simulcast layer each
+// remote video's tile needs.
+
+import { $, params, state, setStatus } from './state.js';
+import { negotiatePublisher } from './peers.js';
+
+// The camera goes out in three layers (LiveKit's default presets), so that
+// each subscriber can be sent the one its tile needs; ?simulcast=0 sends a
+// single layer, for debugging.
+const simulcast = params.get('simulcast') !== '0';
+const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', maxBitrate: 1_500_000 },
+];
+
+/** Offers our camera and microphone on the new publisher connection. */
+export async function publish() {
+  const pc = state.publisher;
+  const settings = [];
+  for (const track of state.localStream.getTracks()) {
+    const init = { direction: 'sendonly', streams: [state.localStream] };
+    if (track.kind === 'video' && simulcast) init.sendEncodings = CAMERA_LAYERS;
+    const transceiver = pc.addTransceiver(track, init);
+    if (track.kind === 'video' && params.get('codec')) preferCodec(transceiver, params.get('codec'));
+    if (track.kind === 'video') settings.push(keepResolution(transceiver.sender));
+    state.published.push({ transceiver, source: track.kind === 'audio' ? 'microphone' : 'camera', track });
+  }
+  if (state.published.length === 0) {
+    setStatus('');
+    return; // Nothing to send (yet): watch only.
+  }
+  await Promise.all(settings);
+  await negotiatePublisher();
+}
+
+/**
+ * Short of CPU, Chromium scales a camera's layers down by default. The
+ * layers are what subscribers choose by their tiles' size, so the camera
+ * keeps its resolution and gives up frame rate instead. (A screen share
+ * keeps the browser's default.)
+ */
+async function keepResolution(sender) {
+  const parameters = sender.getParameters();
+  parameters.degradationPreference = 'maintain-resolution';
+  try {
+    await sender.setParameters(parameters);
+  } catch (err) {
+    // Sending at all matters more.
+    console.warn('the camera may lose resolution under load:', err);
+  }
+}
+
+export async function toggleScreenShare(button) {
+  if (state.screen) {
+    stopScreenShare();
+    return;
+  }
+  if (!state.publisher) return;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (err) {
+    setStatus(`Screen sharing did not start: ${err.message}`);
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  const transceiver = state.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  state.screen = { stream, transceiver };
+  state.published.push({ transceiver, source: 'screen_share', track });
+  // The browser's own "stop sharing" button ends the track.
+  track.addEventListener('ended', stopScreenShare);
+  button.textContent = 'Stop sharing';
+  button.setAttribute('aria-pressed', 'true');
+  await negotiatePublisher();
+}
+
+function stopScreenShare() {
+  if (!state.screen) return;
+  const { stream, transceiver } = state.screen;
+  state.screen = null;
+  state.published = state.published.filter((p) => p.transceiver !== transceiver);
+  stream.getTracks().forEach((t) => t.stop());
+  const button = $('toggle-screen');
+  button.textContent = 'Share screen';
+  button.setAttribute('aria-pressed', 'false');
+  if (state.publisher) {
+    transceiver.stop();
+    negotiatePublisher();
+  }
+}
+
+/** Mutes or unmutes our microphone ("audio") or camera ("video"). */
+export function toggleLocalTrack(kind, button, onLabel, offLabel) {
+  const track = state.localStream.getTracks().find((t) => t.kind === kind);
+  if (!track) return;
+  track.enabled = !track.enabled;
+  button.textContent = track.enabled ? onLabel : offLabel;
+  button.setAttribute('aria-pressed', String(!track.enabled));
+  const published = state.published.find((p) => p.track === track);
+  if (published) state.signalling?.send({ type: 'mute', mid: published.transceiver.mid, muted: !track.enabled });
+  if (kind === 'video') {
+    document.querySelector('.tile video.local')?.closest('.tile').classList.toggle('camera-off', !track.enabled);
+  }
+}
+
+/** Puts one video codec (e.g. "h264", "vp8") first in what we offer. */
+function preferCodec(transceiver, name) {
+  const mime = `video/${name}`.toLowerCase();
+  for (const caps of [RTCRtpSender.getCapabilities?.('video'), RTCRtpReceiver.getCapabilities?.('video')]) {
+    if (!caps || !transceiver.setCodecPreferences) continue;
+    const codecs = [...caps.codecs].sort((a, b) => (b.mimeType.toLowerCase() === mime) - (a.mimeType.toLowerCase() === mime));
+    try {
+      transceiver.setCodecPreferences(codecs);
+      return;
+    } catch {
+      // Some browsers check against the other capability list; try it.
+    }
+  }
+}
+
+// ---------- adaptive stream ----------
+//
+// Each remote video asks the server for the simulcast layer its tile needs
+// (what LiveKit calls adaptiveStream): a small tile, or any tile in a hidden
+// tab, gets the low layer and saves everyone bandwidth and decoding.
+
+const qualityObserver = new ResizeObserver((entries) => {
+  for (const entry of entries) askQuality(entry.target);
+});
+document.addEventListener('visibilitychange', () => {
+  document.querySelectorAll('#grid video.remote').forEach(askQuality);
+});
+
+/** From now on `video` asks for the quality its size needs. */
+export function watchQuality(video) {
+  qualityObserver.observe(video);
+}
+
+export function unwatchQuality(video) {
+  qualityObserver.unobserve(video);
+}
+
+function wantedQuality(video) {
+  if (document.hidden) return 'low';
+  // Tiles crop the video to fill them (object-fit: cover), so a tall tile
+  // shows a picture wider than itself.
+  const aspect = video.videoHeight ? video.videoWidth / video.videoHeight : 16 / 9;
+  const width = Math.max(video.clientWidth, video.clientHeight * aspect) * devicePixelRatio;
+  if (width <= 320) return 'low';
+  return width <= 640 ? 'medium' : 'high';
+}
+
+/** Sends track_settings for the video `video` shows, if its wish changed. */
+export function askQuality(video) {
+  const track = video.srcObject?.getVideoTracks()[0];
+  if (!track || !state.participantId || !state.signalling?.open) return;
+  const quality = wantedQuality(video);
+  // The server starts every subscription at high.
+  if ((state.sentQuality.get(track.id) ?? 'high') === quality) return;
+  state.sentQuality.set(track.id, quality);
+  state.signalling.send({ type: 'track_settings', track_id: track.id, quality });
+}
+
+/** Leaving: forgets what we published and asked for, and stops a screen
+ * share. The camera and microphone keep running for a rejoin. */
+export function resetMedia() {
+  state.sentQuality.clear();
+  qualityObserver.disconnect();
+  if (state.screen) stopScreenShare();
+  state.published = [];
+}

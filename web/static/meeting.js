@@ -1,0 +1,239 @@
+// The meeting screen: the grid of tiles (ours and each participant's, a
+// screen share in a tile of its own), who is in the meeting and what they
+// publish, the remote tracks as they arrive, the control buttons, and
+// leaving. Remote tracks arrive in a stream whose id is the publishing
+// participant's id.
+
+import { $, state } from './state.js';
+import { updateJoinButton } from './prejoin.js';
+import { closePeers } from './peers.js';
+import {
+  askQuality, resetMedia, toggleLocalTrack, toggleScreenShare, unwatchQuality, watchQuality,
+} from './media.js';
+
+/** Stream ids are "<participant id>" for camera and microphone and
+ * "<participant id>:screen" for a screen share. */
+function parseStreamId(id) {
+  const [pid, part] = id.split(':');
+  return { pid, screen: part === 'screen' };
+}
+
+/** The subscriber connection's ontrack. */
+export function onRemoteTrack(e) {
+  const stream = e.streams[0];
+  if (!stream) return;
+  const { pid, screen } = parseStreamId(stream.id);
+  state.remoteTrackOwner.set(e.track.id, { pid, screen });
+  const p = state.participants.get(pid);
+  if (!p) return;
+  let target = p;
+  if (screen) {
+    if (!p.screen) p.screen = { stream: new MediaStream(), tile: makeTile(pid, `${p.name} (screen)`, { screen: true }) };
+    target = p.screen;
+  }
+  for (const old of target.stream.getTracks().filter((t) => t.kind === e.track.kind)) {
+    target.stream.removeTrack(old);
+  }
+  target.stream.addTrack(e.track);
+  e.track.addEventListener('ended', () => target.stream.removeTrack(e.track));
+  const video = target.tile.querySelector('video');
+  video.srcObject = target.stream;
+  play(video);
+  if (e.track.kind === 'video') askQuality(video);
+  updateTile(pid);
+}
+
+function removeTile(tile) {
+  unwatchQuality(tile.querySelector('video'));
+  tile.remove();
+}
+
+function play(video) {
+  video.play().catch((err) => {
+    // A newer srcObject interrupting this play() is not a refusal.
+    if (err.name !== 'NotAllowedError') return;
+    // Autoplay with sound refused (no user gesture yet): play muted and
+    // offer to unmute.
+    video.muted = true;
+    video.play().catch(() => {});
+    showUnmuteHint();
+  });
+}
+
+function showUnmuteHint() {
+  if (document.getElementById('unmute-all')) return;
+  const b = document.createElement('button');
+  b.id = 'unmute-all';
+  b.textContent = 'Click to hear the others';
+  b.onclick = () => {
+    document.querySelectorAll('#grid video.remote').forEach((v) => { v.muted = false; v.play().catch(() => {}); });
+    b.remove();
+  };
+  $('controls').prepend(b);
+}
+
+function makeTile(pid, name, { local: isLocal = false, screen = false } = {}) {
+  const tile = document.createElement('figure');
+  tile.className = screen ? 'tile screen' : 'tile';
+  tile.dataset.participantId = pid;
+  if (screen) tile.dataset.source = 'screen';
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  if (isLocal) {
+    video.muted = true;
+    video.classList.add('local');
+  } else {
+    video.classList.add('remote');
+    watchQuality(video);
+    // Time to first decoded frame, for the operator and the tests.
+    const mark = () => {
+      if (state.firstFrameMs === null) state.firstFrameMs = performance.now() - state.joinedAt;
+    };
+    if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(mark);
+    else video.addEventListener('loadeddata', mark, { once: true });
+  }
+  const caption = document.createElement('figcaption');
+  const label = document.createElement('span');
+  label.className = 'name';
+  label.textContent = isLocal ? `${name} (you)` : name;
+  const mic = document.createElement('span');
+  mic.className = 'mic-muted';
+  mic.textContent = 'muted';
+  mic.hidden = true;
+  caption.append(label, mic);
+  // Hosts (who may kick in the meeting's Matrix room) may remove others.
+  if (!isLocal && !screen && state.joinedIdentity && state.joinedIdentity.host) {
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'remove';
+    remove.textContent = 'Remove';
+    remove.setAttribute('aria-label', `Remove ${name} from the meeting`);
+    remove.onclick = () => state.signalling?.send({ type: 'remove', participant_id: pid });
+    caption.append(remove);
+  }
+  const avatar = document.createElement('div');
+  avatar.className = 'avatar';
+  avatar.textContent = name.slice(0, 1).toUpperCase();
+  tile.append(video, avatar, caption);
+  $('grid').append(tile);
+  return tile;
+}
+
+export function addLocalTile() {
+  const tile = makeTile(state.participantId, $('name').value.trim(), { local: true });
+  tile.querySelector('video').srcObject = state.localStream;
+  tile.classList.toggle('camera-off', state.localStream.getVideoTracks().length === 0);
+}
+
+export function addParticipant(info) {
+  if (state.participants.has(info.id)) return;
+  const p = { name: info.name, stream: new MediaStream(), tile: makeTile(info.id, info.name), tracks: new Map(), screen: null };
+  state.participants.set(info.id, p);
+  for (const t of info.tracks) p.tracks.set(t.id, t);
+  updateTile(info.id);
+}
+
+export function removeParticipant(pid) {
+  const p = state.participants.get(pid);
+  if (!p) return;
+  removeTile(p.tile);
+  if (p.screen) removeTile(p.screen.tile);
+  for (const trackId of p.tracks.keys()) state.sentQuality.delete(trackId);
+  state.participants.delete(pid);
+}
+
+export function trackInfo(pid, track) {
+  const p = state.participants.get(pid);
+  if (!p) return;
+  p.tracks.set(track.id, track);
+  updateTile(pid);
+}
+
+export function trackGone(pid, trackId) {
+  const p = state.participants.get(pid);
+  if (!p) return;
+  const info = p.tracks.get(trackId);
+  p.tracks.delete(trackId);
+  state.sentQuality.delete(trackId);
+  if (info && info.source.startsWith('screen_share')) {
+    if (p.screen && info.kind === 'video') {
+      removeTile(p.screen.tile);
+      p.screen = null;
+    }
+  } else if (info) {
+    for (const t of p.stream.getTracks().filter((t) => t.kind === info.kind)) p.stream.removeTrack(t);
+  }
+  updateTile(pid);
+}
+
+export function trackMuted(pid, trackId, muted) {
+  const p = state.participants.get(pid);
+  const t = p && p.tracks.get(trackId);
+  if (!t) return;
+  t.muted = muted;
+  updateTile(pid);
+}
+
+function updateTile(pid) {
+  const p = state.participants.get(pid);
+  if (!p) return;
+  const tracks = [...p.tracks.values()];
+  const video = tracks.find((t) => t.source === 'camera');
+  const audio = tracks.find((t) => t.source === 'microphone');
+  p.tile.classList.toggle('camera-off', !video || video.muted);
+  p.tile.querySelector('.mic-muted').hidden = !(audio && audio.muted) && !!audio;
+}
+
+/** Leaves the meeting (the button, or the server ended it: `reason`). */
+export function leave(reason) {
+  state.leaving = true;
+  if (state.signalling) {
+    state.signalling?.send({ type: 'leave' });
+    state.signalling.close();
+  }
+  state.signalling = null;
+  state.joining = false;
+  closePeers();
+  state.participants.clear();
+  state.remoteTrackOwner.clear();
+  resetMedia();
+  $('grid').replaceChildren();
+  document.getElementById('unmute-all')?.remove();
+  $('meeting').hidden = true;
+  $('left').hidden = false;
+  $('left-reason').textContent = reason || '';
+  updateJoinButton();
+}
+
+$('toggle-mic').addEventListener('click', (e) => toggleLocalTrack('audio', e.currentTarget, 'Mute microphone', 'Unmute microphone'));
+$('toggle-cam').addEventListener('click', (e) => toggleLocalTrack('video', e.currentTarget, 'Stop camera', 'Start camera'));
+$('toggle-screen').addEventListener('click', (e) => toggleScreenShare(e.currentTarget));
+$('leave').addEventListener('click', () => leave());
+
+// What the page receives from each other participant, from getStats(): used
+// by the end-to-end tests, and handy in the console.
+export async function receiveStats() {
+  const out = {};
+  for (const [pid, p] of state.participants) {
+    out[pid] = { name: p.name, framesDecoded: 0, videoPackets: 0, audioPackets: 0, videoCodec: null, screenFramesDecoded: 0 };
+  }
+  if (!state.subscriber) return out;
+  const report = await state.subscriber.getStats();
+  report.forEach((s) => {
+    if (s.type !== 'inbound-rtp') return;
+    const owner = state.remoteTrackOwner.get(s.trackIdentifier);
+    const entry = owner && out[owner.pid];
+    if (!entry) return;
+    if (owner.screen) {
+      entry.screenFramesDecoded += s.framesDecoded || 0;
+    } else if (s.kind === 'video') {
+      entry.framesDecoded += s.framesDecoded || 0;
+      entry.videoPackets += s.packetsReceived || 0;
+      entry.videoCodec = report.get(s.codecId)?.mimeType ?? null;
+    } else {
+      entry.audioPackets += s.packetsReceived || 0;
+    }
+  });
+  return out;
+}

@@ -1,0 +1,120 @@
+// The signalling session: the WebSocket to the server (signalling.js holds
+// the wire), the join, and what each server message does. Joining opens
+// the peer connections (peers.js) and publishes (media.js); every server
+// message is handed to the module that owns its concern.
+
+import { Signalling, PROTOCOL_VERSION } from './signalling.js';
+import { $, room, state, setStatus } from './state.js';
+import { saveName, updateJoinButton } from './prejoin.js';
+import { signInRefused } from './identity.js';
+import {
+  addLocalTile, addParticipant, leave, onRemoteTrack, removeParticipant, trackGone, trackInfo, trackMuted,
+} from './meeting.js';
+import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
+import { publish } from './media.js';
+import {
+  applyChatEvent, chatHistory, resetChat, setChatDelayed, setupChat, showChatError,
+} from './chat.js';
+
+function wsUrl() {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/ws`;
+}
+
+/** Joins the meeting as `name` (the Join and Rejoin buttons, or join=now). */
+export async function join(name) {
+  if (!name) {
+    $('prejoin-error').textContent = 'Please enter your name.';
+    return;
+  }
+  if (state.joining || state.signalling) return;
+  if (!state.identity) saveName(name);
+  state.joining = true;
+  updateJoinButton();
+  state.leaving = false;
+  state.joinedAt = performance.now();
+  state.firstFrameMs = null;
+  resetChat();
+  state.participantId = null;
+  state.joinedIdentity = null;
+  const signalling = new Signalling(wsUrl());
+  state.signalling = signalling;
+  signalling
+    .on('joined', onJoined)
+    .on('publisher_answer', onPublisherAnswer)
+    .on('subscriber_offer', onSubscriberOffer)
+    .on('participant_joined', (m) => addParticipant(m.participant))
+    .on('participant_left', (m) => removeParticipant(m.participant_id))
+    .on('track_published', (m) => trackInfo(m.participant_id, m.track))
+    .on('track_unpublished', (m) => trackGone(m.participant_id, m.track_id))
+    .on('track_muted', (m) => trackMuted(m.participant_id, m.track_id, m.muted))
+    .on('chat_history', (m) => chatHistory(m.events))
+    .on('chat_event', (m) => { if (m.event) applyChatEvent(m.event, { live: true }); })
+    .on('chat_status', (m) => setChatDelayed(!!m.delayed))
+    .on('error', (m) => {
+      console.warn(`server error ${m.code}: ${m.message}`);
+      if (m.code === 'room_full') {
+        leave(m.message || 'The meeting is full.');
+        return;
+      }
+      if (m.code === 'removed') {
+        // Not to be used again: a rejoin must show the room membership anew.
+        if (state.identity) state.identity = null;
+        // Out of the meeting's Matrix room (left or banned): out of the meeting.
+        leave(m.message || 'You were removed from the meeting.');
+        return;
+      }
+      if (m.code === 'invalid_token' && !state.participantId) {
+        // The sign-in expired or is for another meeting: back to the start,
+        // where one can join as a guest.
+        leave();
+        signInRefused(m.message || 'the sign-in is no longer valid');
+        return;
+      }
+      showChatError(m.code, m.message);
+      setStatus(`Server: ${m.message}`);
+      if (m.code === 'bad_sdp') offerRefused();
+    })
+    .on('close', (m) => {
+      if (!state.leaving) leave(m.reason === 'removed' ? 'The server removed you from the meeting.' : 'The connection to the server was lost.');
+    });
+  try {
+    await signalling.connect();
+  } catch (err) {
+    $('prejoin-error').textContent = err.message;
+    state.signalling = null;
+    state.joining = false;
+    updateJoinButton();
+    return;
+  }
+  const joinMsg = { type: 'join', v: PROTOCOL_VERSION, room, name };
+  if (state.identity) {
+    // The server takes the name from the token; we send the same one.
+    joinMsg.token = state.identity.token;
+    joinMsg.name = state.identity.name || name;
+  }
+  signalling.send(joinMsg);
+  $('prejoin').hidden = true;
+  $('left').hidden = true;
+  $('meeting').hidden = false;
+  $('meeting-title').textContent = room;
+  setStatus('Connecting…');
+}
+
+/** joined: we are in. Shows who is here, then opens the connections and publishes. */
+async function onJoined(msg) {
+  state.participantId = msg.participant_id;
+  state.joinedIdentity = msg.identity || null;
+  const badge = $('meeting-identity');
+  badge.textContent = state.joinedIdentity
+    ? `Signed in as ${state.joinedIdentity.user_id}${state.joinedIdentity.host ? ' (host)' : ''}`
+    : '';
+  badge.hidden = !state.joinedIdentity;
+  setupChat(msg.chat || null);
+  addLocalTile();
+  for (const p of msg.participants) addParticipant(p);
+  state.subscriber = newPeerConnection('subscriber');
+  state.subscriber.ontrack = onRemoteTrack;
+  state.publisher = newPeerConnection('publisher');
+  await publish();
+}

@@ -1,0 +1,66 @@
+// What the page's modules share: the one state object, the room and URL
+// parameters of this page, and two small page helpers. Imports nothing, so
+// every other module can import it.
+
+export const $ = (id) => document.getElementById(id);
+
+export const room = decodeURIComponent(location.pathname.replace(/^\/m\//, '').replace(/\/$/, ''));
+export const params = new URLSearchParams(location.search);
+
+export const state = {
+  localStream: null,
+  signalling: null,
+  publisher: null,
+  subscriber: null,
+  participantId: null,
+  /** participant id -> { name, stream, tile, tracks: Map(track id -> info) } */
+  participants: new Map(),
+  /** receiver track id (as the browser names it) -> { pid, screen } */
+  remoteTrackOwner: new Map(),
+  /** received video track id -> the quality last asked for (track_settings) */
+  sentQuality: new Map(),
+  /** What we publish: [{ transceiver, source, track }] */
+  published: [],
+  /** Our screen share while it runs: { stream, transceiver } */
+  screen: null,
+  publisherQueue: Promise.resolve(),
+  onPublisherAnswer: null,
+  subscriberQueue: Promise.resolve(),
+  joinedAt: 0,
+  firstFrameMs: null,
+  leaving: false,
+  joining: false,
+  /** Signed in with Matrix: { token, user_id, name, host } from /api/token. */
+  identity: null,
+  /** True while a Matrix sign-in is under way (the Join button waits). */
+  identityPending: false,
+  /** The Matrix sign-in failed: joining as a guest is the user's call. */
+  identityFailed: false,
+  /** What the server said about us in `joined`: { user_id, host } or null. */
+  joinedIdentity: null,
+  chat: newChatState(),
+};
+
+/** The chat's part of the state, as it is before a meeting's chat is known. */
+export function newChatState() {
+  return {
+    /** `joined.chat`: { room_id, room_alias, delayed } or null. */
+    info: null,
+    delayed: false,
+    /** id (event id, or local id while pending) -> message */
+    byId: new Map(),
+    /** Messages in display order. */
+    order: [],
+    /** reaction event id -> the message it is on */
+    reactionTarget: new Map(),
+    unread: 0,
+    /** Keep the newest message in view (false once the reader scrolls up). */
+    stickToBottom: true,
+    lastSentAt: 0,
+  };
+}
+
+/** The meeting screen's status line. */
+export function setStatus(text) {
+  $('status').textContent = text;
+}
