@@ -8,6 +8,7 @@ use prometheus::{
 };
 
 use crate::room::Stats;
+use crate::worker::WorkerCounters;
 
 /// A worker counter: name, help, and the [`Stats`] field that feeds it.
 type CounterDef = (&'static str, &'static str, fn(&Stats) -> u64);
@@ -83,6 +84,8 @@ pub struct Metrics {
     published_tracks: IntGaugeVec,
     counters: Vec<IntCounterVec>,
     slow_wakeups: IntCounterVec,
+    oversized: IntCounterVec,
+    send_dropped: IntCounterVec,
     pub signalling_connections: IntGauge,
     pub signalling_errors: IntCounterVec,
     chat_outbox: IntGauge,
@@ -131,6 +134,24 @@ impl Metrics {
         )
         .expect("static metric definition");
         register(Box::new(slow_wakeups.clone()));
+        let oversized = IntCounterVec::new(
+            Opts::new(
+                "meet_datagrams_oversized_total",
+                "Datagrams longer than the media port takes, dropped unread",
+            ),
+            &["worker"],
+        )
+        .expect("static metric definition");
+        register(Box::new(oversized.clone()));
+        let send_dropped = IntCounterVec::new(
+            Opts::new(
+                "meet_send_dropped_total",
+                "Datagrams given up on before sending: media or control when the socket could not keep up, refused by the kernel",
+            ),
+            &["worker", "class"],
+        )
+        .expect("static metric definition");
+        register(Box::new(send_dropped.clone()));
         let signalling_connections = IntGauge::new(
             "meet_signalling_connections",
             "Open signalling WebSocket connections",
@@ -175,6 +196,8 @@ impl Metrics {
             published_tracks,
             counters,
             slow_wakeups,
+            oversized,
+            send_dropped,
             signalling_connections,
             signalling_errors,
             chat_outbox,
@@ -209,7 +232,11 @@ impl Metrics {
                 .map(|c| c.with_label_values(&[&label]))
                 .collect(),
             slow_wakeups: self.slow_wakeups.with_label_values(&[&label]),
+            oversized: self.oversized.with_label_values(&[&label]),
+            send_dropped: ["media", "control", "refused"]
+                .map(|class| self.send_dropped.with_label_values(&[&label, class])),
             published: Stats::default(),
+            published_counters: WorkerCounters::default(),
         }
     }
 
@@ -229,16 +256,19 @@ pub struct WorkerMetrics {
     published_tracks: IntGauge,
     counters: Vec<IntCounter>,
     slow_wakeups: IntCounter,
+    oversized: IntCounter,
+    send_dropped: [IntCounter; 3],
     published: Stats,
+    published_counters: WorkerCounters,
 }
 
 impl WorkerMetrics {
-    /// Copies a worker's current figures into the registry; `slow_wakeups`
-    /// is counted by the worker's shell, since the core reads no clock.
+    /// Copies a worker's current figures into the registry: the core's,
+    /// and what its shell counts itself.
     pub fn publish(
         &mut self,
         stats: &Stats,
-        slow_wakeups: u64,
+        counters: &WorkerCounters,
         rooms: usize,
         participants: usize,
         tracks: usize,
@@ -250,8 +280,30 @@ impl WorkerMetrics {
             counter.inc_by(field(stats).saturating_sub(field(&self.published)));
         }
         self.published = stats.clone();
-        self.slow_wakeups
-            .inc_by(slow_wakeups.saturating_sub(self.slow_wakeups.get()));
+        let (now, before) = (counters, &self.published_counters);
+        let pairs = [
+            (&self.slow_wakeups, now.slow_wakeups, before.slow_wakeups),
+            (&self.oversized, now.oversized, before.oversized),
+            (
+                &self.send_dropped[0],
+                now.dropped.media,
+                before.dropped.media,
+            ),
+            (
+                &self.send_dropped[1],
+                now.dropped.control,
+                before.dropped.control,
+            ),
+            (
+                &self.send_dropped[2],
+                now.dropped.refused,
+                before.dropped.refused,
+            ),
+        ];
+        for (counter, now, before) in pairs {
+            counter.inc_by(now.saturating_sub(before));
+        }
+        self.published_counters = *counters;
     }
 }
 
@@ -265,9 +317,12 @@ mod tests {
         let mut w = m.worker(0);
         let mut s = Stats::default();
         s.media.rtp_packets_out = 10;
-        w.publish(&s, 0, 1, 3, 6);
+        let mut c = WorkerCounters::default();
+        w.publish(&s, &c, 1, 3, 6);
         s.media.rtp_packets_out = 25;
-        w.publish(&s, 2, 1, 3, 6);
+        c.slow_wakeups = 2;
+        c.dropped.media = 7;
+        w.publish(&s, &c, 1, 3, 6);
         let text = m.encode();
         assert!(
             text.contains("meet_rtp_packets_forwarded_total{worker=\"0\"} 25"),
@@ -276,6 +331,10 @@ mod tests {
         assert!(text.contains("meet_participants{worker=\"0\"} 3"), "{text}");
         assert!(
             text.contains("meet_worker_slow_wakeups_total{worker=\"0\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meet_send_dropped_total{class=\"media\",worker=\"0\"} 7"),
             "{text}"
         );
     }

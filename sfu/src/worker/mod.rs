@@ -3,14 +3,17 @@
 //! channels to the sessions of the participants in its rooms.
 //!
 //! Each wake-up reads the clock once, feeds the router (a batch of datagrams,
-//! a request, or a timeout), then drains its outputs: datagrams into
-//! `sendmmsg` batches, events to their participants' sessions.
+//! a request, or a timeout), then drains its outputs: datagrams through the
+//! bounded send queue into `sendmmsg` batches, events to their
+//! participants' sessions. Nothing in the loop waits but its `select`.
 
+pub mod send_queue;
 pub mod udp;
+pub mod wakeups;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::room::{Command, Event, Input, Output, Router, RouterConfig};
 use crate::shell::metrics::WorkerMetrics;
-use udp::{RecvBatch, SendBatch};
+use send_queue::{Dropped, SendQueue};
+use udp::{Datagram, RecvBatch, Sender};
+use wakeups::{SlowWakeups, SLOW_WAKEUP};
 
 /// What a session asks of the worker that owns its participant's room.
 #[derive(Debug)]
@@ -62,11 +67,17 @@ impl WorkerHandle {
 const MAX_BATCHES_PER_WAKE: usize = 16;
 /// How often figures go to the shared metrics registry.
 const METRICS_INTERVAL: Duration = Duration::from_millis(250);
-/// A wake-up busy this long delays every packet of every room on the
-/// worker noticeably; such wake-ups are counted and logged.
-pub const SLOW_WAKEUP: Duration = Duration::from_millis(5);
-/// Least time between two log lines about slow wake-ups.
-const SLOW_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the worker's shell counts itself, beside the core's figures.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkerCounters {
+    /// See [`wakeups`].
+    pub slow_wakeups: u64,
+    /// Datagrams longer than [`udp::MAX_DATAGRAM`], dropped unread.
+    pub oversized: u64,
+    /// Datagrams the send queue gave up on.
+    pub dropped: Dropped,
+}
 
 /// Starts a worker on its own thread, serving media on `socket`.
 pub fn spawn(
@@ -92,7 +103,9 @@ pub fn spawn(
                         requests: rx,
                         sessions: HashMap::new(),
                         recv: RecvBatch::new(),
-                        send: SendBatch::new(),
+                        sender: Sender::default(),
+                        queue: SendQueue::default(),
+                        oversized: 0,
                         metrics,
                     },
                     Err(e) => {
@@ -112,7 +125,9 @@ struct Worker {
     requests: mpsc::UnboundedReceiver<Request>,
     sessions: HashMap<String, mpsc::UnboundedSender<Event>>,
     recv: RecvBatch,
-    send: SendBatch,
+    sender: Sender,
+    queue: SendQueue,
+    oversized: u64,
     metrics: WorkerMetrics,
 }
 
@@ -130,6 +145,7 @@ impl Worker {
                 biased;
                 _ = shutdown.changed() => Wake::Shutdown,
                 request = self.requests.recv() => Wake::Request(request),
+                ready = self.socket.writable(), if !self.queue.is_empty() => Wake::Writable(ready),
                 ready = self.socket.readable() => Wake::Readable(ready),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
             };
@@ -137,13 +153,13 @@ impl Worker {
             match wake {
                 Wake::Shutdown | Wake::Request(None) => break,
                 Wake::Request(Some(request)) => self.request(woke, request),
-                Wake::Readable(Err(e)) => {
+                Wake::Readable(Err(e)) | Wake::Writable(Err(e)) => {
                     tracing::error!(error = %e, "media socket failed");
                     break;
                 }
                 Wake::Readable(Ok(())) => self.read_datagrams(fd),
-                // Due timers run below, whatever woke us.
-                Wake::Timer => {}
+                // Flushed below, whatever woke us; due timers too.
+                Wake::Writable(Ok(())) | Wake::Timer => {}
             }
             // Under steady traffic the biased select always finds the socket
             // ready first: fire due timers here, whatever woke us.
@@ -151,13 +167,14 @@ impl Worker {
             if self.router.poll_timeout().is_some_and(|t| t <= now) {
                 self.router.handle_input(now, Input::Timeout);
             }
-            self.drain_outputs(fd).await;
+            self.drain_outputs(fd);
             let now = Instant::now();
             slow.record(now.saturating_duration_since(woke), now);
             if now >= next_metrics {
+                let counters = self.counters(&slow);
                 self.metrics.publish(
                     self.router.stats(),
-                    slow.total,
+                    &counters,
                     self.router.rooms(),
                     self.router.participants(),
                     self.router.published_tracks(),
@@ -165,14 +182,23 @@ impl Worker {
                 next_metrics = now + METRICS_INTERVAL;
             }
         }
+        let counters = self.counters(&slow);
         self.metrics
-            .publish(self.router.stats(), slow.total, 0, 0, 0);
+            .publish(self.router.stats(), &counters, 0, 0, 0);
         if slow.total > 0 {
             tracing::warn!(
                 count = slow.total,
                 "media worker was busy over {} ms in that many wake-ups in all",
                 SLOW_WAKEUP.as_millis()
             );
+        }
+    }
+
+    fn counters(&self, slow: &SlowWakeups) -> WorkerCounters {
+        WorkerCounters {
+            slow_wakeups: slow.total,
+            oversized: self.oversized,
+            dropped: self.queue.dropped,
         }
     }
 }
@@ -182,43 +208,8 @@ enum Wake {
     Shutdown,
     Request(Option<Request>),
     Readable(io::Result<()>),
+    Writable(io::Result<()>),
     Timer,
-}
-
-/// Wake-ups that kept the worker busy over [`SLOW_WAKEUP`], and a log line
-/// about them now and then.
-#[derive(Default)]
-struct SlowWakeups {
-    total: u64,
-    /// Since the last log line: how many, and the longest.
-    recent: u64,
-    longest: Duration,
-    last_log: Option<Instant>,
-}
-
-impl SlowWakeups {
-    fn record(&mut self, busy: Duration, now: Instant) {
-        if busy <= SLOW_WAKEUP {
-            return;
-        }
-        self.total += 1;
-        self.recent += 1;
-        self.longest = self.longest.max(busy);
-        if self
-            .last_log
-            .is_none_or(|t| now.saturating_duration_since(t) >= SLOW_LOG_INTERVAL)
-        {
-            tracing::warn!(
-                count = self.recent,
-                longest_ms = self.longest.as_secs_f64() * 1000.0,
-                "media worker busy over {} ms in one wake-up; every room on it waited",
-                SLOW_WAKEUP.as_millis()
-            );
-            self.recent = 0;
-            self.longest = Duration::ZERO;
-            self.last_log = Some(now);
-        }
-    }
 }
 
 impl Worker {
@@ -263,23 +254,20 @@ impl Worker {
             };
             let now = Instant::now();
             for i in 0..n {
-                if let Some(d) = self.recv.get(i) {
-                    self.router.handle_input(
+                match self.recv.get(i) {
+                    Some(d) if d.truncated => self.oversized += 1,
+                    Some(d) => self.router.handle_input(
                         now,
                         Input::Datagram {
                             from: d.from,
                             local: d.local,
                             data: d.data,
                         },
-                    );
+                    ),
+                    None => {}
                 }
-                // Keep the send queue bounded within a large batch.
-                while let Some(out) = self.router.poll_output() {
-                    self.output(out);
-                    if self.send.is_full() {
-                        self.flush_now(fd);
-                    }
-                }
+                // Out as it comes, so that a large batch queues little.
+                self.take_outputs(fd);
             }
             if n < udp::BATCH {
                 return;
@@ -289,7 +277,13 @@ impl Worker {
 
     fn output(&mut self, out: Output) {
         match out {
-            Output::Transmit { from, to, data } => self.send.push(from, to, data),
+            Output::Transmit { from, to, data } => match (from, to) {
+                (IpAddr::V4(from), SocketAddr::V4(to)) => {
+                    self.queue.push(Datagram { from, to, data })
+                }
+                // The media socket is IPv4 only.
+                _ => self.queue.dropped.refused += 1,
+            },
             Output::Event {
                 participant_id,
                 event,
@@ -305,74 +299,36 @@ impl Worker {
         }
     }
 
-    /// Sends what can go without waiting; the rest waits for `drain_outputs`.
-    fn flush_now(&mut self, fd: i32) {
-        let send = &mut self.send;
-        match self.socket.try_io(Interest::WRITABLE, || send.flush(fd)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => tracing::debug!(error = %e, "media socket write error"),
+    /// Everything the router has to say, sent a full batch at a time.
+    fn take_outputs(&mut self, fd: i32) {
+        while let Some(out) = self.router.poll_output() {
+            self.output(out);
+            if self.queue.len() >= udp::BATCH {
+                self.flush(fd);
+            }
         }
     }
 
-    async fn drain_outputs(&mut self, fd: i32) {
-        while let Some(out) = self.router.poll_output() {
-            self.output(out);
-            if self.send.is_full() {
-                self.flush_now(fd);
+    /// Everything the router has to say, and the datagrams the socket takes
+    /// now; the rest waits in the queue for the socket to be writable.
+    fn drain_outputs(&mut self, fd: i32) {
+        self.take_outputs(fd);
+        self.flush(fd);
+    }
+
+    fn flush(&mut self, fd: i32) {
+        let (queue, sender) = (&mut self.queue, &mut self.sender);
+        let sent = self
+            .socket
+            .try_io(Interest::WRITABLE, || queue.flush(|d| sender.send(fd, d)));
+        if let Err(e) = sent {
+            if e.kind() != io::ErrorKind::WouldBlock {
+                tracing::debug!(error = %e, "media socket write error");
             }
-        }
-        // The socket buffer is large; waiting here happens only under
-        // overload, and then briefly.
-        for _ in 0..4 {
-            self.flush_now(fd);
-            if self.send.is_empty() {
-                return;
-            }
-            if tokio::time::timeout(Duration::from_millis(5), self.socket.writable())
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        if !self.send.is_empty() {
-            tracing::warn!("media socket congested, dropping queued datagrams");
-            self.send = SendBatch::new();
         }
     }
 }
-
 /// The candidates a worker advertises: every advertised IP at its port.
 pub fn candidates(ips: &[std::net::IpAddr], port: u16) -> Vec<SocketAddr> {
     ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slow_wakeups_are_counted_and_reported_now_and_then() {
-        let t = Instant::now();
-        let ms = Duration::from_millis;
-        let mut s = SlowWakeups::default();
-        s.record(ms(1), t);
-        assert_eq!(s.total, 0, "a quick wake-up is not slow");
-        s.record(ms(6), t);
-        assert_eq!(
-            (s.total, s.recent),
-            (1, 0),
-            "the first one is logged at once"
-        );
-        s.record(ms(30), t + ms(1));
-        s.record(ms(8), t + ms(2));
-        assert_eq!(
-            (s.total, s.recent, s.longest),
-            (3, 2, ms(30)),
-            "held for the next line"
-        );
-        s.record(ms(7), t + SLOW_LOG_INTERVAL);
-        assert_eq!((s.total, s.recent), (4, 0));
-    }
 }

@@ -4,6 +4,8 @@
 //! socket is bound to the wildcard address. Linux only, IPv4.
 //!
 //! Buffers are allocated once per batch object and reused for every call.
+//! A datagram longer than [`MAX_DATAGRAM`] arrives cut short; it is marked
+//! so, and never passed on as if it were whole.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -46,11 +48,19 @@ pub fn bind(port: u16) -> io::Result<std::net::UdpSocket> {
 
 const CMSG_SPACE: usize = 64;
 
+/// Room for control messages, aligned as a `cmsghdr` must be: the `CMSG_*`
+/// macros read and write headers in place.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Cmsg([u8; CMSG_SPACE]);
+
+const _: () = assert!(std::mem::align_of::<Cmsg>() >= std::mem::align_of::<libc::cmsghdr>());
+
 /// Receive buffers for one `recvmmsg` call.
 pub struct RecvBatch {
     bufs: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
     addrs: [libc::sockaddr_in; BATCH],
-    cmsgs: [[u8; CMSG_SPACE]; BATCH],
+    cmsgs: [Cmsg; BATCH],
     iovs: [libc::iovec; BATCH],
     msgs: [libc::mmsghdr; BATCH],
     len: usize,
@@ -62,6 +72,8 @@ pub struct Received<'a> {
     /// The address the packet was sent to (one of our candidates).
     pub local: IpAddr,
     pub data: &'a [u8],
+    /// It was longer than [`MAX_DATAGRAM`]: `data` is only its start.
+    pub truncated: bool,
 }
 
 impl Default for RecvBatch {
@@ -76,7 +88,7 @@ impl RecvBatch {
             bufs: Box::new([[0; MAX_DATAGRAM]; BATCH]),
             // SAFETY: these are plain C structs for which all-zero is valid.
             addrs: unsafe { zeroed() },
-            cmsgs: [[0; CMSG_SPACE]; BATCH],
+            cmsgs: [Cmsg([0; CMSG_SPACE]); BATCH],
             iovs: unsafe { zeroed() },
             msgs: unsafe { zeroed() },
             len: 0,
@@ -96,7 +108,7 @@ impl RecvBatch {
             hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
             hdr.msg_iov = &mut self.iovs[i];
             hdr.msg_iovlen = 1;
-            hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+            hdr.msg_control = self.cmsgs[i].0.as_mut_ptr().cast();
             hdr.msg_controllen = CMSG_SPACE as _;
             hdr.msg_flags = 0;
             self.msgs[i].msg_len = 0;
@@ -132,12 +144,12 @@ impl RecvBatch {
             u16::from_be(sin.sin_port),
         ));
         let local = pktinfo_dst(&msg.msg_hdr).unwrap_or(Ipv4Addr::UNSPECIFIED);
-        // A datagram longer than the buffer is truncated; MSG_TRUNC tells.
         let len = (msg.msg_len as usize).min(MAX_DATAGRAM);
         Some(Received {
             from,
             local: IpAddr::V4(local),
             data: &self.bufs[i][..len],
+            truncated: msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         })
     }
 }
@@ -161,121 +173,96 @@ fn pktinfo_dst(hdr: &libc::msghdr) -> Option<Ipv4Addr> {
     None
 }
 
-/// Datagrams waiting to go out in one `sendmmsg`, each with the source
-/// address it must carry. The socket is bound to the wildcard address, so
-/// without one the kernel picks the source by route, which on a host with
-/// several addresses need not be the candidate the browser checked, and ICE
-/// then ignores the reply.
-pub struct SendBatch {
-    queue: Vec<(libc::sockaddr_in, Ipv4Addr, bytes::BytesMut)>,
-    iovs: Vec<libc::iovec>,
-    cmsgs: Vec<[u8; CMSG_SPACE]>,
-    msgs: Vec<libc::mmsghdr>,
-    /// Datagrams the kernel refused (other than "try again").
-    pub errors: u64,
+/// A datagram to send from our address `from` (unspecified: let the
+/// kernel choose).
+#[derive(Debug)]
+pub struct Datagram {
+    pub from: Ipv4Addr,
+    pub to: SocketAddrV4,
+    pub data: bytes::BytesMut,
 }
 
-impl Default for SendBatch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-fn sockaddr(addr: SocketAddr) -> Option<libc::sockaddr_in> {
-    let SocketAddr::V4(v4) = addr else {
-        return None;
-    };
+fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
     // SAFETY: all-zero is a valid sockaddr_in.
     let mut sin: libc::sockaddr_in = unsafe { zeroed() };
     sin.sin_family = libc::AF_INET as libc::sa_family_t;
-    sin.sin_port = v4.port().to_be();
-    sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-    Some(sin)
+    sin.sin_port = addr.port().to_be();
+    sin.sin_addr.s_addr = u32::from(*addr.ip()).to_be();
+    sin
 }
 
-impl SendBatch {
-    pub fn new() -> Self {
+/// Buffers for `sendmmsg` calls, each datagram with the source address it
+/// must carry. The socket is bound to the wildcard address, so without one
+/// the kernel picks the source by route, which on a host with several
+/// addresses need not be the candidate the browser checked, and ICE then
+/// ignores the reply.
+pub struct Sender {
+    addrs: Vec<libc::sockaddr_in>,
+    iovs: Vec<libc::iovec>,
+    cmsgs: Vec<Cmsg>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl Default for Sender {
+    fn default() -> Self {
         Self {
-            queue: Vec::with_capacity(BATCH),
+            addrs: Vec::with_capacity(BATCH),
             iovs: Vec::with_capacity(BATCH),
-            cmsgs: vec![[0; CMSG_SPACE]; BATCH],
+            cmsgs: vec![Cmsg([0; CMSG_SPACE]); BATCH],
             msgs: Vec::with_capacity(BATCH),
-            errors: 0,
         }
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.queue.len() >= BATCH
-    }
-
-    /// Queues a datagram from our address `from` (unspecified: let the
-    /// kernel choose); IPv6 is dropped (not supported yet).
-    pub fn push(&mut self, from: IpAddr, to: SocketAddr, data: bytes::BytesMut) {
-        match (sockaddr(to), from) {
-            (Some(sin), IpAddr::V4(from)) => self.queue.push((sin, from, data)),
-            _ => self.errors += 1,
+impl Sender {
+    /// One `sendmmsg` of up to [`BATCH`] of `datagrams`, without waiting:
+    /// how many went, or the error that stopped the first one
+    /// (`WouldBlock` when the socket takes nothing now).
+    pub fn send(&mut self, fd: RawFd, datagrams: &[Datagram]) -> io::Result<usize> {
+        let chunk = &datagrams[..datagrams.len().min(BATCH)];
+        self.addrs.clear();
+        self.iovs.clear();
+        self.msgs.clear();
+        for d in chunk {
+            self.addrs.push(sockaddr(d.to));
+            self.iovs.push(libc::iovec {
+                iov_base: d.data.as_ptr() as *mut libc::c_void,
+                iov_len: d.data.len(),
+            });
         }
-    }
-
-    /// Sends what is queued. On `WouldBlock` the unsent rest stays queued.
-    pub fn flush(&mut self, fd: RawFd) -> io::Result<()> {
-        while !self.queue.is_empty() {
-            self.iovs.clear();
-            self.msgs.clear();
-            let chunk = &self.queue[..self.queue.len().min(BATCH)];
-            for (_, _, data) in chunk {
-                self.iovs.push(libc::iovec {
-                    iov_base: data.as_ptr() as *mut libc::c_void,
-                    iov_len: data.len(),
-                });
+        for (i, d) in chunk.iter().enumerate() {
+            // SAFETY: all-zero is a valid mmsghdr.
+            let mut m: libc::mmsghdr = unsafe { zeroed() };
+            m.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = &mut self.iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+            if !d.from.is_unspecified() {
+                set_source(&mut m.msg_hdr, &mut self.cmsgs[i], d.from);
             }
-            for (i, (sin, from, _)) in chunk.iter().enumerate() {
-                // SAFETY: all-zero is a valid mmsghdr.
-                let mut m: libc::mmsghdr = unsafe { zeroed() };
-                m.msg_hdr.msg_name = (sin as *const libc::sockaddr_in).cast_mut().cast();
-                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-                m.msg_hdr.msg_iov = &mut self.iovs[i];
-                m.msg_hdr.msg_iovlen = 1;
-                if !from.is_unspecified() {
-                    set_source(&mut m.msg_hdr, &mut self.cmsgs[i], *from);
-                }
-                self.msgs.push(m);
-            }
-            // SAFETY: headers point at addresses and payloads in `queue`,
-            // which is not touched until the call returns.
-            let n = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.msgs.as_mut_ptr(),
-                    self.msgs.len() as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    return Err(e);
-                }
-                // The first datagram is undeliverable (unreachable peer,
-                // say): drop it and go on with the rest.
-                self.errors += 1;
-                self.queue.remove(0);
-                continue;
-            }
-            self.queue.drain(..n as usize);
+            self.msgs.push(m);
         }
-        Ok(())
+        // SAFETY: headers point at addresses, control data and payloads
+        // that are not touched until the call returns.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                self.msgs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 }
 
 /// Points `hdr`'s control data at `buf`, holding an `IP_PKTINFO` that sets
 /// the source address.
-fn set_source(hdr: &mut libc::msghdr, buf: &mut [u8; CMSG_SPACE], from: Ipv4Addr) {
-    hdr.msg_control = buf.as_mut_ptr().cast();
+fn set_source(hdr: &mut libc::msghdr, buf: &mut Cmsg, from: Ipv4Addr) {
+    hdr.msg_control = buf.0.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE of an in_pktinfo (24 bytes) fits in the buffer;
     // the macros stay within msg_controllen.
     unsafe {
@@ -301,21 +288,52 @@ fn set_source(hdr: &mut libc::msghdr, buf: &mut [u8; CMSG_SPACE], from: Ipv4Addr
 mod tests {
     use super::*;
 
+    fn v4(addr: SocketAddr) -> SocketAddrV4 {
+        match addr {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => panic!("IPv4 only"),
+        }
+    }
+
+    /// Receives until `want` datagrams came (or gives up).
+    fn receive(
+        rx: &mut RecvBatch,
+        fd: RawFd,
+        want: usize,
+    ) -> Vec<(Vec<u8>, bool, SocketAddr, IpAddr)> {
+        let mut got = Vec::new();
+        for _ in 0..1000 {
+            match rx.recv(fd) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let r = rx.get(i).unwrap();
+                        got.push((r.data.to_vec(), r.truncated, r.from, r.local));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            if got.len() >= want {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        got
+    }
+
     #[test]
     fn round_trip_on_loopback() {
         let a = bind(0).unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let a_addr = SocketAddr::from(([127, 0, 0, 1], a.local_addr().unwrap().port()));
-        let mut out = SendBatch::new();
-        let unspecified = IpAddr::from([0, 0, 0, 0]);
-        for i in 0..5u8 {
-            out.push(
-                unspecified,
-                b.local_addr().unwrap(),
-                bytes::BytesMut::from(&[i; 3][..]),
-            );
-        }
-        out.flush(a.as_raw_fd()).unwrap();
+        let out: Vec<Datagram> = (0..5u8)
+            .map(|i| Datagram {
+                from: Ipv4Addr::UNSPECIFIED,
+                to: v4(b.local_addr().unwrap()),
+                data: bytes::BytesMut::from(&[i; 3][..]),
+            })
+            .collect();
+        assert_eq!(Sender::default().send(a.as_raw_fd(), &out).unwrap(), 5);
         let mut buf = [0; 16];
         for i in 0..5u8 {
             let (n, from) = b.recv_from(&mut buf).unwrap();
@@ -323,42 +341,42 @@ mod tests {
             assert_eq!(from.port(), a_addr.port());
             b.send_to(&[i, i], a_addr).unwrap();
         }
-        let mut rx = RecvBatch::new();
-        let mut got = Vec::new();
-        for _ in 0..100 {
-            match rx.recv(a.as_raw_fd()) {
-                Ok(n) => {
-                    for i in 0..n {
-                        let r = rx.get(i).unwrap();
-                        assert_eq!(r.from, b.local_addr().unwrap());
-                        assert_eq!(r.local, IpAddr::from([127, 0, 0, 1]));
-                        got.push(r.data.to_vec());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("{e}"),
-            }
-            if got.len() == 5 {
-                break;
-            }
-            std::thread::yield_now();
+        let got = receive(&mut RecvBatch::new(), a.as_raw_fd(), 5);
+        for (i, (data, truncated, from, local)) in got.iter().enumerate() {
+            assert_eq!(data, &vec![i as u8; 2]);
+            assert!(!truncated);
+            assert_eq!(*from, b.local_addr().unwrap());
+            assert_eq!(*local, IpAddr::from([127, 0, 0, 1]));
         }
-        assert_eq!(got, (0..5u8).map(|i| vec![i, i]).collect::<Vec<_>>());
+        assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn an_oversized_datagram_is_marked_cut_short() {
+        let a = bind(0).unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a_addr = SocketAddr::from(([127, 0, 0, 1], a.local_addr().unwrap().port()));
+        b.send_to(&[7; MAX_DATAGRAM + 100], a_addr).unwrap();
+        b.send_to(&[8; 10], a_addr).unwrap();
+        let got = receive(&mut RecvBatch::new(), a.as_raw_fd(), 2);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].1, "cut short, and says so");
+        assert_eq!(got[0].0.len(), MAX_DATAGRAM);
+        assert!(!got[1].1);
     }
 
     #[test]
     fn replies_carry_the_chosen_source_address() {
         let a = bind(0).unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut out = SendBatch::new();
         // Every 127/8 address is ours on loopback: pick one the kernel
         // would not choose by itself.
-        out.push(
-            IpAddr::from([127, 0, 0, 2]),
-            b.local_addr().unwrap(),
-            bytes::BytesMut::from(&b"x"[..]),
-        );
-        out.flush(a.as_raw_fd()).unwrap();
+        let d = Datagram {
+            from: Ipv4Addr::new(127, 0, 0, 2),
+            to: v4(b.local_addr().unwrap()),
+            data: bytes::BytesMut::from(&b"x"[..]),
+        };
+        Sender::default().send(a.as_raw_fd(), &[d]).unwrap();
         let mut buf = [0; 4];
         let (_, from) = b.recv_from(&mut buf).unwrap();
         assert_eq!(from.ip(), IpAddr::from([127, 0, 0, 2]));
