@@ -30,6 +30,16 @@ pub fn new_client_peer(now: Instant, addr: SocketAddr) -> Result<RTCPeerConnecti
     media_engine
         .register_default_codecs()
         .context("registering default codecs")?;
+    new_client_peer_with(now, addr, media_engine)
+}
+
+/// Like [`new_client_peer`], with the codecs `media_engine` has: a browser
+/// that decodes only some.
+pub fn new_client_peer_with(
+    now: Instant,
+    addr: SocketAddr,
+    mut media_engine: MediaEngine,
+) -> Result<RTCPeerConnection, PeerError> {
     register_nack(&mut media_engine);
     configure_simulcast_extension_headers(&mut media_engine)
         .context("registering simulcast header extensions")?;

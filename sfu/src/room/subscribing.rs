@@ -14,6 +14,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpRtxParameters, RtpCodecKind,
 };
+use rtc::rtp_transceiver::RTCRtpSenderId;
 
 use super::api::{Event, Kind, LeaveReason, Quality, Refusal, Source};
 use super::negotiation::Expired;
@@ -210,6 +211,7 @@ impl Router {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
+        let rejected: Vec<String> = rejected_mids(&sdp).map(str::to_owned).collect();
         let res =
             RTCSessionDescription::answer(sdp).and_then(|a| c.pc.set_remote_description(now, a));
         if let Err(e) = res {
@@ -221,13 +223,20 @@ impl Router {
             return;
         }
         c.mark_negotiated(now);
-        self.resolve_payload_types(now, p);
+        self.resolve_payload_types(now, p, &rejected);
         self.drain_conn(now, conn);
     }
 
     /// After an answer: the payload types each new down-track must carry,
-    /// and a keyframe for each new video down-track.
-    fn resolve_payload_types(&mut self, now: Instant, subscriber: ParticipantKey) {
+    /// and a keyframe for each new video down-track. A down-track whose
+    /// media section the answer rejected (`rejected`, by mid: a browser
+    /// that cannot decode the codec) gets none, and so is never sent.
+    fn resolve_payload_types(
+        &mut self,
+        now: Instant,
+        subscriber: ParticipantKey,
+        rejected: &[String],
+    ) {
         let received: Vec<(ParticipantKey, String)> = self.participants[subscriber]
             .received
             .iter()
@@ -251,8 +260,15 @@ impl Router {
             let Some(c) = self.conns.get_mut(d.route.conn) else {
                 continue;
             };
+            let mid =
+                c.pc.get_transceivers()
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .find(|&t| RTCRtpSenderId::from(t) == d.route.sender)
+                    .and_then(|t| c.pc.rtp_transceiver(t).and_then(|t| t.mid().clone()));
             let codecs =
                 c.pc.rtp_sender(d.route.sender)
+                    .filter(|_| !mid.is_some_and(|m| rejected.contains(&m)))
                     .map(|mut s| s.get_parameters().rtp_parameters.codecs.clone())
                     .unwrap_or_default();
             let pt = payload_type(&codecs, &codec);
@@ -415,6 +431,17 @@ impl Router {
     }
 }
 
+/// The mids of the media sections an SDP answer rejects (port 0).
+fn rejected_mids(sdp: &str) -> impl Iterator<Item = &str> {
+    sdp.split("\nm=").skip(1).filter_map(|section| {
+        let port = section.split(' ').nth(1)?;
+        let mid = section
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=mid:"))?;
+        (port == "0").then_some(mid)
+    })
+}
+
 /// The payload type the subscriber negotiated for the publisher's codec:
 /// the same codec with the same format parameters if it took that, else
 /// the same codec.
@@ -432,4 +459,17 @@ fn payload_type(codecs: &[RTCRtpCodecParameters], codec: &RTCRtpCodec) -> Option
                 .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
         })
         .map(|c| c.payload_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_sections_an_answer_rejects() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                   m=video 0 UDP/TLS/RTP/SAVPF 0\r\na=mid:1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\n";
+        assert_eq!(rejected_mids(sdp).collect::<Vec<_>>(), ["1"]);
+    }
 }
