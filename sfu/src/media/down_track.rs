@@ -15,6 +15,12 @@ use super::sequencer::{Sent, Sequencer};
 use super::vp8::{Offsets, Vp8Munger};
 use super::{MediaStats, Quality};
 
+/// A packet this far behind the newest one sent (one that reached us late,
+/// a publisher's retransmission say) goes out on the RTX stream: on the
+/// media stream a receiver's replay window (64 packets in some) could
+/// refuse it.
+const LATE: u16 = 16;
+
 /// Where a down-track's packets go: opaque to the media path, which only
 /// hands them to its [`Sink`](super::up_track::Sink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +39,24 @@ struct Rtx {
     ssrc: u32,
     pt: u8,
     seq: u16,
+}
+
+impl Rtx {
+    /// `packet`, as sent on the media stream, carried on this one: its
+    /// sequence number leads the payload (RFC 4588 §4).
+    fn wrap(&mut self, mut packet: Packet) -> Packet {
+        let mut payload = BytesMut::with_capacity(2 + packet.payload.len());
+        payload.put_u16(packet.header.sequence_number);
+        payload.extend_from_slice(&packet.payload);
+        packet.header.ssrc = self.ssrc;
+        packet.header.payload_type = self.pt;
+        packet.header.sequence_number = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        Packet {
+            header: packet.header,
+            payload: payload.freeze(),
+        }
+    }
 }
 
 /// What a down-track does with one packet of its up-track.
@@ -189,16 +213,17 @@ impl DownTrack {
                 out.header.payload_type = pt;
                 out.header.sequence_number = out_seq;
                 out.header.timestamp = ts;
-                self.sent.record(
-                    now,
-                    out_seq,
-                    Sent {
-                        layer,
-                        source_seq: seq,
-                        timestamp: ts,
-                        vp8,
-                    },
-                );
+                let late = self.fwd.behind(out_seq) >= LATE;
+                let sent = Sent {
+                    layer,
+                    source_seq: seq,
+                    timestamp: ts,
+                    vp8,
+                };
+                self.sent.record(now, out_seq, sent, late);
+                if let Some(rtx) = self.rtx.as_mut().filter(|_| late) {
+                    out = rtx.wrap(out);
+                }
                 Decision::Send(out)
             }
             // A subscriber about to move needs the other layer's keyframe
@@ -223,33 +248,21 @@ impl DownTrack {
         if original.payload.is_empty() {
             return None; // padding: nothing a decoder misses
         }
+        let mut header = original.header.clone();
+        header.padding = false;
+        header.ssrc = self.ssrc;
+        header.payload_type = pt;
+        header.sequence_number = seq;
+        header.timestamp = sent.timestamp;
         let payload = sent
             .vp8
             .apply(&original.payload)
             .unwrap_or_else(|| original.payload.clone());
-        let mut header = original.header.clone();
-        header.padding = false;
-        header.timestamp = sent.timestamp;
-        let payload = match &mut self.rtx {
-            Some(rtx) => {
-                header.ssrc = rtx.ssrc;
-                header.payload_type = rtx.pt;
-                header.sequence_number = rtx.seq;
-                rtx.seq = rtx.seq.wrapping_add(1);
-                // RFC 4588 §4: the original sequence number, then the payload.
-                let mut p = BytesMut::with_capacity(2 + payload.len());
-                p.put_u16(seq);
-                p.extend_from_slice(&payload);
-                p.freeze()
-            }
-            None => {
-                header.ssrc = self.ssrc;
-                header.payload_type = pt;
-                header.sequence_number = seq;
-                payload
-            }
-        };
-        Some(Packet { header, payload })
+        let packet = Packet { header, payload };
+        Some(match &mut self.rtx {
+            Some(rtx) => rtx.wrap(packet),
+            None => packet,
+        })
     }
 }
 
@@ -322,6 +335,31 @@ mod tests {
             .retransmission(later, sent[4].header.sequence_number, find)
             .unwrap();
         assert_eq!(again.header.sequence_number, rtx.header.sequence_number + 1);
+    }
+
+    #[test]
+    fn a_packet_that_arrives_late_goes_out_on_the_rtx_stream() {
+        let t0 = Instant::now();
+        let mut d = down(t0, true);
+        let mut stats = MediaStats::default();
+        let mut send = |d: &mut DownTrack, seq: u16| match d.on_packet(
+            t0,
+            LAYER,
+            &packet(seq, seq == 1000),
+            seq == 1000,
+            true,
+            &mut stats,
+        ) {
+            Decision::Send(out) => out,
+            other => panic!("{other:?}"),
+        };
+        for seq in (1000..1040).filter(|&s| s != 1003) {
+            assert_eq!(send(&mut d, seq).header.ssrc, 77);
+        }
+        // 1003 comes in 36 packets late: a publisher's retransmission.
+        let late = send(&mut d, 1003);
+        assert_eq!((late.header.ssrc, late.header.payload_type), (78, 97));
+        assert_eq!(u16::from_be_bytes([late.payload[0], late.payload[1]]), 1003);
     }
 
     #[test]

@@ -73,6 +73,15 @@ impl Forwarder {
         self.waiting_keyframe
     }
 
+    /// How far output sequence number `seq` is behind the newest one sent
+    /// (0 if it is the newest or after it).
+    pub fn behind(&self, seq: u16) -> u16 {
+        self.last_out
+            .map(|last| last.wrapping_sub(seq))
+            .filter(|&d| d < 0x8000)
+            .unwrap_or(0)
+    }
+
     /// Stop until the next keyframe (for instance when the subscriber's
     /// connection was re-established and its decoder state is lost).
     pub fn pause(&mut self) {
@@ -210,6 +219,17 @@ mod tests {
             f.forward(now, 901, 0, true),
             Verdict::Forward { seq: 6, ts: 1 }
         );
+    }
+
+    #[test]
+    fn tells_how_late_a_packet_is() {
+        let mut f = Forwarder::new(false, 48_000);
+        for seq in [65530, 65535, 3] {
+            go(&mut f, seq, false);
+        }
+        assert_eq!(f.behind(3), 0);
+        assert_eq!(f.behind(65534), 5);
+        assert_eq!(f.behind(9), 0, "after the newest");
     }
 
     #[test]

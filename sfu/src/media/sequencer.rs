@@ -59,14 +59,16 @@ impl Sequencer {
         (now.saturating_duration_since(self.epoch).as_millis() as u32).max(1)
     }
 
-    /// `seq` went out to the subscriber.
-    pub fn record(&mut self, now: Instant, seq: u16, sent: Sent) {
+    /// `seq` went out to the subscriber; `late` if it came so late that it
+    /// answers the subscriber's request for it already (no need to send it
+    /// again right away).
+    pub fn record(&mut self, now: Instant, seq: u16, sent: Sent, late: bool) {
         let sent_ms = self.ms(now);
         self.slots[usize::from(seq) % CAPACITY] = Some(Entry {
             seq,
             sent,
             sent_ms,
-            resent_ms: 0,
+            resent_ms: if late { sent_ms } else { 0 },
         });
     }
 
@@ -107,9 +109,9 @@ mod tests {
         let ms = |n| t0 + Duration::from_millis(n);
         let mut s = Sequencer::new(t0);
         for seq in 65530..=65535u16 {
-            s.record(ms(1), seq, sent(seq.wrapping_add(3)));
+            s.record(ms(1), seq, sent(seq.wrapping_add(3)), false);
         }
-        s.record(ms(1), 0, sent(3));
+        s.record(ms(1), 0, sent(3), false);
         assert_eq!(s.resend(ms(10), 65535), Some(sent(2)));
         assert_eq!(s.resend(ms(11), 0), Some(sent(3)), "across the wrap");
         assert_eq!(s.resend(ms(12), 1), None, "never sent");
@@ -119,7 +121,16 @@ mod tests {
         // Too old to matter.
         assert_eq!(s.resend(ms(3000), 65534), None);
         // Overwritten by a newer packet in the same slot.
-        s.record(ms(50), 65535u16.wrapping_add(CAPACITY as u16), sent(9));
+        s.record(
+            ms(50),
+            65535u16.wrapping_add(CAPACITY as u16),
+            sent(9),
+            false,
+        );
         assert_eq!(s.resend(ms(60), 65535), None);
+        // A packet that came late answers the request already.
+        s.record(ms(70), 7, sent(7), true);
+        assert_eq!(s.resend(ms(75), 7), None);
+        assert_eq!(s.resend(ms(90), 7), Some(sent(7)));
     }
 }
