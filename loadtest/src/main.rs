@@ -48,6 +48,11 @@ struct Cli {
     /// The simulcast layer subscribers ask for.
     #[arg(long, value_enum, default_value = "high")]
     quality: QualityArg,
+    /// Subscribers ask for the lowest layer first and for --quality a
+    /// second before measuring, so that every video down-track has moved
+    /// between layers (VP8 picture ids are then rewritten: the costly case).
+    #[arg(long)]
+    move_layers: bool,
     /// Media workers (cores) our server may use.
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -159,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
                     } else {
                         quality
                     },
+                    move_layers: cli.move_layers,
                     room: format!("load-{}-{i}-{n}", sfu.name()),
                 };
                 let s = scenario::run(*sfu, &plan, audio.clone(), cli.client_ip).await?;
@@ -198,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     print_ratios(&results);
+    print_memory_slopes(&results);
     drop(sfus);
     ours.stop().await;
     if let Some(j) = janus {
@@ -235,10 +242,30 @@ fn smoke_check(s: &Summary) -> Result<(), &'static str> {
     let layers = s.video_layer_packets;
     let total: u64 = layers.iter().sum();
     let wanted = if s.scenario == "livestream" { 0 } else { 2 };
+    if s.scenario != "audio" && total == 0 {
+        return Err("no video arrived");
+    }
     if s.scenario != "audio" && layers[wanted] * 10 < total * 9 {
         return Err("subscribers did not get the simulcast layer they asked for");
     }
     Ok(())
+}
+
+/// Server memory per added participant between consecutive steps of a
+/// ramp: what each one costs the server (its connections and tracks).
+fn print_memory_slopes(results: &[Summary]) {
+    for w in results.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if a.sfu != b.sfu || a.scenario != b.scenario || b.participants <= a.participants {
+            continue;
+        }
+        let kib = (b.server_rss_mib - a.server_rss_mib) * 1024.0
+            / (b.participants - a.participants) as f64;
+        println!(
+            "memory ({}) {} n={}→{}: {:.0} KiB per added participant",
+            a.sfu, a.scenario, a.participants, b.participants, kib
+        );
+    }
 }
 
 /// Ours against Janus for each scenario and size both ran.
@@ -267,7 +294,7 @@ fn print_ratios(results: &[Summary]) {
 fn print_row(s: &Summary, header: bool) {
     if header {
         println!(
-            "{:<6} {:<11} {:>6} {:>5} {:>8} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6} {:>8} {:>7} {:>9} {:>7}",
+            "{:<6} {:<11} {:>6} {:>5} {:>8} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6} {:>8} {:>7} {:>9} {:>7}",
             "sfu",
             "scenario",
             "peers",
@@ -276,6 +303,7 @@ fn print_row(s: &Summary, header: bool) {
             "loss%",
             "p50 ms",
             "p99 ms",
+            "worst99",
             "audio99",
             "jit ms",
             "freeze",
@@ -286,7 +314,7 @@ fn print_row(s: &Summary, header: bool) {
         );
     }
     println!(
-        "{:<6} {:<11} {:>6} {:>5} {:>8.0} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>7.2} {:>6} {:>8.0} {:>7.1} {:>9.3} {:>7.1}",
+        "{:<6} {:<11} {:>6} {:>5} {:>8.0} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>8.2} {:>7.2} {:>6} {:>8.0} {:>7.1} {:>9.3} {:>7.1}",
         s.sfu,
         s.scenario,
         s.participants,
@@ -295,6 +323,7 @@ fn print_row(s: &Summary, header: bool) {
         s.loss_percent,
         s.latency_p50_ms,
         s.latency_p99_ms,
+        s.latency_p99_worst_subscriber_ms,
         s.audio_latency_p99_ms,
         s.jitter_ms,
         s.freezes,

@@ -68,6 +68,9 @@ pub struct PeerPlan {
     pub t0: Instant,
     /// The simulcast layer this participant asks for of the video it gets.
     pub quality: Quality,
+    /// Ask for the lowest layer first and for `quality` a second before
+    /// measuring starts, so that every down-track has moved between layers.
+    pub move_layers: bool,
     /// Packets before this are not measured (warm-up).
     pub measure_from: Instant,
     pub until: Instant,
@@ -184,6 +187,7 @@ async fn drive(
         &plan.room,
         &plan.name,
         plan.quality,
+        plan.move_layers,
         tx,
         progress.clone(),
     )
@@ -282,9 +286,15 @@ async fn drive(
     let mut audio_index = 0usize;
     let mut pub_buf = vec![0u8; 2048];
     let mut sub_buf = vec![0u8; 2048];
+    // Video tracks on the lowest layer, to move to the asked-for one then.
+    let mut to_move: Vec<String> = Vec::new();
+    let move_at = plan.measure_from - Duration::from_secs(1);
 
     while Instant::now() < plan.until {
         let mut deadline = plan.until;
+        if !to_move.is_empty() {
+            deadline = deadline.min(move_at);
+        }
         for d in [publisher.deadline(), subscriber.deadline()]
             .into_iter()
             .flatten()
@@ -315,6 +325,10 @@ async fn drive(
                         let sdp = subscriber.pc.local_description().map(|d| d.sdp).unwrap_or_default();
                         signaller.answer(sdp).await?;
                     }
+                    Some(Event::VideoTrack(id)) if plan.move_layers => {
+                        signaller.track_settings(id.clone(), Quality::Low).await?;
+                        to_move.push(id);
+                    }
                     Some(Event::VideoTrack(id)) => signaller.track_settings(id, plan.quality).await?,
                     Some(Event::Failed(why)) => anyhow::bail!("signalling: {why}"),
                     None => anyhow::bail!("signalling ended"),
@@ -331,6 +345,11 @@ async fn drive(
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
         let now = Instant::now();
+        if now >= move_at {
+            for id in to_move.drain(..) {
+                signaller.track_settings(id, plan.quality).await?;
+            }
+        }
         for c in [&mut publisher, &mut subscriber] {
             if c.pc.poll_timeout().is_some_and(|t| t <= now) {
                 let _ = c.pc.handle_timeout(now);

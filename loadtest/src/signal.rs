@@ -40,7 +40,7 @@ pub enum Event {
     PublisherAnswer(String),
     SubscriberOffer(String),
     /// A video track to receive, by id, where a quality other than the
-    /// default was asked for (our SFU).
+    /// default was asked for, or layers are to be moved between (our SFU).
     VideoTrack(String),
     Failed(String),
 }
@@ -108,6 +108,7 @@ impl Signaller {
         room: &str,
         name: &str,
         quality: Quality,
+        move_layers: bool,
         events: mpsc::UnboundedSender<Event>,
         progress: Arc<Progress>,
     ) -> anyhow::Result<Self> {
@@ -148,7 +149,7 @@ impl Signaller {
                             }
                             _ => Vec::new(),
                         };
-                        if quality != Quality::High {
+                        if quality != Quality::High || move_layers {
                             for id in video {
                                 let _ = events.send(Event::VideoTrack(id));
                             }

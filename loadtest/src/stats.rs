@@ -186,6 +186,9 @@ pub struct Summary {
     pub loss_percent: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    /// The highest of the subscribers' own p99 latencies: what the one
+    /// served last sees.
+    pub latency_p99_worst_subscriber_ms: f64,
     pub latency_max_ms: f64,
     /// Audio packets alone (NaN where no audio was received).
     pub audio_latency_p50_ms: f64,

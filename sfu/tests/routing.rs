@@ -13,9 +13,10 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use sfu::room::api::{Command, Event, LeaveReason, Quality, Refusal, Source, TrackAnnouncement};
@@ -48,6 +49,8 @@ struct Browser {
     /// Subscriber side: incoming RTP by the track's stream id (publisher).
     received: HashMap<String, Vec<(RtpCodecKind, rtc::rtp::Packet)>>,
     track_kinds: HashMap<String, (String, RtpCodecKind)>,
+    /// Subscriber side: the receiver of each publisher's video.
+    video_receivers: HashMap<String, RTCRtpReceiverId>,
     /// Publisher side: keyframe requests from the server, in all and by SSRC.
     plis: usize,
     plis_by_ssrc: HashMap<u32, usize>,
@@ -109,21 +112,39 @@ impl Net {
     /// Like [`Net::join_publishing`], but returns before anything the
     /// server sent is delivered, so a test can act in between.
     fn begin_join(&mut self, id: &str, room: &str, tracks: &[TrackSpec]) {
+        let sub_addr = self.next_addr(1);
+        let subscriber = client_pc(self.now, sub_addr);
+        self.begin_join_with(id, room, tracks, subscriber);
+    }
+
+    /// A browser's address; each connection has its own.
+    fn next_addr(&self, which: u16) -> SocketAddr {
         let n = self.browsers.len() as u16;
-        let pub_addr = SocketAddr::from(([10, 0, 0, 2], 5000 + 2 * n));
-        let sub_addr = SocketAddr::from(([10, 0, 0, 2], 5001 + 2 * n));
+        SocketAddr::from(([10, 0, 0, 2], 5000 + 2 * n + which))
+    }
+
+    /// Like [`Net::begin_join`], with the given subscriber connection.
+    fn begin_join_with(
+        &mut self,
+        id: &str,
+        room: &str,
+        tracks: &[TrackSpec],
+        subscriber: RTCPeerConnection,
+    ) {
+        let (pub_addr, sub_addr) = (self.next_addr(0), self.next_addr(1));
         self.browsers.push(Browser {
             id: id.to_owned(),
             pub_addr,
             sub_addr,
             publisher: client_pc(self.now, pub_addr),
-            subscriber: client_pc(self.now, sub_addr),
+            subscriber,
             senders: Vec::new(),
             kinds: Vec::new(),
             unplugged: false,
             inbox: Vec::new(),
             received: HashMap::new(),
             track_kinds: HashMap::new(),
+            video_receivers: HashMap::new(),
             plis: 0,
             plis_by_ssrc: HashMap::new(),
         });
@@ -331,13 +352,21 @@ impl Net {
                     .map(|r| r.track().kind())
                     .unwrap();
                 let stream = init.stream_ids.first().cloned().unwrap_or_default();
+                if kind == RtpCodecKind::Video {
+                    b.video_receivers.insert(stream.clone(), init.receiver_id);
+                }
                 b.track_kinds.insert(init.track_id, (stream, kind));
             }
         }
         while b.publisher.poll_event().is_some() {}
         while let Some(m) = b.subscriber.poll_read() {
             if let RTCMessage::RtpPacket(track_id, p) = m.message {
-                let (stream, kind) = b.track_kinds[&track_id].clone();
+                let Some((stream, kind)) = b.track_kinds.get(&track_id).cloned() else {
+                    panic!(
+                        "{} got pt {} on {track_id}, never opened",
+                        b.id, p.header.payload_type
+                    );
+                };
                 b.received.entry(stream).or_default().push((kind, p));
             }
         }
@@ -1109,4 +1138,130 @@ fn a_packet_lost_early_in_a_large_keyframe_is_repaired_for_the_subscriber() {
 #[test]
 fn a_packet_lost_early_in_a_large_keyframe_is_repaired_from_the_publisher() {
     repair_across_a_large_keyframe(Link::Up);
+}
+
+/// `viewer`'s decoder asks for a keyframe of `publisher`'s video on the
+/// receiver it gets it on: a PLI, or a FIR.
+fn ask_for_keyframe(net: &mut Net, viewer: &str, publisher: &str, fir: bool) {
+    let now = net.now;
+    let b = net.browser(viewer);
+    let ssrc = video_from(b, publisher).last().unwrap().header.ssrc;
+    let receiver = b.video_receivers[publisher];
+    let request: Box<dyn rtc::rtcp::Packet> = if fir {
+        Box::new(FullIntraRequest {
+            sender_ssrc: 1,
+            media_ssrc: ssrc,
+            fir: vec![FirEntry {
+                ssrc,
+                sequence_number: 1,
+            }],
+        })
+    } else {
+        Box::new(PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: ssrc,
+        })
+    };
+    b.subscriber
+        .rtp_receiver(receiver)
+        .unwrap()
+        .write_rtcp(now, vec![request])
+        .unwrap();
+}
+
+#[test]
+fn a_subscribers_keyframe_request_reaches_the_publisher() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true);
+    net.join("bob", "r", false);
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &["alice"]));
+    for fir in [false, true] {
+        let before = net.browser("alice").plis;
+        let keyframes = |n: &mut Net| {
+            video_from(n.browser("bob"), "alice")
+                .iter()
+                .filter(|p| p.payload[1] & 1 == 0)
+                .count()
+        };
+        let keyframes_before = keyframes(&mut net);
+        ask_for_keyframe(&mut net, "bob", "alice", fir);
+        net.settle();
+        // Requests to one track are paced (300 ms apart).
+        net.run_for(Duration::from_millis(400), |n| media.send(n, &["alice"]));
+        assert!(
+            net.browser("alice").plis > before,
+            "bob's {} did not reach alice",
+            if fir { "FIR" } else { "PLI" }
+        );
+        assert!(
+            keyframes(&mut net) > keyframes_before,
+            "bob got no keyframe"
+        );
+    }
+}
+
+#[test]
+fn a_subscriber_that_cannot_decode_the_publishers_codec_still_gets_the_rest() {
+    use rtc::peer_connection::configuration::media_engine::{
+        MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+    };
+    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true); // VP8 and Opus
+    net.join("bob", "r", false);
+    // Carol's browser decodes H.264 and Opus only.
+    let mut engine = MediaEngine::default();
+    let codec =
+        |mime: &str, clock_rate, channels, fmtp: &str, payload_type| RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: fmtp.to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type,
+        };
+    engine
+        .register_codec(
+            codec(MIME_TYPE_OPUS, 48000, 2, "", 111),
+            RtpCodecKind::Audio,
+        )
+        .unwrap();
+    engine
+        .register_codec(
+            codec(
+                MIME_TYPE_H264,
+                90000,
+                0,
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+                102,
+            ),
+            RtpCodecKind::Video,
+        )
+        .unwrap();
+    let addr = net.next_addr(1);
+    let subscriber = sfu::engine::client::new_client_peer_with(net.now, addr, engine).unwrap();
+    net.begin_join_with("carol", "r", &[], subscriber);
+    net.settle();
+    let errors = net.router.stats().engine_errors;
+    net.run_for(Duration::from_secs(2), |n| media.send(n, &["alice"]));
+    let carol = net.browser("carol");
+    assert!(audio_count(carol, "alice") > 30, "carol hears alice");
+    assert!(
+        video_from(carol, "alice").is_empty(),
+        "no VP8 reached carol"
+    );
+    assert!(
+        video_from(net.browser("bob"), "alice").len() > 20,
+        "bob sees alice"
+    );
+    assert_eq!(
+        net.router.stats().engine_errors,
+        errors,
+        "nothing was pushed at carol's engine that it could not take"
+    );
+    assert_eq!(net.router.participants(), 3);
 }

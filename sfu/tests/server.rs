@@ -296,3 +296,60 @@ async fn http_endpoints() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn answers_advertise_the_configured_media_addresses() {
+    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+    let config = sfu::shell::config::Config {
+        media_ips: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+        // Only advertised: nothing here ever sends to it.
+        public_ip: Some("192.0.2.7".parse().unwrap()),
+        ..Running::config()
+    };
+    let server = Running::start(&config).await;
+    let mut ws = server.ws().await;
+    join(&mut ws, "addresses", "Ann").await;
+    // A real offer, from a client connection that is never driven.
+    let now = std::time::Instant::now();
+    let mut pc = sfu::engine::client::new_client_peer(now, "127.0.0.1:9".parse().unwrap()).unwrap();
+    pc.add_track(sfu::engine::client::local_track(
+        "ann",
+        RtpCodecKind::Audio,
+        "audio/opus",
+        48_000,
+        2,
+        &[("", 4321)],
+    ))
+    .unwrap();
+    let offer = pc.create_offer(None).unwrap();
+    pc.set_local_description(now, offer).unwrap();
+    let sdp = pc.local_description().unwrap().sdp;
+    send(
+        &mut ws,
+        json!({"type": "publisher_offer", "sdp": sdp, "tracks": [{"mid": "0", "source": "microphone"}]}),
+    )
+    .await;
+    let answer = recv(&mut ws).await;
+    assert_eq!(answer["type"], "publisher_answer", "{answer}");
+    let mut candidates: Vec<(String, u16)> = answer["sdp"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .map(|c| c.split(' ').collect::<Vec<&str>>())
+        // The engine lists each for the RTP and the (muxed) RTCP component.
+        .filter(|f| f[1] == "1")
+        .map(|f| (f[4].to_owned(), f[5].parse().unwrap()))
+        .collect();
+    candidates.sort();
+    let port = server.media_port;
+    assert_eq!(
+        candidates,
+        vec![
+            ("127.0.0.1".to_owned(), port),
+            ("127.0.0.2".to_owned(), port),
+            ("192.0.2.7".to_owned(), port)
+        ]
+    );
+    server.stop().await;
+}

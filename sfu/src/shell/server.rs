@@ -148,6 +148,11 @@ impl Server {
         self.state.workers.iter().map(WorkerHandle::port).collect()
     }
 
+    /// The media port of the worker a meeting lives on.
+    pub fn media_port_for(&self, room: &str) -> u16 {
+        self.state.worker_for(room).port()
+    }
+
     /// Serves until `shutdown` completes, then stops the workers.
     pub async fn run(
         self,

@@ -86,6 +86,15 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::errors::ErrorKind;
+
+    /// What a refused token was refused for, as jsonwebtoken says it.
+    fn refusal(r: Result<Claims, TokenError>) -> ErrorKind {
+        match r {
+            Err(TokenError::Invalid(e)) => e.into_kind(),
+            other => panic!("not refused as invalid: {other:?}"),
+        }
+    }
 
     #[test]
     fn issued_tokens_check_out_for_their_room_only() {
@@ -97,14 +106,33 @@ mod tests {
             keys.check(&t, "other"),
             Err(TokenError::WrongRoom)
         ));
-        assert!(
-            TokenKeys::new("").check(&t, "standup").is_err(),
-            "other key"
+        assert_eq!(
+            refusal(TokenKeys::new("").check(&t, "standup")),
+            ErrorKind::InvalidSignature,
+            "signed with another key"
         );
-        let mut forged = t.clone();
-        forged.pop();
-        assert!(keys.check(&forged, "standup").is_err());
-        assert!(keys.check("garbage", "standup").is_err());
+        // A guest's token made a host's: the claims changed, the signature
+        // did not.
+        let guest = keys.issue("@bob:hs", "Bob", "standup", false);
+        let (header, rest) = guest.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let host_claims = t.split('.').nth(1).unwrap();
+        let forged = format!("{header}.{host_claims}.{signature}");
+        assert_eq!(
+            refusal(keys.check(&forged, "standup")),
+            ErrorKind::InvalidSignature
+        );
+        assert_eq!(
+            refusal(keys.check("garbage", "standup")),
+            ErrorKind::InvalidToken
+        );
+        // Another algorithm than the one we sign with, however signed.
+        let claims = keys.check(&t, "standup").unwrap();
+        let hs512 = encode(&Header::new(Algorithm::HS512), &claims, &keys.encoding).unwrap();
+        assert_eq!(
+            refusal(keys.check(&hs512, "standup")),
+            ErrorKind::InvalidAlgorithm
+        );
     }
 
     #[test]
@@ -118,6 +146,6 @@ mod tests {
             exp: unix_now() - 60,
         };
         let t = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
-        assert!(keys.check(&t, "r").is_err());
+        assert_eq!(refusal(keys.check(&t, "r")), ErrorKind::ExpiredSignature);
     }
 }
