@@ -57,14 +57,17 @@ export function offerRefused() {
   if (state.onPublisherAnswer) state.onPublisherAnswer();
 }
 
-/** subscriber_offer: answered strictly in order. */
+/** subscriber_offer: answered strictly in order, on the connection and
+ * session it came for: one still queued when the page leaves and joins
+ * again must not reach the new connection. */
 export function onSubscriberOffer(msg) {
+  const { subscriber: pc, signalling } = state;
   state.subscriberQueue = state.subscriberQueue.then(async () => {
-    const pc = state.subscriber;
+    if (!pc || pc !== state.subscriber || signalling !== state.signalling) return;
     await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    state.signalling?.send({ type: 'subscriber_answer', sdp: pc.localDescription.sdp });
+    signalling.send({ type: 'subscriber_answer', sdp: pc.localDescription.sdp });
   }).catch((err) => {
     console.error('subscriber negotiation failed', err);
     setStatus('Could not receive the others’ media.');
