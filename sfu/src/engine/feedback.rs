@@ -8,9 +8,6 @@
 //! marks exactly those; receiver reports stay with the interceptors that
 //! act on them.
 
-use std::collections::VecDeque;
-use std::time::Instant;
-
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -23,8 +20,7 @@ pub const SLOT: usize = 20_000;
 
 #[derive(Default)]
 pub struct FeedbackRelay {
-    reads: VecDeque<TaggedPacket>,
-    writes: VecDeque<TaggedPacket>,
+    queues: super::Queues,
 }
 
 /// Whether an RTCP packet is for the room core: a keyframe request or a
@@ -37,11 +33,7 @@ fn for_the_core(p: &dyn rtc::rtcp::Packet) -> bool {
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackRelay {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
+    super::pass_on!();
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
@@ -49,21 +41,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackRelay {
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }
-        self.reads.push_back(msg);
+        self.queues.reads.push_back(msg);
         Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.writes.pop_front()
     }
 }
 

@@ -5,7 +5,7 @@
 //! packet can still be of use, and then gives up. Retransmissions reach it
 //! as the packets they carry (`rtx.rs` sits before it).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
@@ -105,8 +105,7 @@ pub struct NackGenerator {
     /// RTX streams named by SSRC: not logged themselves.
     repair: Vec<u32>,
     next_timeout: Option<Instant>,
-    reads: VecDeque<TaggedPacket>,
-    writes: VecDeque<TaggedPacket>,
+    queues: super::Queues,
     /// Reused for the sequence numbers of one request.
     scratch: Vec<u16>,
 }
@@ -118,8 +117,7 @@ impl Default for NackGenerator {
             logs: HashMap::new(),
             repair: Vec::new(),
             next_timeout: None,
-            reads: VecDeque::new(),
-            writes: VecDeque::new(),
+            queues: Default::default(),
             scratch: Vec::new(),
         }
     }
@@ -136,7 +134,7 @@ impl NackGenerator {
             nacks: nack_pairs_from_sequence_numbers(&self.scratch),
         };
         self.scratch.clear();
-        self.writes.push_back(TaggedPacket {
+        self.queues.writes.push_back(TaggedPacket {
             now,
             transport: TransportContext::default(),
             message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(nack)])),
@@ -146,11 +144,7 @@ impl NackGenerator {
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for NackGenerator {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
+    super::pass_on!();
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtp(p) = &msg.message.packet {
@@ -162,21 +156,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackGenerator {
                 self.request(msg.now, ssrc);
             }
         }
-        self.reads.push_back(msg);
+        self.queues.reads.push_back(msg);
         Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.writes.pop_front()
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {

@@ -11,8 +11,7 @@
 //! known: SSRC pairs from the stream bindings, rid pairs from the `mid`,
 //! `rid` and `repaired-rtp-stream-id` extensions on the first packets.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::collections::HashMap;
 
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtp;
@@ -46,8 +45,7 @@ pub struct RtxRepair {
     layers: HashMap<(String, String), u32>,
     /// Negotiated ids of the mid, rid and repaired-rid extensions.
     ext: Option<(u8, u8, u8)>,
-    reads: VecDeque<TaggedPacket>,
-    writes: VecDeque<TaggedPacket>,
+    queues: super::Queues,
 }
 
 fn text(header: &rtp::header::Header, id: u8) -> Option<String> {
@@ -109,11 +107,7 @@ impl RtxRepair {
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for RtxRepair {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
+    super::pass_on!();
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Error> {
         if let Packet::Rtp(p) = &mut msg.message.packet {
@@ -125,21 +119,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtxRepair {
                 self.repair(p, media);
             }
         }
-        self.reads.push_back(msg);
+        self.queues.reads.push_back(msg);
         Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.writes.pop_front()
     }
 }
 
@@ -186,6 +167,7 @@ mod tests {
     use bytes::Bytes;
     use rtc::interceptor::{AttributedPacket, RTPHeaderExtension};
     use rtc::shared::TransportContext;
+    use std::time::Instant;
 
     const MID: u8 = 1;
     const RID: u8 = 2;
