@@ -237,12 +237,7 @@ impl Router {
         subscriber: ParticipantKey,
         rejected: &[String],
     ) {
-        let received: Vec<(ParticipantKey, String)> = self.participants[subscriber]
-            .received
-            .iter()
-            .map(|r| (r.publisher, r.track_id.clone()))
-            .collect();
-        for (publisher, track_id) in received {
+        for (publisher, track_id) in self.received_tracks(subscriber) {
             let Some(up) = self
                 .participants
                 .get_mut(publisher)
@@ -348,21 +343,8 @@ impl Router {
     /// The subscriber connection (re)connected: its decoders start afresh,
     /// so every video down-track waits for a new keyframe.
     pub(super) fn restart_down_tracks(&mut self, now: Instant, subscriber: ParticipantKey) {
-        let Some(p) = self.participants.get(subscriber) else {
-            return;
-        };
-        let received: Vec<(ParticipantKey, String)> = p
-            .received
-            .iter()
-            .map(|r| (r.publisher, r.track_id.clone()))
-            .collect();
-        for (publisher, track_id) in received {
-            if let Some(d) = self
-                .participants
-                .get_mut(publisher)
-                .and_then(|q| q.up_track_mut(&track_id))
-                .and_then(|up| up.down_mut(subscriber))
-            {
+        for (publisher, track_id) in self.received_tracks(subscriber) {
+            if let Some(d) = self.down_track_mut(subscriber, publisher, &track_id) {
                 d.pause();
             }
             self.request_keyframe(now, publisher, &track_id, subscriber);
@@ -413,21 +395,34 @@ impl Router {
         subscriber: ParticipantKey,
         mut f: impl FnMut(&mut DownTrack),
     ) {
-        let received: Vec<(ParticipantKey, String)> = self.participants[subscriber]
-            .received
-            .iter()
-            .map(|r| (r.publisher, r.track_id.clone()))
-            .collect();
-        for (publisher, track_id) in received {
-            if let Some(d) = self
-                .participants
-                .get_mut(publisher)
-                .and_then(|q| q.up_track_mut(&track_id))
-                .and_then(|up| up.down_mut(subscriber))
-            {
+        for (publisher, track_id) in self.received_tracks(subscriber) {
+            if let Some(d) = self.down_track_mut(subscriber, publisher, &track_id) {
                 f(d);
             }
         }
+    }
+
+    /// The publisher and track id of each track `subscriber` receives.
+    fn received_tracks(&self, subscriber: ParticipantKey) -> Vec<(ParticipantKey, String)> {
+        self.participants.get(subscriber).map_or(Vec::new(), |p| {
+            p.received
+                .iter()
+                .map(|r| (r.publisher, r.track_id.clone()))
+                .collect()
+        })
+    }
+
+    /// `subscriber`'s down-track of `publisher`'s track `track_id`.
+    fn down_track_mut(
+        &mut self,
+        subscriber: ParticipantKey,
+        publisher: ParticipantKey,
+        track_id: &str,
+    ) -> Option<&mut DownTrack> {
+        self.participants
+            .get_mut(publisher)?
+            .up_track_mut(track_id)?
+            .down_mut(subscriber)
     }
 }
 
