@@ -163,3 +163,73 @@ impl Verifier {
         crate::lock(&self.cache)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A homeserver on 127.0.0.1 whose userinfo answers every request with
+    /// `status` and `body`.
+    async fn homeserver(status: &'static str, body: &'static str) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0; 4096];
+                let _ = s.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    fn token(server: &str) -> OpenIdToken {
+        OpenIdToken {
+            access_token: "t".into(),
+            matrix_server_name: server.into(),
+            expires_in: Some(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_homeserver_vouches_for_its_own_users_only() {
+        let honest = homeserver("200 OK", r#"{"sub":"@alice:good.example"}"#).await;
+        let lying = homeserver("200 OK", r#"{"sub":"@admin:other.example"}"#).await;
+        let v = Verifier::new(BTreeMap::from([
+            ("good.example".to_owned(), honest),
+            ("bad.example".to_owned(), lying),
+        ]));
+        assert_eq!(
+            v.user_of(&token("good.example")).await.unwrap(),
+            "@alice:good.example"
+        );
+        // An allowed homeserver naming another server's user.
+        let e = v.user_of(&token("bad.example")).await.unwrap_err();
+        assert!(
+            matches!(&e, OpenIdError::WrongServer(u) if u == "@admin:other.example"),
+            "{e}"
+        );
+        assert_eq!((e.status(), e.code()), (401, "invalid_openid_token"));
+    }
+
+    #[tokio::test]
+    async fn refusals_and_outages_are_told_apart() {
+        let refusing = homeserver("401 Unauthorized", r#"{"errcode":"M_UNKNOWN_TOKEN"}"#).await;
+        let broken = homeserver("500 Internal Server Error", "{}").await;
+        let v = Verifier::new(BTreeMap::from([
+            ("refusing.example".to_owned(), refusing),
+            ("broken.example".to_owned(), broken),
+        ]));
+        let e = v.user_of(&token("refusing.example")).await.unwrap_err();
+        assert!(matches!(e, OpenIdError::InvalidToken), "{e}");
+        let e = v.user_of(&token("broken.example")).await.unwrap_err();
+        assert!(matches!(e, OpenIdError::Unreachable(_)), "{e}");
+        let e = v.user_of(&token("elsewhere.example")).await.unwrap_err();
+        assert!(matches!(e, OpenIdError::HomeserverNotAllowed(_)), "{e}");
+    }
+}

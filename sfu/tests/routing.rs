@@ -44,6 +44,8 @@ struct Browser {
     kinds: Vec<RtpCodecKind>,
     /// Datagrams to the server are dropped while this is set.
     unplugged: bool,
+    /// Subscriber offers left unanswered, before answering again.
+    ignore_offers: usize,
     /// Events the core sent, in order.
     inbox: Vec<Event>,
     /// Subscriber side: incoming RTP by the track's stream id (publisher).
@@ -141,6 +143,7 @@ impl Net {
             senders: Vec::new(),
             kinds: Vec::new(),
             unplugged: false,
+            ignore_offers: 0,
             inbox: Vec::new(),
             received: HashMap::new(),
             track_kinds: HashMap::new(),
@@ -327,6 +330,7 @@ impl Net {
                             )
                             .unwrap();
                     }
+                    Event::SubscriberOffer { .. } if b.ignore_offers > 0 => b.ignore_offers -= 1,
                     Event::SubscriberOffer { sdp } => {
                         b.subscriber
                             .set_remote_description(now, RTCSessionDescription::offer(sdp).unwrap())
@@ -1264,4 +1268,100 @@ fn a_subscriber_that_cannot_decode_the_publishers_codec_still_gets_the_rest() {
         "nothing was pushed at carol's engine that it could not take"
     );
     assert_eq!(net.router.participants(), 3);
+}
+
+fn offers(b: &Browser) -> usize {
+    b.inbox
+        .iter()
+        .filter(|m| matches!(m, Event::SubscriberOffer { .. }))
+        .count()
+}
+
+#[test]
+fn an_unanswered_offer_is_made_again_and_a_browser_that_answers_none_is_removed() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true);
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &["alice"]));
+    net.begin_join("bob", "r", &[]);
+    // Bob's browser loses the first offer.
+    net.browser("bob").ignore_offers = 1;
+    net.settle();
+    assert_eq!(offers(net.browser("bob")), 1);
+    let errors = net.router.stats().engine_errors;
+    net.run_for(Duration::from_secs(11), |n| media.send(n, &["alice"]));
+    // Rolled back and made again; this one is answered and media flows.
+    assert_eq!(offers(net.browser("bob")), 2);
+    assert_eq!(
+        net.router.stats().engine_errors,
+        errors,
+        "the rollback failed"
+    );
+    assert!(
+        video_from(net.browser("bob"), "alice").len() > 5,
+        "no media after the second offer"
+    );
+    assert!(audio_count(net.browser("bob"), "alice") > 10);
+
+    // Carol's browser answers nothing at all: after two offers, she goes.
+    net.begin_join("carol", "r", &[]);
+    net.browser("carol").ignore_offers = usize::MAX;
+    net.run_for(Duration::from_secs(21), |n| media.send(n, &["alice"]));
+    let carol = net.browser("carol");
+    assert_eq!(offers(carol), 2);
+    assert!(carol.inbox.iter().any(|m| matches!(
+        m,
+        Event::Left {
+            reason: LeaveReason::NoAnswer
+        }
+    )));
+    assert_eq!(net.router.participants(), 2);
+}
+
+#[test]
+fn a_forged_binding_request_teaches_the_server_no_address() {
+    use rtc::stun::attributes::ATTR_USERNAME;
+    use rtc::stun::integrity::MessageIntegrity;
+    use rtc::stun::message::{Message, Setter, BINDING_REQUEST};
+    use rtc::stun::textattrs::TextAttribute;
+    let mut net = Net::new(Duration::from_secs(8));
+    net.join("alice", "r", true);
+    // Someone who saw the server's ufrag in alice's answer, but not the
+    // password.
+    let ufrag = net
+        .browser("alice")
+        .inbox
+        .iter()
+        .find_map(|m| match m {
+            Event::PublisherAnswer { sdp } => sdp
+                .lines()
+                .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+                .map(str::to_owned),
+            _ => None,
+        })
+        .unwrap();
+    let provider = rtc::crypto::default_provider().unwrap();
+    let mut m = Message::new();
+    m.typ = BINDING_REQUEST;
+    m.write_header();
+    TextAttribute::new(ATTR_USERNAME, format!("{ufrag}:x"))
+        .add_to(&mut m)
+        .unwrap();
+    MessageIntegrity::new_short_term_integrity_with_provider("guess".into(), provider.crypto())
+        .add_to(&mut m)
+        .unwrap();
+    let stranger = SocketAddr::from(([10, 0, 0, 66], 7777));
+    let dropped = net.router.stats().datagrams_dropped;
+    for data in [m.raw.clone(), vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]] {
+        net.router.handle_input(
+            net.now,
+            Input::Datagram {
+                from: stranger,
+                local: IpAddr::from([10, 0, 0, 1]),
+                data: &data,
+            },
+        );
+    }
+    // Both dropped before any engine saw them: the address was not learned.
+    assert_eq!(net.router.stats().datagrams_dropped, dropped + 2);
 }
