@@ -70,7 +70,9 @@ impl SendQueue {
     ) -> io::Result<()> {
         for queue in [&mut self.control, &mut self.media] {
             while !queue.is_empty() {
-                match send(queue.as_slices().0) {
+                // One run, so that a batch is never cut short where the
+                // ring wraps (a system call more per flush).
+                match send(queue.make_contiguous()) {
                     Ok(n) => {
                         queue.drain(..n.min(queue.len()));
                     }
