@@ -90,7 +90,8 @@ pub struct DownTrack {
     current: Option<u32>,
     pending: Option<u32>,
     vp8: Option<Vp8Munger>,
-    sent: Sequencer,
+    /// What it sent, for video: only video negotiates NACK.
+    sent: Option<Sequencer>,
 }
 
 /// How a new down-track starts.
@@ -121,7 +122,7 @@ impl DownTrack {
             current: init.layer,
             pending: None,
             vp8: init.vp8.then(Vp8Munger::default),
-            sent: Sequencer::new(now),
+            sent: init.video.then(|| Sequencer::new(now)),
         }
     }
 
@@ -213,16 +214,18 @@ impl DownTrack {
                 out.header.payload_type = pt;
                 out.header.sequence_number = out_seq;
                 out.header.timestamp = ts;
-                let late = self.fwd.behind(out_seq) >= LATE;
-                let sent = Sent {
-                    layer,
-                    source_seq: seq,
-                    timestamp: ts,
-                    vp8,
-                };
-                self.sent.record(now, out_seq, sent, late);
-                if let Some(rtx) = self.rtx.as_mut().filter(|_| late) {
-                    out = rtx.wrap(out);
+                if let Some(sequencer) = &mut self.sent {
+                    let late = self.fwd.behind(out_seq) >= LATE;
+                    let sent = Sent {
+                        layer,
+                        source_seq: seq,
+                        timestamp: ts,
+                        vp8,
+                    };
+                    sequencer.record(now, out_seq, sent, late);
+                    if let Some(rtx) = self.rtx.as_mut().filter(|_| late) {
+                        out = rtx.wrap(out);
+                    }
                 }
                 Decision::Send(out)
             }
@@ -243,7 +246,7 @@ impl DownTrack {
         original: impl FnOnce(u32, u16) -> Option<&'a Packet>,
     ) -> Option<Packet> {
         let pt = self.pt?;
-        let sent = self.sent.resend(now, seq)?;
+        let sent = self.sent.as_mut()?.resend(now, seq)?;
         let original = original(sent.layer, sent.source_seq)?;
         if original.payload.is_empty() {
             return None; // padding: nothing a decoder misses

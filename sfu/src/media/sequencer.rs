@@ -1,17 +1,19 @@
 //! What one down-track sent, by its own sequence number: enough to rebuild
 //! any of those packets from its layer's buffer (`buffer.rs`) when the
 //! subscriber asks for it again (NACK), without a copy per subscriber. A
-//! few bytes per packet: the engine's own retransmission history, which
-//! this replaces, kept every packet a down-track sent, each rewritten one
-//! as a private copy (about 1 MB per down-track after a layer switch).
+//! few bytes per packet (12 KiB per down-track in all): the engine's own
+//! retransmission history, which this replaces, kept every packet a
+//! down-track sent, each rewritten one as a private copy (about 1 MB per
+//! down-track after a layer switch).
 
 use std::time::{Duration, Instant};
 
 use super::vp8::Offsets;
 
-/// Packets remembered per down-track; a power of two, so that slots follow
-/// the wrapping sequence numbers.
-pub const CAPACITY: usize = 1024;
+/// Packets remembered per down-track, as many as a layer's buffer keeps
+/// (`buffer.rs`); a power of two, so that slots follow the wrapping
+/// sequence numbers.
+pub const CAPACITY: usize = 512;
 /// A packet resent this recently is not resent again: the subscriber asked
 /// before the copy in flight could arrive.
 const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(15);
@@ -31,25 +33,29 @@ pub struct Sent {
     pub vp8: Offsets,
 }
 
-#[derive(Clone, Copy)]
+/// A [`Sent`] and when, flat so that it takes 24 bytes.
+#[derive(Clone, Copy, Default)]
 struct Entry {
     seq: u16,
-    sent: Sent,
-    /// Milliseconds since [`Sequencer::epoch`]: when it was sent, and last
-    /// resent (0: never).
+    source_seq: u16,
+    layer: u32,
+    timestamp: u32,
+    vp8: Offsets,
+    /// Milliseconds since [`Sequencer::epoch`]: when it was sent (0: the
+    /// slot is empty), and last resent (0: never).
     sent_ms: u32,
     resent_ms: u32,
 }
 
 pub struct Sequencer {
-    slots: Box<[Option<Entry>]>,
+    slots: Box<[Entry]>,
     epoch: Instant,
 }
 
 impl Sequencer {
     pub fn new(now: Instant) -> Self {
         Self {
-            slots: vec![None; CAPACITY].into_boxed_slice(),
+            slots: vec![Entry::default(); CAPACITY].into_boxed_slice(),
             epoch: now,
         }
     }
@@ -64,21 +70,25 @@ impl Sequencer {
     /// again right away).
     pub fn record(&mut self, now: Instant, seq: u16, sent: Sent, late: bool) {
         let sent_ms = self.ms(now);
-        self.slots[usize::from(seq) % CAPACITY] = Some(Entry {
+        self.slots[usize::from(seq) % CAPACITY] = Entry {
             seq,
-            sent,
+            source_seq: sent.source_seq,
+            layer: sent.layer,
+            timestamp: sent.timestamp,
+            vp8: sent.vp8,
             sent_ms,
             resent_ms: if late { sent_ms } else { 0 },
-        });
+        };
     }
 
     /// What `seq` was, if the subscriber's request for it should be
     /// answered now (and notes that it is).
     pub fn resend(&mut self, now: Instant, seq: u16) -> Option<Sent> {
         let now_ms = self.ms(now);
-        let e = self.slots[usize::from(seq) % CAPACITY]
-            .as_mut()
-            .filter(|e| e.seq == seq)?;
+        let e = &mut self.slots[usize::from(seq) % CAPACITY];
+        if e.sent_ms == 0 || e.seq != seq {
+            return None;
+        }
         let since = |ms: u32| Duration::from_millis(u64::from(now_ms.saturating_sub(ms)));
         if since(e.sent_ms) > MAX_AGE
             || (e.resent_ms != 0 && since(e.resent_ms) < MIN_RESEND_INTERVAL)
@@ -86,7 +96,12 @@ impl Sequencer {
             return None;
         }
         e.resent_ms = now_ms;
-        Some(e.sent)
+        Some(Sent {
+            layer: e.layer,
+            source_seq: e.source_seq,
+            timestamp: e.timestamp,
+            vp8: e.vp8,
+        })
     }
 }
 
@@ -101,6 +116,11 @@ mod tests {
             timestamp: 90,
             vp8: Offsets::default(),
         }
+    }
+
+    #[test]
+    fn an_entry_is_small() {
+        assert!(std::mem::size_of::<Entry>() <= 24);
     }
 
     #[test]

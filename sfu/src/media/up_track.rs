@@ -31,7 +31,9 @@ pub struct Layer {
     pub rank: Quality,
     keyframes: KeyframeRequester,
     last_rx: Instant,
-    buffer: PacketBuffer,
+    /// What it received, for video: the source of retransmissions (only
+    /// video negotiates NACK) and how duplicates are spotted.
+    buffer: Option<PacketBuffer>,
 }
 
 impl LayerView for Layer {
@@ -124,7 +126,7 @@ impl UpTrack {
                 rank,
                 keyframes: KeyframeRequester::new(self.keyframe_interval),
                 last_rx: now,
-                buffer: PacketBuffer::default(),
+                buffer: (self.kind == Kind::Video).then(PacketBuffer::default),
             },
         );
         true
@@ -150,7 +152,7 @@ impl UpTrack {
         // engine refuse the packet. The engine adds its own where it needs.
         packet.header.extension = false;
         packet.header.extensions.clear();
-        if !layer.buffer.insert(&packet) {
+        if layer.buffer.as_mut().is_some_and(|b| !b.insert(&packet)) {
             stats.duplicates += 1;
             return None;
         }
@@ -201,7 +203,7 @@ impl UpTrack {
                 layers
                     .iter()
                     .find(|l| l.ssrc == layer)
-                    .and_then(|l| l.buffer.get(source_seq))
+                    .and_then(|l| l.buffer.as_ref()?.get(source_seq))
             });
             if packet.is_some_and(|p| sink.send(now, &d.route, p)) {
                 stats.retransmissions += 1;
