@@ -87,6 +87,8 @@ pub enum Refusal {
     BadSdp,
     /// The command names a participant that is not in this room.
     NoSuchParticipant,
+    /// The media engine could not make a connection for it.
+    Unavailable,
 }
 
 /// Why a participant is no longer in its room. [`Event::Left`] is the last

@@ -7,10 +7,10 @@ use std::time::Instant;
 use rand::Rng;
 
 use super::api::{Event, LeaveReason, Refusal, Target};
-use super::connection::Credentials;
+use super::connection::{ConnKey, Credentials};
 use super::participant::{Participant, ParticipantKey};
 use super::{Output, Router};
-use crate::engine::peer;
+use crate::engine::peer::{self, PeerError};
 
 impl Router {
     pub(super) fn join(
@@ -34,40 +34,21 @@ impl Router {
             return;
         }
         let key = self.participants.vacant_key();
-        let mut conns = [0; 2];
-        for (i, role) in [Target::Publisher, Target::Subscriber]
-            .into_iter()
-            .enumerate()
-        {
-            let creds = Credentials {
-                ufrag: self.random_token(16),
-                pwd: self.random_token(32),
-            };
-            let pc = match peer::new_peer(
-                now,
-                role,
-                &creds.ufrag,
-                &creds.pwd,
-                &self.cfg.candidates,
-                &self.cfg.srtp_profiles,
-            ) {
-                Ok(pc) => pc,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not create peer connection");
-                    for &c in &conns[..i] {
-                        self.conns.close(c, &mut self.out);
-                    }
-                    self.emit_to(
-                        participant_id,
-                        Event::Left {
-                            reason: LeaveReason::Unavailable,
-                        },
-                    );
-                    return;
-                }
-            };
-            conns[i] = self.conns.insert(now, pc, key, role, creds);
-        }
+        // The publisher connection waits for the first offer: a participant
+        // who only watches never needs one.
+        let subscriber = match self.new_connection(now, key, Target::Subscriber) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "could not create peer connection");
+                self.emit_to(
+                    participant_id,
+                    Event::Left {
+                        reason: LeaveReason::Unavailable,
+                    },
+                );
+                return;
+            }
+        };
         let members = self.rooms.entry(room.clone()).or_default();
         let others: Vec<ParticipantKey> = members.clone();
         members.push(key);
@@ -75,8 +56,8 @@ impl Router {
             id: participant_id.clone(),
             name,
             room: room.clone(),
-            publisher: conns[0],
-            subscriber: conns[1],
+            publisher: None,
+            subscriber,
             announced: Vec::new(),
             up: Vec::new(),
             received: Vec::new(),
@@ -109,6 +90,28 @@ impl Router {
                 self.subscribe(now, key, o, &t);
             }
         }
+    }
+
+    /// A peer connection of `owner`'s, with fresh ICE credentials.
+    pub(super) fn new_connection(
+        &mut self,
+        now: Instant,
+        owner: ParticipantKey,
+        role: Target,
+    ) -> Result<ConnKey, PeerError> {
+        let creds = Credentials {
+            ufrag: self.random_token(16),
+            pwd: self.random_token(32),
+        };
+        let pc = peer::new_peer(
+            now,
+            role,
+            &creds.ufrag,
+            &creds.pwd,
+            &self.cfg.candidates,
+            &self.cfg.srtp_profiles,
+        )?;
+        Ok(self.conns.insert(now, pc, owner, role, creds))
     }
 
     /// `p` asks to remove another participant of its room.
@@ -145,7 +148,9 @@ impl Router {
                 up.downs.retain(|d| d.route.subscriber != p);
             }
         }
-        self.conns.close(part.publisher, &mut self.out);
+        if let Some(c) = part.publisher {
+            self.conns.close(c, &mut self.out);
+        }
         self.conns.close(part.subscriber, &mut self.out);
         if let Some(members) = self.rooms.get_mut(&part.room) {
             members.retain(|&m| m != p);

@@ -216,7 +216,7 @@ impl Router {
                 // ICE-lite learns the browser's address from its checks; a
                 // candidate the engine cannot use (mDNS names, TCP) is not
                 // worth an error.
-                if let Some(c) = self.conns.get_mut(conn) {
+                if let Some(c) = conn.and_then(|conn| self.conns.get_mut(conn)) {
                     if let Err(e) = c.pc.add_remote_candidate(candidate) {
                         tracing::debug!(error = %e, "remote candidate ignored");
                     }
@@ -345,8 +345,9 @@ impl Router {
             out: &mut self.out,
             errors: &mut self.stats.engine_errors,
         };
-        if let Some(layer) = up.forward(now, packet, &mut sink, &mut self.stats.media) {
-            let (conn, receiver) = (p.publisher, up.receiver);
+        let want = up.forward(now, packet, &mut sink, &mut self.stats.media);
+        if let (Some(layer), Some(conn)) = (want, p.publisher) {
+            let receiver = up.receiver;
             self.send_pli(now, conn, receiver, layer);
         }
     }
@@ -464,7 +465,9 @@ impl Router {
         // stopped or started since.
         let mut owed: Vec<(ConnKey, RTCRtpReceiverId, u32)> = Vec::new();
         for (_, p) in self.participants.iter_mut() {
-            let conn = p.publisher;
+            let Some(conn) = p.publisher else {
+                continue;
+            };
             for u in &mut p.up {
                 let receiver = u.receiver;
                 if u.is_simulcast() {

@@ -21,7 +21,8 @@ pub struct Participant {
     pub id: String,
     pub name: String,
     pub room: String,
-    pub publisher: ConnKey,
+    /// Made with the first publisher offer.
+    pub publisher: Option<ConnKey>,
     pub subscriber: ConnKey,
     /// What its last publisher offer said each transceiver carries.
     pub announced: Vec<TrackAnnouncement>,
@@ -39,10 +40,10 @@ impl Participant {
         }
     }
 
-    pub fn conn(&self, target: super::api::Target) -> ConnKey {
+    pub fn conn(&self, target: super::api::Target) -> Option<ConnKey> {
         match target {
             super::api::Target::Publisher => self.publisher,
-            super::api::Target::Subscriber => self.subscriber,
+            super::api::Target::Subscriber => Some(self.subscriber),
         }
     }
 

@@ -9,7 +9,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 
-use super::api::{Event, Kind, Refusal, Source, TrackAnnouncement};
+use super::api::{Event, Kind, Refusal, Source, Target, TrackAnnouncement};
 use super::participant::{track_info, ParticipantKey};
 use super::Router;
 use crate::media::simulcast;
@@ -43,8 +43,19 @@ impl Router {
             self.refuse(p, Refusal::BadSdp, msg);
             return;
         }
+        let conn = match self.participants[p].publisher {
+            Some(c) => c,
+            None => match self.new_connection(now, p, Target::Publisher) {
+                Ok(c) => *self.participants[p].publisher.insert(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not create peer connection");
+                    let msg = "the media engine could not create a connection".to_owned();
+                    self.refuse(p, Refusal::Unavailable, msg);
+                    return;
+                }
+            },
+        };
         let part = &mut self.participants[p];
-        let conn = part.publisher;
         // Tracks no longer announced are unpublished.
         let gone: Vec<String> = part
             .up
@@ -87,7 +98,10 @@ impl Router {
         let Some(p) = self.participants.get_mut(owner) else {
             return;
         };
-        let Some(c) = self.conns.get_mut(p.publisher) else {
+        let Some(conn) = p.publisher else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
         let rid = init.rid.clone().unwrap_or_default();
@@ -109,7 +123,7 @@ impl Router {
             // layer that came back with a new SSRC.
             if up.add_layer(now, rid, init.ssrc, rank) {
                 tracing::debug!(track = %up.id, "simulcast layer started");
-                let (conn, receiver) = (p.publisher, up.receiver);
+                let receiver = up.receiver;
                 for layer in up.reselect(now) {
                     self.send_pli(now, conn, receiver, layer);
                 }

@@ -292,7 +292,9 @@ impl Router {
             tracing::debug!(track_id, "settings for a track not received");
             return;
         };
-        let conn = self.participants[publisher].publisher;
+        let Some(conn) = self.participants[publisher].publisher else {
+            return;
+        };
         let Some(up) = self.participants[publisher].up_track_mut(track_id) else {
             return;
         };
@@ -330,7 +332,9 @@ impl Router {
         let Some(p) = self.participants.get_mut(publisher) else {
             return;
         };
-        let conn = p.publisher;
+        let Some(conn) = p.publisher else {
+            return;
+        };
         let Some(up) = p.up_track_mut(track_id) else {
             return;
         };

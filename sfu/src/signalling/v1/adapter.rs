@@ -87,6 +87,7 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             let code = match reason {
                 Refusal::BadSdp => ErrorCode::BadSdp,
                 Refusal::NoSuchParticipant => ErrorCode::BadMessage,
+                Refusal::Unavailable => ErrorCode::Unavailable,
             };
             ServerMessage::Error { code, message }
         }
