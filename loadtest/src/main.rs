@@ -251,19 +251,25 @@ fn smoke_check(s: &Summary) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Server memory per added participant between consecutive steps of a
-/// ramp: what each one costs the server (its connections and tracks).
+/// Server memory per added participant, and per added down-track (stream
+/// a subscriber receives), between consecutive steps of a ramp: what each
+/// costs the server, its connections included.
 fn print_memory_slopes(results: &[Summary]) {
     for w in results.windows(2) {
         let (a, b) = (&w[0], &w[1]);
         if a.sfu != b.sfu || a.scenario != b.scenario || b.participants <= a.participants {
             continue;
         }
-        let kib = (b.server_rss_mib - a.server_rss_mib) * 1024.0
-            / (b.participants - a.participants) as f64;
+        let kib = (b.server_rss_mib - a.server_rss_mib) * 1024.0;
+        let per = |n: usize| kib / n as f64;
         println!(
-            "memory ({}) {} n={}→{}: {:.0} KiB per added participant",
-            a.sfu, a.scenario, a.participants, b.participants, kib
+            "memory ({}) {} n={}→{}: {:.0} KiB per added participant, {:.0} KiB per added down-track (stream received)",
+            a.sfu,
+            a.scenario,
+            a.participants,
+            b.participants,
+            per(b.participants - a.participants),
+            per(b.streams_received.saturating_sub(a.streams_received).max(1)),
         );
     }
 }
