@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use sfu::shell::config::Config;
+use sfu::shell::drain::Signals;
 use sfu::shell::server::Server;
 
 /// Self-hosted video meetings: web client, signalling and media routing.
@@ -19,6 +20,10 @@ struct Cli {
     /// TOML configuration file (see ops/meet.toml).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Checks this configuration file (with the MEET_* environment and the
+    /// flags above) and exits: 0 if it is valid, 1 with the bad key if not.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -38,7 +43,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    let file = cli.check_config.as_deref().or(cli.config.as_deref());
+    let mut config = Config::load(file, std::env::vars())?;
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
@@ -46,32 +52,23 @@ async fn main() -> anyhow::Result<()> {
         config.media_port = port;
     }
     config.validate()?;
+    // What the chat bridge derives from the rest (URLs) is checked too.
+    config.chat()?;
+    if let Some(path) = &cli.check_config {
+        println!("meet: configuration {} is valid", path.display());
+        return Ok(());
+    }
     let server = Server::bind(&config).await.context("starting the server")?;
+    let signals = Signals::install().context("installing signal handlers")?;
     // Tests and scripts read this line to find the server.
     println!(
         "meet: listening on http://{} (media UDP ports {:?})",
         server.http_addr(),
         server.media_ports()
     );
-    server.run(shutdown_signal()).await?;
+    let drain = server.drain();
+    server
+        .run(signals.drain_then_stop(drain, config.drain_timeout()))
+        .await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -4,14 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-use common::{send, Running, Ws};
+use common::{recv, send, Running, Ws};
 
 /// The server, with the HTTP helpers these tests use.
 struct TestServer(Running);
@@ -73,20 +73,6 @@ impl TestServer {
 
     async fn stop(self) {
         self.0.stop().await;
-    }
-}
-
-/// The next JSON message, skipping pings.
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("socket open")
-            .expect("valid frame");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
-        }
     }
 }
 

@@ -35,6 +35,7 @@ export async function join(name) {
   state.joinedAt = performance.now();
   state.firstFrameMs = null;
   resetChat();
+  $('server-notice').textContent = '';
   state.participantId = null;
   state.joinedIdentity = null;
   const signalling = new Signalling(wsUrl());
@@ -51,10 +52,11 @@ export async function join(name) {
     .on('chat_history', (m) => chatHistory(m.events))
     .on('chat_event', (m) => { if (m.event) applyChatEvent(m.event, { live: true }); })
     .on('chat_status', (m) => setChatDelayed(!!m.delayed))
+    .on('draining', (m) => { $('server-notice').textContent = drainingNotice(m.seconds_left); })
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
-      if (m.code === 'room_full') {
-        leave(m.message || 'The meeting is full.');
+      if (m.code === 'room_full' || m.code === 'draining') {
+        leave(m.message || 'The server cannot take you now.');
         return;
       }
       if (m.code === 'removed') {
@@ -99,6 +101,13 @@ export async function join(name) {
   $('meeting').hidden = false;
   $('meeting-title').textContent = room;
   setStatus('Connecting…');
+}
+
+/** What to tell the user when the server starts shutting down. */
+function drainingNotice(secondsLeft) {
+  const minutes = Math.max(1, Math.round((Number(secondsLeft) || 0) / 60));
+  return 'The server is restarting. This meeting goes on, but for at most '
+    + `${minutes} more minute${minutes === 1 ? '' : 's'}; rejoin afterwards if it ends.`;
 }
 
 /** joined: we are in. Shows who is here, then opens the connections and publishes. */

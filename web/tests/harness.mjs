@@ -54,7 +54,8 @@ export async function startServer(extraEnv = {}) {
   const bin = process.env.SFU_BIN;
   if (!bin) throw new Error('SFU_BIN must point at the built sfu binary');
   const child = spawn(bin, ['--listen', '127.0.0.1:0', '--media-port', '0'], {
-    env: { ...process.env, MEET_WORKERS: '2', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv },
+    // SIGTERM drains: a page a failed test left open holds stop() up this long.
+    env: { ...process.env, MEET_WORKERS: '2', MEET_DRAIN_TIMEOUT_SECS: '5', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // 'close': it has exited and all of its stderr is in.

@@ -26,6 +26,9 @@ pub enum ConfigError {
 /// Environment variables `MEET_<KEY>` override the file's `<key>`.
 pub const ENV_PREFIX: &str = "MEET_";
 
+/// Longest drain: a day, so that a stop always comes.
+const MAX_DRAIN_TIMEOUT_SECS: u64 = 86_400;
+
 /// Keys whose environment values are never read as TOML.
 const STRING_KEYS: &[&str] = &[
     "public_url",
@@ -89,6 +92,9 @@ pub struct Config {
     /// Secret that signs meeting access tokens. Empty: a random one per
     /// start (tokens then do not survive a restart).
     pub token_secret: String,
+    /// On SIGTERM, meetings in progress go on (new joins are refused) for
+    /// at most this long before the server stops. 0: stop at once.
+    pub drain_timeout_secs: u64,
 }
 
 /// An SRTP protection profile (RFC 5764, RFC 7714).
@@ -124,6 +130,7 @@ impl Default for Config {
             matrix_as_token: String::new(),
             matrix_as_prefix: "meet_".into(),
             token_secret: String::new(),
+            drain_timeout_secs: 600,
         }
     }
 }
@@ -240,6 +247,9 @@ impl Config {
         if !self.token_secret.is_empty() && self.token_secret.len() < 32 {
             return invalid("token_secret", "use at least 32 characters");
         }
+        if self.drain_timeout_secs > MAX_DRAIN_TIMEOUT_SECS {
+            return invalid("drain_timeout_secs", "must be at most 86400 (a day)");
+        }
         Ok(())
     }
 
@@ -282,6 +292,10 @@ impl Config {
 
     pub fn peer_timeout(&self) -> Duration {
         Duration::from_secs(self.peer_timeout_secs)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
     }
 
     pub fn keyframe_interval(&self) -> Duration {
@@ -429,6 +443,8 @@ mod tests {
         assert!(e.to_string().contains("peer_timeout_secs"), "{e}");
         let e = Config::load(None, env(&[("MEET_MEDIA_PORT", "\"x\"")])).unwrap_err();
         assert!(e.to_string().contains("media_port"), "{e}");
+        let e = Config::load(None, env(&[("MEET_DRAIN_TIMEOUT_SECS", "86401")])).unwrap_err();
+        assert!(e.to_string().contains("drain_timeout_secs"), "{e}");
         let e = Config::load(None, env(&[("MEET_NO_SUCH_KEY", "1")])).unwrap_err();
         assert!(e.to_string().contains("no_such_key"), "{e}");
     }

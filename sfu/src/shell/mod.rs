@@ -1,10 +1,12 @@
 //! The server shell: binds sockets, serves HTTP (the web client, the
-//! signalling WebSocket, the token exchange, metrics), checks who may join,
+//! signalling WebSocket, the token exchange, metrics, health), checks who may join,
 //! and starts and stops the media workers. Everything with a clock, a
 //! socket or a task outside the media workers lives here.
 
 pub mod admission;
 pub mod config;
+pub mod drain;
+pub mod health;
 pub mod metrics;
 pub mod server;
 pub mod token;

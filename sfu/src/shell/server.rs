@@ -21,6 +21,8 @@ use tokio::sync::watch;
 use crate::room::RouterConfig;
 use crate::shell::admission::validate_name;
 use crate::shell::config::Config;
+use crate::shell::drain::Drain;
+use crate::shell::health;
 use crate::shell::metrics::Metrics;
 use crate::shell::token::TokenKeys;
 use crate::shell::web;
@@ -62,6 +64,8 @@ pub struct AppState {
     /// Meeting chat on Matrix, when a homeserver is configured.
     pub chat: Option<Chat>,
     pub tokens: TokenKeys,
+    /// Who is in a meeting, and whether joins are still taken.
+    pub drain: Drain,
 }
 
 impl AppState {
@@ -70,6 +74,10 @@ impl AppState {
     pub fn worker_for(&self, room: &str) -> &WorkerHandle {
         let h = self.hasher.hash_one(room);
         &self.workers[(h % self.workers.len() as u64) as usize]
+    }
+
+    pub fn workers(&self) -> &[WorkerHandle] {
+        &self.workers
     }
 }
 
@@ -132,6 +140,7 @@ impl Server {
                 metrics,
                 chat,
                 tokens: TokenKeys::new(&config.token_secret),
+                drain: Drain::default(),
             },
             threads,
             stop_workers,
@@ -146,6 +155,11 @@ impl Server {
 
     pub fn media_ports(&self) -> Vec<u16> {
         self.state.workers.iter().map(WorkerHandle::port).collect()
+    }
+
+    /// The drain state, for what decides when to stop.
+    pub fn drain(&self) -> Drain {
+        self.state.drain.clone()
     }
 
     /// The media port of the worker a meeting lives on.
@@ -189,7 +203,8 @@ pub fn app(state: AppState) -> axum::Router {
             post(token).layer(DefaultBodyLimit::max(TOKEN_REQUEST_BYTES)),
         )
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .with_state(state)
 }
 

@@ -61,6 +61,11 @@ impl WorkerHandle {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Whether the worker's loop still takes requests.
+    pub fn is_running(&self) -> bool {
+        !self.requests.is_closed()
+    }
 }
 
 /// Datagram batches read per wake-up before timers get a turn.

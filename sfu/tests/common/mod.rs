@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use sfu::shell::config::Config;
 use sfu::shell::server::Server;
@@ -15,15 +15,16 @@ pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A server running on this test's runtime.
+// Each test file compiles this module on its own; drain.rs runs the binary.
+#[allow(dead_code)]
 pub struct Running {
     pub http: SocketAddr,
-    // Each test file compiles this module on its own; not all send UDP.
-    #[allow(dead_code)]
     pub media_port: u16,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
+#[allow(dead_code)]
 impl Running {
     /// Loopback only, ephemeral ports, one worker.
     pub fn config() -> Config {
@@ -74,4 +75,20 @@ impl Running {
 
 pub async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON message, skipping pings.
+// Each test file compiles this module on its own; not all receive.
+#[allow(dead_code)]
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("socket open")
+            .expect("valid frame");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
 }

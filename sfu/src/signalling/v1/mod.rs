@@ -141,6 +141,11 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
     },
+    /// The server is shutting down: it takes no new participants, and this
+    /// meeting goes on for at most `seconds_left` seconds more.
+    Draining {
+        seconds_left: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +194,9 @@ pub enum ErrorCode {
     NotAllowed,
     /// The meeting has `max_participants` already; the session is closed.
     RoomFull,
+    /// The server is shutting down and takes no new participants; the
+    /// session is closed. Another server (or this one, restarted) will.
+    Draining,
 }
 
 impl ServerMessage {
@@ -309,5 +317,9 @@ mod tests {
             e,
             r#"{"type":"error","code":"too_large","message":"too big"}"#
         );
+        let d = serde_json::to_string(&ServerMessage::Draining { seconds_left: 600 }).unwrap();
+        assert_eq!(d, r#"{"type":"draining","seconds_left":600}"#);
+        let e = serde_json::to_string(&ServerMessage::error(ErrorCode::Draining, "x")).unwrap();
+        assert_eq!(e, r#"{"type":"error","code":"draining","message":"x"}"#);
     }
 }

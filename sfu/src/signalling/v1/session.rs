@@ -19,6 +19,7 @@ use super::{
 };
 use crate::room::api::{Command, Event};
 use crate::shell::admission::{self, Admitted, Refused};
+use crate::shell::drain::InMeeting;
 use crate::shell::server::AppState;
 use crate::shell::token::Claims;
 use crate::worker::{Request, WorkerHandle};
@@ -145,7 +146,7 @@ impl Session {
         frame
     }
 
-    async fn close(mut self, reason: &'static str) {
+    async fn close(&mut self, reason: &'static str) {
         let _ = self
             .ws
             .send(Message::Close(Some(CloseFrame {
@@ -164,7 +165,7 @@ pub async fn run(ws: WebSocket, state: AppState) {
         state,
         limit: RateLimit::new(Instant::now()),
     };
-    if let Some(joined) = join(&mut session).await {
+    if let Some((joined, _in_meeting)) = join(&mut session).await {
         let chat = session.state.chat.clone();
         let (worker, participant_id) = (joined.worker.clone(), joined.participant_id.clone());
         let (room, identity) = (joined.room.clone(), joined.identity.clone());
@@ -192,8 +193,10 @@ struct Joined {
     chat: Option<MeetingChat>,
 }
 
-/// Waits for a valid `join` and hands the participant to its room's worker.
-async fn join(session: &mut Session) -> Option<Joined> {
+/// Waits for a valid `join` and hands the participant to its room's worker;
+/// the participant counts as in a meeting (for a drain to wait for) until
+/// the returned guard is dropped.
+async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     loop {
         let frame = tokio::time::timeout_at(deadline, session.next())
@@ -229,6 +232,19 @@ async fn join(session: &mut Session) -> Option<Joined> {
                 .await;
             continue;
         }
+        let in_meeting = match session.state.drain.enter() {
+            Ok(guard) => guard,
+            Err(refused) => {
+                session
+                    .send(&ServerMessage::error(
+                        ErrorCode::Draining,
+                        refused.to_string(),
+                    ))
+                    .await;
+                session.close("draining").await;
+                return None;
+            }
+        };
         let Admitted {
             room,
             name,
@@ -265,7 +281,7 @@ async fn join(session: &mut Session) -> Option<Joined> {
                 .await;
             return None;
         }
-        return Some(Joined {
+        let joined = Joined {
             participant_id,
             worker,
             events: rx,
@@ -273,7 +289,8 @@ async fn join(session: &mut Session) -> Option<Joined> {
             name,
             identity,
             chat,
-        });
+        };
+        return Some((joined, in_meeting));
     }
 }
 
@@ -286,6 +303,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
     let mut delayed = chat.as_ref().map(Chat::delayed);
     // Chat flows once `joined` (with the history) has gone out.
     let mut chat_live = false;
+    let mut drain = Some(session.state.drain.watch());
     let author = Author {
         name: joined.name.clone(),
         user_id: joined.identity.as_ref().map(|c| c.sub.clone()),
@@ -368,6 +386,17 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 }
                 None => chat_live = false,
             },
+            deadline = next_drain(&mut drain) => {
+                // Told once; the meeting goes on until it empties or the
+                // server stops at the deadline.
+                drain = None;
+                if let Some(deadline) = deadline {
+                    let seconds_left = deadline.saturating_duration_since(tokio::time::Instant::now()).as_secs();
+                    if !session.send(&ServerMessage::Draining { seconds_left }).await {
+                        return;
+                    }
+                }
+            }
             changed = next_delay(&mut delayed) => match changed {
                 Some(delayed) => {
                     if !session.send(&ServerMessage::ChatStatus { delayed }).await {
@@ -434,6 +463,21 @@ async fn next_chat_event(chat: &mut Option<MeetingChat>) -> Option<ChatRecv> {
             Some(ChatRecv::Lagged)
         }
         Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
+/// The deadline of a drain once one starts; pends forever without one.
+async fn next_drain(
+    drain: &mut Option<watch::Receiver<Option<tokio::time::Instant>>>,
+) -> Option<tokio::time::Instant> {
+    let Some(rx) = drain.as_mut() else {
+        return std::future::pending().await;
+    };
+    let deadline = rx.wait_for(Option::is_some).await.map(|d| *d);
+    match deadline {
+        Ok(deadline) => deadline,
+        // The server is gone; the worker's channel says so too.
+        Err(_) => std::future::pending().await,
     }
 }
 

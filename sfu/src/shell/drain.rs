@@ -1,0 +1,218 @@
+//! Draining before a stop: who is in a meeting, whether new joins are still
+//! taken, and the signals that start a drain and end it.
+//!
+//! SIGTERM (what systemd sends on stop, restart and upgrade) starts a
+//! drain: new joins are refused, `/readyz` says not ready, sessions tell
+//! their clients, and meetings in progress go on until the last
+//! participant leaves or the drain timeout passes. A second SIGTERM, or
+//! SIGINT (a Ctrl-C), stops at once.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What the drain keeps; one lock (the watch's) for both, so that a join
+/// either counts before a drain starts or is refused after it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    /// Sessions that joined (or are joining) and have not left.
+    participants: usize,
+    /// When the drain gives up waiting; `None` while serving.
+    deadline: Option<Instant>,
+}
+
+/// The server's drain state; cheap to clone.
+#[derive(Clone)]
+pub struct Drain {
+    counts: Arc<watch::Sender<Counts>>,
+    /// The deadline alone, for sessions: they wake when a drain starts, not
+    /// on every join and leave anywhere.
+    deadline: Arc<watch::Sender<Option<Instant>>>,
+}
+
+/// A join refused because the server is draining.
+#[derive(Debug, thiserror::Error)]
+#[error("this server is shutting down and takes no new participants; try again in a moment")]
+pub struct Draining;
+
+/// A participant counted as in a meeting until this is dropped.
+pub struct InMeeting {
+    counts: Arc<watch::Sender<Counts>>,
+}
+
+impl Drop for InMeeting {
+    fn drop(&mut self) {
+        self.counts.send_modify(|c| c.participants -= 1);
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            counts: Arc::new(watch::channel(Counts::default()).0),
+            deadline: Arc::new(watch::channel(None).0),
+        }
+    }
+}
+
+impl Drain {
+    /// Counts a participant in, unless the server is draining.
+    pub fn enter(&self) -> Result<InMeeting, Draining> {
+        let mut refused = false;
+        self.counts.send_if_modified(|c| {
+            refused = c.deadline.is_some();
+            if !refused {
+                c.participants += 1;
+            }
+            !refused
+        });
+        if refused {
+            return Err(Draining);
+        }
+        Ok(InMeeting {
+            counts: self.counts.clone(),
+        })
+    }
+
+    /// Starts draining; meetings go on for at most `timeout`. Returns the
+    /// participants still in meetings.
+    pub fn start(&self, timeout: Duration) -> usize {
+        let mut deadline = Instant::now() + timeout;
+        let mut participants = 0;
+        self.counts.send_modify(|c| {
+            // A drain already under way keeps its deadline.
+            deadline = *c.deadline.get_or_insert(deadline);
+            participants = c.participants;
+        });
+        self.deadline
+            .send_if_modified(|d| d.replace(deadline).is_none());
+        participants
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.counts.borrow().deadline.is_some()
+    }
+
+    pub fn participants(&self) -> usize {
+        self.counts.borrow().participants
+    }
+
+    /// The deadline of the drain, once one starts.
+    pub fn watch(&self) -> watch::Receiver<Option<Instant>> {
+        self.deadline.subscribe()
+    }
+
+    /// Completes once the drain has started and nobody is in a meeting, or
+    /// its deadline has passed; returns the participants still there.
+    pub async fn finished(&self) -> usize {
+        let mut rx = self.counts.subscribe();
+        let deadline = {
+            // The sender lives in `self`, so the channel cannot close.
+            let c = rx.wait_for(|c| c.deadline.is_some()).await.ok();
+            c.and_then(|c| c.deadline).unwrap_or_else(Instant::now)
+        };
+        let _ = tokio::time::timeout_at(deadline, rx.wait_for(|c| c.participants == 0)).await;
+        self.participants()
+    }
+}
+
+/// The signals that drain and stop the server, installed before it says
+/// where it listens, so that none sent after that line is missed.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    pub fn install() -> io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Completes when the server should stop: at once on SIGINT; on
+    /// SIGTERM after draining for at most `timeout`, or on the next signal.
+    pub async fn drain_then_stop(mut self, drain: Drain, timeout: Duration) {
+        tokio::select! {
+            _ = self.int.recv() => {
+                tracing::info!("SIGINT: stopping now");
+                return;
+            }
+            _ = self.term.recv() => {}
+        }
+        let participants = drain.start(timeout);
+        tracing::info!(
+            participants,
+            timeout_secs = timeout.as_secs(),
+            "SIGTERM: draining; no new joins, meetings go on until empty or the timeout"
+        );
+        tokio::select! {
+            left = drain.finished() => match left {
+                0 => tracing::info!("drained: nobody is in a meeting; stopping"),
+                n => tracing::warn!(participants = n, "drain timeout passed; stopping"),
+            },
+            _ = self.term.recv() => tracing::info!("second SIGTERM: stopping now"),
+            _ = self.int.recv() => tracing::info!("SIGINT: stopping now"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn joins_count_until_a_drain_refuses_them() {
+        let drain = Drain::default();
+        let a = drain.enter().unwrap();
+        let b = drain.enter().unwrap();
+        assert_eq!(drain.participants(), 2);
+        let mut sessions = drain.watch();
+        assert!(sessions.borrow_and_update().is_none());
+        assert_eq!(drain.start(Duration::from_secs(60)), 2);
+        assert!(drain.is_draining());
+        assert!(drain.enter().is_err());
+        assert!(sessions.has_changed().unwrap());
+        // A session that looks only now still learns of the drain.
+        assert!(drain.watch().borrow_and_update().is_some());
+        drop(a);
+        let finished = tokio::spawn({
+            let drain = drain.clone();
+            async move { drain.finished().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!finished.is_finished(), "one participant is still there");
+        drop(b);
+        assert_eq!(finished.await.unwrap(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_ends_a_drain_with_people_still_in_meetings() {
+        let drain = Drain::default();
+        let _stays = drain.enter().unwrap();
+        let started = Instant::now();
+        drain.start(Duration::from_secs(30));
+        // A second start keeps the first deadline.
+        drain.start(Duration::from_secs(300));
+        assert_eq!(drain.finished().await, 1);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_waits_for_a_drain_to_start() {
+        let drain = Drain::default();
+        let finished = tokio::spawn({
+            let drain = drain.clone();
+            async move { drain.finished().await }
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!finished.is_finished(), "serving, not draining");
+        drain.start(Duration::ZERO);
+        assert_eq!(finished.await.unwrap(), 0);
+    }
+}

@@ -1,0 +1,265 @@
+//! The server binary as an operator (or systemd) runs it: `--check-config`,
+//! and stopping it with signals while a meeting is in progress. A real
+//! process on ephemeral ports, driven over real sockets.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod common;
+
+use common::{recv, send, Ws};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sfu");
+
+/// The server binary running as its own process.
+struct Process {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl Process {
+    /// Starts it on loopback, ephemeral ports, one worker, with the given
+    /// drain timeout; returns once it says where it listens.
+    fn start(drain_timeout_secs: u64) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--media-port", "0"])
+            .env("MEET_WORKERS", "1")
+            .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
+            .env("MEET_DRAIN_TIMEOUT_SECS", drain_timeout_secs.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the server binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let http = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Self { child, http }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) with our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// The exit status, once it has exited (bounded wait).
+    async fn exited(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    async fn ws(&self) -> Ws {
+        let url = format!("ws://{}/ws", self.http);
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}{path}", self.http))
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn readyz(&self) -> (u16, Value) {
+        let (status, body) = self.get("/readyz").await;
+        (status, serde_json::from_str(&body).unwrap())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // A failed test leaves no server behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
+    send(
+        ws,
+        json!({"type": "join", "v": 1, "room": room, "name": name}),
+    )
+    .await;
+    recv(ws).await
+}
+
+/// The socket ends (a close frame, or the connection goes) within 5 s.
+async fn closed(ws: &mut Ws) {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("the socket stayed open"),
+            Ok(None | Some(Err(_))) => return,
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_until_the_last_participant_leaves() {
+    let mut server = Process::start(60);
+    let (status, ready) = server.readyz().await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["ready"], true);
+    let mut alice = server.ws().await;
+    assert_eq!(join(&mut alice, "standup", "Alice").await["type"], "joined");
+
+    server.signal(libc::SIGTERM);
+    let told = recv(&mut alice).await;
+    assert_eq!(told["type"], "draining", "{told}");
+    let left = told["seconds_left"].as_u64().unwrap();
+    assert!((50..=60).contains(&left), "{told}");
+
+    let (status, ready) = server.readyz().await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["failed"], json!(["draining"]), "{ready}");
+    // Alive all the same.
+    assert_eq!(server.get("/healthz").await, (200, "ok".into()));
+
+    // A newcomer is turned away, to this meeting and any other.
+    let mut bob = server.ws().await;
+    let refused = join(&mut bob, "standup", "Bob").await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "draining", "{refused}");
+    closed(&mut bob).await;
+
+    // The meeting goes on: Alice is still served.
+    send(
+        &mut alice,
+        json!({"type": "mute", "mid": "0", "muted": true}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.running(), "stopped with a meeting in progress");
+
+    send(&mut alice, json!({"type": "leave"})).await;
+    let status = server.exited(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn the_drain_timeout_stops_a_meeting_that_goes_on() {
+    let mut server = Process::start(1);
+    let mut alice = server.ws().await;
+    assert_eq!(join(&mut alice, "standup", "Alice").await["type"], "joined");
+    let started = Instant::now();
+    server.signal(libc::SIGTERM);
+    let told = recv(&mut alice).await;
+    assert_eq!(told["type"], "draining", "{told}");
+    assert!(told["seconds_left"].as_u64().unwrap() <= 1, "{told}");
+    let status = server.exited(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "stopped early");
+    closed(&mut alice).await;
+}
+
+#[tokio::test]
+async fn a_second_sigterm_or_a_sigint_stops_at_once() {
+    for second in [libc::SIGTERM, libc::SIGINT] {
+        let mut server = Process::start(600);
+        let mut alice = server.ws().await;
+        assert_eq!(join(&mut alice, "standup", "Alice").await["type"], "joined");
+        server.signal(libc::SIGTERM);
+        assert_eq!(recv(&mut alice).await["type"], "draining");
+        server.signal(second);
+        let status = server.exited(Duration::from_secs(10)).await;
+        assert!(status.success(), "{status}");
+    }
+    // SIGINT alone (a Ctrl-C) does not wait for the meeting either.
+    let mut server = Process::start(600);
+    let mut alice = server.ws().await;
+    assert_eq!(join(&mut alice, "standup", "Alice").await["type"], "joined");
+    server.signal(libc::SIGINT);
+    let status = server.exited(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+}
+
+/// Runs `--check-config FILE` with `env`: the exit status and all output.
+fn check_config(file: &std::path::Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let mut child = Command::new(BIN)
+        .arg("--check-config")
+        .arg(file)
+        .envs(env.iter().copied())
+        .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (child.wait().unwrap(), out)
+}
+
+#[test]
+fn check_config_validates_and_names_the_bad_key() {
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/meet.toml");
+    let (status, out) = check_config(&sample, &[]);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("is valid"), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("meet-check-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    for (text, env, key) in [
+        ("peer_timeout_secs = 0\n", &[][..], "peer_timeout_secs"),
+        ("listen = 8080\n", &[], "listen"),
+        ("no_such_key = 1\n", &[], "no_such_key"),
+        (
+            "",
+            &[("MEET_DRAIN_TIMEOUT_SECS", "forever")][..],
+            "drain_timeout_secs",
+        ),
+        (
+            "matrix_homeserver = \"http://127.0.0.1:8008\"\n",
+            &[],
+            "matrix_user",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let (status, out) = check_config(&bad, env);
+        assert_eq!(status.code(), Some(1), "{text:?} {env:?}: {out}");
+        assert!(
+            out.contains(key),
+            "{text:?} {env:?} should name {key}: {out}"
+        );
+    }
+    let (status, out) = check_config(&dir.join("missing.toml"), &[]);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("missing.toml"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
