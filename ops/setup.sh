@@ -21,6 +21,10 @@ need() { command -v "$1" >/dev/null 2>&1 || apt_packages+=("$2"); }
 need cargo cargo   # normally present via rustup; Debian's as a fallback
 need cc gcc
 if [ "$mode" = test ]; then
+  # The reverse-proxy sample's test (web/tests/nginx.test.mjs) and its
+  # self-signed certificate.
+  need nginx nginx
+  need openssl openssl
   need chromium chromium
   need ip iproute2
   need unshare util-linux
@@ -52,6 +56,11 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
   fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+  # Debian starts nginx on port 80 when it installs it (unless policy-rc.d
+  # forbids it); the tests run their own nginx and want no service.
+  if [[ " ${apt_packages[*]} " == *" nginx "* ]]; then
+    { $sudo systemctl disable --now nginx || $sudo service nginx stop; } >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ "$mode" = test ]; then

@@ -81,6 +81,8 @@ export async function startServer(extraEnv = {}) {
     url,
     pid: child.pid,
     log: () => log,
+    /** Resolves with { code, signal } once it has exited (on its own too). */
+    exited,
     stop() {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -148,12 +150,13 @@ export async function launchBrowser() {
 /**
  * A new browser context (camera and microphone allowed) with one page that
  * logs its errors; `initScript` (a function) runs in the page before its
- * own scripts. With `t` (a test's context), the context is closed when that
- * test ends, whether it passed or not, so that a failed test leaves no page
- * behind to load the next ones.
+ * own scripts; `contextOptions` go to Playwright's newContext. With `t` (a
+ * test's context), the context is closed when that test ends, whether it
+ * passed or not, so that a failed test leaves no page behind to load the
+ * next ones.
  */
-export async function openPage(browser, label, { initScript, t } = {}) {
-  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+export async function openPage(browser, label, { initScript, t, contextOptions } = {}) {
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'], ...contextOptions });
   t?.after(() => context.close());
   if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
@@ -163,7 +166,7 @@ export async function openPage(browser, label, { initScript, t } = {}) {
 
 /**
  * Opens a page that joins `room` at once as `name`; `extra` adds URL
- * parameters; `options` (initScript, t) as for openPage.
+ * parameters; `options` (initScript, t, contextOptions) as for openPage.
  */
 export async function joinPage(browser, serverUrl, room, name, extra = {}, options = {}) {
   const { page, context } = await openPage(browser, name, options);

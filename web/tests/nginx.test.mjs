@@ -1,0 +1,169 @@
+// The reverse-proxy sample, ops/nginx/meet.conf, as an operator installs
+// it: Debian's nginx in front of the server with a self-signed certificate
+// made here (openssl), TLS, the WebSocket upgrade on /ws, and two browsers
+// meeting through https://. Then the server drains behind the proxy: the
+// pages are told, /readyz answers 503 through nginx, a newcomer is turned
+// away, and the server exits once the meeting is over. Runs inside
+// ops/netns.sh, where ports 80 and 443 are this test's own.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  cleanUp, joinPage, launchBrowser, openPage, receivedByName, sleep, startServer, until,
+} from './harness.mjs';
+
+const sample = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'ops', 'nginx', 'meet.conf');
+// meet0's address in ops/netns.sh: what browsers reach nginx on.
+const HOST = '10.99.0.1';
+
+// nginx switches its workers to another user, which a user namespace (a
+// run as non-root, see ops/netns.sh) does not allow.
+const realRoot = process.getuid() === 0 && /^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
+
+/** GET over TLS, trusting only `ca`; resolves with { status, headers, body }. */
+function fetchTls(host, path, ca) {
+  return new Promise((resolve, reject) => {
+    httpsGet({ host, port: 443, path, ca, timeout: 5000, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    }).on('error', reject).on('timeout', function onTimeout() { this.destroy(new Error(`GET ${path} timed out`)); });
+  });
+}
+
+/**
+ * Debian's nginx with the sample site: a fresh certificate for HOST and
+ * 127.0.0.1, and `upstream` (host:port) where the sample says 127.0.0.1:8080.
+ */
+async function startNginx(upstream) {
+  const dir = mkdtempSync(join(tmpdir(), 'meet-nginx-'));
+  // nginx's workers (user nobody) create their temporary files in here.
+  chmodSync(dir, 0o755);
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+    '-subj', '/CN=meet test', '-addext', `subjectAltName=IP:${HOST},IP:127.0.0.1`,
+    '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  let site = readFileSync(sample, 'utf8');
+  for (const [from, to] of [
+    ['/etc/ssl/certs/meet.example.org.pem', cert],
+    ['/etc/ssl/private/meet.example.org.key', key],
+    ['server 127.0.0.1:8080;', `server ${upstream};`],
+  ]) {
+    assert.ok(site.includes(from), `the sample no longer has ${from}`);
+    site = site.replace(from, to);
+  }
+  writeFileSync(join(dir, 'meet.conf'), site);
+  // The main configuration Debian's /etc/nginx/nginx.conf would be, kept
+  // to this directory.
+  writeFileSync(join(dir, 'nginx.conf'), `
+daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log stderr warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  include ${dir}/meet.conf;
+}
+`);
+  const child = spawn(process.env.NGINX || '/usr/sbin/nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  child.stderr.on('data', (d) => { log += d; });
+  let exited = false;
+  const gone = new Promise((resolve) => child.once('exit', () => { exited = true; resolve(); }));
+  const ca = readFileSync(cert);
+  await until('nginx to answer', async () => {
+    if (exited) throw new Error(`nginx exited:\n${log}`);
+    try {
+      return (await fetchTls('127.0.0.1', '/healthz', ca)).status === 200;
+    } catch {
+      return false;
+    }
+  }, 15000, 100);
+  return {
+    ca,
+    log: () => log,
+    async stop() {
+      if (!exited) {
+        child.kill('SIGQUIT'); // graceful
+        await gone;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test('two browsers meet through nginx over https; the server drains behind it', {
+  timeout: 180000,
+  skip: !realRoot && 'needs real root: nginx cannot switch users inside a user namespace',
+}, async (t) => {
+  const server = await startServer({ MEET_DRAIN_TIMEOUT_SECS: '120' });
+  let nginx;
+  let browser;
+  t.after(() => cleanUp(() => browser?.close(), () => nginx?.stop(), () => server.stop()));
+  nginx = await startNginx(new URL(server.url).host);
+  browser = await launchBrowser();
+  const { ca } = nginx;
+
+  // Readiness through the proxy, from this host (the sample allows only it).
+  const ready = await fetchTls('127.0.0.1', '/readyz', ca);
+  assert.equal(ready.status, 200, ready.body);
+  assert.equal(JSON.parse(ready.body).ready, true);
+  assert.equal((await fetchTls(HOST, '/metrics', ca)).status, 403, 'metrics are not for the world');
+  assert.match((await fetchTls(HOST, '/m/x', ca)).headers['strict-transport-security'] ?? '', /max-age=/);
+  // Plain HTTP goes to https.
+  const redirect = await new Promise((resolve, reject) => {
+    httpGet({ host: HOST, port: 80, path: '/m/x?join=now', agent: false }, (res) => { res.resume(); resolve(res); }).on('error', reject);
+  });
+  assert.equal(redirect.statusCode, 301);
+  assert.equal(redirect.headers.location, `https://${HOST}/m/x?join=now`);
+
+  // The server listens on 127.0.0.1 only: these pages reach it through nginx.
+  const base = `https://${HOST}`;
+  const options = { t, contextOptions: { ignoreHTTPSErrors: true } };
+  const room = 'through-nginx';
+  const alice = await joinPage(browser, base, room, 'Alice', {}, options);
+  const bob = await joinPage(browser, base, room, 'Bob', {}, options);
+  for (const [p, other] of [[alice, 'Bob'], [bob, 'Alice']]) {
+    await until(`${p.name} to decode ${other}'s video`, async () => (await receivedByName(p))[other]?.framesDecoded > 0, 30000);
+    assert.deepEqual(await p.page.evaluate(() => [location.protocol, window.isSecureContext]), ['https:', true]);
+  }
+
+  // SIGTERM: the meeting goes on, both are told, nobody new gets in.
+  process.kill(server.pid, 'SIGTERM');
+  for (const p of [alice, bob]) {
+    await p.page.locator('#server-notice', { hasText: 'The server is restarting' }).waitFor({ timeout: 10000 });
+  }
+  const draining = await fetchTls('127.0.0.1', '/readyz', ca);
+  assert.equal(draining.status, 503, draining.body);
+  assert.deepEqual(JSON.parse(draining.body).failed, ['draining']);
+  const { page: carol } = await openPage(browser, 'Carol', options);
+  await carol.goto(`${base}/m/${room}?name=Carol&join=now`);
+  await carol.locator('#left-reason', { hasText: 'shutting down' }).waitFor({ timeout: 10000 });
+  const before = (await receivedByName(alice)).Bob.framesDecoded;
+  await sleep(1000);
+  assert.ok((await receivedByName(alice)).Bob.framesDecoded > before, 'the meeting stalled while draining');
+
+  // The last ones leave: the server exits on its own, cleanly.
+  await alice.context.close();
+  await bob.context.close();
+  await Promise.race([
+    server.exited,
+    sleep(15000).then(() => { throw new Error('the server did not exit after the meeting emptied'); }),
+  ]);
+});
