@@ -3,6 +3,7 @@
 # a Debian machine. Idempotent: installs only what is missing.
 #   setup.sh run [--no-synapse]   --no-synapse: a homeserver is configured
 #   setup.sh test
+#   setup.sh package              building the Debian package (ops/package.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -20,11 +21,16 @@ need() { command -v "$1" >/dev/null 2>&1 || apt_packages+=("$2"); }
 
 need cargo cargo   # normally present via rustup; Debian's as a fallback
 need cc gcc
+if [ "$mode" = test ] || [ "$mode" = package ]; then
+  need dpkg-deb dpkg
+fi
 if [ "$mode" = test ]; then
   # The reverse-proxy sample's test (web/tests/nginx.test.mjs) and its
   # self-signed certificate.
   need nginx nginx
   need openssl openssl
+  # The package test (ops/package-test.sh) checks the unit with systemd-analyze.
+  need systemd-analyze systemd
   need chromium chromium
   need ip iproute2
   need unshare util-linux
@@ -60,6 +66,16 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
   # forbids it); the tests run their own nginx and want no service.
   if [[ " ${apt_packages[*]} " == *" nginx "* ]]; then
     { $sudo systemctl disable --now nginx || $sudo service nginx stop; } >/dev/null 2>&1 || true
+  fi
+fi
+
+# The Debian package is built with cargo-deb (from the crates registry,
+# once; pinned so that a new release cannot change packages unasked).
+cargo_deb_version=3.8.0
+if [ "$mode" = test ] || [ "$mode" = package ]; then
+  if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
+    echo "setup: installing cargo-deb $cargo_deb_version (about 2 minutes on 2 cores)"
+    env -u CARGO_TARGET_DIR cargo install --locked --version "$cargo_deb_version" cargo-deb
   fi
 fi
 

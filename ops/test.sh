@@ -15,6 +15,8 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace
+echo "== Debian package: build, install, check, purge (root only)"
+ops/package-test.sh
 echo "== load generator smoke run (correctness, not speed)"
 cargo build --locked -p sfu -p loadtest
 "$CARGO_TARGET_DIR/debug/loadtest" --smoke
