@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use sfu::shell::config::Config;
+use sfu::shell::config::{Config, LogFormat};
 use sfu::shell::drain::Signals;
 use sfu::shell::server::Server;
 
@@ -28,20 +28,6 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // matrix-sdk logs expected answers (a 404 for absent
-                // account data) as errors; the bridge logs what matters.
-                .unwrap_or_else(|_| {
-                    "info,rtc=warn,rtc_ice=warn,rtc_dtls=error,matrix_sdk=warn,\
-                     matrix_sdk::http_client=off,matrix_sdk_base=warn,matrix_sdk_crypto=error"
-                        .into()
-                }),
-        )
-        // Logs go to stderr; stdout carries only the line saying where we listen.
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let file = cli.check_config.as_deref().or(cli.config.as_deref());
     let mut config = Config::load(file, std::env::vars())?;
@@ -54,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     config.validate()?;
     // What the chat bridge derives from the rest (URLs) is checked too.
     config.chat()?;
+    init_logs(config.log_format);
     if let Some(path) = &cli.check_config {
         println!("meet: configuration {} is valid", path.display());
         return Ok(());
@@ -71,4 +58,23 @@ async fn main() -> anyhow::Result<()> {
         .run(signals.drain_then_stop(drain, config.drain_timeout()))
         .await?;
     Ok(())
+}
+
+/// Logs go to stderr; stdout carries only the line saying where we listen.
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // matrix-sdk logs expected answers (a 404 for absent account data)
+        // as errors; the bridge logs what matters.
+        .unwrap_or_else(|_| {
+            "info,rtc=warn,rtc_ice=warn,rtc_dtls=error,matrix_sdk=warn,\
+             matrix_sdk::http_client=off,matrix_sdk_base=warn,matrix_sdk_crypto=error"
+                .into()
+        });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }

@@ -39,6 +39,7 @@ const STRING_KEYS: &[&str] = &[
     "token_secret",
     "matrix_as_token",
     "matrix_as_prefix",
+    "log_format",
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -95,6 +96,19 @@ pub struct Config {
     /// On SIGTERM, meetings in progress go on (new joins are refused) for
     /// at most this long before the server stops. 0: stop at once.
     pub drain_timeout_secs: u64,
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line per event, colours on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// An SRTP protection profile (RFC 5764, RFC 7714).
@@ -131,6 +145,7 @@ impl Default for Config {
             matrix_as_prefix: "meet_".into(),
             token_secret: String::new(),
             drain_timeout_secs: 600,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -445,6 +460,8 @@ mod tests {
         assert!(e.to_string().contains("media_port"), "{e}");
         let e = Config::load(None, env(&[("MEET_DRAIN_TIMEOUT_SECS", "86401")])).unwrap_err();
         assert!(e.to_string().contains("drain_timeout_secs"), "{e}");
+        let e = Config::load(None, env(&[("MEET_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(e.to_string().contains("log_format"), "{e}");
         let e = Config::load(None, env(&[("MEET_NO_SUCH_KEY", "1")])).unwrap_err();
         assert!(e.to_string().contains("no_such_key"), "{e}");
     }

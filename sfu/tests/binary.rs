@@ -1,6 +1,6 @@
 //! The server binary as an operator (or systemd) runs it: `--check-config`,
-//! and stopping it with signals while a meeting is in progress. A real
-//! process on ephemeral ports, driven over real sockets.
+//! stopping it with signals while a meeting is in progress, JSON logs. A
+//! real process on ephemeral ports, driven over real sockets.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -21,20 +21,28 @@ struct Process {
     http: SocketAddr,
 }
 
+/// The server on loopback, ephemeral ports, one worker, with the given
+/// drain timeout.
+fn server(drain_timeout_secs: u64) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--listen", "127.0.0.1:0", "--media-port", "0"])
+        .env("MEET_WORKERS", "1")
+        .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
+        .env("MEET_DRAIN_TIMEOUT_SECS", drain_timeout_secs.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
+    command
+}
+
 impl Process {
-    /// Starts it on loopback, ephemeral ports, one worker, with the given
-    /// drain timeout; returns once it says where it listens.
     fn start(drain_timeout_secs: u64) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--media-port", "0"])
-            .env("MEET_WORKERS", "1")
-            .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
-            .env("MEET_DRAIN_TIMEOUT_SECS", drain_timeout_secs.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the server binary starts");
+        Self::spawn(server(drain_timeout_secs))
+    }
+
+    /// Returns once the server says where it listens.
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("the server binary starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -262,4 +270,43 @@ fn check_config_validates_and_names_the_bad_key() {
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("missing.toml"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let mut command = server(60);
+    command
+        .env("MEET_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped());
+    let mut server = Process::spawn(command);
+    let mut alice = server.ws().await;
+    assert_eq!(join(&mut alice, "standup", "Alice").await["type"], "joined");
+    server.signal(libc::SIGTERM);
+    assert_eq!(recv(&mut alice).await["type"], "draining");
+    send(&mut alice, json!({"type": "leave"})).await;
+    assert!(server.exited(Duration::from_secs(10)).await.success());
+    let mut logs = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let drain = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("SIGTERM: draining"))
+        })
+        .unwrap_or_else(|| panic!("no drain line in {logs}"));
+    assert_eq!(drain["level"], "INFO", "{drain}");
+    assert_eq!(drain["fields"]["participants"], 1, "{drain}");
+    assert!(drain["timestamp"].is_string(), "{drain}");
 }
