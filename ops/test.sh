@@ -18,5 +18,7 @@ cargo test --locked --workspace
 echo "== load generator smoke run (correctness, not speed)"
 cargo build --locked -p sfu -p loadtest
 "$CARGO_TARGET_DIR/debug/loadtest" --smoke
+echo "== admin API fuzzed against its OpenAPI document (schemathesis)"
+SFU_BIN="$CARGO_TARGET_DIR/debug/sfu" ops/api-test.sh
 echo "== browser tests"
 (cd web && SFU_BIN="$CARGO_TARGET_DIR/debug/sfu" ../ops/netns.sh node --test --test-concurrency=1 tests/)

@@ -19,6 +19,9 @@ struct Cli {
     /// TOML configuration file (see ops/meet.toml).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Print a link that opens a new meeting as its host (valid a day).
+    #[arg(long)]
+    host_link: bool,
 }
 
 #[tokio::main]
@@ -53,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
         server.http_addr(),
         server.media_ports()
     );
+    if cli.host_link {
+        println!("meet: open a meeting as its host: {}", server.host_link());
+    }
     server.run(shutdown_signal()).await?;
     Ok(())
 }

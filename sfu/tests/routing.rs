@@ -19,7 +19,9 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use sfu::room::api::{Command, Event, LeaveReason, Quality, Refusal, Source, TrackAnnouncement};
+use sfu::room::api::{
+    Command, Event, LeaveReason, Quality, Refusal, Role, Source, TrackAnnouncement,
+};
 use sfu::room::{Input, Output, Router, RouterConfig};
 
 const SERVER: &str = "10.0.0.1:4000";
@@ -156,6 +158,8 @@ impl Net {
             Command::Join {
                 room: room.to_owned(),
                 name: id.to_uppercase(),
+                role: Role::Participant,
+                guest: false,
             },
         );
         if !tracks.is_empty() {

@@ -4,14 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-use common::{send, Running, Ws};
+use common::{expect_error, recv, send, Running, Ws};
 
 /// The server, with the HTTP helpers these tests use.
 struct TestServer(Running);
@@ -74,27 +74,6 @@ impl TestServer {
     async fn stop(self) {
         self.0.stop().await;
     }
-}
-
-/// The next JSON message, skipping pings.
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("socket open")
-            .expect("valid frame");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
-async fn expect_error(ws: &mut Ws, code: &str) {
-    let m = recv(ws).await;
-    assert_eq!(m["type"], "error", "{m}");
-    assert_eq!(m["code"], code, "{m}");
-    assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
 }
 
 async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {

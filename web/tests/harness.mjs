@@ -54,7 +54,11 @@ export async function startServer(extraEnv = {}) {
   const bin = process.env.SFU_BIN;
   if (!bin) throw new Error('SFU_BIN must point at the built sfu binary');
   const child = spawn(bin, ['--listen', '127.0.0.1:0', '--media-port', '0'], {
-    env: { ...process.env, MEET_WORKERS: '2', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv },
+    // Open to anonymous guests unless a test says otherwise: most tests
+    // are about meetings, not about who gets in.
+    env: {
+      ...process.env, MEET_WORKERS: '2', MEET_ANONYMOUS_JOIN: 'true', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // 'close': it has exited and all of its stderr is in.
@@ -568,7 +572,13 @@ export async function startStaticServer(routes = {}) {
     try {
       if (req.method === 'GET' && url.pathname.startsWith('/m/')) {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' });
-        res.end(readFileSync(join(repoRoot, 'web', 'meeting.html')));
+        // As the server does with `widget_origins`: this server's second
+        // origin (where tests put their stand-in for Element) is trusted.
+        const page = readFileSync(join(repoRoot, 'web', 'meeting.html'), 'utf8').replace(
+          '<meta name="meet-widget-origins" content="">',
+          `<meta name="meet-widget-origins" content="http://localhost:${server.address().port}">`,
+        );
+        res.end(page);
         return;
       }
       if (req.method === 'GET' && url.pathname.startsWith('/static/')) {

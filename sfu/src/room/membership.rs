@@ -6,20 +6,23 @@ use std::time::Instant;
 
 use rand::Rng;
 
-use super::api::{Event, LeaveReason, Refusal, Target};
+use super::api::{Event, LeaveReason, Refusal, Role, Target};
 use super::connection::{ConnKey, Credentials};
 use super::participant::{Participant, ParticipantKey};
 use super::{Output, Router};
 use crate::engine::peer::{self, PeerError};
 
+/// Who asks to join, as the shell admitted them.
+pub(super) struct Joiner {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub guest: bool,
+}
+
 impl Router {
-    pub(super) fn join(
-        &mut self,
-        now: Instant,
-        participant_id: String,
-        room: String,
-        name: String,
-    ) {
+    pub(super) fn join(&mut self, now: Instant, who: Joiner, room: String) {
+        let participant_id = who.id;
         if self.by_id.contains_key(&participant_id) {
             return;
         }
@@ -54,8 +57,10 @@ impl Router {
         members.push(key);
         let participant = Participant {
             id: participant_id.clone(),
-            name,
+            name: who.name,
             room: room.clone(),
+            role: who.role,
+            guest: who.guest,
             publisher: None,
             subscriber,
             announced: Vec::new(),

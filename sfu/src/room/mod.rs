@@ -40,8 +40,9 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use slab::Slab;
 
-pub use api::{Command, Event, LeaveReason, Refusal, Target};
+pub use api::{Command, Event, LeaveReason, Refusal, Role, Target};
 use connection::{ConnKey, Connections};
+use membership::Joiner;
 use participant::{Participant, ParticipantKey};
 pub use publishing::MAX_TRACKS_PER_PUBLISHER;
 
@@ -201,8 +202,20 @@ impl Router {
     }
 
     fn command(&mut self, now: Instant, participant_id: String, command: Command) {
-        if let Command::Join { room, name } = command {
-            return self.join(now, participant_id, room, name);
+        if let Command::Join {
+            room,
+            name,
+            role,
+            guest,
+        } = command
+        {
+            let who = Joiner {
+                id: participant_id,
+                name,
+                role,
+                guest,
+            };
+            return self.join(now, who, room);
         }
         let Some(&p) = self.by_id.get(&participant_id) else {
             return;

@@ -36,6 +36,7 @@ const STRING_KEYS: &[&str] = &[
     "token_secret",
     "matrix_as_token",
     "matrix_as_prefix",
+    "admin_key",
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -86,9 +87,20 @@ pub struct Config {
     pub matrix_as_token: String,
     /// The registration's exclusive user namespace: localparts starting so.
     pub matrix_as_prefix: String,
-    /// Secret that signs meeting access tokens. Empty: a random one per
-    /// start (tokens then do not survive a restart).
+    /// Secret that signs meeting access tokens and invite links. Empty: a
+    /// random one per start (tokens and links then die with a restart).
     pub token_secret: String,
+    /// Anyone who reaches the server may open and enter meetings with just
+    /// a name. Otherwise only Matrix users (see `openid_homeservers`) and
+    /// holders of an invite link get in.
+    pub anonymous_join: bool,
+    /// Bearer key of the admin API (`/api/admin/…`, at least 32
+    /// characters). Empty: the admin API refuses every request.
+    pub admin_key: String,
+    /// Origins of the Matrix clients (`https://element.example.org`) that
+    /// may show meetings as widgets: the only pages, beside our own, that
+    /// may frame a meeting.
+    pub widget_origins: Vec<String>,
 }
 
 /// An SRTP protection profile (RFC 5764, RFC 7714).
@@ -124,6 +136,9 @@ impl Default for Config {
             matrix_as_token: String::new(),
             matrix_as_prefix: "meet_".into(),
             token_secret: String::new(),
+            anonymous_join: false,
+            admin_key: String::new(),
+            widget_origins: Vec::new(),
         }
     }
 }
@@ -240,7 +255,27 @@ impl Config {
         if !self.token_secret.is_empty() && self.token_secret.len() < 32 {
             return invalid("token_secret", "use at least 32 characters");
         }
+        if !self.admin_key.is_empty() && self.admin_key.len() < 32 {
+            return invalid("admin_key", "use at least 32 characters");
+        }
+        for origin in &self.widget_origins {
+            let url = parse_http_url("widget_origins", origin)?;
+            if url.origin().ascii_serialization() != origin.as_str() {
+                return invalid(
+                    "widget_origins",
+                    &format!("`{origin}` is not an origin (scheme://host[:port], no path)"),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// `public_url` parsed; `None` when it is not set.
+    pub fn public_url(&self) -> Result<Option<url::Url>, ConfigError> {
+        if self.public_url.is_empty() {
+            return Ok(None);
+        }
+        parse_http_url("public_url", &self.public_url).map(Some)
     }
 
     /// The chat bridge's settings; `None` when no homeserver is configured.
@@ -248,10 +283,9 @@ impl Config {
         if self.matrix_homeserver.is_empty() {
             return Ok(None);
         }
-        let public_url = if self.public_url.is_empty() {
-            parse_http_url("listen", &format!("http://{}/", self.listen))?
-        } else {
-            parse_http_url("public_url", &self.public_url)?
+        let public_url = match self.public_url()? {
+            Some(u) => u,
+            None => parse_http_url("listen", &format!("http://{}/", self.listen))?,
         };
         let openid_homeservers = self
             .openid_homeservers

@@ -3,9 +3,13 @@
 //! and starts and stops the media workers. Everything with a clock, a
 //! socket or a task outside the media workers lives here.
 
+pub mod admin;
 pub mod admission;
 pub mod config;
+pub mod headers;
+pub mod invite;
 pub mod metrics;
+pub mod roster;
 pub mod server;
 pub mod token;
 pub mod web;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
-use crate::room::{Command, Event, Input, Output, Router, RouterConfig};
+use crate::room::{Command, Event, Input, Output, Role, Router, RouterConfig};
 use crate::shell::metrics::WorkerMetrics;
 use send_queue::{Dropped, SendQueue};
 use udp::{Datagram, RecvBatch, Sender};
@@ -34,6 +34,8 @@ pub enum Request {
         participant_id: String,
         room: String,
         name: String,
+        role: Role,
+        guest: bool,
         /// Where the participant's events go; dropped after the last one
         /// ([`Event::Left`]), which ends the session.
         events: mpsc::UnboundedSender<Event>,
@@ -219,10 +221,18 @@ impl Worker {
                 participant_id,
                 room,
                 name,
+                role,
+                guest,
                 events,
             } => {
                 self.sessions.insert(participant_id.clone(), events);
-                (participant_id, Command::Join { room, name })
+                let join = Command::Join {
+                    room,
+                    name,
+                    role,
+                    guest,
+                };
+                (participant_id, join)
             }
             Request::Command {
                 participant_id,

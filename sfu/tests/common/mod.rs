@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use sfu::shell::config::Config;
 use sfu::shell::server::Server;
@@ -25,12 +25,14 @@ pub struct Running {
 }
 
 impl Running {
-    /// Loopback only, ephemeral ports, one worker.
+    /// Loopback only, ephemeral ports, one worker; open to anonymous
+    /// guests (`access.rs` tests the closed default).
     pub fn config() -> Config {
         Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             workers: 1,
             media_ips: vec!["127.0.0.1".parse().unwrap()],
+            anonymous_join: true,
             ..Config::default()
         }
     }
@@ -74,4 +76,28 @@ impl Running {
 
 pub async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON message, skipping pings.
+#[allow(dead_code)] // not every test file reads messages this way
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("socket open")
+            .expect("valid frame");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+/// The next message is an error with `code` and some words.
+#[allow(dead_code)]
+pub async fn expect_error(ws: &mut Ws, code: &str) {
+    let m = recv(ws).await;
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["code"], code, "{m}");
+    assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
 }

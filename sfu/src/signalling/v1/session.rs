@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chat::{Author, Chat, ChatError, MeetingChat, MeetingEvent};
 use futures_util::StreamExt;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::adapter;
 use super::{
     ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
-use crate::room::api::{Command, Event};
+use crate::room::api::{Command, Event, Role};
 use crate::shell::admission::{self, Admitted, Refused};
+use crate::shell::roster::{Ended, Member, Seat};
 use crate::shell::server::AppState;
 use crate::shell::token::Claims;
 use crate::worker::{Request, WorkerHandle};
@@ -182,6 +183,10 @@ pub async fn run(ws: WebSocket, state: AppState) {
 
 /// A participant handed to its room's worker.
 struct Joined {
+    /// Listed in the roster while the session lasts.
+    _seat: Seat,
+    /// Fires when an administrator ends the session.
+    ended: oneshot::Receiver<Ended>,
     participant_id: String,
     worker: WorkerHandle,
     events: mpsc::UnboundedReceiver<Event>,
@@ -189,6 +194,8 @@ struct Joined {
     name: String,
     /// Set for a participant signed in with a Matrix identity.
     identity: Option<Claims>,
+    role: Role,
+    guest: bool,
     chat: Option<MeetingChat>,
 }
 
@@ -199,13 +206,14 @@ async fn join(session: &mut Session) -> Option<Joined> {
         let frame = tokio::time::timeout_at(deadline, session.next())
             .await
             .ok()?;
-        let (v, room, name, token) = match parse(frame) {
+        let (v, room, name, token, invite) = match parse(frame) {
             Incoming::Message(ClientMessage::Join {
                 v,
                 room,
                 name,
                 token,
-            }) => (v, room, name, token),
+                invite,
+            }) => (v, room, name, token, invite),
             Incoming::Message(_) => {
                 session
                     .send(&ServerMessage::error(
@@ -229,17 +237,30 @@ async fn join(session: &mut Session) -> Option<Joined> {
                 .await;
             continue;
         }
+        let admitted = admission::admit(
+            &session.state,
+            &room,
+            &name,
+            token.as_deref(),
+            invite.as_deref(),
+        )
+        .await;
         let Admitted {
             room,
             name,
             identity,
+            role,
+            guest,
             chat,
-        } = match admission::admit(&session.state, &room, &name, token.as_deref()).await {
+        } = match admitted {
             Ok(a) => a,
             Err(refused) => {
                 let code = match refused {
                     Refused::InvalidName(_) => ErrorCode::InvalidName,
                     Refused::InvalidToken(_) => ErrorCode::InvalidToken,
+                    Refused::InviteRequired => ErrorCode::InviteRequired,
+                    Refused::InvalidInvite(_) => ErrorCode::InvalidInvite,
+                    Refused::Unverifiable(_) => ErrorCode::Unavailable,
                 };
                 session
                     .send(&ServerMessage::error(code, refused.to_string()))
@@ -254,6 +275,8 @@ async fn join(session: &mut Session) -> Option<Joined> {
             participant_id: participant_id.clone(),
             room: room.clone(),
             name: name.clone(),
+            role,
+            guest,
             events: tx,
         });
         if !sent {
@@ -265,13 +288,24 @@ async fn join(session: &mut Session) -> Option<Joined> {
                 .await;
             return None;
         }
+        let member = Member {
+            name: name.clone(),
+            role,
+            guest,
+            user_id: identity.as_ref().map(|c| c.sub.clone()),
+        };
+        let (seat, ended) = session.state.roster.seat(&room, &participant_id, member);
         return Some(Joined {
+            _seat: seat,
+            ended,
             participant_id,
             worker,
             events: rx,
             room,
             name,
             identity,
+            role,
+            guest,
             chat,
         });
     }
@@ -300,6 +334,14 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     return;
                 }
             }
+            Ok(why) = &mut joined.ended => {
+                let (code, msg) = match why {
+                    Ended::Removed => (ErrorCode::Removed, "an administrator removed you from the meeting"),
+                    Ended::MeetingClosed => (ErrorCode::MeetingEnded, "the meeting was ended for everyone"),
+                };
+                session.send(&ServerMessage::error(code, msg)).await;
+                return session.close("removed").await;
+            }
             event = joined.events.recv() => match event {
                 Some(event @ Event::Joined { .. }) => {
                     let Some(ServerMessage::Joined { v, room, participant_id, participants, .. }) = adapter::message(event) else {
@@ -314,7 +356,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         user_id: c.sub.clone(),
                         host: c.host,
                     });
-                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity };
+                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest };
                     if !session.send(&msg).await {
                         return;
                     }
@@ -396,8 +438,8 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         session.send(&ServerMessage::error(code, e.to_string())).await;
                     }
                 }
-                Incoming::Message(ClientMessage::Remove { .. }) if !joined.identity.as_ref().is_some_and(|c| c.host) => {
-                    let msg = "only hosts (who may kick in the meeting's Matrix room) may remove participants";
+                Incoming::Message(ClientMessage::Remove { .. }) if !joined.role.may_moderate() => {
+                    let msg = "only hosts may remove participants";
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
                 }
                 Incoming::Message(msg) => {
