@@ -9,6 +9,10 @@ ops/setup.sh test
 # beyond what cargo itself checks.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meet-target}
 
+echo "== Prometheus configuration, alerting rules and their unit tests"
+promtool check config ops/prometheus/prometheus.yml
+promtool check rules ops/prometheus/rules/*.yml
+promtool test rules ops/prometheus/tests/*.yml
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"

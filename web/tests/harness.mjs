@@ -237,6 +237,12 @@ export async function startPrometheus(target) {
       const sample = r.data && r.data.result[0];
       return sample ? Number(sample.value[1]) : null;
     },
+    /** The API's answer to a range query over the last `seconds`, a point a second. */
+    async queryRange(promql, seconds) {
+      const end = Date.now() / 1000;
+      const params = new URLSearchParams({ query: promql, start: String(end - seconds), end: String(end), step: '1' });
+      return (await fetch(`${url}/api/v1/query_range?${params}`)).json();
+    },
     async stop() {
       if (!exited) {
         child.kill('SIGTERM');

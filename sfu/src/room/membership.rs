@@ -138,6 +138,17 @@ impl Router {
             return;
         };
         tracing::info!(participant = %part.id, ?reason, "left");
+        // Leaving before media ever flowed on a negotiated connection: the
+        // browser gave up on ICE or DTLS (other reasons are counted where
+        // they arise).
+        let stuck = [part.publisher, Some(part.subscriber)]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.conns.get(c))
+            .any(|c| c.negotiated && !c.connected);
+        if stuck && reason == LeaveReason::Left {
+            self.stats.failures.not_connected += 1;
+        }
         self.by_id.remove(&part.id);
         for up in &part.up {
             for d in &up.downs {

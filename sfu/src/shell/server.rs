@@ -139,6 +139,7 @@ impl Server {
                 seed: rand::random(),
                 srtp_profiles: config.srtp_profiles.clone(),
                 max_participants: config.max_participants,
+                wallclock: rtc::shared::time::SystemInstant::now(std::time::Instant::now()),
             };
             let (handle, thread) =
                 worker::spawn(i, socket, router_config, metrics.worker(i), stop_rx.clone())

@@ -21,8 +21,8 @@ use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
 use crate::room::{Command, Event, Input, Output, Role, Router, RouterConfig};
-use crate::shell::metrics::WorkerMetrics;
-use send_queue::{Dropped, SendQueue};
+use crate::shell::metrics::{Snapshot, WorkerMetrics};
+use send_queue::{Dropped, SendQueue, Sent};
 use udp::{Datagram, RecvBatch, Sender};
 use wakeups::{SlowWakeups, SLOW_WAKEUP};
 
@@ -77,8 +77,13 @@ pub struct WorkerCounters {
     pub slow_wakeups: u64,
     /// Datagrams longer than [`udp::MAX_DATAGRAM`], dropped unread.
     pub oversized: u64,
-    /// Datagrams the send queue gave up on.
+    /// Datagrams the send queue gave up on, and what it sent.
     pub dropped: Dropped,
+    pub sent: Sent,
+    /// Bytes of the datagrams received.
+    pub bytes_in: u64,
+    /// Time spent handling wake-ups, not waiting.
+    pub busy: Duration,
 }
 
 /// Starts a worker on its own thread, serving media on `socket`.
@@ -108,6 +113,8 @@ pub fn spawn(
                         sender: Sender::default(),
                         queue: SendQueue::default(),
                         oversized: 0,
+                        bytes_in: 0,
+                        busy: Duration::ZERO,
                         metrics,
                     },
                     Err(e) => {
@@ -130,6 +137,8 @@ struct Worker {
     sender: Sender,
     queue: SendQueue,
     oversized: u64,
+    bytes_in: u64,
+    busy: Duration,
     metrics: WorkerMetrics,
 }
 
@@ -171,22 +180,15 @@ impl Worker {
             }
             self.drain_outputs(fd);
             let now = Instant::now();
-            slow.record(now.saturating_duration_since(woke), now);
+            let busy = now.saturating_duration_since(woke);
+            self.busy += busy;
+            slow.record(busy, now);
             if now >= next_metrics {
-                let counters = self.counters(&slow);
-                self.metrics.publish(
-                    self.router.stats(),
-                    &counters,
-                    self.router.rooms(),
-                    self.router.participants(),
-                    self.router.published_tracks(),
-                );
+                self.publish_metrics(&slow, true);
                 next_metrics = now + METRICS_INTERVAL;
             }
         }
-        let counters = self.counters(&slow);
-        self.metrics
-            .publish(self.router.stats(), &counters, 0, 0, 0);
+        self.publish_metrics(&slow, false);
         if slow.total > 0 {
             tracing::warn!(
                 count = slow.total,
@@ -196,12 +198,36 @@ impl Worker {
         }
     }
 
-    fn counters(&self, slow: &SlowWakeups) -> WorkerCounters {
-        WorkerCounters {
+    /// Publishes the worker's figures; with `running` false, as one that
+    /// holds no rooms any more.
+    fn publish_metrics(&mut self, slow: &SlowWakeups, running: bool) {
+        let counters = WorkerCounters {
             slow_wakeups: slow.total,
             oversized: self.oversized,
             dropped: self.queue.dropped,
-        }
+            sent: self.queue.sent,
+            bytes_in: self.bytes_in,
+            busy: self.busy,
+        };
+        let samples = self.router.take_samples();
+        let r = &self.router;
+        let snapshot = if running {
+            Snapshot {
+                rooms: r.rooms(),
+                participants: r.participants(),
+                tracks: r.published_tracks(),
+                layers: r.forwarded_layers(),
+                ..Default::default()
+            }
+        } else {
+            Snapshot::default()
+        };
+        self.metrics.publish(Snapshot {
+            stats: Some(r.stats()),
+            counters,
+            samples,
+            ..snapshot
+        });
     }
 }
 
@@ -266,14 +292,17 @@ impl Worker {
             for i in 0..n {
                 match self.recv.get(i) {
                     Some(d) if d.truncated => self.oversized += 1,
-                    Some(d) => self.router.handle_input(
-                        now,
-                        Input::Datagram {
-                            from: d.from,
-                            local: d.local,
-                            data: d.data,
-                        },
-                    ),
+                    Some(d) => {
+                        self.bytes_in += d.data.len() as u64;
+                        self.router.handle_input(
+                            now,
+                            Input::Datagram {
+                                from: d.from,
+                                local: d.local,
+                                data: d.data,
+                            },
+                        )
+                    }
                     None => {}
                 }
                 // Out as it comes, so that a large batch queues little.

@@ -320,6 +320,8 @@ async fn relay(mut session: Session, mut joined: Joined) {
     let mut delayed = chat.as_ref().map(Chat::delayed);
     // Chat flows once `joined` (with the history) has gone out.
     let mut chat_live = false;
+    // In `meet_participants` from the core's `joined` until the relay ends.
+    let mut _counted = None;
     let author = Author {
         name: joined.name.clone(),
         user_id: joined.identity.as_ref().map(|c| c.sub.clone()),
@@ -356,6 +358,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         user_id: c.sub.clone(),
                         host: c.host,
                     });
+                    _counted = Some(session.state.metrics.joined(joined.role));
                     let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest };
                     if !session.send(&msg).await {
                         return;
