@@ -59,6 +59,14 @@ pub struct Config {
     pub keyframe_interval_ms: u64,
     /// Participants one meeting may have; further joins are refused.
     pub max_participants: usize,
+    /// Signalling connections the server holds at once, and from one
+    /// source address (behind a reverse proxy: the proxy's).
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Joins one source address may make in a minute.
+    pub max_joins_per_address_per_minute: usize,
+    /// Meetings the server holds at once.
+    pub max_meetings: usize,
     /// SRTP protection profiles the DTLS handshake may settle on. The
     /// engine, as DTLS server, takes the first of the browser's list that
     /// is also here, and Chromium lists AES-CM, then AES-256-GCM, then
@@ -125,6 +133,10 @@ impl Default for Config {
             peer_timeout_secs: 8,
             keyframe_interval_ms: 300,
             max_participants: 100,
+            max_connections: 5000,
+            max_connections_per_address: 500,
+            max_joins_per_address_per_minute: 600,
+            max_meetings: 1000,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
             public_url: String::new(),
             matrix_homeserver: String::new(),
@@ -211,6 +223,22 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.max_participants) {
             return invalid("max_participants", "must be between 1 and 10000");
+        }
+        for (key, value) in [
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
+            (
+                "max_joins_per_address_per_minute",
+                self.max_joins_per_address_per_minute,
+            ),
+            ("max_meetings", self.max_meetings),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return invalid(key, "must be between 1 and 1000000");
+            }
         }
         if self.srtp_profiles.is_empty() {
             return invalid("srtp_profiles", "name at least one profile");

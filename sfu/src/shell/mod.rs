@@ -8,6 +8,7 @@ pub mod admission;
 pub mod config;
 pub mod headers;
 pub mod invite;
+pub mod limits;
 pub mod metrics;
 pub mod roster;
 pub mod server;

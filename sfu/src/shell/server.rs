@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State, WebSocketUpgrade};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -24,6 +24,7 @@ use crate::shell::admission::{validate_name, Policy};
 use crate::shell::config::Config;
 use crate::shell::headers::{self, SecurityHeaders};
 use crate::shell::invite::Invites;
+use crate::shell::limits::{Bounds, Limits};
 use crate::shell::metrics::Metrics;
 use crate::shell::roster::Roster;
 use crate::shell::token::TokenKeys;
@@ -69,6 +70,7 @@ pub struct AppState {
     pub invites: Invites,
     pub policy: Policy,
     pub roster: Roster,
+    pub limits: Limits,
     /// The admin API's bearer key; `None`: the API refuses everything.
     pub admin_key: Option<Arc<str>>,
     /// Where users reach this server, when configured.
@@ -166,6 +168,12 @@ impl Server {
                     anonymous_join: config.anonymous_join,
                 },
                 roster: Roster::default(),
+                limits: Limits::new(Bounds {
+                    connections: config.max_connections,
+                    connections_per_address: config.max_connections_per_address,
+                    joins_per_address_per_minute: config.max_joins_per_address_per_minute,
+                    meetings: config.max_meetings,
+                }),
                 admin_key: (!config.admin_key.is_empty()).then(|| config.admin_key.as_str().into()),
                 public_url: config.public_url()?,
                 headers: SecurityHeaders::new(&config.widget_origins),
@@ -209,6 +217,7 @@ impl Server {
     ) -> Result<(), ServerError> {
         let chat = self.state.chat.clone();
         let app = app(self.state);
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -299,6 +308,7 @@ async fn static_file(Path(file): Path<String>) -> Response {
 
 async fn websocket(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request_headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -313,11 +323,25 @@ async fn websocket(
         )
             .into_response();
     }
+    let connection = match state.limits.connect(peer.ip()) {
+        Ok(c) => c,
+        Err(limit) => {
+            state
+                .metrics
+                .limits_hit
+                .with_label_values(&[limit.label()])
+                .inc();
+            let body = json!({ "error": limit.label(), "message": limit.to_string() });
+            return (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+        }
+    };
     // Frames past this are cut off by the WebSocket layer (the connection
     // closes); messages between the protocol limit and this get an error
     // reply and the session goes on.
     ws.max_message_size(16 * crate::signalling::v1::MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| crate::signalling::v1::session::run(socket, state))
+        .on_upgrade(move |socket| {
+            crate::signalling::v1::session::run(socket, state, connection, peer.ip())
+        })
 }
 
 /// An OpenID token and a room name fit in far less.

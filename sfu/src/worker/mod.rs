@@ -47,17 +47,34 @@ pub enum Request {
     },
 }
 
+/// Requests that may wait for a worker. A worker takes hundreds per
+/// millisecond; a queue this long means it is far behind, and more work
+/// would only make every room on it later.
+pub const REQUEST_QUEUE: usize = 4096;
+
+/// Why a request did not reach its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("the media worker is overloaded; try again shortly")]
+    Full,
+    #[error("the media worker is not running")]
+    Stopped,
+}
+
 /// A session's handle on a worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     port: u16,
 }
 
 impl WorkerHandle {
-    /// Sends a request; false if the worker has stopped.
-    pub fn send(&self, request: Request) -> bool {
-        self.requests.send(request).is_ok()
+    /// Queues a request without waiting: a full queue refuses it.
+    pub fn send(&self, request: Request) -> Result<(), SendError> {
+        self.requests.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full,
+            mpsc::error::TrySendError::Closed(_) => SendError::Stopped,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -95,7 +112,7 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
     let port = socket.local_addr()?.port();
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -131,7 +148,7 @@ pub fn spawn(
 struct Worker {
     socket: tokio::net::UdpSocket,
     router: Router,
-    requests: mpsc::UnboundedReceiver<Request>,
+    requests: mpsc::Receiver<Request>,
     sessions: HashMap<String, mpsc::UnboundedSender<Event>>,
     recv: RecvBatch,
     sender: Sender,

@@ -28,6 +28,7 @@ pub struct Metrics {
     joins: IntCounter,
     pub signalling_connections: IntGauge,
     pub signalling_errors: IntCounterVec,
+    pub limits_hit: IntCounterVec,
     chat_outbox: IntGauge,
     chat_delayed: IntGauge,
     /// Unlabelled, but a vector so that it is absent without chat.
@@ -114,6 +115,11 @@ impl Metrics {
             "Error replies sent on signalling connections, by code",
             &["code"],
         );
+        let limits_hit = r.counters(
+            "meet_limits_hit_total",
+            "Requests refused because a configured limit was reached, by limit",
+            &["limit"],
+        );
         let chat_outbox = r.gauge(
             "meet_chat_outbox_events",
             "Chat events waiting in the outbox for the Matrix homeserver",
@@ -146,6 +152,7 @@ impl Metrics {
             joins,
             signalling_connections,
             signalling_errors,
+            limits_hit,
             chat_outbox,
             chat_delayed,
             chat_reachable,
@@ -253,6 +260,7 @@ mod tests {
         m.signalling_errors
             .with_label_values(&["bad_message"])
             .inc();
+        m.limits_hit.with_label_values(&["meetings"]).inc();
         for family in m.registry.gather() {
             let kind = format!("{:?}", family.get_field_type()).to_lowercase();
             let (_, doc_kind) = doc.iter().find(|(n, _)| n == family.name()).unwrap();

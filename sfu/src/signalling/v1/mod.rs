@@ -206,6 +206,15 @@ pub enum ErrorCode {
     InvalidInvite,
     /// The meeting was ended for everyone; the session is closed.
     MeetingEnded,
+    /// Too many joins from the client's address in the last minute.
+    TooManyJoins,
+    /// The server holds `max_meetings` meetings; a new one cannot start.
+    TooManyMeetings,
+    /// The media worker's queue is full; the request was not taken.
+    Overloaded,
+    /// More ICE candidates for one connection than any browser gathers;
+    /// the extra ones are ignored.
+    TooManyCandidates,
 }
 
 impl ServerMessage {

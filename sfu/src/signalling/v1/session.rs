@@ -5,6 +5,7 @@
 //! (`adapter.rs`), and relays the core's events and the meeting's chat
 //! back.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -14,15 +15,16 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::adapter;
 use super::{
-    ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, MAX_MESSAGE_BYTES,
+    ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, Target, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
 use crate::room::api::{Command, Event, Role};
 use crate::shell::admission::{self, Admitted, Refused};
+use crate::shell::limits::{Connection, Limit};
 use crate::shell::roster::{Ended, Member, Seat};
 use crate::shell::server::AppState;
 use crate::shell::token::Claims;
-use crate::worker::{Request, WorkerHandle};
+use crate::worker::{Request, SendError, WorkerHandle};
 
 /// Longest a message to the client may wait for the socket to take it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,6 +106,8 @@ struct Session {
     ws: WebSocket,
     state: AppState,
     limit: RateLimit,
+    /// The client's source address, for the per-address limits.
+    ip: IpAddr,
 }
 
 impl Session {
@@ -146,6 +150,17 @@ impl Session {
         frame
     }
 
+    /// Refuses a request for `limit`: counted, and told with `code`.
+    async fn refuse_for(&mut self, limit: Limit, code: ErrorCode) {
+        self.state
+            .metrics
+            .limits_hit
+            .with_label_values(&[limit.label()])
+            .inc();
+        self.send(&ServerMessage::error(code, limit.to_string()))
+            .await;
+    }
+
     async fn close(mut self, reason: &'static str) {
         let _ = self
             .ws
@@ -157,20 +172,25 @@ impl Session {
     }
 }
 
-pub async fn run(ws: WebSocket, state: AppState) {
+/// Runs one client's session; `_connection` holds its place under the
+/// connection limits until the session ends.
+pub async fn run(ws: WebSocket, state: AppState, _connection: Connection, ip: IpAddr) {
     state.metrics.signalling_connections.inc();
     let metrics = state.metrics.clone();
     let mut session = Session {
         ws,
         state,
         limit: RateLimit::new(Instant::now()),
+        ip,
     };
     if let Some(joined) = join(&mut session).await {
         let chat = session.state.chat.clone();
         let (worker, participant_id) = (joined.worker.clone(), joined.participant_id.clone());
         let (room, identity) = (joined.room.clone(), joined.identity.clone());
         relay(session, joined).await;
-        worker.send(Request::Command {
+        // A full queue drops this; the peer timeout removes the
+        // participant then.
+        let _ = worker.send(Request::Command {
             participant_id: participant_id.clone(),
             command: Command::Leave,
         });
@@ -268,6 +288,14 @@ async fn join(session: &mut Session) -> Option<Joined> {
                 continue;
             }
         };
+        if let Err(limit) = admission_limits(&session.state, session.ip, &room) {
+            let code = match limit {
+                Limit::Meetings => ErrorCode::TooManyMeetings,
+                _ => ErrorCode::TooManyJoins,
+            };
+            session.refuse_for(limit, code).await;
+            continue;
+        }
         let participant_id = format!("{:016x}", rand::random::<u64>());
         let worker = session.state.worker_for(&room).clone();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -279,14 +307,20 @@ async fn join(session: &mut Session) -> Option<Joined> {
             guest,
             events: tx,
         });
-        if !sent {
-            session
-                .send(&ServerMessage::error(
-                    ErrorCode::Unavailable,
-                    "the media worker is not running",
-                ))
-                .await;
-            return None;
+        match sent {
+            Ok(()) => {}
+            Err(SendError::Full) => {
+                session
+                    .refuse_for(Limit::WorkerQueue, ErrorCode::Overloaded)
+                    .await;
+                continue;
+            }
+            Err(e @ SendError::Stopped) => {
+                session
+                    .send(&ServerMessage::error(ErrorCode::Unavailable, e.to_string()))
+                    .await;
+                return None;
+            }
         }
         let member = Member {
             name: name.clone(),
@@ -315,6 +349,7 @@ async fn join(session: &mut Session) -> Option<Joined> {
 /// until one side ends.
 async fn relay(mut session: Session, mut joined: Joined) {
     let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut candidates = CandidateCount::default();
     let mut last_heard = tokio::time::Instant::now();
     let chat = session.state.chat.clone().filter(|_| joined.chat.is_some());
     let mut delayed = chat.as_ref().map(Chat::delayed);
@@ -445,13 +480,20 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     let msg = "only hosts may remove participants";
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
                 }
+                Incoming::Message(ClientMessage::Candidate { target, .. }) if !candidates.count(target) => {
+                    session.refuse_for(Limit::Candidates, ErrorCode::TooManyCandidates).await;
+                }
                 Incoming::Message(msg) => {
                     let Some(command) = adapter::command(msg) else {
                         continue;
                     };
-                    if !joined.worker.send(Request::Command { participant_id: joined.participant_id.clone(), command }) {
-                        session.send(&ServerMessage::error(ErrorCode::Unavailable, "the media worker stopped")).await;
-                        return;
+                    match joined.worker.send(Request::Command { participant_id: joined.participant_id.clone(), command }) {
+                        Ok(()) => {}
+                        Err(SendError::Full) => session.refuse_for(Limit::WorkerQueue, ErrorCode::Overloaded).await,
+                        Err(e @ SendError::Stopped) => {
+                            session.send(&ServerMessage::error(ErrorCode::Unavailable, e.to_string())).await;
+                            return;
+                        }
                     }
                 }
                 Incoming::Bad(code, message) => {
@@ -462,6 +504,40 @@ async fn relay(mut session: Session, mut joined: Joined) {
             },
         }
     }
+}
+
+/// Remote ICE candidates a browser gathers for one connection: a host, a
+/// reflexive and a relay candidate per interface and protocol. Far more is
+/// no browser; each one costs the media engine a pair to check.
+const MAX_CANDIDATES: u32 = 64;
+
+#[derive(Default)]
+struct CandidateCount {
+    publisher: u32,
+    subscriber: u32,
+}
+
+impl CandidateCount {
+    /// Counts one for `target`; false once it is past the bound.
+    fn count(&mut self, target: Target) -> bool {
+        let n = match target {
+            Target::Publisher => &mut self.publisher,
+            Target::Subscriber => &mut self.subscriber,
+        };
+        *n += 1;
+        *n <= MAX_CANDIDATES
+    }
+}
+
+/// The per-address join rate and the number of meetings, for a join that
+/// is otherwise admitted.
+fn admission_limits(state: &AppState, ip: IpAddr, room: &str) -> Result<(), Limit> {
+    let meetings = state.roster.meetings();
+    let new_meeting = !meetings.iter().any(|(r, _)| r == room);
+    if new_meeting && meetings.len() >= state.limits.bounds().meetings {
+        return Err(Limit::Meetings);
+    }
+    state.limits.join(ip, Instant::now())
 }
 
 enum ChatRecv {
