@@ -46,9 +46,11 @@ else
   server_cmd=(cargo run --release --locked -p sfu --)
 fi
 
+# The server admits no anonymous guests unless configured to; it prints a
+# link that opens a first meeting as its host.
 if [ -n "${MEET_MATRIX_HOMESERVER+set}" ] || [ -n "$(config_value matrix_homeserver)" ]; then
   ops/setup.sh run --no-synapse
-  exec "${server_env[@]}" "${server_cmd[@]}" "$@"
+  exec "${server_env[@]}" "${server_cmd[@]}" --host-link "$@"
 fi
 
 ops/setup.sh run
@@ -141,13 +143,24 @@ ops/synapse.sh register "$syn" "$MEET_MATRIX_USER" "$MEET_MATRIX_PASSWORD" || {
   exit 1
 }
 
-# On stderr: the server's stdout carries only its "listening on" line.
+# Invite links (like the host link printed at start) outlive a restart.
+if [ -z "${MEET_TOKEN_SECRET:-}" ] && [ -z "$(config_value token_secret)" ]; then
+  secretfile=$data/token-secret
+  if [ ! -s "$secretfile" ]; then
+    (umask 077 && od -vAn -N32 -tx1 /dev/urandom | tr -d ' \n' >"$secretfile")
+  fi
+  MEET_TOKEN_SECRET=$(cat "$secretfile")
+  export MEET_TOKEN_SECRET
+fi
+
+# On stderr: the server's stdout carries only its "listening on" line and
+# the host link.
 echo "run.sh: Matrix homeserver on http://127.0.0.1:$port; add accounts with: ops/synapse.sh register $syn USER PASS" >&2
 
 # In the background so that signals sent to this script (not only a
 # Ctrl-C, which reaches the whole group) go on to the server, and Synapse
 # is stopped once it has exited.
-"${server_env[@]}" "${server_cmd[@]}" "$@" &
+"${server_env[@]}" "${server_cmd[@]}" --host-link "$@" &
 server=$!
 for sig in INT TERM HUP; do
   trap "kill -$sig $server 2>/dev/null || true" "$sig"

@@ -84,6 +84,11 @@ if [ "$mode" = test ]; then
   if [ ! -d web/node_modules/playwright-core ]; then
     (cd web && npm ci --no-audit --no-fund)
   fi
+  # The dashboard generator (ops/grafana/dashboard.mjs), whose output the
+  # dashboard test compares with the committed JSON.
+  if [ ! -d ops/grafana/node_modules/@grafana/grafana-foundation-sdk ]; then
+    (cd ops/grafana && npm ci --no-audit --no-fund)
+  fi
 fi
 
 if [ -n "$synapse" ]; then

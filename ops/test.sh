@@ -9,6 +9,10 @@ ops/setup.sh test
 # beyond what cargo itself checks.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meet-target}
 
+echo "== Prometheus configuration, alerting rules and their unit tests"
+promtool check config ops/prometheus/prometheus.yml
+promtool check rules ops/prometheus/rules/*.yml
+promtool test rules ops/prometheus/tests/*.yml
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -20,5 +24,7 @@ ops/package-test.sh
 echo "== load generator smoke run (correctness, not speed)"
 cargo build --locked -p sfu -p loadtest
 "$CARGO_TARGET_DIR/debug/loadtest" --smoke
+echo "== admin API fuzzed against its OpenAPI document (schemathesis)"
+SFU_BIN="$CARGO_TARGET_DIR/debug/sfu" ops/api-test.sh
 echo "== browser tests"
 (cd web && SFU_BIN="$CARGO_TARGET_DIR/debug/sfu" ../ops/netns.sh node --test --test-concurrency=1 tests/)

@@ -42,6 +42,8 @@ impl ServerProcess {
             .args(["--listen", &listen, "--media-port", "0"])
             .env("MEET_MEDIA_IPS", format!(r#"["{media_ip}"]"#))
             .env("MEET_WORKERS", workers.to_string())
+            // Load is about media, not about who gets in.
+            .env("MEET_ANONYMOUS_JOIN", "true")
             // Rooms as large as the biggest run (the default cap is 100).
             .env(
                 "MEET_MAX_PARTICIPANTS",

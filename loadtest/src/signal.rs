@@ -126,6 +126,7 @@ impl Signaller {
                     room: room.to_owned(),
                     name: name.to_owned(),
                     token: None,
+                    invite: None,
                 };
                 sink.send(Message::Text(serde_json::to_string(&join)?.into()))
                     .await?;

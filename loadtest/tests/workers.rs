@@ -36,6 +36,7 @@ async fn rooms_on_two_workers_carry_media_at_once() {
         listen: "127.0.0.1:0".parse().unwrap(),
         workers: 2,
         media_ips: vec!["127.0.0.1".parse().unwrap()],
+        anonymous_join: true,
         ..Config::default()
     };
     let server = Server::bind(&config).await.expect("server binds");

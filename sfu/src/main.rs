@@ -24,6 +24,9 @@ struct Cli {
     /// flags above) and exits: 0 if it is valid, 1 with the bad key if not.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// Print a link that opens a new meeting as its host (valid a day).
+    #[arg(long)]
+    host_link: bool,
 }
 
 #[tokio::main]
@@ -53,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
         server.http_addr(),
         server.media_ports()
     );
+    if cli.host_link {
+        println!("meet: open a meeting as its host: {}", server.host_link());
+    }
     let drain = server.drain();
     server
         .run(signals.drain_then_stop(drain, config.drain_timeout()))

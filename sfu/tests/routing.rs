@@ -19,7 +19,9 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use sfu::room::api::{Command, Event, LeaveReason, Quality, Refusal, Source, TrackAnnouncement};
+use sfu::room::api::{
+    Command, Event, LeaveReason, Quality, Refusal, Role, Source, TrackAnnouncement,
+};
 use sfu::room::{Input, Output, Router, RouterConfig};
 
 const SERVER: &str = "10.0.0.1:4000";
@@ -88,6 +90,7 @@ impl Net {
                 seed: 7,
                 srtp_profiles: sfu::shell::config::Config::default().srtp_profiles,
                 max_participants: 4,
+                wallclock: rtc::shared::time::SystemInstant::now(Instant::now()),
             }),
             browsers: Vec::new(),
             loss: None,
@@ -156,6 +159,8 @@ impl Net {
             Command::Join {
                 room: room.to_owned(),
                 name: id.to_uppercase(),
+                role: Role::Participant,
+                guest: false,
             },
         );
         if !tracks.is_empty() {
@@ -653,8 +658,9 @@ fn a_peer_that_goes_silent_is_removed_and_the_others_are_told() {
         "removed too early: {left_after:?}"
     );
     assert_eq!(net.router.participants(), 1);
+    assert_eq!(net.router.stats().failures.timeout, 1);
     // Alice's tracks are untouched.
-    assert_eq!(net.router.published_tracks(), 2);
+    assert_eq!(net.router.published_tracks().values().sum::<usize>(), 2);
 }
 
 #[test]
@@ -739,6 +745,15 @@ fn a_lost_packet_is_retransmitted_from_the_history() {
         sent_after > 10 && newest > lost,
         "media went on after the loss"
     );
+    // What the shell turns into metrics: bob's NACK and its answer, his
+    // wait for the first media, and his receiver reports.
+    let stats = net.router.stats();
+    assert!(stats.nacks_received >= 1 && stats.media.retransmissions >= 1);
+    let samples = net.router.take_samples();
+    assert_eq!(samples.join_to_media.len(), 1, "only bob receives media");
+    assert!(samples.join_to_media[0] < 1.0, "{samples:?}");
+    assert!(!samples.loss.is_empty() && samples.loss.len() == samples.jitter.len());
+    assert!(net.router.take_samples().loss.is_empty(), "taken once");
 }
 
 #[test]
@@ -1046,7 +1061,7 @@ fn a_publisher_may_not_offer_more_than_the_track_limit() {
             ..
         }
     )));
-    assert_eq!(net.router.published_tracks(), 0);
+    assert_eq!(net.router.published_tracks().values().sum::<usize>(), 0);
     // The limit itself is fine.
     let enough = [(RtpCodecKind::Audio, &[""][..]); sfu::room::MAX_TRACKS_PER_PUBLISHER];
     net.join_publishing("modest", "r", &enough);

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-use common::{recv, send, Running, Ws};
+use common::{expect_error, recv, send, Running, Ws};
 
 /// The server, with the HTTP helpers these tests use.
 struct TestServer(Running);
@@ -74,13 +74,6 @@ impl TestServer {
     async fn stop(self) {
         self.0.stop().await;
     }
-}
-
-async fn expect_error(ws: &mut Ws, code: &str) {
-    let m = recv(ws).await;
-    assert_eq!(m["type"], "error", "{m}");
-    assert_eq!(m["code"], code, "{m}");
-    assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
 }
 
 async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {

@@ -36,6 +36,8 @@ window.meet = {
   chatRoomId: () => (state.chat.info && state.chat.info.room_id) || null,
   /** `joined.identity`: { user_id, host } when we joined signed in, else null. */
   identity: () => state.joinedIdentity,
+  /** `joined.role` and `joined.guest`. */
+  role: () => ({ role: state.role, guest: state.guest }),
   sendChat,
   get participantId() { return state.participantId; },
   get firstFrameMs() { return state.firstFrameMs; },

@@ -72,7 +72,7 @@ function showUnmuteHint() {
   $('controls').prepend(b);
 }
 
-function makeTile(pid, name, { local: isLocal = false, screen = false } = {}) {
+function makeTile(pid, name, { local: isLocal = false, screen = false, guest = false } = {}) {
   const tile = document.createElement('figure');
   tile.className = screen ? 'tile screen' : 'tile';
   tile.dataset.participantId = pid;
@@ -96,14 +96,15 @@ function makeTile(pid, name, { local: isLocal = false, screen = false } = {}) {
   const caption = document.createElement('figcaption');
   const label = document.createElement('span');
   label.className = 'name';
-  label.textContent = isLocal ? `${name} (you)` : name;
+  // Guests name themselves: everyone sees that nobody vouched for the name.
+  label.textContent = `${name}${guest ? ' (guest)' : ''}${isLocal ? ' (you)' : ''}`;
   const mic = document.createElement('span');
   mic.className = 'mic-muted';
   mic.textContent = 'muted';
   mic.hidden = true;
   caption.append(label, mic);
-  // Hosts (who may kick in the meeting's Matrix room) may remove others.
-  if (!isLocal && !screen && state.joinedIdentity && state.joinedIdentity.host) {
+  // Hosts may remove others.
+  if (!isLocal && !screen && state.role === 'host') {
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.className = 'remove';
@@ -121,14 +122,15 @@ function makeTile(pid, name, { local: isLocal = false, screen = false } = {}) {
 }
 
 export function addLocalTile() {
-  const tile = makeTile(state.participantId, $('name').value.trim(), { local: true });
+  const tile = makeTile(state.participantId, $('name').value.trim(), { local: true, guest: state.guest });
   tile.querySelector('video').srcObject = state.localStream;
   tile.classList.toggle('camera-off', state.localStream.getVideoTracks().length === 0);
 }
 
 export function addParticipant(info) {
   if (state.participants.has(info.id)) return;
-  const p = { name: info.name, stream: new MediaStream(), tile: makeTile(info.id, info.name), tracks: new Map(), screen: null };
+  const tile = makeTile(info.id, info.name, { guest: !!info.guest });
+  const p = { name: info.name, stream: new MediaStream(), tile, tracks: new Map(), screen: null };
   state.participants.set(info.id, p);
   for (const t of info.tracks) p.tracks.set(t.id, t);
   updateTile(info.id);

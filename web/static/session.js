@@ -4,7 +4,7 @@
 // message is handed to the module that owns its concern.
 
 import { Signalling, PROTOCOL_VERSION } from './signalling.js';
-import { $, room, state, setStatus } from './state.js';
+import { $, params, room, state, setStatus } from './state.js';
 import { saveName, updateJoinButton } from './prejoin.js';
 import { signInRefused } from './identity.js';
 import {
@@ -55,8 +55,10 @@ export async function join(name) {
     .on('draining', (m) => { $('server-notice').textContent = drainingNotice(m.seconds_left); })
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
-      if (m.code === 'room_full' || m.code === 'draining') {
-        leave(m.message || 'The server cannot take you now.');
+      const refused = ['room_full', 'invite_required', 'invalid_invite', 'meeting_ended', 'draining'].includes(m.code)
+        || (m.code === 'unavailable' && !state.participantId);
+      if (refused) {
+        leave(m.message || 'You cannot be in this meeting.');
         return;
       }
       if (m.code === 'removed') {
@@ -94,6 +96,8 @@ export async function join(name) {
     // The server takes the name from the token; we send the same one.
     joinMsg.token = state.identity.token;
     joinMsg.name = state.identity.name || name;
+  } else if (params.get('invite')) {
+    joinMsg.invite = params.get('invite');
   }
   signalling.send(joinMsg);
   $('prejoin').hidden = true;
@@ -114,16 +118,21 @@ function drainingNotice(secondsLeft) {
 async function onJoined(msg) {
   state.participantId = msg.participant_id;
   state.joinedIdentity = msg.identity || null;
+  state.role = msg.role || 'participant';
+  state.guest = !!msg.guest;
   const badge = $('meeting-identity');
+  const role = { host: ' (host)', viewer: ' (viewer)', participant: '' }[state.role] ?? '';
   badge.textContent = state.joinedIdentity
-    ? `Signed in as ${state.joinedIdentity.user_id}${state.joinedIdentity.host ? ' (host)' : ''}`
-    : '';
-  badge.hidden = !state.joinedIdentity;
+    ? `Signed in as ${state.joinedIdentity.user_id}${role}`
+    : `Guest${role}`;
+  badge.hidden = false;
   setupChat(msg.chat || null);
   addLocalTile();
   for (const p of msg.participants) addParticipant(p);
   state.subscriber = newPeerConnection('subscriber');
   state.subscriber.ontrack = onRemoteTrack;
   state.publisher = newPeerConnection('publisher');
-  await publish();
+  // A viewer receives only; the server would refuse its offers.
+  if (state.role === 'viewer') setStatus('');
+  else await publish();
 }

@@ -38,6 +38,10 @@ export const state = {
   identityFailed: false,
   /** What the server said about us in `joined`: { user_id, host } or null. */
   joinedIdentity: null,
+  /** What the server said we may do in `joined`: host, participant or viewer. */
+  role: 'participant',
+  /** Admitted without a Matrix identity (`joined.guest`). */
+  guest: false,
   chat: newChatState(),
 };
 

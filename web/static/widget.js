@@ -22,6 +22,13 @@ export function startWidgetApi(signIn) {
     return null;
   }
   if (!parentOrigin || parentOrigin === 'null') return null;
+  // The link names the parent, but anyone can make a link: only the Matrix
+  // clients the deployment trusts get to hand us an identity.
+  const trusted = (document.querySelector('meta[name="meet-widget-origins"]')?.content || '').split(' ');
+  if (!trusted.includes(parentOrigin)) {
+    console.warn(`not a widget: ${parentOrigin} is not a configured widget origin`);
+    return null;
+  }
 
   const post = (msg) => window.parent.postMessage(msg, parentOrigin);
   const waiting = new Map(); // our request id -> resolve

@@ -324,13 +324,15 @@ frame.addEventListener('load', async () => {
 </script>`;
 }
 
-async function openWidget(t, mode, room) {
-  // The stand-in for Element runs on another origin than the meeting.
-  const widget = `${web.url}/m/${room}?widgetId=w1&parentUrl=${encodeURIComponent(`${web.origin('localhost')}/parent`)}`
+async function openWidget(t, mode, room, parent = web.origin('localhost')) {
+  // The stand-in for Element runs on another origin than the meeting: the
+  // one the meeting page trusts (as the server's `widget_origins`) unless
+  // the test says otherwise.
+  const widget = `${web.url}/m/${room}?widgetId=w1&parentUrl=${encodeURIComponent(`${parent}/parent`)}`
     + '&userId=%40alice%3Alocalhost&displayName=Alice%20M&roomId=%21r%3Alocalhost';
   const { page, context } = await openPage(browser, `widget-${mode}`, { t });
   const server = await mockServer(context, { identity: mode === 'blocked' ? null : { user_id: '@alice:localhost', host: false } });
-  await page.goto(`${web.origin('localhost')}/parent?mode=${mode}&widget=${encodeURIComponent(widget)}`);
+  await page.goto(`${parent}/parent?mode=${mode}&widget=${encodeURIComponent(widget)}`);
   const frame = page.frameLocator('iframe');
   return { page, context, server, frame };
 }
@@ -368,4 +370,21 @@ test('Element widget (blocked): says why and lets the user join as a guest', asy
   await frame.getByRole('button', { name: 'Join meeting' }).click();
   await until('the join', () => server.sent.find((m) => m.type === 'join'), 5000);
   assert.deepEqual(server.sent.find((m) => m.type === 'join'), { type: 'join', v: 1, room, name: 'Alice M' });
+});
+
+test('a parent page that is no configured Matrix client gets no widget API', async (t) => {
+  const room = 'ui-widget-untrusted';
+  // Same host, same page, but a parent origin the meeting does not trust.
+  const { page, server, frame } = await openWidget(t, 'allowed', room, web.origin('127.0.0.1'));
+  await frame.getByRole('button', { name: 'Join meeting' }).waitFor({ timeout: 10000 });
+  // Time for a widget to have asked for OpenID, had it been one.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const received = await page.evaluate(() => window.received || []);
+  assert.equal(received.filter((m) => m.api === 'fromWidget').length, 0, JSON.stringify(received));
+  assert.equal(tokenRequests.filter((r) => r.room === room).length, 0);
+  assert.equal(await frame.getByText('Signed in as').count(), 0);
+  await frame.getByLabel('Your name').fill('Alice');
+  await frame.getByRole('button', { name: 'Join meeting' }).click();
+  await until('the join', () => server.sent.find((m) => m.type === 'join'), 5000);
+  assert.equal(server.sent.find((m) => m.type === 'join').token, undefined);
 });

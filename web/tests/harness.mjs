@@ -55,7 +55,11 @@ export async function startServer(extraEnv = {}) {
   if (!bin) throw new Error('SFU_BIN must point at the built sfu binary');
   const child = spawn(bin, ['--listen', '127.0.0.1:0', '--media-port', '0'], {
     // SIGTERM drains: a page a failed test left open holds stop() up this long.
-    env: { ...process.env, MEET_WORKERS: '2', MEET_DRAIN_TIMEOUT_SECS: '5', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv },
+    // Open to anonymous guests unless a test says otherwise: most tests
+    // are about meetings, not about who gets in.
+    env: {
+      ...process.env, MEET_WORKERS: '2', MEET_ANONYMOUS_JOIN: 'true', MEET_DRAIN_TIMEOUT_SECS: '5', RUST_LOG: process.env.RUST_LOG || 'info', ...extraEnv,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // 'close': it has exited and all of its stderr is in.
@@ -236,6 +240,12 @@ export async function startPrometheus(target) {
       const r = await (await fetch(`${url}/api/v1/query?query=${encodeURIComponent(promql)}`)).json();
       const sample = r.data && r.data.result[0];
       return sample ? Number(sample.value[1]) : null;
+    },
+    /** The API's answer to a range query over the last `seconds`, a point a second. */
+    async queryRange(promql, seconds) {
+      const end = Date.now() / 1000;
+      const params = new URLSearchParams({ query: promql, start: String(end - seconds), end: String(end), step: '1' });
+      return (await fetch(`${url}/api/v1/query_range?${params}`)).json();
     },
     async stop() {
       if (!exited) {
@@ -572,7 +582,13 @@ export async function startStaticServer(routes = {}) {
     try {
       if (req.method === 'GET' && url.pathname.startsWith('/m/')) {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' });
-        res.end(readFileSync(join(repoRoot, 'web', 'meeting.html')));
+        // As the server does with `widget_origins`: this server's second
+        // origin (where tests put their stand-in for Element) is trusted.
+        const page = readFileSync(join(repoRoot, 'web', 'meeting.html'), 'utf8').replace(
+          '<meta name="meet-widget-origins" content="">',
+          `<meta name="meet-widget-origins" content="http://localhost:${server.address().port}">`,
+        );
+        res.end(page);
         return;
       }
       if (req.method === 'GET' && url.pathname.startsWith('/static/')) {

@@ -1,6 +1,8 @@
 // The README's run command, end to end: ops/run.sh with no homeserver
-// configured brings up a local Synapse and the chat bot, meetings get chat
-// with participants as ghost users, and Synapse stops with the server.
+// configured brings up a local Synapse and the chat bot, prints the link
+// that opens a first meeting as its host (the server admits no anonymous
+// guests), meetings get chat with participants as ghost users, and
+// Synapse stops with the server.
 // Uses the already built server (MEET_SERVER_BIN) instead of a release
 // build, and its own data directory and ports.
 
@@ -12,7 +14,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  assertCleanExit, freePort, launchBrowser, joinPage, MatrixClient, until,
+  assertCleanExit, freePort, launchBrowser, joinPage, MatrixClient, openPage, until,
 } from './harness.mjs';
 
 const repo = new URL('../..', import.meta.url).pathname;
@@ -46,25 +48,34 @@ test('ops/run.sh brings up a homeserver and meetings have chat', { timeout: 3000
   const browser = await launchBrowser();
   let outcome;
   try {
-    const url = await new Promise((resolve, reject) => {
+    const hostLink = await new Promise((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => reject(new Error(`run.sh did not start the server:\n${log}`)), 180000);
       run.stdout.on('data', (d) => {
         out += d;
-        const m = out.match(/listening on (http:\/\/[\d.:]+)/);
-        if (m) { clearTimeout(timer); resolve(m[1]); }
+        const m = out.match(/open a meeting as its host: (\S+)/);
+        if (m) { clearTimeout(timer); resolve(new URL(m[1])); }
       });
       run.once('exit', (code) => reject(new Error(`run.sh exited with ${code}:\n${log}`)));
     });
     assert.match(log, new RegExp(`Matrix homeserver on http://127.0.0.1:${synapsePort}`));
+    const url = hostLink.origin;
+    const room = decodeURIComponent(hostLink.pathname.replace(/^\/m\//, ''));
+
+    // Closed by default: a stranger with a name only is turned away.
+    const stranger = await openPage(browser, 'Stranger');
+    await stranger.page.goto(`${url}/m/${room}?name=Stranger&join=now`);
+    await stranger.page.getByText('holders of an invite link').waitFor({ timeout: 15000 });
+    await stranger.context.close();
 
     // A newcomer adds a Matrix account the way the README says.
     execFileSync(join(repo, 'ops/synapse.sh'), ['register', join(data, 'synapse'), 'nina', 'nina-password']);
     const nina = await MatrixClient.login(`http://127.0.0.1:${synapsePort}`, 'nina', 'nina-password');
 
-    const quinn = await joinPage(browser, url, 'quickstart', 'Quinn');
+    const quinn = await joinPage(browser, url, room, 'Quinn', { invite: hostLink.searchParams.get('invite') });
+    assert.deepEqual(await quinn.page.evaluate(() => window.meet.role()), { role: 'host', guest: true });
     await quinn.page.waitForFunction(() => window.meet.chatRoomId(), null, { timeout: 20000 });
-    const roomId = await nina.joinRoom('#meet-quickstart:localhost');
+    const roomId = await nina.joinRoom(`#meet-${room}:localhost`);
     assert.equal(roomId, await quinn.page.evaluate(() => window.meet.chatRoomId()));
     await quinn.page.getByLabel('Message').fill('hello from the quick start');
     await quinn.page.getByLabel('Message').press('Enter');

@@ -5,12 +5,14 @@
 //! delivery. An SFU must relay a subscriber's PLI or FIR to the publisher,
 //! and answers its NACKs itself from the shared layer buffers (see
 //! `media/sequencer.rs`), so this interceptor, last before the terminus,
-//! marks exactly those; receiver reports stay with the interceptors that
-//! act on them.
+//! marks exactly those, and the reports whose loss, jitter and round trip
+//! the core samples for metrics.
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
@@ -23,13 +25,19 @@ pub struct FeedbackRelay {
     queues: super::Queues,
 }
 
-/// Whether an RTCP packet is for the room core: a keyframe request or a
-/// NACK.
+/// Whether an RTCP packet is for the room core: a keyframe request, a
+/// NACK, or a report with reception report blocks.
 fn for_the_core(p: &dyn rtc::rtcp::Packet) -> bool {
     let any = p.as_any();
     any.is::<PictureLossIndication>()
         || any.is::<FullIntraRequest>()
         || any.is::<TransportLayerNack>()
+        || any
+            .downcast_ref::<ReceiverReport>()
+            .is_some_and(|r| !r.reports.is_empty())
+        || any
+            .downcast_ref::<SenderReport>()
+            .is_some_and(|r| !r.reports.is_empty())
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackRelay {

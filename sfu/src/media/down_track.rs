@@ -140,6 +140,11 @@ impl DownTrack {
         self.pt.is_some()
     }
 
+    /// The layer (SSRC) forwarded now.
+    pub fn layer(&self) -> Option<u32> {
+        self.current
+    }
+
     /// The layer whose keyframe this subscriber needs next: the one it
     /// moves to, else the one it has.
     pub fn keyframe_layer(&self) -> Option<u32> {

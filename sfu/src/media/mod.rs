@@ -18,7 +18,7 @@ pub mod vp8;
 use serde::{Deserialize, Serialize};
 
 /// Audio or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Audio,
@@ -26,7 +26,7 @@ pub enum Kind {
 }
 
 /// What a published track carries, as its publisher declares it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Camera,

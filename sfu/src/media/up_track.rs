@@ -104,6 +104,17 @@ impl UpTrack {
         self.layers.len() > 1
     }
 
+    /// The rank of the layer each negotiated down-track forwards now.
+    pub fn forwarded(&self) -> impl Iterator<Item = Quality> + '_ {
+        self.downs
+            .iter()
+            .filter(|d| d.is_negotiated())
+            .filter_map(|d| {
+                let ssrc = d.layer()?;
+                self.layers.iter().find(|l| l.ssrc == ssrc).map(|l| l.rank)
+            })
+    }
+
     /// The best layer there is: where a new subscription starts.
     pub fn best_layer(&self) -> Option<u32> {
         self.layers.last().map(|l| l.ssrc)

@@ -43,18 +43,54 @@ pub struct TrackInfo {
     pub muted: bool,
 }
 
+/// What a participant may do in its room. The shell decides it at the
+/// door (from a Matrix identity, an invite link or the deployment's
+/// policy); the core enforces what concerns media.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Moderates: removes others (and, later, admits, mutes, ends).
+    Host,
+    /// Publishes and receives.
+    #[default]
+    Participant,
+    /// Receives only; its publisher offers are refused.
+    Viewer,
+}
+
+impl Role {
+    pub fn may_publish(self) -> bool {
+        self != Role::Viewer
+    }
+
+    pub fn may_moderate(self) -> bool {
+        self == Role::Host
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantInfo {
     pub id: String,
     pub name: String,
     pub tracks: Vec<TrackInfo>,
+    #[serde(default)]
+    pub role: Role,
+    /// Not identified by a Matrix sign-in: the name is the participant's
+    /// own word, and everyone is shown so.
+    #[serde(default)]
+    pub guest: bool,
 }
 
 /// What a participant's session asks of the core.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Enter `room`; answered by [`Event::Joined`] or [`Event::Left`].
-    Join { room: String, name: String },
+    Join {
+        room: String,
+        name: String,
+        role: Role,
+        guest: bool,
+    },
     /// An offer for the publisher connection, with the tracks it carries;
     /// tracks no longer announced are unpublished.
     Publish {
@@ -89,6 +125,8 @@ pub enum Refusal {
     NoSuchParticipant,
     /// The media engine could not make a connection for it.
     Unavailable,
+    /// The participant's role does not allow it (a viewer publishing).
+    NotAllowed,
 }
 
 /// Why a participant is no longer in its room. [`Event::Left`] is the last

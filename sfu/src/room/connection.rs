@@ -38,6 +38,10 @@ pub struct Connection {
     pub negotiated: bool,
     /// DTLS is up: SRTP can be sent.
     pub connected: bool,
+    /// When it was made (a subscriber connection: when its owner joined),
+    /// and whether media went out on it since.
+    pub created: Instant,
+    pub media_sent: bool,
     pub deadline: Option<Instant>,
 }
 
@@ -105,6 +109,8 @@ impl Connections {
             last_rx: now,
             negotiated: false,
             connected: false,
+            created: now,
+            media_sent: false,
             // A new connection has timers to start.
             deadline: Some(now),
         });

@@ -6,20 +6,23 @@ use std::time::Instant;
 
 use rand::Rng;
 
-use super::api::{Event, LeaveReason, Refusal, Target};
+use super::api::{Event, LeaveReason, Refusal, Role, Target};
 use super::connection::{ConnKey, Credentials};
 use super::participant::{Participant, ParticipantKey};
 use super::{Output, Router};
 use crate::engine::peer::{self, PeerError};
 
+/// Who asks to join, as the shell admitted them.
+pub(super) struct Joiner {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub guest: bool,
+}
+
 impl Router {
-    pub(super) fn join(
-        &mut self,
-        now: Instant,
-        participant_id: String,
-        room: String,
-        name: String,
-    ) {
+    pub(super) fn join(&mut self, now: Instant, who: Joiner, room: String) {
+        let participant_id = who.id;
         if self.by_id.contains_key(&participant_id) {
             return;
         }
@@ -54,8 +57,10 @@ impl Router {
         members.push(key);
         let participant = Participant {
             id: participant_id.clone(),
-            name,
+            name: who.name,
             room: room.clone(),
+            role: who.role,
+            guest: who.guest,
             publisher: None,
             subscriber,
             announced: Vec::new(),
@@ -133,6 +138,17 @@ impl Router {
             return;
         };
         tracing::info!(participant = %part.id, ?reason, "left");
+        // Leaving before media ever flowed on a negotiated connection: the
+        // browser gave up on ICE or DTLS (other reasons are counted where
+        // they arise).
+        let stuck = [part.publisher, Some(part.subscriber)]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.conns.get(c))
+            .any(|c| c.negotiated && !c.connected);
+        if stuck && reason == LeaveReason::Left {
+            self.stats.failures.not_connected += 1;
+        }
         self.by_id.remove(&part.id);
         for up in &part.up {
             for d in &up.downs {

@@ -20,6 +20,7 @@ mod membership;
 pub mod negotiation;
 pub mod participant;
 mod publishing;
+mod reports;
 mod subscribing;
 
 use std::collections::{HashMap, VecDeque};
@@ -34,21 +35,26 @@ use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
+use rtc::shared::time::SystemInstant;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use slab::Slab;
 
-pub use api::{Command, Event, LeaveReason, Refusal, Target};
+pub use api::{Command, Event, LeaveReason, Refusal, Role, Target};
 use connection::{ConnKey, Connections};
+use membership::Joiner;
 use participant::{Participant, ParticipantKey};
 pub use publishing::MAX_TRACKS_PER_PUBLISHER;
+pub use reports::Samples;
 
 use crate::engine::peer;
 use crate::media::down_track::Route;
 use crate::media::up_track::Sink;
-use crate::media::MediaStats;
+use crate::media::{Kind, MediaStats, Quality, Source};
 use crate::shell::config::SrtpProfile;
 
 /// Tunables of the core; the shell fills them from the config.
@@ -65,6 +71,9 @@ pub struct RouterConfig {
     pub srtp_profiles: Vec<SrtpProfile>,
     /// A room this full refuses further joins.
     pub max_participants: usize,
+    /// The wall clock at an instant, read by the shell: round trips are
+    /// measured in the NTP time of the engine's sender reports.
+    pub wallclock: SystemInstant,
 }
 
 /// What the shell feeds in.
@@ -110,10 +119,33 @@ pub enum Output {
 pub struct Stats {
     pub datagrams_in: u64,
     pub datagrams_dropped: u64,
+    /// Sent to publishers.
     pub keyframe_requests: u64,
+    /// From subscribers: PLI, and FIR entries.
+    pub keyframe_requests_received: u64,
+    /// NACK packets from subscribers.
+    pub nacks_received: u64,
     pub engine_errors: u64,
+    pub failures: ConnectionFailures,
     pub media: MediaStats,
 }
+
+/// Peer connections that failed, by why; each removes its participant.
+#[derive(Debug, Default, Clone)]
+pub struct ConnectionFailures {
+    /// The engine's ICE agent gave up (consent checks stopped).
+    pub ice_failed: u64,
+    /// The connection failed with ICE up: the DTLS handshake or transport.
+    pub dtls_failed: u64,
+    /// Negotiated but never connected when its participant left: ICE or
+    /// DTLS never completed (a firewall dropping UDP, say).
+    pub not_connected: u64,
+    /// Connected, then silent past the peer timeout.
+    pub timeout: u64,
+}
+
+/// Published tracks by kind and source: how the shell counts them.
+pub type TrackCounts = HashMap<(Kind, Source), usize>;
 
 /// How often [`Router`] looks for silent peers, owed keyframe requests,
 /// simulcast layers that stopped or started, and unanswered offers.
@@ -134,6 +166,7 @@ pub struct Router {
     /// Reused buffer for RTP read from one connection before fanning it out.
     rtp_scratch: Vec<(String, rtc::rtp::Packet)>,
     stats: Stats,
+    samples: Samples,
 }
 
 impl Router {
@@ -153,6 +186,7 @@ impl Router {
             offers_due: false,
             rtp_scratch: Vec::new(),
             stats: Stats::default(),
+            samples: Samples::default(),
         }
     }
 
@@ -168,8 +202,27 @@ impl Router {
         self.participants.len()
     }
 
-    pub fn published_tracks(&self) -> usize {
-        self.participants.iter().map(|(_, p)| p.up.len()).sum()
+    pub fn published_tracks(&self) -> TrackCounts {
+        let mut counts = TrackCounts::new();
+        for u in self.participants.iter().flat_map(|(_, p)| &p.up) {
+            *counts.entry((u.kind, u.source)).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Subscriptions to simulcast tracks, by the layer each forwards now
+    /// (low, medium, high).
+    pub fn forwarded_layers(&self) -> [usize; 3] {
+        let mut counts = [0; 3];
+        let ups = self.participants.iter().flat_map(|(_, p)| &p.up);
+        for q in ups.filter(|u| u.is_simulcast()).flat_map(|u| u.forwarded()) {
+            counts[match q {
+                Quality::Low => 0,
+                Quality::Medium => 1,
+                Quality::High => 2,
+            }] += 1;
+        }
+        counts
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -201,8 +254,20 @@ impl Router {
     }
 
     fn command(&mut self, now: Instant, participant_id: String, command: Command) {
-        if let Command::Join { room, name } = command {
-            return self.join(now, participant_id, room, name);
+        if let Command::Join {
+            room,
+            name,
+            role,
+            guest,
+        } = command
+        {
+            let who = Joiner {
+                id: participant_id,
+                name,
+                role,
+                guest,
+            };
+            return self.join(now, who, room);
         }
         let Some(&p) = self.by_id.get(&participant_id) else {
             return;
@@ -291,8 +356,8 @@ impl Router {
         while let Some(m) = c.pc.poll_read() {
             match m.message {
                 RTCMessage::RtpPacket(track_id, packet) => rtp.push((track_id, packet)),
-                // Only keyframe requests and NACKs get this far (see
-                // engine/feedback.rs).
+                // Only keyframe requests, NACKs and reports get this far
+                // (see engine/feedback.rs).
                 RTCMessage::RtcpPacket(_, packets) if role == Target::Subscriber => {
                     feedback.extend(packets)
                 }
@@ -306,13 +371,20 @@ impl Router {
         for p in feedback {
             let any = p.as_any();
             if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                self.stats.keyframe_requests_received += 1;
                 self.subscriber_wants_keyframe(now, owner, pli.media_ssrc);
             } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
                 for e in &fir.fir {
+                    self.stats.keyframe_requests_received += 1;
                     self.subscriber_wants_keyframe(now, owner, e.ssrc);
                 }
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                self.stats.nacks_received += 1;
                 self.retransmit(now, owner, nack);
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                self.reception_reports(now, owner, &rr.reports);
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                self.reception_reports(now, owner, &sr.reports);
             }
         }
         self.flush_writes(conn);
@@ -344,6 +416,7 @@ impl Router {
             conns: &mut self.conns,
             out: &mut self.out,
             errors: &mut self.stats.engine_errors,
+            samples: &mut self.samples,
         };
         let want = up.forward(now, packet, &mut sink, &mut self.stats.media);
         if let (Some(layer), Some(conn)) = (want, p.publisher) {
@@ -395,11 +468,18 @@ impl Router {
                 }
             }
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
-                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed,
-            )
-            | RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                state @ (RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed),
+            ) => {
+                if state == RTCPeerConnectionState::Failed {
+                    self.stats.failures.dtls_failed += 1;
+                }
+                tracing::info!(role = ?role, "media connection failed");
+                self.remove_participant(owner, LeaveReason::MediaFailed);
+            }
+            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
                 RTCIceConnectionState::Failed,
             ) => {
+                self.stats.failures.ice_failed += 1;
                 tracing::info!(role = ?role, "media connection failed");
                 self.remove_participant(owner, LeaveReason::MediaFailed);
             }
@@ -446,16 +526,22 @@ impl Router {
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        let silent: Vec<ParticipantKey> = self
+        let silent: Vec<(ParticipantKey, bool)> = self
             .conns
             .iter()
             .filter(|(_, c)| {
                 c.negotiated && now.saturating_duration_since(c.last_rx) > self.cfg.peer_timeout
             })
-            .map(|(_, c)| c.owner)
+            .map(|(_, c)| (c.owner, c.connected))
             .collect();
-        for p in silent {
+        for (p, connected) in silent {
             if let Some(part) = self.participants.get(p) {
+                let failures = &mut self.stats.failures;
+                *if connected {
+                    &mut failures.timeout
+                } else {
+                    &mut failures.not_connected
+                } += 1;
                 tracing::info!(participant = %part.id, "media connection silent, removing");
                 self.remove_participant(p, LeaveReason::Timeout);
             }
@@ -487,6 +573,7 @@ struct Fanout<'a> {
     conns: &'a mut Connections,
     out: &'a mut VecDeque<Output>,
     errors: &'a mut u64,
+    samples: &'a mut Samples,
 }
 
 impl Sink for Fanout<'_> {
@@ -503,6 +590,10 @@ impl Sink for Fanout<'_> {
                 .is_some_and(|mut s| s.write_rtp(now, packet).is_ok());
         if !sent {
             *self.errors += 1;
+        } else if !c.media_sent {
+            c.media_sent = true;
+            self.samples
+                .first_media(now.saturating_duration_since(c.created));
         }
         c.drain_writes(self.out);
         sent

@@ -2,7 +2,7 @@
 //! publishes (up-tracks, which hold their subscriptions) and what it
 //! receives of the others'.
 
-use super::api::{ParticipantInfo, TrackAnnouncement, TrackInfo};
+use super::api::{ParticipantInfo, Role, TrackAnnouncement, TrackInfo};
 use super::connection::ConnKey;
 use super::negotiation::Negotiation;
 use crate::media::up_track::UpTrack;
@@ -21,6 +21,8 @@ pub struct Participant {
     pub id: String,
     pub name: String,
     pub room: String,
+    pub role: Role,
+    pub guest: bool,
     /// Made with the first publisher offer.
     pub publisher: Option<ConnKey>,
     pub subscriber: ConnKey,
@@ -37,6 +39,8 @@ impl Participant {
             id: self.id.clone(),
             name: self.name.clone(),
             tracks: self.up.iter().map(track_info).collect(),
+            role: self.role,
+            guest: self.guest,
         }
     }
 

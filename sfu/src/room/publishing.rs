@@ -30,6 +30,11 @@ impl Router {
         sdp: String,
         tracks: Vec<TrackAnnouncement>,
     ) {
+        if !self.participants[p].role.may_publish() {
+            let msg = "publisher offer refused: viewers receive only".to_owned();
+            self.refuse(p, Refusal::NotAllowed, msg);
+            return;
+        }
         // Stopped transceivers stay in the SDP with port 0 until reused.
         let sections = sdp
             .lines()

@@ -373,6 +373,7 @@ impl Router {
             conns: &mut self.conns,
             out: &mut self.out,
             errors: &mut self.stats.engine_errors,
+            samples: &mut self.samples,
         };
         up.retransmit(
             now,
@@ -384,7 +385,11 @@ impl Router {
     }
 
     /// Which publisher's track `subscriber` receives as `ssrc`.
-    fn received(&self, subscriber: ParticipantKey, ssrc: u32) -> Option<(ParticipantKey, String)> {
+    pub(super) fn received(
+        &self,
+        subscriber: ParticipantKey,
+        ssrc: u32,
+    ) -> Option<(ParticipantKey, String)> {
         self.participants
             .get(subscriber)?
             .received

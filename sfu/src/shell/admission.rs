@@ -1,8 +1,9 @@
-//! Who may enter a meeting, checked before a participant reaches a media
-//! worker, whatever protocol it speaks: room and display names, the meeting
-//! token of a Matrix sign-in (and the room membership behind it, asked
-//! again), and the meeting's chat room, opened for a join that is
-//! otherwise valid.
+//! Who may enter a meeting, and as what, checked before a participant
+//! reaches a media worker, whatever protocol it speaks: room and display
+//! names; the meeting token of a Matrix sign-in (and the room membership
+//! behind it, asked again), an invite link, or the deployment's openness
+//! to anonymous guests; and the meeting's chat room, opened for a join
+//! that is otherwise valid.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use chat::MeetingChat;
 
 use super::server::AppState;
 use super::token::Claims;
+use crate::room::api::Role;
 
 /// Longest a join waits for the meeting's chat room (created on first use).
 const CHAT_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,6 +44,24 @@ pub enum Refused {
     /// holder is no longer in the meeting's Matrix room.
     #[error("{0}")]
     InvalidToken(String),
+    /// Neither a Matrix sign-in nor an invite, and the deployment admits
+    /// no anonymous guests.
+    #[error("this meeting admits Matrix users and holders of an invite link only")]
+    InviteRequired,
+    #[error("{0}")]
+    InvalidInvite(String),
+    /// A Matrix user's room membership cannot be checked (the homeserver
+    /// does not answer); the join fails closed.
+    #[error("{0}")]
+    Unverifiable(String),
+}
+
+/// Who may enter meetings, per deployment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// Anyone who reaches the server may open and enter any meeting with
+    /// just a name (a lab, a classroom).
+    pub anonymous_join: bool,
 }
 
 /// A join that passed every check.
@@ -50,6 +70,9 @@ pub struct Admitted {
     pub name: String,
     /// Set for a participant signed in with a Matrix identity.
     pub identity: Option<Claims>,
+    pub role: Role,
+    /// Not identified by Matrix: shown as a guest to everyone.
+    pub guest: bool,
     pub chat: Option<MeetingChat>,
 }
 
@@ -60,6 +83,7 @@ pub async fn admit(
     room: &str,
     name: &str,
     token: Option<&str>,
+    invite: Option<&str>,
 ) -> Result<Admitted, Refused> {
     let room = validate_name("room", room)
         .map_err(Refused::InvalidName)?
@@ -72,25 +96,48 @@ pub async fn admit(
     let name = validate_name("name", name)
         .map_err(Refused::InvalidName)?
         .to_owned();
+    // A Matrix identity wins over an invite; an invite over the policy.
+    let guest_role = match (&identity, invite) {
+        (Some(_), _) => None,
+        (None, Some(invite)) => Some(
+            state
+                .invites
+                .admit(invite, &room)
+                .map_err(|e| Refused::InvalidInvite(e.to_string()))?
+                .role,
+        ),
+        (None, None) if state.policy.anonymous_join => Some(Role::Participant),
+        (None, None) => return Err(Refused::InviteRequired),
+    };
     let chat = open_chat(state, &room).await;
-    if let Some(claims) = identity.as_mut() {
-        recheck_member(state, &room, claims)
-            .await
-            .map_err(Refused::InvalidToken)?;
-    }
+    let role = match (identity.as_mut(), guest_role) {
+        (Some(claims), _) => {
+            recheck_member(state, &room, claims).await?;
+            if claims.host {
+                Role::Host
+            } else {
+                Role::Participant
+            }
+        }
+        (None, Some(role)) => role,
+        (None, None) => return Err(Refused::InviteRequired),
+    };
     Ok(Admitted {
         room,
         name,
+        guest: identity.is_none(),
         identity,
+        role,
         chat,
     })
 }
 
 /// A token says who someone was when it was issued; membership and host
 /// rights are asked of the room again, so that leaving or a ban keeps
-/// someone out. A homeserver that cannot be asked does not stop a meeting:
-/// the token's word stands then.
-async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Result<(), String> {
+/// someone out. When the homeserver cannot be asked, the join is refused:
+/// a token minted before a ban must not outlive it (guests with an invite
+/// link still get in).
+async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Result<(), Refused> {
     let Some(chat) = &state.chat else {
         return Ok(());
     };
@@ -99,10 +146,13 @@ async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Re
             claims.host = identity.host;
             Ok(())
         }
-        Err(e @ chat::OpenIdError::NotMember(_)) => Err(e.to_string()),
+        Err(e @ chat::OpenIdError::NotMember(_)) => Err(Refused::InvalidToken(e.to_string())),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot recheck room membership; trusting the token");
-            Ok(())
+            tracing::warn!(error = %e, "cannot recheck room membership; refusing the join");
+            Err(Refused::Unverifiable(format!(
+                "your membership of the meeting's Matrix room cannot be checked now ({e}); \
+                 try again shortly"
+            )))
         }
     }
 }

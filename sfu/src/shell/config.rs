@@ -40,6 +40,7 @@ const STRING_KEYS: &[&str] = &[
     "matrix_as_token",
     "matrix_as_prefix",
     "log_format",
+    "admin_key",
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -62,6 +63,14 @@ pub struct Config {
     pub keyframe_interval_ms: u64,
     /// Participants one meeting may have; further joins are refused.
     pub max_participants: usize,
+    /// Signalling connections the server holds at once, and from one
+    /// source address (behind a reverse proxy: the proxy's).
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Joins one source address may make in a minute.
+    pub max_joins_per_address_per_minute: usize,
+    /// Meetings the server holds at once.
+    pub max_meetings: usize,
     /// SRTP protection profiles the DTLS handshake may settle on. The
     /// engine, as DTLS server, takes the first of the browser's list that
     /// is also here, and Chromium lists AES-CM, then AES-256-GCM, then
@@ -90,9 +99,20 @@ pub struct Config {
     pub matrix_as_token: String,
     /// The registration's exclusive user namespace: localparts starting so.
     pub matrix_as_prefix: String,
-    /// Secret that signs meeting access tokens. Empty: a random one per
-    /// start (tokens then do not survive a restart).
+    /// Secret that signs meeting access tokens and invite links. Empty: a
+    /// random one per start (tokens and links then die with a restart).
     pub token_secret: String,
+    /// Anyone who reaches the server may open and enter meetings with just
+    /// a name. Otherwise only Matrix users (see `openid_homeservers`) and
+    /// holders of an invite link get in.
+    pub anonymous_join: bool,
+    /// Bearer key of the admin API (`/api/admin/…`, at least 32
+    /// characters). Empty: the admin API refuses every request.
+    pub admin_key: String,
+    /// Origins of the Matrix clients (`https://element.example.org`) that
+    /// may show meetings as widgets: the only pages, beside our own, that
+    /// may frame a meeting.
+    pub widget_origins: Vec<String>,
     /// On SIGTERM, meetings in progress go on (new joins are refused) for
     /// at most this long before the server stops. 0: stop at once.
     pub drain_timeout_secs: u64,
@@ -133,6 +153,10 @@ impl Default for Config {
             peer_timeout_secs: 8,
             keyframe_interval_ms: 300,
             max_participants: 100,
+            max_connections: 5000,
+            max_connections_per_address: 500,
+            max_joins_per_address_per_minute: 600,
+            max_meetings: 1000,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
             public_url: String::new(),
             matrix_homeserver: String::new(),
@@ -146,6 +170,9 @@ impl Default for Config {
             token_secret: String::new(),
             drain_timeout_secs: 600,
             log_format: LogFormat::Text,
+            anonymous_join: false,
+            admin_key: String::new(),
+            widget_origins: Vec::new(),
         }
     }
 }
@@ -219,6 +246,22 @@ impl Config {
         if !(1..=10_000).contains(&self.max_participants) {
             return invalid("max_participants", "must be between 1 and 10000");
         }
+        for (key, value) in [
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
+            (
+                "max_joins_per_address_per_minute",
+                self.max_joins_per_address_per_minute,
+            ),
+            ("max_meetings", self.max_meetings),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return invalid(key, "must be between 1 and 1000000");
+            }
+        }
         if self.srtp_profiles.is_empty() {
             return invalid("srtp_profiles", "name at least one profile");
         }
@@ -265,7 +308,27 @@ impl Config {
         if self.drain_timeout_secs > MAX_DRAIN_TIMEOUT_SECS {
             return invalid("drain_timeout_secs", "must be at most 86400 (a day)");
         }
+        if !self.admin_key.is_empty() && self.admin_key.len() < 32 {
+            return invalid("admin_key", "use at least 32 characters");
+        }
+        for origin in &self.widget_origins {
+            let url = parse_http_url("widget_origins", origin)?;
+            if url.origin().ascii_serialization() != origin.as_str() {
+                return invalid(
+                    "widget_origins",
+                    &format!("`{origin}` is not an origin (scheme://host[:port], no path)"),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// `public_url` parsed; `None` when it is not set.
+    pub fn public_url(&self) -> Result<Option<url::Url>, ConfigError> {
+        if self.public_url.is_empty() {
+            return Ok(None);
+        }
+        parse_http_url("public_url", &self.public_url).map(Some)
     }
 
     /// The chat bridge's settings; `None` when no homeserver is configured.
@@ -273,10 +336,9 @@ impl Config {
         if self.matrix_homeserver.is_empty() {
             return Ok(None);
         }
-        let public_url = if self.public_url.is_empty() {
-            parse_http_url("listen", &format!("http://{}/", self.listen))?
-        } else {
-            parse_http_url("public_url", &self.public_url)?
+        let public_url = match self.public_url()? {
+            Some(u) => u,
+            None => parse_http_url("listen", &format!("http://{}/", self.listen))?,
         };
         let openid_homeservers = self
             .openid_homeservers

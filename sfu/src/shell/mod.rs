@@ -3,11 +3,16 @@
 //! and starts and stops the media workers. Everything with a clock, a
 //! socket or a task outside the media workers lives here.
 
+pub mod admin;
 pub mod admission;
 pub mod config;
 pub mod drain;
+pub mod headers;
 pub mod health;
+pub mod invite;
+pub mod limits;
 pub mod metrics;
+pub mod roster;
 pub mod server;
 pub mod token;
 pub mod web;

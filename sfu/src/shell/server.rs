@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State, WebSocketUpgrade};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -18,12 +18,17 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::room::RouterConfig;
-use crate::shell::admission::validate_name;
+use crate::room::{Role, RouterConfig};
+use crate::shell::admin;
+use crate::shell::admission::{validate_name, Policy};
 use crate::shell::config::Config;
 use crate::shell::drain::Drain;
 use crate::shell::health;
+use crate::shell::headers::{self, SecurityHeaders};
+use crate::shell::invite::Invites;
+use crate::shell::limits::{Bounds, Limits};
 use crate::shell::metrics::Metrics;
+use crate::shell::roster::Roster;
 use crate::shell::token::TokenKeys;
 use crate::shell::web;
 use crate::worker::udp;
@@ -64,11 +69,35 @@ pub struct AppState {
     /// Meeting chat on Matrix, when a homeserver is configured.
     pub chat: Option<Chat>,
     pub tokens: TokenKeys,
+    pub invites: Invites,
+    pub policy: Policy,
+    pub roster: Roster,
+    pub limits: Limits,
     /// Who is in a meeting, and whether joins are still taken.
     pub drain: Drain,
+    /// The admin API's bearer key; `None`: the API refuses everything.
+    pub admin_key: Option<Arc<str>>,
+    /// Where users reach this server, when configured.
+    public_url: Option<url::Url>,
+    headers: SecurityHeaders,
+    page: Arc<str>,
 }
 
 impl AppState {
+    /// The base URL for links: `public_url`, or else the address this
+    /// request came to.
+    pub fn public_url(&self, headers: &axum::http::HeaderMap) -> url::Url {
+        if let Some(u) = &self.public_url {
+            return u.clone();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        url::Url::parse(&format!("http://{host}/"))
+            .unwrap_or_else(|_| url::Url::parse("http://localhost/").expect("a valid URL"))
+    }
+
     /// Rooms are spread over workers by name, so everyone in a room meets
     /// on the same worker (and media port) without any shared table.
     pub fn worker_for(&self, room: &str) -> &WorkerHandle {
@@ -120,6 +149,7 @@ impl Server {
                 seed: rand::random(),
                 srtp_profiles: config.srtp_profiles.clone(),
                 max_participants: config.max_participants,
+                wallclock: rtc::shared::time::SystemInstant::now(std::time::Instant::now()),
             };
             let (handle, thread) =
                 worker::spawn(i, socket, router_config, metrics.worker(i), stop_rx.clone())
@@ -132,6 +162,7 @@ impl Server {
             Some(c) => Some(Chat::start(c).await?),
             None => None,
         };
+        let tokens = TokenKeys::new(&config.token_secret);
         Ok(Self {
             listener,
             state: AppState {
@@ -139,8 +170,23 @@ impl Server {
                 hasher: Default::default(),
                 metrics,
                 chat,
-                tokens: TokenKeys::new(&config.token_secret),
+                invites: Invites::new(tokens.clone()),
+                tokens,
+                policy: Policy {
+                    anonymous_join: config.anonymous_join,
+                },
+                roster: Roster::default(),
                 drain: Drain::default(),
+                limits: Limits::new(Bounds {
+                    connections: config.max_connections,
+                    connections_per_address: config.max_connections_per_address,
+                    joins_per_address_per_minute: config.max_joins_per_address_per_minute,
+                    meetings: config.max_meetings,
+                }),
+                admin_key: (!config.admin_key.is_empty()).then(|| config.admin_key.as_str().into()),
+                public_url: config.public_url()?,
+                headers: SecurityHeaders::new(&config.widget_origins),
+                page: web::meeting_page(&config.widget_origins).into(),
             },
             threads,
             stop_workers,
@@ -162,6 +208,17 @@ impl Server {
         self.state.drain.clone()
     }
 
+    /// A link to a new meeting that admits its holder as host, for a day:
+    /// how the first meeting of a closed deployment is opened.
+    pub fn host_link(&self) -> String {
+        let room = random_room();
+        let (invite, _) = self.state.invites.mint(&room, Role::Host, 24 * 3600, None);
+        let base = self.state.public_url.clone().unwrap_or_else(|| {
+            url::Url::parse(&format!("http://{}/", self.http_addr())).expect("a valid URL")
+        });
+        invite_link(base, &room, &invite)
+    }
+
     /// The media port of the worker a meeting lives on.
     pub fn media_port_for(&self, room: &str) -> u16 {
         self.state.worker_for(room).port()
@@ -174,6 +231,7 @@ impl Server {
     ) -> Result<(), ServerError> {
         let chat = self.state.chat.clone();
         let app = app(self.state);
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -190,7 +248,14 @@ impl Server {
 }
 
 pub fn app(state: AppState) -> axum::Router {
+    let (admin, openapi) = admin::router(state.clone());
+    let openapi = Arc::new(openapi);
     axum::Router::new()
+        .merge(admin)
+        .route(
+            "/api/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
         .route(
             "/",
             get(|| async { Redirect::to(&format!("/m/{}", random_room())) }),
@@ -205,7 +270,21 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .layer(axum::middleware::from_fn_with_state(
+            state.headers.clone(),
+            headers::add,
+        ))
         .with_state(state)
+}
+
+/// `base`/m/`room`?invite=`invite`, each part encoded as it must be.
+pub fn invite_link(mut base: url::Url, room: &str, invite: &str) -> String {
+    base.path_segments_mut()
+        .expect("an http URL has a path")
+        .pop_if_empty()
+        .extend(["m", room]);
+    base.query_pairs_mut().append_pair("invite", invite);
+    base.into()
 }
 
 /// A room name nobody will guess, for "start a meeting".
@@ -216,14 +295,14 @@ fn random_room() -> String {
         .collect()
 }
 
-async fn meeting_page(Path(_room): Path<String>) -> Response {
+async fn meeting_page(State(state): State<AppState>, Path(_room): Path<String>) -> Response {
     // The page reads the room from its own URL; one document serves all.
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        web::MEETING_HTML,
+        state.page.to_string(),
     )
         .into_response()
 }
@@ -242,12 +321,42 @@ async fn static_file(Path(file): Path<String>) -> Response {
     }
 }
 
-async fn websocket(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request_headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let public_origin = state
+        .public_url
+        .as_ref()
+        .map(|u| u.origin().ascii_serialization());
+    if !headers::same_origin(&request_headers, public_origin.as_deref()) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this page's origin may not open meetings here",
+        )
+            .into_response();
+    }
+    let connection = match state.limits.connect(peer.ip()) {
+        Ok(c) => c,
+        Err(limit) => {
+            state
+                .metrics
+                .limits_hit
+                .with_label_values(&[limit.label()])
+                .inc();
+            let body = json!({ "error": limit.label(), "message": limit.to_string() });
+            return (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+        }
+    };
     // Frames past this are cut off by the WebSocket layer (the connection
     // closes); messages between the protocol limit and this get an error
     // reply and the session goes on.
     ws.max_message_size(16 * crate::signalling::v1::MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| crate::signalling::v1::session::run(socket, state))
+        .on_upgrade(move |socket| {
+            crate::signalling::v1::session::run(socket, state, connection, peer.ip())
+        })
 }
 
 /// An OpenID token and a room name fit in far less.

@@ -1,11 +1,17 @@
 //! Meeting access tokens: what `/api/token` hands a participant whose Matrix
 //! identity was checked, and what `join` presents. Signed JWTs (HS256), so
-//! any node holding the secret can check them without shared state.
+//! any node holding the secret can check them without shared state. The
+//! same keys sign invite links (`invite.rs`); each kind names its own
+//! audience, so that one is never taken for the other.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// The audience of access tokens.
+const ACCESS_AUDIENCE: &str = "meet-access";
 
 /// How long a token admits its holder to `join`; joining again later needs
 /// a fresh one (the widget gets one in a second). Room membership is
@@ -22,6 +28,7 @@ pub struct Claims {
     pub room: String,
     pub host: bool,
     pub exp: u64,
+    pub aud: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,30 +60,45 @@ impl TokenKeys {
     }
 
     pub fn issue(&self, sub: &str, name: &str, room: &str, host: bool) -> String {
-        let claims = Claims {
+        self.sign(&Claims {
             sub: sub.to_owned(),
             name: name.to_owned(),
             room: room.to_owned(),
             host,
             exp: unix_now() + LIFETIME_SECS,
-        };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 signing of plain claims cannot fail")
+            aud: ACCESS_AUDIENCE.to_owned(),
+        })
     }
 
     /// Checks signature, expiry and that the token is for `room`.
     pub fn check(&self, token: &str, room: &str) -> Result<Claims, TokenError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        let claims = decode::<Claims>(token, &self.decoding, &validation)?.claims;
+        let claims: Claims = self.verify(token, ACCESS_AUDIENCE)?;
         if claims.room != room {
             return Err(TokenError::WrongRoom);
         }
         Ok(claims)
     }
+
+    /// Signs claims of any kind; they must carry `exp` and `aud`.
+    pub(super) fn sign(&self, claims: &impl Serialize) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    /// Checks signature, expiry and audience.
+    pub(super) fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<T, jsonwebtoken::errors::Error> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_audience(&[audience]);
+        Ok(decode::<T>(token, &self.decoding, &validation)?.claims)
+    }
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -144,6 +166,7 @@ mod tests {
             room: "r".into(),
             host: false,
             exp: unix_now() - 60,
+            aud: ACCESS_AUDIENCE.into(),
         };
         let t = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert_eq!(refusal(keys.check(&t, "r")), ErrorKind::ExpiredSignature);

@@ -1,7 +1,19 @@
 //! The browser client, compiled into the binary so that a server is one file
 //! and a page loads nothing from anywhere else.
 
-pub const MEETING_HTML: &str = include_str!("../../../web/meeting.html");
+const MEETING_HTML: &str = include_str!("../../../web/meeting.html");
+
+/// The meeting page, telling the widget code which parents to trust.
+pub fn meeting_page(widget_origins: &[String]) -> String {
+    // Validated origins hold no quotes or markup.
+    let filled = format!(
+        r#"<meta name="meet-widget-origins" content="{}">"#,
+        widget_origins.join(" ")
+    );
+    MEETING_HTML.replacen(WIDGET_ORIGINS_SLOT, &filled, 1)
+}
+
+const WIDGET_ORIGINS_SLOT: &str = r#"<meta name="meet-widget-origins" content="">"#;
 
 /// One of the client's JavaScript modules in `web/static/`, by file name.
 macro_rules! module {
@@ -68,5 +80,14 @@ mod tests {
             "no imports found: did the import syntax change?"
         );
         assert!(MEETING_HTML.contains("src=\"/static/app.js\""));
+    }
+
+    #[test]
+    fn the_page_names_the_trusted_widget_parents() {
+        let page = meeting_page(&["https://a.example".into(), "http://b.example:8008".into()]);
+        assert!(page.contains(
+            r#"<meta name="meet-widget-origins" content="https://a.example http://b.example:8008">"#
+        ));
+        assert!(!page.contains(WIDGET_ORIGINS_SLOT));
     }
 }

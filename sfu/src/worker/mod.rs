@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
-use crate::room::{Command, Event, Input, Output, Router, RouterConfig};
-use crate::shell::metrics::WorkerMetrics;
-use send_queue::{Dropped, SendQueue};
+use crate::room::{Command, Event, Input, Output, Role, Router, RouterConfig};
+use crate::shell::metrics::{Snapshot, WorkerMetrics};
+use send_queue::{Dropped, SendQueue, Sent};
 use udp::{Datagram, RecvBatch, Sender};
 use wakeups::{SlowWakeups, SLOW_WAKEUP};
 
@@ -34,6 +34,8 @@ pub enum Request {
         participant_id: String,
         room: String,
         name: String,
+        role: Role,
+        guest: bool,
         /// Where the participant's events go; dropped after the last one
         /// ([`Event::Left`]), which ends the session.
         events: mpsc::UnboundedSender<Event>,
@@ -45,17 +47,34 @@ pub enum Request {
     },
 }
 
+/// Requests that may wait for a worker. A worker takes hundreds per
+/// millisecond; a queue this long means it is far behind, and more work
+/// would only make every room on it later.
+pub const REQUEST_QUEUE: usize = 4096;
+
+/// Why a request did not reach its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("the media worker is overloaded; try again shortly")]
+    Full,
+    #[error("the media worker is not running")]
+    Stopped,
+}
+
 /// A session's handle on a worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     port: u16,
 }
 
 impl WorkerHandle {
-    /// Sends a request; false if the worker has stopped.
-    pub fn send(&self, request: Request) -> bool {
-        self.requests.send(request).is_ok()
+    /// Queues a request without waiting: a full queue refuses it.
+    pub fn send(&self, request: Request) -> Result<(), SendError> {
+        self.requests.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full,
+            mpsc::error::TrySendError::Closed(_) => SendError::Stopped,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -80,8 +99,13 @@ pub struct WorkerCounters {
     pub slow_wakeups: u64,
     /// Datagrams longer than [`udp::MAX_DATAGRAM`], dropped unread.
     pub oversized: u64,
-    /// Datagrams the send queue gave up on.
+    /// Datagrams the send queue gave up on, and what it sent.
     pub dropped: Dropped,
+    pub sent: Sent,
+    /// Bytes of the datagrams received.
+    pub bytes_in: u64,
+    /// Time spent handling wake-ups, not waiting.
+    pub busy: Duration,
 }
 
 /// Starts a worker on its own thread, serving media on `socket`.
@@ -93,7 +117,7 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
     let port = socket.local_addr()?.port();
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -111,6 +135,8 @@ pub fn spawn(
                         sender: Sender::default(),
                         queue: SendQueue::default(),
                         oversized: 0,
+                        bytes_in: 0,
+                        busy: Duration::ZERO,
                         metrics,
                     },
                     Err(e) => {
@@ -127,12 +153,14 @@ pub fn spawn(
 struct Worker {
     socket: tokio::net::UdpSocket,
     router: Router,
-    requests: mpsc::UnboundedReceiver<Request>,
+    requests: mpsc::Receiver<Request>,
     sessions: HashMap<String, mpsc::UnboundedSender<Event>>,
     recv: RecvBatch,
     sender: Sender,
     queue: SendQueue,
     oversized: u64,
+    bytes_in: u64,
+    busy: Duration,
     metrics: WorkerMetrics,
 }
 
@@ -174,22 +202,15 @@ impl Worker {
             }
             self.drain_outputs(fd);
             let now = Instant::now();
-            slow.record(now.saturating_duration_since(woke), now);
+            let busy = now.saturating_duration_since(woke);
+            self.busy += busy;
+            slow.record(busy, now);
             if now >= next_metrics {
-                let counters = self.counters(&slow);
-                self.metrics.publish(
-                    self.router.stats(),
-                    &counters,
-                    self.router.rooms(),
-                    self.router.participants(),
-                    self.router.published_tracks(),
-                );
+                self.publish_metrics(&slow, true);
                 next_metrics = now + METRICS_INTERVAL;
             }
         }
-        let counters = self.counters(&slow);
-        self.metrics
-            .publish(self.router.stats(), &counters, 0, 0, 0);
+        self.publish_metrics(&slow, false);
         if slow.total > 0 {
             tracing::warn!(
                 count = slow.total,
@@ -199,12 +220,36 @@ impl Worker {
         }
     }
 
-    fn counters(&self, slow: &SlowWakeups) -> WorkerCounters {
-        WorkerCounters {
+    /// Publishes the worker's figures; with `running` false, as one that
+    /// holds no rooms any more.
+    fn publish_metrics(&mut self, slow: &SlowWakeups, running: bool) {
+        let counters = WorkerCounters {
             slow_wakeups: slow.total,
             oversized: self.oversized,
             dropped: self.queue.dropped,
-        }
+            sent: self.queue.sent,
+            bytes_in: self.bytes_in,
+            busy: self.busy,
+        };
+        let samples = self.router.take_samples();
+        let r = &self.router;
+        let snapshot = if running {
+            Snapshot {
+                rooms: r.rooms(),
+                participants: r.participants(),
+                tracks: r.published_tracks(),
+                layers: r.forwarded_layers(),
+                ..Default::default()
+            }
+        } else {
+            Snapshot::default()
+        };
+        self.metrics.publish(Snapshot {
+            stats: Some(r.stats()),
+            counters,
+            samples,
+            ..snapshot
+        });
     }
 }
 
@@ -224,10 +269,18 @@ impl Worker {
                 participant_id,
                 room,
                 name,
+                role,
+                guest,
                 events,
             } => {
                 self.sessions.insert(participant_id.clone(), events);
-                (participant_id, Command::Join { room, name })
+                let join = Command::Join {
+                    room,
+                    name,
+                    role,
+                    guest,
+                };
+                (participant_id, join)
             }
             Request::Command {
                 participant_id,
@@ -261,14 +314,17 @@ impl Worker {
             for i in 0..n {
                 match self.recv.get(i) {
                     Some(d) if d.truncated => self.oversized += 1,
-                    Some(d) => self.router.handle_input(
-                        now,
-                        Input::Datagram {
-                            from: d.from,
-                            local: d.local,
-                            data: d.data,
-                        },
-                    ),
+                    Some(d) => {
+                        self.bytes_in += d.data.len() as u64;
+                        self.router.handle_input(
+                            now,
+                            Input::Datagram {
+                                from: d.from,
+                                local: d.local,
+                                data: d.data,
+                            },
+                        )
+                    }
                     None => {}
                 }
                 // Out as it comes, so that a large batch queues little.

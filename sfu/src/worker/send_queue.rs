@@ -25,11 +25,19 @@ pub struct Dropped {
     pub refused: u64,
 }
 
+/// Datagrams the socket took, and their bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub datagrams: u64,
+    pub bytes: u64,
+}
+
 #[derive(Default)]
 pub struct SendQueue {
     control: VecDeque<Datagram>,
     media: VecDeque<Datagram>,
     pub dropped: Dropped,
+    pub sent: Sent,
 }
 
 /// RTP, as opposed to STUN, DTLS and RTCP (RFC 7983 §7: RTP and RTCP start
@@ -74,7 +82,10 @@ impl SendQueue {
                 // ring wraps (a system call more per flush).
                 match send(queue.make_contiguous()) {
                     Ok(n) => {
-                        queue.drain(..n.min(queue.len()));
+                        for d in queue.drain(..n.min(queue.len())) {
+                            self.sent.datagrams += 1;
+                            self.sent.bytes += d.data.len() as u64;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                     Err(_) => {
@@ -137,6 +148,9 @@ mod tests {
         assert_eq!(sent[1], RTCP);
         assert_eq!(sent[2], rtp((9 * MAX_MEDIA) as u8).data.to_vec());
         assert_eq!(sent.len(), MAX_MEDIA + 2);
+        assert_eq!(q.sent.datagrams, sent.len() as u64);
+        let bytes: usize = sent.iter().map(Vec::len).sum();
+        assert_eq!(q.sent.bytes, bytes as u64);
     }
 
     #[test]

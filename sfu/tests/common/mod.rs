@@ -26,12 +26,14 @@ pub struct Running {
 
 #[allow(dead_code)]
 impl Running {
-    /// Loopback only, ephemeral ports, one worker.
+    /// Loopback only, ephemeral ports, one worker; open to anonymous
+    /// guests (`access.rs` tests the closed default).
     pub fn config() -> Config {
         Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             workers: 1,
             media_ips: vec!["127.0.0.1".parse().unwrap()],
+            anonymous_join: true,
             ..Config::default()
         }
     }
@@ -78,8 +80,7 @@ pub async fn send(ws: &mut Ws, v: Value) {
 }
 
 /// The next JSON message, skipping pings.
-// Each test file compiles this module on its own; not all receive.
-#[allow(dead_code)]
+#[allow(dead_code)] // not every test file reads messages this way
 pub async fn recv(ws: &mut Ws) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -91,4 +92,13 @@ pub async fn recv(ws: &mut Ws) -> Value {
             return serde_json::from_str(&t).unwrap();
         }
     }
+}
+
+/// The next message is an error with `code` and some words.
+#[allow(dead_code)]
+pub async fn expect_error(ws: &mut Ws, code: &str) {
+    let m = recv(ws).await;
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["code"], code, "{m}");
+    assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
 }

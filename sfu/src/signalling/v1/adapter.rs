@@ -53,6 +53,8 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             participants,
             chat: None,
             identity: None,
+            role: Default::default(),
+            guest: false,
         },
         Event::PublisherAnswer { sdp } => ServerMessage::PublisherAnswer { sdp },
         Event::SubscriberOffer { sdp } => ServerMessage::SubscriberOffer { sdp },
@@ -88,6 +90,7 @@ pub fn message(event: Event) -> Option<ServerMessage> {
                 Refusal::BadSdp => ErrorCode::BadSdp,
                 Refusal::NoSuchParticipant => ErrorCode::BadMessage,
                 Refusal::Unavailable => ErrorCode::Unavailable,
+                Refusal::NotAllowed => ErrorCode::NotAllowed,
             };
             ServerMessage::Error { code, message }
         }

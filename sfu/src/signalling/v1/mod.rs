@@ -18,7 +18,7 @@ pub mod session;
 use serde::{Deserialize, Serialize};
 
 pub use crate::room::api::{
-    Kind, ParticipantInfo, Quality, Source, Target, TrackAnnouncement, TrackInfo,
+    Kind, ParticipantInfo, Quality, Role, Source, Target, TrackAnnouncement, TrackInfo,
 };
 
 /// The protocol version this server speaks.
@@ -50,13 +50,17 @@ pub struct Candidate {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// First message on a connection. `token`, from `/api/token`, signs
-    /// the participant in with a Matrix identity (its name then wins).
+    /// the participant in with a Matrix identity (its name then wins);
+    /// `invite`, the `invite` parameter of an invite link, admits a guest
+    /// with the link's role.
     Join {
         v: u32,
         room: String,
         name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite: Option<String>,
     },
     /// Offer for the publisher connection, with the tracks it carries.
     PublisherOffer {
@@ -100,6 +104,12 @@ pub enum ServerMessage {
         /// Set when the participant signed in with a Matrix identity.
         #[serde(default)]
         identity: Option<IdentityInfo>,
+        /// What the participant may do.
+        #[serde(default)]
+        role: Role,
+        /// Admitted without a Matrix identity.
+        #[serde(default)]
+        guest: bool,
     },
     /// Chat since the meeting started, right after `joined`.
     ChatHistory {
@@ -197,6 +207,22 @@ pub enum ErrorCode {
     /// The server is shutting down and takes no new participants; the
     /// session is closed. Another server (or this one, restarted) will.
     Draining,
+    /// The meeting admits only Matrix users and holders of an invite link,
+    /// and `join` carried neither.
+    InviteRequired,
+    /// The invite link is invalid, expired, used up or for another meeting.
+    InvalidInvite,
+    /// The meeting was ended for everyone; the session is closed.
+    MeetingEnded,
+    /// Too many joins from the client's address in the last minute.
+    TooManyJoins,
+    /// The server holds `max_meetings` meetings; a new one cannot start.
+    TooManyMeetings,
+    /// The media worker's queue is full; the request was not taken.
+    Overloaded,
+    /// More ICE candidates for one connection than any browser gathers;
+    /// the extra ones are ignored.
+    TooManyCandidates,
 }
 
 impl ServerMessage {
@@ -224,6 +250,7 @@ mod tests {
                 room: "standup".into(),
                 name: "Alice".into(),
                 token: None,
+                invite: None,
             }
         );
     }
@@ -310,6 +337,20 @@ mod tests {
         assert_eq!(
             s,
             r#"{"type":"track_published","participant_id":"p1","track":{"id":"t1","kind":"video","source":"camera","muted":false}}"#
+        );
+        let p = serde_json::to_string(&ServerMessage::ParticipantJoined {
+            participant: ParticipantInfo {
+                id: "p2".into(),
+                name: "Bob".into(),
+                tracks: Vec::new(),
+                role: Role::Viewer,
+                guest: true,
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            p,
+            r#"{"type":"participant_joined","participant":{"id":"p2","name":"Bob","tracks":[],"role":"viewer","guest":true}}"#
         );
         let e =
             serde_json::to_string(&ServerMessage::error(ErrorCode::TooLarge, "too big")).unwrap();

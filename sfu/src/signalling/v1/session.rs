@@ -5,24 +5,27 @@
 //! (`adapter.rs`), and relays the core's events and the meeting's chat
 //! back.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chat::{Author, Chat, ChatError, MeetingChat, MeetingEvent};
 use futures_util::StreamExt;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::adapter;
 use super::{
-    ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, MAX_MESSAGE_BYTES,
+    ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, Target, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
-use crate::room::api::{Command, Event};
+use crate::room::api::{Command, Event, Role};
 use crate::shell::admission::{self, Admitted, Refused};
 use crate::shell::drain::InMeeting;
+use crate::shell::limits::{Connection, Limit};
+use crate::shell::roster::{Ended, Member, Seat};
 use crate::shell::server::AppState;
 use crate::shell::token::Claims;
-use crate::worker::{Request, WorkerHandle};
+use crate::worker::{Request, SendError, WorkerHandle};
 
 /// Longest a message to the client may wait for the socket to take it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,6 +107,8 @@ struct Session {
     ws: WebSocket,
     state: AppState,
     limit: RateLimit,
+    /// The client's source address, for the per-address limits.
+    ip: IpAddr,
 }
 
 impl Session {
@@ -146,6 +151,17 @@ impl Session {
         frame
     }
 
+    /// Refuses a request for `limit`: counted, and told with `code`.
+    async fn refuse_for(&mut self, limit: Limit, code: ErrorCode) {
+        self.state
+            .metrics
+            .limits_hit
+            .with_label_values(&[limit.label()])
+            .inc();
+        self.send(&ServerMessage::error(code, limit.to_string()))
+            .await;
+    }
+
     async fn close(&mut self, reason: &'static str) {
         let _ = self
             .ws
@@ -157,20 +173,25 @@ impl Session {
     }
 }
 
-pub async fn run(ws: WebSocket, state: AppState) {
+/// Runs one client's session; `_connection` holds its place under the
+/// connection limits until the session ends.
+pub async fn run(ws: WebSocket, state: AppState, _connection: Connection, ip: IpAddr) {
     state.metrics.signalling_connections.inc();
     let metrics = state.metrics.clone();
     let mut session = Session {
         ws,
         state,
         limit: RateLimit::new(Instant::now()),
+        ip,
     };
     if let Some((joined, _in_meeting)) = join(&mut session).await {
         let chat = session.state.chat.clone();
         let (worker, participant_id) = (joined.worker.clone(), joined.participant_id.clone());
         let (room, identity) = (joined.room.clone(), joined.identity.clone());
         relay(session, joined).await;
-        worker.send(Request::Command {
+        // A full queue drops this; the peer timeout removes the
+        // participant then.
+        let _ = worker.send(Request::Command {
             participant_id: participant_id.clone(),
             command: Command::Leave,
         });
@@ -183,6 +204,10 @@ pub async fn run(ws: WebSocket, state: AppState) {
 
 /// A participant handed to its room's worker.
 struct Joined {
+    /// Listed in the roster while the session lasts.
+    _seat: Seat,
+    /// Fires when an administrator ends the session.
+    ended: oneshot::Receiver<Ended>,
     participant_id: String,
     worker: WorkerHandle,
     events: mpsc::UnboundedReceiver<Event>,
@@ -190,6 +215,8 @@ struct Joined {
     name: String,
     /// Set for a participant signed in with a Matrix identity.
     identity: Option<Claims>,
+    role: Role,
+    guest: bool,
     chat: Option<MeetingChat>,
 }
 
@@ -202,13 +229,14 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
         let frame = tokio::time::timeout_at(deadline, session.next())
             .await
             .ok()?;
-        let (v, room, name, token) = match parse(frame) {
+        let (v, room, name, token, invite) = match parse(frame) {
             Incoming::Message(ClientMessage::Join {
                 v,
                 room,
                 name,
                 token,
-            }) => (v, room, name, token),
+                invite,
+            }) => (v, room, name, token, invite),
             Incoming::Message(_) => {
                 session
                     .send(&ServerMessage::error(
@@ -245,17 +273,30 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 return None;
             }
         };
+        let admitted = admission::admit(
+            &session.state,
+            &room,
+            &name,
+            token.as_deref(),
+            invite.as_deref(),
+        )
+        .await;
         let Admitted {
             room,
             name,
             identity,
+            role,
+            guest,
             chat,
-        } = match admission::admit(&session.state, &room, &name, token.as_deref()).await {
+        } = match admitted {
             Ok(a) => a,
             Err(refused) => {
                 let code = match refused {
                     Refused::InvalidName(_) => ErrorCode::InvalidName,
                     Refused::InvalidToken(_) => ErrorCode::InvalidToken,
+                    Refused::InviteRequired => ErrorCode::InviteRequired,
+                    Refused::InvalidInvite(_) => ErrorCode::InvalidInvite,
+                    Refused::Unverifiable(_) => ErrorCode::Unavailable,
                 };
                 session
                     .send(&ServerMessage::error(code, refused.to_string()))
@@ -263,6 +304,14 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 continue;
             }
         };
+        if let Err(limit) = admission_limits(&session.state, session.ip, &room) {
+            let code = match limit {
+                Limit::Meetings => ErrorCode::TooManyMeetings,
+                _ => ErrorCode::TooManyJoins,
+            };
+            session.refuse_for(limit, code).await;
+            continue;
+        }
         let participant_id = format!("{:016x}", rand::random::<u64>());
         let worker = session.state.worker_for(&room).clone();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -270,24 +319,43 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             participant_id: participant_id.clone(),
             room: room.clone(),
             name: name.clone(),
+            role,
+            guest,
             events: tx,
         });
-        if !sent {
-            session
-                .send(&ServerMessage::error(
-                    ErrorCode::Unavailable,
-                    "the media worker is not running",
-                ))
-                .await;
-            return None;
+        match sent {
+            Ok(()) => {}
+            Err(SendError::Full) => {
+                session
+                    .refuse_for(Limit::WorkerQueue, ErrorCode::Overloaded)
+                    .await;
+                continue;
+            }
+            Err(e @ SendError::Stopped) => {
+                session
+                    .send(&ServerMessage::error(ErrorCode::Unavailable, e.to_string()))
+                    .await;
+                return None;
+            }
         }
+        let member = Member {
+            name: name.clone(),
+            role,
+            guest,
+            user_id: identity.as_ref().map(|c| c.sub.clone()),
+        };
+        let (seat, ended) = session.state.roster.seat(&room, &participant_id, member);
         let joined = Joined {
+            _seat: seat,
+            ended,
             participant_id,
             worker,
             events: rx,
             room,
             name,
             identity,
+            role,
+            guest,
             chat,
         };
         return Some((joined, in_meeting));
@@ -298,12 +366,15 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
 /// until one side ends.
 async fn relay(mut session: Session, mut joined: Joined) {
     let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut candidates = CandidateCount::default();
     let mut last_heard = tokio::time::Instant::now();
     let chat = session.state.chat.clone().filter(|_| joined.chat.is_some());
     let mut delayed = chat.as_ref().map(Chat::delayed);
     // Chat flows once `joined` (with the history) has gone out.
     let mut chat_live = false;
     let mut drain = Some(session.state.drain.watch());
+    // In `meet_participants` from the core's `joined` until the relay ends.
+    let mut _counted = None;
     let author = Author {
         name: joined.name.clone(),
         user_id: joined.identity.as_ref().map(|c| c.sub.clone()),
@@ -317,6 +388,14 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 if !session.write(Message::Ping(Default::default())).await {
                     return;
                 }
+            }
+            Ok(why) = &mut joined.ended => {
+                let (code, msg) = match why {
+                    Ended::Removed => (ErrorCode::Removed, "an administrator removed you from the meeting"),
+                    Ended::MeetingClosed => (ErrorCode::MeetingEnded, "the meeting was ended for everyone"),
+                };
+                session.send(&ServerMessage::error(code, msg)).await;
+                return session.close("removed").await;
             }
             event = joined.events.recv() => match event {
                 Some(event @ Event::Joined { .. }) => {
@@ -332,7 +411,8 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         user_id: c.sub.clone(),
                         host: c.host,
                     });
-                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity };
+                    _counted = Some(session.state.metrics.joined(joined.role));
+                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest };
                     if !session.send(&msg).await {
                         return;
                     }
@@ -425,17 +505,24 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         session.send(&ServerMessage::error(code, e.to_string())).await;
                     }
                 }
-                Incoming::Message(ClientMessage::Remove { .. }) if !joined.identity.as_ref().is_some_and(|c| c.host) => {
-                    let msg = "only hosts (who may kick in the meeting's Matrix room) may remove participants";
+                Incoming::Message(ClientMessage::Remove { .. }) if !joined.role.may_moderate() => {
+                    let msg = "only hosts may remove participants";
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
+                }
+                Incoming::Message(ClientMessage::Candidate { target, .. }) if !candidates.count(target) => {
+                    session.refuse_for(Limit::Candidates, ErrorCode::TooManyCandidates).await;
                 }
                 Incoming::Message(msg) => {
                     let Some(command) = adapter::command(msg) else {
                         continue;
                     };
-                    if !joined.worker.send(Request::Command { participant_id: joined.participant_id.clone(), command }) {
-                        session.send(&ServerMessage::error(ErrorCode::Unavailable, "the media worker stopped")).await;
-                        return;
+                    match joined.worker.send(Request::Command { participant_id: joined.participant_id.clone(), command }) {
+                        Ok(()) => {}
+                        Err(SendError::Full) => session.refuse_for(Limit::WorkerQueue, ErrorCode::Overloaded).await,
+                        Err(e @ SendError::Stopped) => {
+                            session.send(&ServerMessage::error(ErrorCode::Unavailable, e.to_string())).await;
+                            return;
+                        }
                     }
                 }
                 Incoming::Bad(code, message) => {
@@ -446,6 +533,40 @@ async fn relay(mut session: Session, mut joined: Joined) {
             },
         }
     }
+}
+
+/// Remote ICE candidates a browser gathers for one connection: a host, a
+/// reflexive and a relay candidate per interface and protocol. Far more is
+/// no browser; each one costs the media engine a pair to check.
+const MAX_CANDIDATES: u32 = 64;
+
+#[derive(Default)]
+struct CandidateCount {
+    publisher: u32,
+    subscriber: u32,
+}
+
+impl CandidateCount {
+    /// Counts one for `target`; false once it is past the bound.
+    fn count(&mut self, target: Target) -> bool {
+        let n = match target {
+            Target::Publisher => &mut self.publisher,
+            Target::Subscriber => &mut self.subscriber,
+        };
+        *n += 1;
+        *n <= MAX_CANDIDATES
+    }
+}
+
+/// The per-address join rate and the number of meetings, for a join that
+/// is otherwise admitted.
+fn admission_limits(state: &AppState, ip: IpAddr, room: &str) -> Result<(), Limit> {
+    let meetings = state.roster.meetings();
+    let new_meeting = !meetings.iter().any(|(r, _)| r == room);
+    if new_meeting && meetings.len() >= state.limits.bounds().meetings {
+        return Err(Limit::Meetings);
+    }
+    state.limits.join(ip, Instant::now())
 }
 
 enum ChatRecv {

@@ -1,0 +1,409 @@
+//! The admin API: what an operator (or their automation) may do over HTTP
+//! with the deployment's admin key — list meetings and who is in them,
+//! end a meeting or remove someone, mint invite links. Its OpenAPI
+//! document is generated from these handlers and served at
+//! `/api/openapi.json`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::admission::validate_name;
+use super::invite::MAX_LIFETIME_SECS;
+use super::roster::Ended;
+use super::server::{invite_link, AppState};
+use crate::room::api::Role;
+
+/// Bodies of admin requests are a few fields.
+const MAX_BODY_BYTES: usize = 4 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "meet admin API",
+        description = "Operate a meet server: meetings, participants, invite links. \
+                       Every operation needs `Authorization: Bearer <admin_key>`."
+    ),
+    modifiers(&AdminKeyScheme),
+    security(("admin_key" = []))
+)]
+struct ApiDoc;
+
+struct AdminKeyScheme;
+
+impl Modify for AdminKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme(
+                "admin_key",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The admin routes (behind the key) and the document describing them.
+pub fn router(state: AppState) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_meetings))
+        .routes(routes!(get_meeting, close_meeting))
+        .routes(routes!(remove_participant))
+        .routes(routes!(create_invite))
+        .split_for_parts();
+    let router = router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state, require_key));
+    (router, doc)
+}
+
+/// What every error response carries.
+#[derive(Serialize, ToSchema)]
+struct ApiError {
+    /// Stable code: `unauthorized`, `bad_request`, `not_found`.
+    error: String,
+    message: String,
+}
+
+/// A refused admin request.
+struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = ApiError {
+            error: self.code.to_owned(),
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Failure {
+    error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+async fn require_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let Some(key) = state.admin_key.as_deref() else {
+        let m = "the admin API is off: no admin_key is configured";
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", m).into_response();
+    };
+    if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+        let m = "missing or wrong admin key (Authorization: Bearer <admin_key>)";
+        let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", m).into_response();
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("ASCII"));
+        return r;
+    }
+    next.run(request).await
+}
+
+/// A meeting named in the path; the schema says what `validate_name`
+/// checks: 1–64 characters, not all blank, no control characters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct RoomPath {
+    /// Meeting name.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    room: String,
+}
+
+/// A participant of a meeting named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct ParticipantPath {
+    /// Meeting name.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    room: String,
+    /// Participant id, as listed.
+    id: String,
+}
+
+/// The checked meeting name from the path.
+fn room(path: Result<Path<RoomPath>, PathRejection>) -> Result<String, Failure> {
+    let Path(RoomPath { room }) = path.map_err(|e| bad_request(e.body_text()))?;
+    validate_name("room", &room)
+        .map(str::to_owned)
+        .map_err(bad_request)
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum ApiRole {
+    Host,
+    Participant,
+    Viewer,
+}
+
+impl From<ApiRole> for Role {
+    fn from(r: ApiRole) -> Self {
+        match r {
+            ApiRole::Host => Role::Host,
+            ApiRole::Participant => Role::Participant,
+            ApiRole::Viewer => Role::Viewer,
+        }
+    }
+}
+
+impl From<Role> for ApiRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Host => ApiRole::Host,
+            Role::Participant => ApiRole::Participant,
+            Role::Viewer => ApiRole::Viewer,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct MeetingSummary {
+    room: String,
+    participants: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct MeetingList {
+    /// Meetings with someone in them on this server, by name.
+    meetings: Vec<MeetingSummary>,
+}
+
+/// Lists the meetings in progress.
+#[utoipa::path(get, path = "/api/admin/meetings", responses(
+    (status = 200, body = MeetingList),
+    (status = 401, body = ApiError),
+))]
+async fn list_meetings(State(state): State<AppState>) -> Json<MeetingList> {
+    let meetings = state
+        .roster
+        .meetings()
+        .into_iter()
+        .map(|(room, participants)| MeetingSummary { room, participants })
+        .collect();
+    Json(MeetingList { meetings })
+}
+
+#[derive(Serialize, ToSchema)]
+struct ParticipantEntry {
+    id: String,
+    name: String,
+    role: ApiRole,
+    /// Admitted without a Matrix identity.
+    guest: bool,
+    /// The Matrix user id of a signed-in participant.
+    user_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Meeting {
+    room: String,
+    participants: Vec<ParticipantEntry>,
+}
+
+const NO_MEETING: &str = "nobody is in that meeting";
+
+/// Who is in a meeting.
+#[utoipa::path(get, path = "/api/admin/meetings/{room}",
+    params(RoomPath),
+    responses(
+        (status = 200, body = Meeting),
+        (status = 400, body = ApiError),
+        (status = 401, body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
+async fn get_meeting(
+    State(state): State<AppState>,
+    path: Result<Path<RoomPath>, PathRejection>,
+) -> Result<Json<Meeting>, Failure> {
+    let room = room(path)?;
+    let Some(members) = state.roster.members(&room) else {
+        return Err(error(StatusCode::NOT_FOUND, "not_found", NO_MEETING));
+    };
+    let participants = members
+        .into_iter()
+        .map(|(id, m)| ParticipantEntry {
+            id,
+            name: m.name,
+            role: m.role.into(),
+            guest: m.guest,
+            user_id: m.user_id,
+        })
+        .collect();
+    Ok(Json(Meeting { room, participants }))
+}
+
+/// Ends a meeting for everyone in it; they are told so.
+#[utoipa::path(delete, path = "/api/admin/meetings/{room}",
+    params(RoomPath),
+    responses(
+        (status = 204, description = "Everyone was told and is leaving"),
+        (status = 400, body = ApiError),
+        (status = 401, body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
+async fn close_meeting(
+    State(state): State<AppState>,
+    path: Result<Path<RoomPath>, PathRejection>,
+) -> Result<StatusCode, Failure> {
+    let room = room(path)?;
+    match state.roster.end_all(&room, Ended::MeetingClosed) {
+        0 => Err(error(StatusCode::NOT_FOUND, "not_found", NO_MEETING)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// Removes one participant from a meeting; they are told so.
+#[utoipa::path(delete, path = "/api/admin/meetings/{room}/participants/{id}",
+    params(ParticipantPath),
+    responses(
+        (status = 204, description = "The participant was told and is leaving"),
+        (status = 400, body = ApiError),
+        (status = 401, body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
+async fn remove_participant(
+    State(state): State<AppState>,
+    path: Result<Path<ParticipantPath>, PathRejection>,
+) -> Result<StatusCode, Failure> {
+    let Path(ParticipantPath { room, id }) = path.map_err(|e| bad_request(e.body_text()))?;
+    if !state.roster.end(&room, &id, Ended::Removed) {
+        let m = "no such participant in that meeting";
+        return Err(error(StatusCode::NOT_FOUND, "not_found", m));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn default_lifetime() -> u64 {
+    24 * 3600
+}
+
+/// Most joins one link may admit.
+const MAX_USES: u64 = 100_000;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct InviteRequest {
+    role: ApiRole,
+    /// Seconds the link is valid for (default a day, at most 31 days).
+    #[serde(default = "default_lifetime", deserialize_with = "whole_number")]
+    #[schema(value_type = u64, minimum = 1, maximum = 2678400, default = 86400)]
+    lifetime_secs: u64,
+    /// Joins the link admits; absent: any number until it expires.
+    #[serde(default, deserialize_with = "some_whole_number")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 100000)]
+    uses: Option<u64>,
+}
+
+/// A JSON number with no fraction: JSON Schema's `integer`, which counts
+/// `3.0` as one (serde's integers do not).
+fn whole(n: serde_json::Number) -> Result<u64, String> {
+    let from_float = || {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f))
+            .map(|f| f as u64)
+    };
+    n.as_u64()
+        .or_else(from_float)
+        .ok_or_else(|| format!("{n} is not a whole number of at least 0"))
+}
+
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    whole(serde_json::Number::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// As [`whole_number`], `null` being none.
+fn some_whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?
+        .map(whole)
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+#[derive(Serialize, ToSchema)]
+struct InviteCreated {
+    /// The meeting's address with the invite in it, to hand out.
+    url: String,
+    /// The invite alone, for `join`'s `invite` field.
+    invite: String,
+    /// Unix seconds.
+    expires_at: u64,
+}
+
+/// Mints an invite link to a meeting (which need not have started).
+#[utoipa::path(post, path = "/api/admin/meetings/{room}/invites",
+    params(RoomPath),
+    request_body = InviteRequest,
+    responses(
+        (status = 201, body = InviteCreated),
+        (status = 400, body = ApiError),
+        (status = 401, body = ApiError),
+    ))]
+async fn create_invite(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<RoomPath>, PathRejection>,
+    body: Result<Json<InviteRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<InviteCreated>), Failure> {
+    let room = room(path)?;
+    let Json(request) = body.map_err(|e| bad_request(e.body_text()))?;
+    if !(1..=MAX_LIFETIME_SECS).contains(&request.lifetime_secs) {
+        let m = format!("lifetime_secs must be between 1 and {MAX_LIFETIME_SECS}");
+        return Err(bad_request(m));
+    }
+    let uses = match request.uses {
+        None => None,
+        Some(n @ 1..=MAX_USES) => Some(n as u32),
+        Some(_) => {
+            return Err(bad_request(format!(
+                "uses must be between 1 and {MAX_USES}"
+            )))
+        }
+    };
+    let (invite, expires_at) =
+        state
+            .invites
+            .mint(&room, request.role.into(), request.lifetime_secs, uses);
+    let created = InviteCreated {
+        url: invite_link(state.public_url(&headers), &room, &invite),
+        invite,
+        expires_at,
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}

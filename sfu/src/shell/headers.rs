@@ -1,0 +1,147 @@
+//! What every HTTP response tells the browser about itself: a strict
+//! Content-Security-Policy (our own scripts, styles and connections only;
+//! framed only by ourselves and the configured Matrix clients), no MIME
+//! sniffing, no referrer (invite links carry their grant in the URL), and
+//! camera, microphone and screen capture for this origin alone. And the
+//! check that a browser opening the signalling WebSocket came from one of
+//! our pages.
+
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// The headers added to every response, made once at start.
+#[derive(Clone)]
+pub struct SecurityHeaders {
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl SecurityHeaders {
+    /// `frame_ancestors`: origins (`https://element.example.org`) that may
+    /// embed the meeting as a widget, beside ourselves.
+    pub fn new(frame_ancestors: &[String]) -> Self {
+        let mut ancestors = String::from("'self'");
+        for origin in frame_ancestors {
+            ancestors.push(' ');
+            ancestors.push_str(origin);
+        }
+        let csp = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; \
+             img-src 'self' data: blob:; media-src 'self' blob: mediastream:; \
+             connect-src 'self'; object-src 'none'; base-uri 'none'; \
+             form-action 'self'; frame-ancestors {ancestors}"
+        );
+        let value = |v: &str| HeaderValue::from_str(v).expect("origins were validated at start");
+        Self {
+            headers: vec![
+                (header::CONTENT_SECURITY_POLICY, value(&csp)),
+                (header::X_CONTENT_TYPE_OPTIONS, value("nosniff")),
+                (header::REFERRER_POLICY, value("no-referrer")),
+                (
+                    HeaderName::from_static("permissions-policy"),
+                    value(
+                        "camera=(self), microphone=(self), display-capture=(self), \
+                         fullscreen=(self), geolocation=(), payment=(), usb=()",
+                    ),
+                ),
+                (
+                    HeaderName::from_static("cross-origin-opener-policy"),
+                    value("same-origin"),
+                ),
+            ],
+        }
+    }
+}
+
+pub async fn add(State(headers): State<SecurityHeaders>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    for (name, value) in &headers.headers {
+        h.insert(name.clone(), value.clone());
+    }
+    response
+}
+
+/// Whether a WebSocket upgrade may proceed: browsers always say which page
+/// opened it (`Origin`), and only our own pages may (a page elsewhere must
+/// not join meetings with its visitors' cookies and network position).
+/// Clients that are not browsers send no `Origin` and are let through; they
+/// can claim any origin anyway.
+pub fn same_origin(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    match public_origin {
+        Some(public) => origin.eq_ignore_ascii_case(public),
+        // No public URL configured: the page's origin must name the host
+        // this request was sent to.
+        None => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            let bare = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            matches!((bare, host), (Some(b), Some(h)) if b.eq_ignore_ascii_case(h))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_our_own_pages_open_the_websocket() {
+        let ours = headers(&[
+            ("host", "meet.example:8080"),
+            ("origin", "http://meet.example:8080"),
+        ]);
+        assert!(same_origin(&ours, None));
+        let evil = headers(&[
+            ("host", "meet.example:8080"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(!same_origin(&evil, None));
+        let null = headers(&[("host", "meet.example:8080"), ("origin", "null")]);
+        assert!(!same_origin(&null, None));
+        // Not a browser.
+        assert!(same_origin(&headers(&[("host", "meet.example")]), None));
+        // Behind a proxy: the public URL's origin is the page's.
+        let proxied = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://meet.example"),
+        ]);
+        assert!(same_origin(&proxied, Some("https://meet.example")));
+        assert!(!same_origin(&ours, Some("https://meet.example")));
+    }
+
+    #[test]
+    fn frame_ancestors_name_the_configured_clients() {
+        let h = SecurityHeaders::new(&["https://element.example".into()]);
+        let csp = h
+            .headers
+            .iter()
+            .find(|(n, _)| n == header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .1
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.ends_with("frame-ancestors 'self' https://element.example"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"));
+    }
+}

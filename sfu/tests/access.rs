@@ -1,0 +1,381 @@
+//! Who gets into a meeting, and the admin API, against a real server: a
+//! closed deployment refuses anonymous joins, invite links minted over the
+//! admin API admit with their role and their use count, and an
+//! administrator lists, removes and ends.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use sfu::shell::config::Config;
+
+mod common;
+
+use common::{expect_error, recv, send, Running, Ws};
+
+const KEY: &str = "an-admin-key-of-at-least-32-characters";
+
+fn closed() -> Config {
+    Config {
+        anonymous_join: false,
+        admin_key: KEY.into(),
+        ..Running::config()
+    }
+}
+
+struct Admin {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    fn new(server: &Running) -> Self {
+        Self {
+            base: format!("http://{}", server.http),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// An admin request with the key; status and JSON body (null if none).
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn invite(&self, room: &str, body: Value) -> String {
+        let (status, v) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/admin/meetings/{room}/invites"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        let url = v["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{}/m/{room}?invite=", self.base)),
+            "{url}"
+        );
+        v["invite"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn try_join(server: &Running, room: &str, name: &str, invite: Option<&str>) -> (Ws, Value) {
+    let mut ws = server.ws().await;
+    let mut m = json!({"type": "join", "v": 1, "room": room, "name": name});
+    if let Some(i) = invite {
+        m["invite"] = json!(i);
+    }
+    send(&mut ws, m).await;
+    let reply = recv(&mut ws).await;
+    (ws, reply)
+}
+
+/// The socket closes (after any messages still on their way).
+async fn closes(ws: &mut Ws) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(
+                None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))),
+            ) => return,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the socket stayed open"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_closed_server_admits_holders_of_an_invite_with_its_role() {
+    let server = Running::start(&closed()).await;
+    let admin = Admin::new(&server);
+
+    let (_ws, m) = try_join(&server, "board", "Mallory", None).await;
+    assert_eq!(
+        (m["type"].as_str(), m["code"].as_str()),
+        (Some("error"), Some("invite_required")),
+        "{m}"
+    );
+
+    let host = admin.invite("board", json!({"role": "host"})).await;
+    let (mut alice, m) = try_join(&server, "board", "Alice", Some(&host)).await;
+    assert_eq!(m["type"], "joined", "{m}");
+    assert_eq!(
+        (m["role"].as_str(), m["guest"].as_bool()),
+        (Some("host"), Some(true))
+    );
+
+    // A viewer's link: in, seen by the others as a viewer and a guest, and
+    // its offers to publish refused.
+    let viewer = admin
+        .invite("board", json!({"role": "viewer", "uses": 1}))
+        .await;
+    let (mut bob, m) = try_join(&server, "board", "Bob", Some(&viewer)).await;
+    assert_eq!(m["role"], "viewer", "{m}");
+    let seen = recv(&mut alice).await;
+    assert_eq!(seen["type"], "participant_joined", "{seen}");
+    assert_eq!(seen["participant"]["role"], "viewer");
+    assert_eq!(seen["participant"]["guest"], true);
+    send(
+        &mut bob,
+        json!({"type": "publisher_offer", "sdp": "v=0", "tracks": []}),
+    )
+    .await;
+    expect_error(&mut bob, "not_allowed").await;
+
+    // Used up; for another meeting; not an invite at all.
+    let (_ws, m) = try_join(&server, "board", "Eve", Some(&viewer)).await;
+    assert_eq!(m["code"], "invalid_invite", "{m}");
+    let (_ws, m) = try_join(&server, "other", "Eve", Some(&host)).await;
+    assert_eq!(m["code"], "invalid_invite", "{m}");
+    let (_ws, m) = try_join(&server, "board", "Eve", Some("not.a.token")).await;
+    assert_eq!(m["code"], "invalid_invite", "{m}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_server_admits_anyone_as_a_guest_participant() {
+    let server = Running::start(&Config {
+        anonymous_join: true,
+        ..Running::config()
+    })
+    .await;
+    let (_ws, m) = try_join(&server, "lab", "Anyone", None).await;
+    assert_eq!(m["type"], "joined", "{m}");
+    assert_eq!(
+        (m["role"].as_str(), m["guest"].as_bool()),
+        (Some("participant"), Some(true))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_administrator_lists_removes_and_ends() {
+    let server = Running::start(&closed()).await;
+    let admin = Admin::new(&server);
+    let invite = admin
+        .invite(
+            "weekly",
+            json!({"role": "participant", "lifetime_secs": 600}),
+        )
+        .await;
+    let (mut a, _) = try_join(&server, "weekly", "Ann", Some(&invite)).await;
+    let (mut b, joined) = try_join(&server, "weekly", "Ben", Some(&invite)).await;
+    let ben = joined["participant_id"].as_str().unwrap().to_owned();
+    let (mut c, _) = try_join(&server, "weekly", "Cat", Some(&invite)).await;
+
+    let (status, list) = admin
+        .call(reqwest::Method::GET, "/api/admin/meetings", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list,
+        json!({"meetings": [{"room": "weekly", "participants": 3}]})
+    );
+    let (status, meeting) = admin
+        .call(reqwest::Method::GET, "/api/admin/meetings/weekly", None)
+        .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = meeting["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3);
+    for n in ["Ann", "Ben", "Cat"] {
+        assert!(names.contains(&n), "{meeting}");
+    }
+
+    let path = format!("/api/admin/meetings/weekly/participants/{ben}");
+    assert_eq!(
+        admin.call(reqwest::Method::DELETE, &path, None).await.0,
+        204
+    );
+    let told = loop {
+        let m = recv(&mut b).await;
+        if m["type"] == "error" {
+            break m;
+        }
+    };
+    assert_eq!(told["code"], "removed", "{told}");
+    closes(&mut b).await;
+    assert_eq!(
+        admin.call(reqwest::Method::DELETE, &path, None).await.0,
+        404
+    );
+
+    assert_eq!(
+        admin
+            .call(reqwest::Method::DELETE, "/api/admin/meetings/weekly", None)
+            .await
+            .0,
+        204
+    );
+    for ws in [&mut a, &mut c] {
+        let told = loop {
+            let m = recv(ws).await;
+            if m["type"] == "error" {
+                break m;
+            }
+        };
+        assert_eq!(told["code"], "meeting_ended", "{told}");
+        closes(ws).await;
+    }
+    // Everyone gone: no meeting left to list.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, list) = admin
+            .call(reqwest::Method::GET, "/api/admin/meetings", None)
+            .await;
+        if list == json!({"meetings": []}) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        admin
+            .call(reqwest::Method::GET, "/api/admin/meetings/weekly", None)
+            .await
+            .0,
+        404
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_wants_its_key_and_describes_itself() {
+    let server = Running::start(&closed()).await;
+    let base = format!("http://{}", server.http);
+    let http = reqwest::Client::new();
+    for auth in [None, Some("Bearer wrong"), Some(KEY)] {
+        let mut r = http.get(format!("{base}/api/admin/meetings"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized");
+    }
+    let admin = Admin::new(&server);
+    let (status, v) = admin
+        .call(
+            reqwest::Method::POST,
+            "/api/admin/meetings/x/invites",
+            Some(json!({"role": "host", "lifetime_secs": 0})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+    let (status, v) = admin
+        .call(
+            reqwest::Method::POST,
+            "/api/admin/meetings/x/invites",
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+
+    let doc: Value = http
+        .get(format!("{base}/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/admin/meetings",
+        "/api/admin/meetings/{room}",
+        "/api/admin/meetings/{room}/participants/{id}",
+        "/api/admin/meetings/{room}/invites",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} undocumented");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_key_the_admin_api_is_off() {
+    let server = Running::start(&Running::config()).await;
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/api/admin/meetings", server.http))
+        .bearer_auth("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pages_carry_a_strict_policy_and_only_our_pages_open_the_websocket() {
+    let server = Running::start(&Config {
+        widget_origins: vec!["https://element.example".into()],
+        ..Running::config()
+    })
+    .await;
+    let r = reqwest::get(format!("http://{}/m/board", server.http))
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let csp = header("content-security-policy");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'self' https://element.example"),
+        "{csp}"
+    );
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert!(header("permissions-policy").contains("camera=(self)"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains(r#"content="https://element.example""#));
+
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://{}/ws", server.http);
+    let mut foreign = url.clone().into_client_request().unwrap();
+    foreign
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(foreign).await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(response)) = refused else {
+        panic!("a foreign page opened the websocket");
+    };
+    assert_eq!(response.status(), 403);
+    let mut ours = url.into_client_request().unwrap();
+    let origin = format!("http://{}", server.http);
+    ours.headers_mut().insert("origin", origin.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(ours).await.unwrap();
+    send(
+        &mut ws,
+        json!({"type": "join", "v": 1, "room": "board", "name": "A"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "joined");
+    server.stop().await;
+}
