@@ -28,6 +28,8 @@ if [ "$mode" = test ]; then
   # The reverse-proxy sample's test (web/tests/nginx.test.mjs) and its
   # self-signed certificate.
   need nginx nginx
+  # TURN through coturn (web/tests/turn.test.mjs).
+  need turnserver coturn
   need openssl openssl
   # The package test (ops/package-test.sh) checks the unit with systemd-analyze.
   need systemd-analyze systemd
@@ -62,11 +64,13 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
   fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
-  # Debian starts nginx on port 80 when it installs it (unless policy-rc.d
-  # forbids it); the tests run their own nginx and want no service.
-  if [[ " ${apt_packages[*]} " == *" nginx "* ]]; then
-    { $sudo systemctl disable --now nginx || $sudo service nginx stop; } >/dev/null 2>&1 || true
-  fi
+  # Debian starts nginx (port 80) and coturn when it installs them (unless
+  # policy-rc.d forbids it); the tests run their own and want no service.
+  for service in nginx coturn; do
+    if [[ " ${apt_packages[*]} " == *" $service "* ]]; then
+      { $sudo systemctl disable --now "$service" || $sudo service "$service" stop; } >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # The Debian package is built with cargo-deb (from the crates registry,

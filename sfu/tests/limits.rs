@@ -86,3 +86,65 @@ async fn a_flood_of_candidates_is_cut_off() {
     assert_eq!(limits_hit(&server, "candidates").await, 1.0);
     server.stop().await;
 }
+
+/// Behind a trusted proxy each client is counted by the address the proxy
+/// names; what a client not behind one claims is ignored.
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let connect = |server: &Running, forwarded_for: &'static str| {
+        let mut request = format!("ws://{}/ws", server.http)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let refused = |r: Result<_, tokio_tungstenite::tungstenite::Error>| matches!(r, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 429);
+    let config = Config {
+        max_connections_per_address: 1,
+        ..Running::config()
+    };
+    let trusting = Running::start(&Config {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..config.clone()
+    })
+    .await;
+    let a = connect(&trusting, "198.51.100.1").await.unwrap();
+    let b = connect(&trusting, "198.51.100.2").await.unwrap();
+    assert!(refused(connect(&trusting, "198.51.100.1").await));
+    drop((a, b));
+    trusting.stop().await;
+
+    let distrusting = Running::start(&config).await;
+    let a = connect(&distrusting, "198.51.100.1").await.unwrap();
+    assert!(
+        refused(connect(&distrusting, "198.51.100.2").await),
+        "a client's own X-Forwarded-For was believed"
+    );
+    drop(a);
+    distrusting.stop().await;
+}
+
+#[tokio::test]
+async fn chat_messages_are_bounded_per_minute() {
+    let server = Running::start(&Config {
+        max_chat_messages_per_minute: 2,
+        ..Running::config()
+    })
+    .await;
+    let mut ws = server.ws().await;
+    assert_eq!(join(&mut ws, "r", "A").await["type"], "joined");
+    let chat = json!({"type": "chat", "text": "hello"});
+    // This server has no chat: the first two are taken and refused for that.
+    for _ in 0..2 {
+        send(&mut ws, chat.clone()).await;
+        expect_error(&mut ws, "chat_unavailable").await;
+    }
+    send(&mut ws, chat).await;
+    expect_error(&mut ws, "too_many_chat_messages").await;
+    assert_eq!(limits_hit(&server, "chat_messages").await, 1.0);
+    drop(ws);
+    server.stop().await;
+}

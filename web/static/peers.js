@@ -7,9 +7,12 @@ import { state, setStatus } from './state.js';
 
 /** A new connection that trickles its ICE candidates to the server as `target`. */
 export function newPeerConnection(target) {
-  // No ICE servers: the server is reachable directly, and a meeting must
-  // not contact anything its operator did not configure.
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  // Only the TURN servers the server hands out with `joined` (for
+  // firewalls that block the media path); no STUN: the server is reachable
+  // directly, and a meeting contacts nothing its operator did not configure.
+  const pc = new RTCPeerConnection({
+    bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: state.iceServers,
+  });
   pc.onicecandidate = (e) => {
     state.signalling?.send({ type: 'candidate', target, candidate: e.candidate ? e.candidate.toJSON() : null });
   };

@@ -120,6 +120,7 @@ async function onJoined(msg) {
   state.joinedIdentity = msg.identity || null;
   state.role = msg.role || 'participant';
   state.guest = !!msg.guest;
+  state.iceServers = msg.ice_servers || [];
   const badge = $('meeting-identity');
   const role = { host: ' (host)', viewer: ' (viewer)', participant: '' }[state.role] ?? '';
   badge.textContent = state.joinedIdentity

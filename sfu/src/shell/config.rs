@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::shell::turn;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -41,6 +43,7 @@ const STRING_KEYS: &[&str] = &[
     "matrix_as_prefix",
     "log_format",
     "admin_key",
+    "turn_secret",
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -71,6 +74,8 @@ pub struct Config {
     pub max_joins_per_address_per_minute: usize,
     /// Meetings the server holds at once.
     pub max_meetings: usize,
+    /// Chat messages one participant may send in a minute.
+    pub max_chat_messages_per_minute: usize,
     /// SRTP protection profiles the DTLS handshake may settle on. The
     /// engine, as DTLS server, takes the first of the browser's list that
     /// is also here, and Chromium lists AES-CM, then AES-256-GCM, then
@@ -118,6 +123,18 @@ pub struct Config {
     pub drain_timeout_secs: u64,
     /// How log lines are written to stderr.
     pub log_format: LogFormat,
+    /// TURN servers handed to clients with short-lived credentials, for
+    /// firewalls that block the media path (`turn:host:3478?transport=udp`,
+    /// `turns:host:443?transport=tcp`). Empty: none.
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`).
+    pub turn_secret: String,
+    /// How long a client's TURN credentials stay valid: longer than a
+    /// meeting, as they are checked again whenever the relay is refreshed.
+    pub turn_credential_ttl_secs: u64,
+    /// Reverse proxies (their addresses as meet sees them) whose
+    /// `X-Forwarded-For` names the client, for the per-address limits.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// The format of log lines.
@@ -157,6 +174,7 @@ impl Default for Config {
             max_connections_per_address: 500,
             max_joins_per_address_per_minute: 600,
             max_meetings: 1000,
+            max_chat_messages_per_minute: 60,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
             public_url: String::new(),
             matrix_homeserver: String::new(),
@@ -170,6 +188,10 @@ impl Default for Config {
             token_secret: String::new(),
             drain_timeout_secs: 600,
             log_format: LogFormat::Text,
+            turn_urls: Vec::new(),
+            turn_secret: String::new(),
+            turn_credential_ttl_secs: 86_400,
+            trusted_proxies: Vec::new(),
             anonymous_join: false,
             admin_key: String::new(),
             widget_origins: Vec::new(),
@@ -257,6 +279,10 @@ impl Config {
                 self.max_joins_per_address_per_minute,
             ),
             ("max_meetings", self.max_meetings),
+            (
+                "max_chat_messages_per_minute",
+                self.max_chat_messages_per_minute,
+            ),
         ] {
             if !(1..=1_000_000).contains(&value) {
                 return invalid(key, "must be between 1 and 1000000");
@@ -319,6 +345,26 @@ impl Config {
                     &format!("`{origin}` is not an origin (scheme://host[:port], no path)"),
                 );
             }
+        }
+        if let Some(url) = self.turn_urls.iter().find(|u| !turn::valid_url(u)) {
+            return invalid(
+                "turn_urls",
+                &format!(
+                    "`{url}` is not a TURN URI (turn: or turns:, host[:port][?transport=udp|tcp])"
+                ),
+            );
+        }
+        if !self.turn_urls.is_empty() && self.turn_secret.len() < 32 {
+            return invalid(
+                "turn_secret",
+                "use at least 32 characters (the TURN server's static-auth-secret) when turn_urls is set",
+            );
+        }
+        if !(60..=7 * 86_400).contains(&self.turn_credential_ttl_secs) {
+            return invalid(
+                "turn_credential_ttl_secs",
+                "must be between 60 and 604800 (a week)",
+            );
         }
         Ok(())
     }
@@ -512,6 +558,22 @@ mod tests {
         );
         let e = Config::load(None, env(&[("MEET_TOKEN_SECRET", "short")])).unwrap_err();
         assert!(e.to_string().contains("token_secret"), "{e}");
+    }
+
+    #[test]
+    fn turn_settings() {
+        let url = ("MEET_TURN_URLS", r#"["turn:10.0.0.1:3478?transport=udp"]"#);
+        let e = Config::load(None, env(&[url])).unwrap_err();
+        assert!(e.to_string().contains("turn_secret"), "{e}");
+        let secret = ("MEET_TURN_SECRET", "0123456789abcdef0123456789abcdef");
+        let c = Config::load(None, env(&[url, secret])).unwrap();
+        assert_eq!(c.turn_urls, ["turn:10.0.0.1:3478?transport=udp"]);
+        let bad = ("MEET_TURN_URLS", r#"["stun:10.0.0.1"]"#);
+        let e = Config::load(None, env(&[bad, secret])).unwrap_err();
+        assert!(e.to_string().contains("turn_urls"), "{e}");
+        let ttl = ("MEET_TURN_CREDENTIAL_TTL_SECS", "10");
+        let e = Config::load(None, env(&[ttl])).unwrap_err();
+        assert!(e.to_string().contains("turn_credential_ttl_secs"), "{e}");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! down for everyone else: signalling connections in total and per source
 //! address, joins per address per minute, meetings per server. Each
 //! refusal names the limit (a stable code) and is counted in `/metrics`.
+//! [`PerMinute`] bounds what one session may do per minute (chat).
 //!
-//! Behind a reverse proxy every client has the proxy's address, so the
-//! per-address limits then count the proxy: raise them there.
+//! Behind a reverse proxy every client has the proxy's address; with the
+//! proxy in `trusted_proxies` its `X-Forwarded-For` names the client.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -26,6 +27,8 @@ pub enum Limit {
     WorkerQueue,
     #[error("too many ICE candidates for one connection")]
     Candidates,
+    #[error("too many chat messages in the last minute; wait a little")]
+    ChatMessages,
 }
 
 impl Limit {
@@ -38,6 +41,7 @@ impl Limit {
             Limit::Meetings => "meetings",
             Limit::WorkerQueue => "worker_queue",
             Limit::Candidates => "candidates",
+            Limit::ChatMessages => "chat_messages",
         }
     }
 }
@@ -49,13 +53,48 @@ pub struct Bounds {
     pub connections_per_address: usize,
     pub joins_per_address_per_minute: usize,
     pub meetings: usize,
+    pub chat_messages_per_minute: usize,
+}
+
+/// Events of the last minute, for a bound per sliding minute.
+#[derive(Default)]
+pub struct PerMinute {
+    /// When each was let through, oldest first.
+    times: VecDeque<Instant>,
+}
+
+impl PerMinute {
+    /// Lets one more through at `now` if fewer than `bound` were in the
+    /// minute before.
+    pub fn take(&mut self, now: Instant, bound: usize) -> bool {
+        while self
+            .times
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= MINUTE)
+        {
+            self.times.pop_front();
+        }
+        if self.times.len() >= bound {
+            return false;
+        }
+        self.times.push_back(now);
+        true
+    }
+
+    fn last(&self) -> Option<Instant> {
+        self.times.back().copied()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
 }
 
 #[derive(Default)]
 struct Address {
     connections: usize,
-    /// When its joins of the last minute were admitted, oldest first.
-    joins: VecDeque<Instant>,
+    /// Its joins of the last minute.
+    joins: PerMinute,
 }
 
 #[derive(Default)]
@@ -67,6 +106,8 @@ struct Counts {
 #[derive(Clone)]
 pub struct Limits {
     bounds: Bounds,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    trusted_proxies: Arc<[IpAddr]>,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -92,11 +133,17 @@ impl Drop for Connection {
 const MINUTE: Duration = Duration::from_secs(60);
 
 impl Limits {
-    pub fn new(bounds: Bounds) -> Self {
+    pub fn new(bounds: Bounds, trusted_proxies: &[IpAddr]) -> Self {
         Self {
             bounds,
+            trusted_proxies: trusted_proxies.into(),
             counts: Default::default(),
         }
+    }
+
+    /// The client's address for a connection from `peer`.
+    pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        client_address(peer, forwarded_for, &self.trusted_proxies)
     }
 
     pub fn bounds(&self) -> Bounds {
@@ -136,37 +183,95 @@ impl Limits {
             counts.addresses.retain(|_, a| {
                 a.connections > 0
                     || a.joins
-                        .back()
-                        .is_some_and(|&t| now.duration_since(t) < MINUTE)
+                        .last()
+                        .is_some_and(|t| now.duration_since(t) < MINUTE)
             });
         }
         let address = counts.addresses.entry(ip).or_default();
-        while address
+        if !address
             .joins
-            .front()
-            .is_some_and(|&t| now.duration_since(t) >= MINUTE)
+            .take(now, self.bounds.joins_per_address_per_minute)
         {
-            address.joins.pop_front();
-        }
-        if address.joins.len() >= self.bounds.joins_per_address_per_minute {
             return Err(Limit::JoinsPerAddress);
         }
-        address.joins.push_back(now);
         Ok(())
     }
+}
+
+/// The client's address: the peer's, or when the peer is a trusted proxy,
+/// the last address in `X-Forwarded-For` that is not one (each proxy
+/// appends the address it heard from; only the trusted ones' entries can be
+/// believed, anything left of them the client may have written itself).
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let Some(list) = forwarded_for else {
+        return peer;
+    };
+    let mut client = peer;
+    for entry in list.rsplit(',') {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted.contains(&ip) {
+                    break;
+                }
+            }
+            // Garbage (or a port, an obfuscated name): stop at what the
+            // trusted proxies vouched for.
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_client_address_is_believed_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxy = ip("127.0.0.1");
+        let trusted = [proxy, ip("10.0.0.2")];
+        // Not through a proxy: the header is the client's own word.
+        assert_eq!(
+            client_address(ip("192.0.2.1"), Some("198.51.100.7"), &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(
+            client_address(proxy, Some("198.51.100.7"), &trusted),
+            ip("198.51.100.7")
+        );
+        // Through two proxies; the leftmost entry is forged by the client.
+        assert_eq!(
+            client_address(
+                proxy,
+                Some("203.0.113.66, 198.51.100.7, 10.0.0.2"),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        assert_eq!(client_address(proxy, None, &trusted), proxy);
+        assert_eq!(
+            client_address(proxy, Some("unknown"), &trusted),
+            proxy,
+            "nothing to believe"
+        );
+    }
+
     fn limits() -> Limits {
-        Limits::new(Bounds {
-            connections: 3,
-            connections_per_address: 2,
-            joins_per_address_per_minute: 2,
-            meetings: 1,
-        })
+        Limits::new(
+            Bounds {
+                connections: 3,
+                connections_per_address: 2,
+                joins_per_address_per_minute: 2,
+                meetings: 1,
+                chat_messages_per_minute: 1,
+            },
+            &[],
+        )
     }
 
     #[test]

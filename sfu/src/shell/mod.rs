@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod roster;
 pub mod server;
 pub mod token;
+pub mod turn;
 pub mod web;

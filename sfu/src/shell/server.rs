@@ -6,6 +6,7 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State, WebSocketUpgrade};
@@ -23,13 +24,14 @@ use crate::shell::admin;
 use crate::shell::admission::{validate_name, Policy};
 use crate::shell::config::Config;
 use crate::shell::drain::Drain;
-use crate::shell::health;
 use crate::shell::headers::{self, SecurityHeaders};
+use crate::shell::health;
 use crate::shell::invite::Invites;
 use crate::shell::limits::{Bounds, Limits};
 use crate::shell::metrics::Metrics;
 use crate::shell::roster::Roster;
 use crate::shell::token::TokenKeys;
+use crate::shell::turn::{self, Turn};
 use crate::shell::web;
 use crate::worker::udp;
 use crate::worker::{self, WorkerHandle};
@@ -73,6 +75,8 @@ pub struct AppState {
     pub policy: Policy,
     pub roster: Roster,
     pub limits: Limits,
+    /// TURN servers and credentials for clients, when configured.
+    pub turn: Option<Turn>,
     /// Who is in a meeting, and whether joins are still taken.
     pub drain: Drain,
     /// The admin API's bearer key; `None`: the API refuses everything.
@@ -162,6 +166,18 @@ impl Server {
             Some(c) => Some(Chat::start(c).await?),
             None => None,
         };
+        let turn = Turn::new(
+            &config.turn_urls,
+            &config.turn_secret,
+            Duration::from_secs(config.turn_credential_ttl_secs),
+        );
+        if turn.is_some() {
+            tokio::spawn(turn::probe(
+                config.turn_urls.clone(),
+                metrics.turn_reachable.clone(),
+                stop_rx.clone(),
+            ));
+        }
         let tokens = TokenKeys::new(&config.token_secret);
         Ok(Self {
             listener,
@@ -177,12 +193,17 @@ impl Server {
                 },
                 roster: Roster::default(),
                 drain: Drain::default(),
-                limits: Limits::new(Bounds {
-                    connections: config.max_connections,
-                    connections_per_address: config.max_connections_per_address,
-                    joins_per_address_per_minute: config.max_joins_per_address_per_minute,
-                    meetings: config.max_meetings,
-                }),
+                turn,
+                limits: Limits::new(
+                    Bounds {
+                        connections: config.max_connections,
+                        connections_per_address: config.max_connections_per_address,
+                        joins_per_address_per_minute: config.max_joins_per_address_per_minute,
+                        meetings: config.max_meetings,
+                        chat_messages_per_minute: config.max_chat_messages_per_minute,
+                    },
+                    &config.trusted_proxies,
+                ),
                 admin_key: (!config.admin_key.is_empty()).then(|| config.admin_key.as_str().into()),
                 public_url: config.public_url()?,
                 headers: SecurityHeaders::new(&config.widget_origins),
@@ -338,7 +359,11 @@ async fn websocket(
         )
             .into_response();
     }
-    let connection = match state.limits.connect(peer.ip()) {
+    let forwarded_for = request_headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = state.limits.client(peer.ip(), forwarded_for);
+    let connection = match state.limits.connect(ip) {
         Ok(c) => c,
         Err(limit) => {
             state
@@ -355,7 +380,7 @@ async fn websocket(
     // reply and the session goes on.
     ws.max_message_size(16 * crate::signalling::v1::MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
-            crate::signalling::v1::session::run(socket, state, connection, peer.ip())
+            crate::signalling::v1::session::run(socket, state, connection, ip)
         })
 }
 

@@ -34,6 +34,8 @@ pub struct Metrics {
     /// Unlabelled, but a vector so that it is absent without chat.
     chat_reachable: IntGaugeVec,
     chat_messages: IntCounterVec,
+    /// Whether each configured TURN server answers, by URL.
+    pub turn_reachable: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -138,6 +140,11 @@ impl Metrics {
             "Chat messages relayed between meetings and Matrix rooms, by direction",
             &["direction"],
         );
+        let turn_reachable = r.gauges(
+            "meet_turn_reachable",
+            "1 while the configured TURN server answers a STUN Binding request, 0 while it does not, by URL",
+            &["url"],
+        );
         // CPU, memory, file descriptors and threads of this process, read
         // from /proc at scrape time.
         #[cfg(target_os = "linux")]
@@ -157,6 +164,7 @@ impl Metrics {
             chat_delayed,
             chat_reachable,
             chat_messages,
+            turn_reachable,
         }
     }
 

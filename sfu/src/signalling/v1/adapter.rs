@@ -55,6 +55,7 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             identity: None,
             role: Default::default(),
             guest: false,
+            ice_servers: Vec::new(),
         },
         Event::PublisherAnswer { sdp } => ServerMessage::PublisherAnswer { sdp },
         Event::SubscriberOffer { sdp } => ServerMessage::SubscriberOffer { sdp },

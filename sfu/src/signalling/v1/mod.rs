@@ -17,6 +17,8 @@ pub mod session;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::shell::turn::IceServer;
+
 pub use crate::room::api::{
     Kind, ParticipantInfo, Quality, Role, Source, Target, TrackAnnouncement, TrackInfo,
 };
@@ -110,6 +112,10 @@ pub enum ServerMessage {
         /// Admitted without a Matrix identity.
         #[serde(default)]
         guest: bool,
+        /// TURN servers with credentials for this participant, for
+        /// `RTCConfiguration.iceServers`; absent when none is configured.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// Chat since the meeting started, right after `joined`.
     ChatHistory {
@@ -223,6 +229,9 @@ pub enum ErrorCode {
     /// More ICE candidates for one connection than any browser gathers;
     /// the extra ones are ignored.
     TooManyCandidates,
+    /// More than `max_chat_messages_per_minute` chat messages in the last
+    /// minute; this one was not sent.
+    TooManyChatMessages,
 }
 
 impl ServerMessage {

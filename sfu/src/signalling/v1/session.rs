@@ -6,7 +6,7 @@
 //! back.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chat::{Author, Chat, ChatError, MeetingChat, MeetingEvent};
@@ -21,7 +21,7 @@ use super::{
 use crate::room::api::{Command, Event, Role};
 use crate::shell::admission::{self, Admitted, Refused};
 use crate::shell::drain::InMeeting;
-use crate::shell::limits::{Connection, Limit};
+use crate::shell::limits::{Connection, Limit, PerMinute};
 use crate::shell::roster::{Ended, Member, Seat};
 use crate::shell::server::AppState;
 use crate::shell::token::Claims;
@@ -367,6 +367,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
 async fn relay(mut session: Session, mut joined: Joined) {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut candidates = CandidateCount::default();
+    let mut chat_sent = PerMinute::default();
     let mut last_heard = tokio::time::Instant::now();
     let chat = session.state.chat.clone().filter(|_| joined.chat.is_some());
     let mut delayed = chat.as_ref().map(Chat::delayed);
@@ -412,7 +413,8 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         host: c.host,
                     });
                     _counted = Some(session.state.metrics.joined(joined.role));
-                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest };
+                    let ice_servers = session.state.turn.as_ref().map_or_else(Vec::new, |t| t.ice_servers(&participant_id, SystemTime::now()));
+                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest, ice_servers };
                     if !session.send(&msg).await {
                         return;
                     }
@@ -491,6 +493,9 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 }
                 Incoming::Message(ClientMessage::Leave {}) => {
                     return session.close("left").await;
+                }
+                Incoming::Message(ClientMessage::Chat { .. }) if !chat_sent.take(Instant::now(), session.state.limits.bounds().chat_messages_per_minute) => {
+                    session.refuse_for(Limit::ChatMessages, ErrorCode::TooManyChatMessages).await;
                 }
                 Incoming::Message(ClientMessage::Chat { text }) => {
                     let result = match &chat {
