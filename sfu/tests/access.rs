@@ -96,7 +96,12 @@ async fn closes(ws: &mut Ws) {
 
 #[tokio::test]
 async fn a_closed_server_admits_holders_of_an_invite_with_its_role() {
-    let server = Running::start(&closed()).await;
+    // Without a lobby, a stranger is turned away at once.
+    let server = Running::start(&Config {
+        lobby: false,
+        ..closed()
+    })
+    .await;
     let admin = Admin::new(&server);
 
     let (_ws, m) = try_join(&server, "board", "Mallory", None).await;
@@ -377,5 +382,51 @@ async fn pages_carry_a_strict_policy_and_only_our_pages_open_the_websocket() {
     )
     .await;
     assert_eq!(recv(&mut ws).await["type"], "joined");
+    server.stop().await;
+}
+
+/// A stranger on a closed server knocks: the host sees them waiting and
+/// lets them in, or turns them away; nobody else may decide.
+#[tokio::test]
+async fn strangers_wait_in_the_lobby_for_a_host() {
+    let server = Running::start(&closed()).await;
+    let admin = Admin::new(&server);
+    let host = admin.invite("board", json!({"role": "host"})).await;
+    let guest = admin.invite("board", json!({"role": "participant"})).await;
+    let (mut hana, m) = try_join(&server, "board", "Hana", Some(&host)).await;
+    assert_eq!(m["type"], "joined", "{m}");
+    let (mut gus, m) = try_join(&server, "board", "Gus", Some(&guest)).await;
+    assert_eq!(m["type"], "joined", "{m}");
+    assert_eq!(recv(&mut hana).await["type"], "participant_joined");
+
+    let (mut sam, m) = try_join(&server, "board", "Sam", None).await;
+    assert_eq!(m["type"], "lobby_waiting", "{m}");
+    let lobby = recv(&mut hana).await;
+    assert_eq!(lobby["type"], "lobby", "{lobby}");
+    assert_eq!(lobby["waiting"][0]["name"], "Sam", "{lobby}");
+    let id = lobby["waiting"][0]["id"].as_str().unwrap().to_owned();
+    // Only a host decides.
+    send(&mut gus, json!({"type": "admit", "lobby_id": id})).await;
+    expect_error(&mut gus, "not_allowed").await;
+    send(&mut hana, json!({"type": "admit", "lobby_id": id})).await;
+    assert_eq!(recv(&mut hana).await["waiting"], json!([]));
+    let m = recv(&mut sam).await;
+    assert_eq!(
+        (m["type"].as_str(), m["role"].as_str(), m["guest"].as_bool()),
+        (Some("joined"), Some("participant"), Some(true)),
+        "{m}"
+    );
+
+    let (mut tom, m) = try_join(&server, "board", "Tom", None).await;
+    assert_eq!(m["type"], "lobby_waiting", "{m}");
+    // Hana sees Sam join, then Tom waiting.
+    let mut waiting = recv(&mut hana).await;
+    while waiting["type"] != "lobby" {
+        waiting = recv(&mut hana).await;
+    }
+    let id = waiting["waiting"][0]["id"].as_str().unwrap().to_owned();
+    send(&mut hana, json!({"type": "deny", "lobby_id": id})).await;
+    expect_error(&mut tom, "denied").await;
+    drop((hana, gus, sam, tom));
     server.stop().await;
 }

@@ -80,3 +80,28 @@ async fn every_metric_served_is_in_the_catalogue_with_its_type() {
     }
     assert!(families > 30, "only {families} metrics served:\n{body}");
 }
+
+/// With `metrics_listen`, the metrics are there and not on the public
+/// listener.
+#[tokio::test]
+async fn metrics_can_be_kept_off_the_public_listener() {
+    let server = Running::start(&sfu::shell::config::Config {
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Running::config()
+    })
+    .await;
+    let public = reqwest::get(format!("http://{}/metrics", server.http))
+        .await
+        .unwrap();
+    assert!(public.status().is_client_error(), "{}", public.status());
+    assert!(!public.text().await.unwrap().contains("meet_"));
+    let private = server.metrics.expect("a metrics listener");
+    let body = reqwest::get(format!("http://{private}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("meet_signalling_connections"), "{body}");
+    server.stop().await;
+}

@@ -77,6 +77,8 @@ struct Net {
     /// (called with the browser's address they came from).
     loss: Option<LossRule>,
     uplink_loss: Option<LossRule>,
+    /// Roles other than participant, by browser id, for their joins.
+    roles: HashMap<String, Role>,
 }
 
 impl Net {
@@ -95,6 +97,7 @@ impl Net {
             browsers: Vec::new(),
             loss: None,
             uplink_loss: None,
+            roles: HashMap::new(),
         }
     }
 
@@ -159,7 +162,7 @@ impl Net {
             Command::Join {
                 room: room.to_owned(),
                 name: id.to_uppercase(),
-                role: Role::Participant,
+                role: self.roles.get(id).copied().unwrap_or_default(),
                 guest: false,
             },
         );
@@ -805,6 +808,103 @@ fn a_host_removes_a_participant_of_the_same_room_only() {
     assert!(net.browser("host").inbox.iter().any(
         |m| matches!(m, Event::ParticipantLeft { participant_id } if participant_id == "guest")
     ));
+}
+
+#[test]
+fn a_host_mutes_a_microphone_the_server_stops_forwarding_and_may_lock_it() {
+    let mut net = Net::new(Duration::from_secs(8));
+    net.roles.insert("host".into(), Role::Host);
+    net.join("host", "r", false);
+    net.join("bob", "r", false);
+    net.join("alice", "r", true);
+    let mut media = Media::new();
+    net.run_for(Duration::from_secs(2), |n| media.send(n, &["alice"]));
+    let step = Duration::from_millis(500);
+    let mic = net
+        .browser("host")
+        .inbox
+        .iter()
+        .find_map(|m| match m {
+            Event::TrackPublished { track, .. } if track.source == Source::Microphone => {
+                Some(track.id.clone())
+            }
+            _ => None,
+        })
+        .expect("alice's microphone was announced");
+    let mid = mic.rsplit('-').next().unwrap().to_owned();
+    let not_allowed = |b: &Browser| {
+        b.inbox
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m,
+                    Event::Refused {
+                        reason: Refusal::NotAllowed,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let host_mute = |locked| Command::HostMute {
+        participant_id: "alice".into(),
+        track_id: mic.clone(),
+        locked,
+    };
+    // Only hosts may.
+    net.command("bob", host_mute(false));
+    net.settle();
+    assert_eq!(not_allowed(net.browser("bob")), 1);
+    assert!(audio_count(net.browser("bob"), "alice") > 10);
+
+    net.command("host", host_mute(true));
+    net.settle();
+    assert!(net.browser("alice").inbox.iter().any(|m| matches!(
+        m,
+        Event::MutedByHost {
+            source: Source::Microphone,
+            locked: true,
+            ..
+        }
+    )));
+    assert!(net.browser("bob").inbox.iter().any(|m| matches!(
+        m,
+        Event::TrackMuted { track_id, muted: true, .. } if *track_id == mic
+    )));
+    // Whatever alice's browser goes on sending, nobody gets it; her camera
+    // is untouched.
+    let (audio, video) = {
+        let bob = net.browser("bob");
+        (audio_count(bob, "alice"), video_from(bob, "alice").len())
+    };
+    net.run_for(step, |n| media.send(n, &["alice"]));
+    let bob = net.browser("bob");
+    assert_eq!(
+        audio_count(bob, "alice"),
+        audio,
+        "muted audio was forwarded"
+    );
+    assert!(video_from(bob, "alice").len() > video + 5);
+    // Locked: alice may not unmute.
+    net.command(
+        "alice",
+        Command::Mute {
+            mid: mid.clone(),
+            muted: false,
+        },
+    );
+    net.run_for(step, |n| media.send(n, &["alice"]));
+    assert_eq!(not_allowed(net.browser("alice")), 1);
+    assert_eq!(audio_count(net.browser("bob"), "alice"), audio);
+    // The host lifts the lock; alice unmutes herself and is heard again.
+    net.command("host", host_mute(false));
+    net.command("alice", Command::Mute { mid, muted: false });
+    net.run_for(step, |n| media.send(n, &["alice"]));
+    assert!(net.browser("bob").inbox.iter().any(|m| matches!(
+        m,
+        Event::TrackMuted { track_id, muted: false, .. } if *track_id == mic
+    )));
+    assert!(audio_count(net.browser("bob"), "alice") > audio + 10);
 }
 
 #[test]

@@ -94,7 +94,7 @@ function stopScreenShare() {
 }
 
 /** Mutes or unmutes our microphone ("audio") or camera ("video"). */
-export function toggleLocalTrack(kind, button, onLabel, offLabel) {
+function toggleLocalTrack(kind, button, onLabel, offLabel) {
   const track = state.localStream.getTracks().find((t) => t.kind === kind);
   if (!track) return;
   track.enabled = !track.enabled;
@@ -105,6 +105,25 @@ export function toggleLocalTrack(kind, button, onLabel, offLabel) {
   if (kind === 'video') {
     document.querySelector('.tile video.local')?.closest('.tile').classList.toggle('camera-off', !track.enabled);
   }
+}
+
+const TOGGLES = {
+  audio: ['toggle-mic', 'Mute microphone', 'Unmute microphone'],
+  video: ['toggle-cam', 'Stop camera', 'Start camera'],
+};
+
+/** The microphone ("audio") or camera ("video") button's action. */
+export function toggleLocal(kind) {
+  const [id, onLabel, offLabel] = TOGGLES[kind];
+  toggleLocalTrack(kind, $(id), onLabel, offLabel);
+}
+
+/** A host muted our microphone ("audio") or camera ("video"); `locked`:
+ * we may not unmute it until a host allows it (the server refuses). */
+export function forceMuted(kind, locked) {
+  const track = state.localStream?.getTracks().find((t) => t.kind === kind);
+  if (track?.enabled) toggleLocal(kind);
+  $(TOGGLES[kind][0]).disabled = locked;
 }
 
 /** Puts one video codec (e.g. "h264", "vp8") first in what we offer. */

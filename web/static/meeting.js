@@ -8,8 +8,9 @@ import { $, state } from './state.js';
 import { updateJoinButton } from './prejoin.js';
 import { closePeers } from './peers.js';
 import {
-  askQuality, resetMedia, toggleLocalTrack, toggleScreenShare, unwatchQuality, watchQuality,
+  askQuality, resetMedia, toggleLocal, toggleScreenShare, unwatchQuality, watchQuality,
 } from './media.js';
+import { hostControls } from './host.js';
 
 /** Stream ids are "<participant id>" for camera and microphone and
  * "<participant id>:screen" for a screen share. */
@@ -103,16 +104,8 @@ function makeTile(pid, name, { local: isLocal = false, screen = false, guest = f
   mic.textContent = 'muted';
   mic.hidden = true;
   caption.append(label, mic);
-  // Hosts may remove others.
-  if (!isLocal && !screen && state.role === 'host') {
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.className = 'remove';
-    remove.textContent = 'Remove';
-    remove.setAttribute('aria-label', `Remove ${name} from the meeting`);
-    remove.onclick = () => state.signalling?.send({ type: 'remove', participant_id: pid });
-    caption.append(remove);
-  }
+  // Hosts may mute, remove and ban others.
+  if (!isLocal && !screen && state.role === 'host') caption.append(...hostControls(pid, name));
   const avatar = document.createElement('div');
   avatar.className = 'avatar';
   avatar.textContent = name.slice(0, 1).toUpperCase();
@@ -208,8 +201,8 @@ export function leave(reason) {
   updateJoinButton();
 }
 
-$('toggle-mic').addEventListener('click', (e) => toggleLocalTrack('audio', e.currentTarget, 'Mute microphone', 'Unmute microphone'));
-$('toggle-cam').addEventListener('click', (e) => toggleLocalTrack('video', e.currentTarget, 'Stop camera', 'Start camera'));
+$('toggle-mic').addEventListener('click', () => toggleLocal('audio'));
+$('toggle-cam').addEventListener('click', () => toggleLocal('video'));
 $('toggle-screen').addEventListener('click', (e) => toggleScreenShare(e.currentTarget));
 $('leave').addEventListener('click', () => leave());
 

@@ -13,6 +13,9 @@ import {
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
 import { publish } from './media.js';
 import {
+  onMeetingLocked, onMutedByHost, showHostControls, showLobby,
+} from './host.js';
+import {
   applyChatEvent, chatHistory, resetChat, setChatDelayed, setupChat, showChatError,
 } from './chat.js';
 
@@ -36,6 +39,8 @@ export async function join(name) {
   state.firstFrameMs = null;
   resetChat();
   $('server-notice').textContent = '';
+  onMeetingLocked({ locked: false });
+  showLobby([]);
   state.participantId = null;
   state.joinedIdentity = null;
   const signalling = new Signalling(wsUrl());
@@ -53,9 +58,16 @@ export async function join(name) {
     .on('chat_event', (m) => { if (m.event) applyChatEvent(m.event, { live: true }); })
     .on('chat_status', (m) => setChatDelayed(!!m.delayed))
     .on('draining', (m) => { $('server-notice').textContent = drainingNotice(m.seconds_left); })
+    .on('lobby_waiting', () => setStatus('Waiting for a host to let you in…'))
+    .on('lobby', (m) => showLobby(m.waiting || []))
+    .on('muted_by_host', onMutedByHost)
+    .on('meeting_locked', onMeetingLocked)
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
-      const refused = ['room_full', 'invite_required', 'invalid_invite', 'meeting_ended', 'draining'].includes(m.code)
+      const refused = [
+        'room_full', 'invite_required', 'invalid_invite', 'meeting_ended', 'draining',
+        'meeting_locked', 'banned', 'denied', 'lobby_timeout', 'lobby_full',
+      ].includes(m.code)
         || (m.code === 'unavailable' && !state.participantId);
       if (refused) {
         leave(m.message || 'You cannot be in this meeting.');
@@ -121,6 +133,7 @@ async function onJoined(msg) {
   state.role = msg.role || 'participant';
   state.guest = !!msg.guest;
   state.iceServers = msg.ice_servers || [];
+  showHostControls();
   const badge = $('meeting-identity');
   const role = { host: ' (host)', viewer: ' (viewer)', participant: '' }[state.role] ?? '';
   badge.textContent = state.joinedIdentity

@@ -42,6 +42,8 @@ export const state = {
   role: 'participant',
   /** Admitted without a Matrix identity (`joined.guest`). */
   guest: false,
+  /** A host locked the meeting (`meeting_locked`). */
+  locked: false,
   /** TURN servers with our credentials, from `joined`. */
   iceServers: [],
   chat: newChatState(),

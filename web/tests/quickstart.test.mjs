@@ -62,10 +62,12 @@ test('ops/run.sh brings up a homeserver and meetings have chat', { timeout: 3000
     const url = hostLink.origin;
     const room = decodeURIComponent(hostLink.pathname.replace(/^\/m\//, ''));
 
-    // Closed by default: a stranger with a name only is turned away.
+    // Closed by default: a stranger with a name only waits in the lobby
+    // for a host (and there is none yet).
     const stranger = await openPage(browser, 'Stranger');
     await stranger.page.goto(`${url}/m/${room}?name=Stranger&join=now`);
-    await stranger.page.getByText('holders of an invite link').waitFor({ timeout: 15000 });
+    await stranger.page.getByText('Waiting for a host to let you in').waitFor({ timeout: 15000 });
+    assert.equal(await stranger.page.evaluate(() => window.meet.participantId), null);
     await stranger.context.close();
 
     // A newcomer adds a Matrix account the way the README says.

@@ -68,6 +68,8 @@ pub struct UpTrack {
     pub kind: Kind,
     pub source: Source,
     pub muted: bool,
+    /// A host muted it: nothing is forwarded until released.
+    held: bool,
     pub receiver: RTCRtpReceiverId,
     pub codec: RTCRtpCodec,
     video_codec: VideoCodec,
@@ -91,12 +93,29 @@ impl UpTrack {
             kind: init.kind,
             source: init.source,
             muted: init.muted,
+            held: false,
             receiver: init.receiver,
             codec: init.codec,
             keyframe_interval: init.keyframe_interval,
             layers: Vec::new(),
             downs: Vec::new(),
             first: 0,
+        }
+    }
+
+    /// Stops forwarding it (a host muted it).
+    pub fn hold(&mut self) {
+        self.held = true;
+        self.muted = true;
+    }
+
+    /// Forwards it again: each subscriber restarts on a keyframe, as its
+    /// decoder has had nothing for a while.
+    pub fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            for d in &mut self.downs {
+                d.pause();
+            }
         }
     }
 
@@ -158,6 +177,9 @@ impl UpTrack {
         // paused a layer: only media keeps a layer alive.
         if !packet.payload.is_empty() {
             layer.last_rx = now;
+        }
+        if self.held {
+            return None;
         }
         // Extension ids are per connection; forwarding them would make the
         // engine refuse the packet. The engine adds its own where it needs.

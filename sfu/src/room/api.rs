@@ -49,7 +49,7 @@ pub struct TrackInfo {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Moderates: removes others (and, later, admits, mutes, ends).
+    /// Moderates: mutes and removes others, locks and ends the meeting.
     Host,
     /// Publishes and receives.
     #[default]
@@ -111,6 +111,15 @@ pub enum Command {
     /// Remove another participant of the same room (the session checked
     /// that this one may).
     Remove { participant_id: String },
+    /// A host mutes another participant's track: the core stops
+    /// forwarding that participant's tracks of its source (also ones it
+    /// publishes later) until the participant unmutes, which `locked`
+    /// forbids. Sent again with `locked: false`, it lifts the lock.
+    HostMute {
+        participant_id: String,
+        track_id: String,
+        locked: bool,
+    },
     /// The participant leaves, or its session ended.
     Leave,
 }
@@ -125,7 +134,8 @@ pub enum Refusal {
     NoSuchParticipant,
     /// The media engine could not make a connection for it.
     Unavailable,
-    /// The participant's role does not allow it (a viewer publishing).
+    /// The participant's role does not allow it (a viewer publishing, a
+    /// participant muting others), or a host locked what it asks to change.
     NotAllowed,
 }
 
@@ -182,6 +192,13 @@ pub enum Event {
         participant_id: String,
         track_id: String,
         muted: bool,
+    },
+    /// A host muted this participant's tracks of `source` (the one named
+    /// `track_id` among them); `locked`: it may not unmute them now.
+    MutedByHost {
+        track_id: String,
+        source: Source,
+        locked: bool,
     },
     Refused {
         reason: Refusal,

@@ -67,6 +67,7 @@ impl Router {
             up: Vec::new(),
             received: Vec::new(),
             negotiation: Default::default(),
+            held: Vec::new(),
         };
         let info = participant.info();
         self.participants.insert(participant);

@@ -9,7 +9,8 @@
 //! The path of a media packet: datagram → its connection (`connection.rs`)
 //! → the engine decrypts it once → the publisher's up-track fans it out to
 //! its down-tracks (`crate::media`) → each subscriber's engine encrypts →
-//! datagrams out. Who is in which room is `membership.rs`; publishing,
+//! datagrams out. Who is in which room is `membership.rs`, what hosts do to
+//! others' media `moderation.rs`; publishing,
 //! subscribing and the subscriber connection's negotiation have a file
 //! each.
 
@@ -17,6 +18,7 @@ pub mod api;
 pub mod connection;
 pub mod ice;
 mod membership;
+mod moderation;
 pub mod negotiation;
 pub mod participant;
 mod publishing;
@@ -292,6 +294,11 @@ impl Router {
                 self.set_quality(now, p, &track_id, quality)
             }
             Command::Remove { participant_id } => self.remove_other(p, &participant_id),
+            Command::HostMute {
+                participant_id,
+                track_id,
+                locked,
+            } => self.host_mute(p, &participant_id, &track_id, locked),
             Command::Leave => self.remove_participant(p, LeaveReason::Left),
         }
     }

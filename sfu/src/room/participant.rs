@@ -2,7 +2,7 @@
 //! publishes (up-tracks, which hold their subscriptions) and what it
 //! receives of the others'.
 
-use super::api::{ParticipantInfo, Role, TrackAnnouncement, TrackInfo};
+use super::api::{ParticipantInfo, Role, Source, TrackAnnouncement, TrackInfo};
 use super::connection::ConnKey;
 use super::negotiation::Negotiation;
 use crate::media::up_track::UpTrack;
@@ -31,6 +31,9 @@ pub struct Participant {
     pub up: Vec<UpTrack>,
     pub received: Vec<Received>,
     pub negotiation: Negotiation,
+    /// Sources a host muted: not forwarded until the participant unmutes
+    /// them; `true` while the host forbids that.
+    pub held: Vec<(Source, bool)>,
 }
 
 impl Participant {
@@ -53,6 +56,14 @@ impl Participant {
 
     pub fn up_track_mut(&mut self, track_id: &str) -> Option<&mut UpTrack> {
         self.up.iter_mut().find(|u| u.id == track_id)
+    }
+
+    /// Whether a host holds `source`, and if so whether it locked it.
+    pub fn hold(&self, source: Source) -> Option<bool> {
+        self.held
+            .iter()
+            .find(|(s, _)| *s == source)
+            .map(|&(_, locked)| locked)
     }
 }
 

@@ -178,6 +178,10 @@ impl Router {
             keyframe_interval: self.cfg.keyframe_interval,
         });
         up.add_layer(now, rid, init.ssrc, rank);
+        // A source a host muted stays muted in a new track.
+        if p.hold(source).is_some() {
+            up.hold();
+        }
         let track = track_info(&up);
         p.up.push(up);
         let (room, participant_id) = (p.room.clone(), p.id.clone());
@@ -219,6 +223,9 @@ impl Router {
     }
 
     pub(super) fn mute(&mut self, p: ParticipantKey, mid: &str, muted: bool) {
+        if !muted && !self.may_unmute(p, mid) {
+            return;
+        }
         let part = &mut self.participants[p];
         if let Some(a) = part.announced.iter_mut().find(|a| a.mid == mid) {
             a.muted = muted;

@@ -2,13 +2,14 @@
 //! reaches a media worker, whatever protocol it speaks: room and display
 //! names; the meeting token of a Matrix sign-in (and the room membership
 //! behind it, asked again), an invite link, or the deployment's openness
-//! to anonymous guests; and the meeting's chat room, opened for a join
-//! that is otherwise valid.
+//! to anonymous guests; the lock and the bans of the meeting's hosts; and
+//! the meeting's chat room, opened for a join that is otherwise valid.
 
 use std::time::Duration;
 
 use chat::MeetingChat;
 
+use super::roster::Shut;
 use super::server::AppState;
 use super::token::Claims;
 use crate::room::api::Role;
@@ -54,6 +55,9 @@ pub enum Refused {
     /// does not answer); the join fails closed.
     #[error("{0}")]
     Unverifiable(String),
+    /// A host locked the meeting, or banned this participant.
+    #[error(transparent)]
+    Shut(Shut),
 }
 
 /// Who may enter meetings, per deployment.
@@ -62,6 +66,10 @@ pub struct Policy {
     /// Anyone who reaches the server may open and enter any meeting with
     /// just a name (a lab, a classroom).
     pub anonymous_join: bool,
+    /// Whoever may not come in directly (no invite link or Matrix
+    /// membership, or the meeting is locked) waits for a host instead of
+    /// being turned away.
+    pub lobby: bool,
 }
 
 /// A join that passed every check.
@@ -74,6 +82,10 @@ pub struct Admitted {
     /// Not identified by Matrix: shown as a guest to everyone.
     pub guest: bool,
     pub chat: Option<MeetingChat>,
+    /// What a host's ban of this participant keeps out.
+    pub ban_key: Option<String>,
+    /// Waits in the lobby for a host to let it in.
+    pub lobby: bool,
 }
 
 /// Checks a join, cheap checks first: the meeting's chat room (which may
@@ -97,18 +109,21 @@ pub async fn admit(
         .map_err(Refused::InvalidName)?
         .to_owned();
     // A Matrix identity wins over an invite; an invite over the policy.
-    let guest_role = match (&identity, invite) {
-        (Some(_), _) => None,
-        (None, Some(invite)) => Some(
-            state
+    let (guest_role, invite_id) = match (&identity, invite) {
+        (Some(_), _) => (None, None),
+        (None, Some(invite)) => {
+            let invite = state
                 .invites
                 .admit(invite, &room)
-                .map_err(|e| Refused::InvalidInvite(e.to_string()))?
-                .role,
-        ),
-        (None, None) if state.policy.anonymous_join => Some(Role::Participant),
+                .map_err(|e| Refused::InvalidInvite(e.to_string()))?;
+            (Some(invite.role), Some(invite.jti))
+        }
+        (None, None) if state.policy.anonymous_join => (Some(Role::Participant), None),
+        (None, None) if state.policy.lobby => (Some(Role::Participant), None),
         (None, None) => return Err(Refused::InviteRequired),
     };
+    // Knocking: a guest with neither an invite nor an open deployment.
+    let mut lobby = identity.is_none() && invite.is_none() && !state.policy.anonymous_join;
     let chat = open_chat(state, &room).await;
     let role = match (identity.as_mut(), guest_role) {
         (Some(claims), _) => {
@@ -122,6 +137,16 @@ pub async fn admit(
         (None, Some(role)) => role,
         (None, None) => return Err(Refused::InviteRequired),
     };
+    let ban_key = match &identity {
+        Some(claims) => Some(format!("user:{}", claims.sub)),
+        None => invite_id.map(|id| format!("invite:{id}")),
+    };
+    match state.roster.admits(&room, role, ban_key.as_deref()) {
+        Ok(()) => {}
+        // A locked meeting: hosts may still let them in.
+        Err(Shut::Locked) if state.policy.lobby => lobby = true,
+        Err(shut) => return Err(Refused::Shut(shut)),
+    }
     Ok(Admitted {
         room,
         name,
@@ -129,6 +154,8 @@ pub async fn admit(
         identity,
         role,
         chat,
+        ban_key,
+        lobby,
     })
 }
 

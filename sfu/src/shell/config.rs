@@ -51,6 +51,9 @@ const STRING_KEYS: &[&str] = &[
 pub struct Config {
     /// HTTP (web client, signalling, metrics) listen address.
     pub listen: SocketAddr,
+    /// A separate address for `/metrics` (Prometheus), which then is not
+    /// served on `listen`: keeps it off the public listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// First UDP media port; worker `i` uses `media_port + i`. 0: any free port.
     pub media_port: u16,
     /// Media workers (threads, each with its own port and rooms); 0: one per core.
@@ -111,6 +114,10 @@ pub struct Config {
     /// a name. Otherwise only Matrix users (see `openid_homeservers`) and
     /// holders of an invite link get in.
     pub anonymous_join: bool,
+    /// Whoever may not come in directly (no invite link, no Matrix
+    /// membership, or a locked meeting) waits in the lobby for a host;
+    /// false: they are turned away.
+    pub lobby: bool,
     /// Bearer key of the admin API (`/api/admin/…`, at least 32
     /// characters). Empty: the admin API refuses every request.
     pub admin_key: String,
@@ -163,6 +170,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             media_port: 0,
             workers: 0,
             media_ips: Vec::new(),
@@ -193,6 +201,7 @@ impl Default for Config {
             turn_credential_ttl_secs: 86_400,
             trusted_proxies: Vec::new(),
             anonymous_join: false,
+            lobby: true,
             admin_key: String::new(),
             widget_origins: Vec::new(),
         }

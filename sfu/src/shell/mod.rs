@@ -11,6 +11,7 @@ pub mod headers;
 pub mod health;
 pub mod invite;
 pub mod limits;
+pub mod lobby;
 pub mod metrics;
 pub mod roster;
 pub mod server;

@@ -28,6 +28,7 @@ use crate::shell::headers::{self, SecurityHeaders};
 use crate::shell::health;
 use crate::shell::invite::Invites;
 use crate::shell::limits::{Bounds, Limits};
+use crate::shell::lobby::Lobby;
 use crate::shell::metrics::Metrics;
 use crate::shell::roster::Roster;
 use crate::shell::token::TokenKeys;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub invites: Invites,
     pub policy: Policy,
     pub roster: Roster,
+    /// Who waits for a host to let them in.
+    pub lobby: Lobby,
     pub limits: Limits,
     /// TURN servers and credentials for clients, when configured.
     pub turn: Option<Turn>,
@@ -116,6 +119,8 @@ impl AppState {
 
 pub struct Server {
     listener: tokio::net::TcpListener,
+    /// `/metrics` apart from the public listener, when configured.
+    metrics_listener: Option<tokio::net::TcpListener>,
     state: AppState,
     threads: Vec<std::thread::JoinHandle<()>>,
     stop_workers: watch::Sender<bool>,
@@ -134,6 +139,14 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
         let metrics = Metrics::new();
         let (stop_workers, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
@@ -181,6 +194,7 @@ impl Server {
         let tokens = TokenKeys::new(&config.token_secret);
         Ok(Self {
             listener,
+            metrics_listener,
             state: AppState {
                 workers: Arc::new(workers),
                 hasher: Default::default(),
@@ -190,8 +204,10 @@ impl Server {
                 tokens,
                 policy: Policy {
                     anonymous_join: config.anonymous_join,
+                    lobby: config.lobby,
                 },
                 roster: Roster::default(),
+                lobby: Lobby::default(),
                 drain: Drain::default(),
                 turn,
                 limits: Limits::new(
@@ -218,6 +234,12 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served when not on [`Server::http_addr`].
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let l = self.metrics_listener.as_ref()?;
+        Some(l.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn media_ports(&self) -> Vec<u16> {
@@ -251,7 +273,20 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let chat = self.state.chat.clone();
-        let app = app(self.state);
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let app = axum::Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(self.state.clone());
+            let mut stop = self.stop_workers.subscribe();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        });
+        let app = app(self.state, metrics_server.is_none());
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -261,6 +296,9 @@ impl Server {
             chat.shutdown();
         }
         let _ = self.stop_workers.send(true);
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         for t in self.threads {
             let _ = t.join();
         }
@@ -268,10 +306,17 @@ impl Server {
     }
 }
 
-pub fn app(state: AppState) -> axum::Router {
+/// The public listener's routes; `/metrics` among them unless it has a
+/// listener of its own.
+fn app(state: AppState, with_metrics: bool) -> axum::Router {
     let (admin, openapi) = admin::router(state.clone());
     let openapi = Arc::new(openapi);
-    axum::Router::new()
+    let router = if with_metrics {
+        axum::Router::new().route("/metrics", get(metrics))
+    } else {
+        axum::Router::new()
+    };
+    router
         .merge(admin)
         .route(
             "/api/openapi.json",
@@ -288,7 +333,6 @@ pub fn app(state: AppState) -> axum::Router {
             "/api/token",
             post(token).layer(DefaultBodyLimit::max(TOKEN_REQUEST_BYTES)),
         )
-        .route("/metrics", get(metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(axum::middleware::from_fn_with_state(

@@ -30,6 +30,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     // The entry point (meeting.html loads it) and the modules it imports.
     module!("app.js"),
     module!("chat.js"),
+    module!("host.js"),
     module!("identity.js"),
     module!("media.js"),
     module!("meeting.js"),

@@ -19,6 +19,8 @@ pub type Ws =
 #[allow(dead_code)]
 pub struct Running {
     pub http: SocketAddr,
+    /// `/metrics` when it has a listener of its own (`metrics_listen`).
+    pub metrics: Option<SocketAddr>,
     pub media_port: u16,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -41,6 +43,7 @@ impl Running {
     pub async fn start(config: &Config) -> Self {
         let server = Server::bind(config).await.expect("server binds");
         let http = server.http_addr();
+        let metrics = server.metrics_addr();
         let media_port = server.media_ports()[0];
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -53,6 +56,7 @@ impl Running {
         });
         Self {
             http,
+            metrics,
             media_port,
             stop: Some(stop),
             task,

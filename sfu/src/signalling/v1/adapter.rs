@@ -8,8 +8,9 @@ use super::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use crate::room::api::{Command, Event, LeaveReason, Refusal};
 
 /// The core command a client message stands for; `None` for the messages
-/// the session answers itself (`join`, `chat`) and for the end of a
-/// candidate trickle, which the core does not need.
+/// the session answers itself (`join`, `chat`, the lobby, the meeting's
+/// lock and end) and for the end of a candidate trickle, which the core
+/// does not need.
 pub fn command(msg: ClientMessage) -> Option<Command> {
     Some(match msg {
         ClientMessage::PublisherOffer { sdp, tracks } => Command::Publish { sdp, tracks },
@@ -31,9 +32,23 @@ pub fn command(msg: ClientMessage) -> Option<Command> {
         ClientMessage::TrackSettings { track_id, quality } => {
             Command::SetQuality { track_id, quality }
         }
-        ClientMessage::Remove { participant_id } => Command::Remove { participant_id },
+        ClientMessage::Remove { participant_id, .. } => Command::Remove { participant_id },
+        ClientMessage::MuteParticipant {
+            participant_id,
+            track_id,
+            locked,
+        } => Command::HostMute {
+            participant_id,
+            track_id,
+            locked,
+        },
         ClientMessage::Leave {} => Command::Leave,
-        ClientMessage::Join { .. } | ClientMessage::Chat { .. } => return None,
+        ClientMessage::Join { .. }
+        | ClientMessage::Chat { .. }
+        | ClientMessage::LockMeeting { .. }
+        | ClientMessage::EndMeeting {}
+        | ClientMessage::Admit { .. }
+        | ClientMessage::Deny { .. } => return None,
     })
 }
 
@@ -85,6 +100,15 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             participant_id,
             track_id,
             muted,
+        },
+        Event::MutedByHost {
+            track_id,
+            source,
+            locked,
+        } => ServerMessage::MutedByHost {
+            track_id,
+            source,
+            locked,
         },
         Event::Refused { reason, message } => {
             let code = match reason {

@@ -17,6 +17,7 @@ pub mod session;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::shell::lobby::Knock;
 pub use crate::shell::turn::IceServer;
 
 pub use crate::room::api::{
@@ -84,8 +85,30 @@ pub enum ClientMessage {
     TrackSettings { track_id: String, quality: Quality },
     /// A chat message for the meeting's room.
     Chat { text: String },
-    /// A host removes another participant from the meeting.
-    Remove { participant_id: String },
+    /// A host removes another participant from the meeting; with `ban`,
+    /// their Matrix identity or invite link stays out while it lasts.
+    Remove {
+        participant_id: String,
+        #[serde(default)]
+        ban: bool,
+    },
+    /// A host mutes another participant's track (its source: also ones
+    /// published later); `locked`: the participant may not unmute it.
+    /// Again with `locked: false`, it lifts the lock.
+    MuteParticipant {
+        participant_id: String,
+        track_id: String,
+        #[serde(default)]
+        locked: bool,
+    },
+    /// A host locks the meeting (nobody but hosts joins) or unlocks it.
+    LockMeeting { locked: bool },
+    /// A host ends the meeting for everyone.
+    EndMeeting {},
+    /// A host lets someone waiting in the lobby in.
+    Admit { lobby_id: String },
+    /// A host turns someone waiting in the lobby away.
+    Deny { lobby_id: String },
     /// The client leaves; the server closes the socket.
     Leave {},
 }
@@ -152,6 +175,26 @@ pub enum ServerMessage {
         participant_id: String,
         track_id: String,
         muted: bool,
+    },
+    /// A host muted the client's tracks of `source` (`track_id` one of
+    /// them); `locked`: unmuting them is refused until a host allows it.
+    MutedByHost {
+        track_id: String,
+        source: Source,
+        locked: bool,
+    },
+    /// A host locked or unlocked the meeting (also right after `joined`
+    /// when it is locked).
+    MeetingLocked {
+        locked: bool,
+    },
+    /// Reply to `join` for someone who must wait for a host to let them
+    /// in; `joined` or an error follows.
+    LobbyWaiting {},
+    /// To hosts: who waits in the lobby now (also right after `joined`
+    /// when someone does).
+    Lobby {
+        waiting: Vec<Knock>,
     },
     Error {
         code: ErrorCode,
@@ -220,6 +263,17 @@ pub enum ErrorCode {
     InvalidInvite,
     /// The meeting was ended for everyone; the session is closed.
     MeetingEnded,
+    /// `join` while a host has locked the meeting (hosts still get in),
+    /// on a server without a lobby.
+    MeetingLocked,
+    /// A host did not let the client in from the lobby.
+    Denied,
+    /// Nobody let the client in from the lobby in time.
+    LobbyTimeout,
+    /// Too many wait in the meeting's lobby already.
+    LobbyFull,
+    /// `join` from someone a host removed and banned.
+    Banned,
     /// Too many joins from the client's address in the last minute.
     TooManyJoins,
     /// The server holds `max_meetings` meetings; a new one cannot start.
@@ -371,5 +425,46 @@ mod tests {
         assert_eq!(d, r#"{"type":"draining","seconds_left":600}"#);
         let e = serde_json::to_string(&ServerMessage::error(ErrorCode::Draining, "x")).unwrap();
         assert_eq!(e, r#"{"type":"error","code":"draining","message":"x"}"#);
+        let m = serde_json::to_string(&ServerMessage::MutedByHost {
+            track_id: "p1-0".into(),
+            source: Source::Microphone,
+            locked: true,
+        })
+        .unwrap();
+        assert_eq!(
+            m,
+            r#"{"type":"muted_by_host","track_id":"p1-0","source":"microphone","locked":true}"#
+        );
+        let l = serde_json::to_string(&ServerMessage::MeetingLocked { locked: true }).unwrap();
+        assert_eq!(l, r#"{"type":"meeting_locked","locked":true}"#);
+    }
+
+    #[test]
+    fn host_control_fixtures() {
+        let parse = |s: &str| serde_json::from_str::<ClientMessage>(s).unwrap();
+        assert_eq!(
+            parse(r#"{"type":"mute_participant","participant_id":"p2","track_id":"p2-0"}"#),
+            ClientMessage::MuteParticipant {
+                participant_id: "p2".into(),
+                track_id: "p2-0".into(),
+                locked: false
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type":"remove","participant_id":"p2"}"#),
+            ClientMessage::Remove {
+                participant_id: "p2".into(),
+                ban: false
+            },
+            "remove without ban, as before"
+        );
+        assert_eq!(
+            parse(r#"{"type":"lock_meeting","locked":true}"#),
+            ClientMessage::LockMeeting { locked: true }
+        );
+        assert_eq!(
+            parse(r#"{"type":"end_meeting"}"#),
+            ClientMessage::EndMeeting {}
+        );
     }
 }

@@ -22,7 +22,8 @@ use crate::room::api::{Command, Event, Role};
 use crate::shell::admission::{self, Admitted, Refused};
 use crate::shell::drain::InMeeting;
 use crate::shell::limits::{Connection, Limit, PerMinute};
-use crate::shell::roster::{Ended, Member, Seat};
+use crate::shell::lobby::Knock;
+use crate::shell::roster::{Ended, Member, Seat, Shut};
 use crate::shell::server::AppState;
 use crate::shell::token::Claims;
 use crate::worker::{Request, SendError, WorkerHandle};
@@ -206,8 +207,10 @@ pub async fn run(ws: WebSocket, state: AppState, _connection: Connection, ip: Ip
 struct Joined {
     /// Listed in the roster while the session lasts.
     _seat: Seat,
-    /// Fires when an administrator ends the session.
+    /// Fires when an administrator or a host ends the session.
     ended: oneshot::Receiver<Ended>,
+    /// Whether a host locked the meeting.
+    locked: watch::Receiver<bool>,
     participant_id: String,
     worker: WorkerHandle,
     events: mpsc::UnboundedReceiver<Event>,
@@ -288,6 +291,8 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             role,
             guest,
             chat,
+            ban_key,
+            lobby,
         } = match admitted {
             Ok(a) => a,
             Err(refused) => {
@@ -297,6 +302,8 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                     Refused::InviteRequired => ErrorCode::InviteRequired,
                     Refused::InvalidInvite(_) => ErrorCode::InvalidInvite,
                     Refused::Unverifiable(_) => ErrorCode::Unavailable,
+                    Refused::Shut(Shut::Locked) => ErrorCode::MeetingLocked,
+                    Refused::Shut(Shut::Banned) => ErrorCode::Banned,
                 };
                 session
                     .send(&ServerMessage::error(code, refused.to_string()))
@@ -310,6 +317,9 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 _ => ErrorCode::TooManyJoins,
             };
             session.refuse_for(limit, code).await;
+            continue;
+        }
+        if lobby && !wait_in_lobby(session, &room, &name).await? {
             continue;
         }
         let participant_id = format!("{:016x}", rand::random::<u64>());
@@ -343,11 +353,13 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             role,
             guest,
             user_id: identity.as_ref().map(|c| c.sub.clone()),
+            ban_key,
         };
-        let (seat, ended) = session.state.roster.seat(&room, &participant_id, member);
+        let (seat, ended, locked) = session.state.roster.seat(&room, &participant_id, member);
         let joined = Joined {
             _seat: seat,
             ended,
+            locked,
             participant_id,
             worker,
             events: rx,
@@ -359,6 +371,62 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             chat,
         };
         return Some((joined, in_meeting));
+    }
+}
+
+/// Longest anyone waits in a lobby for a host's decision.
+const LOBBY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Waits in `room`'s lobby for a host to let the client in: `Some(true)`
+/// in, `Some(false)` not (told why; it may knock again), `None` the
+/// client went away.
+async fn wait_in_lobby(session: &mut Session, room: &str, name: &str) -> Option<bool> {
+    let (_ticket, decision) = match session.state.lobby.knock(room, name) {
+        Ok(t) => t,
+        Err(full) => {
+            let msg = ServerMessage::error(ErrorCode::LobbyFull, full.to_string());
+            session.send(&msg).await;
+            return Some(false);
+        }
+    };
+    if !session.send(&ServerMessage::LobbyWaiting {}).await {
+        return None;
+    }
+    let timeout = tokio::time::sleep(LOBBY_TIMEOUT);
+    tokio::pin!(timeout, decision);
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    loop {
+        tokio::select! {
+            admitted = &mut decision => {
+                if admitted == Ok(true) {
+                    return Some(true);
+                }
+                let msg = "a host did not let you into the meeting";
+                session.send(&ServerMessage::error(ErrorCode::Denied, msg)).await;
+                return Some(false);
+            }
+            () = &mut timeout => {
+                let msg = "no host let you in in time; knock again later";
+                session.send(&ServerMessage::error(ErrorCode::LobbyTimeout, msg)).await;
+                return Some(false);
+            }
+            _ = ping.tick() => {
+                if !session.write(Message::Ping(Default::default())).await {
+                    return None;
+                }
+            }
+            frame = session.next() => match parse(frame) {
+                Incoming::Closed | Incoming::Message(ClientMessage::Leave {}) => return None,
+                Incoming::Skip => {}
+                Incoming::Bad(code, message) => {
+                    session.send(&ServerMessage::error(code, message)).await;
+                }
+                Incoming::Message(_) => {
+                    let msg = "waiting in the lobby: nothing to do until a host lets you in";
+                    session.send(&ServerMessage::error(ErrorCode::NotJoined, msg)).await;
+                }
+            },
+        }
     }
 }
 
@@ -374,6 +442,11 @@ async fn relay(mut session: Session, mut joined: Joined) {
     // Chat flows once `joined` (with the history) has gone out.
     let mut chat_live = false;
     let mut drain = Some(session.state.drain.watch());
+    // Hosts see who waits in the lobby.
+    let mut lobby = joined
+        .role
+        .may_moderate()
+        .then(|| session.state.lobby.watch(&joined.room));
     // In `meet_participants` from the core's `joined` until the relay ends.
     let mut _counted = None;
     let author = Author {
@@ -393,10 +466,22 @@ async fn relay(mut session: Session, mut joined: Joined) {
             Ok(why) = &mut joined.ended => {
                 let (code, msg) = match why {
                     Ended::Removed => (ErrorCode::Removed, "an administrator removed you from the meeting"),
+                    Ended::MeetingClosed if joined.role.may_moderate() => (ErrorCode::MeetingEnded, "you ended the meeting for everyone"),
                     Ended::MeetingClosed => (ErrorCode::MeetingEnded, "the meeting was ended for everyone"),
                 };
                 session.send(&ServerMessage::error(code, msg)).await;
                 return session.close("removed").await;
+            }
+            Some(waiting) = next_lobby(&mut lobby) => {
+                if !session.send(&ServerMessage::Lobby { waiting }).await {
+                    return;
+                }
+            }
+            Ok(()) = joined.locked.changed() => {
+                let locked = *joined.locked.borrow_and_update();
+                if !session.send(&ServerMessage::MeetingLocked { locked }).await {
+                    return;
+                }
             }
             event = joined.events.recv() => match event {
                 Some(event @ Event::Joined { .. }) => {
@@ -417,6 +502,14 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest, ice_servers };
                     if !session.send(&msg).await {
                         return;
+                    }
+                    if *joined.locked.borrow_and_update() && !session.send(&ServerMessage::MeetingLocked { locked: true }).await {
+                        return;
+                    }
+                    if let Some(waiting) = lobby.as_mut().map(|l| l.borrow_and_update().clone()) {
+                        if !waiting.is_empty() && !session.send(&ServerMessage::Lobby { waiting }).await {
+                            return;
+                        }
                     }
                     if let Some(c) = joined.chat.as_mut() {
                         let events = std::mem::take(&mut c.history);
@@ -510,14 +603,38 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         session.send(&ServerMessage::error(code, e.to_string())).await;
                     }
                 }
-                Incoming::Message(ClientMessage::Remove { .. }) if !joined.role.may_moderate() => {
-                    let msg = "only hosts may remove participants";
+                Incoming::Message(
+                    ClientMessage::Remove { .. }
+                    | ClientMessage::MuteParticipant { .. }
+                    | ClientMessage::LockMeeting { .. }
+                    | ClientMessage::EndMeeting {}
+                    | ClientMessage::Admit { .. }
+                    | ClientMessage::Deny { .. },
+                ) if !joined.role.may_moderate() => {
+                    let msg = "only hosts may let people in, mute or remove others, lock or end the meeting";
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
+                }
+                Incoming::Message(ClientMessage::Admit { lobby_id }) => {
+                    session.state.lobby.decide(&joined.room, &lobby_id, true);
+                }
+                Incoming::Message(ClientMessage::Deny { lobby_id }) => {
+                    session.state.lobby.decide(&joined.room, &lobby_id, false);
+                }
+                Incoming::Message(ClientMessage::LockMeeting { locked }) => {
+                    session.state.roster.set_locked(&joined.room, locked);
+                }
+                Incoming::Message(ClientMessage::EndMeeting {}) => {
+                    session.state.roster.end_all(&joined.room, Ended::MeetingClosed);
                 }
                 Incoming::Message(ClientMessage::Candidate { target, .. }) if !candidates.count(target) => {
                     session.refuse_for(Limit::Candidates, ErrorCode::TooManyCandidates).await;
                 }
                 Incoming::Message(msg) => {
+                    // Banned first: the removal ends the session, whose seat
+                    // carries the identity to keep out.
+                    if let ClientMessage::Remove { participant_id, ban: true } = &msg {
+                        session.state.roster.ban(&joined.room, participant_id);
+                    }
                     let Some(command) = adapter::command(msg) else {
                         continue;
                     };
@@ -590,6 +707,15 @@ async fn next_chat_event(chat: &mut Option<MeetingChat>) -> Option<ChatRecv> {
         }
         Err(broadcast::error::RecvError::Closed) => None,
     }
+}
+
+/// The lobby's next list of who waits; pends forever for a non-host.
+async fn next_lobby(lobby: &mut Option<watch::Receiver<Vec<Knock>>>) -> Option<Vec<Knock>> {
+    let Some(rx) = lobby.as_mut() else {
+        return std::future::pending().await;
+    };
+    rx.changed().await.ok()?;
+    Some(rx.borrow_and_update().clone())
 }
 
 /// The deadline of a drain once one starts; pends forever without one.

@@ -1,0 +1,178 @@
+//! The lobby: people who knocked on a meeting (no invite link, no Matrix
+//! membership, or the meeting is locked) and wait for a host to let them
+//! in or not. Hosts' sessions watch the list of who is waiting; a waiting
+//! session holds a [`Ticket`] and learns the decision through it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+
+/// Most people waiting at one meeting's door.
+pub const MAX_WAITING: usize = 100;
+
+/// Someone waiting, as hosts see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Knock {
+    /// The lobby's id for them (not their participant id).
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many people are waiting to be let into this meeting; try again later")]
+pub struct LobbyFull;
+
+struct Door {
+    waiting: BTreeMap<String, (String, oneshot::Sender<bool>)>,
+    /// Who is waiting, for hosts' sessions.
+    list: watch::Sender<Vec<Knock>>,
+}
+
+impl Door {
+    fn publish(&self) {
+        let list: Vec<Knock> = self
+            .waiting
+            .iter()
+            .map(|(id, (name, _))| Knock {
+                id: id.clone(),
+                name: name.clone(),
+            })
+            .collect();
+        self.list.send_replace(list);
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Lobby {
+    doors: Arc<Mutex<HashMap<String, Door>>>,
+}
+
+/// A place in a meeting's lobby; dropping it (the decision came, or the
+/// knocker gave up) takes it out of the list.
+pub struct Ticket {
+    lobby: Lobby,
+    room: String,
+    id: String,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut doors = self.lobby.lock();
+        if let Some(door) = doors.get_mut(&self.room) {
+            if door.waiting.remove(&self.id).is_some() {
+                door.publish();
+            }
+        }
+        Lobby::sweep(&mut doors, &self.room);
+    }
+}
+
+impl Lobby {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Door>> {
+        // Nothing panics while holding it; a poisoned map is still whole.
+        self.doors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn door<'a>(doors: &'a mut HashMap<String, Door>, room: &str) -> &'a mut Door {
+        doors.entry(room.to_owned()).or_insert_with(|| Door {
+            waiting: BTreeMap::new(),
+            list: watch::channel(Vec::new()).0,
+        })
+    }
+
+    /// Forgets a door nobody waits at and no host watches.
+    fn sweep(doors: &mut HashMap<String, Door>, room: &str) {
+        if doors
+            .get(room)
+            .is_some_and(|d| d.waiting.is_empty() && d.list.receiver_count() == 0)
+        {
+            doors.remove(room);
+        }
+    }
+
+    /// `name` knocks on `room`: a ticket while waiting, and the hosts'
+    /// decision (true: come in) when it comes.
+    pub fn knock(
+        &self,
+        room: &str,
+        name: &str,
+    ) -> Result<(Ticket, oneshot::Receiver<bool>), LobbyFull> {
+        let mut doors = self.lock();
+        let door = Self::door(&mut doors, room);
+        if door.waiting.len() >= MAX_WAITING {
+            return Err(LobbyFull);
+        }
+        let id = format!("{:016x}", rand::random::<u64>());
+        let (tx, rx) = oneshot::channel();
+        door.waiting.insert(id.clone(), (name.to_owned(), tx));
+        door.publish();
+        let ticket = Ticket {
+            lobby: self.clone(),
+            room: room.to_owned(),
+            id,
+        };
+        Ok((ticket, rx))
+    }
+
+    /// Who waits at `room`'s door, now and as it changes (for a host).
+    pub fn watch(&self, room: &str) -> watch::Receiver<Vec<Knock>> {
+        let mut doors = self.lock();
+        // Doors that only departed hosts watched go now.
+        doors.retain(|_, d| !d.waiting.is_empty() || d.list.receiver_count() > 0);
+        Self::door(&mut doors, room).list.subscribe()
+    }
+
+    /// A host lets `id` in (or not); false if nobody by that id waits.
+    pub fn decide(&self, room: &str, id: &str, admit: bool) -> bool {
+        let mut doors = self.lock();
+        let Some(door) = doors.get_mut(room) else {
+            return false;
+        };
+        let Some((_, decide)) = door.waiting.remove(id) else {
+            return false;
+        };
+        door.publish();
+        // The knocker may have given up a moment ago.
+        let _ = decide.send(admit);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hosts_see_who_knocks_and_let_them_in_or_not() {
+        let lobby = Lobby::default();
+        let mut hosts = lobby.watch("r");
+        let (_ann, ann_in) = lobby.knock("r", "Ann").unwrap();
+        let (bo, mut bo_in) = lobby.knock("r", "Bo").unwrap();
+        assert!(hosts.has_changed().unwrap());
+        let waiting = hosts.borrow_and_update().clone();
+        assert_eq!(waiting.len(), 2);
+        let ann_id = waiting.iter().find(|k| k.name == "Ann").unwrap().id.clone();
+        assert!(lobby.decide("r", &ann_id, true));
+        assert_eq!(ann_in.await, Ok(true));
+        assert!(!lobby.decide("r", &ann_id, true), "decided once");
+        assert_eq!(hosts.borrow_and_update().len(), 1);
+        // Bo gives up: off the list, and no decision ever comes.
+        drop(bo);
+        assert!(hosts.borrow_and_update().is_empty());
+        assert!(bo_in.try_recv().is_err());
+        assert!(!lobby.decide("other", "x", true));
+    }
+
+    #[test]
+    fn a_door_has_room_for_so_many() {
+        let lobby = Lobby::default();
+        let tickets: Vec<_> = (0..MAX_WAITING)
+            .map(|i| lobby.knock("r", &format!("n{i}")).unwrap())
+            .collect();
+        assert!(lobby.knock("r", "one more").is_err());
+        drop(tickets);
+        assert!(lobby.doors.lock().unwrap().is_empty(), "an empty door goes");
+    }
+}
