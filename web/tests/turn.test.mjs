@@ -168,12 +168,25 @@ test('pages that may only use relayed candidates meet through coturn', async (t)
   for (const p of [a, b]) assert.equal((await selectedLocalCandidate(p))?.type, 'relay', `${p.name} is relayed`);
 });
 
+/** Milliseconds from joining to the first decoded remote frame, per page. */
+const firstFrames = (...pages) => Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.firstFrameMs)));
+
 test('with all UDP blocked but the relay, pages meet over TURN on TCP', async (t) => {
+  // For comparison: the same on the open network (direct UDP).
+  const x = await joinPage(browser, server.url, 'direct', 'Xan', {}, { t });
+  const y = await joinPage(browser, server.url, 'direct', 'Yul', {}, { t });
+  await decodeEachOther(x, y);
+  const direct = await firstFrames(x, y);
+  await Promise.all([x.context.close(), y.context.close()]);
+
   blockUdp();
   t.after(unblockUdp);
   const a = await joinPage(browser, server.url, 'no-udp', 'Cid', {}, { t });
   const b = await joinPage(browser, server.url, 'no-udp', 'Dag', {}, { t });
   await decodeEachOther(a, b);
+  const relayed = await firstFrames(a, b);
+  console.log(`# measured: join to first decoded frame, direct UDP: ${direct.map(Math.round).join(' and ')} ms; `
+    + `TURN over TCP with all UDP blocked: ${relayed.map(Math.round).join(' and ')} ms`);
   for (const p of [a, b]) {
     assert.deepEqual(await selectedLocalCandidate(p), { type: 'relay', relayProtocol: 'tcp' }, `${p.name}'s path`);
   }

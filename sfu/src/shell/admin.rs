@@ -60,9 +60,11 @@ pub fn router(state: AppState) -> (axum::Router<AppState>, utoipa::openapi::Open
         .routes(routes!(remove_participant))
         .routes(routes!(create_invite))
         .split_for_parts();
+    // Route layers: on the admin routes only, not on the fallback, which
+    // the merged router shares (an unknown path is a 404, not a 401).
     let router = router
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state, require_key));
+        .route_layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(middleware::from_fn_with_state(state, require_key));
     (router, doc)
 }
 
