@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::{recv, send, Ws};
+use common::{join, recv, send, Ws};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sfu");
 
@@ -104,15 +104,6 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
-    send(
-        ws,
-        json!({"type": "join", "v": 1, "room": room, "name": name}),
-    )
-    .await;
-    recv(ws).await
 }
 
 /// The socket ends (a close frame, or the connection goes) within 5 s.

@@ -1,21 +1,12 @@
 //! The limits that keep one client from taking a server down, against a
 //! real server: each refusal has its stable code and is counted.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sfu::shell::config::Config;
 
 mod common;
 
-use common::{expect_error, recv, send, Running, Ws};
-
-async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
-    send(
-        ws,
-        json!({"type": "join", "v": 1, "room": room, "name": name}),
-    )
-    .await;
-    recv(ws).await
-}
+use common::{expect_error, join, send, Running};
 
 async fn limits_hit(server: &Running, limit: &str) -> f64 {
     let body = reqwest::get(format!("http://{}/metrics", server.http))

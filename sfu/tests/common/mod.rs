@@ -83,6 +83,17 @@ pub async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
+/// Sends `join` for `room` as `name`; the answer.
+#[allow(dead_code)]
+pub async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
+    send(
+        ws,
+        serde_json::json!({"type": "join", "v": 1, "room": room, "name": name}),
+    )
+    .await;
+    recv(ws).await
+}
+
 /// The next JSON message, skipping pings.
 #[allow(dead_code)] // not every test file reads messages this way
 pub async fn recv(ws: &mut Ws) -> Value {
