@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use chat::{Author, Chat, ChatError, MeetingChat, MeetingEvent};
+use chat::{Author, Chat, ChatError, Identity, MeetingChat, MeetingEvent, OpenIdError};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -216,6 +216,8 @@ struct Joined {
     identity: Option<Claims>,
     role: Role,
     guest: bool,
+    /// Neither a Matrix identity nor an invite link.
+    anonymous: bool,
     chat: Option<MeetingChat>,
 }
 
@@ -271,6 +273,7 @@ async fn join(session: &mut Session) -> Option<Joined> {
             identity,
             role,
             guest,
+            anonymous,
             chat,
         } = match admitted {
             Ok(a) => a,
@@ -340,6 +343,7 @@ async fn join(session: &mut Session) -> Option<Joined> {
             identity,
             role,
             guest,
+            anonymous,
             chat,
         });
     }
@@ -357,10 +361,13 @@ async fn relay(mut session: Session, mut joined: Joined) {
     let mut chat_live = false;
     // In `meet_participants` from the core's `joined` until the relay ends.
     let mut _counted = None;
-    let author = Author {
-        name: joined.name.clone(),
-        user_id: joined.identity.as_ref().map(|c| c.sub.clone()),
+    let author = match (&joined.identity, joined.anonymous) {
+        (Some(claims), _) => Author::matrix(&joined.name, &claims.sub),
+        (None, false) => Author::invited(&joined.name, &joined.participant_id),
+        (None, true) => Author::anonymous(&joined.name),
     };
+    // A Matrix user's membership asked again, while it is being asked.
+    let mut recheck = Recheck::default();
     loop {
         tokio::select! {
             _ = ping.tick() => {
@@ -428,6 +435,8 @@ async fn relay(mut session: Session, mut joined: Joined) {
             },
             event = next_chat_event(&mut joined.chat), if chat_live => match event {
                 Some(ChatRecv::Lagged) => {
+                    // A kick may be among what was missed.
+                    recheck.start(chat.as_ref(), &joined);
                     // Fell behind: start over from the full history.
                     let events = chat.as_ref().and_then(|c| c.history(&joined.room)).unwrap_or_default();
                     if !session.send(&ServerMessage::ChatHistory { events }).await {
@@ -441,12 +450,32 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 }
                 Some(ChatRecv::Event(MeetingEvent::MemberGone(user))) => {
                     if joined.identity.as_ref().is_some_and(|c| c.sub == user) {
-                        let msg = "you left or were removed from the meeting's Matrix room";
-                        session.send(&ServerMessage::error(ErrorCode::Removed, msg)).await;
-                        return session.close("removed").await;
+                        return removed_from_room(session).await;
                     }
                 }
+                Some(ChatRecv::Event(MeetingEvent::Recheck)) => {
+                    recheck.start(chat.as_ref(), &joined);
+                }
                 None => chat_live = false,
+            },
+            checked = recheck.done(), if recheck.running() => {
+                match checked {
+                    Ok(Ok(identity)) => {
+                        // Host rights follow the room's power levels.
+                        if let Some(claims) = joined.identity.as_mut() {
+                            claims.host = identity.host;
+                        }
+                        joined.role = if identity.host { Role::Host } else { Role::Participant };
+                    }
+                    Ok(Err(OpenIdError::NotMember(_))) => return removed_from_room(session).await,
+                    // The homeserver cannot say now: a participant is not
+                    // put out for its outage; the next change asks again.
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot recheck room membership"),
+                    Err(e) => tracing::warn!(error = %e, "room membership recheck failed"),
+                }
+                if recheck.take_again() {
+                    recheck.start(chat.as_ref(), &joined);
+                }
             },
             changed = next_delay(&mut delayed) => match changed {
                 Some(delayed) => {
@@ -504,6 +533,58 @@ async fn relay(mut session: Session, mut joined: Joined) {
             },
         }
     }
+}
+
+/// Asking the homeserver again whether a Matrix participant is still on
+/// the room's invitation list, and with what rights: one question at a
+/// time, and one more if something changed while it was out (its answer
+/// may predate the change).
+#[derive(Default)]
+struct Recheck {
+    asking: Option<tokio::task::JoinHandle<Result<Identity, OpenIdError>>>,
+    again: bool,
+}
+
+impl Recheck {
+    fn start(&mut self, chat: Option<&Chat>, joined: &Joined) {
+        let (Some(chat), Some(claims)) = (chat, &joined.identity) else {
+            return;
+        };
+        if self.asking.is_some() {
+            self.again = true;
+            return;
+        }
+        let (chat, room, user) = (chat.clone(), joined.room.clone(), claims.sub.clone());
+        self.asking = Some(tokio::spawn(async move { chat.member(&room, &user).await }));
+        self.again = false;
+    }
+
+    fn running(&self) -> bool {
+        self.asking.is_some()
+    }
+
+    /// The answer; poll only while [`Recheck::running`].
+    async fn done(&mut self) -> Result<Result<Identity, OpenIdError>, tokio::task::JoinError> {
+        let answer = match self.asking.as_mut() {
+            Some(asking) => asking.await,
+            None => std::future::pending().await,
+        };
+        self.asking = None;
+        answer
+    }
+
+    /// Whether another question is due, asked after an answer came.
+    fn take_again(&mut self) -> bool {
+        std::mem::take(&mut self.again)
+    }
+}
+
+async fn removed_from_room(mut session: Session) {
+    let msg = "you left or were removed from the meeting's Matrix room";
+    session
+        .send(&ServerMessage::error(ErrorCode::Removed, msg))
+        .await;
+    session.close("removed").await
 }
 
 /// Remote ICE candidates a browser gathers for one connection: a host, a
