@@ -56,8 +56,11 @@ pub enum ChatEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
     Chat(ChatEvent),
-    /// The user left, was kicked or was banned.
+    /// The user left, was kicked or was banned, or their invitation was
+    /// withdrawn or declined.
     MemberGone(String),
+    /// The room's power levels changed: who hosts may have.
+    PowerLevels,
     /// A `!meet` command.
     Command {
         sender: String,
@@ -143,6 +146,9 @@ pub fn convert(
             Some(RoomEvent::Chat(ChatEvent::Redact {
                 id: target.to_owned(),
             }))
+        }
+        "m.room.power_levels" if event.get("state_key")?.as_str()?.is_empty() => {
+            Some(RoomEvent::PowerLevels)
         }
         "m.room.member" => {
             let user = event.get("state_key")?.as_str()?;
@@ -274,6 +280,13 @@ mod tests {
             Some(RoomEvent::MemberGone("@alice:hs".into()))
         );
         assert_eq!(conv(member("join")), None);
+        assert_eq!(conv(member("invite")), None);
+        assert_eq!(
+            conv(
+                json!({"type":"m.room.power_levels","sender":"@mod:hs","event_id":"$p","state_key":"","content":{"users":{}}})
+            ),
+            Some(RoomEvent::PowerLevels)
+        );
         assert_eq!(
             conv(msg(json!({"msgtype":"m.text","body":" !meet  standup "}))),
             Some(RoomEvent::Command {

@@ -1,6 +1,9 @@
 //! Ghost users: when the homeserver has our application-service
-//! registration, each meeting participant writes in the room as a Matrix
-//! user of their own (`@meet_…`) instead of through the bot's "Name: text".
+//! registration, each identified meeting participant (a Matrix user, or a
+//! guest with an invite link) writes in the room as a Matrix user of their
+//! own (`@meet_…`) instead of through the bot's "Name: text". Anonymous
+//! guests get no account: nobody vouched for them, and the homeserver
+//! should not fill with users anyone can make by opening a page.
 //!
 //! The registration needs no URL (the homeserver pushes us nothing: the bot
 //! already syncs), so the homeserver never has to reach the meeting server.
@@ -9,11 +12,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use matrix_sdk::ruma::{RoomId, UserId};
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::lock;
+use crate::bridge::Inner;
 use crate::store::Store;
+use crate::{lock, ChatError};
 
 /// Sends as ghost users with the application service's token.
 pub struct Ghosts {
@@ -66,13 +71,10 @@ impl Ghosts {
             .is_some_and(|u| u.starts_with(&self.prefix))
     }
 
-    /// The ghost's localpart for an author: readable, and stable for the
-    /// same Matrix user or guest name.
-    pub fn localpart(&self, name: &str, user_id: Option<&str>) -> String {
-        let key = match user_id {
-            Some(u) => format!("user:{u}"),
-            None => format!("guest:{name}"),
-        };
+    /// The ghost of `person` (see [`crate::Author`]): readable, and never
+    /// another person's. Its localpart is drawn at random once and kept in
+    /// the store, so no name, however chosen, leads to someone else's.
+    pub fn localpart(&self, store: &Store, person: &str, name: &str) -> Result<String, ChatError> {
         let slug: String = name
             .chars()
             .filter_map(|c| {
@@ -81,14 +83,15 @@ impl Ghosts {
             })
             .take(20)
             .collect();
-        format!("{}{slug}_{:08x}", self.prefix, fnv1a(key.as_bytes()) as u32)
+        let draw = || format!("{}{slug}_{:016x}", self.prefix, rand::random::<u64>());
+        store.ghost_of(person, draw)
     }
 
     /// Sends `content` into `room_id` as the ghost, registering it and
     /// joining it to the room first if needed. Returns the event id.
     pub async fn send(
         &self,
-        store: &Store,
+        bridge: &Inner,
         user_id: &str,
         display_name: &str,
         room_id: &str,
@@ -99,6 +102,16 @@ impl Ghosts {
         let user_id = user_id.to_owned();
         let key = (user_id.clone(), room_id.to_owned());
         if !lock(&self.joined).contains(&key) {
+            // The room is an invitation list: the bot lets the ghost in.
+            // Already invited or joined is fine; the join tells the rest.
+            let ids = (RoomId::parse(room_id), UserId::parse(&user_id));
+            if let (Ok(room), Ok(ghost)) = ids {
+                if let Some(room) = bridge.client.get_room(&room) {
+                    if let Err(e) = room.invite_user_by_id(&ghost).await {
+                        tracing::debug!(error = %e, "inviting a ghost user");
+                    }
+                }
+            }
             self.request(
                 reqwest::Method::POST,
                 &["join", room_id],
@@ -112,7 +125,7 @@ impl Ghosts {
         // ids of a device's requests on disk, so a resend after a crash
         // that lost the reply lands once (those of the application
         // service's token acting as a user are kept in memory only).
-        let token = self.device_token(store, &user_id).await?;
+        let token = self.device_token(&bridge.store, &user_id).await?;
         let sent = self
             .request_with(
                 reqwest::Method::PUT,
@@ -126,7 +139,7 @@ impl Ghosts {
             Err(GhostError::Refused(e)) if e.contains("M_UNKNOWN_TOKEN") => {
                 // Logged out meanwhile: a new device next time.
                 lock(&self.tokens).remove(&user_id);
-                let _ = store.remove_setting(&token_key(&user_id));
+                let _ = bridge.store.remove_setting(&token_key(&user_id));
                 return Err(GhostError::Transient(e.clone()));
             }
             // Perhaps kicked since: join again next time.
@@ -255,32 +268,33 @@ impl Ghosts {
     }
 }
 
-/// FNV-1a: a hash that stays the same across builds, so a ghost's name
-/// does too.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn ghost_names_are_readable_stable_and_distinct() {
+    fn ghost_names_are_readable_kept_and_never_shared() {
         let g = Ghosts::new(
             "http://127.0.0.1:1".parse().unwrap(),
             "t".into(),
             "meet_".into(),
         );
-        let carol = g.localpart("Carol Smith!", None);
+        let dir = std::env::temp_dir().join(format!("chat-ghosts-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("chat.db")).unwrap();
+        let carol = g.localpart(&store, "guest:a", "Carol Smith!").unwrap();
         assert!(carol.starts_with("meet_carolsmith_"), "{carol}");
-        assert_eq!(carol, g.localpart("Carol Smith!", None));
-        assert_ne!(carol, g.localpart("Carol Smith!", Some("@carol:hs")));
-        assert_ne!(carol, g.localpart("Carol Smith?", None));
+        assert_eq!(
+            carol,
+            g.localpart(&store, "guest:a", "Carol Smith!").unwrap()
+        );
+        // Two people of the same name: two ghosts.
+        assert_ne!(
+            carol,
+            g.localpart(&store, "guest:b", "Carol Smith!").unwrap()
+        );
         assert!(g.owns(&format!("@{carol}:hs")));
         assert!(!g.owns("@carol:hs"));
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 pub use bridge::{Chat, ChatStats};
 pub use events::ChatEvent;
 pub use identity::Identity;
-pub use meetings::{MeetingChat, MeetingEvent};
+pub use meetings::{MeetingChat, MeetingEvent, RoomUse};
 pub use openid::{OpenIdError, OpenIdToken};
 pub use outbox::Author;
 use url::Url;
@@ -81,6 +81,9 @@ pub enum ChatError {
     Invalid(String),
     #[error("meeting `{0}` has no chat room open here")]
     NoMeeting(String),
+    /// Only identified participants make the bridge create a room.
+    #[error("meeting `{0}` has no Matrix room, and only an identified participant makes one")]
+    NoRoom(String),
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked

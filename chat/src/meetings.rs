@@ -1,4 +1,9 @@
 //! Meetings and their rooms: each meeting's room, made or bound, and its state and history.
+//!
+//! A room the bridge makes is the meeting's invitation list: invite-only,
+//! its history readable by joined members only, no alias anyone could
+//! guess from the meeting's name (the store keeps which room is whose).
+//! Only identified people make the bridge create one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -6,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::api::client::room::Visibility;
+use matrix_sdk::ruma::api::client::state::{get_state_event_for_key, send_state_event};
+use matrix_sdk::ruma::events::AnyInitialStateEvent;
 use matrix_sdk::ruma::serde::Raw;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomId};
+use matrix_sdk::ruma::{OwnedRoomId, OwnedRoomOrAliasId, RoomId, UserId};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use url::Url;
@@ -32,8 +39,23 @@ const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MeetingEvent {
     Chat(ChatEvent),
-    /// This Matrix user left or was removed from the room.
+    /// This Matrix user left, was kicked or banned, or their invitation
+    /// was withdrawn or declined.
     MemberGone(String),
+    /// Power levels changed, or room events may have been missed (a gap
+    /// in the bot's timeline): Matrix users ask [`Chat::member`] again.
+    Recheck,
+}
+
+/// Whether opening a meeting may give it a new room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomUse {
+    /// An identified participant (a Matrix user, a guest with an invite
+    /// link) opens it: its room is created if it has none.
+    MayCreate,
+    /// An anonymous guest: the meeting's room if it has one (or the one
+    /// the configuration names), never a new one.
+    ExistingOnly,
 }
 
 /// A participant's view of a meeting's chat, taken at join.
@@ -111,13 +133,17 @@ impl Meeting {
 }
 
 impl Chat {
-    /// Joins a meeting's chat, creating or binding its room on first use.
-    pub async fn open_meeting(&self, meeting: &str) -> Result<MeetingChat, ChatError> {
+    /// Joins a meeting's chat, binding its room on first use, and creating
+    /// one if `room_use` allows.
+    pub async fn open_meeting(
+        &self,
+        meeting: &str,
+        room_use: RoomUse,
+    ) -> Result<MeetingChat, ChatError> {
         // In a task of its own, so a caller that stops waiting does not
-        // cut a room creation short (leaving a room with the meeting's
-        // alias that no meeting is bound to).
+        // cut a room creation short (leaving a room no meeting is bound to).
         let (inner, name) = (self.inner.clone(), meeting.to_owned());
-        let opened = tokio::spawn(async move { inner.meeting(&name).await })
+        let opened = tokio::spawn(async move { inner.meeting(&name, room_use, None).await })
             .await
             .map_err(|e| ChatError::Invalid(format!("opening the meeting's room: {e}")))?;
         Ok(opened?.subscribe())
@@ -166,7 +192,14 @@ impl Inner {
         self.enqueue(room_id.as_str(), "m.room.message", None, &content, None)
     }
 
-    async fn meeting(&self, name: &str) -> Result<Arc<Meeting>, ChatError> {
+    /// The open meeting `name`, opened now if need be. A room created for
+    /// it invites `host` and makes them a moderator (they opened it).
+    pub(crate) async fn meeting(
+        &self,
+        name: &str,
+        room_use: RoomUse,
+        host: Option<&UserId>,
+    ) -> Result<Arc<Meeting>, ChatError> {
         if let Some(m) = lock(&self.meetings).get(name) {
             return Ok(m.clone());
         }
@@ -174,36 +207,37 @@ impl Inner {
         if let Some(m) = lock(&self.meetings).get(name) {
             return Ok(m.clone());
         }
-        let mut alias = None;
+        let mut created = false;
         let room_id = match self.store.room_of(name)? {
             Some(id) => RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?,
             None => {
-                // Right after start the bot may still be signing in.
-                let mut signed_in = self.signed_in.subscribe();
-                let wait = signed_in.wait_for(|s| *s);
-                if !matches!(tokio::time::timeout(SIGN_IN_WAIT, wait).await, Ok(Ok(_))) {
-                    return Err(ChatError::NotReady);
+                let configured = self.config.rooms.get(name);
+                if configured.is_none() && room_use == RoomUse::ExistingOnly {
+                    return Err(ChatError::NoRoom(name.to_owned()));
                 }
-                let id = match self.config.rooms.get(name) {
+                self.signed_in_now().await?;
+                let id = match configured {
                     Some(existing) => self.bind_existing(existing).await?,
                     None => {
-                        let (id, created_alias) = self.create_room(name).await?;
-                        alias = created_alias;
-                        id
+                        created = true;
+                        self.create_room(name, host).await?
                     }
                 };
                 self.store.bind(name, id.as_str())?;
                 self.add_widget(&id, name)?;
+                if let (true, Some(host)) = (created, host) {
+                    self.make_moderator(&id, host).await;
+                }
                 id
             }
         };
-        // A room created just now is not synced yet; its alias is known.
-        let alias = alias.or_else(|| {
-            self.client
-                .get_room(&room_id)
-                .and_then(|r| r.canonical_alias())
-                .map(|a| a.to_string())
-        });
+        // Rooms we create have none; a bound room may.
+        let alias = self
+            .client
+            .get_room(&room_id)
+            .and_then(|r| r.canonical_alias())
+            .map(|a| a.to_string())
+            .filter(|_| !created);
         let m = Arc::new(Meeting::new(room_id, alias));
         // Messages written before a restart and still waiting are shown as
         // pending again, so that their delivery has something to mark.
@@ -238,47 +272,91 @@ impl Inner {
             .to_owned())
     }
 
-    /// The new room and its alias, if it got one.
-    async fn create_room(&self, meeting: &str) -> Result<(OwnedRoomId, Option<String>), ChatError> {
+    /// A new room for the meeting, as its invitation list: invite-only,
+    /// history for joined members only, no alias, guests of the
+    /// homeserver kept out; `host` invited.
+    async fn create_room(
+        &self,
+        meeting: &str,
+        host: Option<&UserId>,
+    ) -> Result<OwnedRoomId, ChatError> {
         let mut request = create_room::v3::Request::new();
         request.name = Some(format!("Meeting {meeting}"));
         request.topic = Some(format!("Video meeting: {}", self.meeting_link(meeting)));
-        // Anyone on the homeserver who knows the room may join, as anyone
-        // with the link may join the meeting; not listed in the directory.
-        request.preset = Some(create_room::v3::RoomPreset::PublicChat);
+        request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
         request.visibility = Visibility::Private;
+        request.invite = host.into_iter().map(UserId::to_owned).collect();
+        request.initial_state = vec![
+            state_event(
+                "m.room.history_visibility",
+                json!({ "history_visibility": "joined" }),
+            ),
+            // The preset lets the homeserver's guest accounts in.
+            state_event(
+                "m.room.guest_access",
+                json!({ "guest_access": "forbidden" }),
+            ),
+        ];
         let levels = json!({
             "events": {
                 "m.room.name": 50, "m.room.power_levels": 100,
-                "m.room.history_visibility": 100, "m.room.canonical_alias": 50,
+                // What keeps the room an invitation list is the bot's to change.
+                "m.room.join_rules": 100, "m.room.history_visibility": 100,
+                "m.room.guest_access": 100, "m.room.canonical_alias": 100,
                 "m.room.avatar": 50, "m.room.tombstone": 100,
                 "m.room.server_acl": 100, "m.room.encryption": 100,
                 "im.vector.modular.widgets": 50,
                 // Members announce their own call membership (MatrixRTC).
                 CALL_MEMBER: 0,
-            }
+            },
+            // Moderators (hosts) extend the invitation list; the preset
+            // would let every member.
+            "invite": 50,
         });
-        request.power_level_content_override = Some(
-            Raw::<Value>::from_json(
-                serde_json::value::to_raw_value(&levels).expect("a JSON value always serialises"),
-            )
-            .cast_unchecked(),
+        request.power_level_content_override = Some(raw(&levels).cast_unchecked());
+        Ok(self.client.create_room(request).await?.room_id().to_owned())
+    }
+
+    /// Gives the user who opened a new room moderator rights (power 50:
+    /// invite, kick, ban), so that they host the meeting and keep its
+    /// invitation list. Read back and written whole, since who else is in
+    /// the `users` map depends on the room version. A failure leaves them
+    /// invited without the rights, which is safe; it is logged.
+    async fn make_moderator(&self, room_id: &RoomId, user: &UserId) {
+        let get = get_state_event_for_key::v3::Request::new(
+            room_id.to_owned(),
+            "m.room.power_levels".into(),
+            String::new(),
         );
-        request.room_alias_name = alias_localpart(meeting);
-        match self.client.create_room(request.clone()).await {
-            Ok(room) => {
-                let alias = request.room_alias_name.as_ref().zip(self.client.user_id());
-                let alias = alias.map(|(local, bot)| format!("#{local}:{}", bot.server_name()));
-                Ok((room.room_id().to_owned(), alias))
-            }
-            Err(e) if request.room_alias_name.is_some() => {
-                // Most likely the alias is taken; the room is still useful.
-                tracing::info!(error = %e, "creating the room with an alias failed; without");
-                request.room_alias_name = None;
-                let room = self.client.create_room(request).await?;
-                Ok((room.room_id().to_owned(), None))
-            }
-            Err(e) => Err(e.into()),
+        let result = async {
+            let current = self.client.send(get).await?;
+            let mut levels: Value =
+                serde_json::from_str(current.event_or_content.get()).unwrap_or_default();
+            levels["users"][user.as_str()] = json!(50);
+            let put = send_state_event::v3::Request::new_raw(
+                room_id.to_owned(),
+                "m.room.power_levels".into(),
+                String::new(),
+                raw(&levels).cast_unchecked(),
+            );
+            self.client.send(put).await.map(|_| ())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%room_id, %user, error = %e, "cannot make the meeting's opener a moderator");
+        }
+    }
+
+    /// Waits a little for the bot's sign-in, which may still be under way
+    /// right after start.
+    pub(crate) async fn signed_in_now(&self) -> Result<(), ChatError> {
+        let mut signed_in = self.signed_in.subscribe();
+        let wait = signed_in.wait_for(|s| *s);
+        let signed = matches!(tokio::time::timeout(SIGN_IN_WAIT, wait).await, Ok(Ok(_)));
+        if signed {
+            Ok(())
+        } else {
+            Err(ChatError::NotReady)
         }
     }
 
@@ -293,12 +371,12 @@ impl Inner {
     }
 }
 
-/// `#meet-<name>` when the meeting name is a valid alias localpart.
-fn alias_localpart(meeting: &str) -> Option<String> {
-    let ok = meeting
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.=".contains(c));
-    ok.then(|| format!("meet-{meeting}"))
+fn raw(value: &Value) -> Raw<Value> {
+    Raw::from_json(serde_json::value::to_raw_value(value).expect("a JSON value always serialises"))
+}
+
+fn state_event(kind: &str, content: Value) -> Raw<AnyInitialStateEvent> {
+    raw(&json!({ "type": kind, "state_key": "", "content": content })).cast_unchecked()
 }
 
 fn random_name() -> String {
@@ -306,15 +384,4 @@ fn random_name() -> String {
     (0..10)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_aliases_only_for_names_that_fit() {
-        assert_eq!(alias_localpart("standup").as_deref(), Some("meet-standup"));
-        assert_eq!(alias_localpart("Team Call"), None);
-    }
 }

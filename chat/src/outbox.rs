@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::bridge::{escape_html, now_ms, Chat, Inner, RETRY_MAX, RETRY_MIN};
 use crate::events::{ChatEvent, AUTHOR_KEY};
 use crate::ghosts::GhostError;
-use crate::store::Outgoing;
+use crate::store::{Outgoing, Queued};
 use crate::{lock, ChatError, MAX_MESSAGE_CHARS};
 
 /// Who wrote a message in a meeting.
@@ -21,6 +21,41 @@ pub struct Author {
     pub name: String,
     /// Set for participants signed in with a Matrix identity.
     pub user_id: Option<String>,
+    /// The person, for a ghost user of their own; `None` for an anonymous
+    /// guest, whose words the bot relays (no account is made for them).
+    person: Option<String>,
+}
+
+impl Author {
+    /// A participant signed in as Matrix user `user_id`: one ghost per
+    /// Matrix user.
+    pub fn matrix(name: &str, user_id: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            user_id: Some(user_id.to_owned()),
+            person: Some(format!("matrix:{user_id}")),
+        }
+    }
+
+    /// A guest admitted with an invite link, in session `participant_id`:
+    /// a ghost per visit, since a link may be passed on and nothing tells
+    /// its holders apart.
+    pub fn invited(name: &str, participant_id: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            user_id: None,
+            person: Some(format!("guest:{participant_id}")),
+        }
+    }
+
+    /// A guest let in by the deployment's openness alone.
+    pub fn anonymous(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            user_id: None,
+            person: None,
+        }
+    }
 }
 
 impl Chat {
@@ -45,6 +80,8 @@ impl Chat {
             // The plain text too: a ghost user sends it without the name.
             AUTHOR_KEY: { "name": author.name, "user_id": author.user_id, "text": text },
         });
+        // Kept beside the event, never sent: whose ghost writes it.
+        let person = author.person.clone();
         // The write waits for the disk (synchronous=FULL): off the runtime.
         let (inner, room_id, meeting_name) = (
             self.inner.clone(),
@@ -52,14 +89,13 @@ impl Chat {
             meeting.to_owned(),
         );
         let seq = tokio::task::spawn_blocking(move || {
-            inner.store.enqueue(
-                &inner.txn_prefix,
-                &room_id,
-                "m.room.message",
-                None,
-                &content.to_string(),
-                Some(&meeting_name),
-            )
+            let content = content.to_string();
+            let event = Queued {
+                meeting: Some(&meeting_name),
+                person: person.as_deref(),
+                ..Queued::new(&room_id, "m.room.message", None, &content)
+            };
+            inner.store.enqueue(&inner.txn_prefix, &event)
         })
         .await
         .map_err(|e| ChatError::Invalid(format!("writing the outbox: {e}")))??;
@@ -86,14 +122,12 @@ impl Inner {
         content: &Value,
         meeting: Option<&str>,
     ) -> Result<(), ChatError> {
-        self.store.enqueue(
-            &self.txn_prefix,
-            room_id,
-            event_type,
-            state_key,
-            &content.to_string(),
+        let content = content.to_string();
+        let event = Queued {
             meeting,
-        )?;
+            ..Queued::new(room_id, event_type, state_key, &content)
+        };
+        self.store.enqueue(&self.txn_prefix, &event)?;
         self.outbox_wake.notify_one();
         Ok(())
     }
@@ -208,6 +242,10 @@ impl Inner {
         if item.meeting.is_none() || item.state_key.is_some() {
             return Ok(None);
         }
+        // Messages queued before ghosts were per person carry none: relayed.
+        let Some(person) = &item.person else {
+            return Ok(None);
+        };
         let content: Value = serde_json::from_str(&item.content).unwrap_or_default();
         let Some(author) = content.get(AUTHOR_KEY) else {
             return Ok(None);
@@ -220,7 +258,10 @@ impl Inner {
         let Some(text) = author.get("text").and_then(Value::as_str) else {
             return Ok(None);
         };
-        let ghost = format!("@{}:{}", ghosts.localpart(name, user_id), bot.server_name());
+        let localpart = ghosts
+            .localpart(&self.store, person, name)
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        let ghost = format!("@{localpart}:{}", bot.server_name());
         let display = match user_id {
             Some(u) => format!("{name} ({u}, in the meeting)"),
             None => format!("{name} (guest)"),
@@ -228,7 +269,7 @@ impl Inner {
         let ghost_content = json!({ "msgtype": "m.text", "body": text, AUTHOR_KEY: author });
         match ghosts
             .send(
-                &self.store,
+                self,
                 &ghost,
                 &display,
                 room_id.as_str(),

@@ -1,6 +1,7 @@
 //! The bridge's own durable state, in one SQLite file: which Matrix room
-//! belongs to which meeting, the bot's login, and the outbox of events that
-//! must reach the homeserver even if it is down when they are written.
+//! belongs to which meeting, whose ghost user is whose, the bot's login,
+//! and the outbox of events that must reach the homeserver even if it is
+//! down when they are written.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -22,6 +23,39 @@ pub struct Outgoing {
     pub txn_id: String,
     /// The meeting that shows this message as pending, if any.
     pub meeting: Option<String>,
+    /// Whose ghost user sends it (see [`crate::Author`]); never sent itself.
+    pub person: Option<String>,
+}
+
+/// An event to queue: [`Outgoing`] before it has a place and a
+/// transaction id.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued<'a> {
+    pub room_id: &'a str,
+    pub event_type: &'a str,
+    pub state_key: Option<&'a str>,
+    pub content: &'a str,
+    pub meeting: Option<&'a str>,
+    pub person: Option<&'a str>,
+}
+
+impl<'a> Queued<'a> {
+    /// A state event or a message of the bridge's own.
+    pub fn new(
+        room_id: &'a str,
+        event_type: &'a str,
+        state_key: Option<&'a str>,
+        content: &'a str,
+    ) -> Self {
+        Self {
+            room_id,
+            event_type,
+            state_key,
+            content,
+            meeting: None,
+            person: None,
+        }
+    }
 }
 
 pub struct Store {
@@ -47,13 +81,27 @@ impl Store {
                  state_key TEXT,
                  content TEXT NOT NULL,
                  txn_id TEXT NOT NULL UNIQUE,
-                 meeting TEXT
+                 meeting TEXT,
+                 person TEXT
+             );
+             CREATE TABLE IF NOT EXISTS ghosts (
+                 person TEXT PRIMARY KEY,
+                 localpart TEXT NOT NULL UNIQUE
              );
              CREATE TABLE IF NOT EXISTS kv (
                  key TEXT PRIMARY KEY,
                  value TEXT NOT NULL
              );",
         )?;
+        // Stores from before ghosts were per person lack the column.
+        let has_person: bool = db.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('outbox') WHERE name = 'person'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_person {
+            db.execute_batch("ALTER TABLE outbox ADD COLUMN person TEXT")?;
+        }
         Ok(Self { db: Mutex::new(db) })
     }
 
@@ -93,6 +141,37 @@ impl Store {
         Ok(())
     }
 
+    /// The ghost localpart of `person`, drawn with `draw` the first time.
+    /// The table's UNIQUE constraint is what makes sure that no two
+    /// people ever share a ghost, however the draw turns out.
+    pub fn ghost_of(&self, person: &str, draw: impl Fn() -> String) -> Result<String, ChatError> {
+        let db = self.db();
+        let known = db
+            .query_row(
+                "SELECT localpart FROM ghosts WHERE person = ?1",
+                [person],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(localpart) = known {
+            return Ok(localpart);
+        }
+        for _ in 0..8 {
+            let localpart = draw();
+            let inserted = db.execute(
+                "INSERT INTO ghosts (person, localpart) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+                params![person, localpart],
+            )?;
+            if inserted == 1 {
+                return Ok(localpart);
+            }
+        }
+        Err(ChatError::Invalid(format!(
+            "no free ghost name for {person} after 8 draws"
+        )))
+    }
+
     pub fn get(&self, key: &str) -> Result<Option<String>, ChatError> {
         Ok(self
             .db()
@@ -117,22 +196,22 @@ impl Store {
     /// Appends to the outbox; returns the row's sequence number. The
     /// transaction id is derived from it and `txn_prefix` (unique per
     /// store), so it is stable across restarts.
-    pub fn enqueue(
-        &self,
-        txn_prefix: &str,
-        room_id: &str,
-        event_type: &str,
-        state_key: Option<&str>,
-        content: &str,
-        meeting: Option<&str>,
-    ) -> Result<i64, ChatError> {
+    pub fn enqueue(&self, txn_prefix: &str, event: &Queued) -> Result<i64, ChatError> {
         let db = self.db();
         let seq: i64 = db.query_row(
-            "INSERT INTO outbox (room_id, event_type, state_key, content, txn_id, meeting)
+            "INSERT INTO outbox (room_id, event_type, state_key, content, txn_id, meeting, person)
              VALUES (?1, ?2, ?3, ?4, ?5 || (SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox)
-                     || '-' || hex(randomblob(4)), ?6)
+                     || '-' || hex(randomblob(4)), ?6, ?7)
              RETURNING seq",
-            params![room_id, event_type, state_key, content, txn_prefix, meeting],
+            params![
+                event.room_id,
+                event.event_type,
+                event.state_key,
+                event.content,
+                txn_prefix,
+                event.meeting,
+                event.person
+            ],
             |r| r.get(0),
         )?;
         Ok(seq)
@@ -151,7 +230,7 @@ impl Store {
     fn waiting(&self, meeting: Option<&str>, limit: u32) -> Result<Vec<Outgoing>, ChatError> {
         let db = self.db();
         let mut query = db.prepare_cached(
-            "SELECT seq, room_id, event_type, state_key, content, txn_id, meeting
+            "SELECT seq, room_id, event_type, state_key, content, txn_id, meeting, person
              FROM outbox WHERE ?1 IS NULL OR meeting = ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = query.query_map(params![meeting, limit], |r| {
@@ -163,6 +242,7 @@ impl Store {
                 content: r.get(4)?,
                 txn_id: r.get(5)?,
                 meeting: r.get(6)?,
+                person: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -194,11 +274,14 @@ mod tests {
     #[test]
     fn outbox_is_ordered_and_survives_reopening() {
         let (store, dir) = temp_store();
-        let a = store
-            .enqueue("t1-", "!r", "m.room.message", None, "{}", Some("m"))
-            .unwrap();
+        let message = Queued {
+            meeting: Some("m"),
+            person: Some("guest:p1"),
+            ..Queued::new("!r", "m.room.message", None, "{}")
+        };
+        let a = store.enqueue("t1-", &message).unwrap();
         let b = store
-            .enqueue("t1-", "!r", "x.state", Some("k"), "{}", None)
+            .enqueue("t1-", &Queued::new("!r", "x.state", Some("k"), "{}"))
             .unwrap();
         assert!(a < b);
         drop(store);
@@ -207,15 +290,14 @@ mod tests {
         assert_eq!(first.seq, a);
         assert!(first.txn_id.starts_with("t1-"));
         assert_eq!(first.meeting.as_deref(), Some("m"));
+        assert_eq!(first.person.as_deref(), Some("guest:p1"));
         store.remove(a).unwrap();
         let second = store.first().unwrap().unwrap();
         assert_eq!(second.state_key.as_deref(), Some("k"));
         assert_ne!(second.txn_id, first.txn_id);
         assert_eq!(store.outbox_len().unwrap(), 1);
         assert!(store.waiting_for("m", 10).unwrap().is_empty());
-        store
-            .enqueue("t1-", "!r", "m.room.message", None, "{}", Some("m"))
-            .unwrap();
+        store.enqueue("t1-", &message).unwrap();
         assert_eq!(store.waiting_for("m", 10).unwrap().len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -237,6 +319,31 @@ mod tests {
         store.set("k", "1").unwrap();
         store.set("k", "2").unwrap();
         assert_eq!(store.get("k").unwrap().as_deref(), Some("2"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_ghost_per_person_and_never_one_for_two() {
+        let (store, dir) = temp_store();
+        let carol = store
+            .ghost_of("guest:p1", || "meet_carol_1".into())
+            .unwrap();
+        assert_eq!(carol, "meet_carol_1");
+        // Kept: the draw is not asked again.
+        assert_eq!(
+            store.ghost_of("guest:p1", || unreachable!()).unwrap(),
+            carol
+        );
+        // Another Carol drawing the same name draws again.
+        let draws = std::cell::Cell::new(0);
+        let other = store
+            .ghost_of("guest:p2", || {
+                draws.set(draws.get() + 1);
+                format!("meet_carol_{}", draws.get())
+            })
+            .unwrap();
+        assert_eq!(other, "meet_carol_2");
+        assert!(store.ghost_of("guest:p3", || carol.clone()).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -48,7 +48,8 @@ impl Inner {
                             .iter()
                             .filter_map(|e| e.raw().deserialize_as::<Value>().ok())
                             .collect();
-                        self.room_events(&room_id, &events).await;
+                        self.room_events(&room_id, &events, update.timeline.limited)
+                            .await;
                     }
                     for (room_id, invite) in response.rooms.invited {
                         if !self.invite_allowed(&invite) {
@@ -91,7 +92,9 @@ impl Inner {
         server == bot.server_name().as_str() || self.config.openid_homeservers.contains_key(server)
     }
 
-    async fn room_events(&self, room_id: &RoomId, events: &[Value]) {
+    /// `limited`: the timeline has a gap (events were left out), so a
+    /// kick may be among what was missed.
+    async fn room_events(&self, room_id: &RoomId, events: &[Value], limited: bool) {
         let Some(bot) = self.client.user_id().map(|u| u.to_string()) else {
             return;
         };
@@ -103,6 +106,9 @@ impl Inner {
             .ok()
             .flatten()
             .and_then(|name| lock(&self.meetings).get(&name).cloned());
+        if let (true, Some(m)) = (limited, &meeting) {
+            let _ = m.tx.send(MeetingEvent::Recheck);
+        }
         // Names are shown only in an open meeting; elsewhere only `!meet`
         // matters, which needs none.
         let mut names = HashMap::new();
@@ -153,6 +159,13 @@ impl Inner {
                 Some(RoomEvent::MemberGone(user)) => {
                     if let Some(m) = &meeting {
                         let _ = m.tx.send(MeetingEvent::MemberGone(user));
+                    }
+                }
+                // The SDK applied the sync's state before handing it over,
+                // so a recheck reads the new power levels.
+                Some(RoomEvent::PowerLevels) => {
+                    if let Some(m) = &meeting {
+                        let _ = m.tx.send(MeetingEvent::Recheck);
                     }
                 }
                 // Commands from before this process started were answered

@@ -1,367 +1,17 @@
-//! The server with meeting chat against a real Synapse (from PyPI, started
-//! here on 127.0.0.1 by `ops/synapse.sh`): rooms per meeting, chat both
-//! ways, OpenID sign-in, leaving the room, and a homeserver outage.
+//! The server with meeting chat against a real Synapse: rooms per meeting,
+//! chat both ways, OpenID sign-in, leaving the room, and a homeserver
+//! outage.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sfu::shell::config::Config;
-use tokio_tungstenite::tungstenite::Message;
 
 mod common;
+mod synapse;
 
-use common::{send, Running, Ws};
-
-const BOT_PASSWORD: &str = "bot-password-for-tests";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn temp_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("meet-{what}-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn synapse_sh(args: &[&str]) {
-    let status = Command::new(repo().join("ops/synapse.sh"))
-        .args(args)
-        .status()
-        .expect("ops/synapse.sh runs");
-    assert!(status.success(), "ops/synapse.sh {args:?} failed");
-}
-
-/// A Synapse of our own; killed when dropped.
-struct Synapse {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Synapse {
-    fn start(users: &[&str]) -> Self {
-        let dir = temp_dir("synapse");
-        let port = free_port();
-        synapse_sh(&["init", dir.to_str().unwrap(), &port.to_string()]);
-        let mut s = Self {
-            dir,
-            port,
-            child: None,
-        };
-        s.run();
-        synapse_sh(&[
-            "register",
-            s.dir.to_str().unwrap(),
-            "meetbot",
-            BOT_PASSWORD,
-            "--admin",
-        ]);
-        for u in users {
-            synapse_sh(&["register", s.dir.to_str().unwrap(), u, &format!("{u}-pw")]);
-        }
-        s
-    }
-
-    fn run(&mut self) {
-        let child = Command::new(repo().join("ops/synapse.sh"))
-            .args(["run", self.dir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("synapse starts");
-        self.child = Some(child);
-        synapse_sh(&["wait", &self.port.to_string(), "60"]);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// The token of the application-service registration `init` wrote.
-    fn as_token(&self) -> String {
-        let out = Command::new(repo().join("ops/synapse.sh"))
-            .args(["as-token", self.dir.to_str().unwrap()])
-            .output()
-            .expect("ops/synapse.sh runs");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Synapse {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A Matrix user over plain Client-Server API calls.
-struct MatrixUser {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    user_id: String,
-}
-
-impl MatrixUser {
-    async fn login(syn: &Synapse, user: &str) -> Self {
-        let http = reqwest::Client::new();
-        let r: Value = http
-            .post(format!("{}/_matrix/client/v3/login", syn.url()))
-            .json(&json!({"type":"m.login.password","identifier":{"type":"m.id.user","user":user},"password":format!("{user}-pw")}))
-            .send().await.unwrap().json().await.unwrap();
-        Self {
-            http,
-            base: syn.url(),
-            token: r["access_token"].as_str().expect("login").to_owned(),
-            user_id: r["user_id"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{}/_matrix/client/v3{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
-    /// A room, user or event id as one URL path segment.
-    fn enc(id: &str) -> String {
-        id.replace('!', "%21")
-            .replace('#', "%23")
-            .replace('@', "%40")
-            .replace('$', "%24")
-            .replace(':', "%3A")
-    }
-
-    /// The room's messages, oldest first.
-    async fn messages(&self, room: &str) -> Vec<Value> {
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/rooms/{}/messages?dir=b&limit=200", Self::enc(room)),
-                None,
-            )
-            .await;
-        let mut events = v["chunk"].as_array().cloned().unwrap_or_default();
-        events.reverse();
-        events
-    }
-
-    async fn join(&self, room: &str) {
-        self.call(
-            reqwest::Method::POST,
-            &format!("/join/{}", Self::enc(room)),
-            Some(json!({})),
-        )
-        .await;
-    }
-
-    async fn say(&self, room: &str, content: Value) -> String {
-        let txn = format!("t{}", rand::random::<u64>());
-        let v = self
-            .call(
-                reqwest::Method::PUT,
-                &format!("/rooms/{}/send/m.room.message/{txn}", Self::enc(room)),
-                Some(content),
-            )
-            .await;
-        v["event_id"].as_str().unwrap().to_owned()
-    }
-
-    /// Bodies of the room's messages from `sender`, oldest first.
-    async fn bodies_from(&self, room: &str, sender: &str) -> Vec<String> {
-        self.messages(room)
-            .await
-            .iter()
-            .filter(|e| e["type"] == "m.room.message" && e["sender"] == sender)
-            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-            .collect()
-    }
-
-    /// (sender, body) of the messages written in the meeting, oldest first.
-    async fn relayed(&self, room: &str) -> Vec<(String, String)> {
-        self.messages(room)
-            .await
-            .iter()
-            .filter(|e| e["type"] == "m.room.message" && e["content"]["meet.author"].is_object())
-            .map(|e| {
-                let body = e["content"]["body"].as_str().unwrap_or_default();
-                (e["sender"].as_str().unwrap().to_owned(), body.to_owned())
-            })
-            .collect()
-    }
-
-    async fn state(&self, room: &str, kind: &str, key: &str) -> Value {
-        self.call(
-            reqwest::Method::GET,
-            &format!(
-                "/rooms/{}/state/{kind}/{}",
-                Self::enc(room),
-                MatrixUser::enc(key)
-            ),
-            None,
-        )
-        .await
-    }
-
-    async fn openid(&self) -> Value {
-        self.call(
-            reqwest::Method::POST,
-            &format!(
-                "/user/{}/openid/request_token",
-                MatrixUser::enc(&self.user_id)
-            ),
-            Some(json!({})),
-        )
-        .await
-    }
-}
-
-struct TestServer(Running);
-
-impl std::ops::Deref for TestServer {
-    type Target = Running;
-    fn deref(&self) -> &Running {
-        &self.0
-    }
-}
-
-impl TestServer {
-    async fn start(syn: &Synapse, store: &Path) -> Self {
-        Self::start_with(syn, store, |_| {}).await
-    }
-
-    /// With `adjust` applied to the configuration.
-    async fn start_with(syn: &Synapse, store: &Path, adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config {
-            matrix_homeserver: syn.url(),
-            matrix_user: "meetbot".into(),
-            matrix_password: BOT_PASSWORD.into(),
-            matrix_store: store.to_owned(),
-            public_url: "http://meet.test/".into(),
-            ..Running::config()
-        };
-        adjust(&mut config);
-        Self(Running::start(&config).await)
-    }
-
-    async fn stop(self) {
-        self.0.stop().await;
-    }
-
-    /// The value of a metric without labels, or with exactly `labels`.
-    async fn metric(&self, name_and_labels: &str) -> f64 {
-        let body = reqwest::get(format!("http://{}/metrics", self.http))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        body.lines()
-            .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-            .map_or(0.0, |v| v.trim().parse().unwrap())
-    }
-
-    async fn token(&self, room: &str, openid: Value) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(format!("http://{}/api/token", self.http))
-            .json(&json!({"room": room, "openid_token": openid}))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Tries to join `room` with `token`; returns the error it gets.
-    async fn refused_join(&self, room: &str, token: &Value) -> Value {
-        let mut ws = self.ws().await;
-        send(
-            &mut ws,
-            json!({"type":"join","v":1,"room":room,"name":"x","token":token}),
-        )
-        .await;
-        next_of(&mut ws, "error").await
-    }
-
-    /// Joins `room`; returns the socket and the `joined` message.
-    async fn join(&self, room: &str, name: &str, token: Option<&str>) -> (Ws, Value) {
-        let mut ws = self.ws().await;
-        let mut join = json!({"type":"join","v":1,"room":room,"name":name});
-        if let Some(t) = token {
-            join["token"] = json!(t);
-        }
-        send(&mut ws, join).await;
-        let joined = next_of(&mut ws, "joined").await;
-        (ws, joined)
-    }
-}
-
-/// The next message of type `kind`, skipping others.
-async fn next_of(ws: &mut Ws, kind: &str) -> Value {
-    next_where(ws, |m| m["type"] == kind, &format!("a `{kind}` message")).await
-}
-
-async fn next_where(ws: &mut Ws, pred: impl Fn(&Value) -> bool, what: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let frame = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-            .expect("socket open")
-            .unwrap();
-        if let Message::Text(t) = frame {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-}
-
-async fn chat_event(ws: &mut Ws, kind: &str) -> Value {
-    next_where(
-        ws,
-        |m| m["type"] == "chat_event" && m["event"]["kind"] == kind,
-        &format!("a chat `{kind}` event"),
-    )
-    .await["event"]
-        .clone()
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use common::send;
+use synapse::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meeting_chat_and_matrix_sign_in() {
@@ -369,21 +19,21 @@ async fn meeting_chat_and_matrix_sign_in() {
     let store = temp_dir("store");
     let server = TestServer::start(&syn, &store).await;
 
-    // The first participant opens the meeting: the bot creates its room.
+    let alice = MatrixUser::login(&syn, "alice").await;
+    let bob = MatrixUser::login(&syn, "bob").await;
+    // Alice opens the meeting with her Matrix identity: the bot creates its
+    // room, invites her and makes her its moderator.
+    let room = alice.open_meeting(&server, "standup").await;
+    // A guest who comes later has the room's chat.
     let (mut carol, joined) = server.join("standup", "Carol", None).await;
-    let room = joined["chat"]["room_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("chat in {joined}"))
-        .to_owned();
-    assert_eq!(joined["chat"]["room_alias"], "#meet-standup:localhost");
+    assert_eq!(joined["chat"]["room_id"].as_str(), Some(room.as_str()));
+    // No alias that anyone could guess from the meeting's name.
+    assert_eq!(joined["chat"]["room_alias"], Value::Null);
     assert_eq!(
         next_of(&mut carol, "chat_history").await["events"],
         json!([])
     );
 
-    let alice = MatrixUser::login(&syn, "alice").await;
-    let bob = MatrixUser::login(&syn, "bob").await;
-    alice.join(&room).await;
     // Element finds the meeting as a room widget.
     let widget = alice
         .state(&room, "im.vector.modular.widgets", "meet")
@@ -400,7 +50,7 @@ async fn meeting_chat_and_matrix_sign_in() {
     let (status, t) = server.token("standup", alice.openid().await).await;
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["user_id"], "@alice:localhost");
-    assert_eq!(t["host"], false);
+    assert_eq!(t["host"], true, "she may kick in the room");
     let (mut alice_ws, joined) = server.join("standup", "ignored", t["token"].as_str()).await;
     assert_eq!(joined["identity"]["user_id"], "@alice:localhost");
     let alice_pid = joined["participant_id"].as_str().unwrap().to_owned();
@@ -514,6 +164,7 @@ async fn meeting_chat_and_matrix_sign_in() {
         (Some(first.as_str()), Some("hello, edited"))
     );
     // Nobody else edits Alice's words in the meeting.
+    alice.invite(&room, &bob.user_id).await;
     bob.join(&room).await;
     bob.say(&room, json!({"msgtype":"m.text","body":"* forged","m.new_content":{"msgtype":"m.text","body":"forged"},
         "m.relates_to":{"rel_type":"m.replace","event_id":first}}))
@@ -716,9 +367,20 @@ async fn ghost_users_wait_out_a_homeserver_outage_too() {
     outage(true).await;
 }
 
+/// Carol joins the outage meeting, with an invite link if `invited`.
+async fn carol_joins(server: &TestServer, invited: bool) -> (common::Ws, Value) {
+    if invited {
+        server.join_invited("outage", "Carol").await
+    } else {
+        server.join("outage", "Carol", None).await
+    }
+}
+
 /// Synapse dies during a meeting, the meeting server restarts meanwhile,
 /// and all that was written arrives once, in order, when Synapse is back;
-/// relayed by the bot or, with `ghosts`, sent by Carol's ghost user.
+/// relayed by the bot for Carol, an anonymous guest, or, with `ghosts`,
+/// sent by the ghost users of Carol, a guest with an invite link (one
+/// ghost per visit: she comes back after the restart).
 async fn outage(ghosts: bool) {
     let mut syn = Synapse::start(&["alice"]);
     let store = temp_dir("store");
@@ -729,10 +391,15 @@ async fn outage(ghosts: bool) {
     };
     let config = |c: &mut Config| c.matrix_as_token = as_token.clone();
     let server = TestServer::start_with(&syn, &store, config).await;
-    let (mut carol, joined) = server.join("outage", "Carol", None).await;
-    let room = joined["chat"]["room_id"].as_str().unwrap().to_owned();
     let alice = MatrixUser::login(&syn, "alice").await;
-    alice.join(&room).await;
+    let room = alice.open_meeting(&server, "outage").await;
+    let (mut carol, joined) = carol_joins(&server, ghosts).await;
+    assert_eq!(joined["chat"]["room_id"].as_str(), Some(room.as_str()));
+    // The room's widget is in before the outage.
+    eventually("an empty outbox", || async {
+        server.metric("meet_chat_outbox_events").await == 0.0
+    })
+    .await;
 
     syn.kill();
     let status = next_of(&mut carol, "chat_status").await;
@@ -747,7 +414,7 @@ async fn outage(ghosts: bool) {
     // The meeting server restarts too: the outbox is on disk.
     server.stop().await;
     let server = TestServer::start_with(&syn, &store, config).await;
-    let (mut carol, joined) = server.join("outage", "Carol", None).await;
+    let (mut carol, joined) = carol_joins(&server, ghosts).await;
     assert_eq!(joined["chat"]["room_id"].as_str(), Some(room.as_str()));
     // What waits from before the restart is shown, still pending.
     let history = next_of(&mut carol, "chat_history").await;
@@ -782,14 +449,21 @@ async fn outage(ghosts: bool) {
         relayed.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
         expected
     );
-    let senders: std::collections::BTreeSet<&str> =
-        relayed.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(senders.len(), 1, "{senders:?}");
-    let sender = senders.into_iter().next().unwrap();
+    let senders: Vec<&str> = relayed.iter().map(|(s, _)| s.as_str()).collect();
     if ghosts {
-        assert!(sender.starts_with("@meet_carol_"), "{sender}");
+        // A ghost per visit, the same for all of one visit's messages.
+        let (before, after) = senders.split_at(10);
+        assert!(before.iter().all(|s| *s == before[0]), "{senders:?}");
+        assert!(after.iter().all(|s| *s == after[0]), "{senders:?}");
+        assert_ne!(before[0], after[0]);
+        for s in [before[0], after[0]] {
+            assert!(s.starts_with("@meet_carol_"), "{s}");
+        }
     } else {
-        assert_eq!(sender, "@meetbot:localhost");
+        assert!(
+            senders.iter().all(|s| *s == "@meetbot:localhost"),
+            "{senders:?}"
+        );
     }
     let status = next_where(
         &mut carol,
@@ -853,44 +527,103 @@ async fn room_power_levels_give_host_rights_in_a_bound_room() {
     let _ = std::fs::remove_dir_all(store);
 }
 
+/// One ghost per person: two invited guests who both call themselves
+/// Carol write as two Matrix users; an anonymous guest gets none (the bot
+/// relays her).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn participants_write_as_ghost_users_with_the_appservice() {
+async fn participants_write_as_ghost_users_of_their_own() {
     let syn = Synapse::start(&["alice"]);
     let store = temp_dir("store");
     let as_token = syn.as_token();
     let server = TestServer::start_with(&syn, &store, |c| c.matrix_as_token = as_token).await;
-    let (mut carol, joined) = server.join("ghosts", "Carol", None).await;
-    let room = joined["chat"]["room_id"].as_str().unwrap().to_owned();
     let alice = MatrixUser::login(&syn, "alice").await;
-    alice.join(&room).await;
+    let room = alice.open_meeting(&server, "ghosts").await;
+    let (mut carol, _) = server.join_invited("ghosts", "Carol").await;
+    let (mut other_carol, _) = server.join_invited("ghosts", "Carol").await;
+    let (mut anonymous_carol, _) = server.join("ghosts", "Carol", None).await;
 
-    send(&mut carol, json!({"type":"chat","text":"hello as myself"})).await;
-    let pending = chat_event(&mut carol, "message").await;
-    let delivered = chat_event(&mut carol, "delivered").await;
-    assert_eq!(delivered["local_id"], pending["id"]);
-    let messages = alice.messages(&room).await;
-    let event = messages
-        .iter()
-        .find(|e| e["event_id"] == delivered["id"])
-        .unwrap_or_else(|| panic!("no delivered event in {messages:?}"))
-        .clone();
-    let ghost = event["sender"].as_str().unwrap();
-    assert!(ghost.starts_with("@meet_carol_"), "{ghost}");
-    assert_eq!(event["content"]["body"], "hello as myself");
+    let mut senders = Vec::new();
+    for (ws, text) in [
+        (&mut carol, "hello as myself"),
+        (&mut other_carol, "hello as another Carol"),
+        (&mut anonymous_carol, "hello as nobody in particular"),
+    ] {
+        send(ws, json!({"type":"chat","text":text})).await;
+        let pending = next_where(
+            ws,
+            |m| m["type"] == "chat_event" && m["event"]["body"] == text,
+            "her own message, pending",
+        )
+        .await;
+        let delivered = next_where(
+            ws,
+            |m| m["type"] == "chat_event" && m["event"]["local_id"] == pending["event"]["id"],
+            "her message delivered",
+        )
+        .await;
+        let messages = alice.messages(&room).await;
+        let event = messages
+            .iter()
+            .find(|e| e["event_id"] == delivered["event"]["id"])
+            .unwrap_or_else(|| panic!("no delivered event in {messages:?}"))
+            .clone();
+        senders.push((
+            event["sender"].as_str().unwrap().to_owned(),
+            event["content"]["body"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (first, second) = (&senders[0].0, &senders[1].0);
+    assert!(first.starts_with("@meet_carol_"), "{first}");
+    assert!(second.starts_with("@meet_carol_"), "{second}");
+    assert_ne!(first, second, "two people share a ghost");
+    assert_eq!(senders[0].1, "hello as myself");
+    assert_eq!(
+        senders[2],
+        (
+            "@meetbot:localhost".to_owned(),
+            "Carol: hello as nobody in particular".to_owned()
+        )
+    );
     let profile = alice
         .call(
             reqwest::Method::GET,
-            &format!("/profile/{}/displayname", MatrixUser::enc(ghost)),
+            &format!("/profile/{}/displayname", MatrixUser::enc(first)),
             None,
         )
         .await;
     assert_eq!(profile["displayname"], "Carol (guest)");
-    // The meeting shows Carol's message once: the ghost's echo is ours.
+    // The homeserver has exactly the two ghosts: none for the anonymous one.
+    let bot = MatrixUser::login_with(&syn, "meetbot", BOT_PASSWORD).await;
+    let (status, users) = bot
+        .try_call(
+            reqwest::Method::GET,
+            "/_synapse/admin/v2/users?name=meet_&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{users}");
+    let mut ghosts: Vec<&str> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .filter(|n| n.starts_with("@meet_"))
+        .collect();
+    ghosts.sort();
+    let mut expected = vec![first.as_str(), second.as_str()];
+    expected.sort();
+    assert_eq!(ghosts, expected);
+    // The meeting shows each message once: the ghosts' echoes are ours.
     alice
         .say(&room, json!({"msgtype":"m.text","body":"marker"}))
         .await;
-    let next = chat_event(&mut carol, "message").await;
-    assert_eq!(next["body"], "marker", "{next}");
+    loop {
+        let m = chat_event(&mut carol, "message").await;
+        if m["body"] == "marker" {
+            break;
+        }
+        assert_eq!(m["pending"], true, "an echo shown: {m}");
+    }
 
     server.stop().await;
     let _ = std::fs::remove_dir_all(store);

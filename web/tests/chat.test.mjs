@@ -102,6 +102,24 @@ function recordChatFrames() {
 /** `name` joins `room`, recording chat frames; the page closes when test `t` ends. */
 const join_ = (t, room, name) => joinPage(browser, server.url, room, name, {}, { initScript: recordChatFrames, t });
 
+/**
+ * Alice opens meeting `room`'s Matrix room: she signs in to the meeting,
+ * which makes its (invite-only) room with her invited as its moderator, and
+ * accepts the invitation. Anonymous guests, as the pages here are, never
+ * make a room; they get the one the meeting has. Returns the room's id.
+ */
+async function openRoom(room) {
+  const res = await fetch(`${server.url}/api/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ room, openid_token: await alice.requestOpenIdToken() }),
+  });
+  const json = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(json));
+  await alice.joinRoom(json.room_id);
+  return json.room_id;
+}
+
 /** The meeting's Matrix room id, once the page knows it. */
 async function chatRoomOf(p) {
   const handle = await p.page.waitForFunction(() => window.meet.chatRoomId(), null, { timeout: 30000 });
@@ -164,14 +182,15 @@ function summary(values) {
 }
 
 test('Matrix → meeting: messages, replies, edits, reactions and redactions reach every page', { timeout: 120000 }, (t) => withLogs(async () => {
+  const roomId = await openRoom('chat-from-matrix');
   const pat = await join_(t, 'chat-from-matrix', 'Pat');
   const quinn = await join_(t, 'chat-from-matrix', 'Quinn');
   const pages = [pat, quinn];
-  const roomId = await chatRoomOf(pat);
   assert.match(roomId, /^!/);
+  assert.equal(await chatRoomOf(pat), roomId);
   assert.equal(await chatRoomOf(quinn), roomId, 'one meeting, one room');
   assert.equal(await delayedOf(pat), false);
-  await alice.joinRoom(roomId);
+  await alice.invite(roomId, bob.userId);
   await bob.joinRoom(roomId);
 
   const sentAt = Date.now();
@@ -240,10 +259,10 @@ test('Matrix → meeting: messages, replies, edits, reactions and redactions rea
 }));
 
 test('meeting → Matrix: a message typed in the meeting reaches Matrix as "Name: text"', { timeout: 90000 }, (t) => withLogs(async () => {
+  const roomId = await openRoom('chat-to-matrix');
   const carol = await join_(t, 'chat-to-matrix', 'Carol');
   const dave = await join_(t, 'chat-to-matrix', 'Dave');
-  const roomId = await chatRoomOf(carol);
-  await alice.joinRoom(roomId);
+  assert.equal(await chatRoomOf(carol), roomId);
 
   // Nothing to send: nothing sent.
   const box = await messageBox(carol);
@@ -287,9 +306,9 @@ test('meeting → Matrix: a message typed in the meeting reaches Matrix as "Name
 }));
 
 test('a late joiner gets the chat since the meeting started', { timeout: 90000 }, (t) => withLogs(async () => {
+  const roomId = await openRoom('chat-history');
   const erin = await join_(t, 'chat-history', 'Erin');
-  const roomId = await chatRoomOf(erin);
-  await alice.joinRoom(roomId);
+  assert.equal(await chatRoomOf(erin), roomId);
   const first = await alice.sendMessage(roomId, 'before Frank came');
   // The meeting shows messages in the order it gets them: let this one
   // arrive before Erin types hers.
@@ -324,10 +343,10 @@ test('a late joiner gets the chat since the meeting started', { timeout: 90000 }
 }));
 
 test('homeserver outage: chat waits and says so, media keeps flowing, nothing is lost or doubled', { timeout: 240000 }, (t) => withLogs(async () => {
+  const roomId = await openRoom('chat-outage');
   const carol = await join_(t, 'chat-outage', 'Carol');
   const hal = await join_(t, 'chat-outage', 'Hal');
-  const roomId = await chatRoomOf(carol);
-  await alice.joinRoom(roomId);
+  assert.equal(await chatRoomOf(carol), roomId);
   await until('Carol and Hal to receive each other', async () => (
     await receivesFrom(carol, ['Hal']) && await receivesFrom(hal, ['Carol'])
   ), 30000);
@@ -387,9 +406,9 @@ test('homeserver outage: chat waits and says so, media keeps flowing, nothing is
 
 test('OpenID: a Matrix room member joins as themselves; others cannot', { timeout: 120000 }, (t) => withLogs(async () => {
   const room = 'chat-openid';
+  const roomId = await openRoom(room);
   const ivy = await join_(t, room, 'Ivy');
-  const roomId = await chatRoomOf(ivy);
-  await alice.joinRoom(roomId);
+  assert.equal(await chatRoomOf(ivy), roomId);
   // The server names people from its own view of the room: wait until it
   // has seen alice join (her message comes after her join in the timeline).
   const hi = await alice.sendMessage(roomId, 'hi, I am about to join');
@@ -507,9 +526,9 @@ test('a host from the Matrix room removes a guest with the tile\'s Remove button
 }));
 
 test('chat latency, both ways (measurement)', { timeout: 300000 }, (t) => withLogs(async () => {
+  const roomId = await openRoom('chat-latency');
   const lat = await join_(t, 'chat-latency', 'Lat');
-  const roomId = await chatRoomOf(lat);
-  await alice.joinRoom(roomId);
+  assert.equal(await chatRoomOf(lat), roomId);
 
   // alice's /sync long-poll: when each bot message reaches a Matrix client.
   const arrivals = new Map();

@@ -439,6 +439,14 @@ export class MatrixClient {
     return (await this.request('POST', `/_matrix/client/v3/join/${encodeURIComponent(idOrAlias)}`, {})).room_id;
   }
 
+  async invite(roomId, userId) {
+    await this.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, { user_id: userId });
+  }
+
+  async kick(roomId, userId) {
+    await this.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/kick`, { user_id: userId });
+  }
+
   async leaveRoom(roomId) {
     await this.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, {});
   }

@@ -74,10 +74,21 @@ test('ops/run.sh brings up a homeserver and meetings have chat', { timeout: 3000
     execFileSync(join(repo, 'ops/synapse.sh'), ['register', join(data, 'synapse'), 'nina', 'nina-password']);
     const nina = await MatrixClient.login(`http://127.0.0.1:${synapsePort}`, 'nina', 'nina-password');
 
+    // She opens the meeting's room by signing in to the meeting with
+    // Matrix: the room is invite-only, and she is invited as its moderator.
+    const res = await fetch(`${url}/api/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ room, openid_token: await nina.requestOpenIdToken() }),
+    });
+    const token = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(token));
+    assert.equal(token.host, true);
+    const roomId = await nina.joinRoom(token.room_id);
+
     const quinn = await joinPage(browser, url, room, 'Quinn', { invite: hostLink.searchParams.get('invite') });
     assert.deepEqual(await quinn.page.evaluate(() => window.meet.role()), { role: 'host', guest: true });
     await quinn.page.waitForFunction(() => window.meet.chatRoomId(), null, { timeout: 20000 });
-    const roomId = await nina.joinRoom(`#meet-${room}:localhost`);
     assert.equal(roomId, await quinn.page.evaluate(() => window.meet.chatRoomId()));
     await quinn.page.getByLabel('Message').fill('hello from the quick start');
     await quinn.page.getByLabel('Message').press('Enter');
@@ -85,7 +96,7 @@ test('ops/run.sh brings up a homeserver and meetings have chat', { timeout: 3000
       const chunk = await nina.messages(roomId);
       return chunk.find((e) => e.type === 'm.room.message' && e.content.body === 'hello from the quick start');
     }, 15000, 250);
-    assert.match(event.sender, /^@meet_quinn_[0-9a-f]{8}:localhost$/, 'a ghost user of its own');
+    assert.match(event.sender, /^@meet_quinn_[0-9a-f]{16}:localhost$/, 'a ghost user of its own');
     await nina.sendMessage(roomId, 'welcome, Quinn');
     await until('the reply in the meeting', () => quinn.page.evaluate(
       () => window.meet.chatMessages().some((m) => m.body === 'welcome, Quinn'),

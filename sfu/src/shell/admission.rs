@@ -3,11 +3,12 @@
 //! names; the meeting token of a Matrix sign-in (and the room membership
 //! behind it, asked again), an invite link, or the deployment's openness
 //! to anonymous guests; the lock and the bans of the meeting's hosts; and
-//! the meeting's chat room, opened for a join that is otherwise valid.
+//! the meeting's chat room, opened for a join that is otherwise valid (and
+//! made only for an identified one).
 
 use std::time::Duration;
 
-use chat::MeetingChat;
+use chat::{MeetingChat, RoomUse};
 
 use super::roster::Shut;
 use super::server::AppState;
@@ -81,6 +82,9 @@ pub struct Admitted {
     pub role: Role,
     /// Not identified by Matrix: shown as a guest to everyone.
     pub guest: bool,
+    /// Let in by the deployment's openness alone (no Matrix identity, no
+    /// invite link): makes the server create no room and no ghost user.
+    pub anonymous: bool,
     pub chat: Option<MeetingChat>,
     /// What a host's ban of this participant keeps out.
     pub ban_key: Option<String>,
@@ -122,11 +126,25 @@ pub async fn admit(
         (None, None) if state.policy.lobby => (Some(Role::Participant), None),
         (None, None) => return Err(Refused::InviteRequired),
     };
-    // Knocking: a guest with neither an invite nor an open deployment.
-    let mut lobby = identity.is_none() && invite.is_none() && !state.policy.anonymous_join;
-    let chat = open_chat(state, &room).await;
+    let anonymous = identity.is_none() && invite.is_none();
+    // Knocking: an anonymous guest on a deployment not open to them.
+    let mut lobby = anonymous && !state.policy.anonymous_join;
+    let room_use = if anonymous {
+        RoomUse::ExistingOnly
+    } else {
+        RoomUse::MayCreate
+    };
+    // Opened before the membership check: the subscription it holds hears
+    // a kick from then on, so none falls between check and join.
+    let chat = open_chat(state, &room, room_use).await;
     let role = match (identity.as_mut(), guest_role) {
         (Some(claims), _) => {
+            if state.chat.is_some() && chat.is_none() {
+                // Without the room's events a kick would go unnoticed.
+                return Err(Refused::Unverifiable(
+                    "the meeting's Matrix room cannot be followed now; try again shortly".into(),
+                ));
+            }
             recheck_member(state, &room, claims).await?;
             if claims.host {
                 Role::Host
@@ -151,6 +169,7 @@ pub async fn admit(
         room,
         name,
         guest: identity.is_none(),
+        anonymous,
         identity,
         role,
         chat,
@@ -186,10 +205,15 @@ async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Re
 
 /// The meeting's chat, if the server has chat and the room can be had now;
 /// a meeting goes ahead without chat rather than wait for a homeserver.
-async fn open_chat(state: &AppState, room: &str) -> Option<MeetingChat> {
+/// An anonymous guest gets the meeting's room only if it has one already.
+async fn open_chat(state: &AppState, room: &str, room_use: RoomUse) -> Option<MeetingChat> {
     let chat = state.chat.as_ref()?;
-    match tokio::time::timeout(CHAT_OPEN_TIMEOUT, chat.open_meeting(room)).await {
+    match tokio::time::timeout(CHAT_OPEN_TIMEOUT, chat.open_meeting(room, room_use)).await {
         Ok(Ok(c)) => Some(c),
+        Ok(Err(chat::ChatError::NoRoom(_))) => {
+            tracing::debug!("an anonymous guest in a meeting without a room: no chat");
+            None
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "meeting goes ahead without chat");
             None

@@ -14,7 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use chat::{Chat, OpenIdToken};
+use chat::{Chat, OpenIdToken, RoomUse};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -459,11 +459,23 @@ async fn token(
         let m = "this server has no Matrix homeserver configured".to_owned();
         return error(StatusCode::SERVICE_UNAVAILABLE, "chat_unavailable", m);
     };
-    match chat.verify(room, &request.openid_token).await {
+    // A Matrix user may open a meeting (its room is made with them as
+    // its moderator), but not claim one that is under way here without a
+    // room: that one's people came in some other way.
+    let running = state.roster.members(room).is_some();
+    let room_use = if running {
+        RoomUse::ExistingOnly
+    } else {
+        RoomUse::MayCreate
+    };
+    match chat.verify(room, &request.openid_token, room_use).await {
         Ok(id) => {
             let token = state.tokens.issue(&id.user_id, &id.name, room, id.host);
-            Json(json!({ "token": token, "user_id": id.user_id, "name": id.name, "host": id.host }))
-                .into_response()
+            Json(json!({
+                "token": token, "user_id": id.user_id, "name": id.name, "host": id.host,
+                "room_id": id.room_id,
+            }))
+            .into_response()
         }
         Err(e) => {
             let status =

@@ -9,20 +9,25 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use chat::{Author, Chat, ChatError, MeetingChat, MeetingEvent};
+use chat::{Author, Chat, ChatError, Identity, MeetingChat, MeetingEvent, OpenIdError};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+mod guards;
+mod lobby;
+
+use guards::{admission_limits, CandidateCount, RateLimit, MAX_MESSAGES_PER_SECOND};
+use lobby::{next_lobby, wait_in_lobby};
+
 use super::adapter;
 use super::{
-    ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, Target, MAX_MESSAGE_BYTES,
+    ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
 use crate::room::api::{Command, Event, Role};
 use crate::shell::admission::{self, Admitted, Refused};
 use crate::shell::drain::InMeeting;
 use crate::shell::limits::{Connection, Limit, PerMinute};
-use crate::shell::lobby::Knock;
 use crate::shell::roster::{Ended, Member, Seat, Shut};
 use crate::shell::server::AppState;
 use crate::shell::token::Claims;
@@ -37,36 +42,6 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`IDLE_TIMEOUT`] ends the session.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
-/// A browser sends a few messages per negotiation (offer, answer, a dozen
-/// trickled candidates); a flood beyond this ends the session, so one client
-/// cannot queue unbounded work for a media worker.
-const MAX_MESSAGES_PER_SECOND: u32 = 50;
-
-/// Counts messages in one-second windows.
-struct RateLimit {
-    window_start: Instant,
-    count: u32,
-}
-
-impl RateLimit {
-    fn new(now: Instant) -> Self {
-        Self {
-            window_start: now,
-            count: 0,
-        }
-    }
-
-    /// Whether one more message at `now` is within the limit.
-    fn allow(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
-            self.window_start = now;
-            self.count = 0;
-        }
-        self.count += 1;
-        self.count <= MAX_MESSAGES_PER_SECOND
-    }
-}
-
 /// What one incoming WebSocket frame amounts to.
 enum Incoming {
     Message(ClientMessage),
@@ -220,6 +195,8 @@ struct Joined {
     identity: Option<Claims>,
     role: Role,
     guest: bool,
+    /// Neither a Matrix identity nor an invite link.
+    anonymous: bool,
     chat: Option<MeetingChat>,
 }
 
@@ -290,6 +267,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             identity,
             role,
             guest,
+            anonymous,
             chat,
             ban_key,
             lobby,
@@ -368,65 +346,10 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             identity,
             role,
             guest,
+            anonymous,
             chat,
         };
         return Some((joined, in_meeting));
-    }
-}
-
-/// Longest anyone waits in a lobby for a host's decision.
-const LOBBY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-/// Waits in `room`'s lobby for a host to let the client in: `Some(true)`
-/// in, `Some(false)` not (told why; it may knock again), `None` the
-/// client went away.
-async fn wait_in_lobby(session: &mut Session, room: &str, name: &str) -> Option<bool> {
-    let (_ticket, decision) = match session.state.lobby.knock(room, name) {
-        Ok(t) => t,
-        Err(full) => {
-            let msg = ServerMessage::error(ErrorCode::LobbyFull, full.to_string());
-            session.send(&msg).await;
-            return Some(false);
-        }
-    };
-    if !session.send(&ServerMessage::LobbyWaiting {}).await {
-        return None;
-    }
-    let timeout = tokio::time::sleep(LOBBY_TIMEOUT);
-    tokio::pin!(timeout, decision);
-    let mut ping = tokio::time::interval(PING_INTERVAL);
-    loop {
-        tokio::select! {
-            admitted = &mut decision => {
-                if admitted == Ok(true) {
-                    return Some(true);
-                }
-                let msg = "a host did not let you into the meeting";
-                session.send(&ServerMessage::error(ErrorCode::Denied, msg)).await;
-                return Some(false);
-            }
-            () = &mut timeout => {
-                let msg = "no host let you in in time; knock again later";
-                session.send(&ServerMessage::error(ErrorCode::LobbyTimeout, msg)).await;
-                return Some(false);
-            }
-            _ = ping.tick() => {
-                if !session.write(Message::Ping(Default::default())).await {
-                    return None;
-                }
-            }
-            frame = session.next() => match parse(frame) {
-                Incoming::Closed | Incoming::Message(ClientMessage::Leave {}) => return None,
-                Incoming::Skip => {}
-                Incoming::Bad(code, message) => {
-                    session.send(&ServerMessage::error(code, message)).await;
-                }
-                Incoming::Message(_) => {
-                    let msg = "waiting in the lobby: nothing to do until a host lets you in";
-                    session.send(&ServerMessage::error(ErrorCode::NotJoined, msg)).await;
-                }
-            },
-        }
     }
 }
 
@@ -449,10 +372,13 @@ async fn relay(mut session: Session, mut joined: Joined) {
         .then(|| session.state.lobby.watch(&joined.room));
     // In `meet_participants` from the core's `joined` until the relay ends.
     let mut _counted = None;
-    let author = Author {
-        name: joined.name.clone(),
-        user_id: joined.identity.as_ref().map(|c| c.sub.clone()),
+    let author = match (&joined.identity, joined.anonymous) {
+        (Some(claims), _) => Author::matrix(&joined.name, &claims.sub),
+        (None, false) => Author::invited(&joined.name, &joined.participant_id),
+        (None, true) => Author::anonymous(&joined.name),
     };
+    // A Matrix user's membership asked again, while it is being asked.
+    let mut recheck = Recheck::default();
     loop {
         tokio::select! {
             _ = ping.tick() => {
@@ -541,6 +467,8 @@ async fn relay(mut session: Session, mut joined: Joined) {
             },
             event = next_chat_event(&mut joined.chat), if chat_live => match event {
                 Some(ChatRecv::Lagged) => {
+                    // A kick may be among what was missed.
+                    recheck.start(chat.as_ref(), &joined);
                     // Fell behind: start over from the full history.
                     let events = chat.as_ref().and_then(|c| c.history(&joined.room)).unwrap_or_default();
                     if !session.send(&ServerMessage::ChatHistory { events }).await {
@@ -554,10 +482,11 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 }
                 Some(ChatRecv::Event(MeetingEvent::MemberGone(user))) => {
                     if joined.identity.as_ref().is_some_and(|c| c.sub == user) {
-                        let msg = "you left or were removed from the meeting's Matrix room";
-                        session.send(&ServerMessage::error(ErrorCode::Removed, msg)).await;
-                        return session.close("removed").await;
+                        return removed_from_room(session).await;
                     }
+                }
+                Some(ChatRecv::Event(MeetingEvent::Recheck)) => {
+                    recheck.start(chat.as_ref(), &joined);
                 }
                 None => chat_live = false,
             },
@@ -572,6 +501,25 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     }
                 }
             }
+            checked = recheck.done(), if recheck.running() => {
+                match checked {
+                    Ok(Ok(identity)) => {
+                        // Host rights follow the room's power levels.
+                        if let Some(claims) = joined.identity.as_mut() {
+                            claims.host = identity.host;
+                        }
+                        joined.role = if identity.host { Role::Host } else { Role::Participant };
+                    }
+                    Ok(Err(OpenIdError::NotMember(_))) => return removed_from_room(session).await,
+                    // The homeserver cannot say now: a participant is not
+                    // put out for its outage; the next change asks again.
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot recheck room membership"),
+                    Err(e) => tracing::warn!(error = %e, "room membership recheck failed"),
+                }
+                if recheck.take_again() {
+                    recheck.start(chat.as_ref(), &joined);
+                }
+            },
             changed = next_delay(&mut delayed) => match changed {
                 Some(delayed) => {
                     if !session.send(&ServerMessage::ChatStatus { delayed }).await {
@@ -657,38 +605,56 @@ async fn relay(mut session: Session, mut joined: Joined) {
     }
 }
 
-/// Remote ICE candidates a browser gathers for one connection: a host, a
-/// reflexive and a relay candidate per interface and protocol. Far more is
-/// no browser; each one costs the media engine a pair to check.
-const MAX_CANDIDATES: u32 = 64;
-
+/// Asking the homeserver again whether a Matrix participant is still on
+/// the room's invitation list, and with what rights: one question at a
+/// time, and one more if something changed while it was out (its answer
+/// may predate the change).
 #[derive(Default)]
-struct CandidateCount {
-    publisher: u32,
-    subscriber: u32,
+struct Recheck {
+    asking: Option<tokio::task::JoinHandle<Result<Identity, OpenIdError>>>,
+    again: bool,
 }
 
-impl CandidateCount {
-    /// Counts one for `target`; false once it is past the bound.
-    fn count(&mut self, target: Target) -> bool {
-        let n = match target {
-            Target::Publisher => &mut self.publisher,
-            Target::Subscriber => &mut self.subscriber,
+impl Recheck {
+    fn start(&mut self, chat: Option<&Chat>, joined: &Joined) {
+        let (Some(chat), Some(claims)) = (chat, &joined.identity) else {
+            return;
         };
-        *n += 1;
-        *n <= MAX_CANDIDATES
+        if self.asking.is_some() {
+            self.again = true;
+            return;
+        }
+        let (chat, room, user) = (chat.clone(), joined.room.clone(), claims.sub.clone());
+        self.asking = Some(tokio::spawn(async move { chat.member(&room, &user).await }));
+        self.again = false;
+    }
+
+    fn running(&self) -> bool {
+        self.asking.is_some()
+    }
+
+    /// The answer; poll only while [`Recheck::running`].
+    async fn done(&mut self) -> Result<Result<Identity, OpenIdError>, tokio::task::JoinError> {
+        let answer = match self.asking.as_mut() {
+            Some(asking) => asking.await,
+            None => std::future::pending().await,
+        };
+        self.asking = None;
+        answer
+    }
+
+    /// Whether another question is due, asked after an answer came.
+    fn take_again(&mut self) -> bool {
+        std::mem::take(&mut self.again)
     }
 }
 
-/// The per-address join rate and the number of meetings, for a join that
-/// is otherwise admitted.
-fn admission_limits(state: &AppState, ip: IpAddr, room: &str) -> Result<(), Limit> {
-    let meetings = state.roster.meetings();
-    let new_meeting = !meetings.iter().any(|(r, _)| r == room);
-    if new_meeting && meetings.len() >= state.limits.bounds().meetings {
-        return Err(Limit::Meetings);
-    }
-    state.limits.join(ip, Instant::now())
+async fn removed_from_room(mut session: Session) {
+    let msg = "you left or were removed from the meeting's Matrix room";
+    session
+        .send(&ServerMessage::error(ErrorCode::Removed, msg))
+        .await;
+    session.close("removed").await
 }
 
 enum ChatRecv {
@@ -707,15 +673,6 @@ async fn next_chat_event(chat: &mut Option<MeetingChat>) -> Option<ChatRecv> {
         }
         Err(broadcast::error::RecvError::Closed) => None,
     }
-}
-
-/// The lobby's next list of who waits; pends forever for a non-host.
-async fn next_lobby(lobby: &mut Option<watch::Receiver<Vec<Knock>>>) -> Option<Vec<Knock>> {
-    let Some(rx) = lobby.as_mut() else {
-        return std::future::pending().await;
-    };
-    rx.changed().await.ok()?;
-    Some(rx.borrow_and_update().clone())
 }
 
 /// The deadline of a drain once one starts; pends forever without one.
@@ -741,21 +698,5 @@ async fn next_delay(delayed: &mut Option<watch::Receiver<bool>>) -> Option<bool>
             Err(_) => None,
         },
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limit_resets_every_second() {
-        let t0 = Instant::now();
-        let mut limit = RateLimit::new(t0);
-        for _ in 0..MAX_MESSAGES_PER_SECOND {
-            assert!(limit.allow(t0 + Duration::from_millis(500)));
-        }
-        assert!(!limit.allow(t0 + Duration::from_millis(999)));
-        assert!(limit.allow(t0 + Duration::from_millis(1000)));
     }
 }

@@ -1,0 +1,78 @@
+//! Waiting in a meeting's lobby: the knocker's side (told to wait, then
+//! let in or not) and the hosts' (who waits, as it changes).
+
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use tokio::sync::watch;
+
+use super::super::{ClientMessage, ErrorCode, ServerMessage};
+use super::{parse, Incoming, Session, PING_INTERVAL};
+use crate::shell::lobby::Knock;
+
+/// Longest anyone waits in a lobby for a host's decision.
+const LOBBY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Waits in `room`'s lobby for a host to let the client in: `Some(true)`
+/// in, `Some(false)` not (told why; it may knock again), `None` the
+/// client went away.
+pub(super) async fn wait_in_lobby(session: &mut Session, room: &str, name: &str) -> Option<bool> {
+    let (_ticket, decision) = match session.state.lobby.knock(room, name) {
+        Ok(t) => t,
+        Err(full) => {
+            let msg = ServerMessage::error(ErrorCode::LobbyFull, full.to_string());
+            session.send(&msg).await;
+            return Some(false);
+        }
+    };
+    if !session.send(&ServerMessage::LobbyWaiting {}).await {
+        return None;
+    }
+    let timeout = tokio::time::sleep(LOBBY_TIMEOUT);
+    tokio::pin!(timeout, decision);
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    loop {
+        tokio::select! {
+            admitted = &mut decision => {
+                if admitted == Ok(true) {
+                    return Some(true);
+                }
+                let msg = "a host did not let you into the meeting";
+                session.send(&ServerMessage::error(ErrorCode::Denied, msg)).await;
+                return Some(false);
+            }
+            () = &mut timeout => {
+                let msg = "no host let you in in time; knock again later";
+                session.send(&ServerMessage::error(ErrorCode::LobbyTimeout, msg)).await;
+                return Some(false);
+            }
+            _ = ping.tick() => {
+                if !session.write(Message::Ping(Default::default())).await {
+                    return None;
+                }
+            }
+            frame = session.next() => match parse(frame) {
+                Incoming::Closed | Incoming::Message(ClientMessage::Leave {}) => return None,
+                Incoming::Skip => {}
+                Incoming::Bad(code, message) => {
+                    session.send(&ServerMessage::error(code, message)).await;
+                }
+                Incoming::Message(_) => {
+                    let msg = "waiting in the lobby: nothing to do until a host lets you in";
+                    session.send(&ServerMessage::error(ErrorCode::NotJoined, msg)).await;
+                }
+            },
+        }
+    }
+}
+
+/// The lobby's next list of who waits; pends forever for a non-host.
+pub(super) async fn next_lobby(
+    lobby: &mut Option<watch::Receiver<Vec<Knock>>>,
+) -> Option<Vec<Knock>> {
+    let Some(rx) = lobby.as_mut() else {
+        return std::future::pending().await;
+    };
+    rx.changed().await.ok()?;
+    Some(rx.borrow_and_update().clone())
+}

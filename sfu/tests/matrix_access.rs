@@ -1,0 +1,218 @@
+//! The Matrix room as a meeting's invitation list, against a real Synapse:
+//! rooms the bridge makes are invite-only with history for joined members
+//! and no alias; an invited user gets in, a kicked one is put out within
+//! seconds; host rights follow the power levels; an anonymous guest makes
+//! no room; a homeserver that cannot answer keeps Matrix users out.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod common;
+mod synapse;
+
+use common::{send, Ws};
+use synapse::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_room_is_its_invitation_list() {
+    let syn = Synapse::start(&["alice", "bob"]);
+    let store = temp_dir("store");
+    let server = TestServer::start(&syn, &store).await;
+    let alice = MatrixUser::login(&syn, "alice").await;
+    let bob = MatrixUser::login(&syn, "bob").await;
+    let room = alice.open_meeting(&server, "board").await;
+
+    // As Synapse has it: invite-only, history for joined members only,
+    // no homeserver guests, no alias, not even the one the name suggests.
+    let rule = alice.state(&room, "m.room.join_rules", "").await;
+    assert_eq!(rule["join_rule"], "invite");
+    let history = alice.state(&room, "m.room.history_visibility", "").await;
+    assert_eq!(history["history_visibility"], "joined");
+    let guests = alice.state(&room, "m.room.guest_access", "").await;
+    assert_eq!(guests["guest_access"], "forbidden");
+    let state = |kind: &str| {
+        format!(
+            "/_matrix/client/v3/rooms/{}/state/{kind}/",
+            MatrixUser::enc(&room)
+        )
+    };
+    let (status, _) = alice
+        .try_call(reqwest::Method::GET, &state("m.room.canonical_alias"), None)
+        .await;
+    assert_eq!(status, 404, "the room has an alias");
+    let (status, _) = bob
+        .try_call(
+            reqwest::Method::GET,
+            "/_matrix/client/v3/directory/room/%23meet-board%3Alocalhost",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "the meeting's name leads to its room");
+    // Bob, not invited, can neither enter the room nor read it ...
+    let join = format!("/_matrix/client/v3/join/{}", MatrixUser::enc(&room));
+    let (status, _) = bob
+        .try_call(reqwest::Method::POST, &join, Some(json!({})))
+        .await;
+    assert_eq!(status, 403);
+    // ... nor the meeting.
+    let (status, e) = server.token("board", bob.openid().await).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (403, Some("not_room_member"))
+    );
+
+    let (mut carol, joined) = server.join("board", "Carol", None).await;
+    let carol_pid = joined["participant_id"].as_str().unwrap().to_owned();
+
+    // Invited is enough: Bob gets in before he accepts the invitation.
+    alice.invite(&room, &bob.user_id).await;
+    let (status, t) = server.token("board", bob.openid().await).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["host"], false);
+    assert_eq!(t["room_id"].as_str(), Some(room.as_str()));
+    let (mut bob_ws, joined) = server.join("board", "x", t["token"].as_str()).await;
+    assert_eq!(joined["identity"]["user_id"], "@bob:localhost");
+    assert_eq!(joined["role"], "participant");
+
+    // Host rights follow the power levels while he is in the meeting.
+    send(
+        &mut bob_ws,
+        json!({"type":"remove","participant_id":carol_pid}),
+    )
+    .await;
+    assert_eq!(next_of(&mut bob_ws, "error").await["code"], "not_allowed");
+    // Moderators may not change power levels (or they could open the
+    // room): the room's admin does, here the bot's account.
+    let admin = MatrixUser::login_with(&syn, "meetbot", BOT_PASSWORD).await;
+    let (status, _) = alice
+        .try_call(
+            reqwest::Method::PUT,
+            &state("m.room.join_rules"),
+            Some(json!({"join_rule": "public"})),
+        )
+        .await;
+    assert_eq!(status, 403, "a moderator opened the room");
+    admin.set_power(&room, &bob.user_id, 50).await;
+    let promoted = Instant::now();
+    loop {
+        send(
+            &mut bob_ws,
+            json!({"type":"remove","participant_id":carol_pid}),
+        )
+        .await;
+        let m = next_where(
+            &mut bob_ws,
+            |m| m["type"] == "error" || m["type"] == "participant_left",
+            "the remove's outcome",
+        )
+        .await;
+        if m["type"] == "participant_left" {
+            assert_eq!(m["participant_id"], carol_pid.as_str());
+            break;
+        }
+        assert_eq!(m["code"], "not_allowed", "{m}");
+        assert!(
+            promoted.elapsed() < Duration::from_secs(10),
+            "still no host 10 s after the power levels changed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "measured: power levels → host rights in the meeting {:?}",
+        promoted.elapsed()
+    );
+    assert_eq!(next_of(&mut carol, "error").await["code"], "removed");
+
+    // Kicked from the room (by Alice, once he is below her again), out of
+    // the meeting within seconds.
+    admin.set_power(&room, &bob.user_id, 0).await;
+    alice.kick(&room, &bob.user_id).await;
+    let kicked = Instant::now();
+    let e = next_of(&mut bob_ws, "error").await;
+    assert_eq!(e["code"], "removed", "{e}");
+    let took = kicked.elapsed();
+    println!("measured: kick in the room → removed from the meeting {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // His token is unexpired, but he is off the list now.
+    let e = server.refused_join("board", &t["token"]).await;
+    assert_eq!(e["code"], "invalid_token", "{e}");
+    let (status, e) = server.token("board", bob.openid().await).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (403, Some("not_room_member"))
+    );
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}
+
+/// The rooms on the homeserver, as its admin (the bot) sees them.
+async fn rooms(syn: &Synapse) -> u64 {
+    let bot = MatrixUser::login_with(syn, "meetbot", BOT_PASSWORD).await;
+    let (status, v) = bot
+        .try_call(reqwest::Method::GET, "/_synapse/admin/v1/rooms", None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v["total_rooms"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_guest_makes_no_room() {
+    let syn = Synapse::start(&["alice"]);
+    let store = temp_dir("store");
+    let server = TestServer::start(&syn, &store).await;
+    let alice = MatrixUser::login(&syn, "alice").await;
+
+    // The deployment lets anyone in, but nobody vouched for Dan: his
+    // meeting has no chat, and the homeserver no room for it.
+    let (_dan, joined) = server.join("lab", "Dan", None).await;
+    assert_eq!(joined["chat"], Value::Null, "{joined}");
+    assert_eq!(rooms(&syn).await, 0);
+    // Nor does a Matrix user take over his meeting by signing in to it.
+    let (status, e) = server.token("lab", alice.openid().await).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (503, Some("chat_unavailable")),
+        "{e}"
+    );
+    assert_eq!(rooms(&syn).await, 0);
+
+    // A guest with an invite link is someone a host vouched for.
+    let (_erin, joined) = server.join_invited("lab", "Erin").await;
+    assert!(joined["chat"]["room_id"].is_string(), "{joined}");
+    assert_eq!(rooms(&syn).await, 1);
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_user_is_refused_while_the_homeserver_cannot_answer() {
+    let mut syn = Synapse::start(&["alice"]);
+    let store = temp_dir("store");
+    let server = TestServer::start(&syn, &store).await;
+    let alice = MatrixUser::login(&syn, "alice").await;
+    alice.open_meeting(&server, "vault").await;
+    let (status, t) = server.token("vault", alice.openid().await).await;
+    assert_eq!(status, 200, "{t}");
+
+    syn.kill();
+    let asked = Instant::now();
+    let e = server.refused_join("vault", &t["token"]).await;
+    assert_eq!(e["code"], "unavailable", "{e}");
+    println!(
+        "measured: a join refused for an unanswered membership check in {:?}",
+        asked.elapsed()
+    );
+    // A guest with an invite link still gets in.
+    let (_guest, joined) = server.join_invited("vault", "Gus").await;
+    assert_eq!(joined["role"], "participant");
+
+    syn.run();
+    let (_alice_ws, joined): (Ws, Value) = server.join("vault", "x", t["token"].as_str()).await;
+    assert_eq!(joined["identity"]["user_id"], "@alice:localhost");
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}
