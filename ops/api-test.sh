@@ -21,7 +21,7 @@ sfu=${SFU_BIN:?set SFU_BIN to the server binary}
 work=$(mktemp -d)
 key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-MEET_ADMIN_KEY=$key MEET_MEDIA_IPS='["127.0.0.1"]' MEET_WORKERS=1 \
+MEET_ADMIN_KEY=$key MEET_POLICY_STORE="$work/policies.json" MEET_MEDIA_IPS='["127.0.0.1"]' MEET_WORKERS=1 \
   "$sfu" --listen "127.0.0.1:$port" --media-port 0 >"$work/server.log" 2>&1 &
 server=$!
 cleanup() {

@@ -43,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
     config.validate()?;
     // What the chat bridge derives from the rest (URLs) is checked too.
     config.chat()?;
+    // And the meetings' own policies, which a start would read.
+    config.policies()?;
     init_logs(config.log_format);
     if let Some(path) = &cli.check_config {
         println!("meet: configuration {} is valid", path.display());

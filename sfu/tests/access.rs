@@ -430,3 +430,103 @@ async fn strangers_wait_in_the_lobby_for_a_host() {
     drop((hana, gus, sam, tom));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_meeting_keeps_its_own_policy_over_a_restart() {
+    let dir = std::env::temp_dir().join(format!("meet-access-policy-{}", std::process::id()));
+    let config = Config {
+        policy_store: dir.join("policies.json"),
+        ..closed()
+    };
+    let server = Running::start(&config).await;
+    let admin = Admin::new(&server);
+    let put = |room: &str, body: Value| {
+        let path = format!("/api/admin/meetings/{room}/policy");
+        let admin = &admin;
+        async move { admin.call(reqwest::Method::PUT, &path, Some(body)).await }
+    };
+    let (status, v) = put("class", json!({"anonymous_join": true})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["overrides"], json!({"anonymous_join": true}), "{v}");
+    assert_eq!(
+        v["effective"],
+        json!({"anonymous_join": true, "lobby": true, "guests_before_host": true})
+    );
+    for bad in [
+        json!({"lobbby": false}),
+        json!([null, null]),
+        json!({"lobby": 1}),
+    ] {
+        let (status, v) = put("class", bad.clone()).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {v}"
+        );
+    }
+    let (status, v) = put("board", json!({"lobby": false})).await;
+    assert_eq!(status, 200, "{v}");
+
+    let (_ann, m) = try_join(&server, "class", "Ann", None).await;
+    assert_eq!(m["type"], "joined", "the open meeting: {m}");
+    let (_bo, m) = try_join(&server, "other", "Bo", None).await;
+    assert_eq!(m["type"], "lobby_waiting", "the deployment's lobby: {m}");
+    let (_cy, m) = try_join(&server, "board", "Cy", None).await;
+    assert_eq!(m["code"], "invite_required", "no lobby for this one: {m}");
+    drop((_ann, _bo, _cy));
+    server.stop().await;
+
+    let server = Running::start(&config).await;
+    let admin = Admin::new(&server);
+    let (status, v) = admin
+        .call(
+            reqwest::Method::GET,
+            "/api/admin/meetings/class/policy",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &v["overrides"]),
+        (200, &json!({"anonymous_join": true}))
+    );
+    let (_ann, m) = try_join(&server, "class", "Ann", None).await;
+    assert_eq!(m["type"], "joined", "still open after a restart: {m}");
+    let (status, v) = admin
+        .call(
+            reqwest::Method::PUT,
+            "/api/admin/meetings/class/policy",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, &v["overrides"]), (200, &json!({})));
+    let (_dee, m) = try_join(&server, "class", "Dee", None).await;
+    assert_eq!(m["type"], "lobby_waiting", "the deployment's again: {m}");
+    drop((_ann, _dee));
+    server.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn guests_wait_for_a_host_where_the_policy_says_so() {
+    let server = Running::start(&Config {
+        guests_before_host: false,
+        ..closed()
+    })
+    .await;
+    let admin = Admin::new(&server);
+    let host = admin.invite("board", json!({"role": "host"})).await;
+    let guest = admin.invite("board", json!({"role": "participant"})).await;
+    let (mut gus, m) = try_join(&server, "board", "Gus", Some(&guest)).await;
+    assert_eq!(m, json!({"type": "lobby_waiting", "for_host": true}));
+    let (_hana, m) = try_join(&server, "board", "Hana", Some(&host)).await;
+    assert_eq!(m["type"], "joined", "{m}");
+    let m = recv(&mut gus).await;
+    assert_eq!(
+        (m["type"].as_str(), m["role"].as_str()),
+        (Some("joined"), Some("participant")),
+        "the host's coming let Gus in: {m}"
+    );
+    let (_ida, m) = try_join(&server, "board", "Ida", Some(&guest)).await;
+    assert_eq!(m["type"], "joined", "a host is in: {m}");
+    server.stop().await;
+}

@@ -58,7 +58,9 @@ export async function join(name) {
     .on('chat_event', (m) => { if (m.event) applyChatEvent(m.event, { live: true }); })
     .on('chat_status', (m) => setChatDelayed(!!m.delayed))
     .on('draining', (m) => { $('server-notice').textContent = drainingNotice(m.seconds_left); })
-    .on('lobby_waiting', () => setStatus('Waiting for a host to let you in…'))
+    .on('lobby_waiting', (m) => setStatus(m.for_host
+      ? 'Waiting for a host to start the meeting…'
+      : 'Waiting for a host to let you in…'))
     .on('lobby', (m) => showLobby(m.waiting || []))
     .on('muted_by_host', onMutedByHost)
     .on('meeting_locked', onMeetingLocked)

@@ -1,6 +1,7 @@
 //! The admin API: what an operator (or their automation) may do over HTTP
 //! with the deployment's admin key — list meetings and who is in them,
-//! end a meeting or remove someone, mint invite links. Its OpenAPI
+//! end a meeting or remove someone, mint invite links, give a meeting a
+//! policy of its own. Its OpenAPI
 //! document is generated from these handlers and served at
 //! `/api/openapi.json`.
 
@@ -19,6 +20,7 @@ use utoipa_axum::routes;
 
 use super::admission::validate_name;
 use super::invite::MAX_LIFETIME_SECS;
+use super::policy::{Overrides, Policy, PolicyError};
 use super::roster::Ended;
 use super::server::{invite_link, AppState};
 use crate::room::api::Role;
@@ -30,7 +32,8 @@ const MAX_BODY_BYTES: usize = 4 * 1024;
 #[openapi(
     info(
         title = "meet admin API",
-        description = "Operate a meet server: meetings, participants, invite links. \
+        description = "Operate a meet server: meetings, participants, invite links, \
+                       meeting policies. \
                        Every operation needs `Authorization: Bearer <admin_key>`."
     ),
     modifiers(&AdminKeyScheme),
@@ -59,6 +62,7 @@ pub fn router(state: AppState) -> (axum::Router<AppState>, utoipa::openapi::Open
         .routes(routes!(get_meeting, close_meeting))
         .routes(routes!(remove_participant))
         .routes(routes!(create_invite))
+        .routes(routes!(get_policy, set_policy))
         .split_for_parts();
     // Route layers: on the admin routes only, not on the fallback, which
     // the merged router shares (an unknown path is a 404, not a 401).
@@ -71,7 +75,8 @@ pub fn router(state: AppState) -> (axum::Router<AppState>, utoipa::openapi::Open
 /// What every error response carries.
 #[derive(Serialize, ToSchema)]
 struct ApiError {
-    /// Stable code: `unauthorized`, `bad_request`, `not_found`.
+    /// Stable code: `unauthorized`, `bad_request`, `not_found`,
+    /// `conflict`, `unavailable`.
     error: String,
     message: String,
 }
@@ -128,6 +133,18 @@ async fn require_key(
         return r;
     }
     next.run(request).await
+}
+
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// A request body, which must be a JSON object: serde would also take a
+/// struct's fields from an array, which the schema does not allow.
+fn object<T: serde::de::DeserializeOwned>(
+    body: Result<Json<JsonObject>, JsonRejection>,
+) -> Result<T, Failure> {
+    let Json(fields) = body.map_err(|e| bad_request(e.body_text()))?;
+    serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| bad_request(e.to_string()))
 }
 
 /// A meeting named in the path; the schema says what `validate_name`
@@ -381,10 +398,10 @@ async fn create_invite(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<RoomPath>, PathRejection>,
-    body: Result<Json<InviteRequest>, JsonRejection>,
+    body: Result<Json<JsonObject>, JsonRejection>,
 ) -> Result<(StatusCode, Json<InviteCreated>), Failure> {
     let room = room(path)?;
-    let Json(request) = body.map_err(|e| bad_request(e.body_text()))?;
+    let request: InviteRequest = object(body)?;
     if !(1..=MAX_LIFETIME_SECS).contains(&request.lifetime_secs) {
         let m = format!("lifetime_secs must be between 1 and {MAX_LIFETIME_SECS}");
         return Err(bad_request(m));
@@ -408,4 +425,70 @@ async fn create_invite(
         expires_at,
     };
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[derive(Serialize, ToSchema)]
+struct MeetingPolicy {
+    room: String,
+    /// What this meeting sets itself; absent keys follow the deployment.
+    overrides: Overrides,
+    /// What applies to the meeting now.
+    effective: Policy,
+}
+
+fn meeting_policy(state: &AppState, room: String) -> MeetingPolicy {
+    MeetingPolicy {
+        overrides: state.policies.overrides(&room),
+        effective: state.policies.for_meeting(&room),
+        room,
+    }
+}
+
+/// Who may enter a meeting (which need not have started).
+#[utoipa::path(get, path = "/api/admin/meetings/{room}/policy",
+    params(RoomPath),
+    responses(
+        (status = 200, body = MeetingPolicy),
+        (status = 400, body = ApiError),
+        (status = 401, body = ApiError),
+    ))]
+async fn get_policy(
+    State(state): State<AppState>,
+    path: Result<Path<RoomPath>, PathRejection>,
+) -> Result<Json<MeetingPolicy>, Failure> {
+    let room = room(path)?;
+    Ok(Json(meeting_policy(&state, room)))
+}
+
+/// Gives a meeting its own policy, replacing what it had: keys left out
+/// follow the deployment's config (`{}` returns to it). It applies to
+/// joins from now on; nobody already in is sent out.
+#[utoipa::path(put, path = "/api/admin/meetings/{room}/policy",
+    params(RoomPath),
+    request_body = Overrides,
+    responses(
+        (status = 200, body = MeetingPolicy),
+        (status = 400, body = ApiError),
+        (status = 401, body = ApiError),
+        (status = 409, body = ApiError),
+        (status = 503, body = ApiError),
+    ))]
+async fn set_policy(
+    State(state): State<AppState>,
+    path: Result<Path<RoomPath>, PathRejection>,
+    body: Result<Json<JsonObject>, JsonRejection>,
+) -> Result<Json<MeetingPolicy>, Failure> {
+    let room = room(path)?;
+    let overrides: Overrides = object(body)?;
+    match state.policies.set(&room, overrides) {
+        Ok(()) => Ok(Json(meeting_policy(&state, room))),
+        Err(e @ PolicyError::TooMany) => {
+            Err(error(StatusCode::CONFLICT, "conflict", e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a meeting policy was not saved");
+            let m = "the policy could not be saved, so it is not in force";
+            Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m))
+        }
+    }
 }

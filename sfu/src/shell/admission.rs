@@ -61,16 +61,14 @@ pub enum Refused {
     Shut(Shut),
 }
 
-/// Who may enter meetings, per deployment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Policy {
-    /// Anyone who reaches the server may open and enter any meeting with
-    /// just a name (a lab, a classroom).
-    pub anonymous_join: bool,
-    /// Whoever may not come in directly (no invite link or Matrix
-    /// membership, or the meeting is locked) waits for a host instead of
-    /// being turned away.
-    pub lobby: bool,
+/// Why an admitted join waits before it reaches the meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// In the lobby, until a host lets it in (or not).
+    Lobby,
+    /// Until a host is in the meeting (or one lets it in earlier): a guest
+    /// where guests may not enter before a host.
+    Host,
 }
 
 /// A join that passed every check.
@@ -88,8 +86,7 @@ pub struct Admitted {
     pub chat: Option<MeetingChat>,
     /// What a host's ban of this participant keeps out.
     pub ban_key: Option<String>,
-    /// Waits in the lobby for a host to let it in.
-    pub lobby: bool,
+    pub wait: Option<Wait>,
 }
 
 /// Checks a join, cheap checks first: the meeting's chat room (which may
@@ -112,6 +109,7 @@ pub async fn admit(
     let name = validate_name("name", name)
         .map_err(Refused::InvalidName)?
         .to_owned();
+    let policy = state.policies.for_meeting(&room);
     // A Matrix identity wins over an invite; an invite over the policy.
     let (guest_role, invite_id) = match (&identity, invite) {
         (Some(_), _) => (None, None),
@@ -122,13 +120,13 @@ pub async fn admit(
                 .map_err(|e| Refused::InvalidInvite(e.to_string()))?;
             (Some(invite.role), Some(invite.jti))
         }
-        (None, None) if state.policy.anonymous_join => (Some(Role::Participant), None),
-        (None, None) if state.policy.lobby => (Some(Role::Participant), None),
+        (None, None) if policy.anonymous_join => (Some(Role::Participant), None),
+        (None, None) if policy.lobby => (Some(Role::Participant), None),
         (None, None) => return Err(Refused::InviteRequired),
     };
     let anonymous = identity.is_none() && invite.is_none();
     // Knocking: an anonymous guest on a deployment not open to them.
-    let mut lobby = anonymous && !state.policy.anonymous_join;
+    let mut wait = (anonymous && !policy.anonymous_join).then_some(Wait::Lobby);
     let room_use = if anonymous {
         RoomUse::ExistingOnly
     } else {
@@ -162,8 +160,16 @@ pub async fn admit(
     match state.roster.admits(&room, role, ban_key.as_deref()) {
         Ok(()) => {}
         // A locked meeting: hosts may still let them in.
-        Err(Shut::Locked) if state.policy.lobby => lobby = true,
+        Err(Shut::Locked) if policy.lobby => wait = Some(Wait::Lobby),
         Err(shut) => return Err(Refused::Shut(shut)),
+    }
+    if wait.is_none()
+        && identity.is_none()
+        && !role.may_moderate()
+        && !policy.guests_before_host
+        && !state.roster.has_host(&room)
+    {
+        wait = Some(Wait::Host);
     }
     Ok(Admitted {
         room,
@@ -174,7 +180,7 @@ pub async fn admit(
         role,
         chat,
         ban_key,
-        lobby,
+        wait,
     })
 }
 

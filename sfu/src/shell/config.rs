@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::shell::policy::{Policies, Policy, PolicyError};
 use crate::shell::turn;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,7 @@ const STRING_KEYS: &[&str] = &[
     "matrix_user",
     "matrix_password",
     "matrix_store",
+    "policy_store",
     "token_secret",
     "matrix_as_token",
     "matrix_as_prefix",
@@ -118,6 +120,13 @@ pub struct Config {
     /// membership, or a locked meeting) waits in the lobby for a host;
     /// false: they are turned away.
     pub lobby: bool,
+    /// Guests (no Matrix identity, not a host) may enter a meeting no host
+    /// is in yet; false: they wait until a host comes.
+    pub guests_before_host: bool,
+    /// File keeping the policies the admin API set for single meetings
+    /// (created when the first is set). Empty: kept in memory only, and
+    /// lost with a restart.
+    pub policy_store: PathBuf,
     /// Bearer key of the admin API (`/api/admin/…`, at least 32
     /// characters). Empty: the admin API refuses every request.
     pub admin_key: String,
@@ -202,6 +211,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             anonymous_join: false,
             lobby: true,
+            guests_before_host: true,
+            policy_store: PathBuf::from("meet-data/meeting-policies.json"),
             admin_key: String::new(),
             widget_origins: Vec::new(),
         }
@@ -384,6 +395,17 @@ impl Config {
             return Ok(None);
         }
         parse_http_url("public_url", &self.public_url).map(Some)
+    }
+
+    /// The deployment's policy, with the meetings' own from `policy_store`.
+    pub fn policies(&self) -> Result<Policies, PolicyError> {
+        let deployment = Policy {
+            anonymous_join: self.anonymous_join,
+            lobby: self.lobby,
+            guests_before_host: self.guests_before_host,
+        };
+        let store = !self.policy_store.as_os_str().is_empty();
+        Policies::load(deployment, store.then(|| self.policy_store.clone()))
     }
 
     /// The chat bridge's settings; `None` when no homeserver is configured.

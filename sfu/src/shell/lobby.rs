@@ -1,7 +1,8 @@
 //! The lobby: people who knocked on a meeting (no invite link, no Matrix
 //! membership, or the meeting is locked) and wait for a host to let them
-//! in or not. Hosts' sessions watch the list of who is waiting; a waiting
-//! session holds a [`Ticket`] and learns the decision through it.
+//! in or not, and guests who wait for a host to come at all. Hosts'
+//! sessions watch the list of who is waiting; a waiting session holds a
+//! [`Ticket`] and learns the decision through it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,8 +25,15 @@ pub struct Knock {
 #[error("too many people are waiting to be let into this meeting; try again later")]
 pub struct LobbyFull;
 
+struct Waiting {
+    name: String,
+    /// Let in as soon as a host comes.
+    until_host: bool,
+    decide: oneshot::Sender<bool>,
+}
+
 struct Door {
-    waiting: BTreeMap<String, (String, oneshot::Sender<bool>)>,
+    waiting: BTreeMap<String, Waiting>,
     /// Who is waiting, for hosts' sessions.
     list: watch::Sender<Vec<Knock>>,
 }
@@ -35,9 +43,9 @@ impl Door {
         let list: Vec<Knock> = self
             .waiting
             .iter()
-            .map(|(id, (name, _))| Knock {
+            .map(|(id, w)| Knock {
                 id: id.clone(),
-                name: name.clone(),
+                name: w.name.clone(),
             })
             .collect();
         self.list.send_replace(list);
@@ -93,11 +101,13 @@ impl Lobby {
     }
 
     /// `name` knocks on `room`: a ticket while waiting, and the hosts'
-    /// decision (true: come in) when it comes.
+    /// decision (true: come in) when it comes; `until_host`: the first
+    /// host to come lets it in.
     pub fn knock(
         &self,
         room: &str,
         name: &str,
+        until_host: bool,
     ) -> Result<(Ticket, oneshot::Receiver<bool>), LobbyFull> {
         let mut doors = self.lock();
         let door = Self::door(&mut doors, room);
@@ -106,7 +116,12 @@ impl Lobby {
         }
         let id = format!("{:016x}", rand::random::<u64>());
         let (tx, rx) = oneshot::channel();
-        door.waiting.insert(id.clone(), (name.to_owned(), tx));
+        let waiting = Waiting {
+            name: name.to_owned(),
+            until_host,
+            decide: tx,
+        };
+        door.waiting.insert(id.clone(), waiting);
         door.publish();
         let ticket = Ticket {
             lobby: self.clone(),
@@ -130,13 +145,36 @@ impl Lobby {
         let Some(door) = doors.get_mut(room) else {
             return false;
         };
-        let Some((_, decide)) = door.waiting.remove(id) else {
+        let Some(waiting) = door.waiting.remove(id) else {
             return false;
         };
         door.publish();
         // The knocker may have given up a moment ago.
-        let _ = decide.send(admit);
+        let _ = waiting.decide.send(admit);
         true
+    }
+
+    /// A host is in `room` now: everyone who waited only for that comes in.
+    pub fn host_arrived(&self, room: &str) {
+        let mut doors = self.lock();
+        let Some(door) = doors.get_mut(room) else {
+            return;
+        };
+        let waited: Vec<String> = door
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.until_host)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if waited.is_empty() {
+            return;
+        }
+        for id in waited {
+            if let Some(w) = door.waiting.remove(&id) {
+                let _ = w.decide.send(true);
+            }
+        }
+        door.publish();
     }
 }
 
@@ -148,8 +186,8 @@ mod tests {
     async fn hosts_see_who_knocks_and_let_them_in_or_not() {
         let lobby = Lobby::default();
         let mut hosts = lobby.watch("r");
-        let (_ann, ann_in) = lobby.knock("r", "Ann").unwrap();
-        let (bo, mut bo_in) = lobby.knock("r", "Bo").unwrap();
+        let (_ann, ann_in) = lobby.knock("r", "Ann", false).unwrap();
+        let (bo, mut bo_in) = lobby.knock("r", "Bo", false).unwrap();
         assert!(hosts.has_changed().unwrap());
         let waiting = hosts.borrow_and_update().clone();
         assert_eq!(waiting.len(), 2);
@@ -165,13 +203,31 @@ mod tests {
         assert!(!lobby.decide("other", "x", true));
     }
 
+    #[tokio::test]
+    async fn a_host_coming_lets_in_those_who_waited_for_one() {
+        let lobby = Lobby::default();
+        let mut hosts = lobby.watch("r");
+        let (_gus, gus_in) = lobby.knock("r", "Gus", true).unwrap();
+        let (_sam, mut sam_in) = lobby.knock("r", "Sam", false).unwrap();
+        lobby.host_arrived("other");
+        lobby.host_arrived("r");
+        assert_eq!(gus_in.await, Ok(true));
+        assert!(
+            sam_in.try_recv().is_err(),
+            "a stranger still waits for a decision"
+        );
+        let waiting = hosts.borrow_and_update().clone();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].name, "Sam");
+    }
+
     #[test]
     fn a_door_has_room_for_so_many() {
         let lobby = Lobby::default();
         let tickets: Vec<_> = (0..MAX_WAITING)
-            .map(|i| lobby.knock("r", &format!("n{i}")).unwrap())
+            .map(|i| lobby.knock("r", &format!("n{i}"), false).unwrap())
             .collect();
-        assert!(lobby.knock("r", "one more").is_err());
+        assert!(lobby.knock("r", "one more", false).is_err());
         drop(tickets);
         assert!(lobby.doors.lock().unwrap().is_empty(), "an empty door goes");
     }

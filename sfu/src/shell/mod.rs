@@ -13,6 +13,7 @@ pub mod invite;
 pub mod limits;
 pub mod lobby;
 pub mod metrics;
+pub mod policy;
 pub mod roster;
 pub mod server;
 pub mod token;

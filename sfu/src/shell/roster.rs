@@ -104,6 +104,13 @@ impl Roster {
         Ok(())
     }
 
+    /// Whether someone who may moderate (a host) is in `room`.
+    pub fn has_host(&self, room: &str) -> bool {
+        self.lock()
+            .get(room)
+            .is_some_and(|m| m.members.values().any(|e| e.member.role.may_moderate()))
+    }
+
     /// Seats a participant: the oneshot fires if it is to be ended, the
     /// watch says whether the meeting is locked.
     pub fn seat(

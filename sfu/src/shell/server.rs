@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::room::{Role, RouterConfig};
 use crate::shell::admin;
-use crate::shell::admission::{validate_name, Policy};
+use crate::shell::admission::validate_name;
 use crate::shell::config::Config;
 use crate::shell::drain::Drain;
 use crate::shell::headers::{self, SecurityHeaders};
@@ -30,6 +30,7 @@ use crate::shell::invite::Invites;
 use crate::shell::limits::{Bounds, Limits};
 use crate::shell::lobby::Lobby;
 use crate::shell::metrics::Metrics;
+use crate::shell::policy::{Policies, PolicyError};
 use crate::shell::roster::Roster;
 use crate::shell::token::TokenKeys;
 use crate::shell::turn::{self, Turn};
@@ -57,6 +58,8 @@ pub enum ServerError {
     Worker(#[source] std::io::Error),
     #[error(transparent)]
     Config(#[from] crate::shell::config::ConfigError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error("cannot start the chat bridge: {0}")]
     Chat(#[from] chat::ChatError),
     #[error("HTTP server failed: {0}")]
@@ -73,7 +76,8 @@ pub struct AppState {
     pub chat: Option<Chat>,
     pub tokens: TokenKeys,
     pub invites: Invites,
-    pub policy: Policy,
+    /// Who may enter, per deployment and per meeting.
+    pub policies: Policies,
     pub roster: Roster,
     /// Who waits for a host to let them in.
     pub lobby: Lobby,
@@ -133,6 +137,7 @@ impl Server {
         if ips.is_empty() {
             return Err(ServerError::NoMediaAddress);
         }
+        let policies = config.policies()?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -202,10 +207,7 @@ impl Server {
                 chat,
                 invites: Invites::new(tokens.clone()),
                 tokens,
-                policy: Policy {
-                    anonymous_join: config.anonymous_join,
-                    lobby: config.lobby,
-                },
+                policies,
                 roster: Roster::default(),
                 lobby: Lobby::default(),
                 drain: Drain::default(),

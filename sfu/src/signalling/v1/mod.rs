@@ -190,7 +190,12 @@ pub enum ServerMessage {
     },
     /// Reply to `join` for someone who must wait for a host to let them
     /// in; `joined` or an error follows.
-    LobbyWaiting {},
+    LobbyWaiting {
+        /// Waiting for a host to come, not for one's decision: guests may
+        /// not enter this meeting before a host (absent when false).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        for_host: bool,
+    },
     /// To hosts: who waits in the lobby now (also right after `joined`
     /// when someone does).
     Lobby {
@@ -465,6 +470,16 @@ mod tests {
         assert_eq!(
             parse(r#"{"type":"end_meeting"}"#),
             ClientMessage::EndMeeting {}
+        );
+        let wire = |m: ServerMessage| serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            wire(ServerMessage::LobbyWaiting { for_host: false }),
+            r#"{"type":"lobby_waiting"}"#,
+            "as before"
+        );
+        assert_eq!(
+            wire(ServerMessage::LobbyWaiting { for_host: true }),
+            r#"{"type":"lobby_waiting","for_host":true}"#
         );
     }
 }

@@ -8,16 +8,23 @@ use tokio::sync::watch;
 
 use super::super::{ClientMessage, ErrorCode, ServerMessage};
 use super::{parse, Incoming, Session, PING_INTERVAL};
+use crate::shell::admission::Wait;
 use crate::shell::lobby::Knock;
 
 /// Longest anyone waits in a lobby for a host's decision.
 const LOBBY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// Waits in `room`'s lobby for a host to let the client in: `Some(true)`
-/// in, `Some(false)` not (told why; it may knock again), `None` the
-/// client went away.
-pub(super) async fn wait_in_lobby(session: &mut Session, room: &str, name: &str) -> Option<bool> {
-    let (_ticket, decision) = match session.state.lobby.knock(room, name) {
+/// Waits in `room`'s lobby for a host to let the client in (or, for
+/// [`Wait::Host`], to come): `Some(true)` in, `Some(false)` not (told
+/// why; it may knock again), `None` the client went away.
+pub(super) async fn wait_in_lobby(
+    session: &mut Session,
+    room: &str,
+    name: &str,
+    wait: Wait,
+) -> Option<bool> {
+    let for_host = wait == Wait::Host;
+    let (_ticket, decision) = match session.state.lobby.knock(room, name, for_host) {
         Ok(t) => t,
         Err(full) => {
             let msg = ServerMessage::error(ErrorCode::LobbyFull, full.to_string());
@@ -25,7 +32,15 @@ pub(super) async fn wait_in_lobby(session: &mut Session, room: &str, name: &str)
             return Some(false);
         }
     };
-    if !session.send(&ServerMessage::LobbyWaiting {}).await {
+    // A host who sat down between the admission and the knock has
+    // already looked for those waiting for one.
+    if for_host && session.state.roster.has_host(room) {
+        return Some(true);
+    }
+    if !session
+        .send(&ServerMessage::LobbyWaiting { for_host })
+        .await
+    {
         return None;
     }
     let timeout = tokio::time::sleep(LOBBY_TIMEOUT);
@@ -42,7 +57,11 @@ pub(super) async fn wait_in_lobby(session: &mut Session, room: &str, name: &str)
                 return Some(false);
             }
             () = &mut timeout => {
-                let msg = "no host let you in in time; knock again later";
+                let msg = if for_host {
+                    "no host came in time; try again later"
+                } else {
+                    "no host let you in in time; knock again later"
+                };
                 session.send(&ServerMessage::error(ErrorCode::LobbyTimeout, msg)).await;
                 return Some(false);
             }

@@ -270,7 +270,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             anonymous,
             chat,
             ban_key,
-            lobby,
+            wait,
         } = match admitted {
             Ok(a) => a,
             Err(refused) => {
@@ -297,8 +297,10 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             session.refuse_for(limit, code).await;
             continue;
         }
-        if lobby && !wait_in_lobby(session, &room, &name).await? {
-            continue;
+        if let Some(wait) = wait {
+            if !wait_in_lobby(session, &room, &name, wait).await? {
+                continue;
+            }
         }
         let participant_id = format!("{:016x}", rand::random::<u64>());
         let worker = session.state.worker_for(&room).clone();
@@ -334,6 +336,10 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             ban_key,
         };
         let (seat, ended, locked) = session.state.roster.seat(&room, &participant_id, member);
+        if role.may_moderate() {
+            // Seated first: a guest who knocks from now on sees the host.
+            session.state.lobby.host_arrived(&room);
+        }
         let joined = Joined {
             _seat: seat,
             ended,
