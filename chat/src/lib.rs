@@ -51,6 +51,9 @@ pub struct ChatConfig {
     /// Set when the homeserver has our application-service registration:
     /// participants then write as ghost users instead of through the bot.
     pub appservice: Option<AppService>,
+    /// Messages of one meeting that may wait in the outbox (the homeserver
+    /// is away); more are refused, so one meeting cannot fill the disk.
+    pub max_outbox_per_meeting: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +84,9 @@ pub enum ChatError {
     Invalid(String),
     #[error("meeting `{0}` has no chat room open here")]
     NoMeeting(String),
+    /// The homeserver is away and the meeting's outbox is full.
+    #[error("{0} chat messages of this meeting already wait for the homeserver; try again when chat is back")]
+    Backlog(u64),
     /// Only identified participants make the bridge create a room.
     #[error("meeting `{0}` has no Matrix room, and only an identified participant makes one")]
     NoRoom(String),

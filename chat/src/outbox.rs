@@ -88,7 +88,14 @@ impl Chat {
             m.room_id.to_string(),
             meeting.to_owned(),
         );
+        let bound = self.inner.config.max_outbox_per_meeting;
         let seq = tokio::task::spawn_blocking(move || {
+            // Counted, not reserved: posts at the same moment may pass it by
+            // a few, which bounds the disk all the same.
+            let waiting = inner.store.outbox_len_for(&meeting_name)?;
+            if waiting >= bound {
+                return Err(ChatError::Backlog(waiting));
+            }
             let content = content.to_string();
             let event = Queued {
                 meeting: Some(&meeting_name),

@@ -84,6 +84,8 @@ impl Store {
                  meeting TEXT,
                  person TEXT
              );
+             -- Each chat message counts its meeting's waiting events.
+             CREATE INDEX IF NOT EXISTS outbox_meeting ON outbox (meeting);
              CREATE TABLE IF NOT EXISTS ghosts (
                  person TEXT PRIMARY KEY,
                  localpart TEXT NOT NULL UNIQUE
@@ -254,6 +256,15 @@ impl Store {
         Ok(())
     }
 
+    /// Events waiting for one meeting.
+    pub fn outbox_len_for(&self, meeting: &str) -> Result<u64, ChatError> {
+        Ok(self.db().query_row(
+            "SELECT COUNT(*) FROM outbox WHERE meeting = ?1",
+            [meeting],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn outbox_len(&self) -> Result<u64, ChatError> {
         Ok(self
             .db()
@@ -299,6 +310,8 @@ mod tests {
         assert!(store.waiting_for("m", 10).unwrap().is_empty());
         store.enqueue("t1-", &message).unwrap();
         assert_eq!(store.waiting_for("m", 10).unwrap().len(), 1);
+        assert_eq!(store.outbox_len_for("m").unwrap(), 1);
+        assert_eq!(store.outbox_len_for("other").unwrap(), 0);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -377,7 +377,8 @@ async fn carol_joins(server: &TestServer, invited: bool) -> (common::Ws, Value) 
 }
 
 /// Synapse dies during a meeting, the meeting server restarts meanwhile,
-/// and all that was written arrives once, in order, when Synapse is back;
+/// and all that was written arrives once, in order, when Synapse is back
+/// (what would overfill the meeting's outbox is refused, and said so);
 /// relayed by the bot for Carol, an anonymous guest, or, with `ghosts`,
 /// sent by the ghost users of Carol, a guest with an invite link (one
 /// ghost per visit: she comes back after the restart).
@@ -389,7 +390,11 @@ async fn outage(ghosts: bool) {
     } else {
         String::new()
     };
-    let config = |c: &mut Config| c.matrix_as_token = as_token.clone();
+    // Room for exactly what Carol writes during the outage.
+    let config = |c: &mut Config| {
+        c.matrix_as_token = as_token.clone();
+        c.max_chat_outbox_per_meeting = 20;
+    };
     let server = TestServer::start_with(&syn, &store, config).await;
     let alice = MatrixUser::login(&syn, "alice").await;
     let room = alice.open_meeting(&server, "outage").await;
@@ -433,6 +438,11 @@ async fn outage(ghosts: bool) {
         send(&mut carol, json!({"type":"chat","text":format!("m{i}")})).await;
         chat_event(&mut carol, "message").await;
     }
+    // The meeting's outbox is full: a 21st is refused, not queued.
+    send(&mut carol, json!({"type":"chat","text":"one too many"})).await;
+    let refused = next_of(&mut carol, "error").await;
+    assert_eq!(refused["code"], "chat_backlog", "{refused}");
+    assert_eq!(server.metric("meet_chat_outbox_events").await, 20.0);
 
     syn.run();
     let prefix = if ghosts { "" } else { "Carol: " };

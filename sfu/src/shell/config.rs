@@ -81,6 +81,9 @@ pub struct Config {
     pub max_meetings: usize,
     /// Chat messages one participant may send in a minute.
     pub max_chat_messages_per_minute: usize,
+    /// Chat messages of one meeting that may wait for an unreachable
+    /// homeserver (on disk); more are refused until it is back.
+    pub max_chat_outbox_per_meeting: usize,
     /// SRTP protection profiles the DTLS handshake may settle on. The
     /// engine, as DTLS server, takes the first of the browser's list that
     /// is also here, and Chromium lists AES-CM, then AES-256-GCM, then
@@ -192,6 +195,7 @@ impl Default for Config {
             max_joins_per_address_per_minute: 600,
             max_meetings: 1000,
             max_chat_messages_per_minute: 60,
+            max_chat_outbox_per_meeting: 1000,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
             public_url: String::new(),
             matrix_homeserver: String::new(),
@@ -302,6 +306,10 @@ impl Config {
             (
                 "max_chat_messages_per_minute",
                 self.max_chat_messages_per_minute,
+            ),
+            (
+                "max_chat_outbox_per_meeting",
+                self.max_chat_outbox_per_meeting,
             ),
         ] {
             if !(1..=1_000_000).contains(&value) {
@@ -434,6 +442,7 @@ impl Config {
                 as_token: self.matrix_as_token.clone(),
                 prefix: self.matrix_as_prefix.clone(),
             }),
+            max_outbox_per_meeting: self.max_chat_outbox_per_meeting as u64,
         }))
     }
 

@@ -29,6 +29,8 @@ pub enum Limit {
     Candidates,
     #[error("too many chat messages in the last minute; wait a little")]
     ChatMessages,
+    #[error("too many chat messages of this meeting wait for the homeserver; try again when chat is back")]
+    ChatOutbox,
 }
 
 impl Limit {
@@ -42,6 +44,7 @@ impl Limit {
             Limit::WorkerQueue => "worker_queue",
             Limit::Candidates => "candidates",
             Limit::ChatMessages => "chat_messages",
+            Limit::ChatOutbox => "chat_outbox",
         }
     }
 }

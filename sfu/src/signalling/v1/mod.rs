@@ -291,6 +291,9 @@ pub enum ErrorCode {
     /// More than `max_chat_messages_per_minute` chat messages in the last
     /// minute; this one was not sent.
     TooManyChatMessages,
+    /// The homeserver is away and `max_chat_outbox_per_meeting` messages
+    /// of this meeting already wait for it; this one was not sent.
+    ChatBacklog,
 }
 
 impl ServerMessage {

@@ -549,12 +549,18 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         Some(chat) => chat.post(&joined.room, &author, &text).await,
                         None => Err(ChatError::NoMeeting(joined.room.clone())),
                     };
-                    if let Err(e) = result {
-                        let code = match e {
-                            ChatError::Invalid(_) => ErrorCode::BadMessage,
-                            _ => ErrorCode::ChatUnavailable,
-                        };
-                        session.send(&ServerMessage::error(code, e.to_string())).await;
+                    match result {
+                        Ok(()) => {}
+                        Err(ChatError::Backlog(_)) => {
+                            session.refuse_for(Limit::ChatOutbox, ErrorCode::ChatBacklog).await;
+                        }
+                        Err(e) => {
+                            let code = match e {
+                                ChatError::Invalid(_) => ErrorCode::BadMessage,
+                                _ => ErrorCode::ChatUnavailable,
+                            };
+                            session.send(&ServerMessage::error(code, e.to_string())).await;
+                        }
                     }
                 }
                 Incoming::Message(
