@@ -22,7 +22,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use sfu::room::api::{
     Command, Event, LeaveReason, Quality, Refusal, Role, Source, TrackAnnouncement,
 };
-use sfu::room::{Input, Output, Router, RouterConfig};
+use sfu::room::{Input, Output, Router, RouterConfig, Transport};
 
 const SERVER: &str = "10.0.0.1:4000";
 const STEP: Duration = Duration::from_millis(5);
@@ -87,6 +87,7 @@ impl Net {
             now: Instant::now(),
             router: Router::new(RouterConfig {
                 candidates: vec![server_addr()],
+                tcp_candidates: Vec::new(),
                 peer_timeout,
                 keyframe_interval: Duration::from_millis(300),
                 seed: 7,
@@ -277,6 +278,7 @@ impl Net {
                                 from,
                                 local: IpAddr::from([10, 0, 0, 1]),
                                 data: &data,
+                                transport: Transport::Udp,
                             },
                         );
                     }
@@ -1474,6 +1476,7 @@ fn a_forged_binding_request_teaches_the_server_no_address() {
                 from: stranger,
                 local: IpAddr::from([10, 0, 0, 1]),
                 data: &data,
+                transport: Transport::Udp,
             },
         );
     }

@@ -1,6 +1,7 @@
 //! Building the media engine's peer connections the way this SFU needs them:
-//! ICE-lite with our own host candidates and credentials (so datagrams on the
-//! shared port can be routed by ufrag), no ICE servers, AES-GCM SRTP first,
+//! ICE-lite with our own host candidates (UDP, and passive ICE-TCP where
+//! configured) and credentials (so datagrams on the shared port can be
+//! routed by ufrag), no ICE servers, AES-GCM SRTP first,
 //! only the codecs every browser can both send and decode, and RTX for
 //! video, so that a resent packet travels on a stream of its own.
 
@@ -8,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::ice::tcp_type::TcpType;
 use rtc::interceptor::{ReceiverReportBuilder, Registry, SenderReportBuilder, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_simulcast_extension_headers, configure_twcc_receiver_only,
@@ -182,13 +184,15 @@ fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry
 }
 
 /// A new peer connection for one participant's publisher or subscriber side,
-/// reachable at `candidates` with the given ICE credentials.
+/// reachable at `candidates` over UDP and `tcp_candidates` over ICE-TCP,
+/// with the given ICE credentials.
 pub fn new_peer(
     now: Instant,
     role: Target,
     ufrag: &str,
     pwd: &str,
     candidates: &[SocketAddr],
+    tcp_candidates: &[SocketAddr],
     srtp_profiles: &[SrtpProfile],
 ) -> Result<RTCPeerConnection, PeerError> {
     let setting_engine = SettingEngineBuilder::new()
@@ -223,20 +227,38 @@ pub fn new_peer(
         pc.add_local_candidate(host_candidate(addr)?)
             .context("adding host candidate")?;
     }
+    for &addr in tcp_candidates {
+        pc.add_local_candidate(tcp_host_candidate(addr)?)
+            .context("adding ICE-TCP host candidate")?;
+    }
     Ok(pc)
 }
 
 /// A UDP host candidate at `addr`, as the engine takes it.
 pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, PeerError> {
+    candidate(addr, "udp", TcpType::Unspecified)
+}
+
+/// A passive ICE-TCP host candidate at `addr` (RFC 6544): the browser
+/// connects to it, we never connect out.
+fn tcp_host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, PeerError> {
+    candidate(addr, "tcp", TcpType::Passive)
+}
+
+fn candidate(
+    addr: SocketAddr,
+    network: &str,
+    tcp_type: TcpType,
+) -> Result<RTCIceCandidateInit, PeerError> {
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
-            network: "udp".to_owned(),
+            network: network.to_owned(),
             address: addr.ip().to_string(),
             port: addr.port(),
             component: 1,
             ..Default::default()
         },
-        ..Default::default()
+        tcp_type,
     }
     .new_candidate_host()
     .map_err(|e| PeerError::Engine {

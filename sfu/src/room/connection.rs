@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use rtc::crypto::RTCCryptoProvider;
 use rtc::sansio::Protocol;
+use rtc::shared::TransportProtocol;
 use slab::Slab;
 
 use super::api::Target;
 use super::ice::BindingRequest;
-use super::Output;
+use super::{Output, Transport};
 use crate::engine::peer::PeerConnection;
 
 pub type ConnKey = usize;
@@ -28,7 +29,7 @@ pub struct Connection {
     pub role: Target,
     ufrag: String,
     pwd: String,
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<(Transport, SocketAddr)>,
     /// Last datagram, or when negotiation made the connection necessary.
     pub last_rx: Instant,
     /// Negotiated (a remote description applied): from then on the browser
@@ -50,10 +51,16 @@ impl Connection {
     /// its next deadline (sending may have armed a timer).
     pub fn drain_writes(&mut self, out: &mut VecDeque<Output>) {
         while let Some(w) = self.pc.poll_write() {
+            // Nothing else exists yet; UDP is what the engine defaults to.
+            let transport = match w.transport.transport_protocol {
+                TransportProtocol::TCP => Transport::Tcp,
+                _ => Transport::Udp,
+            };
             out.push_back(Output::Transmit {
                 from: w.transport.local_addr.ip(),
                 to: w.transport.peer_addr,
                 data: w.message,
+                transport,
             });
         }
         self.deadline = self.pc.poll_timeout();
@@ -77,7 +84,7 @@ pub struct Credentials {
 pub struct Connections {
     slab: Slab<Connection>,
     by_ufrag: HashMap<String, ConnKey>,
-    by_addr: HashMap<SocketAddr, ConnKey>,
+    by_addr: HashMap<(Transport, SocketAddr), ConnKey>,
     crypto: std::sync::Arc<dyn RTCCryptoProvider>,
 }
 
@@ -132,9 +139,16 @@ impl Connections {
 
     /// The connection a datagram from `from` is for. A new address must
     /// present an authentic binding request for one of our connections,
-    /// which then remembers it.
-    pub fn route(&mut self, from: SocketAddr, data: &[u8]) -> Option<ConnKey> {
-        if let Some(&c) = self.by_addr.get(&from) {
+    /// which then remembers it. A TCP connection's address is its own, even
+    /// where a UDP peer has the same one.
+    pub fn route(
+        &mut self,
+        from: SocketAddr,
+        transport: Transport,
+        data: &[u8],
+    ) -> Option<ConnKey> {
+        let remote = (transport, from);
+        if let Some(&c) = self.by_addr.get(&remote) {
             return Some(c);
         }
         let mut request = BindingRequest::parse(data)?;
@@ -143,8 +157,8 @@ impl Connections {
         if c.addrs.len() >= MAX_ADDRS_PER_CONN || !request.authentic(&c.pwd, self.crypto.crypto()) {
             return None;
         }
-        c.addrs.push(from);
-        self.by_addr.insert(from, key);
+        c.addrs.push(remote);
+        self.by_addr.insert(remote, key);
         Some(key)
     }
 

@@ -115,6 +115,7 @@ impl Router {
             &creds.ufrag,
             &creds.pwd,
             &self.cfg.candidates,
+            &self.cfg.tcp_candidates,
             &self.cfg.srtp_profiles,
         )?;
         Ok(self.conns.insert(now, pc, owner, role, creds))

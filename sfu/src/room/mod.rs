@@ -64,6 +64,9 @@ use crate::shell::config::SrtpProfile;
 pub struct RouterConfig {
     /// Host candidates every connection advertises (this worker's port).
     pub candidates: Vec<SocketAddr>,
+    /// Passive ICE-TCP host candidates (this worker's TCP port), for
+    /// browsers whose firewall drops UDP; empty: none.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// A connection silent this long is considered gone.
     pub peer_timeout: Duration,
     /// Least time between two keyframe requests to one publisher track.
@@ -78,6 +81,14 @@ pub struct RouterConfig {
     pub wallclock: SystemInstant,
 }
 
+/// How a datagram travels: on the worker's UDP socket, or as one frame on
+/// one of its ICE-TCP connections (which the shell knows by `from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
 /// What the shell feeds in.
 #[derive(Debug)]
 pub enum Input<'a> {
@@ -88,6 +99,7 @@ pub enum Input<'a> {
         from: SocketAddr,
         local: IpAddr,
         data: &'a [u8],
+        transport: Transport,
     },
     /// A participant's session asks something.
     Command {
@@ -106,6 +118,7 @@ pub enum Output {
         from: IpAddr,
         to: SocketAddr,
         data: BytesMut,
+        transport: Transport,
     },
     /// For a participant's session. After [`Event::Left`] nothing more
     /// comes for that participant.
@@ -245,7 +258,12 @@ impl Router {
             self.next_housekeeping = Some(now + HOUSEKEEPING);
         }
         match input {
-            Input::Datagram { from, local, data } => self.handle_datagram(now, from, local, data),
+            Input::Datagram {
+                from,
+                local,
+                data,
+                transport,
+            } => self.handle_datagram(now, from, local, data, transport),
             Input::Command {
                 participant_id,
                 command,
@@ -305,18 +323,27 @@ impl Router {
 
     // ----- media path -----
 
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, local: IpAddr, data: &[u8]) {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: IpAddr,
+        data: &[u8],
+        transport: Transport,
+    ) {
         self.stats.datagrams_in += 1;
-        let Some(conn) = self.conns.route(from, data) else {
+        let Some(conn) = self.conns.route(from, transport, data) else {
             self.stats.datagrams_dropped += 1;
             return;
         };
-        let local_addr = self
-            .cfg
-            .candidates
+        let (candidates, transport_protocol) = match transport {
+            Transport::Udp => (&self.cfg.candidates, TransportProtocol::UDP),
+            Transport::Tcp => (&self.cfg.tcp_candidates, TransportProtocol::TCP),
+        };
+        let local_addr = candidates
             .iter()
             .find(|c| c.ip() == local)
-            .or(self.cfg.candidates.first())
+            .or(candidates.first())
             .copied()
             .unwrap_or(SocketAddr::new(local, 0));
         let Some(c) = self.conns.get_mut(conn) else {
@@ -329,7 +356,7 @@ impl Router {
                 local_addr,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol,
             },
             message: BytesMut::from(data),
         });

@@ -58,6 +58,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// First UDP media port; worker `i` uses `media_port + i`. 0: any free port.
     pub media_port: u16,
+    /// First TCP port for ICE over TCP (passive candidates, for browsers
+    /// whose firewall drops UDP); worker `i` uses `ice_tcp_port + i`.
+    /// 0: any free port. Absent: no ICE-TCP.
+    pub ice_tcp_port: Option<u16>,
     /// Media workers (threads, each with its own port and rooms); 0: one per core.
     pub workers: usize,
     /// Addresses advertised as ICE host candidates. Empty: every
@@ -184,6 +188,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_listen: None,
             media_port: 0,
+            ice_tcp_port: None,
             workers: 0,
             media_ips: Vec::new(),
             public_ip: None,
@@ -282,6 +287,14 @@ impl Config {
         }
         if self.media_port != 0 && usize::from(self.media_port) + self.workers.max(1) > 65536 {
             return invalid("media_port", "media_port + workers must stay below 65536");
+        }
+        if let Some(port @ 1..) = self.ice_tcp_port {
+            if usize::from(port) + self.workers.max(1) > 65536 {
+                return invalid(
+                    "ice_tcp_port",
+                    "ice_tcp_port + workers must stay below 65536",
+                );
+            }
         }
         if !(1..=300).contains(&self.peer_timeout_secs) {
             return invalid("peer_timeout_secs", "must be between 1 and 300");

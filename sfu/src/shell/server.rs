@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,12 @@ pub enum ServerError {
     },
     #[error("cannot bind UDP media port {port}: {source}")]
     MediaPort {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot bind ICE-TCP port {port}: {source}")]
+    IceTcpPort {
         port: u16,
         #[source]
         source: std::io::Error,
@@ -156,6 +162,7 @@ impl Server {
         let (stop_workers, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
         let mut threads = Vec::new();
+        let mut tcp_ports = Vec::new();
         for i in 0..config.worker_count() {
             let port = match config.media_port {
                 0 => 0,
@@ -164,8 +171,27 @@ impl Server {
             let socket =
                 udp::bind(port).map_err(|source| ServerError::MediaPort { port, source })?;
             let bound = socket.local_addr().map_err(ServerError::Worker)?.port();
+            let tcp = match config.ice_tcp_port {
+                None => None,
+                Some(first) => {
+                    let port = match first {
+                        0 => 0,
+                        p => p + i as u16,
+                    };
+                    let listener = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+                        .map_err(|source| ServerError::IceTcpPort { port, source })?;
+                    Some(listener)
+                }
+            };
+            let tcp_port = tcp
+                .as_ref()
+                .map(|l| l.local_addr().map(|a| a.port()))
+                .transpose()
+                .map_err(ServerError::Worker)?;
+            tcp_ports.extend(tcp_port);
             let router_config = RouterConfig {
                 candidates: worker::candidates(&ips, bound),
+                tcp_candidates: tcp_port.map_or(Vec::new(), |p| worker::candidates(&ips, p)),
                 peer_timeout: config.peer_timeout(),
                 keyframe_interval: config.keyframe_interval(),
                 seed: rand::random(),
@@ -173,13 +199,22 @@ impl Server {
                 max_participants: config.max_participants,
                 wallclock: rtc::shared::time::SystemInstant::now(std::time::Instant::now()),
             };
-            let (handle, thread) =
-                worker::spawn(i, socket, router_config, metrics.worker(i), stop_rx.clone())
-                    .map_err(ServerError::Worker)?;
+            let (handle, thread) = worker::spawn(
+                i,
+                socket,
+                tcp,
+                router_config,
+                metrics.worker(i),
+                stop_rx.clone(),
+            )
+            .map_err(ServerError::Worker)?;
             workers.push(handle);
             threads.push(thread);
         }
         tracing::info!(?ips, "advertising media addresses");
+        if !tcp_ports.is_empty() {
+            tracing::info!(ports = ?tcp_ports, "ICE over TCP on these ports");
+        }
         let chat = match config.chat()? {
             Some(c) => Some(Chat::start(c).await?),
             None => None,

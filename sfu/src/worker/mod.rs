@@ -1,6 +1,7 @@
 //! A media worker: the I/O shell around one [`Router`]. A thread of its own
-//! with a single-threaded tokio runtime, one UDP socket, the clock, and the
-//! channels to the sessions of the participants in its rooms.
+//! with a single-threaded tokio runtime, one UDP socket (and, where
+//! configured, an ICE-TCP listener: `tcp.rs`), the clock, and the channels
+//! to the sessions of the participants in its rooms.
 //!
 //! Each wake-up reads the clock once, feeds the router (a batch of datagrams,
 //! a request, or a timeout), then drains its outputs: datagrams through the
@@ -8,6 +9,7 @@
 //! participants' sessions. Nothing in the loop waits but its `select`.
 
 pub mod send_queue;
+pub mod tcp;
 pub mod udp;
 pub mod wakeups;
 
@@ -20,9 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
-use crate::room::{Command, Event, Input, Output, Role, Router, RouterConfig};
+use crate::room::{Command, Event, Input, Output, Role, Router, RouterConfig, Transport};
 use crate::shell::metrics::{Snapshot, WorkerMetrics};
 use send_queue::{Dropped, SendQueue, Sent};
+use tcp::{Frame, TcpDropped, TcpMedia};
 use udp::{Datagram, RecvBatch, Sender};
 use wakeups::{SlowWakeups, SLOW_WAKEUP};
 
@@ -106,12 +109,17 @@ pub struct WorkerCounters {
     pub bytes_in: u64,
     /// Time spent handling wake-ups, not waiting.
     pub busy: Duration,
+    /// ICE-TCP connections open now, and what that path dropped.
+    pub tcp_connections: usize,
+    pub tcp_dropped: TcpDropped,
 }
 
-/// Starts a worker on its own thread, serving media on `socket`.
+/// Starts a worker on its own thread, serving media on `socket` (and on
+/// `tcp`, ICE-TCP, when given).
 pub fn spawn(
     index: usize,
     socket: std::net::UdpSocket,
+    tcp: Option<std::net::TcpListener>,
     config: RouterConfig,
     metrics: WorkerMetrics,
     shutdown: watch::Receiver<bool>,
@@ -125,9 +133,17 @@ pub fn spawn(
         .name(format!("media-worker-{index}"))
         .spawn(move || {
             runtime.block_on(async move {
+                let tcp = match tcp.map(TcpMedia::new).transpose() {
+                    Ok(tcp) => tcp,
+                    Err(e) => {
+                        tracing::error!(index, error = %e, "media worker could not use its TCP port");
+                        return;
+                    }
+                };
                 let worker = match tokio::net::UdpSocket::from_std(socket) {
                     Ok(socket) => Worker {
                         socket,
+                        tcp,
                         router: Router::new(config),
                         requests: rx,
                         sessions: HashMap::new(),
@@ -152,6 +168,7 @@ pub fn spawn(
 
 struct Worker {
     socket: tokio::net::UdpSocket,
+    tcp: Option<TcpMedia>,
     router: Router,
     requests: mpsc::Receiver<Request>,
     sessions: HashMap<String, mpsc::UnboundedSender<Event>>,
@@ -180,6 +197,7 @@ impl Worker {
                 request = self.requests.recv() => Wake::Request(request),
                 ready = self.socket.writable(), if !self.queue.is_empty() => Wake::Writable(ready),
                 ready = self.socket.readable() => Wake::Readable(ready),
+                frame = next_frame(&mut self.tcp) => Wake::Tcp(frame),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
             };
             let woke = Instant::now();
@@ -191,6 +209,7 @@ impl Worker {
                     break;
                 }
                 Wake::Readable(Ok(())) => self.read_datagrams(fd),
+                Wake::Tcp(frame) => self.tcp_frame(woke, frame),
                 // Flushed below, whatever woke us; due timers too.
                 Wake::Writable(Ok(())) | Wake::Timer => {}
             }
@@ -230,6 +249,8 @@ impl Worker {
             sent: self.queue.sent,
             bytes_in: self.bytes_in,
             busy: self.busy,
+            tcp_connections: self.tcp.as_ref().map_or(0, TcpMedia::connections),
+            tcp_dropped: self.tcp.as_ref().map(|t| t.dropped).unwrap_or_default(),
         };
         let samples = self.router.take_samples();
         let r = &self.router;
@@ -259,7 +280,16 @@ enum Wake {
     Request(Option<Request>),
     Readable(io::Result<()>),
     Writable(io::Result<()>),
+    Tcp(Frame),
     Timer,
+}
+
+/// The next ICE-TCP packet; pends forever on a worker without ICE-TCP.
+async fn next_frame(tcp: &mut Option<TcpMedia>) -> Frame {
+    match tcp {
+        Some(tcp) => tcp.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Worker {
@@ -322,6 +352,7 @@ impl Worker {
                                 from: d.from,
                                 local: d.local,
                                 data: d.data,
+                                transport: Transport::Udp,
                             },
                         )
                     }
@@ -336,9 +367,36 @@ impl Worker {
         }
     }
 
+    /// A packet from an ICE-TCP connection (a closed one: nothing to do;
+    /// the router notices the silence like a UDP peer's).
+    fn tcp_frame(&mut self, now: Instant, frame: Frame) {
+        let Some(data) = frame.data else {
+            return;
+        };
+        self.bytes_in += data.len() as u64;
+        self.router.handle_input(
+            now,
+            Input::Datagram {
+                from: frame.from,
+                local: frame.local,
+                data: &data,
+                transport: Transport::Tcp,
+            },
+        );
+    }
+
     fn output(&mut self, out: Output) {
         match out {
-            Output::Transmit { from, to, data } => match (from, to) {
+            Output::Transmit {
+                to,
+                data,
+                transport: Transport::Tcp,
+                ..
+            } => match &mut self.tcp {
+                Some(tcp) => tcp.send(to, &data),
+                None => self.queue.dropped.refused += 1,
+            },
+            Output::Transmit { from, to, data, .. } => match (from, to) {
                 (IpAddr::V4(from), SocketAddr::V4(to)) => {
                     self.queue.push(Datagram { from, to, data })
                 }

@@ -118,11 +118,16 @@ pub(super) struct Families {
     bytes_received: IntCounterVec,
     bytes_sent: IntCounterVec,
     send_dropped: IntCounterVec,
+    tcp_connections: IntGaugeVec,
+    tcp_refused: IntCounterVec,
     loss: Histogram,
     jitter: Histogram,
     rtt: Histogram,
     join_to_media: Histogram,
 }
+
+/// Classes of `meet_send_dropped_total`.
+const SEND_DROPPED: [&str; 4] = ["media", "control", "refused", "tcp"];
 
 impl Families {
     pub(super) fn register(r: &mut Registrar) -> Self {
@@ -190,8 +195,18 @@ impl Families {
             ),
             send_dropped: r.counters(
                 "meet_send_dropped_total",
-                "Datagrams given up on before sending: media or control when the socket could not keep up, refused by the kernel",
+                "Datagrams given up on before sending: media or control when the socket could not keep up, refused by the kernel, or for an ICE-TCP connection that could not keep up or is gone",
                 &["worker", "class"],
+            ),
+            tcp_connections: r.gauges(
+                "meet_ice_tcp_connections",
+                "ICE-TCP connections open on a media worker's TCP port",
+                w,
+            ),
+            tcp_refused: r.counters(
+                "meet_ice_tcp_connections_refused_total",
+                "ICE-TCP connections closed as they came: too many on the worker or from one address",
+                w,
             ),
             loss: r.histogram(
                 "meet_media_loss_ratio",
@@ -245,8 +260,10 @@ impl Families {
             datagrams_sent: one(&self.datagrams_sent),
             bytes_received: one(&self.bytes_received),
             bytes_sent: one(&self.bytes_sent),
-            send_dropped: ["media", "control", "refused"]
+            send_dropped: SEND_DROPPED
                 .map(|class| self.send_dropped.with_label_values(&[&label, class])),
+            tcp_connections: self.tcp_connections.with_label_values(&[&label]),
+            tcp_refused: one(&self.tcp_refused),
             loss: self.loss.clone(),
             jitter: self.jitter.clone(),
             rtt: self.rtt.clone(),
@@ -286,7 +303,9 @@ pub struct WorkerMetrics {
     datagrams_sent: IntCounter,
     bytes_received: IntCounter,
     bytes_sent: IntCounter,
-    send_dropped: [IntCounter; 3],
+    send_dropped: [IntCounter; 4],
+    tcp_connections: IntGauge,
+    tcp_refused: IntCounter,
     loss: Histogram,
     jitter: Histogram,
     rtt: Histogram,
@@ -359,12 +378,23 @@ impl WorkerMetrics {
                 c.dropped.refused,
                 before.dropped.refused,
             ),
+            (
+                &self.send_dropped[3],
+                c.tcp_dropped.packets,
+                before.tcp_dropped.packets,
+            ),
+            (
+                &self.tcp_refused,
+                c.tcp_dropped.connections,
+                before.tcp_dropped.connections,
+            ),
         ];
         for (counter, now, before) in pairs {
             counter.inc_by(now.saturating_sub(before));
         }
         self.busy
             .inc_by(c.busy.saturating_sub(before.busy).as_secs_f64());
+        self.tcp_connections.set(c.tcp_connections as i64);
         self.published_counters = *c;
         let s = &now.samples;
         for (h, values) in [
