@@ -93,6 +93,7 @@ impl Net {
                 seed: 7,
                 srtp_profiles: sfu::shell::config::Config::default().srtp_profiles,
                 max_participants: 4,
+                idle_seat: Duration::from_secs(30),
                 wallclock: rtc::shared::time::SystemInstant::now(Instant::now()),
             }),
             browsers: Vec::new(),
@@ -924,6 +925,51 @@ fn a_full_room_refuses_the_next_participant() {
             reason: LeaveReason::RoomFull { max: 4 }
         }
     )));
+}
+
+#[test]
+fn idle_seats_give_way_in_a_full_room_and_connected_ones_never_do() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let left = |net: &mut Net, id: &str| {
+        net.browser(id).inbox.iter().find_map(|m| match m {
+            Event::Left { reason } => Some(*reason),
+            _ => None,
+        })
+    };
+    // Nobody publishes in "quiet": nothing is negotiated, nothing connects
+    // (sockets that joined and do nothing look like this).
+    for id in ["a", "b", "c", "d"] {
+        net.join(id, "quiet", false);
+        net.run_for(Duration::from_secs(1), |_| {});
+    }
+    net.join("early", "quiet", false);
+    assert_eq!(
+        left(&mut net, "early"),
+        Some(LeaveReason::RoomFull { max: 4 })
+    );
+    net.run_for(Duration::from_secs(27), |_| {});
+    // "a" joined 30 s ago (the default idle_seat) and is the oldest.
+    net.join("late", "quiet", false);
+    assert_eq!(left(&mut net, "a"), Some(LeaveReason::Idle));
+    assert_eq!(left(&mut net, "b"), None);
+    assert!(net
+        .browser("late")
+        .inbox
+        .iter()
+        .any(|m| matches!(m, Event::Joined { .. })));
+
+    // In "talk" everyone is connected: nobody gives way, however long.
+    let mut media = Media::new();
+    net.join("p", "talk", true);
+    for id in ["q", "r", "s"] {
+        net.join(id, "talk", false);
+    }
+    net.run_for(Duration::from_secs(31), |n| media.send(n, &["p"]));
+    net.join("t", "talk", false);
+    assert_eq!(left(&mut net, "t"), Some(LeaveReason::RoomFull { max: 4 }));
+    for id in ["p", "q", "r", "s"] {
+        assert_eq!(left(&mut net, id), None, "{id} keeps its seat");
+    }
 }
 
 /// A VP8 packet as a simulcast publisher sends it: 15-bit picture id, the

@@ -1,15 +1,18 @@
 // One client tries to take a server down while a 3-person meeting goes on
 // there: more WebSockets than one address may open, a chat flood, an ICE
-// candidate flood and garbage. Each attempt gets the limit's own code, and
-// the meeting keeps decoding video throughout.
+// candidate flood, garbage, and sockets that fill a meeting's seats and do
+// nothing else. Each attempt gets the limit's own code, and the meeting
+// keeps decoding video throughout.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  cleanUp, joinPage, launchBrowser, openPage, receivedByName, startServer, until,
+  cleanUp, joinPage, launchBrowser, openPage, receivedByName, sleep, startServer, until,
 } from './harness.mjs';
 
 const PER_ADDRESS = 40;
+const MAX_PARTICIPANTS = 4;
+const IDLE_SEAT_SECS = 6;
 
 /** Frames each page has decoded from each other page, summed. */
 async function decoded(pages) {
@@ -25,6 +28,8 @@ test('an attacking client gets the limits\' codes while a meeting goes on', { ti
   const server = await startServer({
     MEET_MAX_CONNECTIONS_PER_ADDRESS: String(PER_ADDRESS),
     MEET_MAX_CHAT_MESSAGES_PER_MINUTE: '20',
+    MEET_MAX_PARTICIPANTS: String(MAX_PARTICIPANTS),
+    MEET_IDLE_SEAT_SECS: String(IDLE_SEAT_SECS),
   });
   const browser = await launchBrowser();
   t.after(() => cleanUp(() => browser.close(), () => server.stop()));
@@ -90,6 +95,35 @@ test('an attacking client gets the limits\' codes while a meeting goes on', { ti
   for (const limit of ['connections_per_address', 'candidates', 'chat_messages']) {
     assert.match(metrics, new RegExp(`meet_limits_hit_total\\{limit="${limit}"\\} [1-9]`), limit);
   }
+  // Idle seats: sockets that join a meeting and do nothing else fill it,
+  // and give way to a real participant once they have been idle too long.
+  await attacker.page.evaluate(async ({ seats }) => {
+    const url = `${location.origin.replace(/^http/, 'ws')}/ws`;
+    window.idle = { codes: [] };
+    await Promise.all(Array.from({ length: seats }, (_, i) => new Promise((resolve) => {
+      const ws = new WebSocket(url);
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'join', v: 1, room: 'seats', name: `Idle ${i}` }));
+      ws.onmessage = (e) => {
+        const m = JSON.parse(e.data);
+        if (m.type === 'joined') resolve();
+        if (m.type === 'error') window.idle.codes.push(m.code);
+      };
+    })));
+  }, { seats: MAX_PARTICIPANTS });
+  const filled = Date.now();
+  const full = await openPage(browser, 'Early', { t });
+  await full.page.goto(`${server.url}/m/seats?name=Early&join=now`);
+  await full.page.locator('#left').waitFor({ state: 'visible', timeout: 10000 });
+  assert.match(await full.page.locator('#left-reason').textContent(), /full/);
+  assert.ok(Date.now() - filled < IDLE_SEAT_SECS * 1000, 'refused while the seats were not idle yet');
+  await sleep(IDLE_SEAT_SECS * 1000 - (Date.now() - filled) + 200);
+  const seated = Date.now();
+  await joinPage(browser, server.url, 'seats', 'Real', {}, { t });
+  console.log(`# measured: idle seats: a full meeting of ${MAX_PARTICIPANTS} idle sockets refused a page, `
+    + `then seated one ${Date.now() - seated} ms after it opened, ${IDLE_SEAT_SECS} s on`);
+  await until('an idle socket is told', async () => (
+    await attacker.page.evaluate(() => window.idle.codes)).includes('timeout'), 5000);
+
   // And the meeting went on: every page kept decoding both others.
   await until('the meeting still decodes', async () => (await decoded(pages)) > before + 6 * 40, 20000);
 });

@@ -147,6 +147,9 @@ pub enum LeaveReason {
     Left,
     /// The room has `max` participants already.
     RoomFull { max: usize },
+    /// Nothing of its connected in its first minutes, and someone else
+    /// needed its seat in a full room.
+    Idle,
     /// Its media connection went silent.
     Timeout,
     /// Its browser answered none of the offers for its subscriber

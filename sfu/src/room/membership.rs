@@ -27,14 +27,19 @@ impl Router {
             return;
         }
         if self.rooms.get(&room).map_or(0, Vec::len) >= self.cfg.max_participants {
-            let max = self.cfg.max_participants;
-            self.emit_to(
-                participant_id,
-                Event::Left {
-                    reason: LeaveReason::RoomFull { max },
-                },
-            );
-            return;
+            match self.idle_seat(now, &room) {
+                Some(idle) => self.remove_participant(idle, LeaveReason::Idle),
+                None => {
+                    let max = self.cfg.max_participants;
+                    self.emit_to(
+                        participant_id,
+                        Event::Left {
+                            reason: LeaveReason::RoomFull { max },
+                        },
+                    );
+                    return;
+                }
+            }
         }
         let key = self.participants.vacant_key();
         // The publisher connection waits for the first offer: a participant
@@ -96,6 +101,31 @@ impl Router {
                 self.subscribe(now, key, o, &t);
             }
         }
+    }
+
+    /// The longest-seated participant of `room` whose seat is idle: it
+    /// joined `idle_seat` ago or more and neither of its connections ever
+    /// connected. Sockets that join and do nothing else could otherwise
+    /// keep a meeting full; someone alone with nothing to negotiate keeps
+    /// their seat until it is needed.
+    fn idle_seat(&self, now: Instant, room: &str) -> Option<ParticipantKey> {
+        let connected = |c: Option<ConnKey>| {
+            c.and_then(|c| self.conns.get(c))
+                .is_some_and(|c| c.connected)
+        };
+        self.rooms
+            .get(room)?
+            .iter()
+            .filter_map(|&k| {
+                let p = &self.participants[k];
+                let since = self.conns.get(p.subscriber)?.created;
+                let idle = now.saturating_duration_since(since) >= self.cfg.idle_seat
+                    && !connected(Some(p.subscriber))
+                    && !connected(p.publisher);
+                idle.then_some((since, k))
+            })
+            .min()
+            .map(|(_, k)| k)
     }
 
     /// A peer connection of `owner`'s, with fresh ICE credentials.

@@ -74,8 +74,10 @@ pub struct RouterConfig {
     /// Seed for ICE credentials and SSRCs (fixed in tests).
     pub seed: u64,
     pub srtp_profiles: Vec<SrtpProfile>,
-    /// A room this full refuses further joins.
+    /// A room this full refuses further joins, unless a seat is idle: its
+    /// participant joined this long ago and nothing of its ever connected.
     pub max_participants: usize,
+    pub idle_seat: Duration,
     /// The wall clock at an instant, read by the shell: round trips are
     /// measured in the NTP time of the engine's sender reports.
     pub wallclock: SystemInstant,

@@ -73,8 +73,11 @@ pub struct Config {
     pub peer_timeout_secs: u64,
     /// Least time between keyframe requests to one published track.
     pub keyframe_interval_ms: u64,
-    /// Participants one meeting may have; further joins are refused.
+    /// Participants one meeting may have; further joins are refused,
+    /// unless a seat has been idle this long (joined, nothing connected)
+    /// and gives way.
     pub max_participants: usize,
+    pub idle_seat_secs: u64,
     /// Signalling connections the server holds at once, and from one
     /// source address (behind a reverse proxy: the proxy's).
     pub max_connections: usize,
@@ -195,6 +198,7 @@ impl Default for Config {
             peer_timeout_secs: 8,
             keyframe_interval_ms: 300,
             max_participants: 100,
+            idle_seat_secs: 30,
             max_connections: 5000,
             max_connections_per_address: 500,
             max_joins_per_address_per_minute: 600,
@@ -304,6 +308,9 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.max_participants) {
             return invalid("max_participants", "must be between 1 and 10000");
+        }
+        if !(1..=3600).contains(&self.idle_seat_secs) {
+            return invalid("idle_seat_secs", "must be between 1 and 3600");
         }
         for (key, value) in [
             ("max_connections", self.max_connections),

@@ -197,6 +197,7 @@ impl Server {
                 seed: rand::random(),
                 srtp_profiles: config.srtp_profiles.clone(),
                 max_participants: config.max_participants,
+                idle_seat: Duration::from_secs(config.idle_seat_secs),
                 wallclock: rtc::shared::time::SystemInstant::now(std::time::Instant::now()),
             };
             let (handle, thread) = worker::spawn(

@@ -130,6 +130,12 @@ pub fn message(event: Event) -> Option<ServerMessage> {
                     ErrorCode::Timeout,
                     "no media from your browser for too long; you were removed".to_owned(),
                 ),
+                LeaveReason::Idle => (
+                    ErrorCode::Timeout,
+                    "nothing from your browser connected since you joined, and someone else \
+                     needed your seat in this full meeting"
+                        .to_owned(),
+                ),
                 LeaveReason::NoAnswer => (
                     ErrorCode::Timeout,
                     "your browser did not answer the server's offers; you were removed".to_owned(),
@@ -195,6 +201,7 @@ mod tests {
         );
         assert_eq!(code(LeaveReason::Timeout), Some(ErrorCode::Timeout));
         assert_eq!(code(LeaveReason::NoAnswer), Some(ErrorCode::Timeout));
+        assert_eq!(code(LeaveReason::Idle), Some(ErrorCode::Timeout));
         assert_eq!(code(LeaveReason::Removed), Some(ErrorCode::Removed));
         assert_eq!(code(LeaveReason::Unavailable), Some(ErrorCode::Unavailable));
         assert_eq!(code(LeaveReason::Left), None);
