@@ -23,7 +23,8 @@ import { chatMessages, sendChat } from './chat.js';
 const identityFlow = startIdentity();
 
 $('rejoin').addEventListener('click', async () => {
-  if (state.localStream.getTracks().every((t) => t.readyState === 'ended')) await acquireMedia();
+  const ended = state.localStream.getTracks().every((t) => t.readyState === 'ended');
+  if (state.mediaOn && ended) await acquireMedia();
   join($('name').value.trim());
 });
 

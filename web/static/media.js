@@ -17,23 +17,25 @@ const CAMERA_LAYERS = [
   { rid: 'f', maxBitrate: 1_500_000 },
 ];
 
+/** Adds our camera or microphone track to the publisher connection. */
+async function addLocalTrack(track) {
+  const init = { direction: 'sendonly', streams: [state.localStream] };
+  if (track.kind === 'video' && simulcast) init.sendEncodings = CAMERA_LAYERS;
+  const transceiver = state.publisher.addTransceiver(track, init);
+  state.published.push({ transceiver, source: track.kind === 'audio' ? 'microphone' : 'camera', track });
+  if (track.kind === 'video') {
+    if (params.get('codec')) preferCodec(transceiver, params.get('codec'));
+    await keepResolution(transceiver.sender);
+  }
+}
+
 /** Offers our camera and microphone on the new publisher connection. */
 export async function publish() {
-  const pc = state.publisher;
-  const settings = [];
-  for (const track of state.localStream.getTracks()) {
-    const init = { direction: 'sendonly', streams: [state.localStream] };
-    if (track.kind === 'video' && simulcast) init.sendEncodings = CAMERA_LAYERS;
-    const transceiver = pc.addTransceiver(track, init);
-    if (track.kind === 'video' && params.get('codec')) preferCodec(transceiver, params.get('codec'));
-    if (track.kind === 'video') settings.push(keepResolution(transceiver.sender));
-    state.published.push({ transceiver, source: track.kind === 'audio' ? 'microphone' : 'camera', track });
-  }
+  await Promise.all(state.localStream.getTracks().map(addLocalTrack));
   if (state.published.length === 0) {
     setStatus('');
     return; // Nothing to send (yet): watch only.
   }
-  await Promise.all(settings);
   await negotiatePublisher();
 }
 
@@ -93,10 +95,14 @@ function stopScreenShare() {
   }
 }
 
-/** Mutes or unmutes our microphone ("audio") or camera ("video"). */
+/** Mutes or unmutes our microphone ("audio") or camera ("video"); turns
+ * on one that was never started. */
 function toggleLocalTrack(kind, button, onLabel, offLabel) {
   const track = state.localStream.getTracks().find((t) => t.kind === kind);
-  if (!track) return;
+  if (!track) {
+    startDevice(kind, button, onLabel);
+    return;
+  }
   track.enabled = !track.enabled;
   button.textContent = track.enabled ? onLabel : offLabel;
   button.setAttribute('aria-pressed', String(!track.enabled));
@@ -107,10 +113,45 @@ function toggleLocalTrack(kind, button, onLabel, offLabel) {
   }
 }
 
+/** A click turns on a camera or microphone that was not started before
+ * joining: asked for now, shown, and published. */
+async function startDevice(kind, button, onLabel) {
+  const device = $(kind === 'audio' ? 'microphone' : 'camera').value;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ [kind]: device ? { deviceId: { exact: device } } : true });
+  } catch (err) {
+    setStatus(`${kind === 'audio' ? 'Microphone' : 'Camera'} unavailable: ${err.message}`);
+    return;
+  }
+  const track = stream.getTracks()[0];
+  state.mediaOn = true;
+  state.localStream.addTrack(track);
+  button.textContent = onLabel;
+  button.setAttribute('aria-pressed', 'false');
+  if (kind === 'video') {
+    document.querySelector('.tile video.local')?.closest('.tile').classList.remove('camera-off');
+  }
+  if (state.publisher && state.role !== 'viewer') {
+    await addLocalTrack(track);
+    await negotiatePublisher();
+  }
+}
+
 const TOGGLES = {
   audio: ['toggle-mic', 'Mute microphone', 'Unmute microphone'],
   video: ['toggle-cam', 'Stop camera', 'Start camera'],
 };
+
+/** The microphone and camera buttons as our tracks are: "on" for those
+ * we have (and have not muted), "off" for those not started. */
+export function showLocalControls() {
+  for (const [kind, [id, onLabel, offLabel]] of Object.entries(TOGGLES)) {
+    const on = state.localStream.getTracks().some((t) => t.kind === kind && t.enabled);
+    $(id).textContent = on ? onLabel : offLabel;
+    $(id).setAttribute('aria-pressed', String(!on));
+  }
+}
 
 /** The microphone ("audio") or camera ("video") button's action. */
 export function toggleLocal(kind) {

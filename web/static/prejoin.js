@@ -1,5 +1,10 @@
 // The pre-join screen: the name (remembered in localStorage), the camera
 // preview, the camera and microphone lists, and the Join button.
+//
+// Camera and microphone start on a click (Join, or "Turn on camera and
+// microphone"), never because a link was opened: a link with join=now
+// starts them at once only in a meeting this browser has joined before.
+// Otherwise join=now still joins at once, with both off.
 
 import { $, params, room, state } from './state.js';
 
@@ -20,6 +25,37 @@ export function saveName(name) {
   }
 }
 
+const JOINED_KEY = 'meet.joined';
+/** Meetings remembered as joined before, most recent first. */
+const MAX_REMEMBERED = 50;
+
+function joinedRooms() {
+  try {
+    const rooms = JSON.parse(localStorage.getItem(JOINED_KEY) || '[]');
+    return Array.isArray(rooms) ? rooms : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Remembers that this browser joined this meeting. */
+export function rememberJoined() {
+  const rooms = [room, ...joinedRooms().filter((r) => r !== room)].slice(0, MAX_REMEMBERED);
+  try {
+    localStorage.setItem(JOINED_KEY, JSON.stringify(rooms));
+  } catch {
+    // Nowhere to keep it: every visit is a first one.
+  }
+}
+
+/** The user's go-ahead (or a returning join=now): camera and microphone on. */
+export async function startMedia() {
+  state.mediaOn = true;
+  $('start-media').hidden = true;
+  await acquireMedia();
+  await listDevices().catch(() => {});
+}
+
 export async function acquireMedia() {
   const cam = $('camera').value;
   const mic = $('microphone').value;
@@ -33,9 +69,7 @@ export async function acquireMedia() {
       ...(cam ? { deviceId: { exact: cam } } : {}),
     },
   };
-  if (state.localStream) {
-    state.localStream.getTracks().forEach((t) => t.stop());
-  }
+  state.localStream.getTracks().forEach((t) => t.stop());
   try {
     state.localStream = await navigator.mediaDevices.getUserMedia(constraints);
   } catch (err) {
@@ -67,7 +101,8 @@ async function listDevices() {
   }
 }
 
-/** Fills in the screen and starts the preview; the Join button then calls
+/** Fills in the screen (and starts the preview for a returning join=now);
+ * the Join button then calls
  * onJoin(name) and "Join as a guest instead" calls onGuest(). */
 export async function setupPrejoin({ onJoin, onGuest }) {
   $('room-title').textContent = room;
@@ -75,12 +110,21 @@ export async function setupPrejoin({ onJoin, onGuest }) {
   if (!$('name').value && !state.identity) {
     $('name').value = params.get('name') || savedName() || '';
   }
-  await acquireMedia();
-  await listDevices().catch(() => {});
-  $('camera').addEventListener('change', acquireMedia);
-  $('microphone').addEventListener('change', acquireMedia);
-  $('join-form').addEventListener('submit', (e) => {
+  $('start-media').addEventListener('click', startMedia);
+  if (params.get('join') === 'now' && joinedRooms().includes(room)) {
+    await startMedia();
+  } else {
+    $('preview-off').hidden = false;
+    $('start-media').hidden = false;
+    await listDevices().catch(() => {});
+  }
+  const changed = () => { if (state.mediaOn) acquireMedia(); };
+  $('camera').addEventListener('change', changed);
+  $('microphone').addEventListener('change', changed);
+  $('join-form').addEventListener('submit', async (e) => {
     e.preventDefault();
+    // The click on Join is the go-ahead for camera and microphone.
+    if (!state.mediaOn) await startMedia();
     onJoin($('name').value.trim());
   });
   $('guest-button').addEventListener('click', onGuest);

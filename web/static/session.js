@@ -5,13 +5,13 @@
 
 import { Signalling, PROTOCOL_VERSION } from './signalling.js';
 import { $, params, room, state, setStatus } from './state.js';
-import { saveName, updateJoinButton } from './prejoin.js';
+import { rememberJoined, saveName, updateJoinButton } from './prejoin.js';
 import { signInRefused } from './identity.js';
 import {
   addLocalTile, addParticipant, leave, onRemoteTrack, removeParticipant, trackGone, trackInfo, trackMuted,
 } from './meeting.js';
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
-import { publish } from './media.js';
+import { publish, showLocalControls } from './media.js';
 import {
   onMeetingLocked, onMutedByHost, showHostControls, showLobby,
 } from './host.js';
@@ -142,8 +142,10 @@ async function onJoined(msg) {
     ? `Signed in as ${state.joinedIdentity.user_id}${role}`
     : `Guest${role}`;
   badge.hidden = false;
+  rememberJoined();
   setupChat(msg.chat || null);
   addLocalTile();
+  showLocalControls();
   for (const p of msg.participants) addParticipant(p);
   state.subscriber = newPeerConnection('subscriber');
   state.subscriber.ontrack = onRemoteTrack;

@@ -8,7 +8,10 @@ export const room = decodeURIComponent(location.pathname.replace(/^\/m\//, '').r
 export const params = new URLSearchParams(location.search);
 
 export const state = {
-  localStream: null,
+  /** Our camera and microphone; empty until the user turns them on. */
+  localStream: new MediaStream(),
+  /** The user turned them on (a click), or a returning join=now did. */
+  mediaOn: false,
   signalling: null,
   publisher: null,
   subscriber: null,

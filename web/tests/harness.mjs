@@ -157,11 +157,20 @@ export async function launchBrowser() {
  * own scripts; `contextOptions` go to Playwright's newContext. With `t` (a
  * test's context), the context is closed when that test ends, whether it
  * passed or not, so that a failed test leaves no page behind to load the
- * next ones.
+ * next ones. The page is a returning visitor of every meeting it opens
+ * (join=now starts its camera and microphone at once), unless `firstVisit`.
  */
-export async function openPage(browser, label, { initScript, t, contextOptions } = {}) {
+export async function openPage(browser, label, {
+  initScript, t, contextOptions, firstVisit = false,
+} = {}) {
   const context = await browser.newContext({ permissions: ['camera', 'microphone'], ...contextOptions });
   t?.after(() => context.close());
+  if (!firstVisit) {
+    await context.addInitScript(() => {
+      const m = location.pathname.match(/^\/m\/([^/]+)/);
+      if (m) localStorage.setItem('meet.joined', JSON.stringify([decodeURIComponent(m[1])]));
+    });
+  }
   if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   page.on('pageerror', (e) => console.log(`[${label}] page error: ${e.message}`));
@@ -170,7 +179,8 @@ export async function openPage(browser, label, { initScript, t, contextOptions }
 
 /**
  * Opens a page that joins `room` at once as `name`; `extra` adds URL
- * parameters; `options` (initScript, t, contextOptions) as for openPage.
+ * parameters; `options` (initScript, t, contextOptions, firstVisit) as for
+ * openPage.
  */
 export async function joinPage(browser, serverUrl, room, name, extra = {}, options = {}) {
   const { page, context } = await openPage(browser, name, options);

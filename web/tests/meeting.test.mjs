@@ -133,11 +133,18 @@ test('three participants see and hear each other; one leaves; a fourth joins lat
   // estimate drops. (Passed or failed, `t` closes them as it ends.)
 });
 
-test('the pre-join screen previews the camera and lists the devices', async (t) => {
+test('the pre-join screen previews the camera after a click and lists the devices', async (t) => {
   const { page } = await openPage(browser, 'prejoin', { t });
   await page.goto(`${server.url}/m/e2e-prejoin`);
+  // Opening a link starts no camera: the user turns it on.
+  const start = page.getByRole('button', { name: 'Turn on camera and microphone' });
+  await start.waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('#preview-off').isVisible(), true, 'camera shown as off');
+  assert.equal(await page.evaluate(() => window.meet.state.localStream.getTracks().length), 0);
+  await start.click();
   await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 10000 });
   assert.equal(await page.locator('#preview-off').isVisible(), false, 'camera shown as off');
+  assert.equal(await start.isVisible(), false);
   assert.ok(await page.locator('#camera option').count() >= 1);
   assert.ok(await page.locator('#microphone option').count() >= 1);
   // Joining needs a name: the form refuses an empty one, the page a blank
@@ -156,6 +163,27 @@ test('the pre-join screen previews the camera and lists the devices', async (t) 
   await page.getByRole('button', { name: 'Join meeting' }).click();
   await page.waitForFunction(() => window.meet.participantId, null, { timeout: 10000 });
   assert.equal(await page.locator('#meeting').isVisible(), true);
+});
+
+test('join=now starts no camera on a first visit; a click does, and a returning join=now does at once', async (t) => {
+  const room = 'e2e-first-visit';
+  const gail = await joinPage(browser, server.url, room, 'Gail', {}, { t });
+  // The calendar link joins at once, but nothing of Hal's is on yet.
+  const hal = await joinPage(browser, server.url, room, 'Hal', {}, { t, firstVisit: true });
+  const tracks = (p) => p.page.evaluate(() => window.meet.state.localStream.getTracks().map((tr) => tr.kind).sort());
+  assert.deepEqual(await tracks(hal), []);
+  assert.equal(await hal.page.locator('#toggle-cam').textContent(), 'Start camera');
+  assert.equal(await hal.page.locator('#toggle-mic').getAttribute('aria-pressed'), 'true');
+  await until('Hal decodes Gail', () => receivesFrom(hal, ['Gail']), 20000);
+  // One click: Gail sees him.
+  await hal.page.getByRole('button', { name: 'Start camera' }).click();
+  await until('Gail decodes Hal', async () => ((await receivedByName(gail)).Hal?.framesDecoded ?? 0) > 10, 20000);
+  assert.deepEqual(await tracks(hal), ['video']);
+  assert.equal(await hal.page.locator('#toggle-cam').textContent(), 'Stop camera');
+  // He has been in this meeting now: the same link starts both at once.
+  await hal.page.reload();
+  await hal.page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
+  assert.deepEqual(await tracks(hal), ['audio', 'video']);
 });
 
 test('H.264 publishers reach H.264 subscribers; leave and rejoin', async (t) => {
