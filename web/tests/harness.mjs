@@ -4,7 +4,7 @@
 // Matrix client; serve the client files without the server, for UI tests.
 // Must run inside ops/netns.sh (see there why).
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer } from 'node:net';
@@ -646,5 +646,26 @@ export async function startStaticServer(routes = {}) {
     url: `http://127.0.0.1:${port}`,
     origin: (host = '127.0.0.1') => `http://${host}:${port}`,
     close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
+  };
+}
+
+/**
+ * Adds an nftables table `table` to this test's network namespace, with
+ * one chain on `hook` ('input' or 'output') holding one rule (its words,
+ * e.g. 'meta', 'l4proto', 'udp', 'drop'): how tests drop or lose packets,
+ * as this kernel has no netem. Returns what removes it again, harmless
+ * once it is gone.
+ */
+export function nftRule(table, hook, ...rule) {
+  const nft = (...args) => execFileSync('nft', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  nft('add', 'table', 'inet', table);
+  nft('add', 'chain', 'inet', table, hook, `{ type filter hook ${hook} priority 0; }`);
+  nft('add', 'rule', 'inet', table, hook, ...rule);
+  return () => {
+    try {
+      nft('delete', 'table', 'inet', table);
+    } catch {
+      // removed already
+    }
   };
 }

@@ -7,28 +7,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import {
-  cleanUp, joinPage, launchBrowser, receivedByName, startServer, until,
+  cleanUp, joinPage, launchBrowser, nftRule, receivedByName, startServer, until,
 } from './harness.mjs';
-
-function nft(...args) {
-  execFileSync('nft', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function blockUdp() {
-  nft('add', 'table', 'inet', 'meetnoudp');
-  nft('add', 'chain', 'inet', 'meetnoudp', 'output', '{ type filter hook output priority 0; }');
-  nft('add', 'rule', 'inet', 'meetnoudp', 'output', 'meta', 'l4proto', 'udp', 'drop');
-}
-
-function unblockUdp() {
-  try {
-    nft('delete', 'table', 'inet', 'meetnoudp');
-  } catch {
-    // not there
-  }
-}
 
 /** The protocol and type of both candidates of the subscriber connection's selected pair. */
 function selectedPair(p) {
@@ -50,8 +31,8 @@ function selectedPair(p) {
 test('with all UDP dropped, pages meet over ICE-TCP without a TURN server', async (t) => {
   const server = await startServer({ MEET_ICE_TCP_PORT: '0', MEET_MEDIA_IPS: '["10.99.0.1"]' });
   const browser = await launchBrowser();
+  const unblockUdp = nftRule('meetnoudp', 'output', 'meta', 'l4proto', 'udp', 'drop');
   t.after(() => cleanUp(unblockUdp, () => browser.close(), () => server.stop()));
-  blockUdp();
 
   const started = Date.now();
   const ann = await joinPage(browser, server.url, 'firewalled', 'Ann', {}, { t });

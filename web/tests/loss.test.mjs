@@ -12,29 +12,17 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { joinPage, launchBrowser, sleep, startServer, until } from './harness.mjs';
+import {
+  joinPage, launchBrowser, nftRule, sleep, startServer, until,
+} from './harness.mjs';
 
 const LOSS_PERCENT = 5;
 const MEASURE_MS = 20000;
 
-function nft(...args) {
-  execFileSync('nft', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
+/** Loses `percent` % of the UDP datagrams arriving anywhere in the namespace. */
 function loseUdp(percent) {
-  nft('add', 'table', 'inet', 'meetloss');
-  nft('add', 'chain', 'inet', 'meetloss', 'input', '{ type filter hook input priority 0; }');
-  nft('add', 'rule', 'inet', 'meetloss', 'input', 'meta', 'l4proto', 'udp',
+  return nftRule('meetloss', 'input', 'meta', 'l4proto', 'udp',
     'numgen', 'random', 'mod', '100', '<', String(percent), 'drop');
-}
-
-function stopLosing() {
-  try {
-    nft('delete', 'table', 'inet', 'meetloss');
-  } catch {
-    // not there
-  }
 }
 
 /** Each remote camera's counters on `p`'s subscriber connection. */
@@ -90,6 +78,7 @@ const show = (m) => `${m.fps.toFixed(1)} fps, ${m.freezeSPerStreamMinute.toFixed
 test(`a meeting on a network losing ${LOSS_PERCENT}% of UDP keeps its frame rate`, async (t) => {
   const server = await startServer();
   const browser = await launchBrowser();
+  let stopLosing = () => {};
   t.after(async () => {
     stopLosing();
     await browser.close();
@@ -107,7 +96,7 @@ test(`a meeting on a network losing ${LOSS_PERCENT}% of UDP keeps its frame rate
 
   const clean = await measure(pages, MEASURE_MS);
   console.log(`# measured: clean network: ${show(clean)}`);
-  loseUdp(LOSS_PERCENT);
+  stopLosing = loseUdp(LOSS_PERCENT);
   const lossy = await measure(pages, MEASURE_MS);
   stopLosing();
   console.log(`# measured: ${LOSS_PERCENT}% UDP loss: ${show(lossy)}; ${(lossy.fps / clean.fps).toFixed(2)} of the clean frame rate`);

@@ -13,14 +13,14 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
-  cleanUp, freePort, joinPage, launchBrowser, receivedByName, sleep, startServer, until,
+  cleanUp, freePort, joinPage, launchBrowser, nftRule, receivedByName, sleep, startServer, until,
 } from './harness.mjs';
 
 const TURN_IP = '10.99.0.2';
@@ -86,25 +86,13 @@ async function startCoturn(port, secret) {
   };
 }
 
-function nft(...args) {
-  execFileSync('nft', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** Drops every UDP datagram but those of coturn's relayed side. */
+/** Drops every UDP datagram but those of coturn's relayed side; returns what lets them through again. */
 function blockUdp() {
   const relay = `${RELAY_PORTS[0]}-${RELAY_PORTS[1]}`;
-  nft('add', 'table', 'inet', 'meetnoudp');
-  nft('add', 'chain', 'inet', 'meetnoudp', 'output', '{ type filter hook output priority 0; }');
-  nft('add', 'rule', 'inet', 'meetnoudp', 'output', 'udp', 'sport', '!=', relay, 'udp', 'dport', '!=', relay, 'drop');
+  return nftRule('meetnoudp', 'output', 'udp', 'sport', '!=', relay, 'udp', 'dport', '!=', relay, 'drop');
 }
 
-function unblockUdp() {
-  try {
-    nft('delete', 'table', 'inet', 'meetnoudp');
-  } catch {
-    // not there
-  }
-}
+let unblockUdp = () => {};
 
 /** The local candidate of the subscriber connection's selected pair. */
 function selectedLocalCandidate(p) {
@@ -179,7 +167,7 @@ test('with all UDP blocked but the relay, pages meet over TURN on TCP', async (t
   const direct = await firstFrames(x, y);
   await Promise.all([x.context.close(), y.context.close()]);
 
-  blockUdp();
+  unblockUdp = blockUdp();
   t.after(unblockUdp);
   const a = await joinPage(browser, server.url, 'no-udp', 'Cid', {}, { t });
   const b = await joinPage(browser, server.url, 'no-udp', 'Dag', {}, { t });
