@@ -12,7 +12,7 @@ import {
 
 const PER_ADDRESS = 40;
 const MAX_PARTICIPANTS = 4;
-const IDLE_SEAT_SECS = 6;
+const IDLE_SEAT_SECS = 8;
 
 /** Frames each page has decoded from each other page, summed. */
 async function decoded(pages) {
@@ -97,6 +97,10 @@ test('an attacking client gets the limits\' codes while a meeting goes on', { ti
   }
   // Idle seats: sockets that join a meeting and do nothing else fill it,
   // and give way to a real participant once they have been idle too long.
+  // The refused page is opened first: opening a browser context can take
+  // seconds on a loaded machine, and the refusal must come while the seats
+  // are still young.
+  const full = await openPage(browser, 'Early', { t });
   await attacker.page.evaluate(async ({ seats }) => {
     const url = `${location.origin.replace(/^http/, 'ws')}/ws`;
     window.idle = { codes: [] };
@@ -111,7 +115,6 @@ test('an attacking client gets the limits\' codes while a meeting goes on', { ti
     })));
   }, { seats: MAX_PARTICIPANTS });
   const filled = Date.now();
-  const full = await openPage(browser, 'Early', { t });
   await full.page.goto(`${server.url}/m/seats?name=Early&join=now`);
   await full.page.locator('#left').waitFor({ state: 'visible', timeout: 10000 });
   assert.match(await full.page.locator('#left-reason').textContent(), /full/);
