@@ -19,6 +19,7 @@ mod widget;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use bridge::{Chat, ChatStats};
 pub use events::ChatEvent;
@@ -54,6 +55,9 @@ pub struct ChatConfig {
     /// Messages of one meeting that may wait in the outbox (the homeserver
     /// is away); more are refused, so one meeting cannot fill the disk.
     pub max_outbox_per_meeting: u64,
+    /// How long the rooms we create keep their messages (`m.room.retention`
+    /// `max_lifetime`). None: as long as the homeserver keeps them.
+    pub room_retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -274,7 +274,8 @@ impl Inner {
 
     /// A new room for the meeting, as its invitation list: invite-only,
     /// history for joined members only, no alias, guests of the
-    /// homeserver kept out; `host` invited.
+    /// homeserver kept out, messages kept as long as configured; `host`
+    /// invited.
     async fn create_room(
         &self,
         meeting: &str,
@@ -297,6 +298,13 @@ impl Inner {
                 json!({ "guest_access": "forbidden" }),
             ),
         ];
+        // MSC1763 message retention, as Synapse's `retention` support reads it.
+        if let Some(keep) = self.config.room_retention {
+            request.initial_state.push(state_event(
+                "m.room.retention",
+                json!({ "max_lifetime": keep.as_millis() as u64 }),
+            ));
+        }
         let levels = json!({
             "events": {
                 "m.room.name": 50, "m.room.power_levels": 100,
@@ -305,6 +313,7 @@ impl Inner {
                 "m.room.guest_access": 100, "m.room.canonical_alias": 100,
                 "m.room.avatar": 50, "m.room.tombstone": 100,
                 "m.room.server_acl": 100, "m.room.encryption": 100,
+                "m.room.retention": 100,
                 "im.vector.modular.widgets": 50,
                 // Members announce their own call membership (MatrixRTC).
                 CALL_MEMBER: 0,

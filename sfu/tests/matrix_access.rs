@@ -1,6 +1,6 @@
 //! The Matrix room as a meeting's invitation list, against a real Synapse:
-//! rooms the bridge makes are invite-only with history for joined members
-//! and no alias; an invited user gets in, a kicked one is put out within
+//! rooms the bridge makes are invite-only with history for joined members,
+//! no alias and the configured message retention; an invited user gets in, a kicked one is put out within
 //! seconds; host rights follow the power levels; an anonymous guest makes
 //! no room; a homeserver that cannot answer keeps Matrix users out.
 
@@ -18,7 +18,7 @@ use synapse::*;
 async fn a_meeting_room_is_its_invitation_list() {
     let syn = Synapse::start(&["alice", "bob"]);
     let store = temp_dir("store");
-    let server = TestServer::start(&syn, &store).await;
+    let server = TestServer::start_with(&syn, &store, |c| c.matrix_room_retention_days = 30).await;
     let alice = MatrixUser::login(&syn, "alice").await;
     let bob = MatrixUser::login(&syn, "bob").await;
     let room = alice.open_meeting(&server, "board").await;
@@ -31,6 +31,9 @@ async fn a_meeting_room_is_its_invitation_list() {
     assert_eq!(history["history_visibility"], "joined");
     let guests = alice.state(&room, "m.room.guest_access", "").await;
     assert_eq!(guests["guest_access"], "forbidden");
+    // Messages kept for the configured 30 days.
+    let retention = alice.state(&room, "m.room.retention", "").await;
+    assert_eq!(retention["max_lifetime"], 30 * 86_400_000u64);
     let state = |kind: &str| {
         format!(
             "/_matrix/client/v3/rooms/{}/state/{kind}/",

@@ -119,6 +119,10 @@ pub struct Config {
     pub matrix_as_token: String,
     /// The registration's exclusive user namespace: localparts starting so.
     pub matrix_as_prefix: String,
+    /// Days the messages in the rooms meet creates are kept (the room's
+    /// `m.room.retention` policy, which the homeserver enforces where its
+    /// own retention support is on). 0: as long as the homeserver keeps them.
+    pub matrix_room_retention_days: u32,
     /// Secret that signs meeting access tokens and invite links. Empty: a
     /// random one per start (tokens and links then die with a restart).
     pub token_secret: String,
@@ -215,6 +219,7 @@ impl Default for Config {
             matrix_rooms: BTreeMap::new(),
             matrix_as_token: String::new(),
             matrix_as_prefix: "meet_".into(),
+            matrix_room_retention_days: 0,
             token_secret: String::new(),
             drain_timeout_secs: 600,
             log_format: LogFormat::Text,
@@ -335,6 +340,12 @@ impl Config {
             if !(1..=1_000_000).contains(&value) {
                 return invalid(key, "must be between 1 and 1000000");
             }
+        }
+        if self.matrix_room_retention_days > 36_500 {
+            return invalid(
+                "matrix_room_retention_days",
+                "must be at most 36500 (0 keeps messages as the homeserver does)",
+            );
         }
         if self.srtp_profiles.is_empty() {
             return invalid("srtp_profiles", "name at least one profile");
@@ -463,6 +474,8 @@ impl Config {
                 prefix: self.matrix_as_prefix.clone(),
             }),
             max_outbox_per_meeting: self.max_chat_outbox_per_meeting as u64,
+            room_retention: (self.matrix_room_retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(self.matrix_room_retention_days) * 86_400)),
         }))
     }
 
@@ -603,10 +616,12 @@ mod tests {
                     "MEET_OPENID_HOMESERVERS",
                     r#"{ "example.org" = "https://matrix.example.org" }"#,
                 ),
+                ("MEET_MATRIX_ROOM_RETENTION_DAYS", "30"),
             ]),
         )
         .unwrap();
         let chat = c.chat().unwrap().unwrap();
+        assert_eq!(chat.room_retention, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(
             chat.password, "123456",
             "a password that looks like a number"
@@ -646,6 +661,9 @@ mod tests {
         assert!(e.to_string().contains("drain_timeout_secs"), "{e}");
         let e = Config::load(None, env(&[("MEET_LOG_FORMAT", "xml")])).unwrap_err();
         assert!(e.to_string().contains("log_format"), "{e}");
+        let e =
+            Config::load(None, env(&[("MEET_MATRIX_ROOM_RETENTION_DAYS", "36501")])).unwrap_err();
+        assert!(e.to_string().contains("matrix_room_retention_days"), "{e}");
         let e = Config::load(None, env(&[("MEET_NO_SUCH_KEY", "1")])).unwrap_err();
         assert!(e.to_string().contains("no_such_key"), "{e}");
     }
