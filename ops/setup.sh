@@ -19,7 +19,14 @@ fi
 apt_packages=()
 need() { command -v "$1" >/dev/null 2>&1 || apt_packages+=("$2"); }
 
-need cargo cargo   # normally present via rustup; Debian's as a fallback
+# Rust from rustup: Debian's cargo is older than the workspace's
+# rust-version, so it is no fallback.
+rust=$({ rustc --version 2>/dev/null || true; } | cut -d" " -f2 | cut -d- -f1)
+if [ -z "$rust" ] || ! command -v cargo >/dev/null ||
+  ! printf '1.95.0\n%s\n' "$rust" | sort -V -C; then
+  echo "setup: needs Rust 1.95 or newer with cargo (install it with rustup); found: ${rust:-none}" >&2
+  exit 1
+fi
 need cc gcc
 if [ "$mode" = test ] || [ "$mode" = package ]; then
   need dpkg-deb dpkg
