@@ -8,6 +8,20 @@ ops/setup.sh test
 # Outside the clone, so warm machines reuse it; nothing in it is trusted
 # beyond what cargo itself checks.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meet-target}
+# That cache keeps what every earlier dependency or profile change built.
+# It is started over when it has grown large or the disk is short, rather
+# than letting the build fail half-way with "no space left on device".
+mkdir -p "$CARGO_TARGET_DIR"
+free_gib() { echo $(($(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }') / 1048576)); }
+cache_gib=$(($(du -sk "$CARGO_TARGET_DIR" | cut -f1) / 1048576))
+if [ "$(free_gib)" -lt 10 ] || [ "$cache_gib" -gt 20 ]; then
+  echo "== build cache $CARGO_TARGET_DIR ($cache_gib GiB, $(free_gib) GiB free on its disk): starting it over"
+  rm -rf "$CARGO_TARGET_DIR" && mkdir -p "$CARGO_TARGET_DIR"
+fi
+if [ "$(free_gib)" -lt 8 ]; then
+  echo "ops/test.sh: $(free_gib) GiB free for $CARGO_TARGET_DIR; the tests need about 8" >&2
+  exit 1
+fi
 
 echo "== Prometheus configuration, alerting rules and their unit tests"
 promtool check config ops/prometheus/prometheus.yml
