@@ -1,6 +1,6 @@
 //! Who gets into a meeting, and the admin API, against a real server: a
 //! closed deployment refuses anonymous joins, invite links minted over the
-//! admin API admit with their role and their use count, and an
+//! admin API or by a host admit with their role and their use count, and an
 //! administrator lists, removes and ends.
 
 use std::time::Duration;
@@ -144,6 +144,62 @@ async fn a_closed_server_admits_holders_of_an_invite_with_its_role() {
     assert_eq!(m["code"], "invalid_invite", "{m}");
     let (_ws, m) = try_join(&server, "board", "Eve", Some("not.a.token")).await;
     assert_eq!(m["code"], "invalid_invite", "{m}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_hands_out_invite_links_for_participants_and_viewers() {
+    let server = Running::start(&Config {
+        lobby: false,
+        ..closed()
+    })
+    .await;
+    let host = Admin::new(&server)
+        .invite("board", json!({"role": "host"}))
+        .await;
+    let (mut alice, m) = try_join(&server, "board", "Alice", Some(&host)).await;
+    assert_eq!(m["role"], "host", "{m}");
+
+    send(
+        &mut alice,
+        json!({"type": "create_invite", "role": "viewer", "uses": 1}),
+    )
+    .await;
+    let created = recv(&mut alice).await;
+    assert_eq!(
+        (created["type"].as_str(), created["role"].as_str()),
+        (Some("invite_created"), Some("viewer")),
+        "{created}"
+    );
+    let invite = created["invite"].as_str().unwrap().to_owned();
+    // No host links from a host, and the admin API's bounds hold.
+    send(&mut alice, json!({"type": "create_invite", "role": "host"})).await;
+    expect_error(&mut alice, "not_allowed").await;
+    send(
+        &mut alice,
+        json!({"type": "create_invite", "role": "participant", "uses": 0}),
+    )
+    .await;
+    expect_error(&mut alice, "bad_message").await;
+
+    // The link admits once, as a viewer and a guest, to this meeting only.
+    let (_ws, m) = try_join(&server, "other", "Bob", Some(&invite)).await;
+    assert_eq!(m["code"], "invalid_invite", "{m}");
+    let (mut bob, m) = try_join(&server, "board", "Bob", Some(&invite)).await;
+    assert_eq!(
+        (m["type"].as_str(), m["role"].as_str(), m["guest"].as_bool()),
+        (Some("joined"), Some("viewer"), Some(true)),
+        "{m}"
+    );
+    let (_ws, m) = try_join(&server, "board", "Eve", Some(&invite)).await;
+    assert_eq!(m["code"], "invalid_invite", "used up: {m}");
+    // Only hosts mint.
+    send(
+        &mut bob,
+        json!({"type": "create_invite", "role": "participant"}),
+    )
+    .await;
+    expect_error(&mut bob, "not_allowed").await;
     server.stop().await;
 }
 

@@ -1,11 +1,12 @@
 // What hosts do to the meeting and to others in it — let people in from
-// the lobby or not, mute someone (and keep them muted), remove or ban
-// them, lock the meeting, end it for everyone — and what the others see
+// the lobby or not, hand out an invite link, mute someone (and keep them
+// muted), remove or ban them, lock the meeting, end it for everyone — and
+// what the others see
 // of it: a host's mute of their own
 // microphone or camera, and the meeting's lock. The server enforces all
 // of it; these are its controls and its news.
 
-import { $, state, setStatus } from './state.js';
+import { $, room, state, setStatus } from './state.js';
 import { forceMuted } from './media.js';
 
 const send = (msg) => state.signalling?.send(msg);
@@ -46,6 +47,8 @@ export function hostControls(pid, name) {
 /** Shows the meeting-wide controls to hosts. */
 export function showHostControls() {
   const host = state.role === 'host';
+  $('invite-link').hidden = !host;
+  if (!host) $('invite').hidden = true;
   $('lock-meeting').hidden = !host;
   $('end-meeting').hidden = !host;
 }
@@ -78,6 +81,22 @@ export function showLobby(waiting) {
   $('lobby-count').textContent = String(waiting.length);
 }
 
+/** invite_created: the link to hand out, on the origin this page came
+ * from, selected for copying (and copied where the browser lets us). */
+export function onInviteCreated({ invite }) {
+  const url = new URL(`/m/${encodeURIComponent(room)}`, location.origin);
+  url.searchParams.set('invite', invite);
+  const field = $('invite-url');
+  field.value = url.href;
+  $('invite').hidden = false;
+  field.focus();
+  field.select();
+  navigator.clipboard?.writeText(url.href).then(
+    () => setStatus('Invite link copied.'),
+    () => setStatus('Invite link ready to copy.'),
+  );
+}
+
 /** meeting_locked: nobody but hosts may join while it is locked. */
 export function onMeetingLocked({ locked }) {
   state.locked = !!locked;
@@ -87,6 +106,7 @@ export function onMeetingLocked({ locked }) {
   $('meeting-locked').hidden = !locked;
 }
 
+$('invite-link').addEventListener('click', () => send({ type: 'create_invite', role: 'participant' }));
 $('lock-meeting').addEventListener('click', () => send({ type: 'lock_meeting', locked: !state.locked }));
 $('end-meeting').addEventListener('click', () => {
   if (window.confirm('End the meeting for everyone?')) send({ type: 'end_meeting' });

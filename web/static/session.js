@@ -13,7 +13,7 @@ import {
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
 import { publish, showLocalControls } from './media.js';
 import {
-  onMeetingLocked, onMutedByHost, showHostControls, showLobby,
+  onInviteCreated, onMeetingLocked, onMutedByHost, showHostControls, showLobby,
 } from './host.js';
 import {
   applyChatEvent, chatHistory, resetChat, setChatDelayed, setupChat, showChatError,
@@ -64,6 +64,7 @@ export async function join(name) {
     .on('lobby', (m) => showLobby(m.waiting || []))
     .on('muted_by_host', onMutedByHost)
     .on('meeting_locked', onMeetingLocked)
+    .on('invite_created', onInviteCreated)
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
       const refused = [

@@ -2,8 +2,9 @@
 // (the server stops forwarding it; locked, the muted person cannot unmute),
 // bans someone (their invite link no longer gets them in), locks the
 // meeting (a newcomer waits in the lobby and is turned away, the others
-// are told), lets a stranger without a link in from the lobby, and ends
-// the meeting for everyone. The host comes in with a host invite link minted through
+// are told), lets a stranger without a link in from the lobby, hands out
+// an invite link that lets a guest straight in, and ends the meeting for
+// everyone. The host comes in with a host invite link minted through
 // the admin API; the others with a participant link.
 
 import { test } from 'node:test';
@@ -36,7 +37,7 @@ async function leftReason(p) {
   return p.page.locator('#left-reason').textContent();
 }
 
-test('a host mutes and locks a microphone, bans, locks the meeting, runs the lobby and ends it', async (t) => {
+test('a host mutes and locks a microphone, bans, locks the meeting, runs the lobby, invites and ends it', async (t) => {
   const key = randomBytes(32).toString('hex');
   const server = await startServer({ MEET_ANONYMOUS_JOIN: 'false', MEET_ADMIN_KEY: key });
   const browser = await launchBrowser();
@@ -106,6 +107,22 @@ test('a host mutes and locks a microphone, bans, locks the meeting, runs the lob
   assert.equal(await host.page.locator('#lobby').isVisible(), false, 'the lobby is empty again');
   const deeTile = host.page.locator('.tile', { hasText: 'Dee' });
   assert.match(await deeTile.textContent(), /guest/);
+
+  // An invite link the host makes in the meeting: Eve comes straight in
+  // with it, past the lobby, as a guest.
+  assert.equal(await ann.page.locator('#invite-link').isVisible(), false, 'an invite button for a participant');
+  await host.page.getByRole('button', { name: 'Invite link' }).click();
+  const field = host.page.locator('#invite-url');
+  await until('the host has a link', async () => (await field.inputValue()).includes('invite='), 5000);
+  const link = new URL(await field.inputValue());
+  assert.equal(`${link.origin}${link.pathname}`, `${server.url}/m/${ROOM}`);
+  link.searchParams.set('name', 'Eve');
+  link.searchParams.set('join', 'now');
+  const eve = await openPage(browser, 'Eve', { t });
+  await eve.page.goto(link.href);
+  await until('the host sees Eve', async () => ((await receivedByName(host)).Eve?.framesDecoded ?? 0) > 10, 20000);
+  assert.equal(await host.page.locator('#lobby').isVisible(), false, 'Eve waited in the lobby');
+  assert.match(await host.page.locator('.tile', { hasText: 'Eve' }).textContent(), /guest/);
 
   // End for everyone.
   await host.page.getByRole('button', { name: 'End for all' }).click();

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::admission::validate_name;
-use super::invite::MAX_LIFETIME_SECS;
+use super::invite::{self, DEFAULT_LIFETIME_SECS};
 use super::policy::{Overrides, Policy, PolicyError};
 use super::roster::Ended;
 use super::server::{invite_link, AppState};
@@ -330,11 +330,8 @@ async fn remove_participant(
 }
 
 fn default_lifetime() -> u64 {
-    24 * 3600
+    DEFAULT_LIFETIME_SECS
 }
-
-/// Most joins one link may admit.
-const MAX_USES: u64 = 100_000;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -402,23 +399,11 @@ async fn create_invite(
 ) -> Result<(StatusCode, Json<InviteCreated>), Failure> {
     let room = room(path)?;
     let request: InviteRequest = object(body)?;
-    if !(1..=MAX_LIFETIME_SECS).contains(&request.lifetime_secs) {
-        let m = format!("lifetime_secs must be between 1 and {MAX_LIFETIME_SECS}");
-        return Err(bad_request(m));
-    }
-    let uses = match request.uses {
-        None => None,
-        Some(n @ 1..=MAX_USES) => Some(n as u32),
-        Some(_) => {
-            return Err(bad_request(format!(
-                "uses must be between 1 and {MAX_USES}"
-            )))
-        }
-    };
-    let (invite, expires_at) =
-        state
-            .invites
-            .mint(&room, request.role.into(), request.lifetime_secs, uses);
+    let (lifetime, uses) =
+        invite::terms(Some(request.lifetime_secs), request.uses).map_err(bad_request)?;
+    let (invite, expires_at) = state
+        .invites
+        .mint(&room, request.role.into(), lifetime, uses);
     let created = InviteCreated {
         url: invite_link(state.public_url(&headers), &room, &invite),
         invite,

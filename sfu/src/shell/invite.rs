@@ -1,6 +1,6 @@
 //! Invite links: a signed grant to enter one meeting with one role, until
 //! it expires and, optionally, for a number of joins. Minted by the admin
-//! API (and, later, by hosts); presented in `join`. Signed like access
+//! API and by hosts in their meeting; presented in `join`. Signed like access
 //! tokens, so any node with the secret can check one; the use count is
 //! kept by the node that admits (a link with `uses` is per node).
 
@@ -17,6 +17,12 @@ const INVITE_AUDIENCE: &str = "meet-invite";
 
 /// Longest an invite may be valid for: a month of meetings, no more.
 pub const MAX_LIFETIME_SECS: u64 = 31 * 24 * 3600;
+
+/// How long an invite is valid for unless its minter says otherwise.
+pub const DEFAULT_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// Most joins one link may admit.
+pub const MAX_USES: u32 = 100_000;
 
 /// What an invite link grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +47,24 @@ pub enum InviteError {
     WrongRoom,
     #[error("the invite link has been used as often as it may be")]
     UsedUp,
+}
+
+/// Checks the terms asked of a new invite: `lifetime_secs` (default a day)
+/// from 1 to [`MAX_LIFETIME_SECS`], `uses` from 1 to [`MAX_USES`]. The
+/// error says which, for the one who asked.
+pub fn terms(lifetime_secs: Option<u64>, uses: Option<u64>) -> Result<(u64, Option<u32>), String> {
+    let lifetime = lifetime_secs.unwrap_or(DEFAULT_LIFETIME_SECS);
+    if !(1..=MAX_LIFETIME_SECS).contains(&lifetime) {
+        return Err(format!(
+            "lifetime_secs must be between 1 and {MAX_LIFETIME_SECS}"
+        ));
+    }
+    match uses {
+        Some(n) if !(1..=u64::from(MAX_USES)).contains(&n) => {
+            Err(format!("uses must be between 1 and {MAX_USES}"))
+        }
+        _ => Ok((lifetime, uses.map(|n| n as u32))),
+    }
 }
 
 /// Mints and admits invite links.
@@ -107,6 +131,21 @@ impl Invites {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terms_default_to_a_day_and_keep_their_bounds() {
+        assert_eq!(terms(None, None), Ok((DEFAULT_LIFETIME_SECS, None)));
+        assert_eq!(terms(Some(60), Some(3)), Ok((60, Some(3))));
+        for (lifetime, uses, key) in [
+            (Some(0), None, "lifetime_secs"),
+            (Some(MAX_LIFETIME_SECS + 1), None, "lifetime_secs"),
+            (None, Some(0), "uses"),
+            (None, Some(u64::from(MAX_USES) + 1), "uses"),
+        ] {
+            let e = terms(lifetime, uses).unwrap_err();
+            assert!(e.starts_with(key), "{e}");
+        }
+    }
 
     #[test]
     fn an_invite_admits_to_its_room_with_its_role() {

@@ -48,7 +48,8 @@ pub fn command(msg: ClientMessage) -> Option<Command> {
         | ClientMessage::LockMeeting { .. }
         | ClientMessage::EndMeeting {}
         | ClientMessage::Admit { .. }
-        | ClientMessage::Deny { .. } => return None,
+        | ClientMessage::Deny { .. }
+        | ClientMessage::CreateInvite { .. } => return None,
     })
 }
 

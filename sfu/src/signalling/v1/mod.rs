@@ -109,6 +109,16 @@ pub enum ClientMessage {
     Admit { lobby_id: String },
     /// A host turns someone waiting in the lobby away.
     Deny { lobby_id: String },
+    /// A host mints an invite link to this meeting, as a participant or a
+    /// viewer, for `lifetime_secs` (default a day) and, if given, `uses`
+    /// joins. (Host links come from the admin API only.)
+    CreateInvite {
+        role: Role,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lifetime_secs: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uses: Option<u64>,
+    },
     /// The client leaves; the server closes the socket.
     Leave {},
 }
@@ -200,6 +210,13 @@ pub enum ServerMessage {
     /// when someone does).
     Lobby {
         waiting: Vec<Knock>,
+    },
+    /// Reply to `create_invite`: the invite for `/m/ROOM?invite=INVITE`.
+    InviteCreated {
+        role: Role,
+        invite: String,
+        /// Unix seconds.
+        expires_at: u64,
     },
     Error {
         code: ErrorCode,
@@ -474,7 +491,23 @@ mod tests {
             parse(r#"{"type":"end_meeting"}"#),
             ClientMessage::EndMeeting {}
         );
+        assert_eq!(
+            parse(r#"{"type":"create_invite","role":"viewer","uses":30}"#),
+            ClientMessage::CreateInvite {
+                role: Role::Viewer,
+                lifetime_secs: None,
+                uses: Some(30)
+            }
+        );
         let wire = |m: ServerMessage| serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            wire(ServerMessage::InviteCreated {
+                role: Role::Participant,
+                invite: "eyJ".into(),
+                expires_at: 1_800_000_000
+            }),
+            r#"{"type":"invite_created","role":"participant","invite":"eyJ","expires_at":1800000000}"#
+        );
         assert_eq!(
             wire(ServerMessage::LobbyWaiting { for_host: false }),
             r#"{"type":"lobby_waiting"}"#,

@@ -27,6 +27,7 @@ use super::{
 use crate::room::api::{Command, Event, Role};
 use crate::shell::admission::{self, Admitted, Refused};
 use crate::shell::drain::InMeeting;
+use crate::shell::invite;
 use crate::shell::limits::{Connection, Limit, PerMinute};
 use crate::shell::roster::{Ended, Member, Seat, Shut};
 use crate::shell::server::AppState;
@@ -125,6 +126,34 @@ impl Session {
             return None;
         }
         frame
+    }
+
+    /// A host's invite link to `room`: for participants and viewers only,
+    /// so that a host cannot hand out what only the operator may.
+    async fn create_invite(
+        &mut self,
+        room: &str,
+        role: Role,
+        lifetime: Option<u64>,
+        uses: Option<u64>,
+    ) {
+        let reply = if role == Role::Host {
+            let msg = "host links come from the server's administrator";
+            ServerMessage::error(ErrorCode::NotAllowed, msg)
+        } else {
+            match invite::terms(lifetime, uses) {
+                Ok((lifetime, uses)) => {
+                    let (invite, expires_at) = self.state.invites.mint(room, role, lifetime, uses);
+                    ServerMessage::InviteCreated {
+                        role,
+                        invite,
+                        expires_at,
+                    }
+                }
+                Err(msg) => ServerMessage::error(ErrorCode::BadMessage, msg),
+            }
+        };
+        self.send(&reply).await;
     }
 
     /// Refuses a request for `limit`: counted, and told with `code`.
@@ -569,9 +598,10 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     | ClientMessage::LockMeeting { .. }
                     | ClientMessage::EndMeeting {}
                     | ClientMessage::Admit { .. }
-                    | ClientMessage::Deny { .. },
+                    | ClientMessage::Deny { .. }
+                    | ClientMessage::CreateInvite { .. },
                 ) if !joined.role.may_moderate() => {
-                    let msg = "only hosts may let people in, mute or remove others, lock or end the meeting";
+                    let msg = "only hosts may let people in, invite, mute or remove others, lock or end the meeting";
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
                 }
                 Incoming::Message(ClientMessage::Admit { lobby_id }) => {
@@ -585,6 +615,9 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 }
                 Incoming::Message(ClientMessage::EndMeeting {}) => {
                     session.state.roster.end_all(&joined.room, Ended::MeetingClosed);
+                }
+                Incoming::Message(ClientMessage::CreateInvite { role, lifetime_secs, uses }) => {
+                    session.create_invite(&joined.room, role, lifetime_secs, uses).await;
                 }
                 Incoming::Message(ClientMessage::Candidate { target, .. }) if !candidates.count(target) => {
                     session.refuse_for(Limit::Candidates, ErrorCode::TooManyCandidates).await;
