@@ -174,7 +174,13 @@ export async function openPage(browser, label, {
   if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   page.on('pageerror', (e) => console.log(`[${label}] page error: ${e.message}`));
-  return { page, context };
+  // The page's last warnings and errors, for a failure to say what it saw.
+  const log = [];
+  page.on('console', (m) => {
+    if (m.type() === 'warning' || m.type() === 'error') log.push(m.text());
+    if (log.length > 10) log.shift();
+  });
+  return { page, context, log };
 }
 
 /**
@@ -183,10 +189,21 @@ export async function openPage(browser, label, {
  * openPage.
  */
 export async function joinPage(browser, serverUrl, room, name, extra = {}, options = {}) {
-  const { page, context } = await openPage(browser, name, options);
+  const { page, context, log } = await openPage(browser, name, options);
   const query = new URLSearchParams({ name, join: 'now', ...extra });
   await page.goto(`${serverUrl}/m/${encodeURIComponent(room)}?${query}`);
-  await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
+  try {
+    await page.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
+  } catch (e) {
+    // Say where the page stood, so that a failure can be told from a slow join.
+    const seen = await page.evaluate(() => ({
+      screen: [...document.querySelectorAll('main')].find((m) => !m.hidden)?.id,
+      status: document.getElementById('status')?.textContent,
+      left: document.getElementById('left-reason')?.textContent,
+    })).catch((err) => ({ unreadable: err.message }));
+    throw new Error(`${name} had not joined after 15 s: ${JSON.stringify(seen)}; `
+      + `console: ${JSON.stringify(log)} (${e.message})`);
+  }
   const id = await page.evaluate(() => window.meet.participantId);
   return { page, context, name, id };
 }
