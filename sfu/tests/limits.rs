@@ -6,7 +6,7 @@ use sfu::shell::config::Config;
 
 mod common;
 
-use common::{expect_error, join, send, Running};
+use common::{expect_error, join, recv, send, Running};
 
 async fn limits_hit(server: &Running, limit: &str) -> f64 {
     let body = reqwest::get(format!("http://{}/metrics", server.http))
@@ -75,6 +75,38 @@ async fn a_flood_of_candidates_is_cut_off() {
     }
     expect_error(&mut ws, "too_many_candidates").await;
     assert_eq!(limits_hit(&server, "candidates").await, 1.0);
+    server.stop().await;
+}
+
+/// A client looping on one kind of message is slowed, not cut off: the
+/// extra ones are refused and its socket stays open.
+#[tokio::test]
+async fn each_kind_of_message_is_bounded_per_second() {
+    let server = Running::start(&Running::config()).await;
+    let mut ws = server.ws().await;
+    assert_eq!(join(&mut ws, "r", "A").await["type"], "joined");
+    // 45 at once, under the overall 50 a second: 20 a second pass. Should
+    // a one-second window end amid them, one of two holds 23 or more.
+    for _ in 0..45 {
+        send(&mut ws, json!({"type":"mute","mid":"0","muted":true})).await;
+    }
+    // Still there, and other kinds still pass.
+    send(&mut ws, json!({"type":"chat","text":"hi"})).await;
+    let mut refused = 0;
+    loop {
+        let m = recv(&mut ws).await;
+        assert_eq!(m["type"], "error", "{m}");
+        match m["code"].as_str() {
+            Some("too_many_messages") => refused += 1,
+            Some("chat_unavailable") => break,
+            _ => panic!("{m}"),
+        }
+    }
+    assert!((3..=25).contains(&refused), "{refused} refused");
+    assert_eq!(
+        limits_hit(&server, "messages_of_kind").await,
+        f64::from(refused)
+    );
     server.stop().await;
 }
 

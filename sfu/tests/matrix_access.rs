@@ -98,6 +98,20 @@ async fn a_meeting_room_is_its_invitation_list() {
     assert_eq!(status, 403, "a moderator opened the room");
     admin.set_power(&room, &bob.user_id, 50).await;
     let promoted = Instant::now();
+    // He and everyone else are told; the others see him as a host.
+    let bob_pid = joined["participant_id"].as_str().unwrap().to_owned();
+    let changed = next_of(&mut bob_ws, "role_changed").await;
+    assert_eq!(changed["participant_id"], bob_pid.as_str());
+    assert_eq!(changed["role"], "host");
+    println!(
+        "measured: power levels → role_changed {:?}",
+        promoted.elapsed()
+    );
+    let seen = next_of(&mut carol, "role_changed").await;
+    assert_eq!(
+        (&seen["participant_id"], &seen["role"]),
+        (&changed["participant_id"], &changed["role"])
+    );
     loop {
         send(
             &mut bob_ws,

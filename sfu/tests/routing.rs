@@ -911,6 +911,71 @@ fn a_host_mutes_a_microphone_the_server_stops_forwarding_and_may_lock_it() {
 }
 
 #[test]
+fn a_participant_made_host_mid_meeting_moderates_and_the_room_is_told() {
+    let mut net = Net::new(Duration::from_secs(8));
+    net.roles.insert("watcher".into(), Role::Viewer);
+    net.join("bob", "r", false);
+    net.join("alice", "r", true);
+    net.join("watcher", "r", false);
+    let mut media = Media::new();
+    net.run_for(Duration::from_secs(2), |n| media.send(n, &["alice"]));
+    let mic = net
+        .browser("bob")
+        .inbox
+        .iter()
+        .find_map(|m| match m {
+            Event::TrackPublished { track, .. } if track.source == Source::Microphone => {
+                Some(track.id.clone())
+            }
+            _ => None,
+        })
+        .expect("alice's microphone was announced");
+    let host_mute = Command::HostMute {
+        participant_id: "alice".into(),
+        track_id: mic,
+        locked: false,
+    };
+    let muted = |b: &Browser| {
+        b.inbox
+            .iter()
+            .any(|m| matches!(m, Event::MutedByHost { .. }))
+    };
+    net.command("bob", host_mute.clone());
+    net.settle();
+    assert!(!muted(net.browser("alice")), "a participant muted another");
+
+    net.command("bob", Command::SetRole { role: Role::Host });
+    net.settle();
+    for id in ["bob", "alice", "watcher"] {
+        assert!(
+            net.browser(id).inbox.iter().any(|m| matches!(
+                m,
+                Event::RoleChanged { participant_id, role: Role::Host } if participant_id == "bob"
+            )),
+            "{id} was not told"
+        );
+    }
+    net.command("bob", host_mute);
+    net.settle();
+    assert!(muted(net.browser("alice")), "the new host could not mute");
+
+    // A viewer has no publisher to become a host or participant with.
+    net.command("watcher", Command::SetRole { role: Role::Host });
+    net.settle();
+    assert!(net.browser("watcher").inbox.iter().any(|m| matches!(
+        m,
+        Event::Refused {
+            reason: Refusal::NotAllowed,
+            ..
+        }
+    )));
+    assert!(!net.browser("bob").inbox.iter().any(|m| matches!(
+        m,
+        Event::RoleChanged { participant_id, .. } if participant_id == "watcher"
+    )));
+}
+
+#[test]
 fn a_full_room_refuses_the_next_participant() {
     let mut net = Net::new(Duration::from_secs(8));
     for id in ["a", "b", "c", "d", "e"] {

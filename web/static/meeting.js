@@ -104,14 +104,31 @@ function makeTile(pid, name, { local: isLocal = false, screen = false, guest = f
   mic.textContent = 'muted';
   mic.hidden = true;
   caption.append(label, mic);
-  // Hosts may mute, remove and ban others.
-  if (!isLocal && !screen && state.role === 'host') caption.append(...hostControls(pid, name));
+  if (!isLocal && !screen) caption.append(hostControlsOf(pid, name));
   const avatar = document.createElement('div');
   avatar.className = 'avatar';
   avatar.textContent = name.slice(0, 1).toUpperCase();
   tile.append(video, avatar, caption);
   $('grid').append(tile);
   return tile;
+}
+
+/** Hosts may mute, remove and ban others: the buttons, or an empty
+ * holder for them should this page become a host's. */
+function hostControlsOf(pid, name) {
+  const holder = document.createElement('span');
+  holder.className = 'host-controls';
+  holder.dataset.name = name;
+  if (state.role === 'host') holder.append(...hostControls(pid, name));
+  return holder;
+}
+
+/** Our role changed in the meeting: every tile's host buttons follow it. */
+export function refreshHostControls() {
+  for (const [pid, p] of state.participants) {
+    const holder = p.tile.querySelector('.host-controls');
+    if (holder) holder.replaceChildren(...(state.role === 'host' ? hostControls(pid, p.name) : []));
+  }
 }
 
 export function addLocalTile() {
@@ -123,7 +140,9 @@ export function addLocalTile() {
 export function addParticipant(info) {
   if (state.participants.has(info.id)) return;
   const tile = makeTile(info.id, info.name, { guest: !!info.guest });
-  const p = { name: info.name, stream: new MediaStream(), tile, tracks: new Map(), screen: null };
+  const p = {
+    name: info.name, role: info.role, stream: new MediaStream(), tile, tracks: new Map(), screen: null,
+  };
   state.participants.set(info.id, p);
   for (const t of info.tracks) p.tracks.set(t.id, t);
   updateTile(info.id);

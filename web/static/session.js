@@ -8,7 +8,8 @@ import { $, params, room, state, setStatus } from './state.js';
 import { rememberJoined, saveName, updateJoinButton } from './prejoin.js';
 import { signInRefused } from './identity.js';
 import {
-  addLocalTile, addParticipant, leave, onRemoteTrack, removeParticipant, trackGone, trackInfo, trackMuted,
+  addLocalTile, addParticipant, leave, onRemoteTrack, refreshHostControls, removeParticipant, trackGone, trackInfo,
+  trackMuted,
 } from './meeting.js';
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
 import { publish, showLocalControls } from './media.js';
@@ -64,6 +65,7 @@ export async function join(name) {
     .on('lobby', (m) => showLobby(m.waiting || []))
     .on('muted_by_host', onMutedByHost)
     .on('meeting_locked', onMeetingLocked)
+    .on('role_changed', onRoleChanged)
     .on('invite_created', onInviteCreated)
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
@@ -129,6 +131,29 @@ function drainingNotice(secondsLeft) {
     + `${minutes} more minute${minutes === 1 ? '' : 's'}; rejoin afterwards if it ends.`;
 }
 
+/** Who this page is in the meeting, and with what rights. */
+function showIdentity() {
+  const badge = $('meeting-identity');
+  const role = { host: ' (host)', viewer: ' (viewer)', participant: '' }[state.role] ?? '';
+  badge.textContent = state.joinedIdentity
+    ? `Signed in as ${state.joinedIdentity.user_id}${role}`
+    : `Guest${role}`;
+  badge.hidden = false;
+}
+
+/** role_changed: someone's rights changed; ours change what we may do. */
+function onRoleChanged({ participant_id: pid, role }) {
+  const p = state.participants.get(pid);
+  if (p) p.role = role;
+  if (pid !== state.participantId) return;
+  state.role = role;
+  showIdentity();
+  showHostControls();
+  refreshHostControls();
+  if (role !== 'host') showLobby([]);
+  setStatus(role === 'host' ? 'You are now a host of this meeting.' : 'You are no longer a host of this meeting.');
+}
+
 /** joined: we are in. Shows who is here, then opens the connections and publishes. */
 async function onJoined(msg) {
   state.participantId = msg.participant_id;
@@ -137,12 +162,7 @@ async function onJoined(msg) {
   state.guest = !!msg.guest;
   state.iceServers = msg.ice_servers || [];
   showHostControls();
-  const badge = $('meeting-identity');
-  const role = { host: ' (host)', viewer: ' (viewer)', participant: '' }[state.role] ?? '';
-  badge.textContent = state.joinedIdentity
-    ? `Signed in as ${state.joinedIdentity.user_id}${role}`
-    : `Guest${role}`;
-  badge.hidden = false;
+  showIdentity();
   rememberJoined();
   setupChat(msg.chat || null);
   addLocalTile();

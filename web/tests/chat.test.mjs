@@ -483,7 +483,7 @@ test('OpenID: a Matrix room member joins as themselves; others cannot', { timeou
   assert.equal(await second.page.evaluate(() => window.meet.identity()), null);
 }));
 
-test('a host from the Matrix room removes a guest with the tile\'s Remove button', { timeout: 120000 }, (t) => withLogs(async () => {
+test('a host from the Matrix room removes a guest with the tile\'s Remove button; power levels make and unmake hosts mid-meeting', { timeout: 120000 }, (t) => withLogs(async () => {
   // Alice's own room, bound to the meeting by configuration: she created
   // it, so she may kick there, so she is a host in the meeting.
   const roomId = await alice.createRoom({ preset: 'public_chat', name: 'Town hall' });
@@ -497,6 +497,7 @@ test('a host from the Matrix room removes a guest with the tile\'s Remove button
   });
   let guest;
   let host;
+  let member;
   try {
     guest = await joinPage(browser, hall.url, 'town-hall', 'Gus');
     assert.equal(await chatRoomOf(guest), roomId);
@@ -509,6 +510,32 @@ test('a host from the Matrix room removes a guest with the tile\'s Remove button
     const hostId = await page.evaluate(() => window.meet.participantId);
     await guest.page.locator(`[data-participant-id="${hostId}"]`).waitFor({ timeout: 10000 });
     assert.equal(await guest.page.getByRole('button', { name: /^Remove / }).count(), 0);
+
+    // Bob, invited to the room, comes in as a participant; the power
+    // levels Alice gives him make him a host while he is in, and taking
+    // them away unmakes him, his page's controls following.
+    await alice.invite(roomId, bob.userId);
+    member = await openPage(browser, 'bob (made host)');
+    const bobPage = member.page;
+    await bobPage.goto(`${hall.url}/m/town-hall?join=now#openid=${base64urlJson(await bob.requestOpenIdToken())}`);
+    await bobPage.waitForFunction(() => window.meet && window.meet.participantId, null, { timeout: 15000 });
+    const bobId = await bobPage.evaluate(() => window.meet.participantId);
+    await bobPage.locator(`[data-participant-id="${hostId}"]`).waitFor({ timeout: 10000 });
+    assert.equal(await bobPage.getByRole('button', { name: /^Remove / }).count(), 0);
+    await alice.setPower(roomId, bob.userId, 50);
+    await bobPage.getByRole('button', { name: 'Remove Gus from the meeting' }).waitFor({ timeout: 10000 });
+    await bobPage.locator('#meeting').getByText('Signed in as @bob:localhost (host)').waitFor({ timeout: 3000 });
+    assert.ok(await bobPage.getByRole('button', { name: 'Lock meeting' }).isVisible());
+    await until('Alice to see Bob as a host', () => page.evaluate(
+      (id) => window.meet.state.participants.get(id)?.role === 'host', bobId,
+    ), 5000);
+    await alice.setPower(roomId, bob.userId, 0);
+    await bobPage.locator('#meeting').getByText('Signed in as @bob:localhost', { exact: true }).waitFor({ timeout: 10000 });
+    assert.equal(await bobPage.getByRole('button', { name: /^Remove / }).count(), 0);
+    assert.equal(await bobPage.getByRole('button', { name: 'Lock meeting' }).isVisible(), false);
+    await member.context.close();
+    member = null;
+
     await page.getByRole('button', { name: 'Remove Gus from the meeting' }).click({ timeout: 10000 });
     await guest.page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 10000 });
     assert.match(await guest.page.locator('#left-reason').innerText(), /host removed you/);
@@ -517,6 +544,7 @@ test('a host from the Matrix room removes a guest with the tile\'s Remove button
     ), 10000);
   } finally {
     await cleanUp(
+      () => member?.context.close(),
       () => host?.context.close(),
       () => guest?.context.close(),
       () => hall.stop(),

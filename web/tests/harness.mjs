@@ -474,6 +474,14 @@ export class MatrixClient {
     await this.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/kick`, { user_id: userId });
   }
 
+  /** Gives `userId` power `level` in the room (as its admin may). */
+  async setPower(roomId, userId, level) {
+    const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.power_levels/`;
+    const levels = await this.request('GET', path);
+    levels.users = { ...levels.users, [userId]: level };
+    await this.request('PUT', path, levels);
+  }
+
   async leaveRoom(roomId) {
     await this.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, {});
   }

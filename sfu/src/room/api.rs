@@ -120,6 +120,10 @@ pub enum Command {
         track_id: String,
         locked: bool,
     },
+    /// The participant's rights changed while it is in the room (a Matrix
+    /// user promoted or demoted in the meeting's room). Between hosts and
+    /// participants only: a viewer has no publisher to grow into.
+    SetRole { role: Role },
     /// The participant leaves, or its session ended.
     Leave,
 }
@@ -202,6 +206,12 @@ pub enum Event {
         track_id: String,
         source: Source,
         locked: bool,
+    },
+    /// A participant's role changed; everyone in the room is told, the
+    /// participant too.
+    RoleChanged {
+        participant_id: String,
+        role: Role,
     },
     Refused {
         reason: Refusal,

@@ -319,6 +319,7 @@ impl Router {
                 track_id,
                 locked,
             } => self.host_mute(p, &participant_id, &track_id, locked),
+            Command::SetRole { role } => self.set_role(p, role),
             Command::Leave => self.remove_participant(p, LeaveReason::Left),
         }
     }

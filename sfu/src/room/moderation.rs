@@ -4,7 +4,7 @@
 //! is about who is in a room, not about media: `membership.rs` and the
 //! shell.
 
-use super::api::{Event, Refusal};
+use super::api::{Event, Refusal, Role};
 use super::participant::ParticipantKey;
 use super::Router;
 
@@ -67,6 +67,26 @@ impl Router {
             };
             self.broadcast(&room, Some(t), event);
         }
+    }
+
+    /// `p`'s rights changed (the shell decided it); the room learns it.
+    pub(super) fn set_role(&mut self, p: ParticipantKey, role: Role) {
+        let part = &mut self.participants[p];
+        if part.role == role {
+            return;
+        }
+        if !part.role.may_publish() || !role.may_publish() {
+            let msg = "a viewer's role does not change in the meeting".to_owned();
+            return self.refuse(p, Refusal::NotAllowed, msg);
+        }
+        part.role = role;
+        let (room, participant_id) = (part.room.clone(), part.id.clone());
+        tracing::info!(participant = %participant_id, ?role, "role changed");
+        let event = Event::RoleChanged {
+            participant_id,
+            role,
+        };
+        self.broadcast(&room, None, event);
     }
 
     /// Whether `p` may unmute its track `mid`; releases a host's hold on

@@ -27,6 +27,8 @@ pub enum Limit {
     WorkerQueue,
     #[error("too many ICE candidates for one connection")]
     Candidates,
+    #[error("too many messages of this kind in the last second; this one was ignored")]
+    MessagesOfKind,
     #[error("too many chat messages in the last minute; wait a little")]
     ChatMessages,
     #[error("too many chat messages of this meeting wait for the homeserver; try again when chat is back")]
@@ -43,6 +45,7 @@ impl Limit {
             Limit::Meetings => "meetings",
             Limit::WorkerQueue => "worker_queue",
             Limit::Candidates => "candidates",
+            Limit::MessagesOfKind => "messages_of_kind",
             Limit::ChatMessages => "chat_messages",
             Limit::ChatOutbox => "chat_outbox",
         }

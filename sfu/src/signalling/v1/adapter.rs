@@ -111,6 +111,13 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             source,
             locked,
         },
+        Event::RoleChanged {
+            participant_id,
+            role,
+        } => ServerMessage::RoleChanged {
+            participant_id,
+            role,
+        },
         Event::Refused { reason, message } => {
             let code = match reason {
                 Refusal::BadSdp => ErrorCode::BadSdp,

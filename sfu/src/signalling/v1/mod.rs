@@ -193,6 +193,13 @@ pub enum ServerMessage {
         source: Source,
         locked: bool,
     },
+    /// A participant's role changed in the meeting (a Matrix user
+    /// promoted to host or demoted in the meeting's room); also sent to
+    /// the participant itself, whose host controls follow it.
+    RoleChanged {
+        participant_id: String,
+        role: Role,
+    },
     /// A host locked or unlocked the meeting (also right after `joined`
     /// when it is locked).
     MeetingLocked {
@@ -305,6 +312,9 @@ pub enum ErrorCode {
     /// More ICE candidates for one connection than any browser gathers;
     /// the extra ones are ignored.
     TooManyCandidates,
+    /// More messages of one kind in a second than a browser sends (an
+    /// SDP loop, a host's button held down); the extra ones are ignored.
+    TooManyMessages,
     /// More than `max_chat_messages_per_minute` chat messages in the last
     /// minute; this one was not sent.
     TooManyChatMessages,
@@ -462,6 +472,15 @@ mod tests {
         );
         let l = serde_json::to_string(&ServerMessage::MeetingLocked { locked: true }).unwrap();
         assert_eq!(l, r#"{"type":"meeting_locked","locked":true}"#);
+        let r = serde_json::to_string(&ServerMessage::RoleChanged {
+            participant_id: "p1".into(),
+            role: Role::Host,
+        })
+        .unwrap();
+        assert_eq!(
+            r,
+            r#"{"type":"role_changed","participant_id":"p1","role":"host"}"#
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! What bounds one session's traffic: messages per second, remote ICE
-//! candidates per connection, and the per-address and per-server limits
-//! on joining.
+//! What bounds one session's traffic: messages per second, in all and of
+//! each kind, remote ICE candidates per connection, and the per-address
+//! and per-server limits on joining.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::super::Target;
+use super::super::{ClientMessage, Target};
 use crate::shell::limits::Limit;
 use crate::shell::server::AppState;
 
@@ -30,12 +30,91 @@ impl RateLimit {
 
     /// Whether one more message at `now` is within the limit.
     pub(super) fn allow(&mut self, now: Instant) -> bool {
+        self.allow_up_to(now, MAX_MESSAGES_PER_SECOND)
+    }
+
+    fn allow_up_to(&mut self, now: Instant, max: u32) -> bool {
         if now.duration_since(self.window_start) >= Duration::from_secs(1) {
             self.window_start = now;
             self.count = 0;
         }
         self.count += 1;
-        self.count <= MAX_MESSAGES_PER_SECOND
+        self.count <= max
+    }
+}
+
+/// Messages that each make the server work (an SDP through the media
+/// engine, a forwarding change, a host's act on others) have a bound of
+/// their own per second, under the overall one: a client looping on one
+/// kind is slowed (the extra messages are refused) without losing its
+/// socket. A browser sends a few of any kind per second at most.
+/// Candidates are bounded per connection, chat per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// `publisher_offer`, `subscriber_answer`.
+    Negotiation,
+    /// `mute`.
+    Mute,
+    /// `track_settings`.
+    Quality,
+    /// What hosts do: `remove`, `mute_participant`, `lock_meeting`,
+    /// `end_meeting`, `admit`, `deny`, `create_invite`.
+    Moderation,
+}
+
+impl Kind {
+    fn of(msg: &ClientMessage) -> Option<Kind> {
+        Some(match msg {
+            ClientMessage::PublisherOffer { .. } | ClientMessage::SubscriberAnswer { .. } => {
+                Kind::Negotiation
+            }
+            ClientMessage::Mute { .. } => Kind::Mute,
+            ClientMessage::TrackSettings { .. } => Kind::Quality,
+            ClientMessage::Remove { .. }
+            | ClientMessage::MuteParticipant { .. }
+            | ClientMessage::LockMeeting { .. }
+            | ClientMessage::EndMeeting {}
+            | ClientMessage::Admit { .. }
+            | ClientMessage::Deny { .. }
+            | ClientMessage::CreateInvite { .. } => Kind::Moderation,
+            ClientMessage::Join { .. }
+            | ClientMessage::Leave {}
+            | ClientMessage::Chat { .. }
+            | ClientMessage::Candidate { .. } => return None,
+        })
+    }
+
+    pub(super) const fn per_second(self) -> u32 {
+        match self {
+            Kind::Negotiation | Kind::Moderation => 10,
+            Kind::Mute | Kind::Quality => 20,
+        }
+    }
+
+    const ALL: [Kind; 4] = [
+        Kind::Negotiation,
+        Kind::Mute,
+        Kind::Quality,
+        Kind::Moderation,
+    ];
+}
+
+/// One [`RateLimit`] per [`Kind`].
+pub(super) struct KindRates([RateLimit; 4]);
+
+impl KindRates {
+    pub(super) fn new(now: Instant) -> Self {
+        Self(Kind::ALL.map(|_| RateLimit::new(now)))
+    }
+
+    /// Whether `msg` at `now` is within its kind's bound (always, for a
+    /// kind without one).
+    pub(super) fn allow(&mut self, msg: &ClientMessage, now: Instant) -> bool {
+        let Some(kind) = Kind::of(msg) else {
+            return true;
+        };
+        let i = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.0[i].allow_up_to(now, kind.per_second())
     }
 }
 
@@ -86,5 +165,24 @@ mod tests {
         }
         assert!(!limit.allow(t0 + Duration::from_millis(999)));
         assert!(limit.allow(t0 + Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn each_kind_has_its_own_bound() {
+        let t0 = Instant::now();
+        let mut rates = KindRates::new(t0);
+        let mute = ClientMessage::Mute {
+            mid: "0".into(),
+            muted: true,
+        };
+        let lock = ClientMessage::LockMeeting { locked: true };
+        for _ in 0..Kind::Mute.per_second() {
+            assert!(rates.allow(&mute, t0));
+        }
+        assert!(!rates.allow(&mute, t0));
+        // Another kind is untouched, one without a bound always passes.
+        assert!(rates.allow(&lock, t0));
+        assert!(rates.allow(&ClientMessage::Leave {}, t0));
+        assert!(rates.allow(&mute, t0 + Duration::from_secs(1)));
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 mod guards;
 mod lobby;
 
-use guards::{admission_limits, CandidateCount, RateLimit, MAX_MESSAGES_PER_SECOND};
+use guards::{admission_limits, CandidateCount, KindRates, RateLimit, MAX_MESSAGES_PER_SECOND};
 use lobby::{next_lobby, wait_in_lobby};
 
 use super::adapter;
@@ -414,6 +414,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
     };
     // A Matrix user's membership asked again, while it is being asked.
     let mut recheck = Recheck::default();
+    let mut kinds = KindRates::new(Instant::now());
     loop {
         tokio::select! {
             _ = ping.tick() => {
@@ -543,7 +544,20 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         if let Some(claims) = joined.identity.as_mut() {
                             claims.host = identity.host;
                         }
-                        joined.role = if identity.host { Role::Host } else { Role::Participant };
+                        let role = if identity.host { Role::Host } else { Role::Participant };
+                        if role != joined.role {
+                            joined.role = role;
+                            // A new host is shown who waits now.
+                            lobby = role.may_moderate().then(|| {
+                                let mut waiting = session.state.lobby.watch(&joined.room);
+                                waiting.mark_changed();
+                                waiting
+                            });
+                            let command = Command::SetRole { role };
+                            if joined.worker.send(Request::Command { participant_id: joined.participant_id.clone(), command }).is_err() {
+                                tracing::warn!("cannot tell the media worker of a role change");
+                            }
+                        }
                     }
                     Ok(Err(OpenIdError::NotMember(_))) => return removed_from_room(session).await,
                     // The homeserver cannot say now: a participant is not
@@ -569,6 +583,9 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 }
                 Incoming::Message(ClientMessage::Leave {}) => {
                     return session.close("left").await;
+                }
+                Incoming::Message(msg) if !kinds.allow(&msg, Instant::now()) => {
+                    session.refuse_for(Limit::MessagesOfKind, ErrorCode::TooManyMessages).await;
                 }
                 Incoming::Message(ClientMessage::Chat { .. }) if !chat_sent.take(Instant::now(), session.state.limits.bounds().chat_messages_per_minute) => {
                     session.refuse_for(Limit::ChatMessages, ErrorCode::TooManyChatMessages).await;
