@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 use crate::ghosts::Ghosts;
 use crate::meetings::Meeting;
 use crate::openid::Verifier;
+use crate::quota::RoomQuota;
 use crate::store::Store;
 use crate::{lock, ChatConfig, ChatError};
 
@@ -49,6 +50,7 @@ pub(crate) struct Inner {
     pub(crate) meetings: Mutex<HashMap<String, Arc<Meeting>>>,
     /// Serialises room creation, so one meeting never gets two rooms.
     pub(crate) opening: tokio::sync::Mutex<()>,
+    pub(crate) room_quota: RoomQuota,
     pub(crate) outbox_wake: Notify,
     pub(crate) signed_in: watch::Sender<bool>,
     pub(crate) sync_ok: AtomicBool,
@@ -100,6 +102,7 @@ impl Chat {
                 a.prefix.clone(),
             )
         });
+        let room_quota = RoomQuota::new(config.max_rooms_per_user_per_day);
         let inner = Arc::new(Inner {
             config,
             client,
@@ -109,6 +112,7 @@ impl Chat {
             txn_prefix,
             meetings: Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
+            room_quota,
             outbox_wake: Notify::new(),
             signed_in: watch::channel(false).0,
             sync_ok: AtomicBool::new(false),

@@ -59,6 +59,9 @@ impl Chat {
             match opened {
                 Ok(_) => {}
                 Err(ChatError::Http(e)) => return Err(OpenIdError::Unreachable(e.to_string())),
+                Err(e @ ChatError::TooManyRooms(_)) => {
+                    return Err(OpenIdError::TooManyRooms(e.to_string()))
+                }
                 Err(e) => return Err(OpenIdError::Unavailable(e.to_string())),
             }
         }

@@ -13,6 +13,7 @@ mod identity;
 mod meetings;
 mod openid;
 mod outbox;
+mod quota;
 mod store;
 mod sync;
 mod widget;
@@ -58,6 +59,9 @@ pub struct ChatConfig {
     /// How long the rooms we create keep their messages (`m.room.retention`
     /// `max_lifetime`). None: as long as the homeserver keeps them.
     pub room_retention: Option<Duration>,
+    /// Rooms one Matrix user may make us create (by opening meetings under
+    /// new names) in a day.
+    pub max_rooms_per_user_per_day: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +95,9 @@ pub enum ChatError {
     /// The homeserver is away and the meeting's outbox is full.
     #[error("{0} chat messages of this meeting already wait for the homeserver; try again when chat is back")]
     Backlog(u64),
+    /// The user opened as many meetings with new rooms as a day allows.
+    #[error("you opened {0} meetings with new Matrix rooms in the last day, as many as this server allows; reuse one or wait")]
+    TooManyRooms(u32),
     /// Only identified participants make the bridge create a room.
     #[error("meeting `{0}` has no Matrix room, and only an identified participant makes one")]
     NoRoom(String),

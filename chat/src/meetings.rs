@@ -219,8 +219,18 @@ impl Inner {
                 let id = match configured {
                     Some(existing) => self.bind_existing(existing).await?,
                     None => {
+                        let now = Instant::now();
+                        if let Some(host) = host {
+                            if !self.room_quota.allows(host.as_str(), now) {
+                                return Err(ChatError::TooManyRooms(self.room_quota.per_day()));
+                            }
+                        }
+                        let id = self.create_room(name, host).await?;
+                        if let Some(host) = host {
+                            self.room_quota.record(host.as_str(), now);
+                        }
                         created = true;
-                        self.create_room(name, host).await?
+                        id
                     }
                 };
                 self.store.bind(name, id.as_str())?;

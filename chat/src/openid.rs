@@ -34,6 +34,8 @@ pub enum OpenIdError {
     NotMember(String),
     #[error("this meeting has no Matrix room")]
     NoRoom,
+    #[error("{0}")]
+    TooManyRooms(String),
     #[error("the chat service is not ready: {0}")]
     Unavailable(String),
 }
@@ -45,6 +47,7 @@ impl OpenIdError {
             Self::InvalidToken | Self::WrongServer(_) => 401,
             Self::HomeserverNotAllowed(_) | Self::NotMember(_) => 403,
             Self::Unreachable(_) => 502,
+            Self::TooManyRooms(_) => 429,
             Self::NoRoom | Self::Unavailable(_) => 503,
         }
     }
@@ -56,6 +59,7 @@ impl OpenIdError {
             Self::InvalidToken | Self::WrongServer(_) => "invalid_openid_token",
             Self::Unreachable(_) => "homeserver_unreachable",
             Self::NotMember(_) => "not_room_member",
+            Self::TooManyRooms(_) => "too_many_rooms",
             Self::NoRoom | Self::Unavailable(_) => "chat_unavailable",
         }
     }

@@ -2,7 +2,7 @@
 //! rooms the bridge makes are invite-only with history for joined members,
 //! no alias and the configured message retention; an invited user gets in, a kicked one is put out within
 //! seconds; host rights follow the power levels; an anonymous guest makes
-//! no room; a homeserver that cannot answer keeps Matrix users out.
+//! no room, a Matrix user so many a day; a homeserver that cannot answer keeps Matrix users out.
 
 use std::time::{Duration, Instant};
 
@@ -175,10 +175,10 @@ async fn rooms(syn: &Synapse) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_anonymous_guest_makes_no_room() {
+async fn an_anonymous_guest_makes_no_room_and_a_user_so_many_a_day() {
     let syn = Synapse::start(&["alice"]);
     let store = temp_dir("store");
-    let server = TestServer::start(&syn, &store).await;
+    let server = TestServer::start_with(&syn, &store, |c| c.max_rooms_per_user_per_day = 2).await;
     let alice = MatrixUser::login(&syn, "alice").await;
 
     // The deployment lets anyone in, but nobody vouched for Dan: his
@@ -199,6 +199,24 @@ async fn an_anonymous_guest_makes_no_room() {
     let (_erin, joined) = server.join_invited("lab", "Erin").await;
     assert!(joined["chat"]["room_id"].is_string(), "{joined}");
     assert_eq!(rooms(&syn).await, 1);
+
+    // Alice may have two rooms made today; the third meeting is refused,
+    // and the ones she has stay hers to enter.
+    alice.open_meeting(&server, "one").await;
+    alice.open_meeting(&server, "two").await;
+    let (status, e) = server.token("three", alice.openid().await).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (429, Some("too_many_rooms")),
+        "{e}"
+    );
+    assert_eq!(rooms(&syn).await, 3);
+    let (status, e) = server.token("one", alice.openid().await).await;
+    assert_eq!(status, 200, "{e}");
+    let hit = server
+        .metric("meet_limits_hit_total{limit=\"rooms_per_user\"}")
+        .await;
+    assert_eq!(hit, 1.0);
 
     server.stop().await;
     let _ = std::fs::remove_dir_all(store);

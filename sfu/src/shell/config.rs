@@ -123,6 +123,9 @@ pub struct Config {
     /// `m.room.retention` policy, which the homeserver enforces where its
     /// own retention support is on). 0: as long as the homeserver keeps them.
     pub matrix_room_retention_days: u32,
+    /// Meetings with new Matrix rooms one Matrix user may open in a day
+    /// (each is a room on the homeserver that stays).
+    pub max_rooms_per_user_per_day: u32,
     /// Secret that signs meeting access tokens and invite links. Empty: a
     /// random one per start (tokens and links then die with a restart).
     pub token_secret: String,
@@ -220,6 +223,7 @@ impl Default for Config {
             matrix_as_token: String::new(),
             matrix_as_prefix: "meet_".into(),
             matrix_room_retention_days: 0,
+            max_rooms_per_user_per_day: 50,
             token_secret: String::new(),
             drain_timeout_secs: 600,
             log_format: LogFormat::Text,
@@ -335,6 +339,10 @@ impl Config {
             (
                 "max_chat_outbox_per_meeting",
                 self.max_chat_outbox_per_meeting,
+            ),
+            (
+                "max_rooms_per_user_per_day",
+                self.max_rooms_per_user_per_day as usize,
             ),
         ] {
             if !(1..=1_000_000).contains(&value) {
@@ -476,6 +484,7 @@ impl Config {
             max_outbox_per_meeting: self.max_chat_outbox_per_meeting as u64,
             room_retention: (self.matrix_room_retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(self.matrix_room_retention_days) * 86_400)),
+            max_rooms_per_user_per_day: self.max_rooms_per_user_per_day,
         }))
     }
 

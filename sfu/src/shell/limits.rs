@@ -31,6 +31,8 @@ pub enum Limit {
     MessagesOfKind,
     #[error("too many chat messages in the last minute; wait a little")]
     ChatMessages,
+    #[error("too many meetings with new Matrix rooms opened by you today")]
+    RoomsPerUser,
     #[error("too many chat messages of this meeting wait for the homeserver; try again when chat is back")]
     ChatOutbox,
 }
@@ -48,6 +50,7 @@ impl Limit {
             Limit::MessagesOfKind => "messages_of_kind",
             Limit::ChatMessages => "chat_messages",
             Limit::ChatOutbox => "chat_outbox",
+            Limit::RoomsPerUser => "rooms_per_user",
         }
     }
 }

@@ -14,7 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use chat::{Chat, OpenIdToken, RoomUse};
+use chat::{Chat, OpenIdError, OpenIdToken, RoomUse};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -27,7 +27,7 @@ use crate::shell::drain::Drain;
 use crate::shell::headers::{self, SecurityHeaders};
 use crate::shell::health;
 use crate::shell::invite::Invites;
-use crate::shell::limits::{Bounds, Limits};
+use crate::shell::limits::{Bounds, Limit, Limits};
 use crate::shell::lobby::Lobby;
 use crate::shell::metrics::Metrics;
 use crate::shell::policy::{Policies, PolicyError};
@@ -516,6 +516,10 @@ async fn token(
             .into_response()
         }
         Err(e) => {
+            if let OpenIdError::TooManyRooms(_) = e {
+                let limit = Limit::RoomsPerUser.label();
+                state.metrics.limits_hit.with_label_values(&[limit]).inc();
+            }
             let status =
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             error(status, e.code(), e.to_string())
