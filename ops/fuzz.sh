@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of what reaches the server from outside
 # (sfu/fuzz: v1 signalling messages into the room core, datagrams from the
-# network into it and the media engine), with cargo-fuzz on the machine's
+# network into it and the media engine, RTP payloads into the code that
+# reads and rewrites them), with cargo-fuzz on the machine's
 # nightly toolchain. Not part of the test command, which runs the same
 # targets over their seeds (sfu/tests/fuzz_smoke.rs).
-#   ops/fuzz.sh TARGET [SECONDS]     TARGET: signalling or datagrams
+#   ops/fuzz.sh TARGET [SECONDS]     TARGET: signalling, datagrams or payloads
 # A crash is saved under sfu/fuzz/artifacts/TARGET/; once fixed, copy it
 # into sfu/fuzz/seeds/TARGET/ so that every test run replays it.
 set -euo pipefail

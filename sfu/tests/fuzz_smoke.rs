@@ -68,3 +68,8 @@ fn signalling_messages_from_a_participant() {
 fn datagrams_from_the_network() {
     run("datagrams", bodies::datagrams);
 }
+
+#[test]
+fn rtp_payloads_on_the_forwarding_path() {
+    run("payloads", bodies::payloads);
+}

@@ -1,13 +1,18 @@
 //! What the fuzz targets do with their input, shared by cargo-fuzz and by
 //! the smoke test that runs every target over its seeds in `cargo test`
-//! (`sfu/tests/fuzz_smoke.rs`). Both feed a room core with two
+//! (`sfu/tests/fuzz_smoke.rs`). Two feed a room core with two
 //! participants, as the server's shell would: protocol v1 messages through
-//! the adapter, or datagrams from the network. Neither may panic, whatever
-//! comes.
+//! the adapter, or datagrams from the network. The third gives the code
+//! that reads and rewrites RTP payloads (keyframe detection, the VP8
+//! descriptor and its rewriting across simulcast switches) payloads as a
+//! publisher could send them once SRTP has let them in, which encrypted
+//! datagrams seldom reach. None may panic, whatever comes.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sfu::media::keyframe::VideoCodec;
+use sfu::media::vp8::Vp8Munger;
 use sfu::room::api::{Command, Event, Role};
 use sfu::room::{Input, Output, Router, RouterConfig, Transport};
 use sfu::signalling::v1::{adapter, ClientMessage};
@@ -162,6 +167,34 @@ pub fn datagrams(mut data: &[u8]) {
             },
         );
         drain(&mut r);
+    }
+}
+
+/// RTP payloads, each a length (two bytes) and its bytes, the first byte
+/// saying what the forwarding path does with it: a keyframe check for VP8
+/// or H.264, a simulcast switch onto it, then the rewrite every forwarded
+/// VP8 packet gets. A rewrite keeps the payload's length.
+pub fn payloads(mut data: &[u8]) {
+    let mut munger = Vp8Munger::default();
+    for _ in 0..MAX_PIECES {
+        let [how, hi, lo, rest @ ..] = data else {
+            break;
+        };
+        let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(rest.len());
+        let (payload, tail) = rest.split_at(len);
+        data = tail;
+        let codec = if how & 1 == 0 {
+            VideoCodec::Vp8
+        } else {
+            VideoCodec::H264
+        };
+        let keyframe = codec.is_keyframe(payload);
+        if how & 2 != 0 && (keyframe || how & 4 != 0) {
+            munger.switch(payload);
+        }
+        if let Some(out) = munger.track(payload).apply(payload) {
+            assert_eq!(out.len(), payload.len(), "a rewrite changed the length");
+        }
     }
 }
 
