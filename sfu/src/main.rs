@@ -43,8 +43,10 @@ async fn main() -> anyhow::Result<()> {
     config.validate()?;
     // What the chat bridge derives from the rest (URLs) is checked too.
     config.chat()?;
-    // And the meetings' own policies, which a start would read.
+    // And the meetings' own policies and the certificate, which a start
+    // would read.
     config.policies()?;
+    config.tls()?;
     init_logs(config.log_format);
     if let Some(path) = &cli.check_config {
         println!("meet: configuration {} is valid", path.display());
@@ -54,7 +56,8 @@ async fn main() -> anyhow::Result<()> {
     let signals = Signals::install().context("installing signal handlers")?;
     // Tests and scripts read this line to find the server.
     println!(
-        "meet: listening on http://{} (media UDP ports {:?})",
+        "meet: listening on {}://{} (media UDP ports {:?})",
+        server.scheme(),
         server.http_addr(),
         server.media_ports()
     );

@@ -46,14 +46,15 @@ export function assertCleanExit(what, { code, signal }, log) {
 }
 
 /**
- * Starts the server on free ports; resolves once it prints its address.
+ * Starts the server on free ports (or on HTTP `port`, to restart one where
+ * its pages look for it); resolves once it prints its address.
  * stop() sends SIGTERM and fails unless it shuts down cleanly
  * (assertCleanExit), also when it had exited on its own before.
  */
-export async function startServer(extraEnv = {}) {
+export async function startServer(extraEnv = {}, { port = 0 } = {}) {
   const bin = process.env.SFU_BIN;
   if (!bin) throw new Error('SFU_BIN must point at the built sfu binary');
-  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--media-port', '0'], {
+  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--media-port', '0'], {
     // SIGTERM drains: a page a failed test left open holds stop() up this long.
     // Open to anonymous guests unless a test says otherwise: most tests
     // are about meetings, not about who gets in.
@@ -71,7 +72,7 @@ export async function startServer(extraEnv = {}) {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 30000);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/listening on (http:\/\/[\d.:]+)/);
+      const m = out.match(/listening on (https?:\/\/[\d.:]+)/);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
@@ -128,7 +129,7 @@ export function processUsage(pid) {
   return { cpuSeconds: ticks / 100, rssKiB };
 }
 
-export async function launchBrowser() {
+export async function launchBrowser({ args = [] } = {}) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -147,6 +148,7 @@ export async function launchBrowser() {
       '--disable-background-timer-throttling',
       '--disable-renderer-backgrounding',
       '--disable-backgrounding-occluded-windows',
+      ...args,
     ],
   });
 }

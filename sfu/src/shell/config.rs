@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::shell::policy::{Policies, Policy, PolicyError};
-use crate::shell::turn;
+use crate::shell::{tls, turn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -40,6 +41,8 @@ const STRING_KEYS: &[&str] = &[
     "matrix_password",
     "matrix_store",
     "policy_store",
+    "tls_certificate",
+    "tls_private_key",
     "token_secret",
     "matrix_as_token",
     "matrix_as_prefix",
@@ -56,6 +59,11 @@ pub struct Config {
     /// A separate address for `/metrics` (Prometheus), which then is not
     /// served on `listen`: keeps it off the public listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain and private key: `listen` then speaks HTTPS
+    /// (and tells browsers to keep to it, HSTS). Empty: plain HTTP, for a
+    /// reverse proxy in front.
+    pub tls_certificate: PathBuf,
+    pub tls_private_key: PathBuf,
     /// First UDP media port; worker `i` uses `media_port + i`. 0: any free port.
     pub media_port: u16,
     /// First TCP port for ICE over TCP (passive candidates, for browsers
@@ -197,6 +205,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_listen: None,
+            tls_certificate: PathBuf::new(),
+            tls_private_key: PathBuf::new(),
             media_port: 0,
             ice_tcp_port: None,
             workers: 0,
@@ -445,6 +455,31 @@ impl Config {
     }
 
     /// The deployment's policy, with the meetings' own from `policy_store`.
+    /// The listener's TLS configuration, its files read; `None` for plain
+    /// HTTP.
+    pub fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+        let (cert, key) = (&self.tls_certificate, &self.tls_private_key);
+        match (cert.as_os_str().is_empty(), key.as_os_str().is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => {
+                tls::server_config(cert, key)
+                    .map(Some)
+                    .map_err(|e| ConfigError::Invalid {
+                        key: e.key,
+                        message: e.message,
+                    })
+            }
+            (false, true) => Err(ConfigError::Invalid {
+                key: "tls_private_key",
+                message: "must be set with tls_certificate".into(),
+            }),
+            (true, false) => Err(ConfigError::Invalid {
+                key: "tls_certificate",
+                message: "must be set with tls_private_key".into(),
+            }),
+        }
+    }
+
     pub fn policies(&self) -> Result<Policies, PolicyError> {
         let deployment = Policy {
             anonymous_join: self.anonymous_join,

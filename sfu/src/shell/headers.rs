@@ -1,5 +1,5 @@
-//! What every HTTP response tells the browser about itself: a strict
-//! Content-Security-Policy (our own scripts, styles and connections only;
+//! What every HTTP response tells the browser about itself: HTTPS only
+//! (when we serve it), a strict Content-Security-Policy (our own scripts, styles and connections only;
 //! framed only by ourselves and the configured Matrix clients), no MIME
 //! sniffing, no referrer (invite links carry their grant in the URL), and
 //! camera, microphone and screen capture for this origin alone. And the
@@ -19,8 +19,10 @@ pub struct SecurityHeaders {
 
 impl SecurityHeaders {
     /// `frame_ancestors`: origins (`https://element.example.org`) that may
-    /// embed the meeting as a widget, beside ourselves.
-    pub fn new(frame_ancestors: &[String]) -> Self {
+    /// embed the meeting as a widget, beside ourselves. `https`: we serve
+    /// TLS ourselves, so browsers are told to keep to it (HSTS, a year;
+    /// behind a proxy the proxy, which holds the certificate, says so).
+    pub fn new(frame_ancestors: &[String], https: bool) -> Self {
         let mut ancestors = String::from("'self'");
         for origin in frame_ancestors {
             ancestors.push(' ');
@@ -33,23 +35,27 @@ impl SecurityHeaders {
              form-action 'self'; frame-ancestors {ancestors}"
         );
         let value = |v: &str| HeaderValue::from_str(v).expect("origins were validated at start");
+        let hsts = https.then(|| (header::STRICT_TRANSPORT_SECURITY, value("max-age=31536000")));
         Self {
-            headers: vec![
-                (header::CONTENT_SECURITY_POLICY, value(&csp)),
-                (header::X_CONTENT_TYPE_OPTIONS, value("nosniff")),
-                (header::REFERRER_POLICY, value("no-referrer")),
-                (
-                    HeaderName::from_static("permissions-policy"),
-                    value(
-                        "camera=(self), microphone=(self), display-capture=(self), \
+            headers: hsts
+                .into_iter()
+                .chain([
+                    (header::CONTENT_SECURITY_POLICY, value(&csp)),
+                    (header::X_CONTENT_TYPE_OPTIONS, value("nosniff")),
+                    (header::REFERRER_POLICY, value("no-referrer")),
+                    (
+                        HeaderName::from_static("permissions-policy"),
+                        value(
+                            "camera=(self), microphone=(self), display-capture=(self), \
                          fullscreen=(self), geolocation=(), payment=(), usb=()",
+                        ),
                     ),
-                ),
-                (
-                    HeaderName::from_static("cross-origin-opener-policy"),
-                    value("same-origin"),
-                ),
-            ],
+                    (
+                        HeaderName::from_static("cross-origin-opener-policy"),
+                        value("same-origin"),
+                    ),
+                ])
+                .collect(),
         }
     }
 }
@@ -128,7 +134,7 @@ mod tests {
 
     #[test]
     fn frame_ancestors_name_the_configured_clients() {
-        let h = SecurityHeaders::new(&["https://element.example".into()]);
+        let h = SecurityHeaders::new(&["https://element.example".into()], false);
         let csp = h
             .headers
             .iter()
@@ -143,5 +149,12 @@ mod tests {
             "{csp}"
         );
         assert!(!csp.contains("unsafe-inline"));
+        let hsts = |h: &SecurityHeaders| {
+            h.headers
+                .iter()
+                .any(|(n, _)| n == header::STRICT_TRANSPORT_SECURITY)
+        };
+        assert!(!hsts(&h), "HSTS over plain HTTP");
+        assert!(hsts(&SecurityHeaders::new(&[], true)));
     }
 }

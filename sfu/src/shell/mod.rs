@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod policy;
 pub mod roster;
 pub mod server;
+pub mod tls;
 pub mod token;
 pub mod turn;
 pub mod web;

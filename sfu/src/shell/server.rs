@@ -96,6 +96,8 @@ pub struct AppState {
     pub admin_key: Option<Arc<str>>,
     /// Where users reach this server, when configured.
     public_url: Option<url::Url>,
+    /// `https` when the listener speaks TLS, else `http`.
+    scheme: &'static str,
     headers: SecurityHeaders,
     page: Arc<str>,
 }
@@ -111,7 +113,7 @@ impl AppState {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
-        url::Url::parse(&format!("http://{host}/"))
+        url::Url::parse(&format!("{}://{host}/", self.scheme))
             .unwrap_or_else(|_| url::Url::parse("http://localhost/").expect("a valid URL"))
     }
 
@@ -129,6 +131,8 @@ impl AppState {
 
 pub struct Server {
     listener: tokio::net::TcpListener,
+    /// HTTPS on `listener`, when a certificate is configured.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// `/metrics` apart from the public listener, when configured.
     metrics_listener: Option<tokio::net::TcpListener>,
     state: AppState,
@@ -144,6 +148,7 @@ impl Server {
             return Err(ServerError::NoMediaAddress);
         }
         let policies = config.policies()?;
+        let tls = config.tls()?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -235,6 +240,7 @@ impl Server {
         let tokens = TokenKeys::new(&config.token_secret);
         Ok(Self {
             listener,
+            tls: tls.clone(),
             metrics_listener,
             state: AppState {
                 workers: Arc::new(workers),
@@ -260,7 +266,8 @@ impl Server {
                 ),
                 admin_key: (!config.admin_key.is_empty()).then(|| config.admin_key.as_str().into()),
                 public_url: config.public_url()?,
-                headers: SecurityHeaders::new(&config.widget_origins),
+                scheme: if tls.is_some() { "https" } else { "http" },
+                headers: SecurityHeaders::new(&config.widget_origins, tls.is_some()),
                 page: web::meeting_page(&config.widget_origins).into(),
             },
             threads,
@@ -272,6 +279,11 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// `https` when the listener speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        self.state.scheme
     }
 
     /// Where `/metrics` is served when not on [`Server::http_addr`].
@@ -295,7 +307,8 @@ impl Server {
         let room = random_room();
         let (invite, _) = self.state.invites.mint(&room, Role::Host, 24 * 3600, None);
         let base = self.state.public_url.clone().unwrap_or_else(|| {
-            url::Url::parse(&format!("http://{}/", self.http_addr())).expect("a valid URL")
+            url::Url::parse(&format!("{}://{}/", self.state.scheme, self.http_addr()))
+                .expect("a valid URL")
         });
         invite_link(base, &room, &invite)
     }
@@ -326,10 +339,13 @@ impl Server {
         });
         let app = app(self.state, metrics_server.is_none());
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServerError::Http);
+        let result = match self.tls {
+            None => axum::serve(self.listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(ServerError::Http),
+            Some(tls) => serve_tls(self.listener, tls, app, shutdown).await,
+        };
         if let Some(chat) = chat {
             chat.shutdown();
         }
@@ -378,6 +394,32 @@ fn app(state: AppState, with_metrics: bool) -> axum::Router {
             headers::add,
         ))
         .with_state(state)
+}
+
+/// [`axum::serve`] over TLS: each handshake in a task of its own, so a
+/// slow one holds up nobody else. Upgraded connections (the signalling
+/// WebSockets) are not waited for, as with plain HTTP; other requests
+/// still open get a few seconds.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = listener.into_std().map_err(ServerError::Http)?;
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    axum_server::tls_rustls::from_tcp_rustls(listener, config)
+        .map_err(ServerError::Http)?
+        .handle(handle)
+        .serve(app)
+        .await
+        .map_err(ServerError::Http)
 }
 
 /// `base`/m/`room`?invite=`invite`, each part encoded as it must be.
