@@ -125,6 +125,13 @@ const b = new dashboard.DashboardBuilder('meet')
   .withPanel(graph('Chat', 'Messages relayed per second, by direction; the outbox depth.', 'none',
     q(`sum by (direction) (${rate('meet_chat_messages_total{job="meet"}')})`, '{{direction}}'),
     q('sum(meet_chat_outbox_events{job="meet"})', 'outbox')))
+  .withPanel(graph('Limits hit', 'Requests refused per second because a configured limit was reached, by limit (docs/metrics.md): floods, full meetings, too many connections from one address.', 'ops',
+    q(`sum by (limit) (${rate('meet_limits_hit_total{job="meet"}')})`, '{{limit}}')))
+  .withPanel(statPanel('TURN reachable', '1 while each configured TURN server answers a STUN request, 0 while it does not: staff behind strict firewalls reach meetings only through it.',
+    q('meet_turn_reachable{job="meet"}', '{{url}}')))
+  .withPanel(graph('Through TCP', 'ICE-over-TCP connections open on the media workers (clients whose firewall drops UDP and who use no TURN server), and those refused.', 'none',
+    q('sum(meet_ice_tcp_connections{job="meet"})', 'open'),
+    q(`sum(${rate('meet_ice_tcp_connections_refused_total{job="meet"}')})`, 'refused per second')))
   .withPanel(graph('Dropped datagrams', 'Datagrams from unknown senders or garbage, oversized, and refused by the engine, per second.', 'ops',
     q(`sum(${rate('meet_datagrams_dropped_total{job="meet"}')})`, 'unknown or garbage'),
     q(`sum(${rate('meet_datagrams_oversized_total{job="meet"}')})`, 'oversized'),

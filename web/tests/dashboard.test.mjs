@@ -1,19 +1,23 @@
 // The Grafana dashboard (ops/grafana/) against a real meeting: four
 // Chromium pages meet through the real server with chat on a real Synapse,
-// Debian's Prometheus scrapes it every second, and every panel's query
+// a TURN server (Debian's coturn) and ICE over TCP offered, Debian's
+// Prometheus scrapes it every second, and every panel's query
 // must return data, as Grafana would ask it (no Grafana server can be
 // installed here). Also: the committed JSON is the generator's output.
 
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   startServer, startPrometheus, startSynapse, registerUser, launchBrowser, joinPage, receivedByName, until, cleanUp,
+  freePort,
 } from './harness.mjs';
+import { TURN_IP, startCoturn } from './coturn.mjs';
 
 const grafanaDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'ops', 'grafana');
 const committed = readFileSync(join(grafanaDir, 'dashboards', 'meet.json'), 'utf8');
@@ -24,16 +28,23 @@ let storeDir;
 let server;
 let prometheus;
 let browser;
+let coturn;
 
 before(async () => {
   syn = await startSynapse();
   await registerUser(syn, 'meetbot', BOT_PASSWORD);
   storeDir = mkdtempSync(join(tmpdir(), 'meet-matrix-store-'));
+  const secret = randomBytes(32).toString('hex');
+  const turnPort = await freePort();
+  coturn = await startCoturn(turnPort, secret);
   server = await startServer({
     MEET_MATRIX_HOMESERVER: syn.url,
     MEET_MATRIX_USER: 'meetbot',
     MEET_MATRIX_PASSWORD: BOT_PASSWORD,
     MEET_MATRIX_STORE: storeDir,
+    MEET_TURN_URLS: JSON.stringify([`turn:${TURN_IP}:${turnPort}?transport=udp`]),
+    MEET_TURN_SECRET: secret,
+    MEET_ICE_TCP_PORT: '0',
   });
   prometheus = await startPrometheus(new URL(server.url).host);
   browser = await launchBrowser();
@@ -43,6 +54,7 @@ after(() => cleanUp(
   () => browser?.close(),
   () => prometheus?.stop(),
   () => server?.stop(),
+  () => coturn?.stop(),
   () => syn?.destroy(),
   () => storeDir && rmSync(storeDir, { recursive: true, force: true }),
 ));
@@ -91,6 +103,7 @@ test('every panel of the dashboard shows data during a four-person meeting', asy
     && await prometheus.query('sum(meet_participants)') === 4
     && await prometheus.query('sum(meet_signalling_errors_total)') > 0
     && await prometheus.query('meet_chat_homeserver_reachable') === 1
+    && await prometheus.query('min(meet_turn_reachable)') === 1
   ), 30000, 500);
   // Rates over 10 s need 10 s of samples since the last change.
   await new Promise((r) => setTimeout(r, 12000));

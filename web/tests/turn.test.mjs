@@ -1,90 +1,32 @@
 // Staff behind firewalls that block meet's media path reach it through
 // TURN: Debian's coturn, configured by ops/coturn/turnserver.conf itself
-// (this test's addresses, ports and secret put in; no TLS, as there is no
-// certificate here), with the short-lived credentials meet hands out in
-// `joined`. Everything runs in this test's own network namespace
-// (ops/netns.sh): coturn on 10.99.0.2, meet's media on 10.99.0.1.
+// (this test's addresses, ports and secret put in, and a self-signed
+// certificate for its TLS port, 443 as in the sample), with the
+// short-lived credentials meet hands out in `joined`. Everything runs in
+// this test's own network namespace (ops/netns.sh): coturn on 10.99.0.2,
+// meet's media on 10.99.0.1.
 //
 // 1. Pages that may use only relayed candidates (iceTransportPolicy
 //    'relay', as a strict client would) decode each other's video.
 // 2. With every UDP datagram dropped except coturn's relayed leg to meet
 //    (an nftables rule: a client whose firewall lets no UDP out), pages
 //    still meet, over TURN on TCP.
+// 3. The same, with TURN over TLS on port 443 the only way offered: what
+//    gets through a firewall that lets only HTTPS out.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   cleanUp, freePort, joinPage, launchBrowser, nftRule, receivedByName, sleep, startServer, until,
 } from './harness.mjs';
-
-const TURN_IP = '10.99.0.2';
-const MEET_MEDIA_IP = '10.99.0.1';
-// coturn's relayed side: below the kernel's ephemeral ports, so that the
-// nftables rule can tell coturn's datagrams to meet from everyone else's.
-const RELAY_PORTS = [20000, 20099];
-
-/** The sample configuration with this test's values; fails on a key the sample lacks. */
-function turnConfig(dir, port, secret) {
-  const sample = readFileSync(new URL('../../ops/coturn/turnserver.conf', import.meta.url), 'utf8');
-  const set = {
-    'listening-ip': TURN_IP,
-    'listening-port': String(port),
-    'static-auth-secret': secret,
-    'allowed-peer-ip': MEET_MEDIA_IP,
-    'min-port': String(RELAY_PORTS[0]),
-    'max-port': String(RELAY_PORTS[1]),
-    realm: 'meet.test',
-    'log-file': 'stdout',
-  };
-  const tls = new Set(['tls-listening-port', 'cert', 'pkey', 'no-tlsv1', 'no-tlsv1_1']);
-  const seen = new Set();
-  const lines = sample.split('\n').filter((l) => !tls.has(l.split('=')[0])).map((l) => {
-    const key = l.split('=')[0];
-    if (!(key in set)) return l;
-    seen.add(key);
-    return `${key}=${set[key]}`;
-  });
-  for (const key of Object.keys(set)) assert.ok(seen.has(key), `ops/coturn/turnserver.conf has no ${key}`);
-  lines.push('no-tls', 'no-dtls', `relay-ip=${TURN_IP}`, `pidfile=${join(dir, 'turnserver.pid')}`,
-    `userdb=${join(dir, 'turndb')}`);
-  const path = join(dir, 'turnserver.conf');
-  writeFileSync(path, lines.join('\n'));
-  return path;
-}
-
-function tcpOpen(host, port) {
-  return new Promise((resolve) => {
-    const s = connect({ host, port }, () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  });
-}
-
-async function startCoturn(port, secret) {
-  const dir = mkdtempSync(join(tmpdir(), 'meet-coturn-'));
-  const child = spawn('turnserver', ['-c', turnConfig(dir, port, secret)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout.on('data', (d) => { log += d; });
-  child.stderr.on('data', (d) => { log += d; });
-  const exited = new Promise((resolve) => child.once('close', resolve));
-  await until('coturn listens', async () => {
-    if (child.exitCode !== null) throw new Error(`coturn exited ${child.exitCode}:\n${log}`);
-    return tcpOpen(TURN_IP, port);
-  }, 15000);
-  return {
-    log: () => log,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+import {
+  MEET_MEDIA_IP, RELAY_PORTS, TURN_IP, startCoturn,
+} from './coturn.mjs';
 
 /** Drops every UDP datagram but those of coturn's relayed side; returns what lets them through again. */
 function blockUdp() {
@@ -117,11 +59,19 @@ let coturn;
 let server;
 let browser;
 let turnPort;
+let secret;
+let certDir;
 
 before(async () => {
-  const secret = randomBytes(32).toString('hex');
+  secret = randomBytes(32).toString('hex');
   turnPort = await freePort();
-  coturn = await startCoturn(turnPort, secret);
+  certDir = mkdtempSync(join(tmpdir(), 'meet-turn-tls-'));
+  const cert = join(certDir, 'cert.pem');
+  const key = join(certDir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+    '-subj', '/CN=turn test', '-addext', `subjectAltName=IP:${TURN_IP}`,
+    '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  coturn = await startCoturn(turnPort, secret, { port: 443, cert, key });
   server = await startServer({
     MEET_MEDIA_IPS: `["${MEET_MEDIA_IP}"]`,
     MEET_TURN_URLS: JSON.stringify([
@@ -138,6 +88,7 @@ after(() => cleanUp(
   () => browser?.close(),
   () => server?.stop(),
   () => coturn?.stop(),
+  () => certDir && rmSync(certDir, { recursive: true, force: true }),
 ));
 
 test('pages that may only use relayed candidates meet through coturn', async (t) => {
@@ -182,4 +133,27 @@ test('with all UDP blocked but the relay, pages meet over TURN on TCP', async (t
   const before = (await receivedByName(a)).Dag.framesDecoded;
   await sleep(2000);
   assert.ok((await receivedByName(a)).Dag.framesDecoded > before + 20, 'video keeps coming');
+});
+
+test('with all UDP blocked and only TURN over TLS on 443 offered, pages meet through it', async (t) => {
+  const tlsOnly = await startServer({
+    MEET_MEDIA_IPS: `["${MEET_MEDIA_IP}"]`,
+    MEET_TURN_URLS: JSON.stringify([`turns:${TURN_IP}:443?transport=tcp`]),
+    MEET_TURN_SECRET: secret,
+  });
+  t.after(() => tlsOnly.stop());
+  // Chromium checks a TURN server's certificate as a web server's; this
+  // one is self-signed.
+  const trusting = await launchBrowser({ args: ['--ignore-certificate-errors'] });
+  t.after(() => trusting.close());
+  unblockUdp = blockUdp();
+  t.after(unblockUdp);
+  const a = await joinPage(trusting, tlsOnly.url, 'tls-443', 'Eva', {}, { t });
+  const b = await joinPage(trusting, tlsOnly.url, 'tls-443', 'Fei', {}, { t });
+  await decodeEachOther(a, b);
+  const times = await firstFrames(a, b);
+  console.log(`# measured: join to first decoded frame, TURN over TLS on 443 with all UDP blocked: ${times.map(Math.round).join(' and ')} ms`);
+  for (const p of [a, b]) {
+    assert.deepEqual(await selectedLocalCandidate(p), { type: 'relay', relayProtocol: 'tls' }, `${p.name}'s path`);
+  }
 });

@@ -38,6 +38,21 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit, so that each one's counter exists from the start (a
+    /// rate over a series that is not there yet says nothing).
+    pub const ALL: [Limit; 10] = [
+        Limit::Connections,
+        Limit::ConnectionsPerAddress,
+        Limit::JoinsPerAddress,
+        Limit::Meetings,
+        Limit::WorkerQueue,
+        Limit::Candidates,
+        Limit::MessagesOfKind,
+        Limit::ChatMessages,
+        Limit::RoomsPerUser,
+        Limit::ChatOutbox,
+    ];
+
     /// The `limit` label of `meet_limits_hit_total`.
     pub fn label(self) -> &'static str {
         match self {

@@ -16,6 +16,7 @@ use prometheus::{
 pub use worker::{Snapshot, WorkerMetrics};
 
 use crate::room::api::Role;
+use crate::shell::limits::Limit;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -122,6 +123,9 @@ impl Metrics {
             "Requests refused because a configured limit was reached, by limit",
             &["limit"],
         );
+        for limit in Limit::ALL {
+            limits_hit.with_label_values(&[limit.label()]);
+        }
         let chat_outbox = r.gauge(
             "meet_chat_outbox_events",
             "Chat events waiting in the outbox for the Matrix homeserver",
