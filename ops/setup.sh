@@ -91,8 +91,9 @@ if [ "$mode" = test ] || [ "$mode" = package ]; then
 fi
 
 if [ "$mode" = test ]; then
-  # playwright-core only; it drives Debian's Chromium and downloads no browser.
-  if [ ! -d web/node_modules/playwright-core ]; then
+  # playwright-core (it drives Debian's Chromium and downloads no browser)
+  # and axe-core (the accessibility checks).
+  if [ ! -d web/node_modules/playwright-core ] || [ ! -d web/node_modules/axe-core ]; then
     (cd web && npm ci --no-audit --no-fund)
   fi
   # The dashboard generator (ops/grafana/dashboard.mjs), whose output the

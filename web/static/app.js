@@ -11,12 +11,17 @@
 // chat.js.
 
 import { $, params, state } from './state.js';
+import { lang, setLanguage, translatePage } from './i18n.js';
 import { startIdentity, joinAsGuest } from './identity.js';
 import { acquireMedia, setupPrejoin } from './prejoin.js';
 import { join } from './session.js';
 import { receiveStats } from './meeting.js';
 import { srtpCiphers } from './peers.js';
 import { chatMessages, sendChat } from './chat.js';
+
+translatePage();
+$('language').value = lang;
+$('language').addEventListener('change', (e) => setLanguage(e.target.value));
 
 // Started before anything else awaits, so that no message from Element is
 // missed: settles once the sign-in has an outcome.

@@ -4,9 +4,9 @@
 // text (textContent), never as markup. Also the panel's toggle, the unread
 // badge, the "chat is delayed" notice and sending a message.
 
+import { errorText, onLanguageChange, t } from './i18n.js';
 import { $, state, newChatState } from './state.js';
 
-const DELAYED_TEXT = 'Chat is delayed: messages will be delivered when the chat server is back.';
 const wideScreen = window.matchMedia('(min-width: 721px)');
 let chatOpen = wideScreen.matches;
 
@@ -51,14 +51,21 @@ function updateUnread() {
   count.textContent = n > 99 ? '99+' : String(n);
   const words = document.createElement('span');
   words.className = 'visually-hidden';
-  words.textContent = ' unread';
+  words.textContent = t('chat.unread');
   badge.replaceChildren(count, words);
 }
 
 export function setChatDelayed(delayed) {
   state.chat.delayed = delayed;
-  $('chat-delayed').textContent = delayed ? DELAYED_TEXT : '';
+  $('chat-delayed').textContent = delayed ? t('chat.delayed') : '';
 }
+
+// What is drawn already follows a change of language.
+onLanguageChange(() => {
+  updateUnread();
+  setChatDelayed(state.chat.delayed);
+  for (const m of state.chat.order) renderMessage(m);
+});
 
 export function chatHistory(events) {
   // Everything since the meeting started: a fresh start.
@@ -202,20 +209,20 @@ function renderMessage(msg) {
   const time = el('time', 'chat-time', new Date(msg.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
   time.dateTime = new Date(msg.ts).toISOString();
   meta.append(name, time);
-  if (msg.pending) meta.append(el('span', 'chat-hint', 'sending…'));
-  if (msg.failed) meta.append(el('span', 'chat-hint', 'not delivered'));
+  if (msg.pending) meta.append(el('span', 'chat-hint', t('chat.sending')));
+  if (msg.failed) meta.append(el('span', 'chat-hint', t('chat.notDelivered')));
 
   const parts = [meta];
   const quoted = msg.replyTo && state.chat.byId.get(msg.replyTo);
   if (quoted) {
     const quote = el('blockquote', 'chat-quote');
-    const excerpt = quoted.deleted ? 'Message deleted' : quoted.body.replace(/\s+/g, ' ').slice(0, 80);
-    quote.append(el('span', 'visually-hidden', 'In reply to '), `${quoted.name}: ${excerpt}`);
+    const excerpt = quoted.deleted ? t('chat.deleted') : quoted.body.replace(/\s+/g, ' ').slice(0, 80);
+    quote.append(el('span', 'visually-hidden', t('chat.inReplyTo')), `${quoted.name}: ${excerpt}`);
     parts.push(quote);
   }
 
-  const body = el('p', 'chat-body', msg.deleted ? 'Message deleted' : msg.body);
-  if (msg.edited && !msg.deleted) body.append(' ', el('span', 'chat-hint', '(edited)'));
+  const body = el('p', 'chat-body', msg.deleted ? t('chat.deleted') : msg.body);
+  if (msg.edited && !msg.deleted) body.append(' ', el('span', 'chat-hint', t('chat.edited')));
   parts.push(body);
 
   if (msg.reactions.size > 0) {
@@ -225,7 +232,7 @@ function renderMessage(msg) {
       byKey.get(key).push(who);
     }
     const list = el('ul', 'chat-reactions');
-    list.setAttribute('aria-label', 'Reactions');
+    list.setAttribute('aria-label', t('chat.reactions'));
     for (const [key, names] of byKey) {
       const chip = el('li', '', `${key} ${names.length}`);
       chip.title = names.filter(Boolean).join(', ');
@@ -251,7 +258,7 @@ export function sendChat(text) {
   const body = String(text).trim();
   if (!body || !state.chat.info || !state.signalling || !state.signalling.open) return false;
   if ([...body].length > 4000) {
-    $('chat-error').textContent = 'That message is too long (at most 4000 characters).';
+    $('chat-error').textContent = t('chat.tooLong');
     return false;
   }
   $('chat-error').textContent = '';
@@ -264,7 +271,7 @@ export function sendChat(text) {
  * or bad_message soon after we sent a message (it was refused). */
 export function showChatError(code, message) {
   if (code === 'chat_unavailable' || (code === 'bad_message' && Date.now() - state.chat.lastSentAt < 5000)) {
-    $('chat-error').textContent = code === 'chat_unavailable' ? `Chat is not available: ${message}` : message;
+    $('chat-error').textContent = code === 'chat_unavailable' ? t('chat.unavailableWhy', { why: message }) : errorText(code, message);
   }
 }
 

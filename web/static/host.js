@@ -6,6 +6,7 @@
 // microphone or camera, and the meeting's lock. The server enforces all
 // of it; these are its controls and its news.
 
+import { onLanguageChange, t } from './i18n.js';
 import { $, room, state, setStatus } from './state.js';
 import { forceMuted } from './media.js';
 
@@ -30,17 +31,17 @@ export function hostControls(pid, name) {
     const track = micTrack();
     if (track) send({ type: 'mute_participant', participant_id: pid, track_id: track.id, locked });
   };
-  const keep = button('host-keep-muted', 'Keep muted', `Mute ${name} and keep them muted`, () => {
+  const keep = button('host-keep-muted', t('host.keepMuted'), t('host.keepMutedLabel', { name }), () => {
     const locked = keep.getAttribute('aria-pressed') !== 'true';
     keep.setAttribute('aria-pressed', String(locked));
     mute(locked);
   });
   keep.setAttribute('aria-pressed', 'false');
   return [
-    button('host-mute', 'Mute', `Mute ${name}'s microphone`, () => mute(false)),
+    button('host-mute', t('host.mute'), t('host.muteLabel', { name }), () => mute(false)),
     keep,
-    button('remove', 'Remove', `Remove ${name} from the meeting`, () => send({ type: 'remove', participant_id: pid })),
-    button('host-ban', 'Ban', `Remove ${name} and keep them out`, () => send({ type: 'remove', participant_id: pid, ban: true })),
+    button('remove', t('host.remove'), t('host.removeLabel', { name }), () => send({ type: 'remove', participant_id: pid })),
+    button('host-ban', t('host.ban'), t('host.banLabel', { name }), () => send({ type: 'remove', participant_id: pid, ban: true })),
   ];
 }
 
@@ -57,10 +58,8 @@ export function showHostControls() {
 export function onMutedByHost({ source, locked }) {
   const kind = source === 'camera' ? 'video' : 'audio';
   forceMuted(kind, locked);
-  const what = kind === 'audio' ? 'microphone' : 'camera';
-  setStatus(locked
-    ? `A host muted your ${what} and keeps it muted.`
-    : `A host muted your ${what}. You can unmute it.`);
+  const what = kind === 'audio' ? 'Mic' : 'Cam';
+  setStatus(t(`host.mutedYour${what}${locked ? 'Locked' : ''}`));
 }
 
 /** lobby (hosts only): who waits to be let in. */
@@ -69,11 +68,11 @@ export function showLobby(waiting) {
   list.replaceChildren(...waiting.map(({ id, name }) => {
     const item = document.createElement('li');
     const label = document.createElement('span');
-    label.textContent = `${name} (guest)`;
+    label.textContent = t('host.lobbyGuest', { name });
     item.append(
       label,
-      button('lobby-admit', 'Admit', `Let ${name} in`, () => send({ type: 'admit', lobby_id: id })),
-      button('lobby-deny', 'Deny', `Turn ${name} away`, () => send({ type: 'deny', lobby_id: id })),
+      button('lobby-admit', t('host.admit'), t('host.admitLabel', { name }), () => send({ type: 'admit', lobby_id: id })),
+      button('lobby-deny', t('host.deny'), t('host.denyLabel', { name }), () => send({ type: 'deny', lobby_id: id })),
     );
     return item;
   }));
@@ -92,8 +91,8 @@ export function onInviteCreated({ invite }) {
   field.focus();
   field.select();
   navigator.clipboard?.writeText(url.href).then(
-    () => setStatus('Invite link copied.'),
-    () => setStatus('Invite link ready to copy.'),
+    () => setStatus(t('host.inviteCopied')),
+    () => setStatus(t('host.inviteReady')),
   );
 }
 
@@ -101,13 +100,15 @@ export function onInviteCreated({ invite }) {
 export function onMeetingLocked({ locked }) {
   state.locked = !!locked;
   const b = $('lock-meeting');
-  b.textContent = locked ? 'Unlock meeting' : 'Lock meeting';
+  b.textContent = t(locked ? 'controls.unlock' : 'controls.lock');
   b.setAttribute('aria-pressed', String(!!locked));
   $('meeting-locked').hidden = !locked;
 }
 
+onLanguageChange(() => onMeetingLocked({ locked: state.locked }));
+
 $('invite-link').addEventListener('click', () => send({ type: 'create_invite', role: 'participant' }));
 $('lock-meeting').addEventListener('click', () => send({ type: 'lock_meeting', locked: !state.locked }));
 $('end-meeting').addEventListener('click', () => {
-  if (window.confirm('End the meeting for everyone?')) send({ type: 'end_meeting' });
+  if (window.confirm(t('host.confirmEnd'))) send({ type: 'end_meeting' });
 });

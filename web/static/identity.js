@@ -5,6 +5,7 @@
 // pre-join screen's identity line, its error and the "join as a guest"
 // button.
 
+import { errorText, t } from './i18n.js';
 import { $, params, room, state } from './state.js';
 import { savedName, updateJoinButton } from './prejoin.js';
 import { startWidgetApi } from './widget.js';
@@ -61,12 +62,12 @@ function identityFailed(why) {
   state.identity = null;
   state.identityFailed = true;
   setIdentityPending(false);
-  $('identity-error').textContent = `Could not sign in with Matrix: ${why}. You can still join as a guest.`;
+  $('identity-error').textContent = t('identity.failed', { why });
 }
 
 /** Trades a Matrix OpenID token for a meeting token. */
 async function exchangeOpenId(openidToken) {
-  setIdentityPending(true, 'Signing in with Matrix…');
+  setIdentityPending(true, t('identity.signingIn'));
   $('identity-error').textContent = '';
   let res;
   let body = null;
@@ -86,18 +87,18 @@ async function exchangeOpenId(openidToken) {
     });
     body = await res.json().catch(() => null);
   } catch {
-    identityFailed('the meeting server cannot be reached');
+    identityFailed(t('identity.unreachable'));
     return;
   }
   if (!res.ok || !body || typeof body.token !== 'string') {
-    identityFailed(body && body.message ? body.message : `the meeting server answered ${res.status}`);
+    identityFailed(body && body.message ? errorText(body.error, body.message) : t('identity.answered', { status: res.status }));
     return;
   }
   state.identity = { token: body.token, user_id: body.user_id, name: body.name, host: !!body.host };
   if (body.name) $('name').value = body.name.slice(0, 64);
   $('name').readOnly = true;
   $('guest-button').hidden = false;
-  setIdentityPending(false, `Signed in as ${body.user_id}`);
+  setIdentityPending(false, t('identity.signedIn', { user: body.user_id }));
 }
 
 export function joinAsGuest() {

@@ -4,6 +4,7 @@
 // adaptive stream, which asks the server for the simulcast layer each
 // remote video's tile needs.
 
+import { t, onLanguageChange } from './i18n.js';
 import { $, params, state, setStatus } from './state.js';
 import { negotiatePublisher } from './peers.js';
 
@@ -66,7 +67,7 @@ export async function toggleScreenShare(button) {
   try {
     stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
   } catch (err) {
-    setStatus(`Screen sharing did not start: ${err.message}`);
+    setStatus(t('controls.screenFailed', { why: err.message }));
     return;
   }
   const track = stream.getVideoTracks()[0];
@@ -75,7 +76,7 @@ export async function toggleScreenShare(button) {
   state.published.push({ transceiver, source: 'screen_share', track });
   // The browser's own "stop sharing" button ends the track.
   track.addEventListener('ended', stopScreenShare);
-  button.textContent = 'Stop sharing';
+  button.textContent = t('controls.stopSharing');
   button.setAttribute('aria-pressed', 'true');
   await negotiatePublisher();
 }
@@ -87,7 +88,7 @@ function stopScreenShare() {
   state.published = state.published.filter((p) => p.transceiver !== transceiver);
   stream.getTracks().forEach((t) => t.stop());
   const button = $('toggle-screen');
-  button.textContent = 'Share screen';
+  button.textContent = t('controls.shareScreen');
   button.setAttribute('aria-pressed', 'false');
   if (state.publisher) {
     transceiver.stop();
@@ -104,7 +105,7 @@ function toggleLocalTrack(kind, button, onLabel, offLabel) {
     return;
   }
   track.enabled = !track.enabled;
-  button.textContent = track.enabled ? onLabel : offLabel;
+  button.textContent = t(track.enabled ? onLabel : offLabel);
   button.setAttribute('aria-pressed', String(!track.enabled));
   const published = state.published.find((p) => p.track === track);
   if (published) state.signalling?.send({ type: 'mute', mid: published.transceiver.mid, muted: !track.enabled });
@@ -121,13 +122,13 @@ async function startDevice(kind, button, onLabel) {
   try {
     stream = await navigator.mediaDevices.getUserMedia({ [kind]: device ? { deviceId: { exact: device } } : true });
   } catch (err) {
-    setStatus(`${kind === 'audio' ? 'Microphone' : 'Camera'} unavailable: ${err.message}`);
+    setStatus(t(kind === 'audio' ? 'controls.micUnavailable' : 'controls.camUnavailable', { why: err.message }));
     return;
   }
   const track = stream.getTracks()[0];
   state.mediaOn = true;
   state.localStream.addTrack(track);
-  button.textContent = onLabel;
+  button.textContent = t(onLabel);
   button.setAttribute('aria-pressed', 'false');
   if (kind === 'video') {
     document.querySelector('.tile video.local')?.closest('.tile').classList.remove('camera-off');
@@ -139,8 +140,8 @@ async function startDevice(kind, button, onLabel) {
 }
 
 const TOGGLES = {
-  audio: ['toggle-mic', 'Mute microphone', 'Unmute microphone'],
-  video: ['toggle-cam', 'Stop camera', 'Start camera'],
+  audio: ['toggle-mic', 'controls.muteMic', 'controls.unmuteMic'],
+  video: ['toggle-cam', 'controls.stopCam', 'controls.startCam'],
 };
 
 /** The microphone and camera buttons as our tracks are: "on" for those
@@ -148,10 +149,15 @@ const TOGGLES = {
 export function showLocalControls() {
   for (const [kind, [id, onLabel, offLabel]] of Object.entries(TOGGLES)) {
     const on = state.localStream.getTracks().some((t) => t.kind === kind && t.enabled);
-    $(id).textContent = on ? onLabel : offLabel;
+    $(id).textContent = t(on ? onLabel : offLabel);
     $(id).setAttribute('aria-pressed', String(!on));
   }
 }
+
+onLanguageChange(() => {
+  showLocalControls();
+  $('toggle-screen').textContent = t(state.screen ? 'controls.stopSharing' : 'controls.shareScreen');
+});
 
 /** The microphone ("audio") or camera ("video") button's action. */
 export function toggleLocal(kind) {

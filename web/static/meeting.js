@@ -4,6 +4,7 @@
 // leaving. Remote tracks arrive in a stream whose id is the publishing
 // participant's id.
 
+import { onLanguageChange, t } from './i18n.js';
 import { $, state } from './state.js';
 import { updateJoinButton } from './prejoin.js';
 import { closePeers } from './peers.js';
@@ -65,13 +66,26 @@ function showUnmuteHint() {
   if (document.getElementById('unmute-all')) return;
   const b = document.createElement('button');
   b.id = 'unmute-all';
-  b.textContent = 'Click to hear the others';
+  b.textContent = t('meeting.clickToHear');
   b.onclick = () => {
     document.querySelectorAll('#grid video.remote').forEach((v) => { v.muted = false; v.play().catch(() => {}); });
     b.remove();
   };
   $('controls').prepend(b);
 }
+
+/** A tile's caption: the name, and whether a guest or ourselves. */
+function tileName(label) {
+  const { name, guest, local } = label.dataset;
+  return `${name}${guest ? t('meeting.guest') : ''}${local ? t('meeting.you') : ''}`;
+}
+
+onLanguageChange(() => {
+  for (const label of document.querySelectorAll('#grid .tile .name')) label.textContent = tileName(label);
+  for (const mic of document.querySelectorAll('#grid .tile .mic-muted')) mic.textContent = t('meeting.muted');
+  refreshHostControls();
+  document.getElementById('unmute-all')?.replaceChildren(t('meeting.clickToHear'));
+});
 
 function makeTile(pid, name, { local: isLocal = false, screen = false, guest = false } = {}) {
   const tile = document.createElement('figure');
@@ -98,10 +112,11 @@ function makeTile(pid, name, { local: isLocal = false, screen = false, guest = f
   const label = document.createElement('span');
   label.className = 'name';
   // Guests name themselves: everyone sees that nobody vouched for the name.
-  label.textContent = `${name}${guest ? ' (guest)' : ''}${isLocal ? ' (you)' : ''}`;
+  Object.assign(label.dataset, { name, guest: guest ? '1' : '', local: isLocal ? '1' : '' });
+  label.textContent = tileName(label);
   const mic = document.createElement('span');
   mic.className = 'mic-muted';
-  mic.textContent = 'muted';
+  mic.textContent = t('meeting.muted');
   mic.hidden = true;
   caption.append(label, mic);
   if (!isLocal && !screen) caption.append(hostControlsOf(pid, name));
@@ -199,21 +214,29 @@ function updateTile(pid) {
   p.tile.querySelector('.mic-muted').hidden = !(audio && audio.muted) && !!audio;
 }
 
-/** Leaves the meeting (the button, or the server ended it: `reason`). */
-export function leave(reason) {
-  state.leaving = true;
-  if (state.signalling) {
-    state.signalling?.send({ type: 'leave' });
-    state.signalling.close();
-  }
-  state.signalling = null;
-  state.joining = false;
+/** Takes down what being in the meeting built (connections, tiles, what
+ * we publish), keeping our camera and microphone as they are. */
+export function dropMeeting() {
   closePeers();
   state.participants.clear();
   state.remoteTrackOwner.clear();
   resetMedia();
   $('grid').replaceChildren();
   document.getElementById('unmute-all')?.remove();
+}
+
+/** Leaves the meeting (the button, or the server ended it: `reason`). */
+export function leave(reason) {
+  state.leaving = true;
+  state.reconnecting = false;
+  clearTimeout(state.retryTimer);
+  if (state.signalling) {
+    state.signalling?.send({ type: 'leave' });
+    state.signalling.close();
+  }
+  state.signalling = null;
+  state.joining = false;
+  dropMeeting();
   $('meeting').hidden = true;
   $('left').hidden = false;
   $('left-reason').textContent = reason || '';

@@ -3,6 +3,7 @@
 // else's tracks, we answer). Creating and closing them, trickling ICE, and
 // their offers and answers, one at a time each.
 
+import { t } from './i18n.js';
 import { state, setStatus } from './state.js';
 
 /** A new connection that trickles its ICE candidates to the server as `target`. */
@@ -17,7 +18,7 @@ export function newPeerConnection(target) {
     state.signalling?.send({ type: 'candidate', target, candidate: e.candidate ? e.candidate.toJSON() : null });
   };
   pc.onconnectionstatechange = () => {
-    if (pc.connectionState === 'failed') setStatus('Media connection failed.');
+    if (pc.connectionState === 'failed') setStatus(t('meeting.mediaFailed'));
     else if (pc.connectionState === 'connected') setStatus('');
   };
   return pc;
@@ -38,7 +39,7 @@ export function negotiatePublisher() {
     await answered;
   }).catch((err) => {
     console.error('publishing failed', err);
-    setStatus('Could not send your media.');
+    setStatus(t('meeting.sendFailed'));
   });
   return state.publisherQueue;
 }
@@ -73,7 +74,7 @@ export function onSubscriberOffer(msg) {
     signalling.send({ type: 'subscriber_answer', sdp: pc.localDescription.sdp });
   }).catch((err) => {
     console.error('subscriber negotiation failed', err);
-    setStatus('Could not receive the others’ media.');
+    setStatus(t('meeting.receiveFailed'));
   });
 }
 

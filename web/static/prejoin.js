@@ -6,6 +6,7 @@
 // starts them at once only in a meeting this browser has joined before.
 // Otherwise join=now still joins at once, with both off.
 
+import { onLanguageChange, t } from './i18n.js';
 import { $, params, room, state } from './state.js';
 
 // Storage may be refused (a widget in another site's page): then no memory.
@@ -80,7 +81,7 @@ export async function acquireMedia() {
     } catch {
       state.localStream = new MediaStream();
     }
-    $('prejoin-error').textContent = `Camera or microphone unavailable: ${err.message}`;
+    $('prejoin-error').textContent = t('prejoin.deviceUnavailable', { why: err.message });
   }
   $('preview').srcObject = state.localStream;
   $('preview-off').hidden = state.localStream.getVideoTracks().length > 0;
@@ -94,7 +95,7 @@ async function listDevices() {
     devices
       .filter((d) => d.kind === kind)
       .forEach((d, i) => {
-        const option = new Option(d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`, d.deviceId);
+        const option = new Option(d.label || t(kind === 'videoinput' ? 'prejoin.cameraN' : 'prejoin.microphoneN', { n: i + 1 }), d.deviceId);
         select.append(option);
       });
     if (current) select.value = current;
@@ -105,8 +106,12 @@ async function listDevices() {
  * the Join button then calls
  * onJoin(name) and "Join as a guest instead" calls onGuest(). */
 export async function setupPrejoin({ onJoin, onGuest }) {
-  $('room-title').textContent = room;
-  document.title = `${room} – Meeting`;
+  const titles = () => {
+    $('prejoin-heading').textContent = t('prejoin.heading', { room });
+    document.title = t('page.title', { room });
+  };
+  titles();
+  onLanguageChange(titles);
   if (!$('name').value && !state.identity) {
     $('name').value = params.get('name') || savedName() || '';
   }

@@ -3,12 +3,13 @@
 // the peer connections (peers.js) and publishes (media.js); every server
 // message is handed to the module that owns its concern.
 
+import { errorText, onLanguageChange, t } from './i18n.js';
 import { Signalling, PROTOCOL_VERSION } from './signalling.js';
 import { $, params, room, state, setStatus } from './state.js';
 import { rememberJoined, saveName, updateJoinButton } from './prejoin.js';
 import { signInRefused } from './identity.js';
 import {
-  addLocalTile, addParticipant, leave, onRemoteTrack, refreshHostControls, removeParticipant, trackGone, trackInfo,
+  addLocalTile, addParticipant, dropMeeting, leave, onRemoteTrack, refreshHostControls, removeParticipant, trackGone, trackInfo,
   trackMuted,
 } from './meeting.js';
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
@@ -25,17 +26,53 @@ function wsUrl() {
   return `${scheme}//${location.host}/ws`;
 }
 
-/** Joins the meeting as `name` (the Join and Rejoin buttons, or join=now). */
-export async function join(name) {
+// Errors that say "not now" rather than "not you": while getting back in
+// after a dropped connection, try again.
+const TRANSIENT = ['draining', 'unavailable', 'overloaded', 'too_many_joins', 'timeout'];
+
+/** The connection to the server dropped while we were in the meeting (the
+ * network, or the server restarting): back in by ourselves, with what we
+ * published and its mute state, and the chat. Tries at once, then less
+ * and less often, until the user leaves. */
+function reconnect() {
+  state.signalling?.close();
+  state.signalling = null;
+  state.joining = false;
+  dropMeeting();
+  state.participantId = null;
+  if (!state.reconnecting) state.attempts = 0;
+  state.reconnecting = true;
+  setStatus(t('meeting.reconnecting'));
+  retry();
+}
+
+/** The next attempt: the first at once, then after 0.5, 1, 2, 4, 4, … s. */
+function retry() {
+  clearTimeout(state.retryTimer);
+  const attempt = state.attempts;
+  state.attempts += 1;
+  const delay = attempt === 0 ? 0 : Math.min(250 * 2 ** attempt, 4000);
+  state.retryTimer = setTimeout(async () => {
+    if (!state.reconnecting || state.leaving) return;
+    if (!(await join(state.joinName, { rejoin: true }))) retry();
+  }, delay);
+}
+
+/** Joins the meeting as `name` (the Join and Rejoin buttons, or join=now);
+ * `rejoin`: getting back in after a dropped connection. Resolves false when
+ * the server could not be reached. */
+export async function join(name, { rejoin = false } = {}) {
   if (!name) {
-    $('prejoin-error').textContent = 'Please enter your name.';
-    return;
+    $('prejoin-error').textContent = t('prejoin.enterName');
+    return true;
   }
-  if (state.joining || state.signalling) return;
+  if (state.joining || state.signalling) return true;
   if (!state.identity) saveName(name);
+  state.joinName = name;
   state.joining = true;
   updateJoinButton();
   state.leaving = false;
+  if (!rejoin) state.reconnecting = false;
   state.joinedAt = performance.now();
   state.firstFrameMs = null;
   resetChat();
@@ -59,9 +96,7 @@ export async function join(name) {
     .on('chat_event', (m) => { if (m.event) applyChatEvent(m.event, { live: true }); })
     .on('chat_status', (m) => setChatDelayed(!!m.delayed))
     .on('draining', (m) => { $('server-notice').textContent = drainingNotice(m.seconds_left); })
-    .on('lobby_waiting', (m) => setStatus(m.for_host
-      ? 'Waiting for a host to start the meeting…'
-      : 'Waiting for a host to let you in…'))
+    .on('lobby_waiting', (m) => setStatus(t(m.for_host ? 'meeting.waitingForHost' : 'meeting.waitingToBeLetIn')))
     .on('lobby', (m) => showLobby(m.waiting || []))
     .on('muted_by_host', onMutedByHost)
     .on('meeting_locked', onMeetingLocked)
@@ -69,44 +104,55 @@ export async function join(name) {
     .on('invite_created', onInviteCreated)
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
+      if (state.reconnecting && !state.participantId && TRANSIENT.includes(m.code)) {
+        signalling.close();
+        state.signalling = null;
+        state.joining = false;
+        retry();
+        return;
+      }
       const refused = [
         'room_full', 'invite_required', 'invalid_invite', 'meeting_ended', 'draining',
         'meeting_locked', 'banned', 'denied', 'lobby_timeout', 'lobby_full',
       ].includes(m.code)
         || (m.code === 'unavailable' && !state.participantId);
       if (refused) {
-        leave(m.message || 'You cannot be in this meeting.');
+        leave(errorText(m.code, m.message) || t('left.cannotBeIn'));
         return;
       }
       if (m.code === 'removed') {
         // Not to be used again: a rejoin must show the room membership anew.
         if (state.identity) state.identity = null;
         // Out of the meeting's Matrix room (left or banned): out of the meeting.
-        leave(m.message || 'You were removed from the meeting.');
+        leave(errorText(m.code, m.message) || t('left.removed'));
         return;
       }
       if (m.code === 'invalid_token' && !state.participantId) {
         // The sign-in expired or is for another meeting: back to the start,
         // where one can join as a guest.
         leave();
-        signInRefused(m.message || 'the sign-in is no longer valid');
+        signInRefused(errorText(m.code, m.message) || t('identity.noLongerValid'));
         return;
       }
       showChatError(m.code, m.message);
-      setStatus(`Server: ${m.message}`);
+      setStatus(t('meeting.serverSays', { message: errorText(m.code, m.message) }));
       if (m.code === 'bad_sdp') offerRefused();
     })
     .on('close', (m) => {
-      if (!state.leaving) leave(m.reason === 'removed' ? 'The server removed you from the meeting.' : 'The connection to the server was lost.');
+      if (state.leaving) return;
+      if (m.reason === 'removed') leave(t('left.serverRemoved'));
+      else if (state.participantId || state.reconnecting) reconnect();
+      else leave(t('left.connectionLost'));
     });
   try {
     await signalling.connect();
   } catch (err) {
-    $('prejoin-error').textContent = err.message;
     state.signalling = null;
     state.joining = false;
+    if (rejoin) return false;
+    $('prejoin-error').textContent = err.message;
     updateJoinButton();
-    return;
+    return true;
   }
   const joinMsg = { type: 'join', v: PROTOCOL_VERSION, room, name };
   if (state.identity) {
@@ -121,25 +167,27 @@ export async function join(name) {
   $('left').hidden = true;
   $('meeting').hidden = false;
   $('meeting-title').textContent = room;
-  setStatus('Connecting…');
+  setStatus(t(rejoin ? 'meeting.reconnecting' : 'meeting.connecting'));
+  return true;
 }
 
 /** What to tell the user when the server starts shutting down. */
 function drainingNotice(secondsLeft) {
   const minutes = Math.max(1, Math.round((Number(secondsLeft) || 0) / 60));
-  return 'The server is restarting. This meeting goes on, but for at most '
-    + `${minutes} more minute${minutes === 1 ? '' : 's'}; rejoin afterwards if it ends.`;
+  return minutes === 1 ? t('meeting.drainingOne') : t('meeting.draining', { minutes });
 }
 
 /** Who this page is in the meeting, and with what rights. */
 function showIdentity() {
   const badge = $('meeting-identity');
-  const role = { host: ' (host)', viewer: ' (viewer)', participant: '' }[state.role] ?? '';
+  const role = { host: t('meeting.roleHost'), viewer: t('meeting.roleViewer') }[state.role] ?? '';
   badge.textContent = state.joinedIdentity
-    ? `Signed in as ${state.joinedIdentity.user_id}${role}`
-    : `Guest${role}`;
+    ? t('meeting.badgeSignedIn', { user: state.joinedIdentity.user_id, role })
+    : t('meeting.badgeGuest', { role });
   badge.hidden = false;
 }
+
+onLanguageChange(() => { if (state.participantId) showIdentity(); });
 
 /** role_changed: someone's rights changed; ours change what we may do. */
 function onRoleChanged({ participant_id: pid, role }) {
@@ -151,11 +199,15 @@ function onRoleChanged({ participant_id: pid, role }) {
   showHostControls();
   refreshHostControls();
   if (role !== 'host') showLobby([]);
-  setStatus(role === 'host' ? 'You are now a host of this meeting.' : 'You are no longer a host of this meeting.');
+  setStatus(t(role === 'host' ? 'meeting.nowHost' : 'meeting.noLongerHost'));
 }
 
 /** joined: we are in. Shows who is here, then opens the connections and publishes. */
 async function onJoined(msg) {
+  if (state.reconnecting) {
+    state.reconnecting = false;
+    state.reconnects += 1;
+  }
   state.participantId = msg.participant_id;
   state.joinedIdentity = msg.identity || null;
   state.role = msg.role || 'participant';

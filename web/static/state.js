@@ -49,6 +49,16 @@ export const state = {
   locked: false,
   /** TURN servers with our credentials, from `joined`. */
   iceServers: [],
+  /** The connection to the server dropped and we are getting back in. */
+  reconnecting: false,
+  /** The next attempt to get back in, while one is due, and how many
+   * attempts this reconnection has made. */
+  retryTimer: null,
+  attempts: 0,
+  /** The name we joined with, for getting back in. */
+  joinName: '',
+  /** How often we got back in after a dropped connection. */
+  reconnects: 0,
   chat: newChatState(),
 };
 

@@ -3,6 +3,7 @@
 // the client's requests (we ask for no capabilities) and ask it for an
 // OpenID token. What to do with the token is identity.js's business.
 
+import { t } from './i18n.js';
 import { params, state } from './state.js';
 
 /**
@@ -46,10 +47,10 @@ export function startWidgetApi(signIn) {
     if (c && c.state === 'allowed' && c.access_token) {
       signIn.exchange(c).then(settle);
     } else if (c && c.state === 'blocked') {
-      signIn.failed('Element did not allow the meeting to confirm who you are');
+      signIn.failed(t('identity.elementRefused'));
       settle();
     } else {
-      signIn.failed(c && c.error && c.error.message ? c.error.message : 'Element gave no token');
+      signIn.failed(c && c.error && c.error.message ? c.error.message : t('identity.elementNoToken'));
       settle();
     }
   };
@@ -58,19 +59,19 @@ export function startWidgetApi(signIn) {
   const askOpenId = () => {
     if (asked) return;
     asked = true;
-    signIn.pending(true, 'Asking Element who you are…');
+    signIn.pending(true, t('identity.elementAsking'));
     const { requestId, response } = request('get_openid');
     openidRequestId = requestId;
     const timer = setTimeout(() => {
       if (!waiting.delete(requestId)) return;
-      signIn.failed('Element did not answer');
+      signIn.failed(t('identity.elementSilent'));
       settle();
     }, 15000);
     response.then((r) => {
       clearTimeout(timer);
       if (r && r.state === 'request') {
         // Element asks the user; the answer comes as openid_credentials.
-        signIn.pending(false, 'Element is asking whether the meeting may confirm who you are…');
+        signIn.pending(false, t('identity.elementConfirm'));
         settle();
       } else {
         credentials(r);

@@ -56,7 +56,7 @@ test('a host mutes and locks a microphone, bans, locks the meeting, runs the lob
   // Mute and keep muted: Ann's page turns her microphone off and cannot
   // turn it on; the server forwards none of it, whatever her browser sends.
   const annTile = host.page.locator('.tile', { hasText: 'Ann' });
-  await annTile.getByRole('button', { name: 'Mute Ann and keep them muted' }).click();
+  await annTile.getByRole('button', { name: 'Keep muted: mute Ann until a host allows unmuting' }).click();
   await ann.page.getByText('A host muted your microphone and keeps it muted.').waitFor({ timeout: 10000 });
   assert.equal(await ann.page.locator('#toggle-mic').isDisabled(), true, 'the unmute button is disabled');
   assert.equal(await ann.page.locator('#toggle-mic').textContent(), 'Unmute microphone');
@@ -73,14 +73,14 @@ test('a host mutes and locks a microphone, bans, locks the meeting, runs the lob
   await bo.page.locator('.tile', { hasText: 'Ann' }).locator('.mic-muted').waitFor({ state: 'visible', timeout: 5000 });
 
   // The host allows unmuting; Ann unmutes and is heard again.
-  await annTile.getByRole('button', { name: 'Mute Ann and keep them muted' }).click();
+  await annTile.getByRole('button', { name: 'Keep muted: mute Ann until a host allows unmuting' }).click();
   await until('Ann may unmute', async () => !(await ann.page.locator('#toggle-mic').isDisabled()), 5000);
   await ann.page.locator('#toggle-mic').click();
   const resumed = await audioFrom(host, 'Ann');
   await until('the host hears Ann again', async () => (await audioFrom(host, 'Ann')) > resumed + 50, 10000);
 
   // Ban Bo: out, and the same link does not get him back in.
-  await host.page.locator('.tile', { hasText: 'Bo' }).getByRole('button', { name: 'Remove Bo and keep them out' }).click();
+  await host.page.locator('.tile', { hasText: 'Bo' }).getByRole('button', { name: 'Ban Bo: remove them and keep them out' }).click();
   assert.match(await leftReason(bo), /removed/i);
   const boAgain = await openPage(browser, 'Bo again', { t });
   await boAgain.page.goto(`${server.url}/m/${ROOM}?name=Bo&join=now&invite=${banInvite}`);
@@ -93,7 +93,7 @@ test('a host mutes and locks a microphone, bans, locks the meeting, runs the lob
   const cy = await openPage(browser, 'Cy', { t });
   await cy.page.goto(`${server.url}/m/${ROOM}?name=Cy&join=now&invite=${guestInvite}`);
   await cy.page.getByText('Waiting for a host to let you in').waitFor({ timeout: 10000 });
-  await host.page.getByRole('button', { name: 'Turn Cy away' }).click();
+  await host.page.getByRole('button', { name: 'Deny Cy' }).click();
   assert.match(await leftReason(cy), /did not let you in/);
 
   // Unlocked: a stranger without any link knocks, and the host lets her in.
@@ -102,7 +102,7 @@ test('a host mutes and locks a microphone, bans, locks the meeting, runs the lob
   await dee.page.goto(`${server.url}/m/${ROOM}?name=Dee&join=now`);
   await dee.page.getByText('Waiting for a host to let you in').waitFor({ timeout: 10000 });
   assert.equal(await host.page.locator('#lobby-count').textContent(), '1');
-  await host.page.getByRole('button', { name: 'Let Dee in' }).click();
+  await host.page.getByRole('button', { name: 'Admit Dee' }).click();
   await until('the host sees Dee', async () => ((await receivedByName(host)).Dee?.framesDecoded ?? 0) > 10, 20000);
   assert.equal(await host.page.locator('#lobby').isVisible(), false, 'the lobby is empty again');
   const deeTile = host.page.locator('.tile', { hasText: 'Dee' });

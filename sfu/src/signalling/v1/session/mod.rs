@@ -498,8 +498,8 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         }
                     }
                 }
-                // The worker stopped.
-                None => return session.close("removed").await,
+                // The worker stopped: the server is shutting down.
+                None => return session.close("shutdown").await,
             },
             event = next_chat_event(&mut joined.chat), if chat_live => match event {
                 Some(ChatRecv::Lagged) => {

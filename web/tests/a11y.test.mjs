@@ -1,0 +1,108 @@
+// Accessibility (WCAG 2.1 A and AA), as axe-core (npm) checks it: no
+// serious or critical violation on the pre-join screen, in a meeting with
+// the chat open (as a host, whose controls are the most), and for a guest
+// waiting in the lobby; in both languages. And the main controls work
+// from the keyboard alone.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import {
+  cleanUp, joinPage, launchBrowser, openPage, startServer, until,
+} from './harness.mjs';
+
+const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+// axe is injected into the page, which its own CSP would refuse.
+const contextOptions = { bypassCSP: true };
+
+/** The serious and critical WCAG 2.1 A/AA violations on the page now. */
+async function violations(page, what) {
+  await page.addScriptTag({ path: axePath });
+  const result = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+  }));
+  const bad = result.violations.filter((v) => ['serious', 'critical'].includes(v.impact));
+  console.log(`# measured: axe on ${what}: ${result.passes.length} rules passed, `
+    + `${result.violations.length} violated (${bad.length} serious or critical)`
+    + `${result.violations.map((v) => `; ${v.id} (${v.impact}, ${v.nodes.length})`).join('')}`);
+  return bad.map((v) => `${v.id}: ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+test('axe finds nothing serious on the pre-join screen, in a meeting with chat, in the lobby', { timeout: 120000 }, async (t) => {
+  const key = randomBytes(32).toString('hex');
+  const server = await startServer({ MEET_ANONYMOUS_JOIN: 'false', MEET_ADMIN_KEY: key });
+  const browser = await launchBrowser();
+  t.after(() => cleanUp(() => browser.close(), () => server.stop()));
+  const r = await fetch(`${server.url}/api/admin/meetings/a11y/invites`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ role: 'host' }),
+  });
+  const { invite } = await r.json();
+
+  for (const locale of ['en-GB', 'sv-SE']) {
+    const { page } = await openPage(browser, `prejoin ${locale}`, { t, contextOptions: { ...contextOptions, locale } });
+    await page.goto(`${server.url}/m/a11y`);
+    await page.locator('#join-button').waitFor({ timeout: 10000 });
+    assert.deepEqual(await violations(page, `the pre-join screen (${locale})`), []);
+  }
+
+  const host = await joinPage(browser, server.url, 'a11y', 'Hana', { invite }, { t, contextOptions });
+  // A guest knocks: the host's lobby list shows, and the guest waits.
+  const { page: guest } = await openPage(browser, 'guest', { t, contextOptions });
+  await guest.goto(`${server.url}/m/a11y?name=Gus&join=now`);
+  await guest.getByText('Waiting for a host to let you in').waitFor({ timeout: 10000 });
+  assert.deepEqual(await violations(guest, 'a guest waiting in the lobby'), []);
+  await host.page.getByRole('button', { name: 'Admit Gus' }).waitFor({ timeout: 10000 });
+  // This test server has no chat: the panel says so, open.
+  await host.page.evaluate(() => { document.getElementById('chat').hidden = false; });
+  assert.deepEqual(await violations(host.page, 'a host\'s meeting with the lobby and chat open'), []);
+  // Gus let in: his tile with the host's buttons on it.
+  await host.page.getByRole('button', { name: 'Admit Gus' }).click();
+  await host.page.getByRole('button', { name: /^Ban Gus/ }).waitFor({ timeout: 10000 });
+  assert.deepEqual(await violations(host.page, 'a host\'s meeting with a guest\'s tile'), []);
+  assert.deepEqual(await violations(guest, 'the guest\'s meeting'), []);
+});
+
+test('the main controls work from the keyboard alone', { timeout: 90000 }, async (t) => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  t.after(() => cleanUp(() => browser.close(), () => server.stop()));
+  const { page } = await openPage(browser, 'keyboard', { t, firstVisit: true });
+  await page.goto(`${server.url}/m/keys`);
+  await page.locator('#join-button').waitFor({ timeout: 10000 });
+
+  // Tab to a control by its accessible name, as a keyboard user would.
+  const tabTo = async (name) => {
+    for (let i = 0; i < 40; i += 1) {
+      await page.keyboard.press('Tab');
+      const focused = await page.evaluate(() => {
+        const el = document.activeElement;
+        return el && (el.getAttribute('aria-label') || el.textContent || '').trim();
+      });
+      if (focused === name) return;
+    }
+    throw new Error(`no control named ${name} within 40 tabs`);
+  };
+  await tabTo('Turn on camera and microphone');
+  await page.keyboard.press('Enter');
+  await until('the preview to start', () => page.evaluate(() => window.meet.state.localStream.getTracks().length === 2), 10000);
+  await page.locator('#name').focus();
+  await page.keyboard.type('Kim');
+  await tabTo('Join meeting');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => window.meet.participantId, null, { timeout: 15000 });
+  // The focus is visible: the browser's ring, not hidden by our styles.
+  await tabTo('Mute microphone');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, 'none', 'no visible focus');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.locator('#toggle-mic').getAttribute('aria-pressed'), 'true');
+  await tabTo('Stop camera');
+  await page.keyboard.press('Space');
+  assert.equal(await page.locator('#toggle-cam').getAttribute('aria-pressed'), 'true');
+  await tabTo('Leave');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 5000 });
+});
