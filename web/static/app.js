@@ -18,6 +18,7 @@ import { join } from './session.js';
 import { receiveStats } from './meeting.js';
 import { srtpCiphers } from './peers.js';
 import { chatMessages, sendChat } from './chat.js';
+import './shortcuts.js';
 
 translatePage();
 $('language').value = lang;

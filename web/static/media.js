@@ -7,6 +7,7 @@
 import { t, onLanguageChange } from './i18n.js';
 import { $, params, state, setStatus } from './state.js';
 import { negotiatePublisher } from './peers.js';
+import { showPeople } from './people.js';
 
 // The camera goes out in three layers (LiveKit's default presets), so that
 // each subscriber can be sent the one its tile needs; ?simulcast=0 sends a
@@ -109,6 +110,7 @@ function toggleLocalTrack(kind, button, onLabel, offLabel) {
   button.setAttribute('aria-pressed', String(!track.enabled));
   const published = state.published.find((p) => p.track === track);
   if (published) state.signalling?.send({ type: 'mute', mid: published.transceiver.mid, muted: !track.enabled });
+  showPeople();
   if (kind === 'video') {
     document.querySelector('.tile video.local')?.closest('.tile').classList.toggle('camera-off', !track.enabled);
   }
@@ -128,6 +130,7 @@ async function startDevice(kind, button, onLabel) {
   const track = stream.getTracks()[0];
   state.mediaOn = true;
   state.localStream.addTrack(track);
+  showPeople();
   button.textContent = t(onLabel);
   button.setAttribute('aria-pressed', 'false');
   if (kind === 'video') {

@@ -12,6 +12,7 @@ import {
   askQuality, resetMedia, toggleLocal, toggleScreenShare, unwatchQuality, watchQuality,
 } from './media.js';
 import { hostControls } from './host.js';
+import { announce, showPeople } from './people.js';
 
 /** Stream ids are "<participant id>" for camera and microphone and
  * "<participant id>:screen" for a screen share. */
@@ -152,15 +153,23 @@ export function addLocalTile() {
   tile.classList.toggle('camera-off', state.localStream.getVideoTracks().length === 0);
 }
 
-export function addParticipant(info) {
+/** Someone in the meeting; `live`: they joined just now (told aloud). */
+export function addParticipant(info, { live = false } = {}) {
   if (state.participants.has(info.id)) return;
   const tile = makeTile(info.id, info.name, { guest: !!info.guest });
   const p = {
-    name: info.name, role: info.role, stream: new MediaStream(), tile, tracks: new Map(), screen: null,
+    name: info.name,
+    role: info.role,
+    guest: !!info.guest,
+    stream: new MediaStream(),
+    tile,
+    tracks: new Map(),
+    screen: null,
   };
   state.participants.set(info.id, p);
   for (const t of info.tracks) p.tracks.set(t.id, t);
   updateTile(info.id);
+  if (live) announce(t('people.joined', { name: info.name }));
 }
 
 export function removeParticipant(pid) {
@@ -170,6 +179,8 @@ export function removeParticipant(pid) {
   if (p.screen) removeTile(p.screen.tile);
   for (const trackId of p.tracks.keys()) state.sentQuality.delete(trackId);
   state.participants.delete(pid);
+  showPeople();
+  announce(t('people.left', { name: p.name }));
 }
 
 export function trackInfo(pid, track) {
@@ -212,6 +223,7 @@ function updateTile(pid) {
   const audio = tracks.find((t) => t.source === 'microphone');
   p.tile.classList.toggle('camera-off', !video || video.muted);
   p.tile.querySelector('.mic-muted').hidden = !(audio && audio.muted) && !!audio;
+  showPeople();
 }
 
 /** Takes down what being in the meeting built (connections, tiles, what
@@ -246,7 +258,12 @@ export function leave(reason) {
 $('toggle-mic').addEventListener('click', () => toggleLocal('audio'));
 $('toggle-cam').addEventListener('click', () => toggleLocal('video'));
 $('toggle-screen').addEventListener('click', (e) => toggleScreenShare(e.currentTarget));
-$('leave').addEventListener('click', () => leave());
+// The last host asks before leaving: nobody else could let people in.
+$('leave').addEventListener('click', () => {
+  const otherHost = [...state.participants.values()].some((p) => p.role === 'host');
+  const lastHost = state.role === 'host' && !otherHost && state.participants.size > 0;
+  if (!lastHost || window.confirm(t('meeting.lastHostLeave'))) leave();
+});
 
 // What the page receives from each other participant, from getStats(): used
 // by the end-to-end tests, and handy in the console.

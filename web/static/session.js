@@ -14,6 +14,7 @@ import {
 } from './meeting.js';
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
 import { publish, showLocalControls } from './media.js';
+import { showPeople } from './people.js';
 import {
   onInviteCreated, onMeetingLocked, onMutedByHost, showHostControls, showLobby,
 } from './host.js';
@@ -87,7 +88,7 @@ export async function join(name, { rejoin = false } = {}) {
     .on('joined', onJoined)
     .on('publisher_answer', onPublisherAnswer)
     .on('subscriber_offer', onSubscriberOffer)
-    .on('participant_joined', (m) => addParticipant(m.participant))
+    .on('participant_joined', (m) => addParticipant(m.participant, { live: true }))
     .on('participant_left', (m) => removeParticipant(m.participant_id))
     .on('track_published', (m) => trackInfo(m.participant_id, m.track))
     .on('track_unpublished', (m) => trackGone(m.participant_id, m.track_id))
@@ -193,6 +194,7 @@ onLanguageChange(() => { if (state.participantId) showIdentity(); });
 function onRoleChanged({ participant_id: pid, role }) {
   const p = state.participants.get(pid);
   if (p) p.role = role;
+  showPeople();
   if (pid !== state.participantId) return;
   state.role = role;
   showIdentity();
@@ -220,6 +222,7 @@ async function onJoined(msg) {
   addLocalTile();
   showLocalControls();
   for (const p of msg.participants) addParticipant(p);
+  showPeople();
   state.subscriber = newPeerConnection('subscriber');
   state.subscriber.ontrack = onRemoteTrack;
   state.publisher = newPeerConnection('publisher');

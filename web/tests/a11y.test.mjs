@@ -2,7 +2,8 @@
 // serious or critical violation on the pre-join screen, in a meeting with
 // the chat open (as a host, whose controls are the most), and for a guest
 // waiting in the lobby; in both languages. And the main controls work
-// from the keyboard alone.
+// from the keyboard alone, with Teams' shortcuts and a list of them;
+// joins and leaves are announced, the participant list follows them.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -61,11 +62,21 @@ test('axe finds nothing serious on the pre-join screen, in a meeting with chat, 
   // Gus let in: his tile with the host's buttons on it.
   await host.page.getByRole('button', { name: 'Admit Gus' }).click();
   await host.page.getByRole('button', { name: /^Ban Gus/ }).waitFor({ timeout: 10000 });
+  await host.page.locator('#toggle-people').click();
+  await host.page.locator('#people-list', { hasText: 'Gus' }).waitFor({ timeout: 5000 });
   assert.deepEqual(await violations(host.page, 'a host\'s meeting with a guest\'s tile'), []);
   assert.deepEqual(await violations(guest, 'the guest\'s meeting'), []);
+
+  // The last host is asked before leaving, and may stay.
+  let asked = null;
+  host.page.once('dialog', (d) => { asked = d.message(); d.dismiss(); });
+  await host.page.locator('#leave').click();
+  await until('the host to be asked', () => asked !== null, 5000);
+  assert.match(asked, /last host/);
+  assert.ok(await host.page.evaluate(() => !!window.meet.participantId), 'the host left after all');
 });
 
-test('the main controls work from the keyboard alone', { timeout: 90000 }, async (t) => {
+test('the main controls work from the keyboard alone; joins and leaves are announced', { timeout: 90000 }, async (t) => {
   const server = await startServer();
   const browser = await launchBrowser();
   t.after(() => cleanUp(() => browser.close(), () => server.stop()));
@@ -102,6 +113,28 @@ test('the main controls work from the keyboard alone', { timeout: 90000 }, async
   await tabTo('Stop camera');
   await page.keyboard.press('Space');
   assert.equal(await page.locator('#toggle-cam').getAttribute('aria-pressed'), 'true');
+
+  // Shortcuts, as in Teams, and "?" for their list.
+  await page.keyboard.press('Control+Shift+M');
+  assert.equal(await page.locator('#toggle-mic').getAttribute('aria-pressed'), 'false', 'Ctrl+Shift+M');
+  await page.keyboard.press('Control+Shift+O');
+  assert.equal(await page.locator('#toggle-cam').getAttribute('aria-pressed'), 'false', 'Ctrl+Shift+O');
+  await page.keyboard.press('Shift+?');
+  await page.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor({ timeout: 2000 });
+  await page.keyboard.press('Escape');
+  await page.getByRole('dialog').waitFor({ state: 'hidden', timeout: 2000 });
+
+  // Someone comes: a screen reader hears it, and the list shows them.
+  const other = await joinPage(browser, server.url, 'keys', 'Lou', {}, { t });
+  await page.locator('#announcer', { hasText: 'Lou joined' }).waitFor({ timeout: 10000 });
+  await page.keyboard.press('Control+Shift+P');
+  const people = page.getByRole('complementary', { name: 'Participants' });
+  await people.getByText('Lou').waitFor({ timeout: 5000 });
+  assert.equal(await page.locator('#people-count').textContent(), '2');
+  await other.context.close();
+  await page.locator('#announcer', { hasText: 'Lou left' }).waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('#people-count').textContent(), '1');
+
   await tabTo('Leave');
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 5000 });

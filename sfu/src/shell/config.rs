@@ -214,7 +214,7 @@ impl Default for Config {
             public_ip: None,
             peer_timeout_secs: 8,
             keyframe_interval_ms: 300,
-            max_participants: 100,
+            max_participants: 50,
             idle_seat_secs: 30,
             max_connections: 5000,
             max_connections_per_address: 500,
