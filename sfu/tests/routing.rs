@@ -813,6 +813,19 @@ fn a_host_removes_a_participant_of_the_same_room_only() {
     ));
 }
 
+/// The id of the first microphone track `b` was told of.
+fn announced_microphone(b: &Browser) -> String {
+    b.inbox
+        .iter()
+        .find_map(|m| match m {
+            Event::TrackPublished { track, .. } if track.source == Source::Microphone => {
+                Some(track.id.clone())
+            }
+            _ => None,
+        })
+        .expect("a microphone was announced")
+}
+
 #[test]
 fn a_host_mutes_a_microphone_the_server_stops_forwarding_and_may_lock_it() {
     let mut net = Net::new(Duration::from_secs(8));
@@ -823,17 +836,7 @@ fn a_host_mutes_a_microphone_the_server_stops_forwarding_and_may_lock_it() {
     let mut media = Media::new();
     net.run_for(Duration::from_secs(2), |n| media.send(n, &["alice"]));
     let step = Duration::from_millis(500);
-    let mic = net
-        .browser("host")
-        .inbox
-        .iter()
-        .find_map(|m| match m {
-            Event::TrackPublished { track, .. } if track.source == Source::Microphone => {
-                Some(track.id.clone())
-            }
-            _ => None,
-        })
-        .expect("alice's microphone was announced");
+    let mic = announced_microphone(net.browser("host"));
     let mid = mic.rsplit('-').next().unwrap().to_owned();
     let not_allowed = |b: &Browser| {
         b.inbox
@@ -919,17 +922,7 @@ fn a_participant_made_host_mid_meeting_moderates_and_the_room_is_told() {
     net.join("watcher", "r", false);
     let mut media = Media::new();
     net.run_for(Duration::from_secs(2), |n| media.send(n, &["alice"]));
-    let mic = net
-        .browser("bob")
-        .inbox
-        .iter()
-        .find_map(|m| match m {
-            Event::TrackPublished { track, .. } if track.source == Source::Microphone => {
-                Some(track.id.clone())
-            }
-            _ => None,
-        })
-        .expect("alice's microphone was announced");
+    let mic = announced_microphone(net.browser("bob"));
     let host_mute = Command::HostMute {
         participant_id: "alice".into(),
         track_id: mic,

@@ -123,6 +123,23 @@ pub enum ClientMessage {
     Leave {},
 }
 
+impl ClientMessage {
+    /// What only hosts may do: let people in or not, invite, mute or
+    /// remove others, lock or end the meeting.
+    pub fn is_host_action(&self) -> bool {
+        matches!(
+            self,
+            ClientMessage::Remove { .. }
+                | ClientMessage::MuteParticipant { .. }
+                | ClientMessage::LockMeeting { .. }
+                | ClientMessage::EndMeeting {}
+                | ClientMessage::Admit { .. }
+                | ClientMessage::Deny { .. }
+                | ClientMessage::CreateInvite { .. }
+        )
+    }
+}
+
 /// Messages from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

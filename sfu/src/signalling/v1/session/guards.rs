@@ -70,17 +70,8 @@ impl Kind {
             }
             ClientMessage::Mute { .. } => Kind::Mute,
             ClientMessage::TrackSettings { .. } => Kind::Quality,
-            ClientMessage::Remove { .. }
-            | ClientMessage::MuteParticipant { .. }
-            | ClientMessage::LockMeeting { .. }
-            | ClientMessage::EndMeeting {}
-            | ClientMessage::Admit { .. }
-            | ClientMessage::Deny { .. }
-            | ClientMessage::CreateInvite { .. } => Kind::Moderation,
-            ClientMessage::Join { .. }
-            | ClientMessage::Leave {}
-            | ClientMessage::Chat { .. }
-            | ClientMessage::Candidate { .. } => return None,
+            m if m.is_host_action() => Kind::Moderation,
+            _ => return None,
         })
     }
 

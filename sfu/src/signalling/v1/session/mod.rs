@@ -609,15 +609,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         }
                     }
                 }
-                Incoming::Message(
-                    ClientMessage::Remove { .. }
-                    | ClientMessage::MuteParticipant { .. }
-                    | ClientMessage::LockMeeting { .. }
-                    | ClientMessage::EndMeeting {}
-                    | ClientMessage::Admit { .. }
-                    | ClientMessage::Deny { .. }
-                    | ClientMessage::CreateInvite { .. },
-                ) if !joined.role.may_moderate() => {
+                Incoming::Message(msg) if msg.is_host_action() && !joined.role.may_moderate() => {
                     let msg = "only hosts may let people in, invite, mute or remove others, lock or end the meeting";
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
                 }
