@@ -10,8 +10,14 @@ if [ "$#" -eq 0 ]; then
 fi
 user_ns=()
 [ "$(id -u)" -eq 0 ] || user_ns=(--user --map-root-user)
+# No IPv6 on the pair (loopback keeps ::1): its link-local addresses would appear a second or
+# two after the links come up (duplicate address detection), and Chromium
+# fails the requests in flight then with ERR_NETWORK_CHANGED, a page that
+# has started loading its modules stays blank.
 exec unshare "${user_ns[@]}" --net -- bash -c '
   set -e
+  f=/proc/sys/net/ipv6/conf/default/disable_ipv6
+  if [ -w "$f" ]; then echo 1 > "$f"; fi
   ip link set lo up
   ip link add meet0 type veth peer name meet1
   ip addr add 10.99.0.1/24 dev meet0
