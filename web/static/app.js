@@ -19,6 +19,7 @@ import { receiveStats } from './meeting.js';
 import { srtpCiphers } from './peers.js';
 import { chatMessages, sendChat } from './chat.js';
 import './shortcuts.js';
+import './layout.js';
 
 translatePage();
 $('language').value = lang;

@@ -7,7 +7,7 @@
 // of it; these are its controls and its news.
 
 import { onLanguageChange, t } from './i18n.js';
-import { $, room, state, setStatus } from './state.js';
+import { $, room, setLabel, state, setStatus } from './state.js';
 import { forceMuted } from './media.js';
 
 const send = (msg) => state.signalling?.send(msg);
@@ -100,7 +100,7 @@ export function onInviteCreated({ invite }) {
 export function onMeetingLocked({ locked }) {
   state.locked = !!locked;
   const b = $('lock-meeting');
-  b.textContent = t(locked ? 'controls.unlock' : 'controls.lock');
+  setLabel(b, t(locked ? 'controls.unlock' : 'controls.lock'));
   b.setAttribute('aria-pressed', String(!!locked));
   $('meeting-locked').hidden = !locked;
 }

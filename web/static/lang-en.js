@@ -33,6 +33,9 @@ export default {
   'identity.elementConfirm': 'Element is asking whether the meeting may confirm who you are…',
 
   'meeting.connecting': 'Connecting…',
+  'meeting.copyLink': 'Copy meeting link',
+  'meeting.linkCopied': 'Meeting link copied.',
+  'meeting.linkReady': 'Meeting link: {url}',
   'meeting.reconnecting': 'Connection lost. Reconnecting…',
   'meeting.participants': 'Participants',
   'meeting.controls': 'Meeting controls',

@@ -33,6 +33,9 @@ export default {
   'identity.elementConfirm': 'Element frågar om mötet får bekräfta vem du är…',
 
   'meeting.connecting': 'Ansluter…',
+  'meeting.copyLink': 'Kopiera möteslänken',
+  'meeting.linkCopied': 'Möteslänken är kopierad.',
+  'meeting.linkReady': 'Möteslänk: {url}',
   'meeting.reconnecting': 'Anslutningen bröts. Ansluter igen…',
   'meeting.participants': 'Deltagare',
   'meeting.controls': 'Mötesknappar',

@@ -5,7 +5,7 @@
 // remote video's tile needs.
 
 import { t, onLanguageChange } from './i18n.js';
-import { $, params, state, setStatus } from './state.js';
+import { $, params, setLabel, state, setStatus } from './state.js';
 import { negotiatePublisher } from './peers.js';
 import { showPeople } from './people.js';
 
@@ -77,7 +77,7 @@ export async function toggleScreenShare(button) {
   state.published.push({ transceiver, source: 'screen_share', track });
   // The browser's own "stop sharing" button ends the track.
   track.addEventListener('ended', stopScreenShare);
-  button.textContent = t('controls.stopSharing');
+  setLabel(button, t('controls.stopSharing'));
   button.setAttribute('aria-pressed', 'true');
   await negotiatePublisher();
 }
@@ -89,7 +89,7 @@ function stopScreenShare() {
   state.published = state.published.filter((p) => p.transceiver !== transceiver);
   stream.getTracks().forEach((t) => t.stop());
   const button = $('toggle-screen');
-  button.textContent = t('controls.shareScreen');
+  setLabel(button, t('controls.shareScreen'));
   button.setAttribute('aria-pressed', 'false');
   if (state.publisher) {
     transceiver.stop();
@@ -106,7 +106,7 @@ function toggleLocalTrack(kind, button, onLabel, offLabel) {
     return;
   }
   track.enabled = !track.enabled;
-  button.textContent = t(track.enabled ? onLabel : offLabel);
+  setLabel(button, t(track.enabled ? onLabel : offLabel));
   button.setAttribute('aria-pressed', String(!track.enabled));
   const published = state.published.find((p) => p.track === track);
   if (published) state.signalling?.send({ type: 'mute', mid: published.transceiver.mid, muted: !track.enabled });
@@ -131,7 +131,7 @@ async function startDevice(kind, button, onLabel) {
   state.mediaOn = true;
   state.localStream.addTrack(track);
   showPeople();
-  button.textContent = t(onLabel);
+  setLabel(button, t(onLabel));
   button.setAttribute('aria-pressed', 'false');
   if (kind === 'video') {
     document.querySelector('.tile video.local')?.closest('.tile').classList.remove('camera-off');
@@ -152,14 +152,14 @@ const TOGGLES = {
 export function showLocalControls() {
   for (const [kind, [id, onLabel, offLabel]] of Object.entries(TOGGLES)) {
     const on = state.localStream.getTracks().some((t) => t.kind === kind && t.enabled);
-    $(id).textContent = t(on ? onLabel : offLabel);
+    setLabel($(id), t(on ? onLabel : offLabel));
     $(id).setAttribute('aria-pressed', String(!on));
   }
 }
 
 onLanguageChange(() => {
   showLocalControls();
-  $('toggle-screen').textContent = t(state.screen ? 'controls.stopSharing' : 'controls.shareScreen');
+  setLabel($('toggle-screen'), t(state.screen ? 'controls.stopSharing' : 'controls.shareScreen'));
 });
 
 /** The microphone ("audio") or camera ("video") button's action. */

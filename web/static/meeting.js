@@ -5,7 +5,7 @@
 // participant's id.
 
 import { onLanguageChange, t } from './i18n.js';
-import { $, state } from './state.js';
+import { $, room, setStatus, state } from './state.js';
 import { updateJoinButton } from './prejoin.js';
 import { closePeers } from './peers.js';
 import {
@@ -149,6 +149,7 @@ export function refreshHostControls() {
 
 export function addLocalTile() {
   const tile = makeTile(state.participantId, $('name').value.trim(), { local: true, guest: state.guest });
+  tile.classList.add('self');
   tile.querySelector('video').srcObject = state.localStream;
   tile.classList.toggle('camera-off', state.localStream.getVideoTracks().length === 0);
 }
@@ -258,6 +259,13 @@ export function leave(reason) {
 $('toggle-mic').addEventListener('click', () => toggleLocal('audio'));
 $('toggle-cam').addEventListener('click', () => toggleLocal('video'));
 $('toggle-screen').addEventListener('click', (e) => toggleScreenShare(e.currentTarget));
+$('copy-link').addEventListener('click', () => {
+  const url = new URL(`/m/${encodeURIComponent(room)}`, location.origin).href;
+  const ready = () => setStatus(t('meeting.linkReady', { url }));
+  if (!navigator.clipboard) return ready();
+  return navigator.clipboard.writeText(url).then(() => setStatus(t('meeting.linkCopied')), ready);
+});
+
 // The last host asks before leaving: nobody else could let people in.
 $('leave').addEventListener('click', () => {
   const otherHost = [...state.participants.values()].some((p) => p.role === 'host');

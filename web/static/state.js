@@ -81,6 +81,11 @@ export function newChatState() {
   };
 }
 
+/** A control's words (beside its icon, which stays). */
+export function setLabel(button, text) {
+  (button.querySelector('.label') ?? button).textContent = text;
+}
+
 /** The meeting screen's status line. */
 export function setStatus(text) {
   $('status').textContent = text;

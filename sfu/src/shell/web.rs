@@ -35,6 +35,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     module!("identity.js"),
     module!("lang-en.js"),
     module!("lang-sv.js"),
+    module!("layout.js"),
     module!("media.js"),
     module!("meeting.js"),
     module!("peers.js"),
