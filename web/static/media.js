@@ -215,10 +215,10 @@ export function unwatchQuality(video) {
 
 function wantedQuality(video) {
   if (document.hidden) return 'low';
-  // Tiles crop the video to fill them (object-fit: cover), so a tall tile
-  // shows a picture wider than itself.
+  // Tiles show the whole picture (object-fit: contain): as wide as the
+  // tile, or narrower where the tile is wider than the picture.
   const aspect = video.videoHeight ? video.videoWidth / video.videoHeight : 16 / 9;
-  const width = Math.max(video.clientWidth, video.clientHeight * aspect) * devicePixelRatio;
+  const width = Math.min(video.clientWidth, video.clientHeight * aspect) * devicePixelRatio;
   if (width <= 320) return 'low';
   return width <= 640 ? 'medium' : 'high';
 }

@@ -307,18 +307,17 @@ test('simulcast: a small tile gets the low layer, a large one the full layer', a
     }, 30000, 100);
   };
 
-  // The grid puts the two tiles side by side, each half the page wide and
-  // as tall as the grid. Tiles crop the video to fill them, so what counts
-  // is the wider of the tile's width and its height at 16:9: about 1380 px
-  // at 1600x900 (high), 530 px at 1000x420 (medium), under 320 px at
-  // 600x280 (low); a narrow but tall tile (600x600: 279x478 px) shows a
-  // crop of an 850 px wide picture (high).
+  // Ann's tile is the one large tile of Ben's grid (his own camera sits
+  // small in a corner), 16:9 and as large as the grid allows, the picture
+  // shown whole: 1377 px wide at 1600x900 (high), 225 px at 800x300
+  // (low), 584 px on a 600x600 phone screen and 545 px at 1000x480
+  // (medium).
   const steps = [
     { viewport: { width: 1600, height: 900 }, rid: 'f', videoWidth: 1280 },
-    { viewport: { width: 600, height: 280 }, rid: 'q', videoWidth: 320 },
-    { viewport: { width: 600, height: 600 }, rid: 'f', videoWidth: 1280 },
-    { viewport: { width: 1000, height: 420 }, rid: 'h', videoWidth: 640 },
+    { viewport: { width: 800, height: 300 }, rid: 'q', videoWidth: 320 },
+    { viewport: { width: 600, height: 600 }, rid: 'h', videoWidth: 640 },
     { viewport: { width: 1600, height: 900 }, rid: 'f', videoWidth: 1280 },
+    { viewport: { width: 1000, height: 480 }, rid: 'h', videoWidth: 640 },
   ];
   for (const { viewport, rid, videoWidth } of steps) {
     const started = Date.now();
