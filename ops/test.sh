@@ -14,7 +14,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/meet-target}
 mkdir -p "$CARGO_TARGET_DIR"
 free_gib() { echo $(($(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }') / 1048576)); }
 cache_gib=$(($(du -sk "$CARGO_TARGET_DIR" | cut -f1) / 1048576))
-if [ "$(free_gib)" -lt 10 ] || [ "$cache_gib" -gt 20 ]; then
+# A cold run fills about 8 GiB; 40 leaves room for a few dependency and
+# profile changes before starting over costs a cold run.
+if [ "$(free_gib)" -lt 10 ] || [ "$cache_gib" -gt 40 ]; then
   echo "== build cache $CARGO_TARGET_DIR ($cache_gib GiB, $(free_gib) GiB free on its disk): starting it over"
   rm -rf "$CARGO_TARGET_DIR" && mkdir -p "$CARGO_TARGET_DIR"
 fi
