@@ -81,21 +81,14 @@ impl Kind {
             Kind::Mute | Kind::Quality => 20,
         }
     }
-
-    const ALL: [Kind; 4] = [
-        Kind::Negotiation,
-        Kind::Mute,
-        Kind::Quality,
-        Kind::Moderation,
-    ];
 }
 
-/// One [`RateLimit`] per [`Kind`].
+/// One [`RateLimit`] per [`Kind`], indexed by it.
 pub(super) struct KindRates([RateLimit; 4]);
 
 impl KindRates {
     pub(super) fn new(now: Instant) -> Self {
-        Self(Kind::ALL.map(|_| RateLimit::new(now)))
+        Self([(); 4].map(|_| RateLimit::new(now)))
     }
 
     /// Whether `msg` at `now` is within its kind's bound (always, for a
@@ -104,8 +97,7 @@ impl KindRates {
         let Some(kind) = Kind::of(msg) else {
             return true;
         };
-        let i = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.0[i].allow_up_to(now, kind.per_second())
+        self.0[kind as usize].allow_up_to(now, kind.per_second())
     }
 }
 
