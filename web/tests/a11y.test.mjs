@@ -135,6 +135,11 @@ test('the main controls work from the keyboard alone; joins and leaves are annou
   await page.locator('#announcer', { hasText: 'Lou left' }).waitFor({ timeout: 10000 });
   assert.equal(await page.locator('#people-count').textContent(), '1');
 
+  // The meeting's link, copied (or shown where the page may not copy).
+  await tabTo('Copy meeting link');
+  await page.keyboard.press('Enter');
+  await page.locator('#status', { hasText: /Meeting link( copied|: .*\/m\/keys)/ }).waitFor({ timeout: 5000 });
+
   await tabTo('Leave');
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'You left the meeting' }).waitFor({ timeout: 5000 });
