@@ -969,6 +969,55 @@ fn a_participant_made_host_mid_meeting_moderates_and_the_room_is_told() {
 }
 
 #[test]
+fn a_host_lowers_a_raised_hand_in_its_own_room_only() {
+    let mut net = Net::new(Duration::from_secs(8));
+    net.roles.insert("host".into(), Role::Host);
+    net.join("host", "r", false);
+    net.join("bob", "r", false);
+    net.join("eve", "elsewhere", false);
+    net.command("bob", Command::RaiseHand { raised: true });
+    net.command("eve", Command::RaiseHand { raised: true });
+    net.settle();
+    let hand = |b: &Browser, who: &str| {
+        b.inbox.iter().rev().find_map(|m| match m {
+            Event::HandRaised {
+                participant_id,
+                raised,
+            } if participant_id == who => Some(*raised),
+            _ => None,
+        })
+    };
+    assert_eq!(hand(net.browser("host"), "bob"), Some(true));
+    assert_eq!(
+        hand(net.browser("host"), "eve"),
+        None,
+        "another room's hand"
+    );
+    net.command(
+        "host",
+        Command::LowerHand {
+            participant_id: "eve".into(),
+        },
+    );
+    net.command(
+        "host",
+        Command::LowerHand {
+            participant_id: "bob".into(),
+        },
+    );
+    net.settle();
+    assert_eq!(hand(net.browser("bob"), "bob"), Some(false));
+    assert_eq!(hand(net.browser("eve"), "eve"), Some(true), "still up");
+    assert!(net.browser("host").inbox.iter().any(|m| matches!(
+        m,
+        Event::Refused {
+            reason: Refusal::NoSuchParticipant,
+            ..
+        }
+    )));
+}
+
+#[test]
 fn a_full_room_refuses_the_next_participant() {
     let mut net = Net::new(Duration::from_secs(8));
     for id in ["a", "b", "c", "d", "e"] {

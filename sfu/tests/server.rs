@@ -170,6 +170,81 @@ async fn participants_see_each_other_come_and_go() {
 }
 
 #[tokio::test]
+async fn hands_and_reactions_reach_everyone_and_a_late_joiner_sees_a_hand() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let mut bob = server.ws().await;
+    let a = join(&mut alice, "room", "Alice").await;
+    join(&mut bob, "room", "Bob").await;
+    assert_eq!(recv(&mut alice).await["type"], "participant_joined");
+    send(&mut alice, json!({"type": "raise_hand", "raised": true})).await;
+    for ws in [&mut alice, &mut bob] {
+        let m = recv(ws).await;
+        assert_eq!(m["type"], "hand_raised", "{m}");
+        assert_eq!(m["participant_id"], a["participant_id"]);
+        assert_eq!(m["raised"], true);
+    }
+    let mut carol = server.ws().await;
+    let c = join(&mut carol, "room", "Carol").await;
+    let alice_seen = c["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == a["participant_id"])
+        .cloned()
+        .unwrap();
+    assert_eq!(alice_seen["hand_raised"], true, "{c}");
+    for ws in [&mut alice, &mut bob] {
+        assert_eq!(recv(ws).await["type"], "participant_joined");
+    }
+    // Only a host lowers someone else's hand.
+    send(
+        &mut bob,
+        json!({"type": "lower_hand", "participant_id": a["participant_id"]}),
+    )
+    .await;
+    expect_error(&mut bob, "not_allowed").await;
+    send(&mut carol, json!({"type": "react", "reaction": "👏"})).await;
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        let m = recv(ws).await;
+        assert_eq!(m["type"], "reacted", "{m}");
+        assert_eq!(m["participant_id"], c["participant_id"]);
+        assert_eq!(m["reaction"], "👏");
+    }
+    // Words are not reactions; a loop of them is slowed, not fatal.
+    send(&mut carol, json!({"type": "react", "reaction": "spam"})).await;
+    expect_error(&mut carol, "bad_message").await;
+    for _ in 0..6 {
+        send(&mut carol, json!({"type": "react", "reaction": "🎉"})).await;
+    }
+    let mut refused = 0;
+    for _ in 0..6 {
+        let m = recv(&mut carol).await;
+        match m["type"].as_str() {
+            Some("reacted") => {}
+            Some("error") if m["code"] == "too_many_messages" => refused += 1,
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    // At most 5 a second (the 👏 before may share the second).
+    assert!((1..=2).contains(&refused), "{refused} of 6 refused");
+    send(&mut alice, json!({"type": "raise_hand", "raised": false})).await;
+    loop {
+        // Past Carol's reactions.
+        let m = recv(&mut alice).await;
+        if m["type"] != "reacted" {
+            assert_eq!(
+                (m["type"].as_str(), m["raised"].as_bool()),
+                (Some("hand_raised"), Some(false)),
+                "{m}"
+            );
+            break;
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn garbage_on_the_media_port_is_dropped_and_serving_goes_on() {
     let server = TestServer::start().await;
     let mut alice = server.ws().await;

@@ -7,8 +7,9 @@
 // identity.js and widget.js (signing in with Matrix, in Element or by
 // link), session.js (the WebSocket and what each server message does),
 // peers.js (the two peer connections), media.js (what we send, and which
-// simulcast layer we ask for), meeting.js (tiles, participants, leaving),
-// chat.js.
+// simulcast layer we ask for), devices.js (switching them mid-call),
+// meeting.js (tiles, participants, leaving), hands.js (raised hands and
+// reactions), chat.js.
 
 import { $, params, state } from './state.js';
 import { lang, setLanguage, translatePage } from './i18n.js';
@@ -19,6 +20,8 @@ import { receiveStats } from './meeting.js';
 import { srtpCiphers } from './peers.js';
 import { chatMessages, sendChat } from './chat.js';
 import './shortcuts.js';
+import './devices.js';
+import './hands.js';
 import './layout.js';
 
 translatePage();

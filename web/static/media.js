@@ -7,6 +7,7 @@
 import { t, onLanguageChange } from './i18n.js';
 import { $, params, setLabel, state, setStatus } from './state.js';
 import { negotiatePublisher } from './peers.js';
+import { deviceConstraints } from './prejoin.js';
 import { showPeople } from './people.js';
 
 // The camera goes out in three layers (LiveKit's default presets), so that
@@ -122,7 +123,7 @@ async function startDevice(kind, button, onLabel) {
   const device = $(kind === 'audio' ? 'microphone' : 'camera').value;
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ [kind]: device ? { deviceId: { exact: device } } : true });
+    stream = await navigator.mediaDevices.getUserMedia({ [kind]: deviceConstraints(kind, device) });
   } catch (err) {
     setStatus(t(kind === 'audio' ? 'controls.micUnavailable' : 'controls.camUnavailable', { why: err.message }));
     return;

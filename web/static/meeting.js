@@ -13,6 +13,8 @@ import {
 } from './media.js';
 import { hostControls } from './host.js';
 import { announce, showPeople } from './people.js';
+import { useSpeaker } from './devices.js';
+import { showTileHand } from './hands.js';
 
 /** Stream ids are "<participant id>" for camera and microphone and
  * "<participant id>:screen" for a screen share. */
@@ -102,6 +104,7 @@ function makeTile(pid, name, { local: isLocal = false, screen = false, guest = f
   } else {
     video.classList.add('remote');
     watchQuality(video);
+    useSpeaker(video);
     // Time to first decoded frame, for the operator and the tests.
     const mark = () => {
       if (state.firstFrameMs === null) state.firstFrameMs = performance.now() - state.joinedAt;
@@ -166,8 +169,11 @@ export function addParticipant(info, { live = false } = {}) {
     tile,
     tracks: new Map(),
     screen: null,
+    /** When its hand went up (as this page learnt it), or null. */
+    handRaisedAt: info.hand_raised ? Date.now() : null,
   };
   state.participants.set(info.id, p);
+  showTileHand(p);
   for (const t of info.tracks) p.tracks.set(t.id, t);
   updateTile(info.id);
   if (live) announce(t('people.joined', { name: info.name }));
@@ -242,6 +248,7 @@ export function dropMeeting() {
 export function leave(reason) {
   state.leaving = true;
   state.reconnecting = false;
+  state.handRaised = false;
   clearTimeout(state.retryTimer);
   if (state.signalling) {
     state.signalling?.send({ type: 'leave' });

@@ -1,5 +1,5 @@
 // Who is in the meeting, for everyone: the participant list (names, host
-// and guest, microphone and camera, as the server says them), the count
+// and guest, microphone, camera and hand, as the server says them), the count
 // in the header, and what a screen reader is told as people come and go.
 
 import { onLanguageChange, t } from './i18n.js';
@@ -21,6 +21,17 @@ function status(label, on) {
   return s;
 }
 
+/** A host's button that lowers someone's hand. */
+function lowerHandButton(pid, name) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'secondary';
+  b.textContent = t('hands.lower');
+  b.setAttribute('aria-label', t('hands.lowerFor', { name }));
+  b.onclick = () => state.signalling?.send({ type: 'lower_hand', participant_id: pid });
+  return b;
+}
+
 /** Redraws the list and the count from what the page knows now. */
 export function showPeople() {
   const items = [];
@@ -32,8 +43,12 @@ export function showPeople() {
     status(on('audio') ? 'people.micOn' : 'people.micOff', on('audio')),
     status(on('video') ? 'people.camOn' : 'people.camOff', on('video')),
   );
+  if (state.handRaised) me.append(status('people.handUp', true));
   items.push(me);
-  for (const p of state.participants.values()) {
+  // Raised hands first, in the order they went up, as Teams lists them.
+  const everyone = [...state.participants.entries()]
+    .sort(([, a], [, b]) => (a.handRaisedAt ?? Infinity) - (b.handRaisedAt ?? Infinity));
+  for (const [pid, p] of everyone) {
     const li = document.createElement('li');
     const tracks = [...p.tracks.values()];
     const mic = tracks.find((tr) => tr.source === 'microphone');
@@ -44,6 +59,10 @@ export function showPeople() {
       status(mic && !mic.muted ? 'people.micOn' : 'people.micOff', !!mic && !mic.muted),
       status(cam && !cam.muted ? 'people.camOn' : 'people.camOff', !!cam && !cam.muted),
     );
+    if (p.handRaisedAt) {
+      li.append(status('people.handUp', true));
+      if (state.role === 'host') li.append(lowerHandButton(pid, p.name));
+    }
     items.push(li);
   }
   $('people-list').replaceChildren(...items);

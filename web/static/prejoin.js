@@ -57,18 +57,19 @@ export async function startMedia() {
   await listDevices().catch(() => {});
 }
 
+/** What we ask of a camera (`kind` "video") or microphone ("audio"):
+ * the device `id` if one was picked. */
+export function deviceConstraints(kind, id) {
+  const device = id ? { deviceId: { exact: id } } : {};
+  if (kind === 'audio') return id ? device : true;
+  // Chromium sends fewer simulcast layers for smaller sources.
+  return { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 24 }, ...device };
+}
+
 export async function acquireMedia() {
-  const cam = $('camera').value;
-  const mic = $('microphone').value;
   const constraints = {
-    audio: mic ? { deviceId: { exact: mic } } : true,
-    video: {
-      // Chromium sends fewer simulcast layers for smaller sources.
-      width: { ideal: 1280 },
-      height: { ideal: 720 },
-      frameRate: { ideal: 24 },
-      ...(cam ? { deviceId: { exact: cam } } : {}),
-    },
+    audio: deviceConstraints('audio', $('microphone').value),
+    video: deviceConstraints('video', $('camera').value),
   };
   state.localStream.getTracks().forEach((t) => t.stop());
   try {
@@ -87,15 +88,19 @@ export async function acquireMedia() {
   $('preview-off').hidden = state.localStream.getVideoTracks().length > 0;
 }
 
-async function listDevices() {
+const UNNAMED = { videoinput: 'prejoin.cameraN', audioinput: 'prejoin.microphoneN', audiooutput: 'devices.speakerN' };
+
+/** Fills each select of `selects` ([select, device kind]) with the
+ * devices of its kind, keeping what was chosen. */
+export async function listDevices(selects = [[$('camera'), 'videoinput'], [$('microphone'), 'audioinput']]) {
   const devices = await navigator.mediaDevices.enumerateDevices();
-  for (const [select, kind] of [[$('camera'), 'videoinput'], [$('microphone'), 'audioinput']]) {
+  for (const [select, kind] of selects) {
     const current = select.value;
     select.replaceChildren();
     devices
       .filter((d) => d.kind === kind)
       .forEach((d, i) => {
-        const option = new Option(d.label || t(kind === 'videoinput' ? 'prejoin.cameraN' : 'prejoin.microphoneN', { n: i + 1 }), d.deviceId);
+        const option = new Option(d.label || t(UNNAMED[kind], { n: i + 1 }), d.deviceId);
         select.append(option);
       });
     if (current) select.value = current;

@@ -15,6 +15,7 @@ import {
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
 import { publish, showLocalControls } from './media.js';
 import { showPeople } from './people.js';
+import { onHandRaised, onReacted, restoreHand } from './hands.js';
 import {
   onInviteCreated, onMeetingLocked, onMutedByHost, showHostControls, showLobby,
 } from './host.js';
@@ -102,6 +103,8 @@ export async function join(name, { rejoin = false } = {}) {
     .on('muted_by_host', onMutedByHost)
     .on('meeting_locked', onMeetingLocked)
     .on('role_changed', onRoleChanged)
+    .on('hand_raised', onHandRaised)
+    .on('reacted', onReacted)
     .on('invite_created', onInviteCreated)
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
@@ -222,6 +225,7 @@ async function onJoined(msg) {
   addLocalTile();
   showLocalControls();
   for (const p of msg.participants) addParticipant(p);
+  restoreHand();
   showPeople();
   state.subscriber = newPeerConnection('subscriber');
   state.subscriber.ontrack = onRemoteTrack;

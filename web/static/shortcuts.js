@@ -1,13 +1,15 @@
 // Keyboard shortcuts in the meeting, as Teams has them (staff know those):
-// Ctrl+Shift+M the microphone, Ctrl+Shift+O the camera, Ctrl+Shift+P the
-// participant list; "?" shows them all. Not while typing in a field.
+// Ctrl+Shift+M the microphone, Ctrl+Shift+O the camera, Ctrl+Shift+K the
+// hand, Ctrl+Shift+P the participant list; "?" shows them all. Not while typing in a field.
 
 import { $, state } from './state.js';
 import { toggleLocal } from './media.js';
+import { toggleHand } from './hands.js';
 
 const KEYS = {
   m: () => toggleLocal('audio'),
   o: () => toggleLocal('video'),
+  k: toggleHand,
   p: () => $('toggle-people').click(),
 };
 

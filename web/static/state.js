@@ -59,6 +59,10 @@ export const state = {
   joinName: '',
   /** How often we got back in after a dropped connection. */
   reconnects: 0,
+  /** Our hand is up (as the server last said). */
+  handRaised: false,
+  /** Where remote sound plays (an audio output's device id), once chosen. */
+  speaker: '',
   chat: newChatState(),
 };
 

@@ -129,7 +129,9 @@ export function processUsage(pid) {
   return { cpuSeconds: ticks / 100, rssKiB };
 }
 
-export async function launchBrowser({ args = [] } = {}) {
+/** Chromium with `cameras` fake cameras (the first in colour, the second
+ * grey) and three fake microphones and speakers; `args` added. */
+export async function launchBrowser({ args = [], cameras = 1 } = {}) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -141,7 +143,7 @@ export async function launchBrowser({ args = [] } = {}) {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      '--use-fake-device-for-media-stream',
+      `--use-fake-device-for-media-stream${cameras > 1 ? `=device-count=${cameras}` : ''}`,
       '--use-fake-ui-for-media-stream',
       '--autoplay-policy=no-user-gesture-required',
       // Several pages share two cores: keep background pages running.

@@ -79,6 +79,27 @@ pub struct ParticipantInfo {
     /// own word, and everyone is shown so.
     #[serde(default)]
     pub guest: bool,
+    /// Raised a hand that nobody has lowered yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hand_raised: bool,
+}
+
+/// The reactions a participant may send to the meeting: a fixed set, as in
+/// Teams and Jitsi, so that no text slips past the chat's moderation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reaction {
+    #[serde(rename = "👍")]
+    ThumbsUp,
+    #[serde(rename = "👏")]
+    Clap,
+    #[serde(rename = "❤️")]
+    Heart,
+    #[serde(rename = "😂")]
+    Laugh,
+    #[serde(rename = "😮")]
+    Surprised,
+    #[serde(rename = "🎉")]
+    Celebrate,
 }
 
 /// What a participant's session asks of the core.
@@ -120,6 +141,13 @@ pub enum Command {
         track_id: String,
         locked: bool,
     },
+    /// Raise or lower one's own hand.
+    RaiseHand { raised: bool },
+    /// A host lowers someone else's raised hand (the session checked that
+    /// this one may).
+    LowerHand { participant_id: String },
+    /// A reaction, shown to everyone for a moment; nothing is kept.
+    React { reaction: Reaction },
     /// The participant's rights changed while it is in the room (a Matrix
     /// user promoted or demoted in the meeting's room). Between hosts and
     /// participants only: a viewer has no publisher to grow into.
@@ -212,6 +240,16 @@ pub enum Event {
     RoleChanged {
         participant_id: String,
         role: Role,
+    },
+    /// A participant raised or lowered its hand (or a host lowered it).
+    HandRaised {
+        participant_id: String,
+        raised: bool,
+    },
+    /// A participant reacted; everyone is told, the participant too.
+    Reacted {
+        participant_id: String,
+        reaction: Reaction,
     },
     Refused {
         reason: Refusal,

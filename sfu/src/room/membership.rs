@@ -73,6 +73,7 @@ impl Router {
             received: Vec::new(),
             negotiation: Default::default(),
             held: Vec::new(),
+            hand_raised: false,
         };
         let info = participant.info();
         self.participants.insert(participant);

@@ -10,12 +10,13 @@
 //! → the engine decrypts it once → the publisher's up-track fans it out to
 //! its down-tracks (`crate::media`) → each subscriber's engine encrypts →
 //! datagrams out. Who is in which room is `membership.rs`, what hosts do to
-//! others' media `moderation.rs`; publishing,
+//! others' media `moderation.rs`, hands and reactions `gestures.rs`; publishing,
 //! subscribing and the subscriber connection's negotiation have a file
 //! each.
 
 pub mod api;
 pub mod connection;
+mod gestures;
 pub mod ice;
 mod membership;
 mod moderation;
@@ -320,6 +321,9 @@ impl Router {
                 locked,
             } => self.host_mute(p, &participant_id, &track_id, locked),
             Command::SetRole { role } => self.set_role(p, role),
+            Command::RaiseHand { raised } => self.raise_hand(p, raised),
+            Command::LowerHand { participant_id } => self.lower_hand(p, &participant_id),
+            Command::React { reaction } => self.react(p, reaction),
             Command::Leave => self.remove_participant(p, LeaveReason::Left),
         }
     }

@@ -34,6 +34,8 @@ pub struct Participant {
     /// Sources a host muted: not forwarded until the participant unmutes
     /// them; `true` while the host forbids that.
     pub held: Vec<(Source, bool)>,
+    /// Raised its hand, and nobody has lowered it since.
+    pub hand_raised: bool,
 }
 
 impl Participant {
@@ -44,6 +46,7 @@ impl Participant {
             tracks: self.up.iter().map(track_info).collect(),
             role: self.role,
             guest: self.guest,
+            hand_raised: self.hand_raised,
         }
     }
 

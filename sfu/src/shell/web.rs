@@ -30,6 +30,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     // The entry point (meeting.html loads it) and the modules it imports.
     module!("app.js"),
     module!("chat.js"),
+    module!("devices.js"),
+    module!("hands.js"),
     module!("host.js"),
     module!("i18n.js"),
     module!("identity.js"),

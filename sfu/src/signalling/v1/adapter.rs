@@ -42,6 +42,9 @@ pub fn command(msg: ClientMessage) -> Option<Command> {
             track_id,
             locked,
         },
+        ClientMessage::RaiseHand { raised } => Command::RaiseHand { raised },
+        ClientMessage::LowerHand { participant_id } => Command::LowerHand { participant_id },
+        ClientMessage::React { reaction } => Command::React { reaction },
         ClientMessage::Leave {} => Command::Leave,
         ClientMessage::Join { .. }
         | ClientMessage::Chat { .. }
@@ -117,6 +120,20 @@ pub fn message(event: Event) -> Option<ServerMessage> {
         } => ServerMessage::RoleChanged {
             participant_id,
             role,
+        },
+        Event::HandRaised {
+            participant_id,
+            raised,
+        } => ServerMessage::HandRaised {
+            participant_id,
+            raised,
+        },
+        Event::Reacted {
+            participant_id,
+            reaction,
+        } => ServerMessage::Reacted {
+            participant_id,
+            reaction,
         },
         Event::Refused { reason, message } => {
             let code = match reason {

@@ -21,7 +21,7 @@ pub use crate::shell::lobby::Knock;
 pub use crate::shell::turn::IceServer;
 
 pub use crate::room::api::{
-    Kind, ParticipantInfo, Quality, Role, Source, Target, TrackAnnouncement, TrackInfo,
+    Kind, ParticipantInfo, Quality, Reaction, Role, Source, Target, TrackAnnouncement, TrackInfo,
 };
 
 /// The protocol version this server speaks.
@@ -119,13 +119,19 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         uses: Option<u64>,
     },
+    /// Raise or lower one's hand.
+    RaiseHand { raised: bool },
+    /// A host lowers someone else's hand.
+    LowerHand { participant_id: String },
+    /// A reaction for everyone to see, from a fixed set.
+    React { reaction: Reaction },
     /// The client leaves; the server closes the socket.
     Leave {},
 }
 
 impl ClientMessage {
     /// What only hosts may do: let people in or not, invite, mute or
-    /// remove others, lock or end the meeting.
+    /// remove others, lower their hands, lock or end the meeting.
     pub fn is_host_action(&self) -> bool {
         matches!(
             self,
@@ -136,6 +142,7 @@ impl ClientMessage {
                 | ClientMessage::Admit { .. }
                 | ClientMessage::Deny { .. }
                 | ClientMessage::CreateInvite { .. }
+                | ClientMessage::LowerHand { .. }
         )
     }
 }
@@ -216,6 +223,16 @@ pub enum ServerMessage {
     RoleChanged {
         participant_id: String,
         role: Role,
+    },
+    /// A participant raised or lowered its hand, or a host lowered it.
+    HandRaised {
+        participant_id: String,
+        raised: bool,
+    },
+    /// A participant reacted (the client that did too).
+    Reacted {
+        participant_id: String,
+        reaction: Reaction,
     },
     /// A host locked or unlocked the meeting (also right after `joined`
     /// when it is locked).
@@ -460,6 +477,7 @@ mod tests {
                 tracks: Vec::new(),
                 role: Role::Viewer,
                 guest: true,
+                hand_raised: false,
             },
         })
         .unwrap();
@@ -497,6 +515,58 @@ mod tests {
         assert_eq!(
             r,
             r#"{"type":"role_changed","participant_id":"p1","role":"host"}"#
+        );
+    }
+
+    #[test]
+    fn hand_and_reaction_fixtures() {
+        let parse = |s: &str| serde_json::from_str::<ClientMessage>(s).unwrap();
+        assert_eq!(
+            parse(r#"{"type":"raise_hand","raised":true}"#),
+            ClientMessage::RaiseHand { raised: true }
+        );
+        assert_eq!(
+            parse(r#"{"type":"lower_hand","participant_id":"p2"}"#),
+            ClientMessage::LowerHand {
+                participant_id: "p2".into()
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type":"react","reaction":"👏"}"#),
+            ClientMessage::React {
+                reaction: Reaction::Clap
+            }
+        );
+        // Only the fixed set: no text rides along.
+        assert!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"react","reaction":"hi"}"#).is_err()
+        );
+        let wire = |m: ServerMessage| serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            wire(ServerMessage::HandRaised {
+                participant_id: "p1".into(),
+                raised: true
+            }),
+            r#"{"type":"hand_raised","participant_id":"p1","raised":true}"#
+        );
+        assert_eq!(
+            wire(ServerMessage::Reacted {
+                participant_id: "p1".into(),
+                reaction: Reaction::Heart
+            }),
+            r#"{"type":"reacted","participant_id":"p1","reaction":"❤️"}"#
+        );
+        let raised = ParticipantInfo {
+            id: "p2".into(),
+            name: "Bob".into(),
+            tracks: Vec::new(),
+            role: Role::Participant,
+            guest: false,
+            hand_raised: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&raised).unwrap(),
+            r#"{"id":"p2","name":"Bob","tracks":[],"role":"participant","guest":false,"hand_raised":true}"#
         );
     }
 

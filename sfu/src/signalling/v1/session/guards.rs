@@ -58,8 +58,11 @@ pub(super) enum Kind {
     /// `track_settings`.
     Quality,
     /// What hosts do: `remove`, `mute_participant`, `lock_meeting`,
-    /// `end_meeting`, `admit`, `deny`, `create_invite`.
+    /// `end_meeting`, `admit`, `deny`, `create_invite`, `lower_hand`.
     Moderation,
+    /// `raise_hand`, `react`: shown to everyone, so fewer than a person
+    /// clicks.
+    Gesture,
 }
 
 impl Kind {
@@ -70,6 +73,7 @@ impl Kind {
             }
             ClientMessage::Mute { .. } => Kind::Mute,
             ClientMessage::TrackSettings { .. } => Kind::Quality,
+            ClientMessage::RaiseHand { .. } | ClientMessage::React { .. } => Kind::Gesture,
             m if m.is_host_action() => Kind::Moderation,
             _ => return None,
         })
@@ -77,6 +81,7 @@ impl Kind {
 
     pub(super) const fn per_second(self) -> u32 {
         match self {
+            Kind::Gesture => 5,
             Kind::Negotiation | Kind::Moderation => 10,
             Kind::Mute | Kind::Quality => 20,
         }
@@ -84,11 +89,11 @@ impl Kind {
 }
 
 /// One [`RateLimit`] per [`Kind`], indexed by it.
-pub(super) struct KindRates([RateLimit; 4]);
+pub(super) struct KindRates([RateLimit; 5]);
 
 impl KindRates {
     pub(super) fn new(now: Instant) -> Self {
-        Self([(); 4].map(|_| RateLimit::new(now)))
+        Self([(); 5].map(|_| RateLimit::new(now)))
     }
 
     /// Whether `msg` at `now` is within its kind's bound (always, for a

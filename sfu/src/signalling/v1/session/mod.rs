@@ -610,7 +610,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     }
                 }
                 Incoming::Message(msg) if msg.is_host_action() && !joined.role.may_moderate() => {
-                    let msg = "only hosts may let people in, invite, mute or remove others, lock or end the meeting";
+                    let msg = "only hosts may let people in, invite, mute or remove others, lower their hands, lock or end the meeting";
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
                 }
                 Incoming::Message(ClientMessage::Admit { lobby_id }) => {
