@@ -127,6 +127,7 @@ impl Signaller {
                     name: name.to_owned(),
                     token: None,
                     invite: None,
+                    resume: None,
                 };
                 sink.send(Message::Text(serde_json::to_string(&join)?.into()))
                     .await?;

@@ -79,6 +79,8 @@ struct Net {
     uplink_loss: Option<LossRule>,
     /// Roles other than participant, by browser id, for their joins.
     roles: HashMap<String, Role>,
+    /// Whom a joining browser takes the place of (`Command::Join`).
+    replaces: HashMap<String, String>,
 }
 
 impl Net {
@@ -100,6 +102,7 @@ impl Net {
             loss: None,
             uplink_loss: None,
             roles: HashMap::new(),
+            replaces: HashMap::new(),
         }
     }
 
@@ -166,6 +169,7 @@ impl Net {
                 name: id.to_uppercase(),
                 role: self.roles.get(id).copied().unwrap_or_default(),
                 guest: false,
+                replaces: self.replaces.get(id).cloned(),
             },
         );
         if !tracks.is_empty() {
@@ -667,6 +671,62 @@ fn a_peer_that_goes_silent_is_removed_and_the_others_are_told() {
     assert_eq!(net.router.stats().failures.timeout, 1);
     // Alice's tracks are untouched.
     assert_eq!(net.router.published_tracks().values().sum::<usize>(), 2);
+}
+
+#[test]
+fn a_reconnecting_participant_keeps_its_seat_until_its_new_self_takes_it() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true);
+    net.join("bob", "r", true);
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &["alice", "bob"]));
+    // Bob's signalling dropped: the shell holds his seat, past the peer
+    // timeout.
+    net.browser("bob").unplugged = true;
+    net.command("bob", Command::Reconnecting);
+    net.run_for(Duration::from_secs(12), |n| media.send(n, &["alice"]));
+    let told = |b: &Browser, f: &dyn Fn(&Event) -> bool| b.inbox.iter().position(f);
+    let alice = &net.browsers[0];
+    assert!(told(alice, &|m| matches!(m, Event::ParticipantReconnecting { participant_id } if participant_id == "bob")).is_some());
+    let left = |m: &Event| matches!(m, Event::ParticipantLeft { participant_id } if participant_id == "bob");
+    assert!(told(alice, &left).is_none(), "a held seat timed out");
+    assert_eq!(net.router.participants(), 2);
+
+    net.replaces.insert("bob2".into(), "bob".into());
+    net.join("bob2", "r", true);
+    net.run_for(Duration::from_secs(2), |n| {
+        media.send(n, &["alice", "bob2"])
+    });
+    let alice = &net.browsers[0];
+    let joined = told(
+        alice,
+        &|m| matches!(m, Event::ParticipantJoined { participant, replaces: Some(old) } if participant.id == "bob2" && old == "bob"),
+    );
+    let (joined, left) = (
+        joined.expect("bob2 announced as bob"),
+        told(alice, &left).expect("old bob left"),
+    );
+    assert!(
+        joined < left,
+        "the new self first, so that its tile takes the old one's place"
+    );
+    assert_eq!(net.router.participants(), 2);
+    assert!(
+        audio_count(&net.browsers[0], "bob2") > 10,
+        "media from the new self"
+    );
+    let seen: Vec<String> = net
+        .browser("bob2")
+        .inbox
+        .iter()
+        .find_map(|m| match m {
+            Event::Joined { participants, .. } => {
+                Some(participants.iter().map(|p| p.id.clone()).collect())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(seen, ["alice"], "not its old self");
 }
 
 #[test]

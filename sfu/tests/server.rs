@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 mod common;
 
 use common::{expect_error, recv, send, Running, Ws};
+use sfu::shell::config::Config;
 
 /// The server, with the HTTP helpers these tests use.
 struct TestServer(Running);
@@ -139,7 +140,13 @@ async fn bad_messages_get_errors_and_the_session_goes_on() {
 
 #[tokio::test]
 async fn participants_see_each_other_come_and_go() {
-    let server = TestServer::start().await;
+    let server = TestServer(
+        Running::start(&Config {
+            reconnect_grace_secs: 1,
+            ..Running::config()
+        })
+        .await,
+    );
     let mut alice = server.ws().await;
     let mut bob = server.ws().await;
     let a = join(&mut alice, "room", "Alice").await;
@@ -158,14 +165,93 @@ async fn participants_see_each_other_come_and_go() {
     let m = recv(&mut alice).await;
     assert_eq!(m["type"], "participant_left", "{m}");
     assert_eq!(m["participant_id"], b["participant_id"]);
-    // A socket that just drops counts as leaving too.
+    // A socket that just drops is reconnecting for the grace (here 1 s),
+    // then gone.
     let mut eve = server.ws().await;
     let e = join(&mut eve, "elsewhere", "Eve").await;
     let carol_id = e["participants"][0]["id"].clone();
     drop(carol);
     let m = recv(&mut eve).await;
+    assert_eq!(m["type"], "participant_reconnecting", "{m}");
+    assert_eq!(m["participant_id"], carol_id);
+    let m = recv(&mut eve).await;
     assert_eq!(m["type"], "participant_left", "{m}");
     assert_eq!(m["participant_id"], carol_id);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_participant_comes_back_to_its_seat_with_its_secret() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let mut bob = server.ws().await;
+    join(&mut alice, "room", "Alice").await;
+    let b = join(&mut bob, "room", "Bob").await;
+    let (old_id, secret) = (b["participant_id"].clone(), b["resume"].clone());
+    assert_eq!(secret.as_str().map(str::len), Some(32), "{b}");
+    assert_eq!(recv(&mut alice).await["type"], "participant_joined");
+    drop(bob);
+    let m = recv(&mut alice).await;
+    assert_eq!(m["type"], "participant_reconnecting", "{m}");
+    assert_eq!(m["participant_id"], old_id);
+
+    // Another meeting's join, or a guess, gets no seat: a plain join.
+    let mut mallory = server.ws().await;
+    let join_with = |room: &str, secret: &Value| json!({"type": "join", "v": 1, "room": room, "name": "Bob", "resume": secret});
+    send(&mut mallory, join_with("elsewhere", &secret)).await;
+    let m = recv(&mut mallory).await;
+    assert_eq!(
+        (
+            m["type"].as_str(),
+            m["participants"].as_array().map(Vec::len)
+        ),
+        (Some("joined"), Some(0)),
+        "{m}"
+    );
+
+    // Back with the secret: the new self takes the old one's place.
+    let mut bob = server.ws().await;
+    send(&mut bob, join_with("room", &secret)).await;
+    let back = recv(&mut bob).await;
+    assert_eq!(back["type"], "joined", "{back}");
+    let names: Vec<&str> = back["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Alice"], "not its old self");
+    let m = recv(&mut alice).await;
+    assert_eq!(m["type"], "participant_joined", "{m}");
+    assert_eq!(m["participant"]["id"], back["participant_id"]);
+    assert_eq!(m["replaces"], old_id);
+    let m = recv(&mut alice).await;
+    assert_eq!(m["type"], "participant_left", "{m}");
+    assert_eq!(m["participant_id"], old_id);
+
+    // The seat was taken once: the same secret again is a plain join.
+    let mut again = server.ws().await;
+    send(&mut again, join_with("room", &secret)).await;
+    assert_eq!(recv(&mut again).await["type"], "joined");
+    let m = recv(&mut alice).await;
+    assert_eq!(
+        (
+            m["type"].as_str(),
+            m.get("participant").and_then(|p| p.get("id")).is_some(),
+            m.get("replaces")
+        ),
+        (Some("participant_joined"), true, None),
+        "{m}"
+    );
+    // A page that closes (close code 1001) has left: no seat is held.
+    again
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away,
+            reason: "".into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut alice).await["type"], "participant_left");
     server.stop().await;
 }
 

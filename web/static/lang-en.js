@@ -33,6 +33,7 @@ export default {
   'identity.elementConfirm': 'Element is asking whether the meeting may confirm who you are…',
 
   'meeting.connecting': 'Connecting…',
+  'meeting.reconnectingBadge': 'Reconnecting…',
   'meeting.copyLink': 'Copy meeting link',
   'meeting.linkCopied': 'Meeting link copied.',
   'meeting.linkReady': 'Meeting link: {url}',
@@ -123,6 +124,9 @@ export default {
   'people.camOn': 'camera on',
   'people.camOff': 'camera off',
   'people.handUp': 'hand raised',
+  'people.reconnecting': '{name} is reconnecting',
+  'people.back': '{name} is back',
+  'people.reconnectingState': 'reconnecting',
   'people.joined': '{name} joined',
   'people.left': '{name} left',
   'devices.show': 'Devices',

@@ -33,6 +33,7 @@ export default {
   'identity.elementConfirm': 'Element frågar om mötet får bekräfta vem du är…',
 
   'meeting.connecting': 'Ansluter…',
+  'meeting.reconnectingBadge': 'Återansluter…',
   'meeting.copyLink': 'Kopiera möteslänken',
   'meeting.linkCopied': 'Möteslänken är kopierad.',
   'meeting.linkReady': 'Möteslänk: {url}',
@@ -123,6 +124,9 @@ export default {
   'people.camOn': 'kamera på',
   'people.camOff': 'kamera av',
   'people.handUp': 'handen uppe',
+  'people.reconnecting': '{name} återansluter',
+  'people.back': '{name} är tillbaka',
+  'people.reconnectingState': 'återansluter',
   'people.joined': '{name} gick med',
   'people.left': '{name} lämnade',
   'devices.show': 'Enheter',

@@ -86,6 +86,7 @@ function tileName(label) {
 onLanguageChange(() => {
   for (const label of document.querySelectorAll('#grid .tile .name')) label.textContent = tileName(label);
   for (const mic of document.querySelectorAll('#grid .tile .mic-muted')) mic.textContent = t('meeting.muted');
+  for (const badge of document.querySelectorAll('#grid .reconnecting-badge')) badge.textContent = t('meeting.reconnectingBadge');
   refreshHostControls();
   document.getElementById('unmute-all')?.replaceChildren(t('meeting.clickToHear'));
 });
@@ -157,9 +158,12 @@ export function addLocalTile() {
   tile.classList.toggle('camera-off', state.localStream.getVideoTracks().length === 0);
 }
 
-/** Someone in the meeting; `live`: they joined just now (told aloud). */
-export function addParticipant(info, { live = false } = {}) {
+/** Someone in the meeting; `live`: they joined just now (told aloud);
+ * `replaces`: they are someone whose connection dropped, come back. */
+export function addParticipant(info, { live = false, replaces = null } = {}) {
   if (state.participants.has(info.id)) return;
+  const back = replaces && state.participants.has(replaces);
+  if (back) removeParticipant(replaces, { silent: true });
   const tile = makeTile(info.id, info.name, { guest: !!info.guest });
   const p = {
     name: info.name,
@@ -175,11 +179,30 @@ export function addParticipant(info, { live = false } = {}) {
   state.participants.set(info.id, p);
   showTileHand(p);
   for (const t of info.tracks) p.tracks.set(t.id, t);
+  if (info.reconnecting) participantReconnecting(info.id, { live: false });
   updateTile(info.id);
-  if (live) announce(t('people.joined', { name: info.name }));
+  if (back) announce(t('people.back', { name: info.name }));
+  else if (live) announce(t('people.joined', { name: info.name }));
 }
 
-export function removeParticipant(pid) {
+/** Someone whose connection dropped: their tile stays, marked, while the
+ * server holds their seat; `live`: it happened just now (told aloud). */
+export function participantReconnecting(pid, { live = true } = {}) {
+  const p = state.participants.get(pid);
+  if (!p) return;
+  p.reconnecting = true;
+  p.tile.classList.add('reconnecting');
+  const badge = document.createElement('span');
+  badge.className = 'reconnecting-badge';
+  badge.textContent = t('meeting.reconnectingBadge');
+  p.tile.querySelector('figcaption').append(badge);
+  showPeople();
+  if (live) announce(t('people.reconnecting', { name: p.name }));
+}
+
+/** Someone left; `silent`: they are back on a new connection (see
+ * addParticipant), nothing to tell. */
+export function removeParticipant(pid, { silent = false } = {}) {
   const p = state.participants.get(pid);
   if (!p) return;
   removeTile(p.tile);
@@ -187,7 +210,7 @@ export function removeParticipant(pid) {
   for (const trackId of p.tracks.keys()) state.sentQuality.delete(trackId);
   state.participants.delete(pid);
   showPeople();
-  announce(t('people.left', { name: p.name }));
+  if (!silent) announce(t('people.left', { name: p.name }));
 }
 
 export function trackInfo(pid, track) {

@@ -9,8 +9,8 @@ import { $, params, room, state, setStatus } from './state.js';
 import { rememberJoined, saveName, updateJoinButton } from './prejoin.js';
 import { signInRefused } from './identity.js';
 import {
-  addLocalTile, addParticipant, dropMeeting, leave, onRemoteTrack, refreshHostControls, removeParticipant, trackGone, trackInfo,
-  trackMuted,
+  addLocalTile, addParticipant, dropMeeting, leave, onRemoteTrack, participantReconnecting, refreshHostControls,
+  removeParticipant, trackGone, trackInfo, trackMuted,
 } from './meeting.js';
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
 import { publish, showLocalControls } from './media.js';
@@ -89,7 +89,8 @@ export async function join(name, { rejoin = false } = {}) {
     .on('joined', onJoined)
     .on('publisher_answer', onPublisherAnswer)
     .on('subscriber_offer', onSubscriberOffer)
-    .on('participant_joined', (m) => addParticipant(m.participant, { live: true }))
+    .on('participant_joined', (m) => addParticipant(m.participant, { live: true, replaces: m.replaces }))
+    .on('participant_reconnecting', (m) => participantReconnecting(m.participant_id))
     .on('participant_left', (m) => removeParticipant(m.participant_id))
     .on('track_published', (m) => trackInfo(m.participant_id, m.track))
     .on('track_unpublished', (m) => trackGone(m.participant_id, m.track_id))
@@ -166,6 +167,9 @@ export async function join(name, { rejoin = false } = {}) {
   } else if (params.get('invite')) {
     joinMsg.invite = params.get('invite');
   }
+  // Back to the seat the server holds for us, while it does: no lobby,
+  // no fresh sign-in, and the others see us come back, not leave.
+  if (rejoin && state.resume) joinMsg.resume = state.resume;
   signalling.send(joinMsg);
   $('prejoin').hidden = true;
   $('left').hidden = true;
@@ -174,6 +178,10 @@ export async function join(name, { rejoin = false } = {}) {
   setStatus(t(rejoin ? 'meeting.reconnecting' : 'meeting.connecting'));
   return true;
 }
+
+// A page that closes, or goes elsewhere, has left: the server need not
+// hold its seat. (Browsers also close the socket as "going away".)
+addEventListener('pagehide', () => state.signalling?.send({ type: 'leave' }));
 
 /** What to tell the user when the server starts shutting down. */
 function drainingNotice(secondsLeft) {
@@ -214,6 +222,7 @@ async function onJoined(msg) {
     state.reconnects += 1;
   }
   state.participantId = msg.participant_id;
+  state.resume = msg.resume || '';
   state.joinedIdentity = msg.identity || null;
   state.role = msg.role || 'participant';
   state.guest = !!msg.guest;

@@ -55,6 +55,9 @@ export const state = {
    * attempts this reconnection has made. */
   retryTimer: null,
   attempts: 0,
+  /** `joined.resume`: our secret for the seat the server holds for us
+   * for a while should our connection drop. */
+  resume: '',
   /** The name we joined with, for getting back in. */
   joinName: '',
   /** How often we got back in after a dropped connection. */

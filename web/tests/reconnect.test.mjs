@@ -5,6 +5,8 @@
 //    in the test's network namespace): video resumes, with no rejoin.
 // 3. The server restarted: every page is back and decoding within 15 s
 //    of the new server's start.
+// 4. A page offline for a few seconds (a train tunnel): the others see it
+//    as reconnecting, not gone, and then back in its seat, hand still up.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,6 +67,47 @@ test('a page whose signalling socket is cut is back in the meeting within 5 s', 
     () => !document.querySelector('.tile[data-participant-id] .name[data-name="Ada"]')
       ?.closest('.tile').querySelector('.mic-muted').hidden,
   ), 5000);
+});
+
+test('a page offline for 3 s is shown to the others as reconnecting, then back in its seat', { timeout: 90000 }, async (t) => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  t.after(() => cleanUp(() => browser.close(), () => server.stop()));
+  const a = await joinPage(browser, server.url, 'tunnel2', 'Ada', {}, { t });
+  const b = await joinPage(browser, server.url, 'tunnel2', 'Bea', {}, { t });
+  await decodingAgain([a, b]);
+  await a.page.getByRole('button', { name: 'Raise hand' }).click();
+  const adaOnBea = b.page.locator('#grid .tile:not(.self)', { hasText: 'Ada' });
+  await adaOnBea.getByText('Hand raised').waitFor({ timeout: 5000 });
+  // Everything Bea's screen reader is told from now on.
+  await b.page.evaluate(() => {
+    window.told = [];
+    new MutationObserver(() => window.told.push(document.getElementById('announcer').textContent))
+      .observe(document.getElementById('announcer'), { childList: true });
+  });
+
+  // Offline: the socket drops (as a tunnel's would), and getting back in
+  // fails until the network is back.
+  await a.context.setOffline(true);
+  const cut = Date.now();
+  await a.page.evaluate(() => window.meet.state.signalling.ws.close());
+  await adaOnBea.getByText('Reconnecting…').waitFor({ timeout: 5000 });
+  const shown = Date.now() - cut;
+  await b.page.getByRole('button', { name: 'Participants' }).click();
+  assert.match((await b.page.locator('#people-list > li').allTextContents()).join('|'), /Ada.*reconnecting/);
+  await sleep(3000 - (Date.now() - cut));
+  assert.equal(await adaOnBea.count(), 1, 'Ada\'s tile stays while she is away');
+  await a.context.setOffline(false);
+  const online = Date.now();
+  await until('Ada to be back in her seat on Bea\'s page', async () => (
+    await adaOnBea.count() === 1 && await adaOnBea.getByText('Reconnecting…').count() === 0
+  ), 10000, 50);
+  const back = Date.now() - online;
+  await decodingAgain([a, b]);
+  const told = await b.page.evaluate(() => window.told);
+  assert.deepEqual(told, ['Ada is reconnecting', 'Ada is back', 'Ada raised their hand'], 'never told Ada left');
+  await adaOnBea.getByText('Hand raised').waitFor({ timeout: 5000 });
+  console.log(`# measured: a page offline for 3 s: shown as reconnecting ${shown} ms after its socket dropped, back ${back} ms after it came online`);
 });
 
 test('video resumes by itself after the media path is blocked for 5 s', { timeout: 90000 }, async (t) => {

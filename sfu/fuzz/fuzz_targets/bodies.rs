@@ -38,6 +38,7 @@ fn router(now: Instant) -> Router {
             name: id.into(),
             role: Role::Host,
             guest: false,
+            replaces: None,
         };
         command(&mut r, now, id, join);
     }

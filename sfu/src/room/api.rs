@@ -82,6 +82,9 @@ pub struct ParticipantInfo {
     /// Raised a hand that nobody has lowered yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hand_raised: bool,
+    /// Its connection dropped; its seat is held for it to come back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconnecting: bool,
 }
 
 /// The reactions a participant may send to the meeting: a fixed set, as in
@@ -106,11 +109,14 @@ pub enum Reaction {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Enter `room`; answered by [`Event::Joined`] or [`Event::Left`].
+    /// `replaces`: the participant this one is, come back after its
+    /// connection dropped; its old self leaves as this one joins.
     Join {
         room: String,
         name: String,
         role: Role,
         guest: bool,
+        replaces: Option<String>,
     },
     /// An offer for the publisher connection, with the tracks it carries;
     /// tracks no longer announced are unpublished.
@@ -152,6 +158,10 @@ pub enum Command {
     /// user promoted or demoted in the meeting's room). Between hosts and
     /// participants only: a viewer has no publisher to grow into.
     SetRole { role: Role },
+    /// The participant's connection to its client dropped; the shell
+    /// holds its seat for a while. The others are told, and its media
+    /// going silent does not remove it meanwhile.
+    Reconnecting,
     /// The participant leaves, or its session ended.
     Leave,
 }
@@ -191,6 +201,8 @@ pub enum LeaveReason {
     MediaFailed,
     /// A host removed it.
     Removed,
+    /// It came back on a new connection, which took its place.
+    Replaced,
     /// The core could not serve it (the engine failed to build a
     /// connection).
     Unavailable,
@@ -211,7 +223,16 @@ pub enum Event {
     SubscriberOffer {
         sdp: String,
     },
-    ParticipantJoined(ParticipantInfo),
+    /// Someone joined; `replaces`: the participant it took the place of,
+    /// come back after its connection dropped (which leaves next).
+    ParticipantJoined {
+        participant: ParticipantInfo,
+        replaces: Option<String>,
+    },
+    /// Someone's connection dropped; their seat is held for them.
+    ParticipantReconnecting {
+        participant_id: String,
+    },
     ParticipantLeft {
         participant_id: String,
     },

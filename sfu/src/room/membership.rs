@@ -18,6 +18,8 @@ pub(super) struct Joiner {
     pub name: String,
     pub role: Role,
     pub guest: bool,
+    /// The participant this one is, come back on a new connection.
+    pub replaces: Option<String>,
 }
 
 impl Router {
@@ -26,7 +28,14 @@ impl Router {
         if self.by_id.contains_key(&participant_id) {
             return;
         }
-        if self.rooms.get(&room).map_or(0, Vec::len) >= self.cfg.max_participants {
+        // Its old self, in this room, gives up its seat to it.
+        let replaced = who
+            .replaces
+            .as_ref()
+            .and_then(|id| self.by_id.get(id).copied())
+            .filter(|&k| self.participants[k].room == room);
+        let seated = self.rooms.get(&room).map_or(0, Vec::len) - usize::from(replaced.is_some());
+        if seated >= self.cfg.max_participants {
             match self.idle_seat(now, &room) {
                 Some(idle) => self.remove_participant(idle, LeaveReason::Idle),
                 None => {
@@ -58,7 +67,11 @@ impl Router {
             }
         };
         let members = self.rooms.entry(room.clone()).or_default();
-        let others: Vec<ParticipantKey> = members.clone();
+        let others: Vec<ParticipantKey> = members
+            .iter()
+            .copied()
+            .filter(|&m| Some(m) != replaced)
+            .collect();
         members.push(key);
         let participant = Participant {
             id: participant_id.clone(),
@@ -74,6 +87,7 @@ impl Router {
             negotiation: Default::default(),
             held: Vec::new(),
             hand_raised: false,
+            reconnecting: false,
         };
         let info = participant.info();
         self.participants.insert(participant);
@@ -91,7 +105,15 @@ impl Router {
                 participants,
             },
         );
-        self.broadcast(&room, Some(key), Event::ParticipantJoined(info));
+        let replaces = replaced.map(|r| self.participants[r].id.clone());
+        let joined = Event::ParticipantJoined {
+            participant: info,
+            replaces,
+        };
+        self.broadcast(&room, Some(key), joined);
+        if let Some(old) = replaced {
+            self.remove_participant(old, LeaveReason::Replaced);
+        }
         for o in others {
             let tracks: Vec<String> = self.participants[o]
                 .up
@@ -150,6 +172,20 @@ impl Router {
             &self.cfg.srtp_profiles,
         )?;
         Ok(self.conns.insert(now, pc, owner, role, creds))
+    }
+
+    /// `p`'s connection to its client dropped: the others see it as
+    /// reconnecting while the shell holds its seat.
+    pub(super) fn reconnecting(&mut self, p: ParticipantKey) {
+        let part = &mut self.participants[p];
+        if part.reconnecting {
+            return;
+        }
+        part.reconnecting = true;
+        let (room, participant_id) = (part.room.clone(), part.id.clone());
+        tracing::info!(participant = %participant_id, "reconnecting");
+        let event = Event::ParticipantReconnecting { participant_id };
+        self.broadcast(&room, Some(p), event);
     }
 
     /// `p` asks to remove another participant of its room.

@@ -282,6 +282,7 @@ impl Router {
             name,
             role,
             guest,
+            replaces,
         } = command
         {
             let who = Joiner {
@@ -289,6 +290,7 @@ impl Router {
                 name,
                 role,
                 guest,
+                replaces,
             };
             return self.join(now, who, room);
         }
@@ -324,6 +326,7 @@ impl Router {
             Command::RaiseHand { raised } => self.raise_hand(p, raised),
             Command::LowerHand { participant_id } => self.lower_hand(p, &participant_id),
             Command::React { reaction } => self.react(p, reaction),
+            Command::Reconnecting => self.reconnecting(p),
             Command::Leave => self.remove_participant(p, LeaveReason::Left),
         }
     }
@@ -572,6 +575,12 @@ impl Router {
             .iter()
             .filter(|(_, c)| {
                 c.negotiated && now.saturating_duration_since(c.last_rx) > self.cfg.peer_timeout
+            })
+            // The shell holds a dropped participant's seat for a while.
+            .filter(|(_, c)| {
+                self.participants
+                    .get(c.owner)
+                    .is_some_and(|p| !p.reconnecting)
             })
             .map(|(_, c)| (c.owner, c.connected))
             .collect();

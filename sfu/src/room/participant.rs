@@ -36,6 +36,8 @@ pub struct Participant {
     pub held: Vec<(Source, bool)>,
     /// Raised its hand, and nobody has lowered it since.
     pub hand_raised: bool,
+    /// Its connection dropped and its seat is held: not timed out.
+    pub reconnecting: bool,
 }
 
 impl Participant {
@@ -47,6 +49,7 @@ impl Participant {
             role: self.role,
             guest: self.guest,
             hand_raised: self.hand_raised,
+            reconnecting: self.reconnecting,
         }
     }
 

@@ -177,6 +177,9 @@ impl Router {
         let expired: Vec<(ParticipantKey, Expired)> = self
             .participants
             .iter_mut()
+            // Nobody answers for a dropped participant while its seat is
+            // held: it answers anew when it comes back.
+            .filter(|(_, p)| !p.reconnecting)
             .filter_map(|(k, p)| p.negotiation.expire(now).map(|e| (k, e)))
             .collect();
         for (k, expired) in expired {

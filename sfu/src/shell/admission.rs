@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chat::{MeetingChat, RoomUse};
 
+use super::resume::Seated;
 use super::roster::Shut;
 use super::server::AppState;
 use super::token::Claims;
@@ -136,20 +137,7 @@ pub async fn admit(
     // a kick from then on, so none falls between check and join.
     let chat = open_chat(state, &room, room_use).await;
     let role = match (identity.as_mut(), guest_role) {
-        (Some(claims), _) => {
-            if state.chat.is_some() && chat.is_none() {
-                // Without the room's events a kick would go unnoticed.
-                return Err(Refused::Unverifiable(
-                    "the meeting's Matrix room cannot be followed now; try again shortly".into(),
-                ));
-            }
-            recheck_member(state, &room, claims).await?;
-            if claims.host {
-                Role::Host
-            } else {
-                Role::Participant
-            }
-        }
+        (Some(claims), _) => matrix_role(state, &room, chat.as_ref(), claims).await?,
         (None, Some(role)) => role,
         (None, None) => return Err(Refused::InviteRequired),
     };
@@ -189,6 +177,70 @@ pub async fn admit(
 /// someone out. When the homeserver cannot be asked, the join is refused:
 /// a token minted before a ban must not outlive it (guests with an invite
 /// link still get in).
+/// Lets a participant whose connection dropped back into the seat held
+/// for it (`resume.rs`), as it was let in: no lobby, no second use of its
+/// invite link, no fresh token. A Matrix user's room membership and host
+/// rights are asked again, and a ban holds; a lock does not keep out
+/// someone who was in the meeting before it.
+pub async fn readmit(state: &AppState, seated: Seated) -> Result<Admitted, Refused> {
+    let Seated {
+        room,
+        name,
+        mut identity,
+        mut role,
+        guest,
+        anonymous,
+        ban_key,
+        ..
+    } = seated;
+    let room_use = if anonymous {
+        RoomUse::ExistingOnly
+    } else {
+        RoomUse::MayCreate
+    };
+    let chat = open_chat(state, &room, room_use).await;
+    if let Some(claims) = identity.as_mut() {
+        role = matrix_role(state, &room, chat.as_ref(), claims).await?;
+    }
+    match state.roster.admits(&room, role, ban_key.as_deref()) {
+        Ok(()) | Err(Shut::Locked) => {}
+        Err(shut) => return Err(Refused::Shut(shut)),
+    }
+    Ok(Admitted {
+        room,
+        name,
+        identity,
+        role,
+        guest,
+        anonymous,
+        chat,
+        ban_key,
+        wait: None,
+    })
+}
+
+/// A Matrix user's role in the meeting, from the room as the homeserver
+/// says it now; fails closed when it cannot be asked.
+async fn matrix_role(
+    state: &AppState,
+    room: &str,
+    chat: Option<&MeetingChat>,
+    claims: &mut Claims,
+) -> Result<Role, Refused> {
+    if state.chat.is_some() && chat.is_none() {
+        // Without the room's events a kick would go unnoticed.
+        return Err(Refused::Unverifiable(
+            "the meeting's Matrix room cannot be followed now; try again shortly".into(),
+        ));
+    }
+    recheck_member(state, room, claims).await?;
+    Ok(if claims.host {
+        Role::Host
+    } else {
+        Role::Participant
+    })
+}
+
 async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Result<(), Refused> {
     let Some(chat) = &state.chat else {
         return Ok(());

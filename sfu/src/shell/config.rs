@@ -79,6 +79,10 @@ pub struct Config {
     pub public_ip: Option<IpAddr>,
     /// A participant whose browser sends nothing for this long is removed.
     pub peer_timeout_secs: u64,
+    /// A participant whose signalling connection dropped keeps its seat
+    /// this long, shown to the others as reconnecting, for its client to
+    /// come back to; 0: it leaves at once.
+    pub reconnect_grace_secs: u64,
     /// Least time between keyframe requests to one published track.
     pub keyframe_interval_ms: u64,
     /// Participants one meeting may have; further joins are refused,
@@ -213,6 +217,7 @@ impl Default for Config {
             media_ips: Vec::new(),
             public_ip: None,
             peer_timeout_secs: 8,
+            reconnect_grace_secs: 20,
             keyframe_interval_ms: 300,
             max_participants: 50,
             idle_seat_secs: 30,
@@ -327,6 +332,9 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.max_participants) {
             return invalid("max_participants", "must be between 1 and 10000");
+        }
+        if self.reconnect_grace_secs > 300 {
+            return invalid("reconnect_grace_secs", "must be at most 300");
         }
         if !(1..=3600).contains(&self.idle_seat_secs) {
             return invalid("idle_seat_secs", "must be between 1 and 3600");

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod lobby;
 pub mod metrics;
 pub mod policy;
+pub mod resume;
 pub mod roster;
 pub mod server;
 pub mod tls;

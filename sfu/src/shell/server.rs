@@ -31,6 +31,7 @@ use crate::shell::limits::{Bounds, Limit, Limits};
 use crate::shell::lobby::Lobby;
 use crate::shell::metrics::Metrics;
 use crate::shell::policy::{Policies, PolicyError};
+use crate::shell::resume::Resumes;
 use crate::shell::roster::Roster;
 use crate::shell::token::TokenKeys;
 use crate::shell::turn::{self, Turn};
@@ -87,6 +88,8 @@ pub struct AppState {
     pub roster: Roster,
     /// Who waits for a host to let them in.
     pub lobby: Lobby,
+    /// Seats held for participants whose connection dropped.
+    pub resumes: Resumes,
     pub limits: Limits,
     /// TURN servers and credentials for clients, when configured.
     pub turn: Option<Turn>,
@@ -252,6 +255,7 @@ impl Server {
                 policies,
                 roster: Roster::default(),
                 lobby: Lobby::default(),
+                resumes: Resumes::new(Duration::from_secs(config.reconnect_grace_secs)),
                 drain: Drain::default(),
                 turn,
                 limits: Limits::new(

@@ -39,6 +39,9 @@ pub enum Request {
         name: String,
         role: Role,
         guest: bool,
+        /// The participant this one takes the place of (see
+        /// [`Command::Join`]).
+        replaces: Option<String>,
         /// Where the participant's events go; dropped after the last one
         /// ([`Event::Left`]), which ends the session.
         events: mpsc::UnboundedSender<Event>,
@@ -301,6 +304,7 @@ impl Worker {
                 name,
                 role,
                 guest,
+                replaces,
                 events,
             } => {
                 self.sessions.insert(participant_id.clone(), events);
@@ -309,6 +313,7 @@ impl Worker {
                     name,
                     role,
                     guest,
+                    replaces,
                 };
                 (participant_id, join)
             }

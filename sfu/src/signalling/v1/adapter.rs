@@ -75,10 +75,20 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             role: Default::default(),
             guest: false,
             ice_servers: Vec::new(),
+            resume: String::new(),
         },
         Event::PublisherAnswer { sdp } => ServerMessage::PublisherAnswer { sdp },
         Event::SubscriberOffer { sdp } => ServerMessage::SubscriberOffer { sdp },
-        Event::ParticipantJoined(participant) => ServerMessage::ParticipantJoined { participant },
+        Event::ParticipantJoined {
+            participant,
+            replaces,
+        } => ServerMessage::ParticipantJoined {
+            participant,
+            replaces,
+        },
+        Event::ParticipantReconnecting { participant_id } => {
+            ServerMessage::ParticipantReconnecting { participant_id }
+        }
         Event::ParticipantLeft { participant_id } => {
             ServerMessage::ParticipantLeft { participant_id }
         }
@@ -146,7 +156,9 @@ pub fn message(event: Event) -> Option<ServerMessage> {
         }
         Event::Left { reason } => {
             let (code, message) = match reason {
-                LeaveReason::Left | LeaveReason::MediaFailed => return None,
+                LeaveReason::Left | LeaveReason::MediaFailed | LeaveReason::Replaced => {
+                    return None
+                }
                 LeaveReason::RoomFull { max } => (
                     ErrorCode::RoomFull,
                     format!("the meeting is full ({max} participants)"),

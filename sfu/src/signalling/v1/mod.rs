@@ -64,6 +64,10 @@ pub enum ClientMessage {
         token: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         invite: Option<String>,
+        /// `joined.resume` of the connection that dropped: back to the
+        /// seat it held, if the server still holds it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// Offer for the publisher connection, with the tracks it carries.
     PublisherOffer {
@@ -173,6 +177,10 @@ pub enum ServerMessage {
         /// `RTCConfiguration.iceServers`; absent when none is configured.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServer>,
+        /// For `join.resume` after a dropped connection: this
+        /// participant's secret; empty when the server holds no seats.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        resume: String,
     },
     /// Chat since the meeting started, right after `joined`.
     ChatHistory {
@@ -193,6 +201,15 @@ pub enum ServerMessage {
     },
     ParticipantJoined {
         participant: ParticipantInfo,
+        /// The participant this one is, back on a new connection: its
+        /// old self (reconnecting) leaves next.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<String>,
+    },
+    /// Someone's connection dropped; their seat is held for them to come
+    /// back to (`participant_joined` with `replaces`) or `participant_left`.
+    ParticipantReconnecting {
+        participant_id: String,
     },
     ParticipantLeft {
         participant_id: String,
@@ -383,6 +400,7 @@ mod tests {
                 name: "Alice".into(),
                 token: None,
                 invite: None,
+                resume: None,
             }
         );
     }
@@ -478,7 +496,9 @@ mod tests {
                 role: Role::Viewer,
                 guest: true,
                 hand_raised: false,
+                reconnecting: false,
             },
+            replaces: None,
         })
         .unwrap();
         assert_eq!(
@@ -563,6 +583,7 @@ mod tests {
             role: Role::Participant,
             guest: false,
             hand_raised: true,
+            reconnecting: false,
         };
         assert_eq!(
             serde_json::to_string(&raised).unwrap(),

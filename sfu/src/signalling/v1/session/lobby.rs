@@ -71,7 +71,9 @@ pub(super) async fn wait_in_lobby(
                 }
             }
             frame = session.next() => match parse(frame) {
-                Incoming::Closed | Incoming::Message(ClientMessage::Leave {}) => return None,
+                Incoming::Closed | Incoming::GoingAway | Incoming::Message(ClientMessage::Leave {}) => {
+                    return None
+                }
                 Incoming::Skip => {}
                 Incoming::Bad(code, message) => {
                     session.send(&ServerMessage::error(code, message)).await;

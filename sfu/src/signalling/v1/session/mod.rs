@@ -8,16 +8,20 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use chat::{Author, Chat, ChatError, Identity, MeetingChat, MeetingEvent, OpenIdError};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
+use chat::{Author, Chat, ChatError, MeetingChat, MeetingEvent, OpenIdError};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 mod guards;
 mod lobby;
+mod recheck;
+mod rejoin;
 
 use guards::{admission_limits, CandidateCount, KindRates, RateLimit, MAX_MESSAGES_PER_SECOND};
 use lobby::{next_lobby, wait_in_lobby};
+use recheck::Recheck;
+use rejoin::Vacate;
 
 use super::adapter;
 use super::{
@@ -50,7 +54,19 @@ enum Incoming {
     Bad(ErrorCode, String),
     /// Control frames: nothing to do.
     Skip,
+    /// The page went away (closed, or navigated elsewhere): it left.
+    GoingAway,
+    /// The connection ended otherwise: the client may come back.
     Closed,
+}
+
+/// How a joined session's relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The socket dropped: the client may come back to its seat.
+    Dropped,
+    /// It left, or the server ended its session.
+    Over,
 }
 
 fn parse(frame: Option<Result<Message, axum::Error>>) -> Incoming {
@@ -63,6 +79,9 @@ fn parse(frame: Option<Result<Message, axum::Error>>) -> Incoming {
             )
         }
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Incoming::Skip,
+        Some(Ok(Message::Close(Some(frame)))) if frame.code == close_code::AWAY => {
+            return Incoming::GoingAway
+        }
         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Incoming::Closed,
     };
     if text.len() > MAX_MESSAGE_BYTES {
@@ -86,6 +105,8 @@ struct Session {
     limit: RateLimit,
     /// The client's source address, for the per-address limits.
     ip: IpAddr,
+    /// Cut off for sending too much: it does not come back to its seat.
+    cut_off: bool,
 }
 
 impl Session {
@@ -123,6 +144,7 @@ impl Session {
             let msg = format!("more than {MAX_MESSAGES_PER_SECOND} messages in a second");
             self.send(&ServerMessage::error(ErrorCode::RateLimited, msg))
                 .await;
+            self.cut_off = true;
             return None;
         }
         frame
@@ -167,14 +189,15 @@ impl Session {
             .await;
     }
 
-    async fn close(&mut self, reason: &'static str) {
+    async fn close(&mut self, reason: &'static str) -> Outcome {
         let _ = self
             .ws
             .send(Message::Close(Some(CloseFrame {
-                code: axum::extract::ws::close_code::NORMAL,
+                code: close_code::NORMAL,
                 reason: Utf8Bytes::from_static(reason),
             })))
             .await;
+        Outcome::Over
     }
 }
 
@@ -188,20 +211,24 @@ pub async fn run(ws: WebSocket, state: AppState, _connection: Connection, ip: Ip
         state,
         limit: RateLimit::new(Instant::now()),
         ip,
+        cut_off: false,
     };
-    if let Some((joined, _in_meeting)) = join(&mut session).await {
-        let chat = session.state.chat.clone();
-        let (worker, participant_id) = (joined.worker.clone(), joined.participant_id.clone());
-        let (room, identity) = (joined.room.clone(), joined.identity.clone());
-        relay(session, joined).await;
-        // A full queue drops this; the peer timeout removes the
-        // participant then.
-        let _ = worker.send(Request::Command {
-            participant_id: participant_id.clone(),
-            command: Command::Leave,
-        });
-        if let (Some(chat), Some(id)) = (chat, identity) {
-            chat.call_left(&room, &id.sub, &participant_id);
+    if let Some((mut joined, _in_meeting)) = join(&mut session).await {
+        let state = session.state.clone();
+        let outcome = relay(session, &mut joined).await;
+        // A client that comes back takes its seat over; the seat (in the
+        // roster, and for a drain) is held meanwhile.
+        let back = outcome == Outcome::Dropped && rejoin::hold(&state, &mut joined).await;
+        if !back {
+            // A full queue drops this; the peer timeout removes the
+            // participant then.
+            let _ = joined.worker.send(Request::Command {
+                participant_id: joined.participant_id.clone(),
+                command: Command::Leave,
+            });
+        }
+        if let (Some(chat), Some(id)) = (&state.chat, &joined.identity) {
+            chat.call_left(&joined.room, &id.sub, &joined.participant_id);
         }
     }
     metrics.signalling_connections.dec();
@@ -226,7 +253,13 @@ struct Joined {
     guest: bool,
     /// Neither a Matrix identity nor an invite link.
     anonymous: bool,
+    /// What keeps it out if a host bans it: its identity or invite link.
+    ban_key: Option<String>,
     chat: Option<MeetingChat>,
+    /// The secret its client comes back to its seat with (`rejoin.rs`).
+    resume: String,
+    /// The core has it in the room (`joined` went out).
+    in_core: bool,
 }
 
 /// Waits for a valid `join` and hands the participant to its room's worker;
@@ -238,14 +271,15 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
         let frame = tokio::time::timeout_at(deadline, session.next())
             .await
             .ok()?;
-        let (v, room, name, token, invite) = match parse(frame) {
+        let (v, room, name, token, invite, resume) = match parse(frame) {
             Incoming::Message(ClientMessage::Join {
                 v,
                 room,
                 name,
                 token,
                 invite,
-            }) => (v, room, name, token, invite),
+                resume,
+            }) => (v, room, name, token, invite, resume),
             Incoming::Message(_) => {
                 session
                     .send(&ServerMessage::error(
@@ -260,7 +294,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 continue;
             }
             Incoming::Skip => continue,
-            Incoming::Closed => return None,
+            Incoming::Closed | Incoming::GoingAway => return None,
         };
         if v != PROTOCOL_VERSION {
             let msg = format!("this server speaks protocol version {PROTOCOL_VERSION}, not {v}");
@@ -282,14 +316,32 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 return None;
             }
         };
-        let admitted = admission::admit(
-            &session.state,
-            &room,
-            &name,
-            token.as_deref(),
-            invite.as_deref(),
-        )
-        .await;
+        // Back after a dropped connection, to the seat held for it; else
+        // let in as anyone is.
+        let seated = resume
+            .as_deref()
+            .and_then(|secret| session.state.resumes.claim(secret, room.trim()));
+        let (admitted, vacate) = match seated {
+            Some(seated) => {
+                let worker = session.state.worker_for(&seated.room).clone();
+                let vacate = Vacate::new(seated.participant_id.clone(), worker);
+                (
+                    admission::readmit(&session.state, seated).await,
+                    Some(vacate),
+                )
+            }
+            None => {
+                let admitted = admission::admit(
+                    &session.state,
+                    &room,
+                    &name,
+                    token.as_deref(),
+                    invite.as_deref(),
+                )
+                .await;
+                (admitted, None)
+            }
+        };
         let Admitted {
             room,
             name,
@@ -340,10 +392,17 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             name: name.clone(),
             role,
             guest,
+            replaces: vacate
+                .as_ref()
+                .and_then(|v| v.participant_id().map(str::to_owned)),
             events: tx,
         });
         match sent {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(vacate) = vacate {
+                    vacate.done();
+                }
+            }
             Err(SendError::Full) => {
                 session
                     .refuse_for(Limit::WorkerQueue, ErrorCode::Overloaded)
@@ -362,7 +421,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             role,
             guest,
             user_id: identity.as_ref().map(|c| c.sub.clone()),
-            ban_key,
+            ban_key: ban_key.clone(),
         };
         let (seat, ended, locked) = session.state.roster.seat(&room, &participant_id, member);
         if role.may_moderate() {
@@ -382,7 +441,10 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             role,
             guest,
             anonymous,
+            ban_key,
             chat,
+            resume: format!("{:032x}", rand::random::<u128>()),
+            in_core: false,
         };
         return Some((joined, in_meeting));
     }
@@ -390,7 +452,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
 
 /// Relays between a joined participant, its worker and its meeting's chat
 /// until one side ends.
-async fn relay(mut session: Session, mut joined: Joined) {
+async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut candidates = CandidateCount::default();
     let mut chat_sent = PerMinute::default();
@@ -419,10 +481,10 @@ async fn relay(mut session: Session, mut joined: Joined) {
         tokio::select! {
             _ = ping.tick() => {
                 if last_heard.elapsed() > IDLE_TIMEOUT {
-                    return;
+                    return Outcome::Dropped;
                 }
                 if !session.write(Message::Ping(Default::default())).await {
-                    return;
+                    return Outcome::Dropped;
                 }
             }
             Ok(why) = &mut joined.ended => {
@@ -436,19 +498,19 @@ async fn relay(mut session: Session, mut joined: Joined) {
             }
             Some(waiting) = next_lobby(&mut lobby) => {
                 if !session.send(&ServerMessage::Lobby { waiting }).await {
-                    return;
+                    return Outcome::Dropped;
                 }
             }
             Ok(()) = joined.locked.changed() => {
                 let locked = *joined.locked.borrow_and_update();
                 if !session.send(&ServerMessage::MeetingLocked { locked }).await {
-                    return;
+                    return Outcome::Dropped;
                 }
             }
             event = joined.events.recv() => match event {
                 Some(event @ Event::Joined { .. }) => {
                     let Some(ServerMessage::Joined { v, room, participant_id, participants, .. }) = adapter::message(event) else {
-                        return;
+                        return Outcome::Dropped;
                     };
                     let info = joined.chat.as_ref().map(|c| ChatInfo {
                         room_id: c.room_id.clone(),
@@ -461,22 +523,24 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     });
                     _counted = Some(session.state.metrics.joined(joined.role));
                     let ice_servers = session.state.turn.as_ref().map_or_else(Vec::new, |t| t.ice_servers(&participant_id, SystemTime::now()));
-                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest, ice_servers };
+                    joined.in_core = true;
+                    let resume = if session.state.resumes.grace().is_zero() { String::new() } else { joined.resume.clone() };
+                    let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest, ice_servers, resume };
                     if !session.send(&msg).await {
-                        return;
+                        return Outcome::Dropped;
                     }
                     if *joined.locked.borrow_and_update() && !session.send(&ServerMessage::MeetingLocked { locked: true }).await {
-                        return;
+                        return Outcome::Dropped;
                     }
                     if let Some(waiting) = lobby.as_mut().map(|l| l.borrow_and_update().clone()) {
                         if !waiting.is_empty() && !session.send(&ServerMessage::Lobby { waiting }).await {
-                            return;
+                            return Outcome::Dropped;
                         }
                     }
                     if let Some(c) = joined.chat.as_mut() {
                         let events = std::mem::take(&mut c.history);
                         if !session.send(&ServerMessage::ChatHistory { events }).await {
-                            return;
+                            return Outcome::Dropped;
                         }
                         chat_live = true;
                     }
@@ -494,7 +558,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 Some(event) => {
                     if let Some(msg) = adapter::message(event) {
                         if !session.send(&msg).await {
-                            return;
+                            return Outcome::Dropped;
                         }
                     }
                 }
@@ -504,16 +568,16 @@ async fn relay(mut session: Session, mut joined: Joined) {
             event = next_chat_event(&mut joined.chat), if chat_live => match event {
                 Some(ChatRecv::Lagged) => {
                     // A kick may be among what was missed.
-                    recheck.start(chat.as_ref(), &joined);
+                    recheck.start(chat.as_ref(), joined);
                     // Fell behind: start over from the full history.
                     let events = chat.as_ref().and_then(|c| c.history(&joined.room)).unwrap_or_default();
                     if !session.send(&ServerMessage::ChatHistory { events }).await {
-                        return;
+                        return Outcome::Dropped;
                     }
                 }
                 Some(ChatRecv::Event(MeetingEvent::Chat(event))) => {
                     if !session.send(&ServerMessage::ChatEvent { event }).await {
-                        return;
+                        return Outcome::Dropped;
                     }
                 }
                 Some(ChatRecv::Event(MeetingEvent::MemberGone(user))) => {
@@ -522,7 +586,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     }
                 }
                 Some(ChatRecv::Event(MeetingEvent::Recheck)) => {
-                    recheck.start(chat.as_ref(), &joined);
+                    recheck.start(chat.as_ref(), joined);
                 }
                 None => chat_live = false,
             },
@@ -533,7 +597,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                 if let Some(deadline) = deadline {
                     let seconds_left = deadline.saturating_duration_since(tokio::time::Instant::now()).as_secs();
                     if !session.send(&ServerMessage::Draining { seconds_left }).await {
-                        return;
+                        return Outcome::Dropped;
                     }
                 }
             }
@@ -566,13 +630,13 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     Err(e) => tracing::warn!(error = %e, "room membership recheck failed"),
                 }
                 if recheck.take_again() {
-                    recheck.start(chat.as_ref(), &joined);
+                    recheck.start(chat.as_ref(), joined);
                 }
             },
             changed = next_delay(&mut delayed) => match changed {
                 Some(delayed) => {
                     if !session.send(&ServerMessage::ChatStatus { delayed }).await {
-                        return;
+                        return Outcome::Dropped;
                     }
                 }
                 None => delayed = None,
@@ -645,7 +709,7 @@ async fn relay(mut session: Session, mut joined: Joined) {
                         Err(SendError::Full) => session.refuse_for(Limit::WorkerQueue, ErrorCode::Overloaded).await,
                         Err(e @ SendError::Stopped) => {
                             session.send(&ServerMessage::error(ErrorCode::Unavailable, e.to_string())).await;
-                            return;
+                            return Outcome::Over;
                         }
                     }
                 }
@@ -653,57 +717,16 @@ async fn relay(mut session: Session, mut joined: Joined) {
                     session.send(&ServerMessage::error(code, message)).await;
                 }
                 Incoming::Skip => {}
-                Incoming::Closed => return,
+                Incoming::GoingAway => return Outcome::Over,
+                // Cut off for flooding: no seat is held for it.
+                Incoming::Closed if session.cut_off => return Outcome::Over,
+                Incoming::Closed => return Outcome::Dropped,
             },
         }
     }
 }
 
-/// Asking the homeserver again whether a Matrix participant is still on
-/// the room's invitation list, and with what rights: one question at a
-/// time, and one more if something changed while it was out (its answer
-/// may predate the change).
-#[derive(Default)]
-struct Recheck {
-    asking: Option<tokio::task::JoinHandle<Result<Identity, OpenIdError>>>,
-    again: bool,
-}
-
-impl Recheck {
-    fn start(&mut self, chat: Option<&Chat>, joined: &Joined) {
-        let (Some(chat), Some(claims)) = (chat, &joined.identity) else {
-            return;
-        };
-        if self.asking.is_some() {
-            self.again = true;
-            return;
-        }
-        let (chat, room, user) = (chat.clone(), joined.room.clone(), claims.sub.clone());
-        self.asking = Some(tokio::spawn(async move { chat.member(&room, &user).await }));
-        self.again = false;
-    }
-
-    fn running(&self) -> bool {
-        self.asking.is_some()
-    }
-
-    /// The answer; poll only while [`Recheck::running`].
-    async fn done(&mut self) -> Result<Result<Identity, OpenIdError>, tokio::task::JoinError> {
-        let answer = match self.asking.as_mut() {
-            Some(asking) => asking.await,
-            None => std::future::pending().await,
-        };
-        self.asking = None;
-        answer
-    }
-
-    /// Whether another question is due, asked after an answer came.
-    fn take_again(&mut self) -> bool {
-        std::mem::take(&mut self.again)
-    }
-}
-
-async fn removed_from_room(mut session: Session) {
+async fn removed_from_room(mut session: Session) -> Outcome {
     let msg = "you left or were removed from the meeting's Matrix room";
     session
         .send(&ServerMessage::error(ErrorCode::Removed, msg))

@@ -1,0 +1,91 @@
+//! Coming back after a dropped connection. A session whose socket dropped
+//! (not one that left) holds its participant's seat for the grace period,
+//! while the core shows the participant as reconnecting; a `join` carrying
+//! that participant's `resume` secret takes the seat back, and its new self
+//! takes the old one's place in the core.
+
+use tokio::sync::mpsc;
+
+use super::Joined;
+use crate::room::api::{Command, Event};
+use crate::shell::resume::Seated;
+use crate::shell::server::AppState;
+use crate::worker::{Request, WorkerHandle};
+
+/// A claimed seat's old participant, still in the core: removed when this
+/// is dropped, unless its new self reached the core (which then removes
+/// it), so that a comeback that fails on the way leaves nobody behind.
+pub(super) struct Vacate {
+    participant_id: Option<String>,
+    worker: WorkerHandle,
+}
+
+impl Vacate {
+    pub(super) fn new(participant_id: String, worker: WorkerHandle) -> Self {
+        Self {
+            participant_id: Some(participant_id),
+            worker,
+        }
+    }
+
+    pub(super) fn participant_id(&self) -> Option<&str> {
+        self.participant_id.as_deref()
+    }
+
+    /// The new self's join went to the core, which removes the old one.
+    pub(super) fn done(mut self) {
+        self.participant_id = None;
+    }
+}
+
+impl Drop for Vacate {
+    fn drop(&mut self) {
+        if let Some(participant_id) = self.participant_id.take() {
+            // A full queue drops this; the core's peer timeout removes it.
+            let _ = self.worker.send(Request::Command {
+                participant_id,
+                command: Command::Leave,
+            });
+        }
+    }
+}
+
+/// Holds the seat of `joined`, whose socket dropped: true if its client
+/// came back for it within the grace, false if it did not (or the core
+/// removed the participant meanwhile, or no seats are held).
+pub(super) async fn hold(state: &AppState, joined: &mut Joined) -> bool {
+    if state.resumes.grace().is_zero() || !joined.in_core {
+        return false;
+    }
+    let told = joined.worker.send(Request::Command {
+        participant_id: joined.participant_id.clone(),
+        command: Command::Reconnecting,
+    });
+    if told.is_err() {
+        return false;
+    }
+    let seated = Seated {
+        room: joined.room.clone(),
+        participant_id: joined.participant_id.clone(),
+        name: joined.name.clone(),
+        identity: joined.identity.clone(),
+        role: joined.role,
+        guest: joined.guest,
+        anonymous: joined.anonymous,
+        ban_key: joined.ban_key.clone(),
+    };
+    tokio::select! {
+        back = state.resumes.hold(&joined.resume, seated) => back,
+        () = removed(&mut joined.events) => false,
+    }
+}
+
+/// Until the core says the participant is out (a host removed it, the
+/// meeting ended, the server stops).
+async fn removed(events: &mut mpsc::UnboundedReceiver<Event>) {
+    while let Some(event) = events.recv().await {
+        if matches!(event, Event::Left { .. }) {
+            return;
+        }
+    }
+}
