@@ -85,6 +85,10 @@ export async function join(name, { rejoin = false } = {}) {
   state.joinedIdentity = null;
   const signalling = new Signalling(wsUrl());
   state.signalling = signalling;
+  // The server let our seat go because our media went silent (a network
+  // that dropped for longer than it waits): we get back in, as after a
+  // dropped socket.
+  let mediaTimedOut = false;
   signalling
     .on('joined', onJoined)
     .on('publisher_answer', onPublisherAnswer)
@@ -132,6 +136,10 @@ export async function join(name, { rejoin = false } = {}) {
         leave(errorText(m.code, m.message) || t('left.removed'));
         return;
       }
+      if (m.code === 'timeout' && state.participantId) {
+        mediaTimedOut = true;
+        return;
+      }
       if (m.code === 'invalid_token' && !state.participantId) {
         // The sign-in expired or is for another meeting: back to the start,
         // where one can join as a guest.
@@ -145,7 +153,7 @@ export async function join(name, { rejoin = false } = {}) {
     })
     .on('close', (m) => {
       if (state.leaving) return;
-      if (m.reason === 'removed') leave(t('left.serverRemoved'));
+      if (m.reason === 'removed' && !mediaTimedOut) leave(t('left.serverRemoved'));
       else if (state.participantId || state.reconnecting) reconnect();
       else leave(t('left.connectionLost'));
     });

@@ -5,6 +5,9 @@
 //    in the test's network namespace): video resumes, with no rejoin.
 // 3. The server restarted: every page is back and decoding within 15 s
 //    of the new server's start.
+// 2b. Blocked for longer than the server waits for silent media (here 4 s
+//    of peer_timeout_secs): the server lets the seats go, and the pages
+//    get back in by themselves once the path opens.
 // 4. A page offline for a few seconds (a train tunnel): the others see it
 //    as reconnecting, not gone, and then back in its seat, hand still up.
 
@@ -127,6 +130,23 @@ test('video resumes by itself after the media path is blocked for 5 s', { timeou
   console.log(`# measured: media path blocked 5 s → video resumes ${Date.now() - opened} ms after it opens`);
   assert.equal(await reconnects(a), 0, 'Cai rejoined');
   assert.equal(await reconnects(b), 0, 'Dan rejoined');
+});
+
+test('pages whose media path was blocked past the server\'s patience get back in by themselves', { timeout: 90000 }, async (t) => {
+  const server = await startServer({ MEET_PEER_TIMEOUT_SECS: '4' });
+  const browser = await launchBrowser();
+  t.after(() => cleanUp(() => browser.close(), () => server.stop()));
+  const a = await joinPage(browser, server.url, 'lift', 'Eli', {}, { t });
+  const b = await joinPage(browser, server.url, 'lift', 'Fay', {}, { t });
+  await decodingAgain([a, b]);
+  const unblock = nftRule('meetblockudp2', 'output', 'meta', 'l4proto', 'udp', 'drop');
+  t.after(unblock);
+  await until('both pages to be let go and rejoin', async () => (await reconnects(a)) >= 1 && (await reconnects(b)) >= 1, 20000, 100);
+  assert.equal(await a.page.locator('#left').isVisible(), false, 'Eli was not thrown out');
+  unblock();
+  const opened = Date.now();
+  await decodingAgain([a, b], new Map(), 20000);
+  console.log(`# measured: media blocked past the server's 4 s: back and decoding ${Date.now() - opened} ms after the path opened`);
 });
 
 test('after a server restart every page is back and decoding within 15 s', { timeout: 120000 }, async (t) => {
