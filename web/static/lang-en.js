@@ -18,6 +18,7 @@ export default {
   'prejoin.enterName': 'Please enter your name.',
   'prejoin.deviceUnavailable': 'Camera or microphone unavailable: {why}',
   'prejoin.cameraN': 'Camera {n}',
+  'prejoin.micLevel': 'Microphone level',
   'prejoin.microphoneN': 'Microphone {n}',
 
   'identity.signingIn': 'Signing in with Matrix…',

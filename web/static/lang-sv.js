@@ -18,6 +18,7 @@ export default {
   'prejoin.enterName': 'Skriv ditt namn.',
   'prejoin.deviceUnavailable': 'Kameran eller mikrofonen är inte tillgänglig: {why}',
   'prejoin.cameraN': 'Kamera {n}',
+  'prejoin.micLevel': 'Mikrofonens nivå',
   'prejoin.microphoneN': 'Mikrofon {n}',
 
   'identity.signingIn': 'Loggar in med Matrix…',

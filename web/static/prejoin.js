@@ -86,6 +86,43 @@ export async function acquireMedia() {
   }
   $('preview').srcObject = state.localStream;
   $('preview-off').hidden = state.localStream.getVideoTracks().length > 0;
+  showMicLevel();
+}
+
+// The microphone's level, so that one sees it works before joining.
+let levelMeter = null;
+
+/** Shows how loud the microphone of the pre-join screen is, until the
+ * screen goes or the microphone changes. */
+function showMicLevel() {
+  levelMeter?.close();
+  levelMeter = null;
+  const [track] = state.localStream.getAudioTracks();
+  $('mic-level').hidden = !track;
+  if (!track) return;
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 512;
+  context.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  const timer = setInterval(() => {
+    if ($('prejoin').hidden) {
+      levelMeter?.close();
+      return;
+    }
+    analyser.getFloatTimeDomainData(samples);
+    const rms = Math.sqrt(samples.reduce((sum, x) => sum + x * x, 0) / samples.length);
+    // Speech peaks near an RMS of 0.3; the meter reads it as nearly full.
+    $('mic-level').value = Math.min(1, rms * 3);
+  }, 100);
+  levelMeter = {
+    close() {
+      clearInterval(timer);
+      context.close().catch(() => {});
+      $('mic-level').value = 0;
+      levelMeter = null;
+    },
+  };
 }
 
 const UNNAMED = { videoinput: 'prejoin.cameraN', audioinput: 'prejoin.microphoneN', audiooutput: 'devices.speakerN' };

@@ -154,6 +154,9 @@ test('the pre-join screen previews the camera after a click and lists the device
   assert.equal(await start.isVisible(), false);
   assert.ok(await page.locator('#camera option').count() >= 1);
   assert.ok(await page.locator('#microphone option').count() >= 1);
+  // The microphone's level shows (Chromium's fake microphone beeps).
+  const level = page.getByRole('meter', { name: 'Microphone level' });
+  await until('the microphone level to move', async () => Number(await level.getAttribute('value')) > 0.02, 5000, 50);
   // Joining needs a name: the form refuses an empty one, the page a blank
   // one. A join would have opened the signalling socket during the click,
   // so right after it is the time to look.
