@@ -9,7 +9,7 @@
 // peers.js (the two peer connections), media.js (what we send, and which
 // simulcast layer we ask for), devices.js (switching them mid-call),
 // meeting.js (tiles, participants, leaving), hands.js (raised hands and
-// reactions), chat.js.
+// reactions), quality.js (connection quality, who speaks), chat.js.
 
 import { $, params, state } from './state.js';
 import { lang, setLanguage, translatePage } from './i18n.js';
@@ -22,6 +22,7 @@ import { chatMessages, sendChat } from './chat.js';
 import './shortcuts.js';
 import './devices.js';
 import './hands.js';
+import './quality.js';
 import './layout.js';
 
 translatePage();

@@ -128,6 +128,7 @@ export default {
   'people.reconnecting': '{name} is reconnecting',
   'people.back': '{name} is back',
   'people.reconnectingState': 'reconnecting',
+  'people.speaking': 'speaking',
   'people.joined': '{name} joined',
   'people.left': '{name} left',
   'devices.show': 'Devices',
@@ -150,6 +151,10 @@ export default {
   'hands.raisedBadge': 'Hand raised',
   'hands.reacted': '{name} reacted: {reaction}',
   'hands.lowerFor': "Lower {name}'s hand",
+
+  'quality.good': 'Connection: good',
+  'quality.fair': 'Connection: fair',
+  'quality.poor': 'Connection: poor',
 
   'shortcuts.heading': 'Keyboard shortcuts',
   'shortcuts.show': 'Keyboard shortcuts',

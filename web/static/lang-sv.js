@@ -128,6 +128,7 @@ export default {
   'people.reconnecting': '{name} återansluter',
   'people.back': '{name} är tillbaka',
   'people.reconnectingState': 'återansluter',
+  'people.speaking': 'talar',
   'people.joined': '{name} gick med',
   'people.left': '{name} lämnade',
   'devices.show': 'Enheter',
@@ -150,6 +151,10 @@ export default {
   'hands.raisedBadge': 'Handen uppe',
   'hands.reacted': '{name} reagerade: {reaction}',
   'hands.lowerFor': 'Ta ner handen för {name}',
+
+  'quality.good': 'Anslutning: bra',
+  'quality.fair': 'Anslutning: medel',
+  'quality.poor': 'Anslutning: dålig',
 
   'shortcuts.heading': 'Kortkommandon',
   'shortcuts.show': 'Kortkommandon',

@@ -15,6 +15,7 @@ import { hostControls } from './host.js';
 import { announce, showPeople } from './people.js';
 import { useSpeaker } from './devices.js';
 import { showTileHand } from './hands.js';
+import { resetQuality } from './quality.js';
 
 /** Stream ids are "<participant id>" for camera and microphone and
  * "<participant id>:screen" for a screen share. */
@@ -260,6 +261,7 @@ function updateTile(pid) {
  * we publish), keeping our camera and microphone as they are. */
 export function dropMeeting() {
   closePeers();
+  resetQuality();
   state.participants.clear();
   state.remoteTrackOwner.clear();
   resetMedia();

@@ -59,6 +59,7 @@ export function showPeople() {
       status(mic && !mic.muted ? 'people.micOn' : 'people.micOff', !!mic && !mic.muted),
       status(cam && !cam.muted ? 'people.camOn' : 'people.camOff', !!cam && !cam.muted),
     );
+    if (p.speaking) li.append(status('people.speaking', true));
     if (p.reconnecting) li.append(status('people.reconnectingState', false));
     if (p.handRaisedAt) {
       li.append(status('people.handUp', true));

@@ -62,6 +62,8 @@ export const state = {
   joinName: '',
   /** How often we got back in after a dropped connection. */
   reconnects: 0,
+  /** Our connection's quality as last rated: good, fair, poor or null. */
+  quality: null,
   /** Our hand is up (as the server last said). */
   handRaised: false,
   /** Where remote sound plays (an audio output's device id), once chosen. */

@@ -43,6 +43,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     module!("peers.js"),
     module!("people.js"),
     module!("prejoin.js"),
+    module!("quality.js"),
     module!("session.js"),
     module!("shortcuts.js"),
     module!("signalling.js"),
