@@ -195,11 +195,18 @@ function preferCodec(transceiver, name) {
 // ---------- adaptive stream ----------
 //
 // Each remote video asks the server for the simulcast layer its tile needs
-// (what LiveKit calls adaptiveStream): a small tile, or any tile in a hidden
-// tab, gets the low layer and saves everyone bandwidth and decoding.
+// (what LiveKit calls adaptiveStream): a small tile, a tile scrolled out
+// of view in a large meeting, or any tile in a hidden tab, gets the low
+// layer and saves everyone bandwidth and decoding.
 
 const qualityObserver = new ResizeObserver((entries) => {
   for (const entry of entries) askQuality(entry.target);
+});
+const visibilityObserver = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    entry.target.dataset.offscreen = entry.isIntersecting ? '' : '1';
+    askQuality(entry.target);
+  }
 });
 document.addEventListener('visibilitychange', () => {
   document.querySelectorAll('#grid video.remote').forEach(askQuality);
@@ -208,14 +215,16 @@ document.addEventListener('visibilitychange', () => {
 /** From now on `video` asks for the quality its size needs. */
 export function watchQuality(video) {
   qualityObserver.observe(video);
+  visibilityObserver.observe(video);
 }
 
 export function unwatchQuality(video) {
   qualityObserver.unobserve(video);
+  visibilityObserver.unobserve(video);
 }
 
 function wantedQuality(video) {
-  if (document.hidden) return 'low';
+  if (document.hidden || video.dataset.offscreen) return 'low';
   // Tiles show the whole picture (object-fit: contain): as wide as the
   // tile, or narrower where the tile is wider than the picture.
   const aspect = video.videoHeight ? video.videoWidth / video.videoHeight : 16 / 9;
@@ -240,6 +249,7 @@ export function askQuality(video) {
 export function resetMedia() {
   state.sentQuality.clear();
   qualityObserver.disconnect();
+  visibilityObserver.disconnect();
   if (state.screen) stopScreenShare();
   state.published = [];
 }
