@@ -32,9 +32,13 @@ async function addLocalTrack(track) {
   }
 }
 
-/** Offers our camera and microphone on the new publisher connection. */
+/** Offers our camera and microphone on the new publisher connection, and
+ * a screen share that ran before our connection dropped. */
 export async function publish() {
   await Promise.all(state.localStream.getTracks().map(addLocalTrack));
+  const kept = state.keptScreen;
+  state.keptScreen = null;
+  if (kept?.getVideoTracks()[0]?.readyState === 'live') shareStream(kept);
   if (state.published.length === 0) {
     setStatus('');
     return; // Nothing to send (yet): watch only.
@@ -59,7 +63,7 @@ async function keepResolution(sender) {
   }
 }
 
-export async function toggleScreenShare(button) {
+export async function toggleScreenShare() {
   if (state.screen) {
     stopScreenShare();
     return;
@@ -72,15 +76,20 @@ export async function toggleScreenShare(button) {
     setStatus(t('controls.screenFailed', { why: err.message }));
     return;
   }
+  shareStream(stream);
+  await negotiatePublisher();
+}
+
+/** Puts a screen share on the publisher connection (negotiated next). */
+function shareStream(stream) {
   const track = stream.getVideoTracks()[0];
   const transceiver = state.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
   state.screen = { stream, transceiver };
   state.published.push({ transceiver, source: 'screen_share', track });
   // The browser's own "stop sharing" button ends the track.
-  track.addEventListener('ended', stopScreenShare);
-  setLabel(button, t('controls.stopSharing'));
-  button.setAttribute('aria-pressed', 'true');
-  await negotiatePublisher();
+  track.onended = stopScreenShare;
+  setLabel($('toggle-screen'), t('controls.stopSharing'));
+  $('toggle-screen').setAttribute('aria-pressed', 'true');
 }
 
 function stopScreenShare() {
@@ -245,11 +254,20 @@ export function askQuality(video) {
 }
 
 /** Leaving: forgets what we published and asked for, and stops a screen
- * share. The camera and microphone keep running for a rejoin. */
-export function resetMedia() {
+ * share, unless `keepScreen` (getting back in after a dropped connection:
+ * it is shared again, with no new prompt). The camera and microphone keep
+ * running for a rejoin. */
+export function resetMedia({ keepScreen = false } = {}) {
   state.sentQuality.clear();
   qualityObserver.disconnect();
   visibilityObserver.disconnect();
-  if (state.screen) stopScreenShare();
+  if (state.screen && keepScreen) {
+    state.keptScreen = state.screen.stream;
+    state.screen = null;
+  } else {
+    if (state.screen) stopScreenShare();
+    state.keptScreen?.getTracks().forEach((tr) => tr.stop());
+    state.keptScreen = null;
+  }
   state.published = [];
 }

@@ -258,13 +258,14 @@ function updateTile(pid) {
 }
 
 /** Takes down what being in the meeting built (connections, tiles, what
- * we publish), keeping our camera and microphone as they are. */
-export function dropMeeting() {
+ * we publish), keeping our camera and microphone as they are, and with
+ * `keepScreen` a screen share too (see resetMedia). */
+export function dropMeeting({ keepScreen = false } = {}) {
   closePeers();
   resetQuality();
   state.participants.clear();
   state.remoteTrackOwner.clear();
-  resetMedia();
+  resetMedia({ keepScreen });
   $('grid').replaceChildren();
   document.getElementById('unmute-all')?.remove();
 }
@@ -290,7 +291,7 @@ export function leave(reason) {
 
 $('toggle-mic').addEventListener('click', () => toggleLocal('audio'));
 $('toggle-cam').addEventListener('click', () => toggleLocal('video'));
-$('toggle-screen').addEventListener('click', (e) => toggleScreenShare(e.currentTarget));
+$('toggle-screen').addEventListener('click', toggleScreenShare);
 $('copy-link').addEventListener('click', () => {
   const url = new URL(`/m/${encodeURIComponent(room)}`, location.origin).href;
   const ready = () => setStatus(t('meeting.linkReady', { url }));

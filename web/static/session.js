@@ -40,7 +40,7 @@ function reconnect() {
   state.signalling?.close();
   state.signalling = null;
   state.joining = false;
-  dropMeeting();
+  dropMeeting({ keepScreen: true });
   state.participantId = null;
   if (!state.reconnecting) state.attempts = 0;
   state.reconnecting = true;

@@ -26,6 +26,8 @@ export const state = {
   published: [],
   /** Our screen share while it runs: { stream, transceiver } */
   screen: null,
+  /** A screen share kept running while we get back in, to share again. */
+  keptScreen: null,
   publisherQueue: Promise.resolve(),
   onPublisherAnswer: null,
   subscriberQueue: Promise.resolve(),

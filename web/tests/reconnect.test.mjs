@@ -50,8 +50,11 @@ test('a page whose signalling socket is cut is back in the meeting within 5 s', 
   const b = await joinPage(browser, server.url, 'tunnel', 'Bea', {}, { t });
   await decodingAgain([a, b]);
   const oldId = a.id;
-  // Ada's microphone muted before: it stays muted after.
+  // Ada's microphone muted before: it stays muted after. Her screen share
+  // is shared again, with no new prompt.
   await a.page.locator('#toggle-mic').click();
+  await a.page.getByRole('button', { name: 'Share screen' }).click();
+  await until('Bea to decode Ada\'s screen', async () => (await receivedByName(b)).Ada?.screenFramesDecoded > 0, 10000);
 
   const cut = Date.now();
   await a.page.evaluate(() => window.meet.state.signalling.ws.close());
@@ -66,6 +69,8 @@ test('a page whose signalling socket is cut is back in the meeting within 5 s', 
   console.log(`# measured: signalling socket cut → back in and decoding both ways in ${took} ms`);
   assert.ok(took < 5000, `${took} ms`);
   assert.equal(await a.page.locator('#toggle-mic').textContent(), 'Unmute microphone', 'the microphone came back unmuted');
+  await until('Bea to decode Ada\'s screen again', async () => (await receivedByName(b)).Ada?.screenFramesDecoded > 0, 5000);
+  assert.equal(await a.page.locator('#toggle-screen').getAttribute('aria-pressed'), 'true');
   await until('Bea to see Ada muted', () => b.page.evaluate(
     () => !document.querySelector('.tile[data-participant-id] .name[data-name="Ada"]')
       ?.closest('.tile').querySelector('.mic-muted').hidden,
