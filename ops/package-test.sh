@@ -94,7 +94,10 @@ done
 url=$(grep -o 'http://[0-9.:]*' "$tmp/out") || fail "the installed server did not start"
 ready=$(curl -sS --max-time 5 "$url/readyz") || fail "no answer from $url/readyz"
 echo "$ready" | grep -q '"ready":true' || fail "not ready: $ready"
-curl -sS --max-time 5 "$url/m/package-check" | grep -q join-form || fail "no meeting page"
+# Read whole first: `grep -q` stops at its match, and a page longer than
+# what curl wrote by then would fail the pipe (curl: "Failed writing body").
+page=$(curl -sS --max-time 5 "$url/m/package-check") || fail "no answer from $url/m/package-check"
+grep -q join-form <<<"$page" || fail "no meeting page"
 kill -TERM "$server"
 status=0
 wait "$server" || status=$?
