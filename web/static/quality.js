@@ -11,7 +11,7 @@ import { state } from './state.js';
 import { showPeople } from './people.js';
 
 const QUALITY_MS = 2000;
-const SPEAKING_MS = 400;
+const SPEAKING_MS = 500;
 /** Audio level (0–1) above which someone counts as speaking, and how long
  * they stay so after it drops (words have gaps). */
 const SPEAKING_LEVEL = 0.02;
@@ -114,7 +114,8 @@ async function lookAtQuality() {
 }
 
 async function lookAtSpeakers() {
-  if (!state.subscriber || !state.participantId) return;
+  // Nobody sees the frames of a hidden tab; the list catches up on return.
+  if (!state.subscriber || !state.participantId || document.hidden) return;
   const now = performance.now();
   // The level of what the browser decoded (the server forwards no
   // audio-level header extension for the receivers' sources to carry).
