@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -252,6 +252,53 @@ async fn a_dropped_participant_comes_back_to_its_seat_with_its_secret() {
         .await
         .unwrap();
     assert_eq!(recv(&mut alice).await["type"], "participant_left");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_back_before_its_old_socket_died_takes_its_seat_over() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let mut bob = server.ws().await;
+    join(&mut alice, "room", "Alice").await;
+    let b = join(&mut bob, "room", "Bob").await;
+    assert_eq!(recv(&mut alice).await["type"], "participant_joined");
+    // Bob's page changed networks: his old socket is silent but, as far as
+    // the server knows, open. He comes back on a new one.
+    let mut bob_again = server.ws().await;
+    let back =
+        json!({"type": "join", "v": 1, "room": "room", "name": "Bob", "resume": b["resume"]});
+    send(&mut bob_again, back).await;
+    let joined = recv(&mut bob_again).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(
+        joined["participants"].as_array().map(Vec::len),
+        Some(1),
+        "{joined}"
+    );
+    // The old socket is told it was replaced.
+    loop {
+        match bob.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(frame.reason, "replaced");
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("the old socket ended without a close frame: {other:?}"),
+        }
+    }
+    // Alice sees Bob back in his seat, not a second Bob.
+    loop {
+        let m = recv(&mut alice).await;
+        if m["type"] == "participant_joined" {
+            assert_eq!(m["replaces"], b["participant_id"], "{m}");
+            break;
+        }
+        assert_eq!(m["type"], "participant_reconnecting", "{m}");
+    }
+    let m = recv(&mut alice).await;
+    assert_eq!(m["type"], "participant_left", "{m}");
+    assert_eq!(m["participant_id"], b["participant_id"]);
     server.stop().await;
 }
 

@@ -170,6 +170,7 @@ export default {
   'left.rejoin': 'Rejoin',
   'left.cannotBeIn': 'You cannot be in this meeting.',
   'left.removed': 'You were removed from the meeting.',
+  'left.replaced': 'You are in this meeting on another connection now.',
   'left.serverRemoved': 'The server removed you from the meeting.',
   'left.connectionLost': 'The connection to the server was lost.',
 };

@@ -170,6 +170,7 @@ export default {
   'left.rejoin': 'Gå med igen',
   'left.cannotBeIn': 'Du kan inte vara med i det här mötet.',
   'left.removed': 'Du togs bort från mötet.',
+  'left.replaced': 'Du är med i mötet via en annan anslutning nu.',
   'left.serverRemoved': 'Servern tog bort dig från mötet.',
   'left.connectionLost': 'Anslutningen till servern bröts.',
 

@@ -154,6 +154,9 @@ export async function join(name, { rejoin = false } = {}) {
     .on('close', (m) => {
       if (state.leaving) return;
       if (m.reason === 'removed' && !mediaTimedOut) leave(t('left.serverRemoved'));
+      // This page's seat went to a newer connection of its own (see the
+      // server's held seats): nothing to get back into.
+      else if (m.reason === 'replaced') leave(t('left.replaced'));
       else if (state.participantId || state.reconnecting) reconnect();
       else leave(t('left.connectionLost'));
     });

@@ -33,6 +33,7 @@ use crate::shell::admission::{self, Admitted, Refused};
 use crate::shell::drain::InMeeting;
 use crate::shell::invite;
 use crate::shell::limits::{Connection, Limit, PerMinute};
+use crate::shell::resume::Live;
 use crate::shell::roster::{Ended, Member, Seat, Shut};
 use crate::shell::server::AppState;
 use crate::shell::token::Claims;
@@ -258,6 +259,8 @@ struct Joined {
     chat: Option<MeetingChat>,
     /// The secret its client comes back to its seat with (`rejoin.rs`).
     resume: String,
+    /// Its seat under that secret while the session is up.
+    live: Option<Live>,
     /// The core has it in the room (`joined` went out).
     in_core: bool,
 }
@@ -318,9 +321,10 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
         };
         // Back after a dropped connection, to the seat held for it; else
         // let in as anyone is.
-        let seated = resume
-            .as_deref()
-            .and_then(|secret| session.state.resumes.claim(secret, room.trim()));
+        let seated = match resume.as_deref() {
+            Some(secret) => session.state.resumes.claim(secret, room.trim()).await,
+            None => None,
+        };
         let (admitted, vacate) = match seated {
             Some(seated) => {
                 let worker = session.state.worker_for(&seated.room).clone();
@@ -444,6 +448,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             ban_key,
             chat,
             resume: format!("{:032x}", rand::random::<u128>()),
+            live: None,
             in_core: false,
         };
         return Some((joined, in_meeting));
@@ -487,6 +492,12 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                     return Outcome::Dropped;
                 }
             }
+            // Its client came back on a new connection while this one
+            // still looked up (it went quiet after a change of network).
+            () = rejoin::let_go(&mut joined.live) => {
+                session.close("replaced").await;
+                return Outcome::Dropped;
+            }
             Ok(why) = &mut joined.ended => {
                 let (code, msg) = match why {
                     Ended::Removed => (ErrorCode::Removed, "an administrator removed you from the meeting"),
@@ -524,7 +535,9 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                     _counted = Some(session.state.metrics.joined(joined.role));
                     let ice_servers = session.state.turn.as_ref().map_or_else(Vec::new, |t| t.ice_servers(&participant_id, SystemTime::now()));
                     joined.in_core = true;
-                    let resume = if session.state.resumes.grace().is_zero() { String::new() } else { joined.resume.clone() };
+                    let held = !session.state.resumes.grace().is_zero();
+                    joined.live = held.then(|| session.state.resumes.live(&joined.resume, &joined.room));
+                    let resume = if held { joined.resume.clone() } else { String::new() };
                     let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest, ice_servers, resume };
                     if !session.send(&msg).await {
                         return Outcome::Dropped;

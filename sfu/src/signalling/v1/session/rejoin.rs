@@ -2,13 +2,14 @@
 //! (not one that left) holds its participant's seat for the grace period,
 //! while the core shows the participant as reconnecting; a `join` carrying
 //! that participant's `resume` secret takes the seat back, and its new self
-//! takes the old one's place in the core.
+//! takes the old one's place in the core. A session still up when its
+//! secret comes back lets go of the seat (its client is elsewhere now).
 
 use tokio::sync::mpsc;
 
 use super::Joined;
 use crate::room::api::{Command, Event};
-use crate::shell::resume::Seated;
+use crate::shell::resume::{Live, Seated};
 use crate::shell::server::AppState;
 use crate::worker::{Request, WorkerHandle};
 
@@ -50,10 +51,19 @@ impl Drop for Vacate {
     }
 }
 
+/// Until the live session's seat is asked to let go (see `Live`).
+pub(super) async fn let_go(live: &mut Option<Live>) {
+    match live {
+        Some(live) => live.let_go().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Holds the seat of `joined`, whose socket dropped: true if its client
 /// came back for it within the grace, false if it did not (or the core
 /// removed the participant meanwhile, or no seats are held).
 pub(super) async fn hold(state: &AppState, joined: &mut Joined) -> bool {
+    joined.live = None;
     if state.resumes.grace().is_zero() || !joined.in_core {
         return false;
     }
