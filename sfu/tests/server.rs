@@ -174,6 +174,8 @@ async fn participants_see_each_other_come_and_go() {
     let m = recv(&mut eve).await;
     assert_eq!(m["type"], "participant_reconnecting", "{m}");
     assert_eq!(m["participant_id"], carol_id);
+    // Her seat is held; her socket no longer counts.
+    assert_eq!(server.metric("meet_signalling_connections").await, 2.0);
     let m = recv(&mut eve).await;
     assert_eq!(m["type"], "participant_left", "{m}");
     assert_eq!(m["participant_id"], carol_id);

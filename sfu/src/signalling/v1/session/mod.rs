@@ -202,9 +202,9 @@ impl Session {
     }
 }
 
-/// Runs one client's session; `_connection` holds its place under the
-/// connection limits until the session ends.
-pub async fn run(ws: WebSocket, state: AppState, _connection: Connection, ip: IpAddr) {
+/// Runs one client's session; `connection` holds its place under the
+/// connection limits until its socket is gone.
+pub async fn run(ws: WebSocket, state: AppState, connection: Connection, ip: IpAddr) {
     state.metrics.signalling_connections.inc();
     let metrics = state.metrics.clone();
     let mut session = Session {
@@ -214,25 +214,30 @@ pub async fn run(ws: WebSocket, state: AppState, _connection: Connection, ip: Ip
         ip,
         cut_off: false,
     };
-    if let Some((mut joined, _in_meeting)) = join(&mut session).await {
-        let state = session.state.clone();
-        let outcome = relay(session, &mut joined).await;
-        // A client that comes back takes its seat over; the seat (in the
-        // roster, and for a drain) is held meanwhile.
-        let back = outcome == Outcome::Dropped && rejoin::hold(&state, &mut joined).await;
-        if !back {
-            // A full queue drops this; the peer timeout removes the
-            // participant then.
-            let _ = joined.worker.send(Request::Command {
-                participant_id: joined.participant_id.clone(),
-                command: Command::Leave,
-            });
-        }
-        if let (Some(chat), Some(id)) = (&state.chat, &joined.identity) {
-            chat.call_left(&joined.room, &id.sub, &joined.participant_id);
-        }
-    }
+    let Some((mut joined, _in_meeting)) = join(&mut session).await else {
+        metrics.signalling_connections.dec();
+        return;
+    };
+    let state = session.state.clone();
+    let outcome = relay(session, &mut joined).await;
+    // The socket is gone: it no longer counts as a connection, though its
+    // seat may be held.
+    drop(connection);
     metrics.signalling_connections.dec();
+    // A client that comes back takes its seat over; the seat (in the
+    // roster, and for a drain) is held meanwhile.
+    let back = outcome == Outcome::Dropped && rejoin::hold(&state, &mut joined).await;
+    if !back {
+        // A full queue drops this; the peer timeout removes the
+        // participant then.
+        let _ = joined.worker.send(Request::Command {
+            participant_id: joined.participant_id.clone(),
+            command: Command::Leave,
+        });
+    }
+    if let (Some(chat), Some(id)) = (&state.chat, &joined.identity) {
+        chat.call_left(&joined.room, &id.sub, &joined.participant_id);
+    }
 }
 
 /// A participant handed to its room's worker.
