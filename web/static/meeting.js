@@ -190,7 +190,7 @@ export function addParticipant(info, { live = false, replaces = null } = {}) {
  * server holds their seat; `live`: it happened just now (told aloud). */
 export function participantReconnecting(pid, { live = true } = {}) {
   const p = state.participants.get(pid);
-  if (!p) return;
+  if (!p || p.reconnecting) return;
   p.reconnecting = true;
   p.tile.classList.add('reconnecting');
   const badge = document.createElement('span');

@@ -1,7 +1,7 @@
 // How well each participant comes through, and who is speaking, from the
 // browser's own statistics. Connection quality: for each participant
 // whose media we receive, the packets lost and the jitter over the last
-// few seconds; for ourselves, what the server reports it lost of ours and
+// 2 s; for ourselves, what the server reports it lost of ours and
 // the round trip. Shown on each tile as bars with words (for screen
 // readers and not by colour alone). Speaking: the level of each
 // participant's audio as the browser decodes it.
@@ -10,8 +10,10 @@ import { onLanguageChange, t } from './i18n.js';
 import { state } from './state.js';
 import { showPeople } from './people.js';
 
-const QUALITY_MS = 2000;
-const SPEAKING_MS = 500;
+/** One look at the receiving side's statistics every LOOK_MS serves who
+ * speaks; every QUALITY_LOOKS-th also rates the connections. */
+const LOOK_MS = 500;
+const QUALITY_LOOKS = 4;
 /** Audio level (0–1) above which someone counts as speaking, and how long
  * they stay so after it drops (words have gaps). */
 const SPEAKING_LEVEL = 0.02;
@@ -35,9 +37,8 @@ function delta(key, received, lost) {
   return { due, lost: due > 0 ? (lost - before.lost) / due : 0 };
 }
 
-async function receivedQuality() {
+function receivedQuality(report) {
   const sums = new Map();
-  const report = await state.subscriber.getStats();
   report.forEach((s) => {
     if (s.type !== 'inbound-rtp') return;
     const owner = state.remoteTrackOwner.get(s.trackIdentifier);
@@ -102,24 +103,9 @@ function showQuality(tile, level) {
   q.title = words;
 }
 
-async function lookAtQuality() {
-  if (!state.participantId) return;
-  try {
-    if (state.subscriber) await receivedQuality();
-    if (state.publisher) await ownQuality();
-  } catch (err) {
-    // A connection closed while we looked: the next look is fresh.
-    console.debug('no statistics now:', err);
-  }
-}
-
-async function lookAtSpeakers() {
-  // Nobody sees the frames of a hidden tab; the list catches up on return.
-  if (!state.subscriber || !state.participantId || document.hidden) return;
-  const now = performance.now();
+function speakers(report, now) {
   // The level of what the browser decoded (the server forwards no
   // audio-level header extension for the receivers' sources to carry).
-  const report = await state.subscriber.getStats().catch(() => new Map());
   report.forEach((s) => {
     if (s.type !== 'inbound-rtp' || s.kind !== 'audio' || !(s.audioLevel > SPEAKING_LEVEL)) return;
     const owner = state.remoteTrackOwner.get(s.trackIdentifier);
@@ -138,14 +124,33 @@ async function lookAtSpeakers() {
   if (changed) showPeople();
 }
 
+let looks = 0;
+
+/** One report of the receiving side for both who speaks and how well
+ * each comes through. */
+async function look() {
+  // Nobody sees a hidden tab; it catches up on return.
+  if (!state.participantId || document.hidden) return;
+  looks += 1;
+  try {
+    const report = state.subscriber ? await state.subscriber.getStats() : new Map();
+    speakers(report, performance.now());
+    if (looks % QUALITY_LOOKS) return;
+    receivedQuality(report);
+    if (state.publisher) await ownQuality();
+  } catch (err) {
+    // A connection closed while we looked: the next look is fresh.
+    console.debug('no statistics now:', err);
+  }
+}
+
 /** After leaving: nothing of the last meeting's counters is compared. */
 export function resetQuality() {
   last.clear();
   state.quality = null;
 }
 
-setInterval(lookAtQuality, QUALITY_MS);
-setInterval(lookAtSpeakers, SPEAKING_MS);
+setInterval(look, LOOK_MS);
 onLanguageChange(() => {
   for (const p of state.participants.values()) showQuality(p.tile, p.quality);
   showQuality(document.querySelector('#grid .tile.self'), state.quality);
