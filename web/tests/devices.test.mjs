@@ -97,5 +97,6 @@ test('camera, microphone and speaker switched mid-call: the other side receives 
   const cy = await joinPage(browser, server.url, 'switch', 'Cy', {}, { t });
   await until('Bea to decode Cy', async () => (await receivedByName(bea)).Cy?.framesDecoded > 0, 15000);
   assert.ok(await bea.page.evaluate((id) => [...document.querySelectorAll('#grid video.remote')].every((v) => v.sinkId === id), speaker));
-  assert.ok(cy);
+  // Cy's own speaker is untouched by Bea's choice.
+  assert.equal(await cy.page.evaluate(() => document.querySelector('#grid video.remote')?.sinkId), '');
 });
