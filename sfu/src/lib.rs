@@ -2,9 +2,14 @@
 //! signalling message from the edge inwards (ARCHITECTURE.md tells both
 //! paths):
 //!
-//! - [`shell`]: the server shell: HTTP, admission, config, tokens, metrics;
+//! - [`shell`]: the server shell: sockets, HTTP, TLS, config, signals,
+//!   health and the admin API;
 //! - [`signalling`]: wire protocols at the edge, each an adapter to the
 //!   room core's commands and events (v1: JSON over a WebSocket);
+//! - [`access`]: who may enter a meeting: tokens, invites, policies, the
+//!   roster, the lobby, held seats, limits, the drain;
+//! - [`metrics`]: the Prometheus registry, and what each worker publishes;
+//! - [`turn`]: TURN credentials for clients, and the TURN servers' probe;
 //! - [`worker`]: a media worker's I/O: its thread, UDP socket, clock and
 //!   channels, driving one [`room::Router`];
 //! - [`room`]: the room core (sans-IO): rooms, participants, their peer
@@ -14,9 +19,12 @@
 //! - [`engine`]: the webrtc-rs `rtc` engine configured for an SFU, and the
 //!   interceptors we add to it.
 
+pub mod access;
 pub mod engine;
 pub mod media;
+pub mod metrics;
 pub mod room;
 pub mod shell;
 pub mod signalling;
+pub mod turn;
 pub mod worker;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use sfu::shell::config::{Config, LogFormat};
-use sfu::shell::drain::Signals;
 use sfu::shell::server::Server;
+use sfu::shell::signals::Signals;
 
 /// Self-hosted video meetings: web client, signalling and media routing.
 #[derive(Parser)]
@@ -48,9 +48,16 @@ async fn main() -> anyhow::Result<()> {
     config.policies()?;
     config.tls()?;
     init_logs(config.log_format);
+    let warnings = config.warnings();
     if let Some(path) = &cli.check_config {
+        for w in &warnings {
+            eprintln!("meet: warning: {w}");
+        }
         println!("meet: configuration {} is valid", path.display());
         return Ok(());
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
     }
     let server = Server::bind(&config).await.context("starting the server")?;
     let signals = Signals::install().context("installing signal handlers")?;

@@ -106,6 +106,26 @@ impl Drop for Process {
     }
 }
 
+/// A sample's value in Prometheus's text format, by its whole series name.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+/// The next message of type `kind`, skipping others (within 5 s).
+async fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no {kind} message");
+        let m = recv(ws).await;
+        if m["type"] == kind {
+            return m;
+        }
+    }
+}
+
 /// The socket ends (a close frame, or the connection goes) within 5 s.
 async fn closed(ws: &mut Ws) {
     use futures_util::StreamExt;
@@ -141,12 +161,41 @@ async fn sigterm_drains_until_the_last_participant_leaves() {
     // Alive all the same.
     assert_eq!(server.get("/healthz").await, (200, "ok".into()));
 
-    // A newcomer is turned away, to this meeting and any other.
-    let mut bob = server.ws().await;
-    let refused = join(&mut bob, "standup", "Bob").await;
+    // Prometheus sees the drain and when it gives up.
+    let (_, metrics) = server.get("/metrics").await;
+    assert_eq!(sample(&metrics, "meet_draining"), Some(1.0), "{metrics}");
+    let deadline = sample(&metrics, "meet_drain_deadline_timestamp_seconds").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now + 50.0..=now + 61.0).contains(&deadline),
+        "{deadline} vs {now}"
+    );
+
+    // A newcomer to a new meeting is turned away, for a server that takes
+    // new meetings.
+    let mut carol = server.ws().await;
+    let refused = join(&mut carol, "retro", "Carol").await;
     assert_eq!(refused["type"], "error", "{refused}");
     assert_eq!(refused["code"], "draining", "{refused}");
-    closed(&mut bob).await;
+    closed(&mut carol).await;
+
+    // A latecomer to the meeting under way gets in and meets Alice.
+    let mut bob = server.ws().await;
+    let joined = join(&mut bob, "standup", "Bob").await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let names: Vec<_> = joined["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"Alice".to_owned()), "{joined}");
+    // Bob, too, is told the server is stopping.
+    let told = recv_type(&mut bob, "draining").await;
+    assert!(told["seconds_left"].as_u64().unwrap() <= 60, "{told}");
 
     // The meeting goes on: Alice is still served.
     send(
@@ -158,6 +207,9 @@ async fn sigterm_drains_until_the_last_participant_leaves() {
     assert!(server.running(), "stopped with a meeting in progress");
 
     send(&mut alice, json!({"type": "leave"})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.running(), "stopped with Bob still in the meeting");
+    send(&mut bob, json!({"type": "leave"})).await;
     let status = server.exited(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
 }
@@ -265,6 +317,23 @@ fn check_config_validates_and_names_the_bad_key() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn check_config_warns_where_the_firewall_would_be_guesswork() {
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/meet.toml");
+    let (status, out) = check_config(&sample, &[]);
+    assert!(status.success(), "warnings do not fail the check: {out}");
+    assert!(out.contains("warning: `media_port` is 0"), "{out}");
+    assert!(out.contains("warning: `workers` is 0"), "{out}");
+    let fixed = [("MEET_MEDIA_PORT", "40000"), ("MEET_WORKERS", "2")];
+    let (status, out) = check_config(&sample, &fixed);
+    assert!(status.success(), "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    // A misspelt variable is named as the operator wrote it.
+    let (status, out) = check_config(&sample, &[("MEET_MEDIA_PROT", "40000")]);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("MEET_MEDIA_PROT"), "{out}");
+}
+
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let mut command = server(60);
@@ -302,4 +371,41 @@ async fn json_logs_are_one_object_per_line() {
     assert_eq!(drain["level"], "INFO", "{drain}");
     assert_eq!(drain["fields"]["participants"], 1, "{drain}");
     assert!(drain["timestamp"].is_string(), "{drain}");
+}
+
+/// Under the unit's `ProcSubset=pid` the process sees only its own entries
+/// in `/proc` (no `/proc/stat`, hence no boot time): the start time must
+/// still be right, not 1970. The same view made here with a private
+/// `/proc` mounted `subset=pid` in a user, mount and PID namespace.
+#[tokio::test]
+async fn the_start_time_is_right_where_proc_hides_the_boot_time() {
+    let server = server(60);
+    let script = r#"mount -t proc -o subset=pid proc /proc || exit 3
+test ! -e /proc/stat || { echo "/proc/stat is still there" >&2; exit 4; }
+exec "$@""#;
+    let mut command = Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "--mount", "--pid", "--fork"])
+        .arg("--kill-child")
+        .args(["sh", "-c", script, "sh", BIN])
+        .args(server.get_args())
+        .envs(server.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::piped());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let server = Process::spawn(command);
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    let start = sample(&metrics, "process_start_time_seconds").expect("the start time");
+    assert!(
+        (started - 60.0..=started + 60.0).contains(&start),
+        "process_start_time_seconds {start}, started about {started}"
+    );
+    // The rest of the process's figures are still read from /proc.
+    assert!(
+        sample(&metrics, "process_open_fds").is_some_and(|n| n > 0.0),
+        "{metrics}"
+    );
 }

@@ -4,6 +4,7 @@
 //! `docs/metrics.md`.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
@@ -102,6 +103,81 @@ async fn metrics_can_be_kept_off_the_public_listener() {
         .await
         .unwrap();
     assert!(body.contains("meet_signalling_connections"), "{body}");
+    server.stop().await;
+}
+
+/// The status of a GET, with the admin key when `key`.
+async fn status(addr: SocketAddr, path: &str, key: bool) -> u16 {
+    let mut request = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    if key {
+        request = request.bearer_auth(ADMIN_KEY);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+const ADMIN_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+#[tokio::test]
+async fn the_admin_api_can_have_a_listener_of_its_own() {
+    let server = Running::start(&sfu::shell::config::Config {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        admin_key: ADMIN_KEY.into(),
+        ..Running::config()
+    })
+    .await;
+    let admin = server.admin.expect("an admin listener");
+    assert_eq!(status(server.http, "/api/admin/meetings", true).await, 404);
+    assert_eq!(status(server.http, "/api/openapi.json", false).await, 404);
+    assert_eq!(status(admin, "/api/admin/meetings", true).await, 200);
+    assert_eq!(status(admin, "/api/admin/meetings", false).await, 401);
+    assert_eq!(status(admin, "/api/openapi.json", false).await, 200);
+    // Metrics stay where they were: on the loopback public listener.
+    assert_eq!(status(server.http, "/metrics", false).await, 200);
+    assert_eq!(status(admin, "/metrics", false).await, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_and_the_admin_api_may_share_one_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let internal: SocketAddr = ([127, 0, 0, 1], port).into();
+    let server = Running::start(&sfu::shell::config::Config {
+        metrics_listen: Some(internal),
+        admin_listen: Some(internal),
+        admin_key: ADMIN_KEY.into(),
+        ..Running::config()
+    })
+    .await;
+    assert_eq!(server.metrics, Some(internal));
+    assert_eq!(server.admin, Some(internal));
+    assert_eq!(status(internal, "/metrics", false).await, 200);
+    assert_eq!(status(internal, "/api/admin/meetings", true).await, 200);
+    assert_eq!(status(server.http, "/metrics", false).await, 404);
+    assert_eq!(status(server.http, "/api/admin/meetings", true).await, 404);
+    server.stop().await;
+}
+
+/// A public listener that is not on loopback (here the wildcard address,
+/// reached over loopback) serves neither metrics nor the admin API unless
+/// given their own addresses; meetings it serves all the same.
+#[tokio::test]
+async fn a_listener_facing_users_publishes_neither_metrics_nor_the_admin_api() {
+    let server = Running::start(&sfu::shell::config::Config {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        admin_key: ADMIN_KEY.into(),
+        ..Running::config()
+    })
+    .await;
+    let public: SocketAddr = ([127, 0, 0, 1], server.http.port()).into();
+    assert_eq!(status(public, "/metrics", false).await, 404);
+    assert_eq!(status(public, "/api/admin/meetings", true).await, 404);
+    assert_eq!(status(public, "/api/openapi.json", false).await, 404);
+    assert_eq!(status(public, "/readyz", false).await, 200);
+    assert_eq!(status(public, "/m/x", false).await, 200);
     server.stop().await;
 }
 

@@ -7,6 +7,24 @@ import { t } from './i18n.js';
 import { params, state } from './state.js';
 
 /**
+ * The origin of `url` as its browser writes it, or null: an http(s)
+ * origin, or that of a desktop client's own scheme (Element Desktop runs
+ * at vector://vector), which the URL standard leaves opaque ("null") but
+ * the client registers as a standard scheme, so its messages carry it.
+ */
+export function originOf(url) {
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    return null;
+  }
+  if (u.origin && u.origin !== 'null') return u.origin;
+  if (!/^[a-z][a-z0-9+.-]*:$/.test(u.protocol) || !u.host || u.protocol === 'file:') return null;
+  return `${u.protocol}//${u.host}`;
+}
+
+/**
  * Starts talking to Element if this page is its widget. `signIn` is what
  * to do with the outcome: exchange(token) (returns a promise), failed(why),
  * pending(isPending, text). Returns null when this page is no widget, else
@@ -16,13 +34,8 @@ export function startWidgetApi(signIn) {
   const widgetId = params.get('widgetId');
   const parentUrl = params.get('parentUrl');
   if (!widgetId || !parentUrl || window.parent === window) return null;
-  let parentOrigin;
-  try {
-    parentOrigin = new URL(parentUrl).origin;
-  } catch {
-    return null;
-  }
-  if (!parentOrigin || parentOrigin === 'null') return null;
+  const parentOrigin = originOf(parentUrl);
+  if (!parentOrigin) return null;
   // The link names the parent, but anyone can make a link: only the Matrix
   // clients the deployment trusts get to hand us an identity.
   const trusted = (document.querySelector('meta[name="meet-widget-origins"]')?.content || '').split(' ');

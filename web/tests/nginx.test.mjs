@@ -125,6 +125,14 @@ test('two browsers meet through nginx over https; the server drains behind it', 
   assert.equal(ready.status, 200, ready.body);
   assert.equal(JSON.parse(ready.body).ready, true);
   assert.equal((await fetchTls(HOST, '/metrics', ca)).status, 403, 'metrics are not for the world');
+  // The admin API is not on the public site, not even from this host;
+  // meet itself still serves it on its loopback listener.
+  for (const from of [HOST, '127.0.0.1']) {
+    assert.equal((await fetchTls(from, '/api/admin/meetings', ca)).status, 404, `admin API through nginx from ${from}`);
+    assert.equal((await fetchTls(from, '/api/openapi.json', ca)).status, 404, `OpenAPI document through nginx from ${from}`);
+  }
+  assert.equal((await fetch(`${server.url}/api/openapi.json`)).status, 200, 'the admin API on meet\'s own listener');
+  assert.equal((await fetchTls(HOST, '/healthz/chat', ca)).status, 403, 'chat health is not for the world');
   assert.match((await fetchTls(HOST, '/m/x', ca)).headers['strict-transport-security'] ?? '', /max-age=/);
   // Plain HTTP goes to https.
   const redirect = await new Promise((resolve, reject) => {

@@ -11,6 +11,8 @@ pub mod nack;
 pub mod peer;
 pub mod rtx;
 
+pub use peer::SrtpProfile;
+
 use std::collections::VecDeque;
 
 use rtc::interceptor::TaggedPacket;

@@ -29,9 +29,19 @@ use rtc::rtp_transceiver::rtp_sender::{
 
 use super::{feedback, nack, rtx};
 use crate::room::api::Target;
-use crate::shell::config::SrtpProfile;
 
 pub use rtc::peer_connection::RTCPeerConnection as PeerConnection;
+
+/// An SRTP protection profile (RFC 5764, RFC 7714).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum SrtpProfile {
+    #[serde(rename = "aead_aes_128_gcm")]
+    AeadAes128Gcm,
+    #[serde(rename = "aead_aes_256_gcm")]
+    AeadAes256Gcm,
+    #[serde(rename = "aes128_cm_hmac_sha1_80")]
+    Aes128CmHmacSha1_80,
+}
 
 /// Errors from the media engine, with what we were doing.
 #[derive(Debug, thiserror::Error)]

@@ -55,10 +55,10 @@ pub use publishing::MAX_TRACKS_PER_PUBLISHER;
 pub use reports::Samples;
 
 use crate::engine::peer;
+use crate::engine::SrtpProfile;
 use crate::media::down_track::Route;
 use crate::media::up_track::Sink;
 use crate::media::{Kind, MediaStats, Quality, Source};
-use crate::shell::config::SrtpProfile;
 
 /// Tunables of the core; the shell fills them from the config.
 #[derive(Debug, Clone)]

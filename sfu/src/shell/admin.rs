@@ -18,12 +18,13 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admission::validate_name;
-use super::invite::{self, DEFAULT_LIFETIME_SECS};
-use super::policy::{Overrides, Policy, PolicyError};
-use super::roster::Ended;
-use super::server::{invite_link, AppState};
+use crate::access::admission::validate_name;
+use crate::access::invite::invite_link;
+use crate::access::invite::{self, DEFAULT_LIFETIME_SECS};
+use crate::access::policy::{Overrides, Policy, PolicyError};
+use crate::access::roster::Ended;
 use crate::room::api::Role;
+use crate::shell::state::AppState;
 
 /// Bodies of admin requests are a few fields.
 const MAX_BODY_BYTES: usize = 4 * 1024;
@@ -231,6 +232,7 @@ struct MeetingList {
 ))]
 async fn list_meetings(State(state): State<AppState>) -> Json<MeetingList> {
     let meetings = state
+        .access
         .roster
         .meetings()
         .into_iter()
@@ -272,7 +274,7 @@ async fn get_meeting(
     path: Result<Path<RoomPath>, PathRejection>,
 ) -> Result<Json<Meeting>, Failure> {
     let room = room(path)?;
-    let Some(members) = state.roster.members(&room) else {
+    let Some(members) = state.access.roster.members(&room) else {
         return Err(error(StatusCode::NOT_FOUND, "not_found", NO_MEETING));
     };
     let participants = members
@@ -302,7 +304,7 @@ async fn close_meeting(
     path: Result<Path<RoomPath>, PathRejection>,
 ) -> Result<StatusCode, Failure> {
     let room = room(path)?;
-    match state.roster.end_all(&room, Ended::MeetingClosed) {
+    match state.access.roster.end_all(&room, Ended::MeetingClosed) {
         0 => Err(error(StatusCode::NOT_FOUND, "not_found", NO_MEETING)),
         _ => Ok(StatusCode::NO_CONTENT),
     }
@@ -322,7 +324,7 @@ async fn remove_participant(
     path: Result<Path<ParticipantPath>, PathRejection>,
 ) -> Result<StatusCode, Failure> {
     let Path(ParticipantPath { room, id }) = path.map_err(|e| bad_request(e.body_text()))?;
-    if !state.roster.end(&room, &id, Ended::Removed) {
+    if !state.access.roster.end(&room, &id, Ended::Removed) {
         let m = "no such participant in that meeting";
         return Err(error(StatusCode::NOT_FOUND, "not_found", m));
     }
@@ -401,9 +403,11 @@ async fn create_invite(
     let request: InviteRequest = object(body)?;
     let (lifetime, uses) =
         invite::terms(Some(request.lifetime_secs), request.uses).map_err(bad_request)?;
-    let (invite, expires_at) = state
-        .invites
-        .mint(&room, request.role.into(), lifetime, uses);
+    let (invite, expires_at) =
+        state
+            .access
+            .invites
+            .mint(&room, request.role.into(), lifetime, uses);
     let created = InviteCreated {
         url: invite_link(state.public_url(&headers), &room, &invite),
         invite,
@@ -423,8 +427,8 @@ struct MeetingPolicy {
 
 fn meeting_policy(state: &AppState, room: String) -> MeetingPolicy {
     MeetingPolicy {
-        overrides: state.policies.overrides(&room),
-        effective: state.policies.for_meeting(&room),
+        overrides: state.access.policies.overrides(&room),
+        effective: state.access.policies.for_meeting(&room),
         room,
     }
 }
@@ -465,7 +469,7 @@ async fn set_policy(
 ) -> Result<Json<MeetingPolicy>, Failure> {
     let room = room(path)?;
     let overrides: Overrides = object(body)?;
-    match state.policies.set(&room, overrides) {
+    match state.access.policies.set(&room, overrides) {
         Ok(()) => Ok(Json(meeting_policy(&state, room))),
         Err(e @ PolicyError::TooMany) => {
             Err(error(StatusCode::CONFLICT, "conflict", e.to_string()))

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::shell::policy::{Policies, Policy, PolicyError};
-use crate::shell::{tls, turn};
+use crate::access::policy::{Policies, Policy, PolicyError};
+pub use crate::engine::SrtpProfile;
+use crate::shell::tls;
+use crate::turn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -32,6 +34,40 @@ pub const ENV_PREFIX: &str = "MEET_";
 
 /// Longest drain: a day, so that a stop always comes.
 const MAX_DRAIN_TIMEOUT_SECS: u64 = 86_400;
+
+/// Keys whose values are lists: from the environment either TOML
+/// (`["a", "b"]`) or separated by commas (`a,b`).
+const LIST_KEYS: &[&str] = &[
+    "media_ips",
+    "srtp_profiles",
+    "widget_origins",
+    "turn_urls",
+    "trusted_proxies",
+];
+
+/// An environment variable's value as the TOML value of `key`. A value
+/// that parses as TOML (a number, a boolean, an array, a table) is taken
+/// as such; anything else is a string. Keys that are always strings take
+/// the value as it is (a password may look like a number); list keys also
+/// take a comma-separated list.
+fn env_value(key: &str, value: String) -> toml::Value {
+    if STRING_KEYS.contains(&key) {
+        return toml::Value::String(value);
+    }
+    if LIST_KEYS.contains(&key) && !value.trim_start().starts_with('[') {
+        let items = value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| toml::Value::String(v.to_owned()));
+        return toml::Value::Array(items.collect());
+    }
+    format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or(toml::Value::String(value))
+}
 
 /// Keys whose environment values are never read as TOML.
 const STRING_KEYS: &[&str] = &[
@@ -56,9 +92,15 @@ const STRING_KEYS: &[&str] = &[
 pub struct Config {
     /// HTTP (web client, signalling, metrics) listen address.
     pub listen: SocketAddr,
-    /// A separate address for `/metrics` (Prometheus), which then is not
-    /// served on `listen`: keeps it off the public listener.
+    /// A separate address for `/metrics` (Prometheus). Without it,
+    /// `/metrics` is served on `listen` only when that is a loopback
+    /// address.
     pub metrics_listen: Option<SocketAddr>,
+    /// A separate address for the admin API (`/api/admin/…`,
+    /// `/api/openapi.json`); may be the same as `metrics_listen`. Without
+    /// it, the admin API is served on `listen` only when that is a
+    /// loopback address.
+    pub admin_listen: Option<SocketAddr>,
     /// PEM certificate chain and private key: `listen` then speaks HTTPS
     /// (and tells browsers to keep to it, HSTS). Empty: plain HTTP, for a
     /// reverse proxy in front.
@@ -193,22 +235,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// An SRTP protection profile (RFC 5764, RFC 7714).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum SrtpProfile {
-    #[serde(rename = "aead_aes_128_gcm")]
-    AeadAes128Gcm,
-    #[serde(rename = "aead_aes_256_gcm")]
-    AeadAes256Gcm,
-    #[serde(rename = "aes128_cm_hmac_sha1_80")]
-    Aes128CmHmacSha1_80,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_listen: None,
+            admin_listen: None,
             tls_certificate: PathBuf::new(),
             tls_private_key: PathBuf::new(),
             media_port: 0,
@@ -245,7 +277,11 @@ impl Default for Config {
             turn_urls: Vec::new(),
             turn_secret: String::new(),
             turn_credential_ttl_secs: 86_400,
-            trusted_proxies: Vec::new(),
+            // nginx on the same host, as the guide and its sample have it.
+            trusted_proxies: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
             anonymous_join: false,
             lobby: true,
             guests_before_host: true,
@@ -273,30 +309,33 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let mut from_env = Vec::new();
         for (name, value) in env {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            // A value that parses as TOML (a number, an array) is taken as
-            // such; anything else is a string. Keys that are always strings
-            // take the value as it is (a password may look like a number).
-            let parsed = if STRING_KEYS.contains(&key.as_str()) {
-                toml::Value::String(value)
-            } else {
-                format!("v = {value}")
-                    .parse::<toml::Table>()
-                    .ok()
-                    .and_then(|mut t| t.remove("v"))
-                    .unwrap_or(toml::Value::String(value))
-            };
-            table.insert(key, parsed);
+            table.insert(key.clone(), env_value(&key, value));
+            from_env.push(key);
         }
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                match e.path().to_string().as_str() {
-                    "." => ConfigError::Parse(e.inner().to_string()),
-                    key => ConfigError::Parse(format!("key `{key}`: {}", e.inner())),
+                let inner = e.inner().to_string();
+                // An unknown key is named at the top (".") by serde.
+                let key = match e.path().to_string() {
+                    p if p == "." => from_env
+                        .iter()
+                        .find(|k| inner.contains(&format!("`{k}`")))
+                        .cloned(),
+                    p => Some(p),
+                };
+                match key {
+                    Some(k) if from_env.contains(&k) => ConfigError::Parse(format!(
+                        "key `{k}` (from the environment, {ENV_PREFIX}{}): {inner}",
+                        k.to_ascii_uppercase()
+                    )),
+                    Some(k) => ConfigError::Parse(format!("key `{k}`: {inner}")),
+                    None => ConfigError::Parse(inner),
                 }
             })?;
         config.validate()?;
@@ -376,15 +415,17 @@ impl Config {
         if self.srtp_profiles.is_empty() {
             return invalid("srtp_profiles", "name at least one profile");
         }
-        if self
-            .media_ips
-            .iter()
-            .chain(&self.public_ip)
-            .any(|ip| ip.is_unspecified() || ip.is_ipv6())
-        {
+        let concrete_v4 = |ip: &IpAddr| !ip.is_unspecified() && ip.is_ipv4();
+        if !self.media_ips.iter().all(concrete_v4) {
             return invalid(
                 "media_ips",
                 "addresses must be concrete IPv4 addresses (IPv6 media is not supported yet)",
+            );
+        }
+        if !self.public_ip.iter().all(concrete_v4) {
+            return invalid(
+                "public_ip",
+                "must be a concrete IPv4 address (IPv6 media is not supported yet)",
             );
         }
         if !self.public_url.is_empty() {
@@ -422,14 +463,14 @@ impl Config {
         if !self.admin_key.is_empty() && self.admin_key.len() < 32 {
             return invalid("admin_key", "use at least 32 characters");
         }
-        for origin in &self.widget_origins {
-            let url = parse_http_url("widget_origins", origin)?;
-            if url.origin().ascii_serialization() != origin.as_str() {
-                return invalid(
-                    "widget_origins",
-                    &format!("`{origin}` is not an origin (scheme://host[:port], no path)"),
-                );
-            }
+        if let Some(origin) = self.widget_origins.iter().find(|o| !is_origin(o)) {
+            return invalid(
+                "widget_origins",
+                &format!(
+                    "`{origin}` is not an origin (scheme://host[:port], no path; \
+                     `https://element.example.org`, or `vector://vector` for Element Desktop)"
+                ),
+            );
         }
         if let Some(url) = self.turn_urls.iter().find(|u| !turn::valid_url(u)) {
             return invalid(
@@ -452,6 +493,49 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Settings that are valid but likely wrong for a server others use:
+    /// each a sentence naming the key, for `--check-config` and the log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.media_port == 0 {
+            w.push(
+                "`media_port` is 0: the UDP media ports are picked anew at each start, so no \
+                 firewall rule can name them; set a first port (for example 40000)"
+                    .to_owned(),
+            );
+        }
+        if self.workers == 0 {
+            w.push(format!(
+                "`workers` is 0: one media worker, and one UDP port, per core ({} here), so the \
+                 port range follows the machine; set `workers` to fix it",
+                self.worker_count()
+            ));
+        }
+        if self.ice_tcp_port == Some(0) {
+            w.push(
+                "`ice_tcp_port` is 0: the ICE-TCP ports are picked anew at each start; set a \
+                 first port"
+                    .to_owned(),
+            );
+        }
+        let loopback = self.listen.ip().is_loopback();
+        if !loopback && self.metrics_listen.is_none() {
+            w.push(
+                "`listen` is not a loopback address and `metrics_listen` is not set: \
+                 `/metrics` is served nowhere"
+                    .to_owned(),
+            );
+        }
+        if !loopback && self.admin_listen.is_none() && !self.admin_key.is_empty() {
+            w.push(
+                "`listen` is not a loopback address and `admin_listen` is not set: the admin \
+                 API is served nowhere"
+                    .to_owned(),
+            );
+        }
+        w
     }
 
     /// `public_url` parsed; `None` when it is not set.
@@ -563,6 +647,24 @@ impl Config {
     }
 }
 
+/// Whether `value` is a web origin as a browser writes it: an http(s)
+/// origin, or that of a desktop client's own scheme (Element Desktop
+/// serves itself from `vector://vector`), which the URL standard leaves
+/// opaque but the client registers as a standard scheme.
+fn is_origin(value: &str) -> bool {
+    let Ok(url) = url::Url::parse(value) else {
+        return false;
+    };
+    if matches!(url.scheme(), "http" | "https") {
+        return url.origin().ascii_serialization() == value;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{host}{port}", url.scheme()) == value
+}
+
 fn parse_http_url(key: &'static str, value: &str) -> Result<url::Url, ConfigError> {
     match url::Url::parse(value) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u),
@@ -604,6 +706,112 @@ mod tests {
     #[test]
     fn defaults_without_file_or_env() {
         assert_eq!(Config::load(None, env(&[])).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn widget_origins_are_web_or_desktop_client_origins() {
+        for good in [
+            "https://element.example.org",
+            "http://127.0.0.1:8081",
+            "vector://vector",
+        ] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "https://element.example.org/",
+            "https://element.example.org/app",
+            "vector://vector/webapp/",
+            "vector:vector",
+            "element.example.org",
+            "javascript:alert(1)",
+            "https://a b",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+        let c = Config::load(None, env(&[("MEET_WIDGET_ORIGINS", "vector://vector")])).unwrap();
+        assert_eq!(c.widget_origins, ["vector://vector"]);
+        let e =
+            Config::load(None, env(&[("MEET_WIDGET_ORIGINS", "vector://vector/x")])).unwrap_err();
+        assert!(e.to_string().contains("widget_origins"), "{e}");
+    }
+
+    #[test]
+    fn the_default_is_closed() {
+        let c = Config::default();
+        assert!(!c.anonymous_join, "anonymous joining is opt-in");
+        assert!(c.lobby, "whoever is not let in waits for a host");
+        assert!(c.guests_before_host);
+        assert!(c.admin_key.is_empty(), "no admin API without a key");
+        let p = c.policies().unwrap().for_meeting("any");
+        assert!(!p.anonymous_join && p.lobby, "{p:?}");
+    }
+
+    #[test]
+    fn lists_from_the_environment_take_commas_or_toml() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("MEET_MEDIA_IPS", "10.0.0.1, 10.0.0.2"),
+                ("MEET_TRUSTED_PROXIES", r#"["10.0.0.9"]"#),
+                ("MEET_TURN_URLS", "turn:10.0.0.1:3478?transport=udp"),
+                ("MEET_TURN_SECRET", "0123456789abcdef0123456789abcdef"),
+            ]),
+        )
+        .unwrap();
+        let ips: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+        assert_eq!(c.media_ips, ips);
+        assert_eq!(
+            c.trusted_proxies,
+            vec!["10.0.0.9".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(c.turn_urls, ["turn:10.0.0.1:3478?transport=udp"]);
+        let e = Config::load(None, env(&[("MEET_MEDIA_IPS", "10.0.0.1,nonsense")])).unwrap_err();
+        assert!(e.to_string().contains("media_ips"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_environment_variable_is_named() {
+        let e = Config::load(None, env(&[("MEET_MEDIA_PROT", "40000")])).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("MEET_MEDIA_PROT") && e.contains("media_prot"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn public_ip_is_named_for_itself() {
+        let e = Config::load(None, env(&[("MEET_PUBLIC_IP", "::1")])).unwrap_err();
+        assert!(e.to_string().contains("`public_ip`"), "{e}");
+        let e = Config::load(None, env(&[("MEET_MEDIA_IPS", "0.0.0.0")])).unwrap_err();
+        assert!(e.to_string().contains("`media_ips`"), "{e}");
+    }
+
+    #[test]
+    fn warnings_name_what_makes_the_firewall_guesswork() {
+        let w = Config::default().warnings();
+        assert!(w.iter().any(|w| w.contains("`media_port`")), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("`workers`")), "{w:?}");
+        let fixed = Config {
+            media_port: 40000,
+            workers: 4,
+            ..Config::default()
+        };
+        assert_eq!(fixed.warnings(), Vec::<String>::new());
+        let public = Config {
+            listen: "192.0.2.1:443".parse().unwrap(),
+            admin_key: "k".repeat(32),
+            ..fixed.clone()
+        };
+        let w = public.warnings();
+        assert!(w.iter().any(|w| w.contains("`metrics_listen`")), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("`admin_listen`")), "{w:?}");
+        let internal = Config {
+            metrics_listen: Some("10.0.0.5:9464".parse().unwrap()),
+            admin_listen: Some("10.0.0.5:9464".parse().unwrap()),
+            ..public
+        };
+        assert_eq!(internal.warnings(), Vec::<String>::new());
     }
 
     #[test]

@@ -134,7 +134,8 @@ mod tests {
 
     #[test]
     fn frame_ancestors_name_the_configured_clients() {
-        let h = SecurityHeaders::new(&["https://element.example".into()], false);
+        let clients = ["https://element.example".into(), "vector://vector".into()];
+        let h = SecurityHeaders::new(&clients, false);
         let csp = h
             .headers
             .iter()
@@ -145,7 +146,7 @@ mod tests {
             .unwrap()
             .to_owned();
         assert!(
-            csp.ends_with("frame-ancestors 'self' https://element.example"),
+            csp.ends_with("frame-ancestors 'self' https://element.example vector://vector"),
             "{csp}"
         );
         assert!(!csp.contains("unsafe-inline"));

@@ -3,7 +3,6 @@
 //! signalling WebSocket and `/metrics` until shutdown.
 
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,25 +18,28 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::access::admission::validate_name;
+use crate::access::drain::Drain;
+use crate::access::invite::invite_link;
+use crate::access::invite::Invites;
+use crate::access::limits::{Bounds, Limit, Limits};
+use crate::access::lobby::Lobby;
+use crate::access::policy::PolicyError;
+use crate::access::resume::Resumes;
+use crate::access::roster::Roster;
+use crate::access::token::TokenKeys;
+use crate::access::Access;
+use crate::metrics::Metrics;
 use crate::room::{Role, RouterConfig};
 use crate::shell::admin;
-use crate::shell::admission::validate_name;
 use crate::shell::config::Config;
-use crate::shell::drain::Drain;
 use crate::shell::headers::{self, SecurityHeaders};
 use crate::shell::health;
-use crate::shell::invite::Invites;
-use crate::shell::limits::{Bounds, Limit, Limits};
-use crate::shell::lobby::Lobby;
-use crate::shell::metrics::Metrics;
-use crate::shell::policy::{Policies, PolicyError};
-use crate::shell::resume::Resumes;
-use crate::shell::roster::Roster;
-use crate::shell::token::TokenKeys;
-use crate::shell::turn::{self, Turn};
+use crate::shell::state::AppState;
 use crate::shell::web;
+use crate::turn::{self, Turn};
 use crate::worker::udp;
-use crate::worker::{self, WorkerHandle};
+use crate::worker::{self, WorkerHandle, Workers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -73,71 +75,15 @@ pub enum ServerError {
     Http(#[source] std::io::Error),
 }
 
-/// What request handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    workers: Arc<Vec<WorkerHandle>>,
-    hasher: std::collections::hash_map::RandomState,
-    pub metrics: Metrics,
-    /// Meeting chat on Matrix, when a homeserver is configured.
-    pub chat: Option<Chat>,
-    pub tokens: TokenKeys,
-    pub invites: Invites,
-    /// Who may enter, per deployment and per meeting.
-    pub policies: Policies,
-    pub roster: Roster,
-    /// Who waits for a host to let them in.
-    pub lobby: Lobby,
-    /// Seats held for participants whose connection dropped.
-    pub resumes: Resumes,
-    pub limits: Limits,
-    /// TURN servers and credentials for clients, when configured.
-    pub turn: Option<Turn>,
-    /// Who is in a meeting, and whether joins are still taken.
-    pub drain: Drain,
-    /// The admin API's bearer key; `None`: the API refuses everything.
-    pub admin_key: Option<Arc<str>>,
-    /// Where users reach this server, when configured.
-    public_url: Option<url::Url>,
-    /// `https` when the listener speaks TLS, else `http`.
-    scheme: &'static str,
-    headers: SecurityHeaders,
-    page: Arc<str>,
-}
-
-impl AppState {
-    /// The base URL for links: `public_url`, or else the address this
-    /// request came to.
-    pub fn public_url(&self, headers: &axum::http::HeaderMap) -> url::Url {
-        if let Some(u) = &self.public_url {
-            return u.clone();
-        }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        url::Url::parse(&format!("{}://{host}/", self.scheme))
-            .unwrap_or_else(|_| url::Url::parse("http://localhost/").expect("a valid URL"))
-    }
-
-    /// Rooms are spread over workers by name, so everyone in a room meets
-    /// on the same worker (and media port) without any shared table.
-    pub fn worker_for(&self, room: &str) -> &WorkerHandle {
-        let h = self.hasher.hash_one(room);
-        &self.workers[(h % self.workers.len() as u64) as usize]
-    }
-
-    pub fn workers(&self) -> &[WorkerHandle] {
-        &self.workers
-    }
-}
-
 pub struct Server {
     listener: tokio::net::TcpListener,
     /// HTTPS on `listener`, when a certificate is configured.
     tls: Option<Arc<rustls::ServerConfig>>,
-    /// `/metrics` apart from the public listener, when configured.
-    metrics_listener: Option<tokio::net::TcpListener>,
+    /// `/metrics` and the admin API, each on its own listener when
+    /// configured (on one when both name the same address).
+    internal: Vec<Internal>,
+    /// What the public listener serves beside the meetings.
+    public: Serves,
     state: AppState,
     threads: Vec<std::thread::JoinHandle<()>>,
     stop_workers: watch::Sender<bool>,
@@ -158,15 +104,12 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
-        let metrics_listener = match config.metrics_listen {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServerError::Listen { addr, source })?,
-            ),
-            None => None,
-        };
+        let (internal, public) = internal_listeners(config, &listener).await?;
         let metrics = Metrics::new();
+        // Every limit shown from the start, at 0.
+        for limit in Limit::ALL {
+            metrics.limits_hit.with_label_values(&[limit.label()]);
+        }
         let (stop_workers, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
         let mut threads = Vec::new();
@@ -213,7 +156,7 @@ impl Server {
                 socket,
                 tcp,
                 router_config,
-                metrics.worker(i),
+                Box::new(metrics.worker(i)),
                 stop_rx.clone(),
             )
             .map_err(ServerError::Worker)?;
@@ -244,30 +187,32 @@ impl Server {
         Ok(Self {
             listener,
             tls: tls.clone(),
-            metrics_listener,
+            internal,
+            public,
             state: AppState {
-                workers: Arc::new(workers),
-                hasher: Default::default(),
-                metrics,
-                chat,
-                invites: Invites::new(tokens.clone()),
-                tokens,
-                policies,
-                roster: Roster::default(),
-                lobby: Lobby::default(),
-                resumes: Resumes::new(Duration::from_secs(config.reconnect_grace_secs)),
-                drain: Drain::default(),
-                turn,
-                limits: Limits::new(
-                    Bounds {
-                        connections: config.max_connections,
-                        connections_per_address: config.max_connections_per_address,
-                        joins_per_address_per_minute: config.max_joins_per_address_per_minute,
-                        meetings: config.max_meetings,
-                        chat_messages_per_minute: config.max_chat_messages_per_minute,
-                    },
-                    &config.trusted_proxies,
-                ),
+                workers: Workers::new(workers),
+                access: Access {
+                    metrics,
+                    chat,
+                    invites: Invites::new(tokens.clone()),
+                    tokens,
+                    policies,
+                    roster: Roster::default(),
+                    lobby: Lobby::default(),
+                    resumes: Resumes::new(Duration::from_secs(config.reconnect_grace_secs)),
+                    drain: Drain::default(),
+                    turn,
+                    limits: Limits::new(
+                        Bounds {
+                            connections: config.max_connections,
+                            connections_per_address: config.max_connections_per_address,
+                            joins_per_address_per_minute: config.max_joins_per_address_per_minute,
+                            meetings: config.max_meetings,
+                            chat_messages_per_minute: config.max_chat_messages_per_minute,
+                        },
+                        &config.trusted_proxies,
+                    ),
+                },
                 admin_key: (!config.admin_key.is_empty()).then(|| config.admin_key.as_str().into()),
                 public_url: config.public_url()?,
                 scheme: if tls.is_some() { "https" } else { "http" },
@@ -292,24 +237,46 @@ impl Server {
 
     /// Where `/metrics` is served when not on [`Server::http_addr`].
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        let l = self.metrics_listener.as_ref()?;
-        Some(l.local_addr().expect("a bound listener has an address"))
+        self.internal_addr(|s| s.metrics)
+    }
+
+    /// Where the admin API is served when not on [`Server::http_addr`].
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.internal_addr(|s| s.admin)
+    }
+
+    fn internal_addr(&self, serves: impl Fn(Serves) -> bool) -> Option<SocketAddr> {
+        let l = self.internal.iter().find(|l| serves(l.serves))?;
+        Some(
+            l.listener
+                .local_addr()
+                .expect("a bound listener has an address"),
+        )
     }
 
     pub fn media_ports(&self) -> Vec<u16> {
-        self.state.workers.iter().map(WorkerHandle::port).collect()
+        self.state
+            .workers
+            .all()
+            .iter()
+            .map(WorkerHandle::port)
+            .collect()
     }
 
     /// The drain state, for what decides when to stop.
     pub fn drain(&self) -> Drain {
-        self.state.drain.clone()
+        self.state.access.drain.clone()
     }
 
     /// A link to a new meeting that admits its holder as host, for a day:
     /// how the first meeting of a closed deployment is opened.
     pub fn host_link(&self) -> String {
         let room = random_room();
-        let (invite, _) = self.state.invites.mint(&room, Role::Host, 24 * 3600, None);
+        let (invite, _) = self
+            .state
+            .access
+            .invites
+            .mint(&room, Role::Host, 24 * 3600, None);
         let base = self.state.public_url.clone().unwrap_or_else(|| {
             url::Url::parse(&format!("{}://{}/", self.state.scheme, self.http_addr()))
                 .expect("a valid URL")
@@ -319,7 +286,7 @@ impl Server {
 
     /// The media port of the worker a meeting lives on.
     pub fn media_port_for(&self, room: &str) -> u16 {
-        self.state.worker_for(room).port()
+        self.state.workers.for_room(room).port()
     }
 
     /// Serves until `shutdown` completes, then stops the workers.
@@ -327,21 +294,23 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let chat = self.state.chat.clone();
-        let metrics_server = self.metrics_listener.map(|listener| {
-            let app = axum::Router::new()
-                .route("/metrics", get(metrics))
-                .with_state(self.state.clone());
-            let mut stop = self.stop_workers.subscribe();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
+        let chat = self.state.access.chat.clone();
+        let internal: Vec<_> = self
+            .internal
+            .into_iter()
+            .map(|Internal { listener, serves }| {
+                let app = routes(&self.state, serves).with_state(self.state.clone());
+                let mut stop = self.stop_workers.subscribe();
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await
+                })
             })
-        });
-        let app = app(self.state, metrics_server.is_none());
+            .collect();
+        let app = app(self.state, self.public);
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = match self.tls {
             None => axum::serve(self.listener, app)
@@ -354,7 +323,7 @@ impl Server {
             chat.shutdown();
         }
         let _ = self.stop_workers.send(true);
-        if let Some(server) = metrics_server {
+        for server in internal {
             let _ = server.await;
         }
         for t in self.threads {
@@ -364,22 +333,95 @@ impl Server {
     }
 }
 
-/// The public listener's routes; `/metrics` among them unless it has a
-/// listener of its own.
-fn app(state: AppState, with_metrics: bool) -> axum::Router {
-    let (admin, openapi) = admin::router(state.clone());
-    let openapi = Arc::new(openapi);
-    let router = if with_metrics {
-        axum::Router::new().route("/metrics", get(metrics))
-    } else {
-        axum::Router::new()
+/// What a listener serves beside (or instead of) the meetings.
+#[derive(Debug, Clone, Copy, Default)]
+struct Serves {
+    metrics: bool,
+    /// The admin API and its OpenAPI document.
+    admin: bool,
+}
+
+/// A listener for `/metrics` or the admin API, apart from the public one.
+struct Internal {
+    listener: tokio::net::TcpListener,
+    serves: Serves,
+}
+
+/// Binds `metrics_listen` and `admin_listen` (one listener when they name
+/// the same address), and says what the public listener serves of them:
+/// each only when it has no address of its own and the public listener
+/// is on loopback, so that a server facing users itself (built-in HTTPS,
+/// or `listen` on a public address) publishes neither. Behind a reverse
+/// proxy on the same host, the proxy keeps them in (the nginx sample
+/// denies both).
+async fn internal_listeners(
+    config: &Config,
+    public: &tokio::net::TcpListener,
+) -> Result<(Vec<Internal>, Serves), ServerError> {
+    let mut internal: Vec<Internal> = Vec::new();
+    // One listener for both when they name one address (port 0 never
+    // names one).
+    let together = config.metrics_listen == config.admin_listen
+        && config.admin_listen.is_some_and(|a| a.port() != 0);
+    let wanted = [
+        (
+            config.metrics_listen,
+            Serves {
+                metrics: true,
+                admin: together,
+            },
+        ),
+        (
+            config.admin_listen.filter(|_| !together),
+            Serves {
+                metrics: false,
+                admin: true,
+            },
+        ),
+    ];
+    for (addr, serves) in wanted {
+        let Some(addr) = addr else { continue };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Listen { addr, source })?;
+        internal.push(Internal { listener, serves });
+    }
+    let loopback = public.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let public = Serves {
+        metrics: loopback && config.metrics_listen.is_none(),
+        admin: loopback && config.admin_listen.is_none(),
     };
-    router
-        .merge(admin)
-        .route(
+    if !loopback && config.metrics_listen.is_none() {
+        tracing::warn!("`/metrics` is served nowhere: `listen` is not a loopback address and `metrics_listen` is not set");
+    }
+    if !loopback && config.admin_listen.is_none() {
+        tracing::warn!("the admin API is served nowhere: `listen` is not a loopback address and `admin_listen` is not set");
+    }
+    Ok((internal, public))
+}
+
+/// `/metrics` and the admin API, as far as `serves` says.
+fn routes(state: &AppState, serves: Serves) -> axum::Router<AppState> {
+    let mut router = axum::Router::new();
+    if serves.metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    if serves.admin {
+        let (admin, openapi) = admin::router(state.clone());
+        let openapi = Arc::new(openapi);
+        router = router.merge(admin).route(
             "/api/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),
-        )
+        );
+    }
+    router
+}
+
+/// The public listener's routes: the meetings, and `/metrics` and the
+/// admin API where [`internal_listeners`] puts them here.
+fn app(state: AppState, serves: Serves) -> axum::Router {
+    axum::Router::new()
+        .merge(routes(&state, serves))
         .route(
             "/",
             get(|| async { Redirect::to(&format!("/m/{}", random_room())) }),
@@ -393,6 +435,7 @@ fn app(state: AppState, with_metrics: bool) -> axum::Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/healthz/chat", get(health::chat))
         .layer(axum::middleware::from_fn_with_state(
             state.headers.clone(),
             headers::add,
@@ -424,16 +467,6 @@ async fn serve_tls(
         .serve(app)
         .await
         .map_err(ServerError::Http)
-}
-
-/// `base`/m/`room`?invite=`invite`, each part encoded as it must be.
-pub fn invite_link(mut base: url::Url, room: &str, invite: &str) -> String {
-    base.path_segments_mut()
-        .expect("an http URL has a path")
-        .pop_if_empty()
-        .extend(["m", room]);
-    base.query_pairs_mut().append_pair("invite", invite);
-    base.into()
 }
 
 /// A room name nobody will guess, for "start a meeting".
@@ -490,11 +523,12 @@ async fn websocket(
     let forwarded_for = request_headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
-    let ip = state.limits.client(peer.ip(), forwarded_for);
-    let connection = match state.limits.connect(ip) {
+    let ip = state.access.limits.client(peer.ip(), forwarded_for);
+    let connection = match state.access.limits.connect(ip) {
         Ok(c) => c,
         Err(limit) => {
             state
+                .access
                 .metrics
                 .limits_hit
                 .with_label_values(&[limit.label()])
@@ -508,7 +542,7 @@ async fn websocket(
     // reply and the session goes on.
     ws.max_message_size(16 * crate::signalling::v1::MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
-            crate::signalling::v1::session::run(socket, state, connection, ip)
+            crate::signalling::v1::session::run(socket, state.access, state.workers, connection, ip)
         })
 }
 
@@ -539,14 +573,14 @@ async fn token(
         Ok(r) => r,
         Err(m) => return error(StatusCode::BAD_REQUEST, "bad_request", m),
     };
-    let Some(chat) = &state.chat else {
+    let Some(chat) = &state.access.chat else {
         let m = "this server has no Matrix homeserver configured".to_owned();
         return error(StatusCode::SERVICE_UNAVAILABLE, "chat_unavailable", m);
     };
     // A Matrix user may open a meeting (its room is made with them as
     // its moderator), but not claim one that is under way here without a
     // room: that one's people came in some other way.
-    let running = state.roster.members(room).is_some();
+    let running = state.access.roster.members(room).is_some();
     let room_use = if running {
         RoomUse::ExistingOnly
     } else {
@@ -554,7 +588,10 @@ async fn token(
     };
     match chat.verify(room, &request.openid_token, room_use).await {
         Ok(id) => {
-            let token = state.tokens.issue(&id.user_id, &id.name, room, id.host);
+            let token = state
+                .access
+                .tokens
+                .issue(&id.user_id, &id.name, room, id.host);
             Json(json!({
                 "token": token, "user_id": id.user_id, "name": id.name, "host": id.host,
                 "room_id": id.room_id,
@@ -564,7 +601,12 @@ async fn token(
         Err(e) => {
             if let OpenIdError::TooManyRooms(_) = e {
                 let limit = Limit::RoomsPerUser.label();
-                state.metrics.limits_hit.with_label_values(&[limit]).inc();
+                state
+                    .access
+                    .metrics
+                    .limits_hit
+                    .with_label_values(&[limit])
+                    .inc();
             }
             let status =
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -574,12 +616,15 @@ async fn token(
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    if let Some(chat) = &state.chat {
-        state.metrics.chat(chat.stats());
+    let metrics = &state.access.metrics;
+    if let Some(chat) = &state.access.chat {
+        metrics.chat(chat.stats());
     }
+    metrics.workers_up(state.workers.all().iter().map(WorkerHandle::is_running));
+    metrics.drain(state.access.drain.deadline());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.encode(),
+        metrics.encode(),
     )
         .into_response()
 }

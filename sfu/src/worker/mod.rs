@@ -13,17 +13,20 @@ pub mod tcp;
 pub mod udp;
 pub mod wakeups;
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
 use crate::room::{Command, Event, Input, Output, Role, Router, RouterConfig, Transport};
-use crate::shell::metrics::{Snapshot, WorkerMetrics};
+use crate::room::{Samples, Stats, TrackCounts};
 use send_queue::{Dropped, SendQueue, Sent};
 use tcp::{Frame, TcpDropped, TcpMedia};
 use udp::{Datagram, RecvBatch, Sender};
@@ -93,6 +96,34 @@ impl WorkerHandle {
     }
 }
 
+/// The server's media workers, and which one a meeting lives on; cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Workers {
+    handles: Arc<Vec<WorkerHandle>>,
+    hasher: RandomState,
+}
+
+impl Workers {
+    pub fn new(handles: Vec<WorkerHandle>) -> Self {
+        Self {
+            handles: Arc::new(handles),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Meetings are spread over workers by name, so everyone in a meeting
+    /// meets on the same worker (and media port) without any shared table.
+    pub fn for_room(&self, room: &str) -> &WorkerHandle {
+        let h = self.hasher.hash_one(room);
+        &self.handles[(h % self.handles.len() as u64) as usize]
+    }
+
+    pub fn all(&self) -> &[WorkerHandle] {
+        &self.handles
+    }
+}
+
 /// Datagram batches read per wake-up before timers get a turn.
 const MAX_BATCHES_PER_WAKE: usize = 16;
 /// How often figures go to the shared metrics registry.
@@ -117,6 +148,23 @@ pub struct WorkerCounters {
     pub tcp_dropped: TcpDropped,
 }
 
+/// What a worker has to publish at one moment.
+#[derive(Default)]
+pub struct Snapshot<'a> {
+    pub stats: Option<&'a Stats>,
+    pub counters: WorkerCounters,
+    pub rooms: usize,
+    pub participants: usize,
+    pub tracks: TrackCounts,
+    pub layers: [usize; 3],
+    pub samples: Samples,
+}
+
+/// Where a worker's figures go: the metrics registry, in the server.
+pub trait Publish: Send + 'static {
+    fn publish(&mut self, now: Snapshot<'_>);
+}
+
 /// Starts a worker on its own thread, serving media on `socket` (and on
 /// `tcp`, ICE-TCP, when given).
 pub fn spawn(
@@ -124,7 +172,7 @@ pub fn spawn(
     socket: std::net::UdpSocket,
     tcp: Option<std::net::TcpListener>,
     config: RouterConfig,
-    metrics: WorkerMetrics,
+    metrics: Box<dyn Publish>,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
     let port = socket.local_addr()?.port();
@@ -181,7 +229,7 @@ struct Worker {
     oversized: u64,
     bytes_in: u64,
     busy: Duration,
-    metrics: WorkerMetrics,
+    metrics: Box<dyn Publish>,
 }
 
 impl Worker {

@@ -21,6 +21,8 @@ pub struct Running {
     pub http: SocketAddr,
     /// `/metrics` when it has a listener of its own (`metrics_listen`).
     pub metrics: Option<SocketAddr>,
+    /// The admin API when it has a listener of its own (`admin_listen`).
+    pub admin: Option<SocketAddr>,
     pub media_port: u16,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -44,6 +46,7 @@ impl Running {
         let server = Server::bind(config).await.expect("server binds");
         let http = server.http_addr();
         let metrics = server.metrics_addr();
+        let admin = server.admin_addr();
         let media_port = server.media_ports()[0];
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -57,6 +60,7 @@ impl Running {
         Self {
             http,
             metrics,
+            admin,
             media_port,
             stop: Some(stop),
             task,

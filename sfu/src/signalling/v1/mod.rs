@@ -17,8 +17,8 @@ pub mod session;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::shell::lobby::Knock;
-pub use crate::shell::turn::IceServer;
+pub use crate::access::lobby::Knock;
+pub use crate::turn::IceServer;
 
 pub use crate::room::api::{
     Kind, ParticipantInfo, Quality, Reaction, Role, Source, Target, TrackAnnouncement, TrackInfo,

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::super::{ClientMessage, Target};
-use crate::shell::limits::Limit;
-use crate::shell::server::AppState;
+use crate::access::limits::Limit;
+use crate::access::Access;
 
 /// A browser sends a few messages per negotiation (offer, answer, a dozen
 /// trickled candidates); a flood beyond this ends the session, so one client
@@ -131,13 +131,13 @@ impl CandidateCount {
 
 /// The per-address join rate and the number of meetings, for a join that
 /// is otherwise admitted.
-pub(super) fn admission_limits(state: &AppState, ip: IpAddr, room: &str) -> Result<(), Limit> {
-    let meetings = state.roster.meetings();
+pub(super) fn admission_limits(access: &Access, ip: IpAddr, room: &str) -> Result<(), Limit> {
+    let meetings = access.roster.meetings();
     let new_meeting = !meetings.iter().any(|(r, _)| r == room);
-    if new_meeting && meetings.len() >= state.limits.bounds().meetings {
+    if new_meeting && meetings.len() >= access.limits.bounds().meetings {
         return Err(Limit::Meetings);
     }
-    state.limits.join(ip, Instant::now())
+    access.limits.join(ip, Instant::now())
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 
 use super::super::{ClientMessage, ErrorCode, ServerMessage};
 use super::{parse, Incoming, Session, PING_INTERVAL};
-use crate::shell::admission::Wait;
-use crate::shell::lobby::Knock;
+use crate::access::admission::Wait;
+use crate::access::lobby::Knock;
 
 /// Longest anyone waits in a lobby for a host's decision.
 const LOBBY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -24,7 +24,7 @@ pub(super) async fn wait_in_lobby(
     wait: Wait,
 ) -> Option<bool> {
     let for_host = wait == Wait::Host;
-    let (_ticket, decision) = match session.state.lobby.knock(room, name, for_host) {
+    let (_ticket, decision) = match session.access.lobby.knock(room, name, for_host) {
         Ok(t) => t,
         Err(full) => {
             let msg = ServerMessage::error(ErrorCode::LobbyFull, full.to_string());
@@ -34,7 +34,7 @@ pub(super) async fn wait_in_lobby(
     };
     // A host who sat down between the admission and the knock has
     // already looked for those waiting for one.
-    if for_host && session.state.roster.has_host(room) {
+    if for_host && session.access.roster.has_host(room) {
         return Some(true);
     }
     if !session

@@ -28,16 +28,16 @@ use super::{
     ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
+use crate::access::admission::{self, Admitted, Refused};
+use crate::access::drain::InMeeting;
+use crate::access::invite;
+use crate::access::limits::{Connection, Limit, PerMinute};
+use crate::access::resume::Live;
+use crate::access::roster::{Ended, Member, Seat, Shut};
+use crate::access::token::Claims;
+use crate::access::Access;
 use crate::room::api::{Command, Event, Role};
-use crate::shell::admission::{self, Admitted, Refused};
-use crate::shell::drain::InMeeting;
-use crate::shell::invite;
-use crate::shell::limits::{Connection, Limit, PerMinute};
-use crate::shell::resume::Live;
-use crate::shell::roster::{Ended, Member, Seat, Shut};
-use crate::shell::server::AppState;
-use crate::shell::token::Claims;
-use crate::worker::{Request, SendError, WorkerHandle};
+use crate::worker::{Request, SendError, WorkerHandle, Workers};
 
 /// Longest a message to the client may wait for the socket to take it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,7 +102,8 @@ fn parse(frame: Option<Result<Message, axum::Error>>) -> Incoming {
 
 struct Session {
     ws: WebSocket,
-    state: AppState,
+    access: Access,
+    workers: Workers,
     limit: RateLimit,
     /// The client's source address, for the per-address limits.
     ip: IpAddr,
@@ -112,12 +113,22 @@ struct Session {
 
 impl Session {
     async fn send(&mut self, msg: &ServerMessage) -> bool {
+        if let ServerMessage::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        } = msg
+        {
+            // Refused by the worker, which holds the meeting and its count.
+            let limit = Limit::Participants.label();
+            let hit = self.access.metrics.limits_hit.with_label_values(&[limit]);
+            hit.inc();
+        }
         if let ServerMessage::Error { code, .. } = msg {
             let code = serde_json::to_value(code)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            self.state
+            self.access
                 .metrics
                 .signalling_errors
                 .with_label_values(&[&code])
@@ -166,7 +177,7 @@ impl Session {
         } else {
             match invite::terms(lifetime, uses) {
                 Ok((lifetime, uses)) => {
-                    let (invite, expires_at) = self.state.invites.mint(room, role, lifetime, uses);
+                    let (invite, expires_at) = self.access.invites.mint(room, role, lifetime, uses);
                     ServerMessage::InviteCreated {
                         role,
                         invite,
@@ -181,7 +192,7 @@ impl Session {
 
     /// Refuses a request for `limit`: counted, and told with `code`.
     async fn refuse_for(&mut self, limit: Limit, code: ErrorCode) {
-        self.state
+        self.access
             .metrics
             .limits_hit
             .with_label_values(&[limit.label()])
@@ -204,12 +215,19 @@ impl Session {
 
 /// Runs one client's session; `connection` holds its place under the
 /// connection limits until its socket is gone.
-pub async fn run(ws: WebSocket, state: AppState, connection: Connection, ip: IpAddr) {
-    state.metrics.signalling_connections.inc();
-    let metrics = state.metrics.clone();
+pub async fn run(
+    ws: WebSocket,
+    access: Access,
+    workers: Workers,
+    connection: Connection,
+    ip: IpAddr,
+) {
+    access.metrics.signalling_connections.inc();
+    let metrics = access.metrics.clone();
     let mut session = Session {
         ws,
-        state,
+        access,
+        workers,
         limit: RateLimit::new(Instant::now()),
         ip,
         cut_off: false,
@@ -218,7 +236,7 @@ pub async fn run(ws: WebSocket, state: AppState, connection: Connection, ip: IpA
         metrics.signalling_connections.dec();
         return;
     };
-    let state = session.state.clone();
+    let access = session.access.clone();
     let outcome = relay(session, &mut joined).await;
     // The socket is gone: it no longer counts as a connection, though its
     // seat may be held.
@@ -226,7 +244,7 @@ pub async fn run(ws: WebSocket, state: AppState, connection: Connection, ip: IpA
     metrics.signalling_connections.dec();
     // A client that comes back takes its seat over; the seat (in the
     // roster, and for a drain) is held meanwhile.
-    let back = outcome == Outcome::Dropped && rejoin::hold(&state, &mut joined).await;
+    let back = outcome == Outcome::Dropped && rejoin::hold(&access, &mut joined).await;
     if !back {
         // A full queue drops this; the peer timeout removes the
         // participant then.
@@ -235,7 +253,7 @@ pub async fn run(ws: WebSocket, state: AppState, connection: Connection, ip: IpA
             command: Command::Leave,
         });
     }
-    if let (Some(chat), Some(id)) = (&state.chat, &joined.identity) {
+    if let (Some(chat), Some(id)) = (&access.chat, &joined.identity) {
         chat.call_left(&joined.room, &id.sub, &joined.participant_id);
     }
 }
@@ -311,7 +329,9 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 .await;
             continue;
         }
-        let in_meeting = match session.state.drain.enter() {
+        // While draining, meetings under way still take joins and rejoins.
+        let running = session.access.roster.is_running(room.trim());
+        let in_meeting = match session.access.drain.enter(running) {
             Ok(guard) => guard,
             Err(refused) => {
                 session
@@ -327,21 +347,21 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
         // Back after a dropped connection, to the seat held for it; else
         // let in as anyone is.
         let seated = match resume.as_deref() {
-            Some(secret) => session.state.resumes.claim(secret, room.trim()).await,
+            Some(secret) => session.access.resumes.claim(secret, room.trim()).await,
             None => None,
         };
         let (admitted, vacate) = match seated {
             Some(seated) => {
-                let worker = session.state.worker_for(&seated.room).clone();
+                let worker = session.workers.for_room(&seated.room).clone();
                 let vacate = Vacate::new(seated.participant_id.clone(), worker);
                 (
-                    admission::readmit(&session.state, seated).await,
+                    admission::readmit(&session.access, seated).await,
                     Some(vacate),
                 )
             }
             None => {
                 let admitted = admission::admit(
-                    &session.state,
+                    &session.access,
                     &room,
                     &name,
                     token.as_deref(),
@@ -379,7 +399,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 continue;
             }
         };
-        if let Err(limit) = admission_limits(&session.state, session.ip, &room) {
+        if let Err(limit) = admission_limits(&session.access, session.ip, &room) {
             let code = match limit {
                 Limit::Meetings => ErrorCode::TooManyMeetings,
                 _ => ErrorCode::TooManyJoins,
@@ -393,7 +413,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             }
         }
         let participant_id = format!("{:016x}", rand::random::<u64>());
-        let worker = session.state.worker_for(&room).clone();
+        let worker = session.workers.for_room(&room).clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let sent = worker.send(Request::Join {
             participant_id: participant_id.clone(),
@@ -432,10 +452,10 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             user_id: identity.as_ref().map(|c| c.sub.clone()),
             ban_key: ban_key.clone(),
         };
-        let (seat, ended, locked) = session.state.roster.seat(&room, &participant_id, member);
+        let (seat, ended, locked) = session.access.roster.seat(&room, &participant_id, member);
         if role.may_moderate() {
             // Seated first: a guest who knocks from now on sees the host.
-            session.state.lobby.host_arrived(&room);
+            session.access.lobby.host_arrived(&room);
         }
         let joined = Joined {
             _seat: seat,
@@ -467,16 +487,20 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
     let mut candidates = CandidateCount::default();
     let mut chat_sent = PerMinute::default();
     let mut last_heard = tokio::time::Instant::now();
-    let chat = session.state.chat.clone().filter(|_| joined.chat.is_some());
+    let chat = session
+        .access
+        .chat
+        .clone()
+        .filter(|_| joined.chat.is_some());
     let mut delayed = chat.as_ref().map(Chat::delayed);
     // Chat flows once `joined` (with the history) has gone out.
     let mut chat_live = false;
-    let mut drain = Some(session.state.drain.watch());
+    let mut drain = Some(session.access.drain.watch());
     // Hosts see who waits in the lobby.
     let mut lobby = joined
         .role
         .may_moderate()
-        .then(|| session.state.lobby.watch(&joined.room));
+        .then(|| session.access.lobby.watch(&joined.room));
     // In `meet_participants` from the core's `joined` until the relay ends.
     let mut _counted = None;
     let author = match (&joined.identity, joined.anonymous) {
@@ -537,11 +561,11 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                         user_id: c.sub.clone(),
                         host: c.host,
                     });
-                    _counted = Some(session.state.metrics.joined(joined.role));
-                    let ice_servers = session.state.turn.as_ref().map_or_else(Vec::new, |t| t.ice_servers(&participant_id, SystemTime::now()));
+                    _counted = Some(session.access.metrics.joined(joined.role));
+                    let ice_servers = session.access.turn.as_ref().map_or_else(Vec::new, |t| t.ice_servers(&participant_id, SystemTime::now()));
                     joined.in_core = true;
-                    let held = !session.state.resumes.grace().is_zero();
-                    joined.live = held.then(|| session.state.resumes.live(&joined.resume, &joined.room));
+                    let held = !session.access.resumes.grace().is_zero();
+                    joined.live = held.then(|| session.access.resumes.live(&joined.resume, &joined.room));
                     let resume = if held { joined.resume.clone() } else { String::new() };
                     let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest, ice_servers, resume };
                     if !session.send(&msg).await {
@@ -631,7 +655,7 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                             joined.role = role;
                             // A new host is shown who waits now.
                             lobby = role.may_moderate().then(|| {
-                                let mut waiting = session.state.lobby.watch(&joined.room);
+                                let mut waiting = session.access.lobby.watch(&joined.room);
                                 waiting.mark_changed();
                                 waiting
                             });
@@ -669,7 +693,7 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                 Incoming::Message(msg) if !kinds.allow(&msg, Instant::now()) => {
                     session.refuse_for(Limit::MessagesOfKind, ErrorCode::TooManyMessages).await;
                 }
-                Incoming::Message(ClientMessage::Chat { .. }) if !chat_sent.take(Instant::now(), session.state.limits.bounds().chat_messages_per_minute) => {
+                Incoming::Message(ClientMessage::Chat { .. }) if !chat_sent.take(Instant::now(), session.access.limits.bounds().chat_messages_per_minute) => {
                     session.refuse_for(Limit::ChatMessages, ErrorCode::TooManyChatMessages).await;
                 }
                 Incoming::Message(ClientMessage::Chat { text }) => {
@@ -696,16 +720,16 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                     session.send(&ServerMessage::error(ErrorCode::NotAllowed, msg)).await;
                 }
                 Incoming::Message(ClientMessage::Admit { lobby_id }) => {
-                    session.state.lobby.decide(&joined.room, &lobby_id, true);
+                    session.access.lobby.decide(&joined.room, &lobby_id, true);
                 }
                 Incoming::Message(ClientMessage::Deny { lobby_id }) => {
-                    session.state.lobby.decide(&joined.room, &lobby_id, false);
+                    session.access.lobby.decide(&joined.room, &lobby_id, false);
                 }
                 Incoming::Message(ClientMessage::LockMeeting { locked }) => {
-                    session.state.roster.set_locked(&joined.room, locked);
+                    session.access.roster.set_locked(&joined.room, locked);
                 }
                 Incoming::Message(ClientMessage::EndMeeting {}) => {
-                    session.state.roster.end_all(&joined.room, Ended::MeetingClosed);
+                    session.access.roster.end_all(&joined.room, Ended::MeetingClosed);
                 }
                 Incoming::Message(ClientMessage::CreateInvite { role, lifetime_secs, uses }) => {
                     session.create_invite(&joined.room, role, lifetime_secs, uses).await;
@@ -717,7 +741,7 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                     // Banned first: the removal ends the session, whose seat
                     // carries the identity to keep out.
                     if let ClientMessage::Remove { participant_id, ban: true } = &msg {
-                        session.state.roster.ban(&joined.room, participant_id);
+                        session.access.roster.ban(&joined.room, participant_id);
                     }
                     let Some(command) = adapter::command(msg) else {
                         continue;

@@ -8,9 +8,9 @@
 use tokio::sync::mpsc;
 
 use super::Joined;
+use crate::access::resume::{Live, Seated};
+use crate::access::Access;
 use crate::room::api::{Command, Event};
-use crate::shell::resume::{Live, Seated};
-use crate::shell::server::AppState;
 use crate::worker::{Request, WorkerHandle};
 
 /// A claimed seat's old participant, still in the core: removed when this
@@ -62,9 +62,9 @@ pub(super) async fn let_go(live: &mut Option<Live>) {
 /// Holds the seat of `joined`, whose socket dropped: true if its client
 /// came back for it within the grace, false if it did not (or the core
 /// removed the participant meanwhile, or no seats are held).
-pub(super) async fn hold(state: &AppState, joined: &mut Joined) -> bool {
+pub(super) async fn hold(access: &Access, joined: &mut Joined) -> bool {
     joined.live = None;
-    if state.resumes.grace().is_zero() || !joined.in_core {
+    if access.resumes.grace().is_zero() || !joined.in_core {
         return false;
     }
     let told = joined.worker.send(Request::Command {
@@ -85,7 +85,7 @@ pub(super) async fn hold(state: &AppState, joined: &mut Joined) -> bool {
         ban_key: joined.ban_key.clone(),
     };
     tokio::select! {
-        back = state.resumes.hold(&joined.resume, seated) => back,
+        back = access.resumes.hold(&joined.resume, seated) => back,
         () = removed(&mut joined.events) => false,
     }
 }

@@ -10,8 +10,8 @@ use prometheus::{
 
 use super::Registrar;
 use crate::media::{Kind, Source};
-use crate::room::{Samples, Stats, TrackCounts};
-use crate::worker::WorkerCounters;
+use crate::room::Stats;
+use crate::worker::{Publish, Snapshot, WorkerCounters};
 
 /// A worker counter: name, help, and the [`Stats`] field that feeds it.
 type CounterDef = (&'static str, &'static str, Field);
@@ -275,18 +275,6 @@ impl Families {
     }
 }
 
-/// What a worker has to publish at one moment.
-#[derive(Default)]
-pub struct Snapshot<'a> {
-    pub stats: Option<&'a Stats>,
-    pub counters: WorkerCounters,
-    pub rooms: usize,
-    pub participants: usize,
-    pub tracks: TrackCounts,
-    pub layers: [usize; 3],
-    pub samples: Samples,
-}
-
 pub struct WorkerMetrics {
     label: String,
     rooms: IntGauge,
@@ -330,10 +318,10 @@ fn source_label(source: Source) -> &'static str {
     }
 }
 
-impl WorkerMetrics {
+impl Publish for WorkerMetrics {
     /// Copies a worker's current figures into the registry: the core's,
     /// and what its shell counts itself.
-    pub fn publish(&mut self, now: Snapshot<'_>) {
+    fn publish(&mut self, now: Snapshot<'_>) {
         self.rooms.set(now.rooms as i64);
         self.participants.set(now.participants as i64);
         self.tracks_seen.extend(now.tracks.keys().copied());
@@ -414,6 +402,7 @@ impl WorkerMetrics {
 mod tests {
     use super::super::Metrics;
     use super::*;
+    use crate::room::{Samples, TrackCounts};
 
     #[test]
     fn publishes_deltas() {

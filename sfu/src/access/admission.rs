@@ -12,8 +12,8 @@ use chat::{MeetingChat, RoomUse};
 
 use super::resume::Seated;
 use super::roster::Shut;
-use super::server::AppState;
 use super::token::Claims;
+use super::Access;
 use crate::room::api::Role;
 
 /// Longest a join waits for the meeting's chat room (created on first use).
@@ -93,7 +93,7 @@ pub struct Admitted {
 /// Checks a join, cheap checks first: the meeting's chat room (which may
 /// have to be created) is opened only for a join that is otherwise valid.
 pub async fn admit(
-    state: &AppState,
+    access: &Access,
     room: &str,
     name: &str,
     token: Option<&str>,
@@ -103,19 +103,19 @@ pub async fn admit(
         .map_err(Refused::InvalidName)?
         .to_owned();
     let mut identity = token
-        .map(|t| state.tokens.check(t, &room))
+        .map(|t| access.tokens.check(t, &room))
         .transpose()
         .map_err(|e| Refused::InvalidToken(e.to_string()))?;
     let name = identity.as_ref().map_or(name, |c| c.name.as_str());
     let name = validate_name("name", name)
         .map_err(Refused::InvalidName)?
         .to_owned();
-    let policy = state.policies.for_meeting(&room);
+    let policy = access.policies.for_meeting(&room);
     // A Matrix identity wins over an invite; an invite over the policy.
     let (guest_role, invite_id) = match (&identity, invite) {
         (Some(_), _) => (None, None),
         (None, Some(invite)) => {
-            let invite = state
+            let invite = access
                 .invites
                 .admit(invite, &room)
                 .map_err(|e| Refused::InvalidInvite(e.to_string()))?;
@@ -135,9 +135,9 @@ pub async fn admit(
     };
     // Opened before the membership check: the subscription it holds hears
     // a kick from then on, so none falls between check and join.
-    let chat = open_chat(state, &room, room_use).await;
+    let chat = open_chat(access, &room, room_use).await;
     let role = match (identity.as_mut(), guest_role) {
-        (Some(claims), _) => matrix_role(state, &room, chat.as_ref(), claims).await?,
+        (Some(claims), _) => matrix_role(access, &room, chat.as_ref(), claims).await?,
         (None, Some(role)) => role,
         (None, None) => return Err(Refused::InviteRequired),
     };
@@ -145,7 +145,7 @@ pub async fn admit(
         Some(claims) => Some(format!("user:{}", claims.sub)),
         None => invite_id.map(|id| format!("invite:{id}")),
     };
-    match state.roster.admits(&room, role, ban_key.as_deref()) {
+    match access.roster.admits(&room, role, ban_key.as_deref()) {
         Ok(()) => {}
         // A locked meeting: hosts may still let them in.
         Err(Shut::Locked) if policy.lobby => wait = Some(Wait::Lobby),
@@ -155,7 +155,7 @@ pub async fn admit(
         && identity.is_none()
         && !role.may_moderate()
         && !policy.guests_before_host
-        && !state.roster.has_host(&room)
+        && !access.roster.has_host(&room)
     {
         wait = Some(Wait::Host);
     }
@@ -182,7 +182,7 @@ pub async fn admit(
 /// invite link, no fresh token. A Matrix user's room membership and host
 /// rights are asked again, and a ban holds; a lock does not keep out
 /// someone who was in the meeting before it.
-pub async fn readmit(state: &AppState, seated: Seated) -> Result<Admitted, Refused> {
+pub async fn readmit(access: &Access, seated: Seated) -> Result<Admitted, Refused> {
     let Seated {
         room,
         name,
@@ -198,11 +198,11 @@ pub async fn readmit(state: &AppState, seated: Seated) -> Result<Admitted, Refus
     } else {
         RoomUse::MayCreate
     };
-    let chat = open_chat(state, &room, room_use).await;
+    let chat = open_chat(access, &room, room_use).await;
     if let Some(claims) = identity.as_mut() {
-        role = matrix_role(state, &room, chat.as_ref(), claims).await?;
+        role = matrix_role(access, &room, chat.as_ref(), claims).await?;
     }
-    match state.roster.admits(&room, role, ban_key.as_deref()) {
+    match access.roster.admits(&room, role, ban_key.as_deref()) {
         Ok(()) | Err(Shut::Locked) => {}
         Err(shut) => return Err(Refused::Shut(shut)),
     }
@@ -222,18 +222,18 @@ pub async fn readmit(state: &AppState, seated: Seated) -> Result<Admitted, Refus
 /// A Matrix user's role in the meeting, from the room as the homeserver
 /// says it now; fails closed when it cannot be asked.
 async fn matrix_role(
-    state: &AppState,
+    access: &Access,
     room: &str,
     chat: Option<&MeetingChat>,
     claims: &mut Claims,
 ) -> Result<Role, Refused> {
-    if state.chat.is_some() && chat.is_none() {
+    if access.chat.is_some() && chat.is_none() {
         // Without the room's events a kick would go unnoticed.
         return Err(Refused::Unverifiable(
             "the meeting's Matrix room cannot be followed now; try again shortly".into(),
         ));
     }
-    recheck_member(state, room, claims).await?;
+    recheck_member(access, room, claims).await?;
     Ok(if claims.host {
         Role::Host
     } else {
@@ -241,8 +241,8 @@ async fn matrix_role(
     })
 }
 
-async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Result<(), Refused> {
-    let Some(chat) = &state.chat else {
+async fn recheck_member(access: &Access, room: &str, claims: &mut Claims) -> Result<(), Refused> {
+    let Some(chat) = &access.chat else {
         return Ok(());
     };
     match chat.member(room, &claims.sub).await {
@@ -264,8 +264,8 @@ async fn recheck_member(state: &AppState, room: &str, claims: &mut Claims) -> Re
 /// The meeting's chat, if the server has chat and the room can be had now;
 /// a meeting goes ahead without chat rather than wait for a homeserver.
 /// An anonymous guest gets the meeting's room only if it has one already.
-async fn open_chat(state: &AppState, room: &str, room_use: RoomUse) -> Option<MeetingChat> {
-    let chat = state.chat.as_ref()?;
+async fn open_chat(access: &Access, room: &str, room_use: RoomUse) -> Option<MeetingChat> {
+    let chat = access.chat.as_ref()?;
     match tokio::time::timeout(CHAT_OPEN_TIMEOUT, chat.open_meeting(room, room_use)).await {
         Ok(Ok(c)) => Some(c),
         Ok(Err(chat::ChatError::NoRoom(_))) => {

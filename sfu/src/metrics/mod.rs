@@ -5,6 +5,8 @@
 //! another core also writes. Sessions and the chat bridge are counted where
 //! they run, or read at scrape time.
 
+#[cfg(target_os = "linux")]
+mod process;
 mod worker;
 
 use prometheus::core::Collector;
@@ -13,10 +15,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-pub use worker::{Snapshot, WorkerMetrics};
+pub use worker::WorkerMetrics;
 
 use crate::room::api::Role;
-use crate::shell::limits::Limit;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -37,6 +38,10 @@ pub struct Metrics {
     chat_messages: IntCounterVec,
     /// Whether each configured TURN server answers, by URL.
     pub turn_reachable: IntGaugeVec,
+    /// Whether each media worker's thread runs, read at scrape time.
+    worker_up: IntGaugeVec,
+    draining: IntGauge,
+    drain_deadline: IntGauge,
 }
 
 impl Default for Metrics {
@@ -123,9 +128,6 @@ impl Metrics {
             "Requests refused because a configured limit was reached, by limit",
             &["limit"],
         );
-        for limit in Limit::ALL {
-            limits_hit.with_label_values(&[limit.label()]);
-        }
         let chat_outbox = r.gauge(
             "meet_chat_outbox_events",
             "Chat events waiting in the outbox for the Matrix homeserver",
@@ -149,12 +151,23 @@ impl Metrics {
             "1 while the configured TURN server answers a STUN Binding request, 0 while it does not, by URL",
             &["url"],
         );
+        let worker_up = r.gauges(
+            "meet_worker_up",
+            "1 while the media worker's thread runs, 0 once it has stopped, by worker",
+            &["worker"],
+        );
+        let draining = r.gauge(
+            "meet_draining",
+            "1 while the server drains for a stop (takes no new meetings), else 0",
+        );
+        let drain_deadline = r.gauge(
+            "meet_drain_deadline_timestamp_seconds",
+            "When the drain under way gives up waiting for meetings to end (Unix seconds); 0 while serving",
+        );
         // CPU, memory, file descriptors and threads of this process, read
         // from /proc at scrape time.
         #[cfg(target_os = "linux")]
-        r.add_boxed(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
+        r.add_boxed(Box::new(process::Process::new()));
         Self {
             registry: r.registry,
             names: r.names,
@@ -169,7 +182,28 @@ impl Metrics {
             chat_reachable,
             chat_messages,
             turn_reachable,
+            worker_up,
+            draining,
+            drain_deadline,
         }
+    }
+
+    /// Takes whether each worker runs (read at scrape time).
+    pub fn workers_up(&self, running: impl IntoIterator<Item = bool>) {
+        for (i, up) in running.into_iter().enumerate() {
+            self.worker_up
+                .with_label_values(&[&i.to_string()])
+                .set(i64::from(up));
+        }
+    }
+
+    /// Takes the drain's state: its deadline while one is under way.
+    pub fn drain(&self, deadline: Option<std::time::SystemTime>) {
+        self.draining.set(i64::from(deadline.is_some()));
+        let secs = deadline
+            .and_then(|d| d.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        self.drain_deadline.set(secs);
     }
 
     /// A participant joined; the guard counts it out again when dropped.
@@ -236,7 +270,7 @@ mod tests {
 
     /// `docs/metrics.md`'s table: name and type of each metric.
     fn catalogue() -> Vec<(String, String)> {
-        include_str!("../../../../docs/metrics.md")
+        include_str!("../../../docs/metrics.md")
             .lines()
             .filter_map(|l| {
                 let mut cells = l.split('|').map(str::trim).skip(1);
@@ -261,7 +295,7 @@ mod tests {
         );
         // Types, of those with a value.
         let mut w = m.worker(0);
-        w.publish(worker::Snapshot::default());
+        crate::worker::Publish::publish(&mut w, crate::worker::Snapshot::default());
         m.chat(chat::ChatStats {
             outbox: 0,
             delayed: false,

@@ -23,6 +23,10 @@ pub enum Limit {
     JoinsPerAddress,
     #[error("the server holds as many meetings as it may; try again later")]
     Meetings,
+    /// The meeting has `max_participants`; the media worker, which holds
+    /// the meeting, refuses the join (`room_full`).
+    #[error("this meeting has as many participants as it takes")]
+    Participants,
     #[error("the media worker is overloaded; try again shortly")]
     WorkerQueue,
     #[error("too many ICE candidates for one connection")]
@@ -40,11 +44,12 @@ pub enum Limit {
 impl Limit {
     /// Every limit, so that each one's counter exists from the start (a
     /// rate over a series that is not there yet says nothing).
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 11] = [
         Limit::Connections,
         Limit::ConnectionsPerAddress,
         Limit::JoinsPerAddress,
         Limit::Meetings,
+        Limit::Participants,
         Limit::WorkerQueue,
         Limit::Candidates,
         Limit::MessagesOfKind,
@@ -60,6 +65,7 @@ impl Limit {
             Limit::ConnectionsPerAddress => "connections_per_address",
             Limit::JoinsPerAddress => "joins_per_address",
             Limit::Meetings => "meetings",
+            Limit::Participants => "participants",
             Limit::WorkerQueue => "worker_queue",
             Limit::Candidates => "candidates",
             Limit::MessagesOfKind => "messages_of_kind",

@@ -1,17 +1,14 @@
-//! Draining before a stop: who is in a meeting, whether new joins are still
-//! taken, and the signals that start a drain and end it.
-//!
-//! SIGTERM (what systemd sends on stop, restart and upgrade) starts a
-//! drain: new joins are refused, `/readyz` says not ready, sessions tell
-//! their clients, and meetings in progress go on until the last
-//! participant leaves or the drain timeout passes. A second SIGTERM, or
-//! SIGINT (a Ctrl-C), stops at once.
+//! Draining before a stop: who is in a meeting, and whether joins are
+//! still taken. `shell::signals` starts a drain on SIGTERM (what systemd
+//! sends on stop, restart and upgrade): new meetings are refused,
+//! `/readyz` says not ready, sessions tell their clients, and meetings in
+//! progress go on, taking joins and rejoins as before (a latecomer meets
+//! the others, as with LiveKit and Jitsi), until the last participant
+//! leaves or the drain timeout passes.
 
-use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -23,6 +20,8 @@ struct Counts {
     participants: usize,
     /// When the drain gives up waiting; `None` while serving.
     deadline: Option<Instant>,
+    /// The same moment on the wall clock, for the metrics.
+    deadline_at: Option<SystemTime>,
 }
 
 /// The server's drain state; cheap to clone.
@@ -34,9 +33,10 @@ pub struct Drain {
     deadline: Arc<watch::Sender<Option<Instant>>>,
 }
 
-/// A join refused because the server is draining.
+/// A join refused because the server is draining: to a meeting that is
+/// not running here, or to any once the drain's time is up.
 #[derive(Debug, thiserror::Error)]
-#[error("this server is shutting down and takes no new participants; try again in a moment")]
+#[error("this server is shutting down and takes no new meetings; try again in a moment")]
 pub struct Draining;
 
 /// A participant counted as in a meeting until this is dropped.
@@ -60,11 +60,14 @@ impl Default for Drain {
 }
 
 impl Drain {
-    /// Counts a participant in, unless the server is draining.
-    pub fn enter(&self) -> Result<InMeeting, Draining> {
+    /// Counts a participant in, unless the server is draining and the
+    /// meeting is not `running` here, or the drain's time is up.
+    pub fn enter(&self, running: bool) -> Result<InMeeting, Draining> {
         let mut refused = false;
         self.counts.send_if_modified(|c| {
-            refused = c.deadline.is_some();
+            refused = c
+                .deadline
+                .is_some_and(|deadline| !running || Instant::now() >= deadline);
             if !refused {
                 c.participants += 1;
             }
@@ -85,6 +88,9 @@ impl Drain {
         let mut participants = 0;
         self.counts.send_modify(|c| {
             // A drain already under way keeps its deadline.
+            if c.deadline.is_none() {
+                c.deadline_at = Some(SystemTime::now() + timeout);
+            }
             deadline = *c.deadline.get_or_insert(deadline);
             participants = c.participants;
         });
@@ -95,6 +101,11 @@ impl Drain {
 
     pub fn is_draining(&self) -> bool {
         self.counts.borrow().deadline.is_some()
+    }
+
+    /// When the drain under way gives up waiting, on the wall clock.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.counts.borrow().deadline_at
     }
 
     pub fn participants(&self) -> usize {
@@ -120,48 +131,6 @@ impl Drain {
     }
 }
 
-/// The signals that drain and stop the server, installed before it says
-/// where it listens, so that none sent after that line is missed.
-pub struct Signals {
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    pub fn install() -> io::Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// Completes when the server should stop: at once on SIGINT; on
-    /// SIGTERM after draining for at most `timeout`, or on the next signal.
-    pub async fn drain_then_stop(mut self, drain: Drain, timeout: Duration) {
-        tokio::select! {
-            _ = self.int.recv() => {
-                tracing::info!("SIGINT: stopping now");
-                return;
-            }
-            _ = self.term.recv() => {}
-        }
-        let participants = drain.start(timeout);
-        tracing::info!(
-            participants,
-            timeout_secs = timeout.as_secs(),
-            "SIGTERM: draining; no new joins, meetings go on until empty or the timeout"
-        );
-        tokio::select! {
-            left = drain.finished() => match left {
-                0 => tracing::info!("drained: nobody is in a meeting; stopping"),
-                n => tracing::warn!(participants = n, "drain timeout passed; stopping"),
-            },
-            _ = self.term.recv() => tracing::info!("second SIGTERM: stopping now"),
-            _ = self.int.recv() => tracing::info!("SIGINT: stopping now"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,16 +139,24 @@ mod tests {
     // which would build tokio and all above it a second time for tests.
 
     #[tokio::test]
-    async fn joins_count_until_a_drain_refuses_them() {
+    async fn joins_count_until_a_drain_refuses_new_meetings() {
         let drain = Drain::default();
-        let a = drain.enter().unwrap();
-        let b = drain.enter().unwrap();
+        let a = drain.enter(false).unwrap();
+        let b = drain.enter(true).unwrap();
         assert_eq!(drain.participants(), 2);
+        assert_eq!(drain.deadline(), None);
         let mut sessions = drain.watch();
         assert!(sessions.borrow_and_update().is_none());
+        let before = SystemTime::now();
         assert_eq!(drain.start(Duration::from_secs(60)), 2);
         assert!(drain.is_draining());
-        assert!(drain.enter().is_err());
+        let deadline = drain.deadline().unwrap();
+        assert!(deadline >= before + Duration::from_secs(60), "{deadline:?}");
+        assert!(drain.enter(false).is_err(), "a new meeting while draining");
+        // A meeting in progress still takes a latecomer, who then counts.
+        let late = drain.enter(true).unwrap();
+        assert_eq!(drain.participants(), 3);
+        drop(late);
         assert!(sessions.has_changed().unwrap());
         // A session that looks only now still learns of the drain.
         assert!(drain.watch().borrow_and_update().is_some());
@@ -197,7 +174,7 @@ mod tests {
     #[tokio::test]
     async fn the_timeout_ends_a_drain_with_people_still_in_meetings() {
         let drain = Drain::default();
-        let _stays = drain.enter().unwrap();
+        let _stays = drain.enter(false).unwrap();
         let started = Instant::now();
         drain.start(Duration::from_millis(200));
         // A second start keeps the first deadline.
@@ -208,6 +185,8 @@ mod tests {
         assert_eq!(left, 1);
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        // Past the deadline even a running meeting takes nobody.
+        assert!(drain.enter(true).is_err());
     }
 
     #[tokio::test]

@@ -104,6 +104,12 @@ impl Roster {
         Ok(())
     }
 
+    /// Whether anyone is in `room` (a seat held for a dropped connection
+    /// counts).
+    pub fn is_running(&self, room: &str) -> bool {
+        self.lock().contains_key(room)
+    }
+
     /// Whether someone who may moderate (a host) is in `room`.
     pub fn has_host(&self, room: &str) -> bool {
         self.lock()

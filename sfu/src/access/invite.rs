@@ -128,6 +128,16 @@ impl Invites {
     }
 }
 
+/// `base`/m/`room`?invite=`invite`, each part encoded as it must be.
+pub fn invite_link(mut base: url::Url, room: &str, invite: &str) -> String {
+    base.path_segments_mut()
+        .expect("an http URL has a path")
+        .pop_if_empty()
+        .extend(["m", room]);
+    base.query_pairs_mut().append_pair("invite", invite);
+    base.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
