@@ -231,16 +231,19 @@ export function freePort() {
 }
 
 /**
- * Starts Debian's Prometheus, scraping `target` (host:port) every second,
- * with its data in a fresh temporary directory.
+ * Starts Debian's Prometheus, scraping `target` (host:port) every second
+ * as scrape job `job`, evaluating the rule files `rules` (paths or globs)
+ * every second, with its data in a fresh temporary directory.
  */
-export async function startPrometheus(target) {
+export async function startPrometheus(target, { job = 'meet', rules = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'meet-prometheus-'));
   writeFileSync(join(dir, 'prometheus.yml'), [
     'global:',
     '  scrape_interval: 1s',
+    '  evaluation_interval: 1s',
+    ...(rules.length > 0 ? ['rule_files:', ...rules.map((r) => `  - ${JSON.stringify(r)}`)] : []),
     'scrape_configs:',
-    '  - job_name: meet',
+    `  - job_name: ${JSON.stringify(job)}`,
     '    static_configs:',
     `      - targets: ['${target}']`,
     '',
@@ -271,6 +274,10 @@ export async function startPrometheus(target) {
       const r = await (await fetch(`${url}/api/v1/query?query=${encodeURIComponent(promql)}`)).json();
       const sample = r.data && r.data.result[0];
       return sample ? Number(sample.value[1]) : null;
+    },
+    /** The API's answer to a GET of `path` (`/api/v1/rules`, ...). */
+    async api(path) {
+      return (await fetch(`${url}${path}`)).json();
     },
     /** The API's answer to a range query over the last `seconds`, a point a second. */
     async queryRange(promql, seconds) {
