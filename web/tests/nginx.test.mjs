@@ -152,7 +152,8 @@ test('two browsers meet through nginx over https; the server drains behind it', 
     assert.deepEqual(await p.page.evaluate(() => [location.protocol, window.isSecureContext]), ['https:', true]);
   }
 
-  // SIGTERM: the meeting goes on, both are told, nobody new gets in.
+  // SIGTERM: the meeting goes on, both are told, a latecomer still gets
+  // in, a new meeting does not.
   process.kill(server.pid, 'SIGTERM');
   for (const p of [alice, bob]) {
     await p.page.locator('#server-notice', { hasText: 'The server is restarting' }).waitFor({ timeout: 10000 });
@@ -160,9 +161,12 @@ test('two browsers meet through nginx over https; the server drains behind it', 
   const draining = await fetchTls('127.0.0.1', '/readyz', ca);
   assert.equal(draining.status, 503, draining.body);
   assert.deepEqual(JSON.parse(draining.body).failed, ['draining']);
-  const { page: carol } = await openPage(browser, 'Carol', options);
-  await carol.goto(`${base}/m/${room}?name=Carol&join=now`);
-  await carol.locator('#left-reason', { hasText: 'shutting down' }).waitFor({ timeout: 10000 });
+  const carol = await joinPage(browser, base, room, 'Carol', {}, options);
+  await until('Carol, late, to decode Alice\'s video', async () => (await receivedByName(carol))['Alice']?.framesDecoded > 0, 30000);
+  await carol.page.locator('#server-notice', { hasText: 'The server is restarting' }).waitFor({ timeout: 10000 });
+  const { page: dave } = await openPage(browser, 'Dave', options);
+  await dave.goto(`${base}/m/${room}-new?name=Dave&join=now`);
+  await dave.locator('#left-reason', { hasText: 'shutting down' }).waitFor({ timeout: 10000 });
   const before = (await receivedByName(alice)).Bob.framesDecoded;
   await sleep(1000);
   assert.ok((await receivedByName(alice)).Bob.framesDecoded > before, 'the meeting stalled while draining');
@@ -170,6 +174,7 @@ test('two browsers meet through nginx over https; the server drains behind it', 
   // The last ones leave: the server exits on its own, cleanly.
   await alice.context.close();
   await bob.context.close();
+  await carol.context.close();
   await Promise.race([
     server.exited,
     sleep(15000).then(() => { throw new Error('the server did not exit after the meeting emptied'); }),
