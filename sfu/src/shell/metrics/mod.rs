@@ -35,8 +35,11 @@ pub struct Metrics {
     /// Unlabelled, but a vector so that it is absent without chat.
     chat_reachable: IntGaugeVec,
     chat_messages: IntCounterVec,
-    /// Whether each configured TURN server answers, by URL.
+    /// Whether a relay could be allocated on each configured TURN server, by URL.
     pub turn_reachable: IntGaugeVec,
+    /// notAfter of the certificates meet serves (`https`) or relies on
+    /// (each `turns:` URL), Unix seconds.
+    pub certificate_expiry: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -146,8 +149,13 @@ impl Metrics {
         );
         let turn_reachable = r.gauges(
             "meet_turn_reachable",
-            "1 while the configured TURN server answers a STUN Binding request, 0 while it does not, by URL",
+            "1 while a relay can be allocated on the configured TURN server with turn_secret, 0 while not, by URL",
             &["url"],
+        );
+        let certificate_expiry = r.gauges(
+            "meet_certificate_expiry_timestamp_seconds",
+            "When a certificate meet serves (https) or relies on (a turns: URL) expires, Unix seconds",
+            &["endpoint"],
         );
         // CPU, memory, file descriptors and threads of this process, read
         // from /proc at scrape time.
@@ -169,6 +177,7 @@ impl Metrics {
             chat_reachable,
             chat_messages,
             turn_reachable,
+            certificate_expiry,
         }
     }
 
