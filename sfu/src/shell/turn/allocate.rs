@@ -322,3 +322,199 @@ fn describe(m: &Message) -> String {
         None => m.typ.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc_stun::error_code::CODE_BAD_REQUEST;
+
+    const USER: &str = "1700003600:probe";
+    const PASSWORD: &str = "the password";
+    const REALM: &str = "meet.test";
+
+    /// How the fake server answers an authenticated request.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Answer {
+        /// As a TURN server with the same secret: success, signed.
+        Right,
+        /// A stale nonce the first time, then right.
+        StaleOnce,
+        /// 401: another secret.
+        Unauthorized,
+        /// Success, but signed with another key: not our server.
+        WrongKey,
+        /// Success without asking for credentials at all.
+        Open,
+    }
+
+    fn answer(to: &Message, typ: MessageType, attrs: &[&dyn Setter]) -> Message {
+        let mut m = Message::new();
+        m.write_header();
+        let head: [&dyn Setter; 2] = [&to.transaction_id, &typ];
+        for s in head.iter().chain(attrs) {
+            s.add_to(&mut m).unwrap();
+        }
+        m
+    }
+
+    /// A scripted TURN server on a loopback UDP socket: what it answers,
+    /// and the methods it saw authenticated, in order.
+    async fn fake_server(
+        mode: Answer,
+    ) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<Method>>) {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let provider = rtc::crypto::default_provider().unwrap();
+            let crypto = provider.crypto();
+            let key = MessageIntegrity::long_term_integrity_key(
+                USER.into(),
+                REALM.into(),
+                PASSWORD.into(),
+                crypto,
+            )
+            .unwrap();
+            let mut seen = Vec::new();
+            let mut stale_sent = false;
+            let mut buf = [0u8; 1500];
+            while let Ok(Ok((n, from))) =
+                tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await
+            {
+                let mut request = decode(&buf[..n]).unwrap();
+                let method = request.typ.method;
+                let ok = MessageType::new(method, CLASS_SUCCESS_RESPONSE);
+                let err = MessageType::new(method, CLASS_ERROR_RESPONSE);
+                let realm = TextAttribute::new(ATTR_REALM, REALM.into());
+                let nonce = TextAttribute::new(ATTR_NONCE, "n1".into());
+                let reply = if mode == Answer::Open {
+                    answer(&request, ok, &[])
+                } else if !request.contains(rtc_stun::attributes::ATTR_MESSAGE_INTEGRITY) {
+                    let code = ErrorCodeAttribute {
+                        code: CODE_UNAUTHORIZED,
+                        reason: b"Unauthorized".to_vec(),
+                    };
+                    answer(&request, err, &[&code, &realm, &nonce])
+                } else {
+                    // The client signs with the key only the right password gives.
+                    MessageIntegrity::check(&mut request, &key, crypto).unwrap();
+                    seen.push(method);
+                    match mode {
+                        Answer::StaleOnce if !stale_sent => {
+                            stale_sent = true;
+                            let code = ErrorCodeAttribute {
+                                code: CODE_STALE_NONCE,
+                                reason: b"Stale Nonce".to_vec(),
+                            };
+                            let fresh = TextAttribute::new(ATTR_NONCE, "n2".into());
+                            answer(&request, err, &[&code, &realm, &fresh])
+                        }
+                        Answer::Unauthorized => {
+                            let code = ErrorCodeAttribute {
+                                code: CODE_UNAUTHORIZED,
+                                reason: b"Unauthorized".to_vec(),
+                            };
+                            answer(&request, err, &[&code, &realm, &nonce])
+                        }
+                        Answer::WrongKey => {
+                            let other = MessageIntegrity::new_raw_integrity_with_provider(
+                                vec![7u8; 16],
+                                crypto,
+                            );
+                            answer(&request, ok, &[&other, &FINGERPRINT])
+                        }
+                        _ => {
+                            let signed = MessageIntegrity::new_raw_integrity_with_provider(
+                                key.clone(),
+                                crypto,
+                            );
+                            answer(&request, ok, &[&signed, &FINGERPRINT])
+                        }
+                    }
+                };
+                socket.send_to(&reply.raw, from).await.unwrap();
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    async fn probe_fake(mode: Answer) -> (Result<(), ProbeError>, Vec<Method>) {
+        let (addr, server) = fake_server(mode).await;
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(addr).await.unwrap();
+        let mut conn = Conn::Udp(socket);
+        let provider = rtc::crypto::default_provider().unwrap();
+        let credentials = Credentials {
+            username: USER,
+            password: PASSWORD,
+        };
+        let result = allocate_and_free(&mut conn, &credentials, provider.crypto()).await;
+        (result, server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_relay_is_allocated_with_the_long_term_credentials_then_freed() {
+        let (result, seen) = probe_fake(Answer::Right).await;
+        result.unwrap();
+        assert_eq!(seen, [METHOD_ALLOCATE, METHOD_REFRESH]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_nonce_is_replaced_once() {
+        let (result, seen) = probe_fake(Answer::StaleOnce).await;
+        result.unwrap();
+        assert_eq!(seen, [METHOD_ALLOCATE, METHOD_ALLOCATE, METHOD_REFRESH]);
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_an_unsigned_success_and_an_open_relay_fail() {
+        let (result, _) = probe_fake(Answer::Unauthorized).await;
+        assert!(
+            matches!(result, Err(ProbeError::Refused(ref m)) if m.contains("401")),
+            "{result:?}"
+        );
+        let (result, _) = probe_fake(Answer::WrongKey).await;
+        assert!(matches!(result, Err(ProbeError::Integrity)), "{result:?}");
+        let (result, _) = probe_fake(Answer::Open).await;
+        assert!(matches!(result, Err(ProbeError::Open)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn streams_take_stun_and_nothing_else() {
+        let request = request(METHOD_ALLOCATE, &[&UDP_RELAY]).unwrap();
+        let bad = ErrorCodeAttribute {
+            code: CODE_BAD_REQUEST,
+            reason: b"Bad Request".to_vec(),
+        };
+        let reply = answer(
+            &request,
+            MessageType::new(METHOD_ALLOCATE, CLASS_ERROR_RESPONSE),
+            &[&bad],
+        );
+        let mut stream: Box<dyn Stream> = Box::new(std::io::Cursor::new(reply.raw.clone()));
+        let m = read_message(stream.as_mut()).await.unwrap();
+        assert_eq!(describe(&m), "error 400 (Bad Request)");
+        for (bytes, what) in [
+            (&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], "HTTP"),
+            (&b"SSH-2.0-OpenSSH_9.2\r\n"[..], "SSH"),
+        ] {
+            let mut s: Box<dyn Stream> = Box::new(std::io::Cursor::new(bytes.to_vec()));
+            assert!(
+                matches!(read_message(s.as_mut()).await, Err(ProbeError::NotStun)),
+                "{what}"
+            );
+        }
+        let mut cut: Box<dyn Stream> = Box::new(std::io::Cursor::new(reply.raw[..24].to_vec()));
+        assert!(matches!(
+            read_message(cut.as_mut()).await,
+            Err(ProbeError::Closed)
+        ));
+        // What a browser sends: the transport asked for, and a fingerprint.
+        let sent = decode(&request.raw).unwrap();
+        let mut transport = RequestedTransport::default();
+        transport.get_from(&sent).unwrap();
+        assert_eq!(transport.protocol, PROTO_UDP);
+        FINGERPRINT.check(&sent).unwrap();
+        assert_eq!(sent.typ, MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST));
+    }
+}

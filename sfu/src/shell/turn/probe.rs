@@ -91,13 +91,13 @@ pub async fn probe(
 
 /// Sets the gauges for `url`, and logs when its state changes: at warn
 /// with the reason when it fails, or fails for another reason; at info
-/// when it works again.
+/// when it works again. Returns whether it logged.
 fn record(
     url: &str,
     probed: &Probed,
     metrics: &ProbeMetrics,
     last: &mut HashMap<String, Option<String>>,
-) {
+) -> bool {
     metrics
         .reachable
         .with_label_values(&[url])
@@ -110,7 +110,7 @@ fn record(
     }
     let now = probed.result.as_ref().err().map(ToString::to_string);
     if last.get(url) == Some(&now) {
-        return;
+        return false;
     }
     match &now {
         Some(reason) => tracing::warn!(url, reason, "TURN server unreachable"),
@@ -120,6 +120,7 @@ fn record(
         ),
     }
     last.insert(url.to_owned(), now);
+    true
 }
 
 /// One probe of `url`: connect as a browser would for that URL, allocate a
@@ -191,5 +192,60 @@ async fn connect(
         Ok(Conn::Stream(Box::new(tls)))
     } else {
         Ok(Conn::Stream(Box::new(tcp)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Opts;
+
+    fn gauges(name: &str, label: &str) -> IntGaugeVec {
+        IntGaugeVec::new(Opts::new(name, "test"), &[label]).unwrap()
+    }
+
+    #[test]
+    fn gauges_follow_each_probe_and_the_log_each_change() {
+        let metrics = ProbeMetrics {
+            reachable: gauges("r", "url"),
+            certificate_expiry: gauges("e", "endpoint"),
+        };
+        let url = "turns:turn.test:443?transport=tcp";
+        let mut last = HashMap::new();
+        let probed = |result, unix: Option<i64>| Probed {
+            result,
+            certificate: unix.map(|unix| NotAfter {
+                unix,
+                text: String::new(),
+            }),
+        };
+        let refused = || Err(ProbeError::Refused("error 401 (Unauthorized)".into()));
+        let timeout = || Err(ProbeError::Timeout(PROBE_TIMEOUT));
+        let reachable = |m: &ProbeMetrics| m.reachable.with_label_values(&[url]).get();
+        let expiry = |m: &ProbeMetrics| m.certificate_expiry.with_label_values(&[url]).get();
+
+        assert!(
+            record(url, &probed(refused(), Some(100)), &metrics, &mut last),
+            "first failure"
+        );
+        assert_eq!((reachable(&metrics), expiry(&metrics)), (0, 100));
+        assert!(
+            !record(url, &probed(refused(), Some(100)), &metrics, &mut last),
+            "same again"
+        );
+        assert!(
+            record(url, &probed(timeout(), None), &metrics, &mut last),
+            "another reason"
+        );
+        assert_eq!(expiry(&metrics), 100, "the last certificate seen stays");
+        assert!(
+            record(url, &probed(Ok(()), Some(200)), &metrics, &mut last),
+            "back"
+        );
+        assert_eq!((reachable(&metrics), expiry(&metrics)), (1, 200));
+        assert!(
+            !record(url, &probed(Ok(()), Some(200)), &metrics, &mut last),
+            "still fine"
+        );
     }
 }
