@@ -51,6 +51,8 @@ unit=/usr/lib/systemd/system/meet.service
 [ -x /usr/bin/meet ] || fail "no /usr/bin/meet"
 [ -f "$unit" ] || fail "no $unit"
 [ -f /usr/share/doc/meet/examples/nginx-meet.conf ] || fail "no nginx sample"
+[ -f /usr/share/doc/meet/examples/nginx-meet-stream.conf ] || fail "no nginx stream sample (TURN on 443)"
+[ -f /usr/share/doc/meet/examples/coturn-turnserver.conf ] || fail "no coturn sample"
 dpkg-query -W -f='${Conffiles}' meet | grep -q '^ /etc/meet/meet.toml ' ||
   fail "/etc/meet/meet.toml is not a conffile"
 [ "$(stat -c '%U:%G %a' /etc/meet/meet.toml)" = "root:meet 640" ] ||

@@ -35,7 +35,10 @@ if [ "$mode" = test ]; then
   # The reverse-proxy sample's test (web/tests/nginx.test.mjs) and its
   # self-signed certificate.
   need nginx nginx
-  # TURN through coturn (web/tests/turn.test.mjs).
+  # TURN over TLS on 443 beside the site (web/tests/turn-443.test.mjs):
+  # nginx's stream module, ssl_preread in it (ops/nginx/meet-stream.conf).
+  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || apt_packages+=(libnginx-mod-stream)
+  # TURN through coturn (web/tests/turn.test.mjs, turn-443.test.mjs).
   need turnserver coturn
   need openssl openssl
   # The package test (ops/package-test.sh) checks the unit with systemd-analyze.

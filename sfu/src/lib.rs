@@ -10,6 +10,7 @@
 //!   roster, the lobby, held seats, limits, the drain;
 //! - [`metrics`]: the Prometheus registry, and what each worker publishes;
 //! - [`turn`]: TURN credentials for clients, and the TURN servers' probe;
+//! - [`certificate`]: when a certificate ends;
 //! - [`worker`]: a media worker's I/O: its thread, UDP socket, clock and
 //!   channels, driving one [`room::Router`];
 //! - [`room`]: the room core (sans-IO): rooms, participants, their peer
@@ -20,6 +21,7 @@
 //!   interceptors we add to it.
 
 pub mod access;
+pub mod certificate;
 pub mod engine;
 pub mod media;
 pub mod metrics;

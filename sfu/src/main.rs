@@ -43,10 +43,11 @@ async fn main() -> anyhow::Result<()> {
     config.validate()?;
     // What the chat bridge derives from the rest (URLs) is checked too.
     config.chat()?;
-    // And the meetings' own policies and the certificate, which a start
-    // would read.
+    // And the meetings' own policies and the certificates (the one served,
+    // the CAs trusted for turns:), which a start would read.
     config.policies()?;
     config.tls()?;
+    config.turn_trust()?;
     init_logs(config.log_format);
     let warnings = config.warnings();
     if let Some(path) = &cli.check_config {

@@ -1,28 +1,24 @@
 // Staff behind firewalls that block meet's media path reach it through
 // TURN: Debian's coturn, configured by ops/coturn/turnserver.conf itself
-// (this test's addresses, ports and secret put in, and a self-signed
-// certificate for its TLS port, 443 as in the sample), with the
-// short-lived credentials meet hands out in `joined`. Everything runs in
-// this test's own network namespace (ops/netns.sh): coturn on 10.99.0.2,
-// meet's media on 10.99.0.1.
+// (this test's addresses, ports and secret put in), with the short-lived
+// credentials meet hands out in `joined`. Everything runs in this test's
+// own network namespace (ops/netns.sh): coturn on 10.99.0.2, meet's media
+// on 10.99.0.1.
 //
 // 1. Pages that may use only relayed candidates (iceTransportPolicy
-//    'relay', as a strict client would) decode each other's video.
+//    'relay', as a strict client would), offered TURN over UDP, decode
+//    each other's video relayed over UDP.
+//    meet's probe gets a relay from coturn over UDP and over TCP.
 // 2. With every UDP datagram dropped except coturn's relayed leg to meet
 //    (an nftables rule: a client whose firewall lets no UDP out), pages
 //    still meet, over TURN on TCP.
-// 3. The same, with TURN over TLS on port 443 the only way offered: what
-//    gets through a firewall that lets only HTTPS out.
+// TURN over TLS on 443, beside nginx, is turn-443.test.mjs.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
-  cleanUp, freePort, joinPage, launchBrowser, nftRule, receivedByName, sleep, startServer, until,
+  cleanUp, freePort, joinPage, launchBrowser, nftRule, receivedByName, startServer, until,
 } from './harness.mjs';
 import {
   MEET_MEDIA_IP, RELAY_PORTS, TURN_IP, startCoturn,
@@ -58,26 +54,20 @@ async function decodeEachOther(a, b) {
 let coturn;
 let server;
 let browser;
-let turnPort;
+let turnUrls;
 let secret;
-let certDir;
 
 before(async () => {
   secret = randomBytes(32).toString('hex');
-  turnPort = await freePort();
-  certDir = mkdtempSync(join(tmpdir(), 'meet-turn-tls-'));
-  const cert = join(certDir, 'cert.pem');
-  const key = join(certDir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
-    '-subj', '/CN=turn test', '-addext', `subjectAltName=IP:${TURN_IP}`,
-    '-keyout', key, '-out', cert], { stdio: 'ignore' });
-  coturn = await startCoturn(turnPort, secret, { port: 443, cert, key });
+  const turnPort = await freePort();
+  coturn = await startCoturn(turnPort, secret);
+  turnUrls = [
+    `turn:${TURN_IP}:${turnPort}?transport=udp`,
+    `turn:${TURN_IP}:${turnPort}?transport=tcp`,
+  ];
   server = await startServer({
     MEET_MEDIA_IPS: `["${MEET_MEDIA_IP}"]`,
-    MEET_TURN_URLS: JSON.stringify([
-      `turn:${TURN_IP}:${turnPort}?transport=udp`,
-      `turn:${TURN_IP}:${turnPort}?transport=tcp`,
-    ]),
+    MEET_TURN_URLS: JSON.stringify(turnUrls),
     MEET_TURN_SECRET: secret,
   });
   browser = await launchBrowser();
@@ -88,23 +78,50 @@ after(() => cleanUp(
   () => browser?.close(),
   () => server?.stop(),
   () => coturn?.stop(),
-  () => certDir && rmSync(certDir, { recursive: true, force: true }),
 ));
 
-test('pages that may only use relayed candidates meet through coturn', async (t) => {
+/** meet_turn_reachable{url} from the server's /metrics, or null while absent. */
+async function reachable(url) {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`meet_turn_reachable{url="${url}"}`));
+  return line ? Number(line.split(' ').pop()) : null;
+}
+
+test('pages that may only use relayed candidates meet through coturn over UDP', async (t) => {
+  // TURN over UDP alone: with TCP offered too, Chromium signals the relay
+  // candidates of the first allocations on a TURN server to be ready and
+  // drops the later ones (seen here: coturn granted allocations whose
+  // candidates never came), so a TCP relay sometimes stood in for a
+  // working UDP one.
+  const udpOnly = await startServer({
+    MEET_MEDIA_IPS: `["${MEET_MEDIA_IP}"]`,
+    MEET_TURN_URLS: JSON.stringify([turnUrls[0]]),
+    MEET_TURN_SECRET: secret,
+  });
+  t.after(() => udpOnly.stop());
   const relayOnly = () => {
     const Native = window.RTCPeerConnection;
     window.RTCPeerConnection = class extends Native {
       constructor(config = {}) { super({ ...config, iceTransportPolicy: 'relay' }); }
     };
   };
-  const a = await joinPage(browser, server.url, 'relayed', 'Ann', {}, { initScript: relayOnly, t });
-  const b = await joinPage(browser, server.url, 'relayed', 'Ben', {}, { initScript: relayOnly, t });
+  const a = await joinPage(browser, udpOnly.url, 'relayed', 'Ann', {}, { initScript: relayOnly, t });
+  const b = await joinPage(browser, udpOnly.url, 'relayed', 'Ben', {}, { initScript: relayOnly, t });
   const iceServers = await a.page.evaluate(() => window.meet.state.iceServers);
   assert.equal(iceServers.length, 1);
+  assert.deepEqual(iceServers[0].urls, [turnUrls[0]]);
   assert.match(iceServers[0].username, /^\d+:[0-9a-f]+$/, 'an expiring username');
   await decodeEachOther(a, b);
-  for (const p of [a, b]) assert.equal((await selectedLocalCandidate(p))?.type, 'relay', `${p.name} is relayed`);
+  for (const p of [a, b]) {
+    assert.deepEqual(await selectedLocalCandidate(p), { type: 'relay', relayProtocol: 'udp' }, `${p.name}'s path`);
+  }
+  await Promise.all([a.context.close(), b.context.close()]);
+});
+
+test('meet\'s probe gets a relay from coturn over UDP and over TCP', async () => {
+  for (const url of turnUrls) {
+    await until(`meet_turn_reachable for ${url}`, async () => await reachable(url) === 1, 20000);
+  }
 });
 
 /** Milliseconds from joining to the first decoded remote frame, per page. */
@@ -129,31 +146,10 @@ test('with all UDP blocked but the relay, pages meet over TURN on TCP', async (t
   for (const p of [a, b]) {
     assert.deepEqual(await selectedLocalCandidate(p), { type: 'relay', relayProtocol: 'tcp' }, `${p.name}'s path`);
   }
-  // Still flowing a moment later, not a lucky first burst.
+  // Still flowing a moment later, not a lucky first burst: 50 frames
+  // more (2.5 s of the fake camera's 20 a second). Waited for up to 10 s:
+  // on this shared machine a stall of a few seconds now and then (36
+  // frames in one 5-s window where 100 is usual) is load, not the relay.
   const before = (await receivedByName(a)).Dag.framesDecoded;
-  await sleep(2000);
-  assert.ok((await receivedByName(a)).Dag.framesDecoded > before + 20, 'video keeps coming');
-});
-
-test('with all UDP blocked and only TURN over TLS on 443 offered, pages meet through it', async (t) => {
-  const tlsOnly = await startServer({
-    MEET_MEDIA_IPS: `["${MEET_MEDIA_IP}"]`,
-    MEET_TURN_URLS: JSON.stringify([`turns:${TURN_IP}:443?transport=tcp`]),
-    MEET_TURN_SECRET: secret,
-  });
-  t.after(() => tlsOnly.stop());
-  // Chromium checks a TURN server's certificate as a web server's; this
-  // one is self-signed.
-  const trusting = await launchBrowser({ args: ['--ignore-certificate-errors'] });
-  t.after(() => trusting.close());
-  unblockUdp = blockUdp();
-  t.after(unblockUdp);
-  const a = await joinPage(trusting, tlsOnly.url, 'tls-443', 'Eva', {}, { t });
-  const b = await joinPage(trusting, tlsOnly.url, 'tls-443', 'Fei', {}, { t });
-  await decodeEachOther(a, b);
-  const times = await firstFrames(a, b);
-  console.log(`# measured: join to first decoded frame, TURN over TLS on 443 with all UDP blocked: ${times.map(Math.round).join(' and ')} ms`);
-  for (const p of [a, b]) {
-    assert.deepEqual(await selectedLocalCandidate(p), { type: 'relay', relayProtocol: 'tls' }, `${p.name}'s path`);
-  }
+  await until('50 more frames of Dag\'s video', async () => (await receivedByName(a)).Dag.framesDecoded > before + 50, 10000);
 });

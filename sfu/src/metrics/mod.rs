@@ -36,12 +36,15 @@ pub struct Metrics {
     /// Unlabelled, but a vector so that it is absent without chat.
     chat_reachable: IntGaugeVec,
     chat_messages: IntCounterVec,
-    /// Whether each configured TURN server answers, by URL.
+    /// Whether a relay could be allocated on each configured TURN server, by URL.
     pub turn_reachable: IntGaugeVec,
     /// Whether each media worker's thread runs, read at scrape time.
     worker_up: IntGaugeVec,
     draining: IntGauge,
     drain_deadline: IntGauge,
+    /// notAfter of the certificates meet serves (`https`) or relies on
+    /// (each `turns:` URL), Unix seconds.
+    pub certificate_expiry: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -148,7 +151,7 @@ impl Metrics {
         );
         let turn_reachable = r.gauges(
             "meet_turn_reachable",
-            "1 while the configured TURN server answers a STUN Binding request, 0 while it does not, by URL",
+            "1 while a relay can be allocated on the configured TURN server with turn_secret, 0 while not, by URL",
             &["url"],
         );
         let worker_up = r.gauges(
@@ -163,6 +166,11 @@ impl Metrics {
         let drain_deadline = r.gauge(
             "meet_drain_deadline_timestamp_seconds",
             "When the drain under way gives up waiting for meetings to end (Unix seconds); 0 while serving",
+        );
+        let certificate_expiry = r.gauges(
+            "meet_certificate_expiry_timestamp_seconds",
+            "When a certificate meet serves (https) or relies on (a turns: URL) expires, Unix seconds",
+            &["endpoint"],
         );
         // CPU, memory, file descriptors and threads of this process, read
         // from /proc at scrape time.
@@ -185,6 +193,7 @@ impl Metrics {
             worker_up,
             draining,
             drain_deadline,
+            certificate_expiry,
         }
     }
 

@@ -85,6 +85,7 @@ const STRING_KEYS: &[&str] = &[
     "log_format",
     "admin_key",
     "turn_secret",
+    "turn_ca_file",
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -219,6 +220,9 @@ pub struct Config {
     /// How long a client's TURN credentials stay valid: longer than a
     /// meeting, as they are checked again whenever the relay is refreshed.
     pub turn_credential_ttl_secs: u64,
+    /// PEM CA certificates the probe trusts for `turns:` servers besides
+    /// the system's trust store (a private CA). Empty: the system's only.
+    pub turn_ca_file: PathBuf,
     /// Reverse proxies (their addresses as meet sees them) whose
     /// `X-Forwarded-For` names the client, for the per-address limits.
     pub trusted_proxies: Vec<IpAddr>,
@@ -277,6 +281,7 @@ impl Default for Config {
             turn_urls: Vec::new(),
             turn_secret: String::new(),
             turn_credential_ttl_secs: 86_400,
+            turn_ca_file: PathBuf::new(),
             // nginx on the same host, as the guide and its sample have it.
             trusted_proxies: vec![
                 IpAddr::from([127, 0, 0, 1]),
@@ -570,6 +575,35 @@ impl Config {
                 message: "must be set with tls_private_key".into(),
             }),
         }
+    }
+
+    /// When the listener's certificate expires; `None` for plain HTTP.
+    pub fn tls_certificate_expiry(
+        &self,
+    ) -> Result<Option<crate::certificate::NotAfter>, ConfigError> {
+        if self.tls_certificate.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let expiry = tls::certificate_not_after(&self.tls_certificate).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.key,
+                message: e.message,
+            }
+        })?;
+        Ok(Some(expiry))
+    }
+
+    /// What the TURN probe checks `turns:` servers' certificates against:
+    /// the system's trust store (read only when a `turns:` URL is
+    /// configured) and `turn_ca_file`.
+    pub fn turn_trust(&self) -> Result<turn::tls::Trust, ConfigError> {
+        let system = self.turn_urls.iter().any(|u| u.starts_with("turns:"));
+        let ca_file =
+            (!self.turn_ca_file.as_os_str().is_empty()).then_some(self.turn_ca_file.as_path());
+        turn::tls::Trust::load(system, ca_file).map_err(|e| ConfigError::Invalid {
+            key: "turn_ca_file",
+            message: e.to_string(),
+        })
     }
 
     pub fn policies(&self) -> Result<Policies, PolicyError> {
@@ -909,6 +943,36 @@ mod tests {
         let ttl = ("MEET_TURN_CREDENTIAL_TTL_SECS", "10");
         let e = Config::load(None, env(&[ttl])).unwrap_err();
         assert!(e.to_string().contains("turn_credential_ttl_secs"), "{e}");
+    }
+
+    #[test]
+    fn a_turn_ca_file_must_hold_certificates() {
+        let dir = std::env::temp_dir().join(format!("meet-turn-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let good = dir.join("ca.pem");
+        std::fs::write(&good, ca.cert.pem()).unwrap();
+        let not_pem = dir.join("key.pem");
+        std::fs::write(&not_pem, ca.signing_key.serialize_pem()).unwrap();
+        // A plain path in the environment, not TOML.
+        let set = |p: &Path| ("MEET_TURN_CA_FILE", p.to_str().unwrap().to_owned());
+        let (k, v) = set(&good);
+        let c = Config::load(None, env(&[(k, v.as_str())])).unwrap();
+        assert!(c.turn_trust().unwrap().has_roots());
+        for bad in [not_pem, dir.join("missing.pem")] {
+            let (k, v) = set(&bad);
+            let e = Config::load(None, env(&[(k, v.as_str())]))
+                .unwrap()
+                .turn_trust()
+                .err()
+                .unwrap();
+            assert!(e.to_string().contains("turn_ca_file"), "{e}");
+        }
+        assert!(
+            !Config::default().turn_trust().unwrap().has_roots(),
+            "no turns:, no CA read"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -110,6 +110,10 @@ impl Server {
         for limit in Limit::ALL {
             metrics.limits_hit.with_label_values(&[limit.label()]);
         }
+        if let Some(expiry) = config.tls_certificate_expiry()? {
+            let gauge = metrics.certificate_expiry.with_label_values(&["https"]);
+            gauge.set(expiry.unix);
+        }
         let (stop_workers, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
         let mut threads = Vec::new();
@@ -176,12 +180,13 @@ impl Server {
             &config.turn_secret,
             Duration::from_secs(config.turn_credential_ttl_secs),
         );
-        if turn.is_some() {
-            tokio::spawn(turn::probe(
-                config.turn_urls.clone(),
-                metrics.turn_reachable.clone(),
-                stop_rx.clone(),
-            ));
+        if let Some(turn) = &turn {
+            let metrics = turn::ProbeMetrics {
+                reachable: metrics.turn_reachable.clone(),
+                certificate_expiry: metrics.certificate_expiry.clone(),
+            };
+            let trust = Arc::new(config.turn_trust()?);
+            tokio::spawn(turn::probe(turn.clone(), trust, metrics, stop_rx.clone()));
         }
         let tokens = TokenKeys::new(&config.token_secret);
         Ok(Self {

@@ -2,7 +2,8 @@
 //! certificate: rustls (with ring, the provider the rest of the process
 //! already carries), TLS 1.2 and 1.3, HTTP/1.1 (WebSocket upgrades need
 //! it). Without one the listener speaks plain HTTP, for a reverse proxy in
-//! front or a laptop.
+//! front or a laptop. Also what a certificate's expiry is, for
+//! `meet_certificate_expiry_timestamp_seconds`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
+
+use crate::certificate::{not_after, NotAfter};
 
 /// What is wrong with the configured certificate or key; `key` is the
 /// config key naming the file at fault.
@@ -51,6 +54,21 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The notAfter of the first certificate in a PEM file (the server's own,
+/// as a chain starts with it), for `tls_certificate`.
+pub fn certificate_not_after(path: &Path) -> Result<NotAfter, TlsError> {
+    let fail = |message: String| TlsError {
+        key: "tls_certificate",
+        message,
+    };
+    let first = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?
+        .next()
+        .ok_or_else(|| fail(format!("{}: no PEM certificate in it", path.display())))?
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    not_after(&first).ok_or_else(|| fail(format!("{}: not an X.509 certificate", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +88,10 @@ mod tests {
         let key = write(&dir, "key.pem", &made.signing_key.serialize_pem());
         let config = server_config(&cert, &key).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(
+            certificate_not_after(&key).unwrap_err().key,
+            "tls_certificate"
+        );
 
         let other = rcgen::generate_simple_self_signed(vec!["other.test".into()]).unwrap();
         let wrong_key = write(&dir, "other.pem", &other.signing_key.serialize_pem());
@@ -80,6 +102,30 @@ mod tests {
         let e = server_config(&dir.join("missing.pem"), &key).unwrap_err();
         assert_eq!(e.key, "tls_certificate", "{e}");
         assert!(e.to_string().contains("missing.pem"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_expiry_is_the_first_certificates_not_after() {
+        let dir = std::env::temp_dir().join(format!("meet-tls-expiry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["meet.test".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 5, 6);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        // A chain: the server's certificate first, then one that expires later.
+        let other = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let path = write(
+            &dir,
+            "chain.pem",
+            &format!("{}{}", cert.pem(), other.cert.pem()),
+        );
+        let expiry = certificate_not_after(&path).unwrap();
+        assert_eq!(
+            expiry.unix, 1_935_792_000,
+            "2031-05-06T00:00:00Z: {expiry:?}"
+        );
+        assert_eq!(expiry.text, "May  6 00:00:00 2031 +00:00");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

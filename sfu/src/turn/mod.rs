@@ -6,20 +6,21 @@
 //! The username is `<expiry as Unix seconds>:<participant id>`, the
 //! password the base64 of HMAC-SHA1(secret, username); the TURN server
 //! recomputes it and refuses it after the expiry. Each server is probed
-//! (a STUN Binding request) for `meet_turn_reachable`.
+//! with a real allocation for `meet_turn_reachable` ([`probe`]).
 
-use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+mod allocate;
+mod probe;
+pub mod tls;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use prometheus::IntGaugeVec;
-use rtc_stun::message::{Message, TransactionId, BINDING_REQUEST, BINDING_SUCCESS};
 use serde::{Deserialize, Serialize};
 use sha1::Sha1;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
+
+pub use allocate::ProbeError;
+pub use probe::{probe, probe_once, ProbeMetrics, Probed};
 
 /// One entry of `RTCConfiguration.iceServers`, as the browser takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,14 +52,25 @@ impl Turn {
     /// time: long enough for a meeting, as the TURN server checks them
     /// again on every refresh of an allocation.
     pub fn ice_servers(&self, participant: &str, now: SystemTime) -> Vec<IceServer> {
-        let expiry = now.duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
-        let username = format!("{}:{participant}", expiry.as_secs());
-        let credential = credential(&self.secret, &username);
+        let (username, credential) = self.credentials(participant, now);
         vec![IceServer {
             urls: self.urls.clone(),
             username,
             credential,
         }]
+    }
+
+    /// The username and password `participant` gets: the probe takes its
+    /// own from here too, so that it tests what clients are handed.
+    pub fn credentials(&self, participant: &str, now: SystemTime) -> (String, String) {
+        let expiry = now.duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
+        let username = format!("{}:{participant}", expiry.as_secs());
+        let credential = credential(&self.secret, &username);
+        (username, credential)
+    }
+
+    pub fn urls(&self) -> &[String] {
+        &self.urls
     }
 }
 
@@ -126,85 +138,6 @@ pub fn valid_url(url: &str) -> bool {
     parse(url).is_some()
 }
 
-/// How often each TURN server is probed, and how long a probe waits.
-const PROBE_INTERVAL: Duration = Duration::from_secs(15);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Probes every URL in `urls` until `stop` turns true, setting
-/// `reachable{url}` to 1 while its server answers and 0 while it does not,
-/// so that an operator learns of a dead TURN server before the staff
-/// behind strict firewalls do.
-pub async fn probe(urls: Vec<String>, reachable: IntGaugeVec, mut stop: watch::Receiver<bool>) {
-    let targets: Vec<(String, TurnUri)> = urls
-        .into_iter()
-        .filter_map(|u| parse(&u).map(|t| (u, t)))
-        .collect();
-    let mut tick = tokio::time::interval(PROBE_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        for (url, target) in &targets {
-            let ok = tokio::time::timeout(PROBE_TIMEOUT, answers(target))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            if !ok {
-                tracing::warn!(url, "TURN server does not answer");
-            }
-            reachable.with_label_values(&[url]).set(i64::from(ok));
-        }
-    }
-}
-
-/// Whether the server answers a STUN Binding request (over UDP or TCP);
-/// for `turns:` whether it takes a TCP connection (meet checks no TLS).
-async fn answers(target: &TurnUri) -> io::Result<()> {
-    let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await?
-        .next()
-        .ok_or_else(|| io::Error::other("the name resolves to no address"))?;
-    if target.secure {
-        tokio::net::TcpStream::connect(addr).await?;
-        return Ok(());
-    }
-    let request = binding_request()?;
-    let mut buf = vec![0u8; 1500];
-    let n = if target.tcp {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(&request.raw).await?;
-        stream.read(&mut buf).await?
-    } else {
-        let local: SocketAddr = if addr.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let socket = tokio::net::UdpSocket::bind(local).await?;
-        socket.send_to(&request.raw, addr).await?;
-        socket.recv(&mut buf).await?
-    };
-    let mut response = Message::new();
-    response
-        .unmarshal_binary(&buf[..n])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    if response.transaction_id == request.transaction_id && response.typ == BINDING_SUCCESS {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a Binding success response",
-        ))
-    }
-}
-
-fn binding_request() -> io::Result<Message> {
-    let mut m = Message::new();
-    m.build(&[Box::new(BINDING_REQUEST), Box::new(TransactionId::new())])
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    Ok(m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,35 +174,6 @@ mod tests {
             ("2001:db8::1", 3479, true)
         );
         assert_eq!(parse("turns:h?transport=udp"), None, "no TLS over UDP");
-    }
-
-    /// A Binding request answered by a small STUN responder on loopback
-    /// counts as reachable; silence does not.
-    #[tokio::test]
-    async fn a_server_that_answers_binding_requests_is_reachable() {
-        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = server.local_addr().unwrap().port();
-        let responder = tokio::spawn(async move {
-            let mut buf = [0u8; 1500];
-            let (n, from) = server.recv_from(&mut buf).await.unwrap();
-            let mut request = Message::new();
-            request.unmarshal_binary(&buf[..n]).unwrap();
-            assert_eq!(request.typ, BINDING_REQUEST);
-            let mut response = Message::new();
-            response
-                .build(&[Box::new(BINDING_SUCCESS), Box::new(request.transaction_id)])
-                .unwrap();
-            server.send_to(&response.raw, from).await.unwrap();
-        });
-        let target = parse(&format!("turn:127.0.0.1:{port}?transport=udp")).unwrap();
-        answers(&target).await.unwrap();
-        responder.await.unwrap();
-
-        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = silent.local_addr().unwrap().port();
-        let target = parse(&format!("turn:127.0.0.1:{port}?transport=udp")).unwrap();
-        let probe = tokio::time::timeout(Duration::from_millis(300), answers(&target)).await;
-        assert!(probe.is_err(), "nothing answered, yet the probe succeeded");
     }
 
     #[test]
