@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::api::client::room::Visibility;
@@ -23,6 +23,7 @@ use crate::bridge::{escape_html, now_ms, Chat, Inner};
 use crate::call::CALL_MEMBER;
 use crate::events::{ChatEvent, AUTHOR_KEY};
 use crate::outbox::local_id;
+use crate::store::unix_ms;
 use crate::{lock, ChatError};
 
 /// Events kept per meeting for participants who join later.
@@ -172,12 +173,17 @@ impl Inner {
     /// a new meeting first if it has none. The name is always a fresh
     /// random one: a room must never take over a meeting others use.
     pub(crate) async fn command(&self, room_id: &RoomId) -> Result<(), ChatError> {
+        let now = unix_ms(SystemTime::now());
         let meeting = match self.store.meeting_of(room_id.as_str())? {
-            Some(m) => m,
+            Some(m) => {
+                // In use: kept from retention.
+                self.store.touch_meeting(&m, now)?;
+                m
+            }
             None => {
                 let _guard = self.opening.lock().await;
                 let name = random_name();
-                self.store.bind(&name, room_id.as_str())?;
+                self.store.bind(&name, room_id.as_str(), now)?;
                 self.add_widget(room_id, &name)?;
                 name
             }
@@ -208,8 +214,13 @@ impl Inner {
             return Ok(m.clone());
         }
         let mut created = false;
+        let now = unix_ms(SystemTime::now());
         let room_id = match self.store.room_of(name)? {
-            Some(id) => RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?,
+            Some(id) => {
+                // In use: kept from retention.
+                self.store.touch_meeting(name, now)?;
+                RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?
+            }
             None => {
                 let configured = self.config.rooms.get(name);
                 if configured.is_none() && room_use == RoomUse::ExistingOnly {
@@ -233,7 +244,7 @@ impl Inner {
                         id
                     }
                 };
-                self.store.bind(name, id.as_str())?;
+                self.store.bind(name, id.as_str(), now)?;
                 self.add_widget(&id, name)?;
                 if let (true, Some(host)) = (created, host) {
                     self.make_moderator(&id, host).await;

@@ -296,6 +296,12 @@ impl Server {
         Some(l.local_addr().expect("a bound listener has an address"))
     }
 
+    /// The chat bridge, if chat is configured (tests apply its retention
+    /// at a time of their choosing).
+    pub fn chat(&self) -> Option<chat::Chat> {
+        self.state.chat.clone()
+    }
+
     pub fn media_ports(&self) -> Vec<u16> {
         self.state.workers.iter().map(WorkerHandle::port).collect()
     }

@@ -22,6 +22,8 @@ pub struct Running {
     /// `/metrics` when it has a listener of its own (`metrics_listen`).
     pub metrics: Option<SocketAddr>,
     pub media_port: u16,
+    /// The chat bridge, with chat configured.
+    pub chat: Option<chat::Chat>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -45,6 +47,7 @@ impl Running {
         let http = server.http_addr();
         let metrics = server.metrics_addr();
         let media_port = server.media_ports()[0];
+        let chat = server.chat();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             server
@@ -58,6 +61,7 @@ impl Running {
             http,
             metrics,
             media_port,
+            chat,
             stop: Some(stop),
             task,
         }
