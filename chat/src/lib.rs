@@ -8,6 +8,7 @@
 mod admin;
 mod bridge;
 mod call;
+mod command;
 mod erasure;
 mod events;
 mod ghosts;
