@@ -10,6 +10,7 @@ use matrix_sdk::config::RequestConfig;
 use matrix_sdk::Client;
 use tokio::sync::{watch, Notify};
 
+use crate::admin::Admin;
 use crate::ghosts::Ghosts;
 use crate::meetings::Meeting;
 use crate::openid::Verifier;
@@ -44,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) verifier: Verifier,
     pub(crate) ghosts: Option<Ghosts>,
+    /// The homeserver's admin API, with `admin_token`.
+    pub(crate) admin: Option<Admin>,
     /// Unique per store, so transaction ids never repeat across installs
     /// sharing a bot account.
     pub(crate) txn_prefix: String,
@@ -62,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) to_matrix: AtomicU64,
     /// Background loops, stopped by [`Chat::shutdown`].
     pub(crate) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Held by a retention pass, so that two never overlap.
+    pub(crate) retention_running: tokio::sync::Mutex<()>,
 }
 
 impl Chat {
@@ -72,7 +77,7 @@ impl Chat {
             path: config.store_dir.clone(),
             source,
         })?;
-        let store = Store::open(&config.store_dir.join("chat.sqlite3"))?;
+        let store = Store::open(&config.store_dir.join(crate::store::FILE))?;
         let txn_prefix = match store.get("txn_prefix")? {
             Some(p) => p,
             None => {
@@ -103,12 +108,17 @@ impl Chat {
             )
         });
         let room_quota = RoomQuota::new(config.max_rooms_per_user_per_day);
+        let admin = config
+            .admin_token
+            .as_ref()
+            .map(|t| Admin::new(config.homeserver.clone(), t.clone()));
         let inner = Arc::new(Inner {
             config,
             client,
             store,
             verifier,
             ghosts,
+            admin,
             txn_prefix,
             meetings: Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
@@ -122,6 +132,7 @@ impl Chat {
             from_matrix: AtomicU64::new(0),
             to_matrix: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
+            retention_running: tokio::sync::Mutex::new(()),
         });
         let task = tokio::spawn(inner.clone().run());
         lock(&inner.tasks).push(task.abort_handle());
@@ -170,6 +181,8 @@ impl Inner {
         self.signed_in.send_replace(true);
         let outbox = tokio::spawn(self.clone().outbox());
         lock(&self.tasks).push(outbox.abort_handle());
+        let retention = tokio::spawn(self.clone().retention());
+        lock(&self.tasks).push(retention.abort_handle());
         self.sync().await;
     }
 

@@ -38,13 +38,29 @@ fn token_key(user_id: &str) -> String {
     format!("ghost_token:{user_id}")
 }
 
-/// Why a ghost could not send.
+/// Why a call about a ghost (or to the admin API) failed.
 #[derive(Debug)]
 pub enum GhostError {
     /// Worth retrying (unreachable, rate limited, server error).
     Transient(String),
     /// The homeserver refuses (no registration, namespace mismatch).
     Refused(String),
+}
+
+impl GhostError {
+    /// The HTTP status or the transport's error, without the homeserver's
+    /// words, which may name the user: fit for logs.
+    pub fn brief(&self) -> &str {
+        let (GhostError::Transient(e) | GhostError::Refused(e)) = self;
+        e.split(':').next().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for GhostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (GhostError::Transient(e) | GhostError::Refused(e)) = self;
+        f.write_str(e)
+    }
 }
 
 impl Ghosts {
@@ -71,20 +87,95 @@ impl Ghosts {
             .is_some_and(|u| u.starts_with(&self.prefix))
     }
 
-    /// The ghost of `person` (see [`crate::Author`]): readable, and never
-    /// another person's. Its localpart is drawn at random once and kept in
-    /// the store, so no name, however chosen, leads to someone else's.
-    pub fn localpart(&self, store: &Store, person: &str, name: &str) -> Result<String, ChatError> {
-        let slug: String = name
-            .chars()
-            .filter_map(|c| {
-                let c = c.to_ascii_lowercase();
-                (c.is_ascii_lowercase() || c.is_ascii_digit()).then_some(c)
-            })
-            .take(20)
-            .collect();
+    /// The ghost of `person` (see [`crate::Author`]) for a participant
+    /// called `name`, shown as `display`, used at `now_ms`: readable, and
+    /// never another person's. Its localpart is drawn at random once and
+    /// kept in the store, so no name, however chosen, leads to someone
+    /// else's.
+    pub fn localpart(
+        &self,
+        store: &Store,
+        person: &str,
+        name: &str,
+        display: &str,
+        now_ms: i64,
+    ) -> Result<String, ChatError> {
+        let slug = slug(name);
         let draw = || format!("{}{slug}_{:016x}", self.prefix, rand::random::<u64>());
-        store.ghost_of(person, draw)
+        store.ghost_of(person, display, now_ms, draw)
+    }
+
+    /// The start of the localparts drawn for a participant called `name`.
+    pub fn localpart_prefix(&self, name: &str) -> String {
+        format!("{}{}_", self.prefix, slug(name))
+    }
+
+    /// Deactivates the ghost `user_id` and has the homeserver erase it
+    /// (Synapse: its profile goes, and its messages are shown redacted to
+    /// whoever joins a room later). An application service may do this for
+    /// the users of its namespace with its own token, no admin rights
+    /// needed. A ghost that was never registered is erased already.
+    pub async fn deactivate(&self, user_id: &str) -> Result<(), GhostError> {
+        let body = json!({ "erase": true });
+        let done = self
+            .request(
+                reqwest::Method::POST,
+                &["account", "deactivate"],
+                Some(user_id),
+                &body,
+            )
+            .await;
+        self.forget(user_id);
+        match done {
+            Ok(_) => Ok(()),
+            Err(GhostError::Refused(e)) if e.contains("has not registered this user") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The display name the homeserver shows for `user_id`, if any.
+    pub async fn display_name(&self, user_id: &str) -> Result<Option<String>, GhostError> {
+        let answer = self
+            .request(
+                reqwest::Method::GET,
+                &["profile", user_id, "displayname"],
+                None,
+                &Value::Null,
+            )
+            .await;
+        match answer {
+            Ok(v) => Ok(v
+                .get("displayname")
+                .and_then(Value::as_str)
+                .map(str::to_owned)),
+            Err(GhostError::Refused(e)) if e.starts_with("404") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The server name of the ghosts' homeserver, from the application
+    /// service's own user.
+    pub async fn server_name(&self) -> Result<String, GhostError> {
+        let v = self
+            .request(
+                reqwest::Method::GET,
+                &["account", "whoami"],
+                None,
+                &Value::Null,
+            )
+            .await?;
+        v.get("user_id")
+            .and_then(Value::as_str)
+            .and_then(|u| u.split_once(':'))
+            .map(|(_, server)| server.to_owned())
+            .ok_or_else(|| GhostError::Transient("no user id in the answer".into()))
+    }
+
+    /// Drops what this process remembers of `user_id` (erased).
+    pub fn forget(&self, user_id: &str) {
+        lock(&self.registered).remove(user_id);
+        lock(&self.tokens).remove(user_id);
+        lock(&self.joined).retain(|(u, _)| u != user_id);
     }
 
     /// Sends `content` into `room_id` as the ghost, registering it and
@@ -268,6 +359,17 @@ impl Ghosts {
     }
 }
 
+/// What of a participant's name goes into their ghost's localpart.
+fn slug(name: &str) -> String {
+    name.chars()
+        .filter_map(|c| {
+            let c = c.to_ascii_lowercase();
+            (c.is_ascii_lowercase() || c.is_ascii_digit()).then_some(c)
+        })
+        .take(20)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,17 +384,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("chat-ghosts-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir.join("chat.db")).unwrap();
-        let carol = g.localpart(&store, "guest:a", "Carol Smith!").unwrap();
+        let ghost = |person: &str| {
+            g.localpart(&store, person, "Carol Smith!", "Carol Smith! (guest)", 1)
+                .unwrap()
+        };
+        let carol = ghost("guest:a");
+        assert!(
+            carol.starts_with(&g.localpart_prefix("Carol Smith!")),
+            "{carol}"
+        );
         assert!(carol.starts_with("meet_carolsmith_"), "{carol}");
-        assert_eq!(
-            carol,
-            g.localpart(&store, "guest:a", "Carol Smith!").unwrap()
-        );
+        assert_eq!(carol, ghost("guest:a"));
         // Two people of the same name: two ghosts.
-        assert_ne!(
-            carol,
-            g.localpart(&store, "guest:b", "Carol Smith!").unwrap()
-        );
+        assert_ne!(carol, ghost("guest:b"));
         assert!(g.owns(&format!("@{carol}:hs")));
         assert!(!g.owns("@carol:hs"));
         std::fs::remove_dir_all(dir).unwrap();

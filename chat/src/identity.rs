@@ -126,7 +126,7 @@ impl Inner {
     /// synced ones: Synapse's sync may hand over an older power-levels
     /// event as state after a newer one (seen right after a room's
     /// creation), and rights must not follow that back.
-    async fn power_levels(&self, room: &Room) -> Result<RoomPowerLevels, OpenIdError> {
+    pub(crate) async fn power_levels(&self, room: &Room) -> Result<RoomPowerLevels, OpenIdError> {
         let request = get_state_event_for_key::v3::Request::new(
             room.room_id().to_owned(),
             "m.room.power_levels".into(),

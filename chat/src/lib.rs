@@ -5,8 +5,11 @@
 //! The server binary holds one [`Chat`]; everything here runs on its tokio
 //! runtime, away from the media workers.
 
+mod admin;
 mod bridge;
 mod call;
+mod command;
+mod erasure;
 mod events;
 mod ghosts;
 mod identity;
@@ -14,6 +17,7 @@ mod meetings;
 mod openid;
 mod outbox;
 mod quota;
+mod retention;
 mod store;
 mod sync;
 mod widget;
@@ -23,11 +27,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use bridge::{Chat, ChatStats};
+pub use erasure::{erase, ErasedGhost, ErasureReport, Subject};
 pub use events::ChatEvent;
 pub use identity::Identity;
 pub use meetings::{MeetingChat, MeetingEvent, RoomUse};
 pub use openid::{OpenIdError, OpenIdToken};
 pub use outbox::Author;
+pub use retention::RetentionReport;
 use url::Url;
 
 /// Longest chat message accepted from a meeting, in characters.
@@ -62,6 +68,19 @@ pub struct ChatConfig {
     /// Rooms one Matrix user may make us create (by opening meetings under
     /// new names) in a day.
     pub max_rooms_per_user_per_day: u32,
+    /// Ghost users unused this long are deactivated and erased on the
+    /// homeserver and forgotten here. None: kept.
+    pub ghost_retention: Option<Duration>,
+    /// Meetings unused this long lose their room (the next use makes a new
+    /// one). None: kept.
+    pub meeting_retention: Option<Duration>,
+    /// With `meeting_retention`, the rooms meet created for those meetings
+    /// are also deleted and purged from the homeserver (needs
+    /// `admin_token`).
+    pub purge_rooms: bool,
+    /// A homeserver admin's access token, for its admin API: purging rooms,
+    /// and erasing ghost users when there is no application service.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]

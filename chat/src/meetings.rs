@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::api::client::room::Visibility;
@@ -19,10 +19,12 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use url::Url;
 
-use crate::bridge::{escape_html, now_ms, Chat, Inner};
+use crate::bridge::{now_ms, Chat, Inner};
 use crate::call::CALL_MEMBER;
 use crate::events::{ChatEvent, AUTHOR_KEY};
 use crate::outbox::local_id;
+use crate::store::unix_ms;
+use crate::widget::WIDGET_EVENT;
 use crate::{lock, ChatError};
 
 /// Events kept per meeting for participants who join later.
@@ -168,30 +170,6 @@ impl Inner {
         });
     }
 
-    /// `!meet`: answers with the room's meeting link, binding the room to
-    /// a new meeting first if it has none. The name is always a fresh
-    /// random one: a room must never take over a meeting others use.
-    pub(crate) async fn command(&self, room_id: &RoomId) -> Result<(), ChatError> {
-        let meeting = match self.store.meeting_of(room_id.as_str())? {
-            Some(m) => m,
-            None => {
-                let _guard = self.opening.lock().await;
-                let name = random_name();
-                self.store.bind(&name, room_id.as_str())?;
-                self.add_widget(room_id, &name)?;
-                name
-            }
-        };
-        let link = self.meeting_link(&meeting);
-        let content = json!({
-            "msgtype": "m.notice",
-            "body": format!("Meeting: {link}"),
-            "format": "org.matrix.custom.html",
-            "formatted_body": format!("Meeting: <a href=\"{0}\">{0}</a>", escape_html(&link)),
-        });
-        self.enqueue(room_id.as_str(), "m.room.message", None, &content, None)
-    }
-
     /// The open meeting `name`, opened now if need be. A room created for
     /// it invites `host` and makes them a moderator (they opened it).
     pub(crate) async fn meeting(
@@ -208,8 +186,13 @@ impl Inner {
             return Ok(m.clone());
         }
         let mut created = false;
+        let now = unix_ms(SystemTime::now());
         let room_id = match self.store.room_of(name)? {
-            Some(id) => RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?,
+            Some(id) => {
+                // In use: kept from retention.
+                self.store.touch_meeting(name, now)?;
+                RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?
+            }
             None => {
                 let configured = self.config.rooms.get(name);
                 if configured.is_none() && room_use == RoomUse::ExistingOnly {
@@ -233,8 +216,12 @@ impl Inner {
                         id
                     }
                 };
-                self.store.bind(name, id.as_str())?;
-                self.add_widget(&id, name)?;
+                self.store.bind(name, id.as_str(), now)?;
+                if created {
+                    self.add_widget(&id, name)?;
+                } else {
+                    self.add_widget_if_allowed(&id, name).await?;
+                }
                 if let (true, Some(host)) = (created, host) {
                     self.make_moderator(&id, host).await;
                 }
@@ -324,7 +311,7 @@ impl Inner {
                 "m.room.avatar": 50, "m.room.tombstone": 100,
                 "m.room.server_acl": 100, "m.room.encryption": 100,
                 "m.room.retention": 100,
-                "im.vector.modular.widgets": 50,
+                WIDGET_EVENT: 50,
                 // Members announce their own call membership (MatrixRTC).
                 CALL_MEMBER: 0,
             },
@@ -398,7 +385,7 @@ fn state_event(kind: &str, content: Value) -> Raw<AnyInitialStateEvent> {
     raw(&json!({ "type": kind, "state_key": "", "content": content })).cast_unchecked()
 }
 
-fn random_name() -> String {
+pub(crate) fn random_name() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     (0..10)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)

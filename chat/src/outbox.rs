@@ -265,14 +265,16 @@ impl Inner {
         let Some(text) = author.get("text").and_then(Value::as_str) else {
             return Ok(None);
         };
-        let localpart = ghosts
-            .localpart(&self.store, person, name)
-            .map_err(|e| SendError::Transient(e.to_string()))?;
-        let ghost = format!("@{localpart}:{}", bot.server_name());
         let display = match user_id {
             Some(u) => format!("{name} ({u}, in the meeting)"),
             None => format!("{name} (guest)"),
         };
+        // Its use now is what keeps the ghost from retention.
+        let now = crate::store::unix_ms(std::time::SystemTime::now());
+        let localpart = ghosts
+            .localpart(&self.store, person, name, &display, now)
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        let ghost = format!("@{localpart}:{}", bot.server_name());
         let ghost_content = json!({ "msgtype": "m.text", "body": text, AUTHOR_KEY: author });
         match ghosts
             .send(

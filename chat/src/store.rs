@@ -2,9 +2,14 @@
 //! belongs to which meeting, whose ghost user is whose, the bot's login,
 //! and the outbox of events that must reach the homeserver even if it is
 //! down when they are written.
+//!
+//! Meetings and ghosts carry when they were last used, so that retention
+//! (`retention.rs`) can forget them; what must still be erased on the
+//! homeserver waits in `erasures` until it is done.
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -58,6 +63,45 @@ impl<'a> Queued<'a> {
     }
 }
 
+/// Something that must still be erased on the homeserver; it stays in
+/// the store until that succeeded, so a homeserver that is away delays an
+/// erasure but never loses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// A ghost user, by localpart: deactivated and erased.
+    Ghost(String),
+    /// A room meet created, by id: deleted and purged.
+    Room(String),
+}
+
+impl Erasure {
+    fn key(&self) -> (&'static str, &str) {
+        match self {
+            Erasure::Ghost(l) => ("ghost", l),
+            Erasure::Room(r) => ("room", r),
+        }
+    }
+}
+
+/// A ghost as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GhostRow {
+    pub person: String,
+    pub localpart: String,
+    /// The display name it was last given; `None` in rows from before
+    /// names were kept.
+    pub name: Option<String>,
+}
+
+/// The store's file in the chat store directory.
+pub const FILE: &str = "chat.sqlite3";
+
+/// Prefix of the store keys holding a ghost's device token, by user id.
+pub const GHOST_TOKEN_KEY: &str = "ghost_token:";
+/// Prefix of the store keys of rooms waiting for the power to hold the
+/// meeting's widget, by room id.
+pub const WIDGET_WANTED_KEY: &str = "widget_wanted:";
+
 pub struct Store {
     db: Mutex<Connection>,
 }
@@ -69,10 +113,17 @@ impl Store {
         // participant is told it was accepted.
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
+        // Deleted rows are overwritten, not left in free pages: erased
+        // means gone from the file, not only from the tables.
+        db.pragma_update(None, "secure_delete", "ON")?;
+        // `meet erase` writes while the server runs: each waits for the
+        // other's write instead of failing.
+        db.busy_timeout(Duration::from_secs(10))?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS meetings (
                  meeting TEXT PRIMARY KEY,
-                 room_id TEXT NOT NULL UNIQUE
+                 room_id TEXT NOT NULL UNIQUE,
+                 last_used INTEGER NOT NULL DEFAULT 0
              );
              CREATE TABLE IF NOT EXISTS outbox (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -88,20 +139,43 @@ impl Store {
              CREATE INDEX IF NOT EXISTS outbox_meeting ON outbox (meeting);
              CREATE TABLE IF NOT EXISTS ghosts (
                  person TEXT PRIMARY KEY,
-                 localpart TEXT NOT NULL UNIQUE
+                 localpart TEXT NOT NULL UNIQUE,
+                 last_used INTEGER NOT NULL DEFAULT 0,
+                 name TEXT
              );
              CREATE TABLE IF NOT EXISTS kv (
                  key TEXT PRIMARY KEY,
                  value TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS erasures (
+                 kind TEXT NOT NULL,
+                 id TEXT NOT NULL,
+                 PRIMARY KEY (kind, id)
              );",
         )?;
+        // Stores from before retention lack the columns; their rows count
+        // as used now, so they get the whole retention from the upgrade.
+        let now = unix_ms(std::time::SystemTime::now());
+        for (table, columns) in [
+            ("meetings", &["last_used INTEGER NOT NULL DEFAULT 0"][..]),
+            (
+                "ghosts",
+                &["last_used INTEGER NOT NULL DEFAULT 0", "name TEXT"][..],
+            ),
+        ] {
+            for column in columns {
+                let name = column.split(' ').next().unwrap_or_default();
+                if !has_column(&db, table, name)? {
+                    db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))?;
+                }
+            }
+            db.execute(
+                &format!("UPDATE {table} SET last_used = ?1 WHERE last_used = 0"),
+                [now],
+            )?;
+        }
         // Stores from before ghosts were per person lack the column.
-        let has_person: bool = db.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('outbox') WHERE name = 'person'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_person {
+        if !has_column(&db, "outbox", "person")? {
             db.execute_batch("ALTER TABLE outbox ADD COLUMN person TEXT")?;
         }
         Ok(Self { db: Mutex::new(db) })
@@ -135,23 +209,83 @@ impl Store {
             .optional()?)
     }
 
-    pub fn bind(&self, meeting: &str, room_id: &str) -> Result<(), ChatError> {
+    /// Binds `meeting` to `room_id`, used at `now_ms`.
+    pub fn bind(&self, meeting: &str, room_id: &str, now_ms: i64) -> Result<(), ChatError> {
         self.db().execute(
-            "INSERT INTO meetings (meeting, room_id) VALUES (?1, ?2)",
-            params![meeting, room_id],
+            "INSERT INTO meetings (meeting, room_id, last_used) VALUES (?1, ?2, ?3)",
+            params![meeting, room_id, now_ms],
         )?;
         Ok(())
     }
 
-    /// The ghost localpart of `person`, drawn with `draw` the first time.
+    /// Notes that `meeting` is in use at `now_ms`.
+    pub fn touch_meeting(&self, meeting: &str, now_ms: i64) -> Result<(), ChatError> {
+        self.db().execute(
+            "UPDATE meetings SET last_used = MAX(last_used, ?2) WHERE meeting = ?1",
+            params![meeting, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Meetings last used before `cutoff_ms`, with their rooms.
+    pub fn stale_meetings(&self, cutoff_ms: i64) -> Result<Vec<(String, String)>, ChatError> {
+        let db = self.db();
+        let mut query =
+            db.prepare_cached("SELECT meeting, room_id FROM meetings WHERE last_used < ?1")?;
+        let rows = query.query_map([cutoff_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets `meeting`'s room if it is still unused since `cutoff_ms`,
+    /// queueing the room's purge if `purge`. Returns whether it did.
+    pub fn forget_meeting(
+        &self,
+        meeting: &str,
+        cutoff_ms: i64,
+        purge: bool,
+    ) -> Result<bool, ChatError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let room: Option<String> = tx
+            .query_row(
+                "DELETE FROM meetings WHERE meeting = ?1 AND last_used < ?2 RETURNING room_id",
+                params![meeting, cutoff_ms],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(room) = room else {
+            return Ok(false);
+        };
+        tx.execute(
+            "DELETE FROM kv WHERE key = ?1",
+            [format!("{WIDGET_WANTED_KEY}{room}")],
+        )?;
+        if purge {
+            queue_erasure(&tx, &Erasure::Room(room))?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The ghost localpart of `person`, drawn with `draw` the first time,
+    /// noting its display name `name` and that it is used at `now_ms`.
     /// The table's UNIQUE constraint is what makes sure that no two
     /// people ever share a ghost, however the draw turns out.
-    pub fn ghost_of(&self, person: &str, draw: impl Fn() -> String) -> Result<String, ChatError> {
+    pub fn ghost_of(
+        &self,
+        person: &str,
+        name: &str,
+        now_ms: i64,
+        draw: impl Fn() -> String,
+    ) -> Result<String, ChatError> {
         let db = self.db();
+        // One statement, so that an erasure in another process either
+        // takes the row before or finds it used now.
         let known = db
             .query_row(
-                "SELECT localpart FROM ghosts WHERE person = ?1",
-                [person],
+                "UPDATE ghosts SET last_used = MAX(last_used, ?2), name = ?3
+                 WHERE person = ?1 RETURNING localpart",
+                params![person, now_ms, name],
                 |r| r.get(0),
             )
             .optional()?;
@@ -161,9 +295,9 @@ impl Store {
         for _ in 0..8 {
             let localpart = draw();
             let inserted = db.execute(
-                "INSERT INTO ghosts (person, localpart) VALUES (?1, ?2)
+                "INSERT INTO ghosts (person, localpart, last_used, name) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO NOTHING",
-                params![person, localpart],
+                params![person, localpart, now_ms, name],
             )?;
             if inserted == 1 {
                 return Ok(localpart);
@@ -172,6 +306,114 @@ impl Store {
         Err(ChatError::Invalid(format!(
             "no free ghost name for {person} after 8 draws"
         )))
+    }
+
+    /// Every ghost, for an erasure to choose from.
+    pub fn ghosts(&self) -> Result<Vec<GhostRow>, ChatError> {
+        let db = self.db();
+        let mut query = db.prepare_cached("SELECT person, localpart, name FROM ghosts")?;
+        let rows = query.query_map([], |r| {
+            Ok(GhostRow {
+                person: r.get(0)?,
+                localpart: r.get(1)?,
+                name: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Takes the ghosts last used before `cutoff_ms` out of use: their
+    /// rows and device tokens go, their erasure on the homeserver is
+    /// queued, and the people they were get new ones if they come back.
+    pub fn take_stale_ghosts(&self, cutoff_ms: i64) -> Result<Vec<String>, ChatError> {
+        self.take_ghosts_where("last_used < ?1", cutoff_ms.into())
+    }
+
+    /// Like [`Store::take_stale_ghosts`], for the ghost with `localpart`.
+    pub fn take_ghost(&self, localpart: &str) -> Result<bool, ChatError> {
+        Ok(!self
+            .take_ghosts_where("localpart = ?1", localpart.to_owned().into())?
+            .is_empty())
+    }
+
+    fn take_ghosts_where(
+        &self,
+        condition: &str,
+        value: rusqlite::types::Value,
+    ) -> Result<Vec<String>, ChatError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let taken: Vec<String> = {
+            let mut query = tx.prepare(&format!(
+                "DELETE FROM ghosts WHERE {condition} RETURNING localpart"
+            ))?;
+            let rows = query.query_map([value], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for localpart in &taken {
+            // Keyed by the full user id, whose server part the store does
+            // not know.
+            let prefix = format!("{GHOST_TOKEN_KEY}@{localpart}:");
+            tx.execute(
+                "DELETE FROM kv WHERE substr(key, 1, length(?1)) = ?1",
+                [&prefix],
+            )?;
+            queue_erasure(&tx, &Erasure::Ghost(localpart.clone()))?;
+        }
+        tx.commit()?;
+        Ok(taken)
+    }
+
+    /// What still waits to be erased on the homeserver.
+    pub fn erasures(&self) -> Result<Vec<Erasure>, ChatError> {
+        let db = self.db();
+        let mut query = db.prepare_cached("SELECT kind, id FROM erasures ORDER BY kind, id")?;
+        let rows = query.query_map([], |r| {
+            let (kind, id): (String, String) = (r.get(0)?, r.get(1)?);
+            Ok(match kind.as_str() {
+                "room" => Erasure::Room(id),
+                _ => Erasure::Ghost(id),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The homeserver has erased it.
+    pub fn erased(&self, erasure: &Erasure) -> Result<(), ChatError> {
+        let (kind, id) = erasure.key();
+        self.db().execute(
+            "DELETE FROM erasures WHERE kind = ?1 AND id = ?2",
+            params![kind, id],
+        )?;
+        Ok(())
+    }
+
+    /// Removes waiting messages written by `person`, or (`person` `None`)
+    /// by an anonymous guest named `name`, or as Matrix user `user_id`.
+    /// Returns how many went.
+    pub fn remove_waiting_of(
+        &self,
+        person: Option<&str>,
+        user_id: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<usize, ChatError> {
+        Ok(self.db().execute(
+            "DELETE FROM outbox WHERE (?1 IS NOT NULL AND person = ?1)
+               OR (?2 IS NOT NULL AND json_extract(content, '$.\"meet.author\".user_id') = ?2)
+               OR (?3 IS NOT NULL AND person IS NULL
+                   AND json_extract(content, '$.\"meet.author\".user_id') IS NULL
+                   AND json_extract(content, '$.\"meet.author\".name') = ?3)",
+            params![person, user_id, name],
+        )?)
+    }
+
+    /// Moves what deleted rows left in the write-ahead log into the main
+    /// file (where `secure_delete` has overwritten them) and empties the
+    /// log, so that erased data does not linger beside the database.
+    pub fn compact(&self) -> Result<(), ChatError> {
+        self.db()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     pub fn get(&self, key: &str) -> Result<Option<String>, ChatError> {
@@ -272,6 +514,29 @@ impl Store {
     }
 }
 
+fn has_column(db: &Connection, table: &str, column: &str) -> Result<bool, rusqlite::Error> {
+    db.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        params![table, column],
+        |r| r.get(0),
+    )
+}
+
+fn queue_erasure(tx: &rusqlite::Transaction, erasure: &Erasure) -> Result<(), rusqlite::Error> {
+    let (kind, id) = erasure.key();
+    tx.execute(
+        "INSERT INTO erasures (kind, id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![kind, id],
+    )?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch, as the store keeps times.
+pub fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,14 +584,14 @@ mod tests {
     fn meetings_and_settings() {
         let (store, dir) = temp_store();
         assert_eq!(store.room_of("standup").unwrap(), None);
-        store.bind("standup", "!abc").unwrap();
+        store.bind("standup", "!abc", 1).unwrap();
         assert_eq!(store.room_of("standup").unwrap().as_deref(), Some("!abc"));
         assert_eq!(
             store.meeting_of("!abc").unwrap().as_deref(),
             Some("standup")
         );
         assert!(
-            store.bind("other", "!abc").is_err(),
+            store.bind("other", "!abc", 1).is_err(),
             "a room serves one meeting"
         );
         store.set("k", "1").unwrap();
@@ -339,24 +604,163 @@ mod tests {
     fn a_ghost_per_person_and_never_one_for_two() {
         let (store, dir) = temp_store();
         let carol = store
-            .ghost_of("guest:p1", || "meet_carol_1".into())
+            .ghost_of("guest:p1", "Carol (guest)", 1, || "meet_carol_1".into())
             .unwrap();
         assert_eq!(carol, "meet_carol_1");
         // Kept: the draw is not asked again.
         assert_eq!(
-            store.ghost_of("guest:p1", || unreachable!()).unwrap(),
+            store
+                .ghost_of("guest:p1", "Carol (guest)", 2, || unreachable!())
+                .unwrap(),
             carol
         );
         // Another Carol drawing the same name draws again.
         let draws = std::cell::Cell::new(0);
         let other = store
-            .ghost_of("guest:p2", || {
+            .ghost_of("guest:p2", "Carol (guest)", 1, || {
                 draws.set(draws.get() + 1);
                 format!("meet_carol_{}", draws.get())
             })
             .unwrap();
         assert_eq!(other, "meet_carol_2");
-        assert!(store.ghost_of("guest:p3", || carol.clone()).is_err());
+        assert!(store
+            .ghost_of("guest:p3", "Carol (guest)", 1, || carol.clone())
+            .is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unused_ghosts_and_meetings_are_taken_out_and_their_erasure_queued() {
+        let (store, dir) = temp_store();
+        let old = store
+            .ghost_of("guest:p1", "Carol (guest)", 1_000, || "meet_carol_1".into())
+            .unwrap();
+        store
+            .ghost_of("matrix:@a:hs", "A (@a:hs, in the meeting)", 5_000, || {
+                "meet_a_1".into()
+            })
+            .unwrap();
+        store
+            .set(&format!("{GHOST_TOKEN_KEY}@{old}:hs"), "secret")
+            .unwrap();
+        // A key that merely starts alike is another ghost's.
+        store
+            .set(&format!("{GHOST_TOKEN_KEY}@{old}0:hs"), "other")
+            .unwrap();
+        assert_eq!(store.take_stale_ghosts(5_000).unwrap(), vec![old.clone()]);
+        assert_eq!(
+            store.get(&format!("{GHOST_TOKEN_KEY}@{old}:hs")).unwrap(),
+            None
+        );
+        assert!(store
+            .get(&format!("{GHOST_TOKEN_KEY}@{old}0:hs"))
+            .unwrap()
+            .is_some());
+        assert_eq!(store.erasures().unwrap(), vec![Erasure::Ghost(old.clone())]);
+        let left: Vec<_> = store
+            .ghosts()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.person)
+            .collect();
+        assert_eq!(left, vec!["matrix:@a:hs"]);
+        // Carol back: a new ghost, never the one being erased.
+        let again = store
+            .ghost_of("guest:p1", "Carol (guest)", 6_000, || "meet_carol_2".into())
+            .unwrap();
+        assert_ne!(again, old);
+        store.erased(&Erasure::Ghost(old)).unwrap();
+        assert!(store.erasures().unwrap().is_empty());
+
+        store.bind("old", "!old", 1_000).unwrap();
+        store.bind("used", "!used", 1_000).unwrap();
+        store.touch_meeting("used", 9_000).unwrap();
+        store
+            .set(&format!("{WIDGET_WANTED_KEY}!old"), "old")
+            .unwrap();
+        assert_eq!(
+            store.stale_meetings(5_000).unwrap(),
+            vec![("old".to_owned(), "!old".to_owned())]
+        );
+        // Used again meanwhile: kept.
+        assert!(!store.forget_meeting("used", 5_000, true).unwrap());
+        assert!(store.forget_meeting("old", 5_000, true).unwrap());
+        assert_eq!(store.room_of("old").unwrap(), None);
+        assert_eq!(
+            store.get(&format!("{WIDGET_WANTED_KEY}!old")).unwrap(),
+            None
+        );
+        assert_eq!(
+            store.erasures().unwrap(),
+            vec![Erasure::Room("!old".into())]
+        );
+        assert_eq!(store.room_of("used").unwrap().as_deref(), Some("!used"));
+        store.compact().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_persons_waiting_messages_can_be_removed() {
+        let (store, dir) = temp_store();
+        let content = |name: &str, user: Option<&str>| {
+            serde_json::json!({ "body": "x", "meet.author": { "name": name, "user_id": user, "text": "x" } })
+                .to_string()
+        };
+        let queue = |content: &str, person: Option<&str>| {
+            let event = Queued {
+                meeting: Some("m"),
+                person,
+                ..Queued::new("!r", "m.room.message", None, content)
+            };
+            store.enqueue("t-", &event).unwrap();
+        };
+        queue(
+            &content("Alice", Some("@alice:hs")),
+            Some("matrix:@alice:hs"),
+        );
+        queue(&content("Carol", None), Some("guest:p1"));
+        queue(&content("Carol", None), None);
+        queue(&content("Dave", None), None);
+        assert_eq!(
+            store
+                .remove_waiting_of(None, Some("@alice:hs"), None)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .remove_waiting_of(Some("guest:p1"), None, Some("Carol"))
+                .unwrap(),
+            2
+        );
+        assert_eq!(store.outbox_len().unwrap(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_older_store_gets_the_retention_columns() {
+        let dir = std::env::temp_dir().join(format!("chat-store-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chat.db");
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE meetings (meeting TEXT PRIMARY KEY, room_id TEXT NOT NULL UNIQUE);
+             CREATE TABLE ghosts (person TEXT PRIMARY KEY, localpart TEXT NOT NULL UNIQUE);
+             INSERT INTO meetings VALUES ('m', '!r');
+             INSERT INTO ghosts VALUES ('guest:p', 'meet_p_1');",
+        )
+        .unwrap();
+        drop(db);
+        let store = Store::open(&path).unwrap();
+        let now = unix_ms(std::time::SystemTime::now());
+        // Counted as used at the upgrade: nothing is older than that.
+        assert!(store.stale_meetings(now - 60_000).unwrap().is_empty());
+        assert!(store.take_stale_ghosts(now - 60_000).unwrap().is_empty());
+        assert_eq!(store.ghosts().unwrap()[0].name, None);
+        assert_eq!(
+            store.take_stale_ghosts(now + 60_000).unwrap(),
+            vec!["meet_p_1"]
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

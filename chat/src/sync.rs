@@ -167,6 +167,7 @@ impl Inner {
                     if let Some(m) = &meeting {
                         let _ = m.tx.send(MeetingEvent::Recheck);
                     }
+                    self.power_changed(room_id).await;
                 }
                 // Commands from before this process started were answered
                 // (or not) by the one before.

@@ -7,6 +7,9 @@ use crate::bridge::Inner;
 use crate::ChatError;
 
 const WIDGET_ID: &str = "meet";
+/// The state events that hold a room's widgets and their layout.
+pub(crate) const WIDGET_EVENT: &str = "im.vector.modular.widgets";
+pub(crate) const LAYOUT_EVENT: &str = "io.element.widgets.layout";
 
 impl Inner {
     /// Element shows room widgets; this one opens the meeting inside it.
@@ -25,7 +28,7 @@ impl Inner {
         });
         self.enqueue(
             room_id.as_str(),
-            "im.vector.modular.widgets",
+            WIDGET_EVENT,
             Some(WIDGET_ID),
             &widget,
             None,
@@ -33,12 +36,6 @@ impl Inner {
         let layout = json!({
             "widgets": { WIDGET_ID: { "container": "top", "index": 0, "width": 100, "height": 50 } }
         });
-        self.enqueue(
-            room_id.as_str(),
-            "io.element.widgets.layout",
-            Some(""),
-            &layout,
-            None,
-        )
+        self.enqueue(room_id.as_str(), LAYOUT_EVENT, Some(""), &layout, None)
     }
 }

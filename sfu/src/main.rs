@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use sfu::shell::config::{Config, LogFormat};
 use sfu::shell::server::Server;
 use sfu::shell::signals::Signals;
@@ -27,11 +27,42 @@ struct Cli {
     /// Print a link that opens a new meeting as its host (valid a day).
     #[arg(long)]
     host_link: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Erases what meet holds about one person, for a data subject's
+    /// request: their ghost users (deactivated and erased on the
+    /// homeserver), their rows in the chat store and their messages still
+    /// waiting for the homeserver. Works while the server runs; run it as
+    /// the server's user, in its working directory.
+    Erase(EraseArgs),
+}
+
+#[derive(Args)]
+struct EraseArgs {
+    /// The configuration file the server runs with.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// A Matrix user, by id (@alice:example.org).
+    #[arg(long, value_name = "USER_ID", required_unless_present = "guest_name")]
+    matrix_user: Option<String>,
+    /// A guest, by the name they gave (their ghost user shows "NAME (guest)").
+    #[arg(long, value_name = "NAME", conflicts_with = "matrix_user")]
+    guest_name: Option<String>,
+    /// Only show what would be erased.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Erase(args)) = cli.command {
+        return erase(args).await;
+    }
     let file = cli.check_config.as_deref().or(cli.config.as_deref());
     let mut config = Config::load(file, std::env::vars())?;
     if let Some(listen) = cli.listen {
@@ -76,6 +107,75 @@ async fn main() -> anyhow::Result<()> {
     server
         .run(signals.drain_then_stop(drain, config.drain_timeout()))
         .await?;
+    Ok(())
+}
+
+/// `meet erase`: prints what it found and did; fails if the store is not
+/// there or the homeserver did not erase everything.
+async fn erase(args: EraseArgs) -> anyhow::Result<()> {
+    let config = Config::load(Some(&args.config), std::env::vars())?;
+    let Some(chat) = config.chat()? else {
+        println!(
+            "meet erase: chat is off in {} (no matrix_homeserver): meet keeps nothing about people on disk but its logs",
+            args.config.display()
+        );
+        return Ok(());
+    };
+    let subject = match (args.matrix_user, args.guest_name) {
+        (Some(u), _) => chat::Subject::MatrixUser(u),
+        (None, Some(n)) => chat::Subject::GuestName(n),
+        (None, None) => anyhow::bail!("name a --matrix-user or a --guest-name"),
+    };
+    let store = std::path::absolute(&chat.store_dir).unwrap_or_else(|_| chat.store_dir.clone());
+    let report = chat::erase(&chat, &subject, args.dry_run).await?;
+    if report.no_store {
+        anyhow::bail!(
+            "no chat store in {}: `matrix_store` is taken from the server's working directory \
+             (/var/lib/meet for the service); run this there",
+            store.display()
+        );
+    }
+    let who = match &subject {
+        chat::Subject::MatrixUser(u) => format!("Matrix user {u}"),
+        chat::Subject::GuestName(n) => format!("guest \"{n}\""),
+    };
+    println!("meet erase: {who}, chat store {}", store.display());
+    if report.ghosts.is_empty() {
+        println!("  no ghost user");
+    }
+    let mut failed = 0;
+    for g in &report.ghosts {
+        let name = g.display_name.as_deref().unwrap_or("(name not kept)");
+        match &g.on_homeserver {
+            Ok(()) => println!(
+                "  ghost user {} \"{name}\": deactivated and erased on the homeserver; its rows deleted",
+                g.user_id
+            ),
+            Err(e) if args.dry_run => println!("  ghost user {} \"{name}\": would be erased ({e})", g.user_id),
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "  ghost user {} \"{name}\": rows deleted; NOT yet erased on the homeserver: {e}",
+                    g.user_id
+                );
+            }
+        }
+    }
+    if !args.dry_run {
+        println!(
+            "  messages still waiting for the homeserver, deleted: {}",
+            report.messages_removed
+        );
+    }
+    println!(
+        "  not held in meet's store: what the homeserver keeps (the person's own account, \
+         messages in rooms); see docs/operating.md, \"Personal data and retention\""
+    );
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} ghost user(s) not erased on the homeserver yet; the running server retries every hour, or run this again"
+        );
+    }
     Ok(())
 }
 

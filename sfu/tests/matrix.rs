@@ -638,3 +638,133 @@ async fn participants_write_as_ghost_users_of_their_own() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(store);
 }
+
+/// `!meet` in Alice's own room, where the bot is an ordinary member: the
+/// bot answers with the link and says what it cannot do there and why;
+/// the link works all the same; once Alice makes it a moderator, the
+/// meeting's widget appears by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meet_in_a_room_where_the_bot_has_no_power() {
+    let syn = Synapse::start(&["alice"]);
+    let store = temp_dir("store");
+    let server = TestServer::start(&syn, &store).await;
+    let alice = MatrixUser::login(&syn, "alice").await;
+    let bot = "@meetbot:localhost";
+    // As Element makes a private room: power 0 for everyone but Alice.
+    let room = alice
+        .call(
+            reqwest::Method::POST,
+            "/createRoom",
+            Some(json!({"preset": "private_chat", "name": "Alice's room"})),
+        )
+        .await["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice.invite(&room, bot).await;
+    eventually("the bot to join", || async {
+        let (_, m) = alice
+            .try_call(
+                reqwest::Method::GET,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                    MatrixUser::enc(&room),
+                    MatrixUser::enc(bot)
+                ),
+                None,
+            )
+            .await;
+        m["membership"] == "join"
+    })
+    .await;
+    alice
+        .say(&room, json!({"msgtype": "m.text", "body": "!meet"}))
+        .await;
+    eventually("the bot's answer", || async {
+        !alice.bodies_from(&room, bot).await.is_empty()
+    })
+    .await;
+    let answer = alice.bodies_from(&room, bot).await.remove(0);
+    let link = answer
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("Meeting: "))
+        .unwrap_or_else(|| panic!("no link in {answer:?}"))
+        .to_owned();
+    let meeting = link
+        .strip_prefix("http://meet.test/m/")
+        .unwrap_or_else(|| panic!("{link}"))
+        .to_owned();
+    for needed in [
+        "I cannot add this meeting to the room's widgets or show who is in the call",
+        "needs power level 50 (Moderator) in this room, and I have 0",
+        "Make me a moderator",
+        "the widget appears by itself",
+        "the link works: members of this room join with their Matrix account",
+    ] {
+        assert!(answer.contains(needed), "{needed:?} not in {answer:?}");
+    }
+    let widget_url = format!(
+        "/_matrix/client/v3/rooms/{}/state/im.vector.modular.widgets/meet",
+        MatrixUser::enc(&room)
+    );
+    let (status, _) = alice
+        .try_call(reqwest::Method::GET, &widget_url, None)
+        .await;
+    assert_eq!(status, 404, "no widget without the power for it");
+
+    // What it says holds: Alice, a member, signs in to the meeting as its
+    // host (she may kick in her room).
+    let (status, t) = server.token(&meeting, alice.openid().await).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["room_id"].as_str(), Some(room.as_str()));
+    assert_eq!(t["host"], true, "{t}");
+
+    // Made a moderator, the bot adds the widget and says so.
+    alice.set_power(&room, bot, 50).await;
+    eventually("the widget", || async {
+        alice
+            .try_call(reqwest::Method::GET, &widget_url, None)
+            .await
+            .0
+            == 200
+    })
+    .await;
+    let widget = alice
+        .state(&room, "im.vector.modular.widgets", "meet")
+        .await;
+    assert!(
+        widget["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{link}?widgetId=")),
+        "{widget}"
+    );
+    eventually("the bot's thanks", || async {
+        alice
+            .bodies_from(&room, bot)
+            .await
+            .iter()
+            .any(|b| b.contains("the meeting is now among this room's widgets"))
+    })
+    .await;
+    // `!meet` again: the link, with nothing more to ask for.
+    alice
+        .say(&room, json!({"msgtype": "m.text", "body": "!meet"}))
+        .await;
+    eventually("the second answer", || async {
+        alice
+            .bodies_from(&room, bot)
+            .await
+            .iter()
+            .filter(|b| b.starts_with("Meeting: "))
+            .count()
+            == 2
+    })
+    .await;
+    let answers = alice.bodies_from(&room, bot).await;
+    assert_eq!(answers.last().unwrap(), &format!("Meeting: {link}"));
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}

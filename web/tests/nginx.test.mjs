@@ -56,9 +56,11 @@ async function startNginx(upstream) {
     ['/etc/ssl/certs/meet.example.org.pem', cert],
     ['/etc/ssl/private/meet.example.org.key', key],
     ['server 127.0.0.1:8080;', `server ${upstream};`],
+    ['/var/log/nginx/meet.access.log', join(dir, 'access.log')],
+    ['/var/log/nginx/meet.error.log', join(dir, 'error.log')],
   ]) {
     assert.ok(site.includes(from), `the sample no longer has ${from}`);
-    site = site.replace(from, to);
+    site = site.replaceAll(from, to);
   }
   writeFileSync(join(dir, 'meet.conf'), site);
   // The main configuration Debian's /etc/nginx/nginx.conf would be, kept
@@ -98,6 +100,7 @@ http {
   return {
     ca,
     log: () => log,
+    accessLog: () => readFileSync(join(dir, 'access.log'), 'utf8'),
     async stop() {
       if (!exited) {
         child.kill('SIGQUIT'); // graceful
@@ -179,4 +182,13 @@ test('two browsers meet through nginx over https; the server drains behind it', 
     server.exited,
     sleep(15000).then(() => { throw new Error('the server did not exit after the meeting emptied'); }),
   ]);
+
+  // The access log has the pages and the WebSockets (logged when they
+  // close), but no query string: neither the names in the links nor an
+  // invite.
+  const access = nginx.accessLog();
+  assert.match(access, /"GET \/m\/through-nginx HTTP\/[\d.]+" 200 /);
+  assert.match(access, /"GET \/ws HTTP\/[\d.]+" 101 /);
+  assert.match(access, /"GET \/m\/x HTTP\/1\.1" 301 /, 'the plain-HTTP site logs alike');
+  assert.doesNotMatch(access, /[?]|name=|invite=|Carol|Alice/);
 });

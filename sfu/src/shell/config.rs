@@ -82,6 +82,7 @@ const STRING_KEYS: &[&str] = &[
     "token_secret",
     "matrix_as_token",
     "matrix_as_prefix",
+    "matrix_admin_token",
     "log_format",
     "admin_key",
     "turn_secret",
@@ -181,6 +182,18 @@ pub struct Config {
     /// Meetings with new Matrix rooms one Matrix user may open in a day
     /// (each is a room on the homeserver that stays).
     pub max_rooms_per_user_per_day: u32,
+    /// Days a ghost user may go unused before it is deactivated and erased
+    /// on the homeserver and forgotten here. 0: kept.
+    pub matrix_ghost_retention_days: u32,
+    /// Days a meeting may go unused before meet forgets its room (the next
+    /// use gets a new one). 0: kept.
+    pub matrix_meeting_retention_days: u32,
+    /// Also delete and purge, on the homeserver, the rooms meet created for
+    /// the meetings it forgets (needs `matrix_admin_token`).
+    pub matrix_purge_rooms: bool,
+    /// A homeserver admin's access token, for its admin API: room purges,
+    /// and erasing ghost users without `matrix_as_token`. Empty: none.
+    pub matrix_admin_token: String,
     /// Secret that signs meeting access tokens and invite links. Empty: a
     /// random one per start (tokens and links then die with a restart).
     pub token_secret: String,
@@ -275,6 +288,10 @@ impl Default for Config {
             matrix_as_prefix: "meet_".into(),
             matrix_room_retention_days: 0,
             max_rooms_per_user_per_day: 50,
+            matrix_ghost_retention_days: 30,
+            matrix_meeting_retention_days: 90,
+            matrix_purge_rooms: false,
+            matrix_admin_token: String::new(),
             token_secret: String::new(),
             drain_timeout_secs: 600,
             log_format: LogFormat::Text,
@@ -415,6 +432,32 @@ impl Config {
             return invalid(
                 "matrix_room_retention_days",
                 "must be at most 36500 (0 keeps messages as the homeserver does)",
+            );
+        }
+        for (key, days) in [
+            (
+                "matrix_ghost_retention_days",
+                self.matrix_ghost_retention_days,
+            ),
+            (
+                "matrix_meeting_retention_days",
+                self.matrix_meeting_retention_days,
+            ),
+        ] {
+            if days > 36_500 {
+                return invalid(key, "must be at most 36500 (0 keeps them)");
+            }
+        }
+        if self.matrix_purge_rooms && self.matrix_admin_token.is_empty() {
+            return invalid(
+                "matrix_purge_rooms",
+                "needs matrix_admin_token (a homeserver admin's access token)",
+            );
+        }
+        if self.matrix_purge_rooms && self.matrix_meeting_retention_days == 0 {
+            return invalid(
+                "matrix_purge_rooms",
+                "needs matrix_meeting_retention_days (rooms go with their meetings)",
             );
         }
         if self.srtp_profiles.is_empty() {
@@ -643,9 +686,13 @@ impl Config {
                 prefix: self.matrix_as_prefix.clone(),
             }),
             max_outbox_per_meeting: self.max_chat_outbox_per_meeting as u64,
-            room_retention: (self.matrix_room_retention_days > 0)
-                .then(|| Duration::from_secs(u64::from(self.matrix_room_retention_days) * 86_400)),
+            room_retention: days(self.matrix_room_retention_days),
             max_rooms_per_user_per_day: self.max_rooms_per_user_per_day,
+            ghost_retention: days(self.matrix_ghost_retention_days),
+            meeting_retention: days(self.matrix_meeting_retention_days),
+            purge_rooms: self.matrix_purge_rooms,
+            admin_token: (!self.matrix_admin_token.is_empty())
+                .then(|| self.matrix_admin_token.clone()),
         }))
     }
 
@@ -697,6 +744,11 @@ fn is_origin(value: &str) -> bool {
     };
     let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
     format!("{}://{host}{port}", url.scheme()) == value
+}
+
+/// `n` days; 0: none.
+fn days(n: u32) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(u64::from(n) * 86_400))
 }
 
 fn parse_http_url(key: &'static str, value: &str) -> Result<url::Url, ConfigError> {
@@ -916,6 +968,14 @@ mod tests {
         .unwrap();
         let chat = c.chat().unwrap().unwrap();
         assert_eq!(chat.room_retention, Some(Duration::from_secs(30 * 86_400)));
+        // Retention of what meet keeps about people is on by default.
+        assert_eq!(chat.ghost_retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            chat.meeting_retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        assert!(!chat.purge_rooms);
+        assert_eq!(chat.admin_token, None);
         assert_eq!(
             chat.password, "123456",
             "a password that looks like a number"
@@ -988,6 +1048,28 @@ mod tests {
         let e =
             Config::load(None, env(&[("MEET_MATRIX_ROOM_RETENTION_DAYS", "36501")])).unwrap_err();
         assert!(e.to_string().contains("matrix_room_retention_days"), "{e}");
+        for key in [
+            "MEET_MATRIX_GHOST_RETENTION_DAYS",
+            "MEET_MATRIX_MEETING_RETENTION_DAYS",
+        ] {
+            let e = Config::load(None, env(&[(key, "36501")])).unwrap_err();
+            let name = key.trim_start_matches("MEET_").to_lowercase();
+            assert!(e.to_string().contains(&name), "{e}");
+        }
+        let purge = ("MEET_MATRIX_PURGE_ROOMS", "true");
+        let e = Config::load(None, env(&[purge])).unwrap_err();
+        assert!(
+            e.to_string().contains("`matrix_purge_rooms`")
+                && e.to_string().contains("matrix_admin_token"),
+            "{e}"
+        );
+        let token = ("MEET_MATRIX_ADMIN_TOKEN", "syt_admin");
+        let keep = ("MEET_MATRIX_MEETING_RETENTION_DAYS", "0");
+        let e = Config::load(None, env(&[purge, token, keep])).unwrap_err();
+        assert!(e.to_string().contains("`matrix_purge_rooms`"), "{e}");
+        let c = Config::load(None, env(&[purge, token])).unwrap();
+        assert!(c.matrix_purge_rooms);
+        assert_eq!(c.matrix_admin_token, "syt_admin", "read as a string");
         let e = Config::load(None, env(&[("MEET_NO_SUCH_KEY", "1")])).unwrap_err();
         assert!(e.to_string().contains("no_such_key"), "{e}");
     }

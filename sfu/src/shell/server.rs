@@ -259,6 +259,12 @@ impl Server {
         )
     }
 
+    /// The chat bridge, if chat is configured (tests apply its retention
+    /// at a time of their choosing).
+    pub fn chat(&self) -> Option<chat::Chat> {
+        self.state.access.chat.clone()
+    }
+
     pub fn media_ports(&self) -> Vec<u16> {
         self.state
             .workers

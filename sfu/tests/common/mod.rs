@@ -24,6 +24,8 @@ pub struct Running {
     /// The admin API when it has a listener of its own (`admin_listen`).
     pub admin: Option<SocketAddr>,
     pub media_port: u16,
+    /// The chat bridge, with chat configured.
+    pub chat: Option<chat::Chat>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -48,6 +50,7 @@ impl Running {
         let metrics = server.metrics_addr();
         let admin = server.admin_addr();
         let media_port = server.media_ports()[0];
+        let chat = server.chat();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             server
@@ -62,6 +65,7 @@ impl Running {
             metrics,
             admin,
             media_port,
+            chat,
             stop: Some(stop),
             task,
         }

@@ -1,0 +1,115 @@
+//! Synapse's admin API, with a server admin's access token: deleting and
+//! purging the rooms of ended meetings, and deactivating ghost users when
+//! meet has no application-service token to do it with.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use url::Url;
+
+use crate::ghosts::GhostError;
+
+pub struct Admin {
+    http: reqwest::Client,
+    homeserver: Url,
+    token: String,
+}
+
+impl Admin {
+    pub fn new(homeserver: Url, token: String) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client without custom TLS roots always builds");
+        Self {
+            http,
+            homeserver,
+            token,
+        }
+    }
+
+    /// Deletes the room with everything in it from the homeserver: its
+    /// members are made to leave and its events and state are purged
+    /// (`DELETE /_synapse/admin/v2/rooms/{room_id}`, `purge: true`). The
+    /// homeserver does it in the background; a room it does not know is
+    /// gone already.
+    pub async fn purge_room(&self, room_id: &str) -> Result<(), GhostError> {
+        let body = json!({ "block": false, "purge": true });
+        match self
+            .request(reqwest::Method::DELETE, &["v2", "rooms", room_id], &body)
+            .await
+        {
+            Err(GhostError::Refused(e)) if e.starts_with("404") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Deactivates `user_id` and erases it
+    /// (`POST /_synapse/admin/v1/deactivate/{user_id}`, `erase: true`).
+    pub async fn deactivate(&self, user_id: &str) -> Result<(), GhostError> {
+        let body = json!({ "erase": true });
+        match self
+            .request(reqwest::Method::POST, &["v1", "deactivate", user_id], &body)
+            .await
+        {
+            Err(GhostError::Refused(e)) if e.starts_with("404") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// The homeserver's name, from the admin's own user id.
+    pub async fn server_name(&self) -> Result<String, GhostError> {
+        let mut url = self.homeserver.clone();
+        url.path_segments_mut()
+            .map_err(|_| GhostError::Refused("the homeserver URL cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["_matrix", "client", "v3", "account", "whoami"]);
+        let v = send(self.http.get(url).bearer_auth(&self.token)).await?;
+        v.get("user_id")
+            .and_then(Value::as_str)
+            .and_then(|u| u.split_once(':'))
+            .map(|(_, server)| server.to_owned())
+            .ok_or_else(|| GhostError::Transient("no user id in the answer".into()))
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &[&str],
+        body: &Value,
+    ) -> Result<Value, GhostError> {
+        let mut url = self.homeserver.clone();
+        url.path_segments_mut()
+            .map_err(|_| GhostError::Refused("the homeserver URL cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["_synapse", "admin"])
+            .extend(path);
+        send(
+            self.http
+                .request(method, url)
+                .bearer_auth(&self.token)
+                .json(body),
+        )
+        .await
+    }
+}
+
+/// Sends; a refusal (4xx other than 429) is [`GhostError::Refused`] with
+/// the status first, anything else that fails is worth retrying.
+async fn send(request: reqwest::RequestBuilder) -> Result<Value, GhostError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| GhostError::Transient(e.without_url().to_string()))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+    }
+    let what = format!("{}: {text}", status.as_u16());
+    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Err(GhostError::Refused(what))
+    } else {
+        Err(GhostError::Transient(what))
+    }
+}
