@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::config::RequestConfig;
@@ -12,14 +12,12 @@ use tokio::sync::{watch, Notify};
 
 use crate::admin::Admin;
 use crate::ghosts::Ghosts;
-use crate::meetings::Meeting;
+use crate::meeting::Meeting;
 use crate::openid::Verifier;
 use crate::quota::RoomQuota;
 use crate::store::Store;
+use crate::time::{now_ms, RETRY_MAX, RETRY_MIN};
 use crate::{lock, ChatConfig, ChatError};
-
-pub(crate) const RETRY_MIN: Duration = Duration::from_millis(250);
-pub(crate) const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// See [`Chat::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,36 +231,5 @@ impl Inner {
             !self.sync_ok.load(Ordering::Relaxed) || !self.send_ok.load(Ordering::Relaxed);
         self.delayed
             .send_if_modified(|d| std::mem::replace(d, delayed) != delayed);
-    }
-}
-
-/// The server part of a user id (which may carry a port).
-pub(crate) fn server_of(user_id: &str) -> Option<&str> {
-    user_id.strip_prefix('@')?.split_once(':').map(|(_, s)| s)
-}
-
-pub(crate) fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_names_and_html() {
-        assert_eq!(escape_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
-        assert_eq!(server_of("@a:example.org:8448"), Some("example.org:8448"));
-        assert_eq!(server_of("nobody"), None);
     }
 }

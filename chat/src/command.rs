@@ -13,8 +13,9 @@ use matrix_sdk::ruma::events::StateEventType;
 use matrix_sdk::ruma::{RoomId, UserId};
 use serde_json::json;
 
-use crate::bridge::{escape_html, Inner};
+use crate::bridge::Inner;
 use crate::call::CALL_MEMBER;
+use crate::events::escape_html;
 use crate::store::{unix_ms, WIDGET_WANTED_KEY};
 use crate::widget::{LAYOUT_EVENT, WIDGET_EVENT};
 use crate::ChatError;

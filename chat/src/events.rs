@@ -184,9 +184,21 @@ fn strip_reply_fallback(body: &str) -> &str {
     }
 }
 
+pub(crate) fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(escape_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
+    }
     use serde_json::json;
 
     fn conv(ev: Value) -> Option<RoomEvent> {

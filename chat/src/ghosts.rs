@@ -16,9 +16,16 @@ use matrix_sdk::ruma::{RoomId, UserId};
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::bridge::Inner;
 use crate::store::Store;
 use crate::{lock, ChatError};
+
+/// What sending as a ghost needs of the bot: its client, which lets the
+/// ghost into a room, and its store, which keeps the ghost's device.
+#[derive(Clone, Copy)]
+pub struct Bot<'a> {
+    pub client: &'a matrix_sdk::Client,
+    pub store: &'a Store,
+}
 
 /// Sends as ghost users with the application service's token.
 pub struct Ghosts {
@@ -182,7 +189,7 @@ impl Ghosts {
     /// joining it to the room first if needed. Returns the event id.
     pub async fn send(
         &self,
-        bridge: &Inner,
+        bot: Bot<'_>,
         user_id: &str,
         display_name: &str,
         room_id: &str,
@@ -197,7 +204,7 @@ impl Ghosts {
             // Already invited or joined is fine; the join tells the rest.
             let ids = (RoomId::parse(room_id), UserId::parse(&user_id));
             if let (Ok(room), Ok(ghost)) = ids {
-                if let Some(room) = bridge.client.get_room(&room) {
+                if let Some(room) = bot.client.get_room(&room) {
                     if let Err(e) = room.invite_user_by_id(&ghost).await {
                         tracing::debug!(error = %e, "inviting a ghost user");
                     }
@@ -216,7 +223,7 @@ impl Ghosts {
         // ids of a device's requests on disk, so a resend after a crash
         // that lost the reply lands once (those of the application
         // service's token acting as a user are kept in memory only).
-        let token = self.device_token(&bridge.store, &user_id).await?;
+        let token = self.device_token(bot.store, &user_id).await?;
         let sent = self
             .request_with(
                 reqwest::Method::PUT,
@@ -230,7 +237,7 @@ impl Ghosts {
             Err(GhostError::Refused(e)) if e.contains("M_UNKNOWN_TOKEN") => {
                 // Logged out meanwhile: a new device next time.
                 lock(&self.tokens).remove(&user_id);
-                let _ = bridge.store.remove_setting(&token_key(&user_id));
+                let _ = bot.store.remove_setting(&token_key(&user_id));
                 return Err(GhostError::Transient(e.clone()));
             }
             // Perhaps kicked since: join again next time.

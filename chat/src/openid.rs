@@ -139,7 +139,7 @@ impl Verifier {
             .await
             .map_err(|e| OpenIdError::Unreachable(format!("userinfo answer: {e}")))?;
         // A homeserver vouches only for its own users.
-        if crate::bridge::server_of(&info.sub) != Some(server.as_str()) {
+        if server_of(&info.sub) != Some(server.as_str()) {
             return Err(OpenIdError::WrongServer(info.sub));
         }
         let ttl = token
@@ -168,9 +168,20 @@ impl Verifier {
     }
 }
 
+/// The server part of a user id (which may carry a port).
+pub(crate) fn server_of(user_id: &str) -> Option<&str> {
+    user_id.strip_prefix('@')?.split_once(':').map(|(_, s)| s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_of_a_user_id() {
+        assert_eq!(server_of("@a:example.org:8448"), Some("example.org:8448"));
+        assert_eq!(server_of("nobody"), None);
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A homeserver on 127.0.0.1 whose userinfo answers every request with

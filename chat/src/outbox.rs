@@ -9,10 +9,12 @@ use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::RoomId;
 use serde_json::{json, Value};
 
-use crate::bridge::{escape_html, now_ms, Chat, Inner, RETRY_MAX, RETRY_MIN};
+use crate::bridge::{Chat, Inner};
+use crate::events::escape_html;
 use crate::events::{ChatEvent, AUTHOR_KEY};
-use crate::ghosts::GhostError;
+use crate::ghosts::{Bot, GhostError};
 use crate::store::{Outgoing, Queued};
+use crate::time::{now_ms, RETRY_MAX, RETRY_MIN};
 use crate::{lock, ChatError, MAX_MESSAGE_CHARS};
 
 /// Who wrote a message in a meeting.
@@ -278,7 +280,10 @@ impl Inner {
         let ghost_content = json!({ "msgtype": "m.text", "body": text, AUTHOR_KEY: author });
         match ghosts
             .send(
-                self,
+                Bot {
+                    client: &self.client,
+                    store: &self.store,
+                },
                 &ghost,
                 &display,
                 room_id.as_str(),

@@ -11,11 +11,13 @@ use matrix_sdk::ruma::{RoomId, UserId};
 use matrix_sdk::Room;
 use serde_json::Value;
 
-use crate::bridge::{now_ms, server_of, Inner, RETRY_MAX, RETRY_MIN};
+use crate::bridge::Inner;
 use crate::events::{convert, ChatEvent, RoomEvent};
 use crate::ghosts::Ghosts;
 use crate::lock;
-use crate::meetings::MeetingEvent;
+use crate::meeting::MeetingEvent;
+use crate::openid::server_of;
+use crate::time::{now_ms, RETRY_MAX, RETRY_MIN};
 
 /// Timeline events per room and sync.
 const SYNC_TIMELINE_LIMIT: u32 = 200;

@@ -6,6 +6,7 @@ pub mod janus;
 pub mod media;
 pub mod peer;
 pub mod plot;
+pub mod progress;
 pub mod scenario;
 pub mod server;
 pub mod signal;

@@ -5,7 +5,7 @@
 //! 127.0.0.1, bounded by its plan's end time.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::media::{self, AUDIO_CLOCK, AUDIO_FRAME_MS, VIDEO_CLOCK};
+use crate::progress::Progress;
 use crate::signal::{Event, Signaller, Target};
 use crate::stats::{Measurements, StreamKey};
 
@@ -81,13 +82,6 @@ pub struct PeerReport {
     /// From starting to join until the first media packet arrived.
     pub join: Option<Duration>,
     pub error: Option<String>,
-}
-
-/// Counters shared with the progress display.
-#[derive(Default)]
-pub struct Progress {
-    pub joined: AtomicU64,
-    pub packets: AtomicU64,
 }
 
 fn engine<T>(r: Result<T, impl std::fmt::Display>) -> anyhow::Result<T> {

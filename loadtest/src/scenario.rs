@@ -11,7 +11,8 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::janus::JanusProcess;
-use crate::peer::{self, PeerPlan, Progress, VideoPlan};
+use crate::peer::{self, PeerPlan, VideoPlan};
+use crate::progress::Progress;
 use crate::server::{ServerProcess, Usage};
 use crate::signal::{Feeds, Target};
 use crate::stats::{Measurements, Summary};
@@ -53,8 +54,6 @@ pub enum Scenario {
 
 /// Publishers in the audio scenario.
 pub const AUDIO_PUBLISHERS: usize = 10;
-/// Most participants one run may create, whatever was asked.
-pub const MAX_PARTICIPANTS: usize = 2000;
 /// Longest measured period one run may have.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Pause between two joins, so joining is not one thundering herd.
@@ -78,7 +77,7 @@ pub struct RunPlan {
 impl RunPlan {
     /// (name, publishes audio, publishes video) for every participant.
     fn roles(&self) -> Vec<(String, bool, bool)> {
-        let n = self.n.min(MAX_PARTICIPANTS);
+        let n = self.n.min(crate::server::MAX_PARTICIPANTS);
         match self.scenario {
             Scenario::Audio => (0..AUDIO_PUBLISHERS)
                 .map(|i| (format!("speaker-{i}"), true, false))

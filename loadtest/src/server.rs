@@ -17,6 +17,10 @@ pub struct ServerProcess {
     pub workers: usize,
 }
 
+/// Most participants one run may create, whatever was asked: the server
+/// under test takes that many in one meeting.
+pub const MAX_PARTICIPANTS: usize = 2000;
+
 /// CPU time and memory of a process, from /proc.
 #[derive(Debug, Clone, Copy)]
 pub struct Usage {
@@ -45,10 +49,7 @@ impl ServerProcess {
             // Load is about media, not about who gets in.
             .env("MEET_ANONYMOUS_JOIN", "true")
             // Rooms as large as the biggest run (the default cap is 100).
-            .env(
-                "MEET_MAX_PARTICIPANTS",
-                crate::scenario::MAX_PARTICIPANTS.to_string(),
-            )
+            .env("MEET_MAX_PARTICIPANTS", MAX_PARTICIPANTS.to_string())
             .env("RUST_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

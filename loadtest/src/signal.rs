@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::janus::Client;
-use crate::peer::Progress;
+use crate::progress::Progress;
 
 /// Which SFU a participant talks to.
 #[derive(Clone)]

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loadtest::peer::{self, PeerPlan, Progress, VideoPlan};
+use loadtest::peer::{self, PeerPlan, VideoPlan};
+use loadtest::progress::Progress;
 use loadtest::signal::Target;
 use sfu::room::api::Quality;
 use sfu::shell::config::Config;

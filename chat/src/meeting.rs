@@ -1,0 +1,103 @@
+//! One open meeting's chat: its room, the history kept for late joiners,
+//! and the broadcast its participants' sessions listen to.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use matrix_sdk::ruma::OwnedRoomId;
+use tokio::sync::broadcast;
+
+use crate::events::ChatEvent;
+use crate::lock;
+use crate::time::now_ms;
+
+/// Events kept per meeting for participants who join later.
+pub(crate) const HISTORY: usize = 500;
+/// Room events a slow participant may fall behind by before missing some.
+const BROADCAST_CAPACITY: usize = 256;
+/// What a participant's session receives from its meeting's room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeetingEvent {
+    Chat(ChatEvent),
+    /// This Matrix user left, was kicked or banned, or their invitation
+    /// was withdrawn or declined.
+    MemberGone(String),
+    /// Power levels changed, or room events may have been missed (a gap
+    /// in the bot's timeline): Matrix users ask [`Chat::member`] again.
+    Recheck,
+}
+
+/// A participant's view of a meeting's chat, taken at join.
+pub struct MeetingChat {
+    pub room_id: String,
+    pub room_alias: Option<String>,
+    /// Everything since the meeting opened here, oldest first.
+    pub history: Vec<ChatEvent>,
+    pub events: broadcast::Receiver<MeetingEvent>,
+}
+
+pub(crate) struct Meeting {
+    pub(crate) room_id: OwnedRoomId,
+    pub(crate) alias: Option<String>,
+    /// Room events older than this are from before the meeting.
+    pub(crate) since_ms: u64,
+    pub(crate) tx: broadcast::Sender<MeetingEvent>,
+    pub(crate) history: Mutex<VecDeque<ChatEvent>>,
+    /// Who sent the messages and reactions shown: only they may edit, only
+    /// they (or moderators) delete.
+    senders: Mutex<HashMap<String, String>>,
+    /// Since when no participant listens; the meeting is closed after a while.
+    pub(crate) idle_since: Mutex<Option<Instant>>,
+}
+
+impl Meeting {
+    pub(crate) fn new(room_id: OwnedRoomId, alias: Option<String>) -> Self {
+        Self {
+            room_id,
+            alias,
+            since_ms: now_ms(),
+            tx: broadcast::channel(BROADCAST_CAPACITY).0,
+            history: Mutex::new(VecDeque::new()),
+            senders: Mutex::new(HashMap::new()),
+            idle_since: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn record_sender(&self, event_id: &str, sender: &str) {
+        let mut senders = lock(&self.senders);
+        if senders.len() >= 4 * HISTORY {
+            senders.clear(); // older than any history shown
+        }
+        senders.insert(event_id.to_owned(), sender.to_owned());
+    }
+
+    pub(crate) fn sender_of(&self, event_id: &str) -> Option<String> {
+        lock(&self.senders).get(event_id).cloned()
+    }
+
+    pub(crate) fn history(&self) -> Vec<ChatEvent> {
+        lock(&self.history).iter().cloned().collect()
+    }
+
+    /// Records and broadcasts under one lock, so a joining participant's
+    /// history snapshot and subscription neither miss nor repeat an event.
+    pub(crate) fn push(&self, event: ChatEvent) {
+        let mut history = lock(&self.history);
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(event.clone());
+        let _ = self.tx.send(MeetingEvent::Chat(event));
+    }
+
+    pub(crate) fn subscribe(&self) -> MeetingChat {
+        let history = lock(&self.history);
+        MeetingChat {
+            room_id: self.room_id.to_string(),
+            room_alias: self.alias.clone(),
+            history: history.iter().cloned().collect(),
+            events: self.tx.subscribe(),
+        }
+    }
+}
