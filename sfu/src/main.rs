@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use sfu::shell::activation;
 use sfu::shell::config::{Config, LogFormat};
 use sfu::shell::drain::Signals;
 use sfu::shell::server::Server;
@@ -52,7 +53,22 @@ async fn main() -> anyhow::Result<()> {
         println!("meet: configuration {} is valid", path.display());
         return Ok(());
     }
-    let server = Server::bind(&config).await.context("starting the server")?;
+    // Port 443 under the hardened unit: meet.socket binds it and passes
+    // it on. `listen` then names that socket, so that everything derived
+    // from it (links, what counts as loopback) is about where we serve.
+    let passed = activation::listener().context("taking the socket systemd passed")?;
+    if let Some(listener) = &passed {
+        let addr = listener
+            .local_addr()
+            .context("reading the passed socket's address")?;
+        if config.listen != addr {
+            tracing::info!(%addr, listen = %config.listen, "serving on the socket systemd passed, not on `listen`");
+        }
+        config.listen = addr;
+    }
+    let server = Server::bind_with(&config, passed)
+        .await
+        .context("starting the server")?;
     let signals = Signals::install().context("installing signal handlers")?;
     // Tests and scripts read this line to find the server.
     println!(

@@ -3,6 +3,7 @@
 //! and starts and stops the media workers. Everything with a clock, a
 //! socket or a task outside the media workers lives here.
 
+pub mod activation;
 pub mod admin;
 pub mod admission;
 pub mod config;
