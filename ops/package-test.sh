@@ -102,7 +102,7 @@ install -d -o meet -g meet -m 0750 /var/lib/meet
   >"$tmp/out" 2>"$tmp/err" &
 server=$!
 for ((n = 0; n < 100; n++)); do
-  grep -q 'listening on' "$tmp/out" && break
+  grep -qs 'listening on' "$tmp/out" && break
   kill -0 "$server" 2>/dev/null || { cat "$tmp/err" >&2; fail "the installed server exited"; }
   sleep 0.1
 done
