@@ -153,8 +153,10 @@ export function processUsage(pid) {
 }
 
 /** Chromium with `cameras` fake cameras (the first in colour, the second
- * grey) and three fake microphones and speakers; `args` added. */
-export async function launchBrowser({ args = [], cameras = 1 } = {}) {
+ * grey) and three fake microphones and speakers; `args` added. The fake
+ * cameras capture `fps` frames a second (Chromium's default: 20). */
+export async function launchBrowser({ args = [], cameras = 1, fps = null } = {}) {
+  const fake = [cameras > 1 && `device-count=${cameras}`, fps && `fps=${fps}`].filter(Boolean).join(',');
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -166,7 +168,7 @@ export async function launchBrowser({ args = [], cameras = 1 } = {}) {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      `--use-fake-device-for-media-stream${cameras > 1 ? `=device-count=${cameras}` : ''}`,
+      `--use-fake-device-for-media-stream${fake ? `=${fake}` : ''}`,
       '--use-fake-ui-for-media-stream',
       '--autoplay-policy=no-user-gesture-required',
       // Several pages share two cores: keep background pages running.
