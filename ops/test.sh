@@ -35,10 +35,13 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace
-echo "== Debian package: build, install, check, purge (root only)"
+echo "== build: the server and the load generator"
+# One build, whose server binary the package test packs and the smoke run
+# and the browser tests run.
+cargo build --locked -p sfu -p loadtest
+echo "== Debian package: build, install, check, HTTPS on a passed port 443, purge (root)"
 ops/package-test.sh
 echo "== load generator smoke run (correctness, not speed)"
-cargo build --locked -p sfu -p loadtest
 "$CARGO_TARGET_DIR/debug/loadtest" --smoke
 echo "== admin API fuzzed against its OpenAPI document (schemathesis)"
 SFU_BIN="$CARGO_TARGET_DIR/debug/sfu" ops/api-test.sh

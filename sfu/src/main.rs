@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use sfu::shell::activation;
 use sfu::shell::config::{Config, LogFormat};
 use sfu::shell::server::Server;
 use sfu::shell::signals::Signals;
@@ -80,18 +81,32 @@ async fn main() -> anyhow::Result<()> {
     config.tls()?;
     config.turn_trust()?;
     init_logs(config.log_format);
-    let warnings = config.warnings();
     if let Some(path) = &cli.check_config {
-        for w in &warnings {
+        for w in &config.warnings() {
             eprintln!("meet: warning: {w}");
         }
         println!("meet: configuration {} is valid", path.display());
         return Ok(());
     }
-    for w in &warnings {
+    // Port 443 under the hardened unit: meet.socket binds it and passes
+    // it on. `listen` then names that socket, so that everything derived
+    // from it (links, what counts as loopback) is about where we serve.
+    let passed = activation::listener().context("taking the socket systemd passed")?;
+    if let Some(listener) = &passed {
+        let addr = listener
+            .local_addr()
+            .context("reading the passed socket's address")?;
+        if config.listen != addr {
+            tracing::info!(%addr, listen = %config.listen, "serving on the socket systemd passed, not on `listen`");
+        }
+        config.listen = addr;
+    }
+    for w in &config.warnings() {
         tracing::warn!("{w}");
     }
-    let server = Server::bind(&config).await.context("starting the server")?;
+    let server = Server::bind_with(&config, passed)
+        .await
+        .context("starting the server")?;
     let signals = Signals::install().context("installing signal handlers")?;
     // Tests and scripts read this line to find the server.
     println!(

@@ -1,9 +1,12 @@
 //! The server binary as an operator (or systemd) runs it: `--check-config`,
-//! stopping it with signals while a meeting is in progress, JSON logs. A
+//! stopping it with signals while a meeting is in progress, JSON logs, a
+//! listening socket passed by systemd (socket activation). A
 //! real process on ephemeral ports, driven over real sockets.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -408,4 +411,138 @@ exec "$@""#;
         sample(&metrics, "process_open_fds").is_some_and(|n| n > 0.0),
         "{metrics}"
     );
+}
+
+/// The server started as systemd starts it with a socket unit: `fd`
+/// becomes its descriptor 3, `LISTEN_FDS` says how many were passed, and
+/// `LISTEN_PID` names the server (`sh` sets its own pid, which the server
+/// keeps across `exec`). No `--listen`: `MEET_LISTEN` is an address of no
+/// interface here, so a server that bound it instead would not start.
+fn activated(fd: RawFd, listen_fds: &str) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", "export LISTEN_PID=$$; exec \"$@\"", "sh", BIN])
+        .args(["--media-port", "0"])
+        .env("LISTEN_FDS", listen_fds)
+        .env("MEET_LISTEN", "192.0.2.1:9")
+        .env("MEET_WORKERS", "1")
+        .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec only dup2(2) and fcntl(2), which are
+    // async-signal-safe; `fd` stays open in the parent meanwhile.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+/// GET `path` over TLS from `addr`, trusting only `certificate` (for
+/// `localhost`): the whole response, head and body.
+fn https_get(
+    addr: SocketAddr,
+    certificate: &rustls::pki_types::CertificateDer<'static>,
+    path: &str,
+) -> String {
+    use std::io::Write;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            // The server may close without a close_notify once it has answered.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("reading {path} over TLS: {e}"),
+        }
+    }
+    String::from_utf8(response).unwrap()
+}
+
+#[test]
+fn a_socket_passed_by_systemd_serves_https_instead_of_listen() {
+    let dir = std::env::temp_dir().join(format!("meet-activation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), made.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    let mut command = activated(listener.as_raw_fd(), "1");
+    command
+        .env("MEET_TLS_CERTIFICATE", dir.join("cert.pem"))
+        .env("MEET_TLS_PRIVATE_KEY", dir.join("key.pem"));
+    let mut server = Process {
+        child: command.spawn().unwrap(),
+        http: addr,
+    };
+    // The test's own copy goes: only the server holds the socket now.
+    drop(listener);
+    let mut line = String::new();
+    BufReader::new(server.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.is_empty() {
+        let mut err = String::new();
+        let _ = server.child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("the server did not start: {err}");
+    }
+    assert!(line.contains(&format!("https://{addr} ")), "{line}");
+
+    let response = https_get(addr, made.cert.der(), "/readyz");
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(response.contains(r#""ready":true"#), "{response}");
+    assert!(
+        response.contains("strict-transport-security: max-age="),
+        "{response}"
+    );
+
+    server.signal(libc::SIGTERM);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_passed_socket_that_does_not_fit_stops_the_start_saying_why() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let connected = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+    for (fd, listen_fds, why) in [
+        (udp.as_raw_fd(), "1", "not a stream socket"),
+        (connected.as_raw_fd(), "1", "not listening"),
+        (tcp.as_raw_fd(), "2", "passed 2 sockets"),
+        (tcp.as_raw_fd(), "many", "LISTEN_FDS=\"many\""),
+    ] {
+        let out = activated(fd, listen_fds).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{why}: {err}");
+        assert!(err.contains(why), "should say {why:?}: {err}");
+        assert!(out.stdout.is_empty(), "{why}: it started");
+    }
 }

@@ -105,6 +105,8 @@ export function onMeetingLocked({ locked }) {
   $('meeting-locked').hidden = !locked;
 }
 
+// Drawn at once too: the markup's words are English.
+onMeetingLocked({ locked: state.locked });
 onLanguageChange(() => onMeetingLocked({ locked: state.locked }));
 
 $('invite-link').addEventListener('click', () => send({ type: 'create_invite', role: 'participant' }));

@@ -88,9 +88,16 @@ function shareStream(stream) {
   state.published.push({ transceiver, source: 'screen_share', track });
   // The browser's own "stop sharing" button ends the track.
   track.onended = stopScreenShare;
-  setLabel($('toggle-screen'), t('controls.stopSharing'));
-  $('toggle-screen').setAttribute('aria-pressed', 'true');
+  showScreenControl();
 }
+
+/** The screen-share button as sharing is: from the page's first render
+ * on (the markup's words are English), and after each change. */
+function showScreenControl() {
+  setLabel($('toggle-screen'), t(state.screen ? 'controls.stopSharing' : 'controls.shareScreen'));
+  $('toggle-screen').setAttribute('aria-pressed', String(!!state.screen));
+}
+showScreenControl();
 
 function stopScreenShare() {
   if (!state.screen) return;
@@ -98,9 +105,7 @@ function stopScreenShare() {
   state.screen = null;
   state.published = state.published.filter((p) => p.transceiver !== transceiver);
   stream.getTracks().forEach((t) => t.stop());
-  const button = $('toggle-screen');
-  setLabel(button, t('controls.shareScreen'));
-  button.setAttribute('aria-pressed', 'false');
+  showScreenControl();
   if (state.publisher) {
     transceiver.stop();
     negotiatePublisher();
@@ -167,9 +172,11 @@ export function showLocalControls() {
   }
 }
 
+// Drawn at once too: the markup's words are English.
+showLocalControls();
 onLanguageChange(() => {
   showLocalControls();
-  setLabel($('toggle-screen'), t(state.screen ? 'controls.stopSharing' : 'controls.shareScreen'));
+  showScreenControl();
 });
 
 /** The microphone ("audio") or camera ("video") button's action. */

@@ -145,8 +145,10 @@ export async function listDevices(selects = [[$('camera'), 'videoinput'], [$('mi
 }
 
 /** Fills in the screen (and starts the preview for a returning join=now);
- * the Join button then calls
- * onJoin(name) and "Join as a guest instead" calls onGuest(). */
+ * the Join button then calls onJoin(name) and "Join as a guest instead"
+ * calls onGuest(). The Join button, disabled in the markup, is enabled
+ * only then: a click before would be lost (the form sent as a plain GET,
+ * the page back on this screen). */
 export async function setupPrejoin({ onJoin, onGuest }) {
   const titles = () => {
     $('prejoin-heading').textContent = t('prejoin.heading', { room });
@@ -158,6 +160,17 @@ export async function setupPrejoin({ onJoin, onGuest }) {
     $('name').value = params.get('name') || savedName() || '';
   }
   $('start-media').addEventListener('click', startMedia);
+  const changed = () => { if (state.mediaOn) acquireMedia(); };
+  $('camera').addEventListener('change', changed);
+  $('microphone').addEventListener('change', changed);
+  $('join-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!state.prejoinReady) return;
+    // The click on Join is the go-ahead for camera and microphone.
+    if (!state.mediaOn) await startMedia();
+    onJoin($('name').value.trim());
+  });
+  $('guest-button').addEventListener('click', onGuest);
   if (params.get('join') === 'now' && joinedRooms().includes(room)) {
     await startMedia();
   } else {
@@ -165,18 +178,10 @@ export async function setupPrejoin({ onJoin, onGuest }) {
     $('start-media').hidden = false;
     await listDevices().catch(() => {});
   }
-  const changed = () => { if (state.mediaOn) acquireMedia(); };
-  $('camera').addEventListener('change', changed);
-  $('microphone').addEventListener('change', changed);
-  $('join-form').addEventListener('submit', async (e) => {
-    e.preventDefault();
-    // The click on Join is the go-ahead for camera and microphone.
-    if (!state.mediaOn) await startMedia();
-    onJoin($('name').value.trim());
-  });
-  $('guest-button').addEventListener('click', onGuest);
+  state.prejoinReady = true;
+  updateJoinButton();
 }
 
 export function updateJoinButton() {
-  $('join-button').disabled = state.joining || state.identityPending;
+  $('join-button').disabled = !state.prejoinReady || state.joining || state.identityPending;
 }

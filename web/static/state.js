@@ -37,6 +37,8 @@ export const state = {
   joining: false,
   /** Signed in with Matrix: { token, user_id, name, host } from /api/token. */
   identity: null,
+  /** The pre-join screen handles the Join button (prejoin.js). */
+  prejoinReady: false,
   /** True while a Matrix sign-in is under way (the Join button waits). */
   identityPending: false,
   /** The Matrix sign-in failed: joining as a guest is the user's call. */

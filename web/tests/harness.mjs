@@ -30,6 +30,29 @@ export async function until(what, fn, timeoutMs, intervalMs = 100) {
 }
 
 /**
+ * For a test that needs real root (not root mapped in a user namespace, as
+ * ops/netns.sh makes for other users): `skip` for its options. Where it can
+ * run (ops/test.sh as root, as CI runs it) it runs; elsewhere it fails,
+ * unless SKIP_ROOT_TESTS says why root tests cannot run here: then it is
+ * skipped with that reason. A test that could have run never passes by
+ * skipping.
+ */
+export function unlessRealRoot(why) {
+  const realRoot = process.getuid() === 0
+    && /^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
+  if (realRoot) return { skip: false, check() {} };
+  const reason = process.env.SKIP_ROOT_TESTS;
+  if (reason) return { skip: `${why}; skipped: SKIP_ROOT_TESTS=${reason}`, check() {} };
+  return {
+    skip: false,
+    check() {
+      throw new Error(`${why}, and this is not real root. Run the tests as root (as CI does), `
+        + 'or set SKIP_ROOT_TESTS to why they cannot run here');
+    },
+  };
+}
+
+/**
  * Throws unless a server that was sent SIGTERM (`what`, with its stderr in
  * `log`) shut down cleanly: exit status 0 and no Rust panic, not even one
  * in a thread the process outlived.
@@ -130,8 +153,10 @@ export function processUsage(pid) {
 }
 
 /** Chromium with `cameras` fake cameras (the first in colour, the second
- * grey) and three fake microphones and speakers; `args` added. */
-export async function launchBrowser({ args = [], cameras = 1 } = {}) {
+ * grey) and three fake microphones and speakers; `args` added. The fake
+ * cameras capture `fps` frames a second (Chromium's default: 20). */
+export async function launchBrowser({ args = [], cameras = 1, fps = null } = {}) {
+  const fake = [cameras > 1 && `device-count=${cameras}`, fps && `fps=${fps}`].filter(Boolean).join(',');
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -143,7 +168,7 @@ export async function launchBrowser({ args = [], cameras = 1 } = {}) {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      `--use-fake-device-for-media-stream${cameras > 1 ? `=device-count=${cameras}` : ''}`,
+      `--use-fake-device-for-media-stream${fake ? `=${fake}` : ''}`,
       '--use-fake-ui-for-media-stream',
       '--autoplay-policy=no-user-gesture-required',
       // Several pages share two cores: keep background pages running.

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  cleanUp, joinPage, launchBrowser, openPage, receivedByName, sleep, startServer, until,
+  cleanUp, joinPage, launchBrowser, openPage, receivedByName, sleep, startServer, unlessRealRoot, until,
 } from './harness.mjs';
 
 const sample = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'ops', 'nginx', 'meet.conf');
@@ -25,7 +25,7 @@ const HOST = '10.99.0.1';
 
 // nginx switches its workers to another user, which a user namespace (a
 // run as non-root, see ops/netns.sh) does not allow.
-const realRoot = process.getuid() === 0 && /^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
+const root = unlessRealRoot('needs real root: nginx cannot switch users inside a user namespace');
 
 /** GET over TLS, trusting only `ca`; resolves with { status, headers, body }. */
 function fetchTls(host, path, ca) {
@@ -113,8 +113,9 @@ http {
 
 test('two browsers meet through nginx over https; the server drains behind it', {
   timeout: 180000,
-  skip: !realRoot && 'needs real root: nginx cannot switch users inside a user namespace',
+  skip: root.skip,
 }, async (t) => {
+  root.check();
   const server = await startServer({ MEET_DRAIN_TIMEOUT_SECS: '120' });
   let nginx;
   let browser;

@@ -4,6 +4,7 @@
 //! socket, a signal or a task outside the media workers lives here; who
 //! may enter is decided in `access`.
 
+pub mod activation;
 pub mod admin;
 pub mod config;
 pub mod headers;

@@ -92,18 +92,30 @@ pub struct Server {
 impl Server {
     /// Binds every socket; nothing is served until [`Server::run`].
     pub async fn bind(config: &Config) -> Result<Self, ServerError> {
+        Self::bind_with(config, None).await
+    }
+
+    /// As [`Server::bind`], but serves on `passed` (the socket systemd
+    /// passed, see [`crate::shell::activation`]) instead of binding
+    /// `listen`, when there is one.
+    pub async fn bind_with(
+        config: &Config,
+        passed: Option<std::net::TcpListener>,
+    ) -> Result<Self, ServerError> {
         let ips = config.advertised_ips();
         if ips.is_empty() {
             return Err(ServerError::NoMediaAddress);
         }
         let policies = config.policies()?;
         let tls = config.tls()?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = match passed {
+            Some(l) => tokio::net::TcpListener::from_std(l),
+            None => tokio::net::TcpListener::bind(config.listen).await,
+        }
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         let (internal, public) = internal_listeners(config, &listener).await?;
         let metrics = Metrics::new();
         // Every limit shown from the start, at 0.
