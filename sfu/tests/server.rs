@@ -460,6 +460,114 @@ async fn a_flooding_client_is_cut_off_and_the_others_go_on() {
     server.stop().await;
 }
 
+/// A raw WebSocket upgrade of `/ws` with these `Host` and `Origin`: the
+/// status, and the JSON body of a refusal.
+async fn upgrade(server: &Running, host: &str, origin: &str) -> (u16, Value) {
+    let mut s = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A refusal ends with its body; a switch to WebSocket with its head.
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if n == 0 || text.starts_with("HTTP/1.1 101") && text.contains("\r\n\r\n") {
+            break;
+        }
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0usize);
+            if body.len() >= length {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// DNS rebinding: a page on the attacker's name, pointed at our address,
+/// is its own origin, so `Origin` matches `Host`; only the name tells it
+/// apart. Refused (403, counted), while our names and addresses work.
+#[tokio::test]
+async fn a_page_rebound_to_our_address_cannot_open_the_websocket() {
+    let server = TestServer::start().await;
+    let port = server.http.port();
+    let evil = format!("evil.example:{port}");
+    let (status, body) = upgrade(&server, &evil, &format!("http://{evil}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("host_not_allowed")),
+        "{body}"
+    );
+    assert_eq!(
+        server
+            .metric("meet_websocket_refused_total{reason=\"host\"}")
+            .await,
+        1.0
+    );
+    // A foreign page at our own address: the origin check's part.
+    let ours = format!("127.0.0.1:{port}");
+    let (status, body) = upgrade(&server, &ours, "https://evil.example").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("origin_not_allowed")),
+        "{body}"
+    );
+    assert_eq!(
+        server
+            .metric("meet_websocket_refused_total{reason=\"origin\"}")
+            .await,
+        1.0
+    );
+    for host in [ours, format!("localhost:{port}"), format!("[::1]:{port}")] {
+        let (status, _) = upgrade(&server, &host, &format!("http://{host}")).await;
+        assert_eq!(status, 101, "{host}");
+    }
+    server.stop().await;
+
+    // Behind a proxy that passes its own `Host` (nginx's `$host`, no
+    // port): the public URL's name, and the names configured beside it.
+    let server = Running::start(&Config {
+        public_url: "https://meet.example.org/".into(),
+        allowed_hosts: vec!["video.example.org".into()],
+        ..Running::config()
+    })
+    .await;
+    let (status, _) = upgrade(&server, "meet.example.org", "https://meet.example.org").await;
+    assert_eq!(status, 101);
+    let (status, _) = upgrade(&server, "video.example.org", "https://meet.example.org").await;
+    assert_eq!(status, 101);
+    let (status, body) = upgrade(&server, "evil.example", "https://meet.example.org").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("host_not_allowed")),
+        "{body}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn http_endpoints() {
     let server = TestServer::start().await;

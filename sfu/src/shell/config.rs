@@ -43,6 +43,7 @@ const LIST_KEYS: &[&str] = &[
     "widget_origins",
     "turn_urls",
     "trusted_proxies",
+    "allowed_hosts",
 ];
 
 /// An environment variable's value as the TOML value of `key`. A value
@@ -153,6 +154,12 @@ pub struct Config {
     /// Base URL users reach this server under, for meeting links in Matrix
     /// rooms. Empty: `http://<listen>`.
     pub public_url: String,
+    /// Host names, beside `public_url`'s, that browsers reach this server
+    /// under (a second name behind the same proxy). The signalling
+    /// WebSocket is refused to any other name (a DNS-rebinding page);
+    /// addresses, and `localhost` on a loopback or wildcard `listen`, are
+    /// always taken.
+    pub allowed_hosts: Vec<String>,
     /// Client-Server API URL of the homeserver that carries meeting chat.
     /// Empty: no chat.
     pub matrix_homeserver: String,
@@ -261,6 +268,7 @@ impl Default for Config {
             max_chat_outbox_per_meeting: 1000,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
             public_url: String::new(),
+            allowed_hosts: Vec::new(),
             matrix_homeserver: String::new(),
             matrix_user: String::new(),
             matrix_password: String::new(),
@@ -430,6 +438,14 @@ impl Config {
         }
         if !self.public_url.is_empty() {
             parse_http_url("public_url", &self.public_url)?;
+        }
+        if let Some(bad) = self.allowed_hosts.iter().find(|h| !is_host_name(h)) {
+            return invalid(
+                "allowed_hosts",
+                &format!(
+                    "`{bad}` is not a host name (`meet.example.org`: no scheme, port or path)"
+                ),
+            );
         }
         if !self.matrix_homeserver.is_empty() {
             parse_http_url("matrix_homeserver", &self.matrix_homeserver)?;
@@ -665,6 +681,14 @@ fn is_origin(value: &str) -> bool {
     format!("{}://{host}{port}", url.scheme()) == value
 }
 
+/// Whether `value` is a bare host name as a browser sends it in `Host`
+/// (without the port): a DNS name or an address, no scheme, port or path.
+fn is_host_name(value: &str) -> bool {
+    !value.is_empty()
+        && url::Url::parse(&format!("http://{value}/"))
+            .is_ok_and(|u| u.port().is_none() && u.host_str() == Some(&value.to_ascii_lowercase()))
+}
+
 fn parse_http_url(key: &'static str, value: &str) -> Result<url::Url, ConfigError> {
     match url::Url::parse(value) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u),
@@ -733,6 +757,33 @@ mod tests {
         let e =
             Config::load(None, env(&[("MEET_WIDGET_ORIGINS", "vector://vector/x")])).unwrap_err();
         assert!(e.to_string().contains("widget_origins"), "{e}");
+    }
+
+    #[test]
+    fn allowed_hosts_are_bare_host_names() {
+        for good in [
+            "meet.example.org",
+            "MEET.example.org",
+            "10.0.0.5",
+            "[::1]",
+            "localhost",
+        ] {
+            assert!(is_host_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "https://meet.example.org",
+            "meet.example.org:443",
+            "meet.example.org/x",
+            "a b",
+            "user@meet.example.org",
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+        let c = Config::load(None, env(&[("MEET_ALLOWED_HOSTS", "a.example, b.example")])).unwrap();
+        assert_eq!(c.allowed_hosts, ["a.example", "b.example"]);
+        let e = Config::load(None, env(&[("MEET_ALLOWED_HOSTS", "a.example:80")])).unwrap_err();
+        assert!(e.to_string().contains("allowed_hosts"), "{e}");
     }
 
     #[test]

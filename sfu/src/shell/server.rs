@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State, WebSocketUpgrade};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Json;
@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::room::{Role, RouterConfig};
 use crate::shell::admin;
 use crate::shell::config::Config;
-use crate::shell::headers::{self, SecurityHeaders};
+use crate::shell::headers::{self, AllowedHosts, SecurityHeaders};
 use crate::shell::health;
 use crate::shell::state::AppState;
 use crate::shell::web;
@@ -104,6 +104,7 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let listen_addr = listener.local_addr().map_err(ServerError::Http)?;
         let (internal, public) = internal_listeners(config, &listener).await?;
         let metrics = Metrics::new();
         // Every limit shown from the start, at 0.
@@ -214,6 +215,11 @@ impl Server {
                     ),
                 },
                 admin_key: (!config.admin_key.is_empty()).then(|| config.admin_key.as_str().into()),
+                allowed_hosts: AllowedHosts::new(
+                    config.public_url()?.as_ref(),
+                    &config.allowed_hosts,
+                    listen_addr,
+                ),
                 public_url: config.public_url()?,
                 scheme: if tls.is_some() { "https" } else { "http" },
                 headers: SecurityHeaders::new(&config.widget_origins, tls.is_some()),
@@ -507,18 +513,21 @@ async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request_headers: axum::http::HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let host = headers::request_host(&request_headers, &uri);
+    if !host.is_some_and(|h| state.allowed_hosts.allows(h)) {
+        let m = "this server is not reached under that name; set `public_url` or `allowed_hosts`";
+        return refuse_websocket(&state, "host", m);
+    }
     let public_origin = state
         .public_url
         .as_ref()
         .map(|u| u.origin().ascii_serialization());
-    if !headers::same_origin(&request_headers, public_origin.as_deref()) {
-        return (
-            StatusCode::FORBIDDEN,
-            "this page's origin may not open meetings here",
-        )
-            .into_response();
+    if !headers::same_origin(&request_headers, host, public_origin.as_deref()) {
+        let m = "this page's origin may not open meetings here";
+        return refuse_websocket(&state, "origin", m);
     }
     let forwarded_for = request_headers
         .get("x-forwarded-for")
@@ -544,6 +553,19 @@ async fn websocket(
         .on_upgrade(move |socket| {
             crate::signalling::v1::session::run(socket, state.access, state.workers, connection, ip)
         })
+}
+
+/// A WebSocket upgrade refused before it reached a session (403, counted
+/// by `reason`): `{error: "<reason>_not_allowed", message}`.
+fn refuse_websocket(state: &AppState, reason: &str, message: &str) -> Response {
+    state
+        .access
+        .metrics
+        .websocket_refused
+        .with_label_values(&[reason])
+        .inc();
+    let body = json!({ "error": format!("{reason}_not_allowed"), "message": message });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
 }
 
 /// An OpenID token and a room name fit in far less.
