@@ -165,6 +165,18 @@ async fn participants_see_each_other_come_and_go() {
     let m = recv(&mut alice).await;
     assert_eq!(m["type"], "participant_left", "{m}");
     assert_eq!(m["participant_id"], b["participant_id"]);
+    // Bob's client reads on to the close frame, which answers it, and his
+    // socket is closed.
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), bob.next()).await;
+        match frame.expect("the socket closes within 5 s") {
+            Some(Ok(Message::Close(f))) => {
+                assert_eq!(f.map(|f| f.reason.to_string()).as_deref(), Some("left"));
+            }
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break,
+        }
+    }
     // A socket that just drops is reconnecting for the grace (here 1 s),
     // then gone.
     let mut eve = server.ws().await;
@@ -436,7 +448,7 @@ async fn a_flooding_client_is_cut_off_and_the_others_go_on() {
         }
     }
     // Mutes past their own bound are refused first; past 50 messages in
-    // a second the socket goes.
+    // a second the socket goes, with a close frame after the last word.
     loop {
         let e = recv(&mut mallory).await;
         assert_eq!(e["type"], "error", "{e}");
@@ -446,6 +458,10 @@ async fn a_flooding_client_is_cut_off_and_the_others_go_on() {
             _ => panic!("{e}"),
         }
     }
+    assert_eq!(
+        closed_with(&mut mallory).await,
+        (1008, "rate_limited".into())
+    );
     let left = recv(&mut alice).await;
     assert_eq!(left["type"], "participant_left", "{left}");
     // Alice's session is untouched.
@@ -457,6 +473,49 @@ async fn a_flooding_client_is_cut_off_and_the_others_go_on() {
     let mut bob = server.ws().await;
     join(&mut bob, "room", "Bob").await;
     assert_eq!(recv(&mut alice).await["type"], "participant_joined");
+    server.stop().await;
+}
+
+/// The close frame that ends `ws`, next after what was read (pings aside).
+async fn closed_with(ws: &mut Ws) -> (u16, String) {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a close frame within 5 s");
+        match frame {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
+            other => panic!("not a close frame: {other:?}"),
+        }
+    }
+}
+
+/// A client that floods before it joins hears every answer, the reason it
+/// is cut off, and a close frame: the server reads what the client sent
+/// meanwhile instead of leaving it unread in a socket it closes, which
+/// the kernel answers with a reset that can cost the client those words.
+#[tokio::test]
+async fn a_flooding_client_hears_every_answer_and_a_close_frame() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    // All at once: the server reads them as fast as it can.
+    for _ in 0..300 {
+        let m = json!({"type": "mute", "mid": "0", "muted": true});
+        ws.feed(Message::Text(m.to_string().into())).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    // Each is answered (`not_joined`) until the 51st of a second.
+    let mut answered = 0;
+    loop {
+        let e = recv(&mut ws).await;
+        match e["code"].as_str() {
+            Some("not_joined") => answered += 1,
+            Some("rate_limited") => break,
+            _ => panic!("{e}"),
+        }
+    }
+    assert!(answered >= 50, "{answered} answered");
+    assert_eq!(closed_with(&mut ws).await, (1008, "rate_limited".into()));
     server.stop().await;
 }
 
