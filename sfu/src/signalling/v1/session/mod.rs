@@ -678,7 +678,8 @@ async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome {
                 }
                 None => chat_live = false,
             },
-            deadline = next_drain(&mut drain) => {
+            // Told once it is in: `joined` first, then the news.
+            deadline = next_drain(&mut drain), if joined.in_core => {
                 // Told once; the meeting goes on until it empties or the
                 // server stops at the deadline.
                 drain = None;
