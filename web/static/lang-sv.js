@@ -193,6 +193,7 @@ export default {
   'error.denied': 'En värd släppte inte in dig.',
   'error.lobby_timeout': 'Ingen värd släppte in dig i tid.',
   'error.lobby_full': 'Lobbyn är full; försök igen senare.',
+  'error.too_many_knocks': 'För många från din adress väntar redan i lobbyn; försök igen senare.',
   'error.room_full': 'Mötet är fullt.',
   'error.draining': 'Servern håller på att stängas av för omstart; försök igen om en stund.',
   'error.invite_required': 'Det här mötet kräver en inbjudan eller inloggning.',

@@ -143,6 +143,10 @@ pub struct Config {
     pub max_meetings: usize,
     /// Chat messages one participant may send in a minute.
     pub max_chat_messages_per_minute: usize,
+    /// Strangers (no invite link, no Matrix identity) one address may have
+    /// waiting in one meeting's lobby at once; at most 100, as many as may
+    /// wait there at all.
+    pub max_knocks_per_address: usize,
     /// Chat messages of one meeting that may wait for an unreachable
     /// homeserver (on disk); more are refused until it is back.
     pub max_chat_outbox_per_meeting: usize,
@@ -265,6 +269,7 @@ impl Default for Config {
             max_joins_per_address_per_minute: 600,
             max_meetings: 1000,
             max_chat_messages_per_minute: 60,
+            max_knocks_per_address: 10,
             max_chat_outbox_per_meeting: 1000,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
             public_url: String::new(),
@@ -435,6 +440,9 @@ impl Config {
                 "public_ip",
                 "must be a concrete IPv4 address (IPv6 media is not supported yet)",
             );
+        }
+        if !(1..=crate::access::lobby::MAX_WAITING).contains(&self.max_knocks_per_address) {
+            return invalid("max_knocks_per_address", "must be between 1 and 100");
         }
         if !self.public_url.is_empty() {
             parse_http_url("public_url", &self.public_url)?;
@@ -784,6 +792,8 @@ mod tests {
         assert_eq!(c.allowed_hosts, ["a.example", "b.example"]);
         let e = Config::load(None, env(&[("MEET_ALLOWED_HOSTS", "a.example:80")])).unwrap_err();
         assert!(e.to_string().contains("allowed_hosts"), "{e}");
+        let e = Config::load(None, env(&[("MEET_MAX_KNOCKS_PER_ADDRESS", "101")])).unwrap_err();
+        assert!(e.to_string().contains("max_knocks_per_address"), "{e}");
     }
 
     #[test]

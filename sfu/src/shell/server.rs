@@ -210,6 +210,7 @@ impl Server {
                             joins_per_address_per_minute: config.max_joins_per_address_per_minute,
                             meetings: config.max_meetings,
                             chat_messages_per_minute: config.max_chat_messages_per_minute,
+                            knocks_per_address: config.max_knocks_per_address,
                         },
                         &config.trusted_proxies,
                     ),

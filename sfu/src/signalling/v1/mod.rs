@@ -372,6 +372,9 @@ pub enum ErrorCode {
     /// The homeserver is away and `max_chat_outbox_per_meeting` messages
     /// of this meeting already wait for it; this one was not sent.
     ChatBacklog,
+    /// `max_knocks_per_address` strangers from the client's address wait
+    /// in this meeting's lobby already.
+    TooManyKnocks,
 }
 
 impl ServerMessage {

@@ -454,7 +454,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             continue;
         }
         if let Some(wait) = wait {
-            if !wait_in_lobby(session, &room, &name, wait).await? {
+            if !wait_in_lobby(session, &room, &name, wait, anonymous).await? {
                 continue;
             }
         }
