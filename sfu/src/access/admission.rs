@@ -6,12 +6,13 @@
 //! the meeting's chat room, opened for a join that is otherwise valid (and
 //! made only for an identified one).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chat::{MeetingChat, RoomUse};
 
 use super::resume::Seated;
-use super::roster::Shut;
+use super::roster::{self, Shut};
 use super::token::Claims;
 use super::Access;
 use crate::room::api::Role;
@@ -85,19 +86,22 @@ pub struct Admitted {
     /// invite link): makes the server create no room and no ghost user.
     pub anonymous: bool,
     pub chat: Option<MeetingChat>,
-    /// What a host's ban of this participant keeps out.
-    pub ban_key: Option<String>,
+    /// What a host's ban of this participant keeps out
+    /// ([`roster::ban_keys`]).
+    pub ban_keys: Vec<String>,
     pub wait: Option<Wait>,
 }
 
-/// Checks a join, cheap checks first: the meeting's chat room (which may
-/// have to be created) is opened only for a join that is otherwise valid.
+/// Checks a join from `ip`, cheap checks first: the meeting's chat room
+/// (which may have to be created) is opened only for a join that is
+/// otherwise valid.
 pub async fn admit(
     access: &Access,
     room: &str,
     name: &str,
     token: Option<&str>,
     invite: Option<&str>,
+    ip: IpAddr,
 ) -> Result<Admitted, Refused> {
     let room = validate_name("room", room)
         .map_err(Refused::InvalidName)?
@@ -141,11 +145,11 @@ pub async fn admit(
         (None, Some(role)) => role,
         (None, None) => return Err(Refused::InviteRequired),
     };
-    let ban_key = match &identity {
-        Some(claims) => Some(format!("user:{}", claims.sub)),
-        None => invite_id.map(|id| format!("invite:{id}")),
-    };
-    match access.roster.admits(&room, role, ban_key.as_deref()) {
+    let user = identity.as_ref().map(|c| c.sub.as_str());
+    let session_key = format!("{:032x}", rand::random::<u128>());
+    let ban_keys = roster::ban_keys(user, invite_id.as_deref(), &session_key, ip);
+    let entry_keys = roster::entry_keys(user, invite_id.as_deref(), ip);
+    match access.roster.admits(&room, role, &entry_keys) {
         Ok(()) => {}
         // A locked meeting: hosts may still let them in.
         Err(Shut::Locked) if policy.lobby => wait = Some(Wait::Lobby),
@@ -167,7 +171,7 @@ pub async fn admit(
         identity,
         role,
         chat,
-        ban_key,
+        ban_keys,
         wait,
     })
 }
@@ -190,7 +194,7 @@ pub async fn readmit(access: &Access, seated: Seated) -> Result<Admitted, Refuse
         mut role,
         guest,
         anonymous,
-        ban_key,
+        ban_keys,
         ..
     } = seated;
     let room_use = if anonymous {
@@ -202,7 +206,10 @@ pub async fn readmit(access: &Access, seated: Seated) -> Result<Admitted, Refuse
     if let Some(claims) = identity.as_mut() {
         role = matrix_role(access, &room, chat.as_ref(), claims).await?;
     }
-    match access.roster.admits(&room, role, ban_key.as_deref()) {
+    match access
+        .roster
+        .admits(&room, role, &roster::seat_keys(&ban_keys))
+    {
         Ok(()) | Err(Shut::Locked) => {}
         Err(shut) => return Err(Refused::Shut(shut)),
     }
@@ -214,7 +221,7 @@ pub async fn readmit(access: &Access, seated: Seated) -> Result<Admitted, Refuse
         guest,
         anonymous,
         chat,
-        ban_key,
+        ban_keys,
         wait: None,
     })
 }

@@ -323,8 +323,8 @@ struct Joined {
     guest: bool,
     /// Neither a Matrix identity nor an invite link.
     anonymous: bool,
-    /// What keeps it out if a host bans it: its identity or invite link.
-    ban_key: Option<String>,
+    /// What keeps it out if a host bans it (`roster::ban_keys`).
+    ban_keys: Vec<String>,
     chat: Option<MeetingChat>,
     /// The secret its client comes back to its seat with (`rejoin.rs`).
     resume: String,
@@ -412,6 +412,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                     &name,
                     token.as_deref(),
                     invite.as_deref(),
+                    session.ip,
                 )
                 .await;
                 (admitted, None)
@@ -425,7 +426,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             guest,
             anonymous,
             chat,
-            ban_key,
+            ban_keys,
             wait,
         } = match admitted {
             Ok(a) => a,
@@ -496,7 +497,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             role,
             guest,
             user_id: identity.as_ref().map(|c| c.sub.clone()),
-            ban_key: ban_key.clone(),
+            ban_keys: ban_keys.clone(),
         };
         let (seat, ended, locked) = session.access.roster.seat(&room, &participant_id, member);
         if role.may_moderate() {
@@ -516,7 +517,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             role,
             guest,
             anonymous,
-            ban_key,
+            ban_keys,
             chat,
             resume: format!("{:032x}", rand::random::<u128>()),
             live: None,
