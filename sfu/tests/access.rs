@@ -313,6 +313,7 @@ async fn the_admin_api_wants_its_key_and_describes_itself() {
         "/api/admin/meetings/{room}",
         "/api/admin/meetings/{room}/participants/{id}",
         "/api/admin/meetings/{room}/invites",
+        "/api/admin/invites/{id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} undocumented");
     }

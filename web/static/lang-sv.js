@@ -198,6 +198,7 @@ export default {
   'error.draining': 'Servern håller på att stängas av för omstart; försök igen om en stund.',
   'error.invite_required': 'Det här mötet kräver en inbjudan eller inloggning.',
   'error.invalid_invite': 'Inbjudningslänken gäller inte.',
+  'error.invite_revoked': 'Inbjudningslänken har dragits tillbaka.',
   'error.meeting_ended': 'Mötet har avslutats för alla.',
   'error.too_many_joins': 'För många anslutningar från din adress; vänta lite.',
   'error.too_many_meetings': 'Servern har så många möten den kan ta; försök igen senare.',

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chat::{MeetingChat, RoomUse};
 
+use super::invite::{InviteError, Use};
 use super::resume::Seated;
 use super::roster::{self, Shut};
 use super::token::Claims;
@@ -54,6 +55,9 @@ pub enum Refused {
     InviteRequired,
     #[error("{0}")]
     InvalidInvite(String),
+    /// An administrator withdrew the invite link.
+    #[error("{0}")]
+    RevokedInvite(String),
     /// A Matrix user's room membership cannot be checked (the homeserver
     /// does not answer); the join fails closed.
     #[error("{0}")]
@@ -90,6 +94,9 @@ pub struct Admitted {
     /// ([`roster::ban_keys`]).
     pub ban_keys: Vec<String>,
     pub wait: Option<Wait>,
+    /// The use this join makes of a counted invite link, to be counted
+    /// once it is seated (see [`Use`]).
+    pub invite_use: Option<Use>,
 }
 
 /// Checks a join from `ip`, cheap checks first: the meeting's chat room
@@ -116,17 +123,18 @@ pub async fn admit(
         .to_owned();
     let policy = access.policies.for_meeting(&room);
     // A Matrix identity wins over an invite; an invite over the policy.
-    let (guest_role, invite_id) = match (&identity, invite) {
-        (Some(_), _) => (None, None),
+    let (guest_role, invite_id, invite_use) = match (&identity, invite) {
+        (Some(_), _) => (None, None, None),
         (None, Some(invite)) => {
-            let invite = access
-                .invites
-                .admit(invite, &room)
-                .map_err(|e| Refused::InvalidInvite(e.to_string()))?;
-            (Some(invite.role), Some(invite.jti))
+            let (invite, invite_use) =
+                access.invites.admit(invite, &room).map_err(|e| match e {
+                    InviteError::Revoked => Refused::RevokedInvite(e.to_string()),
+                    e => Refused::InvalidInvite(e.to_string()),
+                })?;
+            (Some(invite.role), Some(invite.jti), invite_use)
         }
-        (None, None) if policy.anonymous_join => (Some(Role::Participant), None),
-        (None, None) if policy.lobby => (Some(Role::Participant), None),
+        (None, None) if policy.anonymous_join => (Some(Role::Participant), None, None),
+        (None, None) if policy.lobby => (Some(Role::Participant), None, None),
         (None, None) => return Err(Refused::InviteRequired),
     };
     let anonymous = identity.is_none() && invite.is_none();
@@ -173,6 +181,7 @@ pub async fn admit(
         chat,
         ban_keys,
         wait,
+        invite_use,
     })
 }
 
@@ -223,6 +232,7 @@ pub async fn readmit(access: &Access, seated: Seated) -> Result<Admitted, Refuse
         chat,
         ban_keys,
         wait: None,
+        invite_use: None,
     })
 }
 

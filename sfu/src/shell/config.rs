@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::access::policy::{Policies, Policy, PolicyError};
+use crate::access::revocations::{RevocationError, Revocations};
 pub use crate::engine::SrtpProfile;
 use crate::shell::tls;
 use crate::turn;
@@ -604,6 +605,15 @@ impl Config {
         };
         let store = !self.policy_store.as_os_str().is_empty();
         Policies::load(deployment, store.then(|| self.policy_store.clone()))
+    }
+
+    /// The invite links withdrawn through the admin API, kept beside the
+    /// meeting policies (`revoked-invites.json` in `policy_store`'s
+    /// directory; in memory only where that is empty).
+    pub fn revocations(&self) -> Result<Revocations, RevocationError> {
+        let store = !self.policy_store.as_os_str().is_empty();
+        let file = store.then(|| self.policy_store.with_file_name("revoked-invites.json"));
+        Revocations::load(file, crate::access::token::unix_now())
     }
 
     /// The chat bridge's settings; `None` when no homeserver is configured.

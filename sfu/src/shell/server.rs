@@ -26,6 +26,7 @@ use crate::access::limits::{Bounds, Limit, Limits};
 use crate::access::lobby::Lobby;
 use crate::access::policy::PolicyError;
 use crate::access::resume::Resumes;
+use crate::access::revocations::RevocationError;
 use crate::access::roster::Roster;
 use crate::access::token::TokenKeys;
 use crate::access::Access;
@@ -69,6 +70,8 @@ pub enum ServerError {
     Config(#[from] crate::shell::config::ConfigError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
     #[error("cannot start the chat bridge: {0}")]
     Chat(#[from] chat::ChatError),
     #[error("HTTP server failed: {0}")]
@@ -97,6 +100,7 @@ impl Server {
             return Err(ServerError::NoMediaAddress);
         }
         let policies = config.policies()?;
+        let revocations = config.revocations()?;
         let tls = config.tls()?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -195,7 +199,7 @@ impl Server {
                 access: Access {
                     metrics,
                     chat,
-                    invites: Invites::new(tokens.clone()),
+                    invites: Invites::new(tokens.clone(), revocations),
                     tokens,
                     policies,
                     roster: Roster::default(),
@@ -279,7 +283,7 @@ impl Server {
     /// how the first meeting of a closed deployment is opened.
     pub fn host_link(&self) -> String {
         let room = random_room();
-        let (invite, _) = self
+        let minted = self
             .state
             .access
             .invites
@@ -288,7 +292,7 @@ impl Server {
             url::Url::parse(&format!("{}://{}/", self.state.scheme, self.http_addr()))
                 .expect("a valid URL")
         });
-        invite_link(base, &room, &invite)
+        invite_link(base, &room, &minted.invite)
     }
 
     /// The media port of the worker a meeting lives on.

@@ -183,11 +183,12 @@ impl Session {
         } else {
             match invite::terms(lifetime, uses) {
                 Ok((lifetime, uses)) => {
-                    let (invite, expires_at) = self.access.invites.mint(room, role, lifetime, uses);
+                    let minted = self.access.invites.mint(room, role, lifetime, uses);
                     ServerMessage::InviteCreated {
                         role,
-                        invite,
-                        expires_at,
+                        invite: minted.invite,
+                        expires_at: minted.expires_at,
+                        id: minted.id,
                     }
                 }
                 Err(msg) => ServerMessage::error(ErrorCode::BadMessage, msg),
@@ -325,6 +326,8 @@ struct Joined {
     anonymous: bool,
     /// What keeps it out if a host bans it (`roster::ban_keys`).
     ban_keys: Vec<String>,
+    /// Its use of a counted invite link, counted once the core seats it.
+    invite_use: Option<invite::Use>,
     chat: Option<MeetingChat>,
     /// The secret its client comes back to its seat with (`rejoin.rs`).
     resume: String,
@@ -428,6 +431,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             chat,
             ban_keys,
             wait,
+            invite_use,
         } = match admitted {
             Ok(a) => a,
             Err(refused) => {
@@ -436,6 +440,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                     Refused::InvalidToken(_) => ErrorCode::InvalidToken,
                     Refused::InviteRequired => ErrorCode::InviteRequired,
                     Refused::InvalidInvite(_) => ErrorCode::InvalidInvite,
+                    Refused::RevokedInvite(_) => ErrorCode::InviteRevoked,
                     Refused::Unverifiable(_) => ErrorCode::Unavailable,
                     Refused::Shut(Shut::Locked) => ErrorCode::MeetingLocked,
                     Refused::Shut(Shut::Banned) => ErrorCode::Banned,
@@ -518,6 +523,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             guest,
             anonymous,
             ban_keys,
+            invite_use,
             chat,
             resume: format!("{:032x}", rand::random::<u128>()),
             live: None,
@@ -609,6 +615,10 @@ async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome {
                         host: c.host,
                     });
                     _counted = Some(session.access.metrics.joined(joined.role));
+                    // Seated: the invite link's use counts now.
+                    if let Some(used) = joined.invite_use.take() {
+                        used.commit();
+                    }
                     let ice_servers = session.access.turn.as_ref().map_or_else(Vec::new, |t| t.ice_servers(&participant_id, SystemTime::now()));
                     joined.in_core = true;
                     let held = !session.access.resumes.grace().is_zero();
