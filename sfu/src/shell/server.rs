@@ -40,7 +40,7 @@ use crate::shell::state::AppState;
 use crate::shell::web;
 use crate::turn::{self, Turn};
 use crate::worker::udp;
-use crate::worker::{self, WorkerHandle, Workers};
+use crate::worker::{self, Intake, WorkerHandle, Workers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -95,6 +95,12 @@ pub struct Server {
 impl Server {
     /// Binds every socket; nothing is served until [`Server::run`].
     pub async fn bind(config: &Config) -> Result<Self, ServerError> {
+        Self::bind_with(config, Intake::default()).await
+    }
+
+    /// As [`Server::bind`], with each media worker taking requests as
+    /// `intake` says: tests hold them back to fill a worker's queue.
+    pub async fn bind_with(config: &Config, intake: Intake) -> Result<Self, ServerError> {
         let ips = config.advertised_ips();
         if ips.is_empty() {
             return Err(ServerError::NoMediaAddress);
@@ -163,6 +169,7 @@ impl Server {
                 router_config,
                 Box::new(metrics.worker(i)),
                 stop_rx.clone(),
+                intake.clone(),
             )
             .map_err(ServerError::Worker)?;
             workers.push(handle);

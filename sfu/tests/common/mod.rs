@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use sfu::shell::config::Config;
 use sfu::shell::server::Server;
+use sfu::worker::Intake;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -43,7 +44,14 @@ impl Running {
     }
 
     pub async fn start(config: &Config) -> Self {
-        let server = Server::bind(config).await.expect("server binds");
+        Self::start_with(config, Intake::default()).await
+    }
+
+    /// With the media workers taking requests as `intake` says.
+    pub async fn start_with(config: &Config, intake: Intake) -> Self {
+        let server = Server::bind_with(config, intake)
+            .await
+            .expect("server binds");
         let http = server.http_addr();
         let metrics = server.metrics_addr();
         let admin = server.admin_addr();
