@@ -27,10 +27,12 @@ pub struct Member {
 
 /// What a host's ban of a participant keeps out of the meeting: a Matrix
 /// user by their id; a guest by the invite link they came with (`invite`:
-/// its id) or, without one, by this session's own key (so that its held
-/// seat cannot be taken back); and a guest's address, for anonymous joins
-/// only (see [`entry_keys`]), so that a stranger a host sent away cannot
-/// knock again from where they are.
+/// its id); a stranger (neither) by this session's own key (so that its
+/// held seat cannot be taken back) and by their address, which is all
+/// that tells them from the next stranger: they cannot knock again from
+/// there (anonymous joins only are checked by it, see [`entry_keys`]).
+/// Whoever came with a link or an identity is kept out by that alone, so
+/// that their ban shuts out nobody else who shares their address.
 pub fn ban_keys(
     user: Option<&str>,
     invite: Option<&str>,
@@ -39,7 +41,7 @@ pub fn ban_keys(
 ) -> Vec<String> {
     match (user, invite) {
         (Some(user), _) => vec![format!("user:{user}")],
-        (None, Some(invite)) => vec![format!("invite:{invite}"), address_key(ip)],
+        (None, Some(invite)) => vec![format!("invite:{invite}")],
         (None, None) => vec![format!("guest:{session}"), address_key(ip)],
     }
 }
@@ -374,5 +376,22 @@ mod tests {
         assert_eq!(shut(entry_keys(Some("@a:hs"), None, ip)), Ok(()));
         // Another stranger's seat from that address is not theirs.
         assert_eq!(shut(seat_keys(&ban_keys(None, None, "s2", ip))), Ok(()));
+
+        // A guest banned by their link: strangers from their address may
+        // still knock.
+        let (_g, _, _) = roster.seat(
+            "r",
+            "g",
+            Member {
+                ban_keys: ban_keys(None, Some("link"), "g1", other),
+                ..member("G")
+            },
+        );
+        assert!(roster.ban("r", "g"));
+        assert_eq!(
+            shut(entry_keys(None, Some("link"), other)),
+            Err(Shut::Banned)
+        );
+        assert_eq!(shut(entry_keys(None, None, other)), Ok(()));
     }
 }
