@@ -616,7 +616,7 @@ async fn a_page_rebound_to_our_address_cannot_open_the_websocket() {
     .await;
     let (status, _) = upgrade(&server, "meet.example.org", "https://meet.example.org").await;
     assert_eq!(status, 101);
-    let (status, _) = upgrade(&server, "video.example.org", "https://meet.example.org").await;
+    let (status, _) = upgrade(&server, "video.example.org", "https://video.example.org").await;
     assert_eq!(status, 101);
     let (status, body) = upgrade(&server, "evil.example", "https://meet.example.org").await;
     assert_eq!(

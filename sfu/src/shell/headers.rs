@@ -128,7 +128,10 @@ pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str>
 
 /// Whether a WebSocket upgrade may proceed: browsers always say which page
 /// opened it (`Origin`), and only our own pages may (a page elsewhere must
-/// not join meetings with its visitors' cookies and network position).
+/// not join meetings with its visitors' cookies and network position):
+/// one of `public_url`'s origin (behind a proxy that passes a `Host` of
+/// its own), or one of the very name the request was sent to, which
+/// [`AllowedHosts`] has checked is ours (a second name of the server).
 /// Clients that are not browsers send no `Origin` and are let through; they
 /// can claim any origin anyway.
 pub fn same_origin(headers: &HeaderMap, host: Option<&str>, public_origin: Option<&str>) -> bool {
@@ -138,17 +141,13 @@ pub fn same_origin(headers: &HeaderMap, host: Option<&str>, public_origin: Optio
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    match public_origin {
-        Some(public) => origin.eq_ignore_ascii_case(public),
-        // No public URL configured: the page's origin must name the host
-        // this request was sent to.
-        None => {
-            let bare = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
-            matches!((bare, host), (Some(b), Some(h)) if b.eq_ignore_ascii_case(h))
-        }
+    if public_origin.is_some_and(|public| origin.eq_ignore_ascii_case(public)) {
+        return true;
     }
+    let bare = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((bare, host), (Some(b), Some(h)) if b.eq_ignore_ascii_case(h))
 }
 
 #[cfg(test)]
@@ -190,7 +189,10 @@ mod tests {
             ("origin", "https://meet.example"),
         ]);
         assert!(same(&proxied, Some("https://meet.example")));
-        assert!(!same(&ours, Some("https://meet.example")));
+        assert!(!same(&evil, Some("https://meet.example")));
+        // A page of the (checked) name the request went to: another name
+        // of ours beside the public URL's.
+        assert!(same(&ours, Some("https://meet.example")));
     }
 
     #[test]
