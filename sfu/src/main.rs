@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     for w in &config.warnings() {
         tracing::warn!("{w}");
     }
-    let server = Server::bind_with(&config, passed)
+    let server = Server::bind_with(&config, passed, Default::default())
         .await
         .context("starting the server")?;
     let signals = Signals::install().context("installing signal handlers")?;

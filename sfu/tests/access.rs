@@ -11,63 +11,7 @@ use sfu::shell::config::Config;
 
 mod common;
 
-use common::{expect_error, recv, send, Running, Ws};
-
-const KEY: &str = "an-admin-key-of-at-least-32-characters";
-
-fn closed() -> Config {
-    Config {
-        anonymous_join: false,
-        admin_key: KEY.into(),
-        ..Running::config()
-    }
-}
-
-struct Admin {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Admin {
-    fn new(server: &Running) -> Self {
-        Self {
-            base: format!("http://{}", server.http),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// An admin request with the key; status and JSON body (null if none).
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(KEY);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn invite(&self, room: &str, body: Value) -> String {
-        let (status, v) = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/admin/meetings/{room}/invites"),
-                Some(body),
-            )
-            .await;
-        assert_eq!(status, 201, "{v}");
-        let url = v["url"].as_str().unwrap();
-        assert!(
-            url.starts_with(&format!("{}/m/{room}?invite=", self.base)),
-            "{url}"
-        );
-        v["invite"].as_str().unwrap().to_owned()
-    }
-}
+use common::{closed, expect_error, join_with, next_of, recv, send, Admin, Running, Ws, KEY};
 
 async fn try_join(server: &Running, room: &str, name: &str, invite: Option<&str>) -> (Ws, Value) {
     let mut ws = server.ws().await;
@@ -369,6 +313,7 @@ async fn the_admin_api_wants_its_key_and_describes_itself() {
         "/api/admin/meetings/{room}",
         "/api/admin/meetings/{room}/participants/{id}",
         "/api/admin/meetings/{room}/invites",
+        "/api/admin/invites/{id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} undocumented");
     }
@@ -484,6 +429,59 @@ async fn strangers_wait_in_the_lobby_for_a_host() {
     send(&mut hana, json!({"type": "deny", "lobby_id": id})).await;
     expect_error(&mut tom, "denied").await;
     drop((hana, gus, sam, tom));
+    server.stop().await;
+}
+
+/// A stranger a host let in from the lobby, then banned, stays out: they
+/// cannot knock again from where they are; others from elsewhere, or with
+/// a link from the same address, still can.
+#[tokio::test]
+async fn a_stranger_let_in_from_the_lobby_can_be_banned() {
+    let server = Running::start(&Config {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..closed()
+    })
+    .await;
+    let admin = Admin::new(&server);
+    let host = admin.invite("board", json!({"role": "host"})).await;
+    let guest = admin.invite("board", json!({"role": "participant"})).await;
+    let (mut hana, m) = try_join(&server, "board", "Hana", Some(&host)).await;
+    assert_eq!(m["type"], "joined", "{m}");
+
+    let mut sam = server.ws_from("198.51.100.7").await;
+    let m = join_with(&mut sam, "board", "Sam", None).await;
+    assert_eq!(m["type"], "lobby_waiting", "{m}");
+    let lobby = next_of(&mut hana, "lobby").await;
+    let id = lobby["waiting"][0]["id"].as_str().unwrap().to_owned();
+    send(&mut hana, json!({"type": "admit", "lobby_id": id})).await;
+    let m = next_of(&mut sam, "joined").await;
+    let sam_id = m["participant_id"].as_str().unwrap().to_owned();
+    send(
+        &mut hana,
+        json!({"type": "remove", "participant_id": sam_id, "ban": true}),
+    )
+    .await;
+    expect_error(&mut sam, "removed").await;
+
+    // Sam knocks again from where he was: banned, before any host is
+    // asked.
+    let mut again = server.ws_from("198.51.100.7").await;
+    let m = join_with(&mut again, "board", "Sam", None).await;
+    assert_eq!(m["code"], "banned", "{m}");
+    // Someone else from elsewhere knocks; someone with a link gets in
+    // from Sam's address.
+    let mut tom = server.ws_from("198.51.100.9").await;
+    let m = join_with(&mut tom, "board", "Tom", None).await;
+    assert_eq!(m["type"], "lobby_waiting", "{m}");
+    let mut gus = server.ws_from("198.51.100.7").await;
+    let m = join_with(&mut gus, "board", "Gus", Some(&guest)).await;
+    assert_eq!(m["type"], "joined", "{m}");
+    let mut waiting = next_of(&mut hana, "lobby").await;
+    while waiting["waiting"] == json!([]) {
+        waiting = next_of(&mut hana, "lobby").await;
+    }
+    assert_eq!(waiting["waiting"][0]["name"], "Tom", "{waiting}");
+    drop((hana, sam, again, tom, gus));
     server.stop().await;
 }
 

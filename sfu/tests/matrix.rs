@@ -443,6 +443,8 @@ async fn outage(ghosts: bool) {
     let refused = next_of(&mut carol, "error").await;
     assert_eq!(refused["code"], "chat_backlog", "{refused}");
     assert_eq!(server.metric("meet_chat_outbox_events").await, 20.0);
+    let hit = "meet_limits_hit_total{limit=\"chat_outbox\"}";
+    assert_eq!(server.metric(hit).await, 1.0, "counted as a limit");
 
     syn.run();
     let prefix = if ghosts { "" } else { "Carol: " };

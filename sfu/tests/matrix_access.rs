@@ -1,8 +1,10 @@
 //! The Matrix room as a meeting's invitation list, against a real Synapse:
 //! rooms the bridge makes are invite-only with history for joined members,
 //! no alias and the configured message retention; an invited user gets in, a kicked one is put out within
-//! seconds; host rights follow the power levels; an anonymous guest makes
-//! no room, a Matrix user so many a day; a homeserver that cannot answer keeps Matrix users out.
+//! seconds; host rights follow the power levels, and a host whose power
+//! is lowered is refused what hosts do; a banned user stays out; an
+//! anonymous guest makes no room, a Matrix user so many a day; a
+//! homeserver that cannot answer keeps Matrix users out.
 
 use std::time::{Duration, Instant};
 
@@ -247,6 +249,129 @@ async fn a_matrix_user_is_refused_while_the_homeserver_cannot_answer() {
     syn.run();
     let (_alice_ws, joined): (Ws, Value) = server.join("vault", "x", t["token"].as_str()).await;
     assert_eq!(joined["identity"]["user_id"], "@alice:localhost");
+
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(store);
+}
+
+/// What a demoted host sends is refused by the server, and does nothing:
+/// the one waiting in the lobby still waits, the meeting stays locked, the
+/// others stay in, unmuted. And whom a host bans stays out of the meeting
+/// with a fresh token; whom the room bans gets no token at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_host_is_refused_and_a_banned_user_stays_out() {
+    let syn = Synapse::start(&["alice", "bob", "carol"]);
+    let store = temp_dir("store");
+    let server = TestServer::start(&syn, &store).await;
+    let alice = MatrixUser::login(&syn, "alice").await;
+    let bob = MatrixUser::login(&syn, "bob").await;
+    let carol = MatrixUser::login(&syn, "carol").await;
+    let admin = MatrixUser::login_with(&syn, "meetbot", BOT_PASSWORD).await;
+    let room = alice.open_meeting(&server, "board").await;
+    alice.invite(&room, &bob.user_id).await;
+    alice.invite(&room, &carol.user_id).await;
+
+    let (_, t) = server.token("board", alice.openid().await).await;
+    let (mut alice_ws, joined) = server.join("board", "x", t["token"].as_str()).await;
+    assert_eq!(joined["role"], "host", "{joined}");
+    let alice_pid = joined["participant_id"].as_str().unwrap().to_owned();
+    let (_, t) = server.token("board", bob.openid().await).await;
+    let bob_token = t["token"].clone();
+    let (mut bob_ws, joined) = server.join("board", "x", bob_token.as_str()).await;
+    let bob_pid = joined["participant_id"].as_str().unwrap().to_owned();
+    send(&mut alice_ws, json!({"type":"lock_meeting","locked":true})).await;
+    assert_eq!(next_of(&mut bob_ws, "meeting_locked").await["locked"], true);
+    // Dan knocks on the locked meeting; Alice sees him.
+    let mut dan = server.ws().await;
+    send(
+        &mut dan,
+        json!({"type":"join","v":1,"room":"board","name":"Dan"}),
+    )
+    .await;
+    next_of(&mut dan, "lobby_waiting").await;
+    let dan_id = next_where(
+        &mut alice_ws,
+        |m| m["type"] == "lobby" && m["waiting"][0]["name"] == "Dan",
+        "Dan in the lobby",
+    )
+    .await["waiting"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The room's admin lowers Alice's power: she is a participant now.
+    admin.set_power(&room, &alice.user_id, 0).await;
+    let changed = next_of(&mut alice_ws, "role_changed").await;
+    assert_eq!(
+        (changed["participant_id"].as_str(), changed["role"].as_str()),
+        (Some(alice_pid.as_str()), Some("participant"))
+    );
+    for action in [
+        json!({"type":"admit","lobby_id":dan_id}),
+        json!({"type":"lock_meeting","locked":false}),
+        json!({"type":"remove","participant_id":bob_pid,"ban":true}),
+        json!({"type":"mute_participant","participant_id":bob_pid,"track_id":"t","locked":true}),
+        json!({"type":"end_meeting"}),
+        json!({"type":"create_invite","role":"participant"}),
+    ] {
+        send(&mut alice_ws, action.clone()).await;
+        let e = next_of(&mut alice_ws, "error").await;
+        assert_eq!(e["code"], "not_allowed", "{action}: {e}");
+    }
+    // Nothing of it happened: given her power back, Alice finds Dan still
+    // waiting and turns him away, and what Bob heard in between is only
+    // her two changes of role.
+    admin.set_power(&room, &alice.user_id, 50).await;
+    let lobby = next_of(&mut alice_ws, "lobby").await;
+    assert_eq!(lobby["waiting"][0]["id"], dan_id.as_str(), "{lobby}");
+    send(&mut alice_ws, json!({"type":"deny","lobby_id":dan_id})).await;
+    assert_eq!(next_of(&mut dan, "error").await["code"], "denied");
+    let mut heard = Vec::new();
+    loop {
+        let m = next_where(&mut bob_ws, |_| true, "Bob's news").await;
+        let host_again = m["type"] == "role_changed" && m["role"] == "host";
+        heard.push(m);
+        if host_again {
+            break;
+        }
+    }
+    let effects = [
+        "meeting_locked",
+        "muted_by_host",
+        "track_muted",
+        "participant_left",
+        "error",
+    ];
+    assert!(
+        heard
+            .iter()
+            .all(|m| !effects.contains(&m["type"].as_str().unwrap())),
+        "{heard:?}"
+    );
+
+    // A host's ban holds for a Matrix user with a fresh token.
+    send(
+        &mut alice_ws,
+        json!({"type":"remove","participant_id":bob_pid,"ban":true}),
+    )
+    .await;
+    assert_eq!(next_of(&mut bob_ws, "error").await["code"], "removed");
+    let (status, t) = server.token("board", bob.openid().await).await;
+    assert_eq!(status, 200, "still in the room: {t}");
+    let e = server.refused_join("board", &t["token"]).await;
+    assert_eq!(e["code"], "banned", "{e}");
+    // Banned from the room: no token, and the one Carol had is refused.
+    let (_, t) = server.token("board", carol.openid().await).await;
+    let carol_token = t["token"].clone();
+    alice.ban(&room, &carol.user_id).await;
+    let (status, e) = server.token("board", carol.openid().await).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (403, Some("not_room_member")),
+        "{e}"
+    );
+    let e = server.refused_join("board", &carol_token).await;
+    assert_eq!(e["code"], "invalid_token", "{e}");
 
     server.stop().await;
     let _ = std::fs::remove_dir_all(store);

@@ -165,6 +165,18 @@ async fn participants_see_each_other_come_and_go() {
     let m = recv(&mut alice).await;
     assert_eq!(m["type"], "participant_left", "{m}");
     assert_eq!(m["participant_id"], b["participant_id"]);
+    // Bob's client reads on to the close frame, which answers it, and his
+    // socket is closed.
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), bob.next()).await;
+        match frame.expect("the socket closes within 5 s") {
+            Some(Ok(Message::Close(f))) => {
+                assert_eq!(f.map(|f| f.reason.to_string()).as_deref(), Some("left"));
+            }
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break,
+        }
+    }
     // A socket that just drops is reconnecting for the grace (here 1 s),
     // then gone.
     let mut eve = server.ws().await;
@@ -436,7 +448,7 @@ async fn a_flooding_client_is_cut_off_and_the_others_go_on() {
         }
     }
     // Mutes past their own bound are refused first; past 50 messages in
-    // a second the socket goes.
+    // a second the socket goes, with a close frame after the last word.
     loop {
         let e = recv(&mut mallory).await;
         assert_eq!(e["type"], "error", "{e}");
@@ -446,6 +458,10 @@ async fn a_flooding_client_is_cut_off_and_the_others_go_on() {
             _ => panic!("{e}"),
         }
     }
+    assert_eq!(
+        closed_with(&mut mallory).await,
+        (1008, "rate_limited".into())
+    );
     let left = recv(&mut alice).await;
     assert_eq!(left["type"], "participant_left", "{left}");
     // Alice's session is untouched.
@@ -457,6 +473,157 @@ async fn a_flooding_client_is_cut_off_and_the_others_go_on() {
     let mut bob = server.ws().await;
     join(&mut bob, "room", "Bob").await;
     assert_eq!(recv(&mut alice).await["type"], "participant_joined");
+    server.stop().await;
+}
+
+/// The close frame that ends `ws`, next after what was read (pings aside).
+async fn closed_with(ws: &mut Ws) -> (u16, String) {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a close frame within 5 s");
+        match frame {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
+            other => panic!("not a close frame: {other:?}"),
+        }
+    }
+}
+
+/// A client that floods before it joins hears every answer, the reason it
+/// is cut off, and a close frame: the server reads what the client sent
+/// meanwhile instead of leaving it unread in a socket it closes, which
+/// the kernel answers with a reset that can cost the client those words.
+#[tokio::test]
+async fn a_flooding_client_hears_every_answer_and_a_close_frame() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    // All at once: the server reads them as fast as it can.
+    for _ in 0..300 {
+        let m = json!({"type": "mute", "mid": "0", "muted": true});
+        ws.feed(Message::Text(m.to_string().into())).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    // Each is answered (`not_joined`) until the 51st of a second.
+    let mut answered = 0;
+    loop {
+        let e = recv(&mut ws).await;
+        match e["code"].as_str() {
+            Some("not_joined") => answered += 1,
+            Some("rate_limited") => break,
+            _ => panic!("{e}"),
+        }
+    }
+    assert!(answered >= 50, "{answered} answered");
+    assert_eq!(closed_with(&mut ws).await, (1008, "rate_limited".into()));
+    server.stop().await;
+}
+
+/// A raw WebSocket upgrade of `/ws` with these `Host` and `Origin`: the
+/// status, and the JSON body of a refusal.
+async fn upgrade(server: &Running, host: &str, origin: &str) -> (u16, Value) {
+    let mut s = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A refusal ends with its body; a switch to WebSocket with its head.
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if n == 0 || text.starts_with("HTTP/1.1 101") && text.contains("\r\n\r\n") {
+            break;
+        }
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0usize);
+            if body.len() >= length {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// DNS rebinding: a page on the attacker's name, pointed at our address,
+/// is its own origin, so `Origin` matches `Host`; only the name tells it
+/// apart. Refused (403, counted), while our names and addresses work.
+#[tokio::test]
+async fn a_page_rebound_to_our_address_cannot_open_the_websocket() {
+    let server = TestServer::start().await;
+    let port = server.http.port();
+    let evil = format!("evil.example:{port}");
+    let (status, body) = upgrade(&server, &evil, &format!("http://{evil}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("host_not_allowed")),
+        "{body}"
+    );
+    assert_eq!(
+        server
+            .metric("meet_websocket_refused_total{reason=\"host\"}")
+            .await,
+        1.0
+    );
+    // A foreign page at our own address: the origin check's part.
+    let ours = format!("127.0.0.1:{port}");
+    let (status, body) = upgrade(&server, &ours, "https://evil.example").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("origin_not_allowed")),
+        "{body}"
+    );
+    assert_eq!(
+        server
+            .metric("meet_websocket_refused_total{reason=\"origin\"}")
+            .await,
+        1.0
+    );
+    for host in [ours, format!("localhost:{port}"), format!("[::1]:{port}")] {
+        let (status, _) = upgrade(&server, &host, &format!("http://{host}")).await;
+        assert_eq!(status, 101, "{host}");
+    }
+    server.stop().await;
+
+    // Behind a proxy that passes its own `Host` (nginx's `$host`, no
+    // port): the public URL's name, and the names configured beside it.
+    let server = Running::start(&Config {
+        public_url: "https://meet.example.org/".into(),
+        allowed_hosts: vec!["video.example.org".into()],
+        ..Running::config()
+    })
+    .await;
+    let (status, _) = upgrade(&server, "meet.example.org", "https://meet.example.org").await;
+    assert_eq!(status, 101);
+    let (status, _) = upgrade(&server, "video.example.org", "https://video.example.org").await;
+    assert_eq!(status, 101);
+    let (status, body) = upgrade(&server, "evil.example", "https://meet.example.org").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("host_not_allowed")),
+        "{body}"
+    );
     server.stop().await;
 }
 

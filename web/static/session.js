@@ -123,6 +123,7 @@ export async function join(name, { rejoin = false } = {}) {
       const refused = [
         'room_full', 'invite_required', 'invalid_invite', 'meeting_ended', 'draining',
         'meeting_locked', 'banned', 'denied', 'lobby_timeout', 'lobby_full',
+        'invite_revoked', 'too_many_knocks',
       ].includes(m.code)
         || (m.code === 'unavailable' && !state.participantId);
       if (refused) {

@@ -19,8 +19,10 @@ export function originOf(url) {
   } catch {
     return null;
   }
+  // Chromium writes a file: URL's origin "file://", not "null": no parent.
+  if (u.protocol === 'file:') return null;
   if (u.origin && u.origin !== 'null') return u.origin;
-  if (!/^[a-z][a-z0-9+.-]*:$/.test(u.protocol) || !u.host || u.protocol === 'file:') return null;
+  if (!/^[a-z][a-z0-9+.-]*:$/.test(u.protocol) || !u.host) return null;
   return `${u.protocol}//${u.host}`;
 }
 

@@ -13,11 +13,13 @@ const CHAT = { room_id: '!room:localhost', room_alias: '#meet-ui:localhost', del
 
 let browser;
 let web;
+/** The same pages, trusting Element Desktop (`vector://vector`) too. */
+let desktop;
 /** Bodies POSTed to /api/token. */
 const tokenRequests = [];
 
 before(async () => {
-  web = await startStaticServer({
+  const routes = {
     '/api/token': async (req, body) => {
       const request = JSON.parse(body);
       tokenRequests.push(request);
@@ -27,11 +29,14 @@ before(async () => {
       return { status: 403, json: { error: 'not_room_member', message: 'You are not a member of this meeting\'s room.' } };
     },
     '/parent': async (req, body, url) => ({ html: parentPage(url.searchParams.get('mode'), url.searchParams.get('widget')) }),
-  });
+    '/desktop': async (req, body, url) => ({ html: desktopPage(url.searchParams.get('widget')) }),
+  };
+  web = await startStaticServer(routes);
+  desktop = await startStaticServer(routes, { widgetOrigins: ['vector://vector'] });
   browser = await launchBrowser();
 });
 
-after(() => cleanUp(() => browser?.close(), () => web?.close()));
+after(() => cleanUp(() => browser?.close(), () => web?.close(), () => desktop?.close()));
 
 /**
  * Answers the page's WebSocket like the server would: `joined` (with
@@ -381,6 +386,106 @@ test('a parent page that is no configured Matrix client gets no widget API', asy
   await new Promise((resolve) => setTimeout(resolve, 1500));
   const received = await page.evaluate(() => window.received || []);
   assert.equal(received.filter((m) => m.api === 'fromWidget').length, 0, JSON.stringify(received));
+  assert.equal(tokenRequests.filter((r) => r.room === room).length, 0);
+  assert.equal(await frame.getByText('Signed in as').count(), 0);
+  await frame.getByLabel('Your name').fill('Alice');
+  await frame.getByRole('button', { name: 'Join meeting' }).click();
+  await until('the join', () => server.sent.find((m) => m.type === 'join'), 5000);
+  assert.equal(server.sent.find((m) => m.type === 'join').token, undefined);
+});
+
+/**
+ * A stand-in for Element Desktop, whose pages are at vector://vector, an
+ * origin no test server can have: the meeting is in a frame of this page
+ * (same origin), whose postMessage is wrapped to hear what the widget
+ * sends its parent and to whom, and which answers as Element Desktop's
+ * messages arrive: MessageEvents of origin vector://vector from the
+ * parent window. It grants OpenID at once.
+ */
+function desktopPage(widgetUrl) {
+  return `<!doctype html><title>Element Desktop stand-in</title>
+<iframe src="${widgetUrl.replace(/"/g, '&quot;')}" allow="camera; microphone" style="width:1000px;height:700px"></iframe>
+<script>
+const ELEMENT = 'vector://vector';
+const TOKEN = ${JSON.stringify(ALICE_TOKEN)};
+const frame = document.querySelector('iframe');
+/** What the widget posted to its parent: { msg, targetOrigin }. */
+window.sent = [];
+const waiting = new Map();
+let n = 0;
+// Asynchronously, as postMessage delivers.
+function deliver(data) {
+  setTimeout(() => frame.contentWindow.dispatchEvent(new MessageEvent('message', { data, origin: ELEMENT, source: window })), 0);
+}
+function toWidget(action, data) {
+  const requestId = 'desktop-' + (++n);
+  deliver({ api: 'toWidget', widgetId: 'w1', requestId, action, data });
+  return new Promise((resolve) => waiting.set(requestId, resolve));
+}
+window.postMessage = (msg, targetOrigin) => {
+  window.sent.push({ msg, targetOrigin });
+  // Element Desktop gets only what is addressed to its origin.
+  if (targetOrigin !== ELEMENT) return;
+  if (msg.api === 'toWidget' && msg.response) { waiting.get(msg.requestId)?.(msg.response); return; }
+  if (msg.api !== 'fromWidget') return;
+  deliver({ ...msg, response: msg.action === 'get_openid' ? { state: 'allowed', ...TOKEN } : {} });
+};
+frame.addEventListener('load', async () => {
+  window.capabilities = await toWidget('capabilities', {});
+});
+</script>`;
+}
+
+async function openDesktopWidget(t, server, room) {
+  const widget = `${server.url}/m/${room}?widgetId=w1&parentUrl=${encodeURIComponent('vector://vector/webapp/')}`
+    + '&userId=%40alice%3Alocalhost&displayName=Alice%20M&roomId=%21r%3Alocalhost';
+  const { page, context } = await openPage(browser, `desktop-${room}`, { t });
+  const mocked = await mockServer(context, { identity: { user_id: '@alice:localhost', host: false } });
+  await page.goto(`${server.url}/desktop?widget=${encodeURIComponent(widget)}`);
+  return { page, server: mocked, frame: page.frameLocator('iframe') };
+}
+
+test('the widget takes its parent origin from parentUrl, Element Desktop\'s included', async (t) => {
+  const { page } = await openPage(browser, 'origin-of', { t });
+  await page.goto(`${web.url}/m/ui-origin-of`);
+  const origins = await page.evaluate(async () => {
+    const { originOf } = await import('/static/widget.js');
+    return [
+      'vector://vector/webapp/', 'vector://vector', 'https://app.element.io/#/room/!r:hs',
+      'http://127.0.0.1:8080/x', 'file:///home/a', 'javascript:alert(1)', 'not a url',
+    ].map(originOf);
+  });
+  assert.deepEqual(origins, [
+    'vector://vector', 'vector://vector', 'https://app.element.io', 'http://127.0.0.1:8080', null, null, null,
+  ]);
+});
+
+test('Element Desktop (vector://vector), a configured widget origin: asks it for OpenID and signs in', async (t) => {
+  const room = 'ui-widget-desktop';
+  const { page, server, frame } = await openDesktopWidget(t, desktop, room);
+  await frame.getByText('Signed in as @alice:localhost').waitFor({ timeout: 10000 });
+  assert.deepEqual(await page.evaluate(() => window.capabilities), { capabilities: [] });
+  const sent = await page.evaluate(() => window.sent);
+  const ask = sent.find((s) => s.msg.action === 'get_openid');
+  assert.ok(ask, JSON.stringify(sent));
+  assert.deepEqual([ask.msg.api, ask.msg.widgetId], ['fromWidget', 'w1']);
+  // Everything went to Element Desktop's origin, nothing to anyone else.
+  assert.deepEqual([...new Set(sent.map((s) => s.targetOrigin))], ['vector://vector']);
+  assert.deepEqual(tokenRequests.find((r) => r.room === room), { room, openid_token: ALICE_TOKEN });
+  await frame.getByRole('button', { name: 'Join meeting' }).click();
+  await until('the join', () => server.sent.find((m) => m.type === 'join'), 5000);
+  assert.equal(server.sent.find((m) => m.type === 'join').token, `meeting-token-for-${room}`);
+});
+
+test('Element Desktop where vector://vector is no configured widget origin: no widget API', async (t) => {
+  const room = 'ui-widget-desktop-untrusted';
+  const { page, server, frame } = await openDesktopWidget(t, web, room);
+  await frame.getByRole('button', { name: 'Join meeting' }).waitFor({ timeout: 10000 });
+  // Time for a widget to have answered `capabilities` and asked for
+  // OpenID, had it taken vector://vector for its parent.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.deepEqual(await page.evaluate(() => window.sent), []);
+  assert.equal(await page.evaluate(() => window.capabilities), undefined);
   assert.equal(tokenRequests.filter((r) => r.room === room).length, 0);
   assert.equal(await frame.getByText('Signed in as').count(), 0);
   await frame.getByLabel('Your name').fill('Alice');

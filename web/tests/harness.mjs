@@ -653,9 +653,10 @@ const staticTypes = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css
  * { '/path': async (req, body) => ({ status, json } | { status, html }) }.
  * For UI tests that mock the WebSocket (page.routeWebSocket). Returns
  * { url, origin(host), close() }; `host` may be "localhost" for a second
- * origin.
+ * origin, which the page trusts as a widget's parent (the server's
+ * `widget_origins`), with `widgetOrigins` beside it.
  */
-export async function startStaticServer(routes = {}) {
+export async function startStaticServer(routes = {}, { widgetOrigins = [] } = {}) {
   const server = createHttpServer(async (req, res) => {
     const url = new URL(req.url, 'http://localhost');
     try {
@@ -665,7 +666,7 @@ export async function startStaticServer(routes = {}) {
         // origin (where tests put their stand-in for Element) is trusted.
         const page = readFileSync(join(repoRoot, 'web', 'meeting.html'), 'utf8').replace(
           '<meta name="meet-widget-origins" content="">',
-          `<meta name="meet-widget-origins" content="http://localhost:${server.address().port}">`,
+          `<meta name="meet-widget-origins" content="${[`http://localhost:${server.address().port}`, ...widgetOrigins].join(' ')}">`,
         );
         res.end(page);
         return;

@@ -249,6 +249,8 @@ before(async () => {
     MEET_TURN_CA_FILE: ca.cert,
     // nginx on this host names the client in X-Forwarded-For.
     MEET_TRUSTED_PROXIES: '["127.0.0.1"]',
+    // The name users open: the WebSocket is taken under it alone.
+    MEET_PUBLIC_URL: `https://${MEET_NAME}/`,
   }, meetPort);
   const caPem = readFileSync(ca.cert);
   let last;

@@ -6,12 +6,14 @@
 //! the meeting's chat room, opened for a join that is otherwise valid (and
 //! made only for an identified one).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chat::{MeetingChat, RoomUse};
 
+use super::invite::{InviteError, Use};
 use super::resume::Seated;
-use super::roster::Shut;
+use super::roster::{self, Shut};
 use super::token::Claims;
 use super::Access;
 use crate::room::api::Role;
@@ -53,6 +55,9 @@ pub enum Refused {
     InviteRequired,
     #[error("{0}")]
     InvalidInvite(String),
+    /// An administrator withdrew the invite link.
+    #[error("{0}")]
+    RevokedInvite(String),
     /// A Matrix user's room membership cannot be checked (the homeserver
     /// does not answer); the join fails closed.
     #[error("{0}")]
@@ -85,19 +90,25 @@ pub struct Admitted {
     /// invite link): makes the server create no room and no ghost user.
     pub anonymous: bool,
     pub chat: Option<MeetingChat>,
-    /// What a host's ban of this participant keeps out.
-    pub ban_key: Option<String>,
+    /// What a host's ban of this participant keeps out
+    /// ([`roster::ban_keys`]).
+    pub ban_keys: Vec<String>,
     pub wait: Option<Wait>,
+    /// The use this join makes of a counted invite link, to be counted
+    /// once it is seated (see [`Use`]).
+    pub invite_use: Option<Use>,
 }
 
-/// Checks a join, cheap checks first: the meeting's chat room (which may
-/// have to be created) is opened only for a join that is otherwise valid.
+/// Checks a join from `ip`, cheap checks first: the meeting's chat room
+/// (which may have to be created) is opened only for a join that is
+/// otherwise valid.
 pub async fn admit(
     access: &Access,
     room: &str,
     name: &str,
     token: Option<&str>,
     invite: Option<&str>,
+    ip: IpAddr,
 ) -> Result<Admitted, Refused> {
     let room = validate_name("room", room)
         .map_err(Refused::InvalidName)?
@@ -112,17 +123,18 @@ pub async fn admit(
         .to_owned();
     let policy = access.policies.for_meeting(&room);
     // A Matrix identity wins over an invite; an invite over the policy.
-    let (guest_role, invite_id) = match (&identity, invite) {
-        (Some(_), _) => (None, None),
+    let (guest_role, invite_id, invite_use) = match (&identity, invite) {
+        (Some(_), _) => (None, None, None),
         (None, Some(invite)) => {
-            let invite = access
-                .invites
-                .admit(invite, &room)
-                .map_err(|e| Refused::InvalidInvite(e.to_string()))?;
-            (Some(invite.role), Some(invite.jti))
+            let (invite, invite_use) =
+                access.invites.admit(invite, &room).map_err(|e| match e {
+                    InviteError::Revoked => Refused::RevokedInvite(e.to_string()),
+                    e => Refused::InvalidInvite(e.to_string()),
+                })?;
+            (Some(invite.role), Some(invite.jti), invite_use)
         }
-        (None, None) if policy.anonymous_join => (Some(Role::Participant), None),
-        (None, None) if policy.lobby => (Some(Role::Participant), None),
+        (None, None) if policy.anonymous_join => (Some(Role::Participant), None, None),
+        (None, None) if policy.lobby => (Some(Role::Participant), None, None),
         (None, None) => return Err(Refused::InviteRequired),
     };
     let anonymous = identity.is_none() && invite.is_none();
@@ -141,11 +153,11 @@ pub async fn admit(
         (None, Some(role)) => role,
         (None, None) => return Err(Refused::InviteRequired),
     };
-    let ban_key = match &identity {
-        Some(claims) => Some(format!("user:{}", claims.sub)),
-        None => invite_id.map(|id| format!("invite:{id}")),
-    };
-    match access.roster.admits(&room, role, ban_key.as_deref()) {
+    let user = identity.as_ref().map(|c| c.sub.as_str());
+    let session_key = format!("{:032x}", rand::random::<u128>());
+    let ban_keys = roster::ban_keys(user, invite_id.as_deref(), &session_key, ip);
+    let entry_keys = roster::entry_keys(user, invite_id.as_deref(), ip);
+    match access.roster.admits(&room, role, &entry_keys) {
         Ok(()) => {}
         // A locked meeting: hosts may still let them in.
         Err(Shut::Locked) if policy.lobby => wait = Some(Wait::Lobby),
@@ -167,8 +179,9 @@ pub async fn admit(
         identity,
         role,
         chat,
-        ban_key,
+        ban_keys,
         wait,
+        invite_use,
     })
 }
 
@@ -190,7 +203,7 @@ pub async fn readmit(access: &Access, seated: Seated) -> Result<Admitted, Refuse
         mut role,
         guest,
         anonymous,
-        ban_key,
+        ban_keys,
         ..
     } = seated;
     let room_use = if anonymous {
@@ -202,7 +215,10 @@ pub async fn readmit(access: &Access, seated: Seated) -> Result<Admitted, Refuse
     if let Some(claims) = identity.as_mut() {
         role = matrix_role(access, &room, chat.as_ref(), claims).await?;
     }
-    match access.roster.admits(&room, role, ban_key.as_deref()) {
+    match access
+        .roster
+        .admits(&room, role, &roster::seat_keys(&ban_keys))
+    {
         Ok(()) | Err(Shut::Locked) => {}
         Err(shut) => return Err(Refused::Shut(shut)),
     }
@@ -214,8 +230,9 @@ pub async fn readmit(access: &Access, seated: Seated) -> Result<Admitted, Refuse
         guest,
         anonymous,
         chat,
-        ban_key,
+        ban_keys,
         wait: None,
+        invite_use: None,
     })
 }
 

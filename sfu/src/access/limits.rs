@@ -1,6 +1,7 @@
 //! Limits that keep one client, or one address, from taking the server
 //! down for everyone else: signalling connections in total and per source
-//! address, joins per address per minute, meetings per server. Each
+//! address, joins per address per minute, meetings per server, strangers
+//! knocking on one meeting from one address. Each
 //! refusal names the limit (a stable code) and is counted in `/metrics`.
 //! [`PerMinute`] bounds what one session may do per minute (chat).
 //!
@@ -39,12 +40,15 @@ pub enum Limit {
     RoomsPerUser,
     #[error("too many chat messages of this meeting wait for the homeserver; try again when chat is back")]
     ChatOutbox,
+    /// Strangers from one address waiting in one meeting's lobby.
+    #[error("too many people from your address are waiting to be let into this meeting; try again later")]
+    KnocksPerAddress,
 }
 
 impl Limit {
     /// Every limit, so that each one's counter exists from the start (a
     /// rate over a series that is not there yet says nothing).
-    pub const ALL: [Limit; 11] = [
+    pub const ALL: [Limit; 12] = [
         Limit::Connections,
         Limit::ConnectionsPerAddress,
         Limit::JoinsPerAddress,
@@ -56,6 +60,7 @@ impl Limit {
         Limit::ChatMessages,
         Limit::RoomsPerUser,
         Limit::ChatOutbox,
+        Limit::KnocksPerAddress,
     ];
 
     /// The `limit` label of `meet_limits_hit_total`.
@@ -72,6 +77,7 @@ impl Limit {
             Limit::ChatMessages => "chat_messages",
             Limit::ChatOutbox => "chat_outbox",
             Limit::RoomsPerUser => "rooms_per_user",
+            Limit::KnocksPerAddress => "knocks_per_address",
         }
     }
 }
@@ -84,6 +90,8 @@ pub struct Bounds {
     pub joins_per_address_per_minute: usize,
     pub meetings: usize,
     pub chat_messages_per_minute: usize,
+    /// Strangers one address may have waiting in one meeting's lobby.
+    pub knocks_per_address: usize,
 }
 
 /// Events of the last minute, for a bound per sliding minute.
@@ -299,6 +307,7 @@ mod tests {
                 joins_per_address_per_minute: 2,
                 meetings: 1,
                 chat_messages_per_minute: 1,
+                knocks_per_address: 1,
             },
             &[],
         )

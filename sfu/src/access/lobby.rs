@@ -3,14 +3,21 @@
 //! in or not, and guests who wait for a host to come at all. Hosts'
 //! sessions watch the list of who is waiting; a waiting session holds a
 //! [`Ticket`] and learns the decision through it.
+//!
+//! Strangers (nobody vouched for them: no invite link, no Matrix identity,
+//! and no open deployment that lets them wait for a host) are bounded per
+//! address and meeting, and have a door of their own: however many
+//! strangers knock, those whom a link or the Matrix room lets in and who
+//! wait only because the meeting is locked (or for a host) still find room.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-/// Most people waiting at one meeting's door.
+/// Most strangers waiting at one meeting's door, and most others.
 pub const MAX_WAITING: usize = 100;
 
 /// Someone waiting, as hosts see them.
@@ -21,15 +28,35 @@ pub struct Knock {
     pub name: String,
 }
 
+/// Why a knock found no room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many people are waiting to be let into this meeting; try again later")]
-pub struct LobbyFull;
+pub enum LobbyFull {
+    #[error("too many people are waiting to be let into this meeting; try again later")]
+    Full,
+    /// The stranger's address has as many waiting at this meeting as it
+    /// may (`max_knocks_per_address`).
+    #[error("too many people from your address are waiting to be let into this meeting; try again later")]
+    Address,
+}
 
 struct Waiting {
     name: String,
     /// Let in as soon as a host comes.
     until_host: bool,
+    /// A stranger's address.
+    stranger: Option<IpAddr>,
     decide: oneshot::Sender<bool>,
+}
+
+/// Who knocks, as the lobby bounds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Knocker {
+    /// A stranger from this address, who may have so many waiting at one
+    /// meeting from there.
+    Stranger { ip: IpAddr, per_address: usize },
+    /// Someone a link, the Matrix room or the deployment lets in, who waits
+    /// for a host or for the lock to open.
+    Vouched,
 }
 
 struct Door {
@@ -108,17 +135,33 @@ impl Lobby {
         room: &str,
         name: &str,
         until_host: bool,
+        who: Knocker,
     ) -> Result<(Ticket, oneshot::Receiver<bool>), LobbyFull> {
         let mut doors = self.lock();
         let door = Self::door(&mut doors, room);
-        if door.waiting.len() >= MAX_WAITING {
-            return Err(LobbyFull);
+        let stranger = match who {
+            Knocker::Stranger { ip, .. } => Some(ip),
+            Knocker::Vouched => None,
+        };
+        let same_kind = door
+            .waiting
+            .values()
+            .filter(|w| w.stranger.is_some() == stranger.is_some());
+        if same_kind.count() >= MAX_WAITING {
+            return Err(LobbyFull::Full);
+        }
+        if let Knocker::Stranger { ip, per_address } = who {
+            let from_there = door.waiting.values().filter(|w| w.stranger == Some(ip));
+            if from_there.count() >= per_address {
+                return Err(LobbyFull::Address);
+            }
         }
         let id = format!("{:016x}", rand::random::<u64>());
         let (tx, rx) = oneshot::channel();
         let waiting = Waiting {
             name: name.to_owned(),
             until_host,
+            stranger,
             decide: tx,
         };
         door.waiting.insert(id.clone(), waiting);
@@ -182,12 +225,21 @@ impl Lobby {
 mod tests {
     use super::*;
 
+    const V: Knocker = Knocker::Vouched;
+
+    fn stranger(ip: &str) -> Knocker {
+        Knocker::Stranger {
+            ip: ip.parse().unwrap(),
+            per_address: 3,
+        }
+    }
+
     #[tokio::test]
     async fn hosts_see_who_knocks_and_let_them_in_or_not() {
         let lobby = Lobby::default();
         let mut hosts = lobby.watch("r");
-        let (_ann, ann_in) = lobby.knock("r", "Ann", false).unwrap();
-        let (bo, mut bo_in) = lobby.knock("r", "Bo", false).unwrap();
+        let (_ann, ann_in) = lobby.knock("r", "Ann", false, V).unwrap();
+        let (bo, mut bo_in) = lobby.knock("r", "Bo", false, V).unwrap();
         assert!(hosts.has_changed().unwrap());
         let waiting = hosts.borrow_and_update().clone();
         assert_eq!(waiting.len(), 2);
@@ -207,8 +259,8 @@ mod tests {
     async fn a_host_coming_lets_in_those_who_waited_for_one() {
         let lobby = Lobby::default();
         let mut hosts = lobby.watch("r");
-        let (_gus, gus_in) = lobby.knock("r", "Gus", true).unwrap();
-        let (_sam, mut sam_in) = lobby.knock("r", "Sam", false).unwrap();
+        let (_gus, gus_in) = lobby.knock("r", "Gus", true, V).unwrap();
+        let (_sam, mut sam_in) = lobby.knock("r", "Sam", false, V).unwrap();
         lobby.host_arrived("other");
         lobby.host_arrived("r");
         assert_eq!(gus_in.await, Ok(true));
@@ -222,13 +274,44 @@ mod tests {
     }
 
     #[test]
-    fn a_door_has_room_for_so_many() {
+    fn a_door_has_room_for_so_many_strangers_and_so_many_others() {
         let lobby = Lobby::default();
         let tickets: Vec<_> = (0..MAX_WAITING)
-            .map(|i| lobby.knock("r", &format!("n{i}"), false).unwrap())
+            .map(|i| {
+                let ip = format!("192.0.2.{}", i % 50);
+                lobby
+                    .knock("r", &format!("n{i}"), false, stranger(&ip))
+                    .unwrap()
+            })
             .collect();
-        assert!(lobby.knock("r", "one more", false).is_err());
-        drop(tickets);
+        let one_more = lobby.knock("r", "one more", false, stranger("192.0.2.99"));
+        assert_eq!(one_more.err(), Some(LobbyFull::Full));
+        // Strangers fill their door, not the one of those vouched for.
+        let vouched: Vec<_> = (0..MAX_WAITING)
+            .map(|i| lobby.knock("r", &format!("v{i}"), false, V).unwrap())
+            .collect();
+        assert_eq!(
+            lobby.knock("r", "one more", false, V).err(),
+            Some(LobbyFull::Full)
+        );
+        drop((tickets, vouched));
         assert!(lobby.doors.lock().unwrap().is_empty(), "an empty door goes");
+    }
+
+    #[test]
+    fn one_address_has_so_many_strangers_waiting_at_one_meeting() {
+        let lobby = Lobby::default();
+        let mut here: Vec<_> = (0..3)
+            .map(|_| lobby.knock("r", "x", false, stranger("192.0.2.1")).unwrap())
+            .collect();
+        let refused = lobby.knock("r", "x", false, stranger("192.0.2.1"));
+        assert_eq!(refused.err(), Some(LobbyFull::Address));
+        // Elsewhere, at another meeting, or vouched for: room.
+        assert!(lobby.knock("r", "y", false, stranger("192.0.2.2")).is_ok());
+        assert!(lobby.knock("s", "x", false, stranger("192.0.2.1")).is_ok());
+        assert!(lobby.knock("r", "x", false, V).is_ok());
+        // One of them gives up: one more may wait.
+        here.pop();
+        assert!(lobby.knock("r", "x", false, stranger("192.0.2.1")).is_ok());
     }
 }

@@ -1,9 +1,10 @@
 //! Who may enter a meeting, and on what terms, whatever protocol they
 //! speak: meeting tokens and invite links, the policies of the deployment
 //! and of each meeting, the roster with its lock and bans, the lobby,
-//! seats held for a dropped connection, the limits that protect the
-//! server, and whether it still takes joins (the drain). Nothing here
-//! touches a socket or a media worker.
+//! seats held for a dropped connection, the invite links an administrator
+//! withdrew, the limits that protect the server, and whether it still
+//! takes joins (the drain). Nothing here touches a socket or a media
+//! worker (the withdrawn links and the policies are kept in files).
 
 pub mod admission;
 pub mod drain;
@@ -12,6 +13,7 @@ pub mod limits;
 pub mod lobby;
 pub mod policy;
 pub mod resume;
+pub mod revocations;
 pub mod roster;
 pub mod token;
 

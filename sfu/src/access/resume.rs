@@ -28,7 +28,7 @@ pub struct Seated {
     pub role: Role,
     pub guest: bool,
     pub anonymous: bool,
-    pub ban_key: Option<String>,
+    pub ban_keys: Vec<String>,
 }
 
 /// A seat, by its secret: in use by a live session, or held for a
@@ -213,7 +213,7 @@ mod tests {
             role: Role::Participant,
             guest: true,
             anonymous: true,
-            ban_key: None,
+            ban_keys: Vec::new(),
         }
     }
 

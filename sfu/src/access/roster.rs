@@ -6,6 +6,7 @@
 //! wait on this.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{oneshot, watch};
@@ -20,9 +21,57 @@ pub struct Member {
     pub guest: bool,
     /// Matrix user id of a signed-in participant.
     pub user_id: Option<String>,
-    /// What a ban keeps out: the Matrix user, or the invite link a guest
-    /// came with. `None` for an anonymous guest (an open deployment).
-    pub ban_key: Option<String>,
+    /// What a ban keeps out (see [`ban_keys`]).
+    pub ban_keys: Vec<String>,
+}
+
+/// What a host's ban of a participant keeps out of the meeting: a Matrix
+/// user by their id; a guest by the invite link they came with (`invite`:
+/// its id); a stranger (neither) by this session's own key (so that its
+/// held seat cannot be taken back) and by their address, which is all
+/// that tells them from the next stranger: they cannot knock again from
+/// there (anonymous joins only are checked by it, see [`entry_keys`]).
+/// Whoever came with a link or an identity is kept out by that alone, so
+/// that their ban shuts out nobody else who shares their address.
+pub fn ban_keys(
+    user: Option<&str>,
+    invite: Option<&str>,
+    session: &str,
+    ip: IpAddr,
+) -> Vec<String> {
+    match (user, invite) {
+        (Some(user), _) => vec![format!("user:{user}")],
+        (None, Some(invite)) => vec![format!("invite:{invite}")],
+        (None, None) => vec![format!("guest:{session}"), address_key(ip)],
+    }
+}
+
+/// What a new join is checked against: its identity, its link, or for an
+/// anonymous one (nobody vouched for it) its address. Someone behind the
+/// same address as a banned stranger still gets in with a link or a
+/// Matrix identity.
+pub fn entry_keys(user: Option<&str>, invite: Option<&str>, ip: IpAddr) -> Vec<String> {
+    match (user, invite) {
+        (Some(user), _) => vec![format!("user:{user}")],
+        (None, Some(invite)) => vec![format!("invite:{invite}")],
+        (None, None) => vec![address_key(ip)],
+    }
+}
+
+/// What a join back to a held seat is checked against: the seat's own
+/// keys, not its address (it was let in; others share the address).
+pub fn seat_keys(ban_keys: &[String]) -> Vec<String> {
+    ban_keys
+        .iter()
+        .filter(|k| !k.starts_with(ADDRESS))
+        .cloned()
+        .collect()
+}
+
+const ADDRESS: &str = "address:";
+
+fn address_key(ip: IpAddr) -> String {
+    format!("{ADDRESS}{ip}")
 }
 
 /// Why a session was ended from outside.
@@ -88,14 +137,14 @@ impl Roster {
         self.meetings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether `role` with `ban_key` may come into `room` now: hosts may
-    /// while it is locked, nobody who was banned may.
-    pub fn admits(&self, room: &str, role: Role, ban_key: Option<&str>) -> Result<(), Shut> {
+    /// Whether `role` with `keys` (see [`entry_keys`]) may come into `room`
+    /// now: hosts may while it is locked, nobody who was banned may.
+    pub fn admits(&self, room: &str, role: Role, keys: &[String]) -> Result<(), Shut> {
         let meetings = self.lock();
         let Some(m) = meetings.get(room) else {
             return Ok(());
         };
-        if ban_key.is_some_and(|k| m.banned.contains(k)) {
+        if keys.iter().any(|k| m.banned.contains(k)) {
             return Err(Shut::Banned);
         }
         if *m.locked.borrow() && !role.may_moderate() {
@@ -155,21 +204,18 @@ impl Roster {
         true
     }
 
-    /// Keeps `participant_id`'s identity out of `room` from now on (while
-    /// the meeting lasts); false if it has none to keep out.
+    /// Keeps `participant_id` out of `room` from now on (while the
+    /// meeting lasts, see [`ban_keys`]); false if it is not in `room`.
     pub fn ban(&self, room: &str, participant_id: &str) -> bool {
         let mut meetings = self.lock();
         let Some(m) = meetings.get_mut(room) else {
             return false;
         };
-        let Some(key) = m
-            .members
-            .get(participant_id)
-            .and_then(|e| e.member.ban_key.clone())
-        else {
+        let Some(entry) = m.members.get(participant_id) else {
             return false;
         };
-        m.banned.insert(key);
+        let keys = entry.member.ban_keys.clone();
+        m.banned.extend(keys);
         true
     }
 
@@ -236,8 +282,12 @@ mod tests {
             role: Role::Participant,
             guest: true,
             user_id: None,
-            ban_key: Some(format!("invite:{name}")),
+            ban_keys: vec![format!("invite:{name}")],
         }
+    }
+
+    fn keys(k: &str) -> Vec<String> {
+        vec![k.to_owned()]
     }
 
     #[test]
@@ -275,30 +325,73 @@ mod tests {
         let roster = Roster::default();
         let (host, _, _) = roster.seat("r", "h", member("H"));
         let (guest, _, mut locked) = roster.seat("r", "g", member("G"));
-        assert_eq!(roster.admits("r", Role::Participant, Some("x")), Ok(()));
+        assert_eq!(roster.admits("r", Role::Participant, &keys("x")), Ok(()));
         assert!(roster.set_locked("r", true));
         assert!(locked.has_changed().unwrap() && *locked.borrow_and_update());
         assert_eq!(
-            roster.admits("r", Role::Participant, None),
+            roster.admits("r", Role::Participant, &[]),
             Err(Shut::Locked)
         );
-        assert_eq!(roster.admits("r", Role::Host, None), Ok(()));
+        assert_eq!(roster.admits("r", Role::Host, &[]), Ok(()));
         assert!(roster.set_locked("r", false));
         assert!(roster.ban("r", "g"));
         assert_eq!(
-            roster.admits("r", Role::Host, Some("invite:G")),
+            roster.admits("r", Role::Host, &keys("invite:G")),
             Err(Shut::Banned)
         );
         assert_eq!(
-            roster.admits("r", Role::Participant, Some("invite:H")),
+            roster.admits("r", Role::Participant, &keys("invite:H")),
             Ok(())
         );
+        assert!(!roster.ban("r", "nobody"));
         // An empty meeting is forgotten, lock and bans with it.
         drop((host, guest));
         assert_eq!(
-            roster.admits("r", Role::Participant, Some("invite:G")),
+            roster.admits("r", Role::Participant, &keys("invite:G")),
             Ok(())
         );
         assert!(!roster.set_locked("r", true));
+    }
+
+    #[test]
+    fn a_banned_guest_is_kept_out_by_link_session_or_address() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        let roster = Roster::default();
+        let (_host, _, _) = roster.seat("r", "h", member("H"));
+        let stranger = Member {
+            ban_keys: ban_keys(None, None, "s1", ip),
+            ..member("S")
+        };
+        let (_s, _, _) = roster.seat("r", "s", stranger);
+        assert!(roster.ban("r", "s"));
+        let shut = |keys: Vec<String>| roster.admits("r", Role::Participant, &keys);
+        // Knocking again from there, or back to the seat it held.
+        assert_eq!(shut(entry_keys(None, None, ip)), Err(Shut::Banned));
+        let seat = seat_keys(&ban_keys(None, None, "s1", other));
+        assert_eq!(shut(seat), Err(Shut::Banned));
+        // Elsewhere, or vouched for from the same address: in.
+        assert_eq!(shut(entry_keys(None, None, other)), Ok(()));
+        assert_eq!(shut(entry_keys(None, Some("link"), ip)), Ok(()));
+        assert_eq!(shut(entry_keys(Some("@a:hs"), None, ip)), Ok(()));
+        // Another stranger's seat from that address is not theirs.
+        assert_eq!(shut(seat_keys(&ban_keys(None, None, "s2", ip))), Ok(()));
+
+        // A guest banned by their link: strangers from their address may
+        // still knock.
+        let (_g, _, _) = roster.seat(
+            "r",
+            "g",
+            Member {
+                ban_keys: ban_keys(None, Some("link"), "g1", other),
+                ..member("G")
+            },
+        );
+        assert!(roster.ban("r", "g"));
+        assert_eq!(
+            shut(entry_keys(None, Some("link"), other)),
+            Err(Shut::Banned)
+        );
+        assert_eq!(shut(entry_keys(None, None, other)), Ok(()));
     }
 }

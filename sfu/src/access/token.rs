@@ -92,13 +92,19 @@ impl TokenKeys {
         audience: &str,
     ) -> Result<T, jsonwebtoken::errors::Error> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        // Expiry holds to the second: valid while now < exp (RFC 7519:
+        // not accepted "on or after" it). jsonwebtoken refuses
+        // `exp - reject < now - leeway`, so no leeway and a reject margin
+        // of one second refuse `exp <= now`; the signer's clock is ours.
+        validation.leeway = 0;
+        validation.reject_tokens_expiring_in_less_than = 1;
         validation.set_audience(&[audience]);
         Ok(decode::<T>(token, &self.decoding, &validation)?.claims)
     }
 }
 
-pub(super) fn unix_now() -> u64 {
+/// Now, in Unix seconds, as tokens and invites reckon expiry.
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -158,17 +164,28 @@ mod tests {
     }
 
     #[test]
-    fn expired_tokens_are_refused() {
+    fn expired_tokens_are_refused_from_their_second_on() {
         let keys = TokenKeys::new(&"s".repeat(32));
-        let claims = Claims {
-            sub: "@a:hs".into(),
-            name: "A".into(),
-            room: "r".into(),
-            host: false,
-            exp: unix_now() - 60,
-            aud: ACCESS_AUDIENCE.into(),
+        let token = |exp: u64| {
+            let claims = Claims {
+                sub: "@a:hs".into(),
+                name: "A".into(),
+                room: "r".into(),
+                host: false,
+                exp,
+                aud: ACCESS_AUDIENCE.into(),
+            };
+            encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
         };
-        let t = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
-        assert_eq!(refusal(keys.check(&t, "r")), ErrorKind::ExpiredSignature);
+        // No leeway: a second past it, and the second of expiry itself (the
+        // clock only moves on between making the token and checking it).
+        for exp in [unix_now() - 60, unix_now() - 1, unix_now()] {
+            assert_eq!(
+                refusal(keys.check(&token(exp), "r")),
+                ErrorKind::ExpiredSignature,
+                "exp {exp}"
+            );
+        }
+        assert!(keys.check(&token(unix_now() + 60), "r").is_ok());
     }
 }

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub signalling_connections: IntGauge,
     pub signalling_errors: IntCounterVec,
     pub limits_hit: IntCounterVec,
+    /// Signalling WebSocket upgrades refused, by reason.
+    pub websocket_refused: IntCounterVec,
     chat_outbox: IntGauge,
     chat_delayed: IntGauge,
     /// Unlabelled, but a vector so that it is absent without chat.
@@ -131,6 +133,15 @@ impl Metrics {
             "Requests refused because a configured limit was reached, by limit",
             &["limit"],
         );
+        let websocket_refused = r.counters(
+            "meet_websocket_refused_total",
+            "Signalling WebSocket upgrades refused: a page of another origin, or a name the server is not reached under, by reason",
+            &["reason"],
+        );
+        // Both shown from the start, at 0.
+        for reason in ["origin", "host"] {
+            websocket_refused.with_label_values(&[reason]);
+        }
         let chat_outbox = r.gauge(
             "meet_chat_outbox_events",
             "Chat events waiting in the outbox for the Matrix homeserver",
@@ -185,6 +196,7 @@ impl Metrics {
             signalling_connections,
             signalling_errors,
             limits_hit,
+            websocket_refused,
             chat_outbox,
             chat_delayed,
             chat_reachable,

@@ -1,7 +1,7 @@
 //! The admin API: what an operator (or their automation) may do over HTTP
 //! with the deployment's admin key — list meetings and who is in them,
-//! end a meeting or remove someone, mint invite links, give a meeting a
-//! policy of its own. Its OpenAPI
+//! end a meeting or remove someone, mint invite links and withdraw one,
+//! give a meeting a policy of its own. Its OpenAPI
 //! document is generated from these handlers and served at
 //! `/api/openapi.json`.
 
@@ -22,7 +22,9 @@ use crate::access::admission::validate_name;
 use crate::access::invite::invite_link;
 use crate::access::invite::{self, DEFAULT_LIFETIME_SECS};
 use crate::access::policy::{Overrides, Policy, PolicyError};
+use crate::access::revocations::{is_invite_id, RevocationError};
 use crate::access::roster::Ended;
+use crate::access::token::unix_now;
 use crate::room::api::Role;
 use crate::shell::state::AppState;
 
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> (axum::Router<AppState>, utoipa::openapi::Open
         .routes(routes!(get_meeting, close_meeting))
         .routes(routes!(remove_participant))
         .routes(routes!(create_invite))
+        .routes(routes!(revoke_invite))
         .routes(routes!(get_policy, set_policy))
         .split_for_parts();
     // Route layers: on the admin routes only, not on the fallback, which
@@ -382,6 +385,8 @@ struct InviteCreated {
     invite: String,
     /// Unix seconds.
     expires_at: u64,
+    /// The invite's id: what withdraws it (`DELETE /api/admin/invites/{id}`).
+    id: String,
 }
 
 /// Mints an invite link to a meeting (which need not have started).
@@ -403,17 +408,66 @@ async fn create_invite(
     let request: InviteRequest = object(body)?;
     let (lifetime, uses) =
         invite::terms(Some(request.lifetime_secs), request.uses).map_err(bad_request)?;
-    let (invite, expires_at) =
-        state
-            .access
-            .invites
-            .mint(&room, request.role.into(), lifetime, uses);
+    let minted = state
+        .access
+        .invites
+        .mint(&room, request.role.into(), lifetime, uses);
     let created = InviteCreated {
-        url: invite_link(state.public_url(&headers), &room, &invite),
-        invite,
-        expires_at,
+        url: invite_link(state.public_url(&headers), &room, &minted.invite),
+        invite: minted.invite,
+        expires_at: minted.expires_at,
+        id: minted.id,
     };
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// An invite named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct InvitePath {
+    /// The invite's id, as `id` in what minted it (`invite_created` for a
+    /// host's link): 32 hex digits, then `-` and its expiry.
+    #[param(pattern = r"^[0-9a-f]{32}(-[0-9]{1,19})?$")]
+    id: String,
+}
+
+/// Withdraws an invite link before it expires (a leaked one): it admits
+/// nobody from now on, on this server, also after a restart. Whoever it
+/// let in stays (remove them as any participant). The server keeps no list
+/// of the links it minted, so any well-formed id is taken.
+#[utoipa::path(delete, path = "/api/admin/invites/{id}",
+    params(InvitePath),
+    responses(
+        (status = 204, description = "The link admits nobody any more"),
+        (status = 400, body = ApiError),
+        (status = 401, body = ApiError),
+        (status = 409, body = ApiError),
+        (status = 503, body = ApiError),
+    ))]
+async fn revoke_invite(
+    State(state): State<AppState>,
+    path: Result<Path<InvitePath>, PathRejection>,
+) -> Result<StatusCode, Failure> {
+    let Path(InvitePath { id }) = path.map_err(|e| bad_request(e.body_text()))?;
+    // The schema's `$` (as Python, and so the fuzzer, reads it) also
+    // matches before a last newline.
+    let id = id.strip_suffix('\n').unwrap_or(&id);
+    if !is_invite_id(id) {
+        return Err(bad_request(
+            "not an invite id: 32 hex digits, then `-` and its expiry",
+        ));
+    }
+    match state.access.invites.revocations().revoke(id, unix_now()) {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ RevocationError::TooMany) => {
+            Err(error(StatusCode::CONFLICT, "conflict", e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "an invite's withdrawal was not saved");
+            let m = "the withdrawal could not be saved, so it is not in force";
+            Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m))
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::access::policy::{Policies, Policy, PolicyError};
+use crate::access::revocations::{RevocationError, Revocations};
 pub use crate::engine::SrtpProfile;
 use crate::shell::tls;
 use crate::turn;
@@ -43,6 +44,7 @@ const LIST_KEYS: &[&str] = &[
     "widget_origins",
     "turn_urls",
     "trusted_proxies",
+    "allowed_hosts",
 ];
 
 /// An environment variable's value as the TOML value of `key`. A value
@@ -144,6 +146,10 @@ pub struct Config {
     pub max_meetings: usize,
     /// Chat messages one participant may send in a minute.
     pub max_chat_messages_per_minute: usize,
+    /// Strangers (no invite link, no Matrix identity) one address may have
+    /// waiting in one meeting's lobby at once; at most 100, as many as may
+    /// wait there at all.
+    pub max_knocks_per_address: usize,
     /// Chat messages of one meeting that may wait for an unreachable
     /// homeserver (on disk); more are refused until it is back.
     pub max_chat_outbox_per_meeting: usize,
@@ -155,6 +161,12 @@ pub struct Config {
     /// Base URL users reach this server under, for meeting links in Matrix
     /// rooms. Empty: `http://<listen>`.
     pub public_url: String,
+    /// Host names, beside `public_url`'s, that browsers reach this server
+    /// under (a second name behind the same proxy). The signalling
+    /// WebSocket is refused to any other name (a DNS-rebinding page);
+    /// addresses, and `localhost` on a loopback or wildcard `listen`, are
+    /// always taken.
+    pub allowed_hosts: Vec<String>,
     /// Client-Server API URL of the homeserver that carries meeting chat.
     /// Empty: no chat.
     pub matrix_homeserver: String,
@@ -275,9 +287,11 @@ impl Default for Config {
             max_joins_per_address_per_minute: 600,
             max_meetings: 1000,
             max_chat_messages_per_minute: 60,
+            max_knocks_per_address: 10,
             max_chat_outbox_per_meeting: 1000,
             srtp_profiles: vec![SrtpProfile::AeadAes128Gcm],
             public_url: String::new(),
+            allowed_hosts: Vec::new(),
             matrix_homeserver: String::new(),
             matrix_user: String::new(),
             matrix_password: String::new(),
@@ -476,8 +490,19 @@ impl Config {
                 "must be a concrete IPv4 address (IPv6 media is not supported yet)",
             );
         }
+        if !(1..=crate::access::lobby::MAX_WAITING).contains(&self.max_knocks_per_address) {
+            return invalid("max_knocks_per_address", "must be between 1 and 100");
+        }
         if !self.public_url.is_empty() {
             parse_http_url("public_url", &self.public_url)?;
+        }
+        if let Some(bad) = self.allowed_hosts.iter().find(|h| !is_host_name(h)) {
+            return invalid(
+                "allowed_hosts",
+                &format!(
+                    "`{bad}` is not a host name (`meet.example.org`: no scheme, port or path)"
+                ),
+            );
         }
         if !self.matrix_homeserver.is_empty() {
             parse_http_url("matrix_homeserver", &self.matrix_homeserver)?;
@@ -659,6 +684,15 @@ impl Config {
         Policies::load(deployment, store.then(|| self.policy_store.clone()))
     }
 
+    /// The invite links withdrawn through the admin API, kept beside the
+    /// meeting policies (`revoked-invites.json` in `policy_store`'s
+    /// directory; in memory only where that is empty).
+    pub fn revocations(&self) -> Result<Revocations, RevocationError> {
+        let store = !self.policy_store.as_os_str().is_empty();
+        let file = store.then(|| self.policy_store.with_file_name("revoked-invites.json"));
+        Revocations::load(file, crate::access::token::unix_now())
+    }
+
     /// The chat bridge's settings; `None` when no homeserver is configured.
     pub fn chat(&self) -> Result<Option<chat::ChatConfig>, ConfigError> {
         if self.matrix_homeserver.is_empty() {
@@ -751,6 +785,14 @@ fn days(n: u32) -> Option<Duration> {
     (n > 0).then(|| Duration::from_secs(u64::from(n) * 86_400))
 }
 
+/// Whether `value` is a bare host name as a browser sends it in `Host`
+/// (without the port): a DNS name or an address, no scheme, port or path.
+fn is_host_name(value: &str) -> bool {
+    !value.is_empty()
+        && url::Url::parse(&format!("http://{value}/"))
+            .is_ok_and(|u| u.port().is_none() && u.host_str() == Some(&value.to_ascii_lowercase()))
+}
+
 fn parse_http_url(key: &'static str, value: &str) -> Result<url::Url, ConfigError> {
     match url::Url::parse(value) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u),
@@ -819,6 +861,35 @@ mod tests {
         let e =
             Config::load(None, env(&[("MEET_WIDGET_ORIGINS", "vector://vector/x")])).unwrap_err();
         assert!(e.to_string().contains("widget_origins"), "{e}");
+    }
+
+    #[test]
+    fn allowed_hosts_are_bare_host_names() {
+        for good in [
+            "meet.example.org",
+            "MEET.example.org",
+            "10.0.0.5",
+            "[::1]",
+            "localhost",
+        ] {
+            assert!(is_host_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "https://meet.example.org",
+            "meet.example.org:443",
+            "meet.example.org/x",
+            "a b",
+            "user@meet.example.org",
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+        let c = Config::load(None, env(&[("MEET_ALLOWED_HOSTS", "a.example, b.example")])).unwrap();
+        assert_eq!(c.allowed_hosts, ["a.example", "b.example"]);
+        let e = Config::load(None, env(&[("MEET_ALLOWED_HOSTS", "a.example:80")])).unwrap_err();
+        assert!(e.to_string().contains("allowed_hosts"), "{e}");
+        let e = Config::load(None, env(&[("MEET_MAX_KNOCKS_PER_ADDRESS", "101")])).unwrap_err();
+        assert!(e.to_string().contains("max_knocks_per_address"), "{e}");
     }
 
     #[test]

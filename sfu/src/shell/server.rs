@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State, WebSocketUpgrade};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Json;
@@ -26,6 +26,7 @@ use crate::access::limits::{Bounds, Limit, Limits};
 use crate::access::lobby::Lobby;
 use crate::access::policy::PolicyError;
 use crate::access::resume::Resumes;
+use crate::access::revocations::RevocationError;
 use crate::access::roster::Roster;
 use crate::access::token::TokenKeys;
 use crate::access::Access;
@@ -33,13 +34,13 @@ use crate::metrics::Metrics;
 use crate::room::{Role, RouterConfig};
 use crate::shell::admin;
 use crate::shell::config::Config;
-use crate::shell::headers::{self, SecurityHeaders};
+use crate::shell::headers::{self, AllowedHosts, SecurityHeaders};
 use crate::shell::health;
 use crate::shell::state::AppState;
 use crate::shell::web;
 use crate::turn::{self, Turn};
 use crate::worker::udp;
-use crate::worker::{self, WorkerHandle, Workers};
+use crate::worker::{self, Intake, WorkerHandle, Workers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -69,6 +70,8 @@ pub enum ServerError {
     Config(#[from] crate::shell::config::ConfigError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
     #[error("cannot start the chat bridge: {0}")]
     Chat(#[from] chat::ChatError),
     #[error("HTTP server failed: {0}")]
@@ -92,21 +95,25 @@ pub struct Server {
 impl Server {
     /// Binds every socket; nothing is served until [`Server::run`].
     pub async fn bind(config: &Config) -> Result<Self, ServerError> {
-        Self::bind_with(config, None).await
+        Self::bind_with(config, None, Intake::default()).await
     }
 
-    /// As [`Server::bind`], but serves on `passed` (the socket systemd
+    /// As [`Server::bind`], but serving on `passed` (the socket systemd
     /// passed, see [`crate::shell::activation`]) instead of binding
-    /// `listen`, when there is one.
+    /// `listen`, when there is one, and with each media worker taking
+    /// requests as `intake` says (tests hold them back to fill a worker's
+    /// queue).
     pub async fn bind_with(
         config: &Config,
         passed: Option<std::net::TcpListener>,
+        intake: Intake,
     ) -> Result<Self, ServerError> {
         let ips = config.advertised_ips();
         if ips.is_empty() {
             return Err(ServerError::NoMediaAddress);
         }
         let policies = config.policies()?;
+        let revocations = config.revocations()?;
         let tls = config.tls()?;
         let listener = match passed {
             Some(l) => tokio::net::TcpListener::from_std(l),
@@ -116,6 +123,7 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let listen_addr = listener.local_addr().map_err(ServerError::Http)?;
         let (internal, public) = internal_listeners(config, &listener).await?;
         let metrics = Metrics::new();
         // Every limit shown from the start, at 0.
@@ -174,6 +182,7 @@ impl Server {
                 router_config,
                 Box::new(metrics.worker(i)),
                 stop_rx.clone(),
+                intake.clone(),
             )
             .map_err(ServerError::Worker)?;
             workers.push(handle);
@@ -211,7 +220,7 @@ impl Server {
                 access: Access {
                     metrics,
                     chat,
-                    invites: Invites::new(tokens.clone()),
+                    invites: Invites::new(tokens.clone(), revocations),
                     tokens,
                     policies,
                     roster: Roster::default(),
@@ -226,11 +235,17 @@ impl Server {
                             joins_per_address_per_minute: config.max_joins_per_address_per_minute,
                             meetings: config.max_meetings,
                             chat_messages_per_minute: config.max_chat_messages_per_minute,
+                            knocks_per_address: config.max_knocks_per_address,
                         },
                         &config.trusted_proxies,
                     ),
                 },
                 admin_key: (!config.admin_key.is_empty()).then(|| config.admin_key.as_str().into()),
+                allowed_hosts: AllowedHosts::new(
+                    config.public_url()?.as_ref(),
+                    &config.allowed_hosts,
+                    listen_addr,
+                ),
                 public_url: config.public_url()?,
                 scheme: if tls.is_some() { "https" } else { "http" },
                 headers: SecurityHeaders::new(&config.widget_origins, tls.is_some()),
@@ -295,7 +310,7 @@ impl Server {
     /// how the first meeting of a closed deployment is opened.
     pub fn host_link(&self) -> String {
         let room = random_room();
-        let (invite, _) = self
+        let minted = self
             .state
             .access
             .invites
@@ -304,7 +319,7 @@ impl Server {
             url::Url::parse(&format!("{}://{}/", self.state.scheme, self.http_addr()))
                 .expect("a valid URL")
         });
-        invite_link(base, &room, &invite)
+        invite_link(base, &room, &minted.invite)
     }
 
     /// The media port of the worker a meeting lives on.
@@ -530,18 +545,21 @@ async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request_headers: axum::http::HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let host = headers::request_host(&request_headers, &uri);
+    if !host.is_some_and(|h| state.allowed_hosts.allows(h)) {
+        let m = "this server is not reached under that name; set `public_url` or `allowed_hosts`";
+        return refuse_websocket(&state, "host", m);
+    }
     let public_origin = state
         .public_url
         .as_ref()
         .map(|u| u.origin().ascii_serialization());
-    if !headers::same_origin(&request_headers, public_origin.as_deref()) {
-        return (
-            StatusCode::FORBIDDEN,
-            "this page's origin may not open meetings here",
-        )
-            .into_response();
+    if !headers::same_origin(&request_headers, host, public_origin.as_deref()) {
+        let m = "this page's origin may not open meetings here";
+        return refuse_websocket(&state, "origin", m);
     }
     let forwarded_for = request_headers
         .get("x-forwarded-for")
@@ -567,6 +585,19 @@ async fn websocket(
         .on_upgrade(move |socket| {
             crate::signalling::v1::session::run(socket, state.access, state.workers, connection, ip)
         })
+}
+
+/// A WebSocket upgrade refused before it reached a session (403, counted
+/// by `reason`): `{error: "<reason>_not_allowed", message}`.
+fn refuse_websocket(state: &AppState, reason: &str, message: &str) -> Response {
+    state
+        .access
+        .metrics
+        .websocket_refused
+        .with_label_values(&[reason])
+        .inc();
+    let body = json!({ "error": format!("{reason}_not_allowed"), "message": message });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
 }
 
 /// An OpenID token and a room name fit in far less.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::http::header;
 
 use crate::access::Access;
-use crate::shell::headers::SecurityHeaders;
+use crate::shell::headers::{AllowedHosts, SecurityHeaders};
 use crate::worker::Workers;
 
 /// What request handlers share.
@@ -18,6 +18,8 @@ pub struct AppState {
     pub admin_key: Option<Arc<str>>,
     /// Where users reach this server, when configured.
     pub public_url: Option<url::Url>,
+    /// The names the signalling WebSocket may be reached under.
+    pub allowed_hosts: AllowedHosts,
     /// `https` when the listener speaks TLS, else `http`.
     pub scheme: &'static str,
     pub headers: SecurityHeaders,

@@ -61,6 +61,25 @@ pub enum Request {
 /// would only make every room on it later.
 pub const REQUEST_QUEUE: usize = 4096;
 
+/// How a worker takes its sessions' requests: how many may wait, and,
+/// for tests, a gate that holds them back while it reads `false` (a worker
+/// far behind, on demand, so that a full queue can be shown without a
+/// race). Servers use the default: [`REQUEST_QUEUE`], no gate.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub queue: usize,
+    pub gate: Option<watch::Receiver<bool>>,
+}
+
+impl Default for Intake {
+    fn default() -> Self {
+        Self {
+            queue: REQUEST_QUEUE,
+            gate: None,
+        }
+    }
+}
+
 /// Why a request did not reach its worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -174,9 +193,10 @@ pub fn spawn(
     config: RouterConfig,
     metrics: Box<dyn Publish>,
     shutdown: watch::Receiver<bool>,
+    intake: Intake,
 ) -> io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
     let port = socket.local_addr()?.port();
-    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    let (tx, rx) = mpsc::channel(intake.queue.max(1));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -197,6 +217,7 @@ pub fn spawn(
                         tcp,
                         router: Router::new(config),
                         requests: rx,
+                        gate: intake.gate,
                         sessions: HashMap::new(),
                         recv: RecvBatch::new(),
                         sender: Sender::default(),
@@ -222,6 +243,8 @@ struct Worker {
     tcp: Option<TcpMedia>,
     router: Router,
     requests: mpsc::Receiver<Request>,
+    /// See [`Intake`]; `None`: requests are always taken.
+    gate: Option<watch::Receiver<bool>>,
     sessions: HashMap<String, mpsc::UnboundedSender<Event>>,
     recv: RecvBatch,
     sender: Sender,
@@ -242,10 +265,12 @@ impl Worker {
                 .router
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let taking = self.gate.as_ref().is_none_or(|g| *g.borrow());
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.changed() => Wake::Shutdown,
-                request = self.requests.recv() => Wake::Request(request),
+                request = self.requests.recv(), if taking => Wake::Request(request),
+                opened = gate_changed(&mut self.gate), if !taking => Wake::Gate(opened),
                 ready = self.socket.writable(), if !self.queue.is_empty() => Wake::Writable(ready),
                 ready = self.socket.readable() => Wake::Readable(ready),
                 frame = next_frame(&mut self.tcp) => Wake::Tcp(frame),
@@ -255,6 +280,9 @@ impl Worker {
             match wake {
                 Wake::Shutdown | Wake::Request(None) => break,
                 Wake::Request(Some(request)) => self.request(woke, request),
+                Wake::Gate(Ok(())) => {}
+                // Its keeper is gone: nothing holds the requests back now.
+                Wake::Gate(Err(_)) => self.gate = None,
                 Wake::Readable(Err(e)) | Wake::Writable(Err(e)) => {
                     tracing::error!(error = %e, "media socket failed");
                     break;
@@ -329,10 +357,22 @@ impl Worker {
 enum Wake {
     Shutdown,
     Request(Option<Request>),
+    /// The test's gate moved (see [`Intake`]).
+    Gate(Result<(), watch::error::RecvError>),
     Readable(io::Result<()>),
     Writable(io::Result<()>),
     Tcp(Frame),
     Timer,
+}
+
+/// The next move of the gate; pends forever without one.
+async fn gate_changed(
+    gate: &mut Option<watch::Receiver<bool>>,
+) -> Result<(), watch::error::RecvError> {
+    match gate {
+        Some(g) => g.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next ICE-TCP packet; pends forever on a worker without ICE-TCP.

@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use sfu::shell::config::Config;
 use sfu::shell::server::Server;
+use sfu::worker::Intake;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -45,7 +46,14 @@ impl Running {
     }
 
     pub async fn start(config: &Config) -> Self {
-        let server = Server::bind(config).await.expect("server binds");
+        Self::start_with(config, Intake::default()).await
+    }
+
+    /// With the media workers taking requests as `intake` says.
+    pub async fn start_with(config: &Config, intake: Intake) -> Self {
+        let server = Server::bind_with(config, None, intake)
+            .await
+            .expect("server binds");
         let http = server.http_addr();
         let metrics = server.metrics_addr();
         let admin = server.admin_addr();
@@ -84,6 +92,142 @@ impl Running {
             .await
             .expect("websocket connects");
         ws
+    }
+
+    /// A WebSocket as if from `client`, through a proxy the server trusts
+    /// (`trusted_proxies` holding 127.0.0.1): how tests come from many
+    /// addresses.
+    pub async fn ws_from(&self, client: &str) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}/ws", self.http)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
+        ws
+    }
+
+    /// `meet_limits_hit_total{limit="<limit>"}` from `/metrics`.
+    pub async fn limits_hit(&self, limit: &str) -> f64 {
+        self.metric(&format!("meet_limits_hit_total{{limit=\"{limit}\"}}"))
+            .await
+    }
+
+    /// A metric's value as `/metrics` has it, `name` with its labels
+    /// exactly; 0 if absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let body = reqwest::get(format!("http://{}/metrics", self.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// The admin key of [`closed`] servers.
+#[allow(dead_code)]
+pub const KEY: &str = "an-admin-key-of-at-least-32-characters";
+
+/// A closed server (no anonymous joins) with the admin API on.
+#[allow(dead_code)]
+pub fn closed() -> Config {
+    Config {
+        anonymous_join: false,
+        admin_key: KEY.into(),
+        ..Running::config()
+    }
+}
+
+/// The admin API of a running server.
+#[allow(dead_code)]
+pub struct Admin {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+#[allow(dead_code)]
+impl Admin {
+    pub fn new(server: &Running) -> Self {
+        Self {
+            base: format!("http://{}", server.http),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// An admin request with the key; status and JSON body (null if none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Mints an invite to `room` with `body`'s terms: the whole answer.
+    pub async fn mint(&self, room: &str, body: Value) -> Value {
+        let (status, v) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/admin/meetings/{room}/invites"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        let url = v["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{}/m/{room}?invite=", self.base)),
+            "{url}"
+        );
+        v
+    }
+
+    /// Mints an invite to `room`: the invite alone.
+    pub async fn invite(&self, room: &str, body: Value) -> String {
+        self.mint(room, body).await["invite"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// Sends `join` (with `invite`, if given) on `ws`: the answer.
+#[allow(dead_code)]
+pub async fn join_with(ws: &mut Ws, room: &str, name: &str, invite: Option<&str>) -> Value {
+    let mut m = serde_json::json!({"type": "join", "v": 1, "room": room, "name": name});
+    if let Some(i) = invite {
+        m["invite"] = serde_json::json!(i);
+    }
+    send(ws, m).await;
+    recv(ws).await
+}
+
+/// The next message of `kind`, skipping others.
+#[allow(dead_code)]
+pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let m = recv(ws).await;
+        if m["type"] == kind {
+            return m;
+        }
     }
 }
 

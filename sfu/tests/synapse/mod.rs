@@ -178,6 +178,16 @@ impl MatrixUser {
         .await;
     }
 
+    /// Bans `user` from `room` (they leave it, and may not come back).
+    pub async fn ban(&self, room: &str, user: &str) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/rooms/{}/ban", Self::enc(room)),
+            Some(json!({ "user_id": user, "reason": "test" })),
+        )
+        .await;
+    }
+
     /// Sets `user`'s power level in `room`.
     pub async fn set_power(&self, room: &str, user: &str, level: u32) {
         let mut levels = self.state(room, "m.room.power_levels", "").await;

@@ -275,6 +275,8 @@ pub enum ServerMessage {
         invite: String,
         /// Unix seconds.
         expires_at: u64,
+        /// (added) The invite's id, for an administrator to withdraw it.
+        id: String,
     },
     Error {
         code: ErrorCode,
@@ -372,6 +374,11 @@ pub enum ErrorCode {
     /// The homeserver is away and `max_chat_outbox_per_meeting` messages
     /// of this meeting already wait for it; this one was not sent.
     ChatBacklog,
+    /// An administrator withdrew the invite link in `join`.
+    InviteRevoked,
+    /// `max_knocks_per_address` strangers from the client's address wait
+    /// in this meeting's lobby already.
+    TooManyKnocks,
 }
 
 impl ServerMessage {
@@ -631,9 +638,10 @@ mod tests {
             wire(ServerMessage::InviteCreated {
                 role: Role::Participant,
                 invite: "eyJ".into(),
-                expires_at: 1_800_000_000
+                expires_at: 1_800_000_000,
+                id: "0123456789abcdef0123456789abcdef-1800000000".into(),
             }),
-            r#"{"type":"invite_created","role":"participant","invite":"eyJ","expires_at":1800000000}"#
+            r#"{"type":"invite_created","role":"participant","invite":"eyJ","expires_at":1800000000,"id":"0123456789abcdef0123456789abcdef-1800000000"}"#
         );
         assert_eq!(
             wire(ServerMessage::LobbyWaiting { for_host: false }),

@@ -9,26 +9,44 @@ use tokio::sync::watch;
 use super::super::{ClientMessage, ErrorCode, ServerMessage};
 use super::{parse, Incoming, Session, PING_INTERVAL};
 use crate::access::admission::Wait;
-use crate::access::lobby::Knock;
+use crate::access::limits::Limit;
+use crate::access::lobby::{Knock, Knocker, LobbyFull};
 
 /// Longest anyone waits in a lobby for a host's decision.
 const LOBBY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Waits in `room`'s lobby for a host to let the client in (or, for
 /// [`Wait::Host`], to come): `Some(true)` in, `Some(false)` not (told
-/// why; it may knock again), `None` the client went away.
+/// why; it may knock again), `None` the client went away. `anonymous`:
+/// nobody vouched for it (no link, no Matrix identity).
 pub(super) async fn wait_in_lobby(
     session: &mut Session,
     room: &str,
     name: &str,
     wait: Wait,
+    anonymous: bool,
 ) -> Option<bool> {
     let for_host = wait == Wait::Host;
-    let (_ticket, decision) = match session.access.lobby.knock(room, name, for_host) {
+    // A stranger waits for a host's decision; one that only waits for a
+    // host to come was let in by an open deployment.
+    let who = if anonymous && !for_host {
+        Knocker::Stranger {
+            ip: session.ip,
+            per_address: session.access.limits.bounds().knocks_per_address,
+        }
+    } else {
+        Knocker::Vouched
+    };
+    let (_ticket, decision) = match session.access.lobby.knock(room, name, for_host, who) {
         Ok(t) => t,
-        Err(full) => {
+        Err(full @ LobbyFull::Full) => {
             let msg = ServerMessage::error(ErrorCode::LobbyFull, full.to_string());
             session.send(&msg).await;
+            return Some(false);
+        }
+        Err(LobbyFull::Address) => {
+            let (limit, code) = (Limit::KnocksPerAddress, ErrorCode::TooManyKnocks);
+            session.refuse_for(limit, code).await;
             return Some(false);
         }
     };

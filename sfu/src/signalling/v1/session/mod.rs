@@ -43,6 +43,9 @@ use crate::worker::{Request, SendError, WorkerHandle, Workers};
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that has not joined by then is closed.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a closing session waits for its client's answer to the close
+/// frame (see [`Session::close_with`]).
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Pings keep idle sockets open through proxies and reveal dead peers whose
 /// TCP connection never closed (network gone): nothing heard for
 /// [`IDLE_TIMEOUT`] ends the session.
@@ -109,6 +112,8 @@ struct Session {
     ip: IpAddr,
     /// Cut off for sending too much: it does not come back to its seat.
     cut_off: bool,
+    /// A close frame went out: the socket is closing (see `linger`).
+    closing: bool,
 }
 
 impl Session {
@@ -149,7 +154,7 @@ impl Session {
     }
 
     /// The next frame, or `None` when the socket is done or the client
-    /// exceeded the rate limit (it is told so first).
+    /// exceeded the rate limit (it is told so, and the socket closed).
     async fn next(&mut self) -> Option<Result<Message, axum::Error>> {
         let frame = self.ws.next().await;
         if frame.is_some() && !self.limit.allow(Instant::now()) {
@@ -157,6 +162,7 @@ impl Session {
             self.send(&ServerMessage::error(ErrorCode::RateLimited, msg))
                 .await;
             self.cut_off = true;
+            self.close_with(close_code::POLICY, "rate_limited").await;
             return None;
         }
         frame
@@ -177,11 +183,12 @@ impl Session {
         } else {
             match invite::terms(lifetime, uses) {
                 Ok((lifetime, uses)) => {
-                    let (invite, expires_at) = self.access.invites.mint(room, role, lifetime, uses);
+                    let minted = self.access.invites.mint(room, role, lifetime, uses);
                     ServerMessage::InviteCreated {
                         role,
-                        invite,
-                        expires_at,
+                        invite: minted.invite,
+                        expires_at: minted.expires_at,
+                        id: minted.id,
                     }
                 }
                 Err(msg) => ServerMessage::error(ErrorCode::BadMessage, msg),
@@ -202,14 +209,38 @@ impl Session {
     }
 
     async fn close(&mut self, reason: &'static str) -> Outcome {
-        let _ = self
-            .ws
-            .send(Message::Close(Some(CloseFrame {
-                code: close_code::NORMAL,
-                reason: Utf8Bytes::from_static(reason),
-            })))
-            .await;
+        self.close_with(close_code::NORMAL, reason).await;
         Outcome::Over
+    }
+
+    /// Sends a close frame, after what was sent before it; [`Session::linger`]
+    /// ends the closing handshake once the session is out of its meeting.
+    async fn close_with(&mut self, code: u16, reason: &'static str) {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        }));
+        self.closing = self.write(frame).await;
+    }
+
+    /// After a close frame went out: a socket closed while the client's
+    /// messages still sit unread in it is reset by the kernel, and a reset
+    /// can cost the client what it had not read yet (the error that says
+    /// why, the close frame itself). So what the client sends is read and
+    /// dropped until it answers the close frame, for at most
+    /// [`CLOSE_LINGER`].
+    async fn linger(&mut self) {
+        if !self.closing {
+            return;
+        }
+        let answered = async {
+            while let Some(Ok(frame)) = self.ws.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_LINGER, answered).await;
     }
 }
 
@@ -231,17 +262,27 @@ pub async fn run(
         limit: RateLimit::new(Instant::now()),
         ip,
         cut_off: false,
+        closing: false,
     };
-    let Some((mut joined, _in_meeting)) = join(&mut session).await else {
+    let Some((mut joined, in_meeting)) = join(&mut session).await else {
+        session.linger().await;
         metrics.signalling_connections.dec();
         return;
     };
     let access = session.access.clone();
-    let outcome = relay(session, &mut joined).await;
-    // The socket is gone: it no longer counts as a connection, though its
-    // seat may be held.
-    drop(connection);
-    metrics.signalling_connections.dec();
+    let outcome = relay(&mut session, &mut joined).await;
+    let closing = match outcome {
+        // The socket is gone: it no longer counts as a connection, though
+        // its seat may be held.
+        Outcome::Dropped => {
+            drop(session);
+            drop(connection);
+            metrics.signalling_connections.dec();
+            None
+        }
+        // Out of the meeting first; the socket's close after.
+        Outcome::Over => Some((session, connection)),
+    };
     // A client that comes back takes its seat over; the seat (in the
     // roster, and for a drain) is held meanwhile.
     let back = outcome == Outcome::Dropped && rejoin::hold(&access, &mut joined).await;
@@ -255,6 +296,12 @@ pub async fn run(
     }
     if let (Some(chat), Some(id)) = (&access.chat, &joined.identity) {
         chat.call_left(&joined.room, &id.sub, &joined.participant_id);
+    }
+    drop((joined, in_meeting));
+    if let Some((mut session, connection)) = closing {
+        session.linger().await;
+        drop(connection);
+        metrics.signalling_connections.dec();
     }
 }
 
@@ -277,8 +324,10 @@ struct Joined {
     guest: bool,
     /// Neither a Matrix identity nor an invite link.
     anonymous: bool,
-    /// What keeps it out if a host bans it: its identity or invite link.
-    ban_key: Option<String>,
+    /// What keeps it out if a host bans it (`roster::ban_keys`).
+    ban_keys: Vec<String>,
+    /// Its use of a counted invite link, counted once the core seats it.
+    invite_use: Option<invite::Use>,
     chat: Option<MeetingChat>,
     /// The secret its client comes back to its seat with (`rejoin.rs`).
     resume: String,
@@ -366,6 +415,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                     &name,
                     token.as_deref(),
                     invite.as_deref(),
+                    session.ip,
                 )
                 .await;
                 (admitted, None)
@@ -379,8 +429,9 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             guest,
             anonymous,
             chat,
-            ban_key,
+            ban_keys,
             wait,
+            invite_use,
         } = match admitted {
             Ok(a) => a,
             Err(refused) => {
@@ -389,6 +440,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                     Refused::InvalidToken(_) => ErrorCode::InvalidToken,
                     Refused::InviteRequired => ErrorCode::InviteRequired,
                     Refused::InvalidInvite(_) => ErrorCode::InvalidInvite,
+                    Refused::RevokedInvite(_) => ErrorCode::InviteRevoked,
                     Refused::Unverifiable(_) => ErrorCode::Unavailable,
                     Refused::Shut(Shut::Locked) => ErrorCode::MeetingLocked,
                     Refused::Shut(Shut::Banned) => ErrorCode::Banned,
@@ -408,7 +460,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             continue;
         }
         if let Some(wait) = wait {
-            if !wait_in_lobby(session, &room, &name, wait).await? {
+            if !wait_in_lobby(session, &room, &name, wait, anonymous).await? {
                 continue;
             }
         }
@@ -450,7 +502,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             role,
             guest,
             user_id: identity.as_ref().map(|c| c.sub.clone()),
-            ban_key: ban_key.clone(),
+            ban_keys: ban_keys.clone(),
         };
         let (seat, ended, locked) = session.access.roster.seat(&room, &participant_id, member);
         if role.may_moderate() {
@@ -470,7 +522,8 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             role,
             guest,
             anonymous,
-            ban_key,
+            ban_keys,
+            invite_use,
             chat,
             resume: format!("{:032x}", rand::random::<u128>()),
             live: None,
@@ -482,7 +535,7 @@ async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
 
 /// Relays between a joined participant, its worker and its meeting's chat
 /// until one side ends.
-async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
+async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut candidates = CandidateCount::default();
     let mut chat_sent = PerMinute::default();
@@ -562,6 +615,10 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                         host: c.host,
                     });
                     _counted = Some(session.access.metrics.joined(joined.role));
+                    // Seated: the invite link's use counts now.
+                    if let Some(used) = joined.invite_use.take() {
+                        used.commit();
+                    }
                     let ice_servers = session.access.turn.as_ref().map_or_else(Vec::new, |t| t.ice_servers(&participant_id, SystemTime::now()));
                     joined.in_core = true;
                     let held = !session.access.resumes.grace().is_zero();
@@ -632,7 +689,8 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
                 }
                 None => chat_live = false,
             },
-            deadline = next_drain(&mut drain) => {
+            // Told once it is in: `joined` first, then the news.
+            deadline = next_drain(&mut drain), if joined.in_core => {
                 // Told once; the meeting goes on until it empties or the
                 // server stops at the deadline.
                 drain = None;
@@ -768,7 +826,7 @@ async fn relay(mut session: Session, joined: &mut Joined) -> Outcome {
     }
 }
 
-async fn removed_from_room(mut session: Session) -> Outcome {
+async fn removed_from_room(session: &mut Session) -> Outcome {
     let msg = "you left or were removed from the meeting's Matrix room";
     session
         .send(&ServerMessage::error(ErrorCode::Removed, msg))

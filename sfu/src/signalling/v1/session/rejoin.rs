@@ -82,7 +82,7 @@ pub(super) async fn hold(access: &Access, joined: &mut Joined) -> bool {
         role: joined.role,
         guest: joined.guest,
         anonymous: joined.anonymous,
-        ban_key: joined.ban_key.clone(),
+        ban_keys: joined.ban_keys.clone(),
     };
     tokio::select! {
         back = access.resumes.hold(&joined.resume, seated) => back,
