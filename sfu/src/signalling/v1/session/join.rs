@@ -1,0 +1,248 @@
+//! Getting in: a valid `join`, admitted (or back to a held seat), past
+//! the limits and the lobby, handed to its room's worker and seated.
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::guards::admission_limits;
+use super::lobby::wait_in_lobby;
+use super::rejoin::Vacate;
+use super::{Incoming, Session, JOIN_TIMEOUT};
+use crate::access::admission::{self, Admitted, Refused};
+use crate::access::drain::InMeeting;
+use crate::access::invite;
+use crate::access::limits::Limit;
+use crate::access::resume::Live;
+use crate::access::roster::{Ended, Member, Seat, Shut};
+use crate::access::token::Claims;
+use crate::room::api::{Event, Role};
+use crate::signalling::v1::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use crate::worker::{Request, SendError, WorkerHandle};
+use chat::MeetingChat;
+
+/// A participant handed to its room's worker.
+pub(super) struct Joined {
+    /// Listed in the roster while the session lasts.
+    pub(super) _seat: Seat,
+    /// Fires when an administrator or a host ends the session.
+    pub(super) ended: oneshot::Receiver<Ended>,
+    /// Whether a host locked the meeting.
+    pub(super) locked: watch::Receiver<bool>,
+    pub(super) participant_id: String,
+    pub(super) worker: WorkerHandle,
+    pub(super) events: mpsc::UnboundedReceiver<Event>,
+    pub(super) room: String,
+    pub(super) name: String,
+    /// Set for a participant signed in with a Matrix identity.
+    pub(super) identity: Option<Claims>,
+    pub(super) role: Role,
+    pub(super) guest: bool,
+    /// Neither a Matrix identity nor an invite link.
+    pub(super) anonymous: bool,
+    /// What keeps it out if a host bans it (`roster::ban_keys`).
+    pub(super) ban_keys: Vec<String>,
+    /// Its use of a counted invite link, counted once the core seats it.
+    pub(super) invite_use: Option<invite::Use>,
+    pub(super) chat: Option<MeetingChat>,
+    /// The secret its client comes back to its seat with (`rejoin.rs`).
+    pub(super) resume: String,
+    /// Its seat under that secret while the session is up.
+    pub(super) live: Option<Live>,
+    /// The core has it in the room (`joined` went out).
+    pub(super) in_core: bool,
+}
+
+/// Waits for a valid `join` and hands the participant to its room's worker;
+/// the participant counts as in a meeting (for a drain to wait for) until
+/// the returned guard is dropped.
+pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, session.next())
+            .await
+            .ok()?;
+        let (v, room, name, token, invite, resume) = match super::parse(frame) {
+            Incoming::Message(ClientMessage::Join {
+                v,
+                room,
+                name,
+                token,
+                invite,
+                resume,
+            }) => (v, room, name, token, invite, resume),
+            Incoming::Message(_) => {
+                session
+                    .send(&ServerMessage::error(
+                        ErrorCode::NotJoined,
+                        "send join first",
+                    ))
+                    .await;
+                continue;
+            }
+            Incoming::Bad(code, message) => {
+                session.send(&ServerMessage::error(code, message)).await;
+                continue;
+            }
+            Incoming::Skip => continue,
+            Incoming::Closed | Incoming::GoingAway => return None,
+        };
+        if v != PROTOCOL_VERSION {
+            let msg = format!("this server speaks protocol version {PROTOCOL_VERSION}, not {v}");
+            session
+                .send(&ServerMessage::error(ErrorCode::UnsupportedVersion, msg))
+                .await;
+            continue;
+        }
+        // While draining, meetings under way still take joins and rejoins.
+        let running = session.access.roster.is_running(room.trim());
+        let in_meeting = match session.access.drain.enter(running) {
+            Ok(guard) => guard,
+            Err(refused) => {
+                session
+                    .send(&ServerMessage::error(
+                        ErrorCode::Draining,
+                        refused.to_string(),
+                    ))
+                    .await;
+                session.close("draining").await;
+                return None;
+            }
+        };
+        // Back after a dropped connection, to the seat held for it; else
+        // let in as anyone is.
+        let seated = match resume.as_deref() {
+            Some(secret) => session.access.resumes.claim(secret, room.trim()).await,
+            None => None,
+        };
+        let (admitted, vacate) = match seated {
+            Some(seated) => {
+                let worker = session.workers.for_room(&seated.room).clone();
+                let vacate = Vacate::new(seated.participant_id.clone(), worker);
+                (
+                    admission::readmit(&session.access, seated).await,
+                    Some(vacate),
+                )
+            }
+            None => {
+                let admitted = admission::admit(
+                    &session.access,
+                    &room,
+                    &name,
+                    token.as_deref(),
+                    invite.as_deref(),
+                    session.ip,
+                )
+                .await;
+                (admitted, None)
+            }
+        };
+        let Admitted {
+            room,
+            name,
+            identity,
+            role,
+            guest,
+            anonymous,
+            chat,
+            ban_keys,
+            wait,
+            invite_use,
+        } = match admitted {
+            Ok(a) => a,
+            Err(refused) => {
+                let code = match refused {
+                    Refused::InvalidName(_) => ErrorCode::InvalidName,
+                    Refused::InvalidToken(_) => ErrorCode::InvalidToken,
+                    Refused::InviteRequired => ErrorCode::InviteRequired,
+                    Refused::InvalidInvite(_) => ErrorCode::InvalidInvite,
+                    Refused::RevokedInvite(_) => ErrorCode::InviteRevoked,
+                    Refused::Unverifiable(_) => ErrorCode::Unavailable,
+                    Refused::Shut(Shut::Locked) => ErrorCode::MeetingLocked,
+                    Refused::Shut(Shut::Banned) => ErrorCode::Banned,
+                };
+                session
+                    .send(&ServerMessage::error(code, refused.to_string()))
+                    .await;
+                continue;
+            }
+        };
+        if let Err(limit) = admission_limits(&session.access, session.ip, &room) {
+            let code = match limit {
+                Limit::Meetings => ErrorCode::TooManyMeetings,
+                _ => ErrorCode::TooManyJoins,
+            };
+            session.refuse_for(limit, code).await;
+            continue;
+        }
+        if let Some(wait) = wait {
+            if !wait_in_lobby(session, &room, &name, wait, anonymous).await? {
+                continue;
+            }
+        }
+        let participant_id = format!("{:016x}", rand::random::<u64>());
+        let worker = session.workers.for_room(&room).clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sent = worker.send(Request::Join {
+            participant_id: participant_id.clone(),
+            room: room.clone(),
+            name: name.clone(),
+            role,
+            guest,
+            replaces: vacate
+                .as_ref()
+                .and_then(|v| v.participant_id().map(str::to_owned)),
+            events: tx,
+        });
+        match sent {
+            Ok(()) => {
+                if let Some(vacate) = vacate {
+                    vacate.done();
+                }
+            }
+            Err(SendError::Full) => {
+                session
+                    .refuse_for(Limit::WorkerQueue, ErrorCode::Overloaded)
+                    .await;
+                continue;
+            }
+            Err(e @ SendError::Stopped) => {
+                session
+                    .send(&ServerMessage::error(ErrorCode::Unavailable, e.to_string()))
+                    .await;
+                return None;
+            }
+        }
+        let member = Member {
+            name: name.clone(),
+            role,
+            guest,
+            user_id: identity.as_ref().map(|c| c.sub.clone()),
+            ban_keys: ban_keys.clone(),
+        };
+        let (seat, ended, locked) = session.access.roster.seat(&room, &participant_id, member);
+        if role.may_moderate() {
+            // Seated first: a guest who knocks from now on sees the host.
+            session.access.lobby.host_arrived(&room);
+        }
+        let joined = Joined {
+            _seat: seat,
+            ended,
+            locked,
+            participant_id,
+            worker,
+            events: rx,
+            room,
+            name,
+            identity,
+            role,
+            guest,
+            anonymous,
+            ban_keys,
+            invite_use,
+            chat,
+            resume: format!("{:032x}", rand::random::<u128>()),
+            live: None,
+            in_core: false,
+        };
+        return Some((joined, in_meeting));
+    }
+}
