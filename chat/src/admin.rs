@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::ghosts::GhostError;
+use crate::ghosts::{send, GhostError};
 
 pub struct Admin {
     http: reqwest::Client,
@@ -91,25 +91,5 @@ impl Admin {
                 .json(body),
         )
         .await
-    }
-}
-
-/// Sends; a refusal (4xx other than 429) is [`GhostError::Refused`] with
-/// the status first, anything else that fails is worth retrying.
-async fn send(request: reqwest::RequestBuilder) -> Result<Value, GhostError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| GhostError::Transient(e.without_url().to_string()))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if status.is_success() {
-        return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
-    }
-    let what = format!("{}: {text}", status.as_u16());
-    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
-        Err(GhostError::Refused(what))
-    } else {
-        Err(GhostError::Transient(what))
     }
 }

@@ -70,6 +70,26 @@ impl std::fmt::Display for GhostError {
     }
 }
 
+/// Sends; a refusal (4xx other than 429) is [`GhostError::Refused`] with
+/// the status first, anything else that fails is worth retrying.
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Value, GhostError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| GhostError::Transient(e.without_url().to_string()))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+    }
+    let what = format!("{status}: {text}");
+    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Err(GhostError::Refused(what))
+    } else {
+        Err(GhostError::Transient(what))
+    }
+}
+
 impl Ghosts {
     pub fn new(homeserver: Url, as_token: String, prefix: String) -> Self {
         let http = reqwest::Client::builder()
@@ -348,21 +368,7 @@ impl Ghosts {
         if method != reqwest::Method::GET {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| GhostError::Transient(e.without_url().to_string()))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
-        }
-        let what = format!("{status}: {text}");
-        if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
-            Err(GhostError::Refused(what))
-        } else {
-            Err(GhostError::Transient(what))
-        }
+        send(request).await
     }
 }
 

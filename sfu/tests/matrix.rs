@@ -300,41 +300,8 @@ async fn meeting_chat_and_matrix_sign_in() {
 
     // `!meet` in a room of her own gives a new meeting, never a name she
     // picks (which could take over someone else's meeting).
-    let own = alice
-        .call(
-            reqwest::Method::POST,
-            "/createRoom",
-            Some(json!({"preset":"private_chat"})),
-        )
-        .await["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    alice
-        .call(
-            reqwest::Method::POST,
-            &format!("/rooms/{}/invite", MatrixUser::enc(&own)),
-            Some(json!({"user_id":"@meetbot:localhost"})),
-        )
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let members = alice
-            .call(
-                reqwest::Method::GET,
-                &format!("/rooms/{}/joined_members", MatrixUser::enc(&own)),
-                None,
-            )
-            .await;
-        if members["joined"].get("@meetbot:localhost").is_some() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bot did not accept the invite"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let own = alice.create_room(json!({"preset":"private_chat"})).await;
+    alice.invite_and_await(&own, "@meetbot:localhost").await;
     alice
         .say(&own, json!({"msgtype":"m.text","body":"!meet standup"}))
         .await;
@@ -496,15 +463,8 @@ async fn room_power_levels_give_host_rights_in_a_bound_room() {
     // Alice's own room, bound to a meeting by configuration: she created
     // it, so she may kick there, so she is a host in the meeting.
     let room = alice
-        .call(
-            reqwest::Method::POST,
-            "/createRoom",
-            Some(json!({"preset":"public_chat","name":"Town hall"})),
-        )
-        .await["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .create_room(json!({"preset":"public_chat","name":"Town hall"}))
+        .await;
     let store = temp_dir("store");
     let rooms: std::collections::BTreeMap<_, _> = [("town-hall".to_owned(), room.clone())].into();
     let server = TestServer::start_with(&syn, &store, |c| c.matrix_rooms = rooms).await;
@@ -654,31 +614,9 @@ async fn meet_in_a_room_where_the_bot_has_no_power() {
     let bot = "@meetbot:localhost";
     // As Element makes a private room: power 0 for everyone but Alice.
     let room = alice
-        .call(
-            reqwest::Method::POST,
-            "/createRoom",
-            Some(json!({"preset": "private_chat", "name": "Alice's room"})),
-        )
-        .await["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    alice.invite(&room, bot).await;
-    eventually("the bot to join", || async {
-        let (_, m) = alice
-            .try_call(
-                reqwest::Method::GET,
-                &format!(
-                    "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
-                    MatrixUser::enc(&room),
-                    MatrixUser::enc(bot)
-                ),
-                None,
-            )
-            .await;
-        m["membership"] == "join"
-    })
-    .await;
+        .create_room(json!({"preset": "private_chat", "name": "Alice's room"}))
+        .await;
+    alice.invite_and_await(&room, bot).await;
     alice
         .say(&room, json!({"msgtype": "m.text", "body": "!meet"}))
         .await;

@@ -187,31 +187,9 @@ async fn rooms_of_forgotten_meetings_are_purged_when_asked_for() {
     let old = alice.open_meeting(&server, "old").await;
     // Alice's own room, bound to a meeting with `!meet`: never purged.
     let own = alice
-        .call(
-            reqwest::Method::POST,
-            "/createRoom",
-            Some(json!({"preset": "private_chat", "name": "Alice's room"})),
-        )
-        .await["room_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    alice.invite(&own, "@meetbot:localhost").await;
-    eventually("the bot to join Alice's room", || async {
-        let (_, m) = alice
-            .try_call(
-                reqwest::Method::GET,
-                &format!(
-                    "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
-                    MatrixUser::enc(&own),
-                    MatrixUser::enc("@meetbot:localhost")
-                ),
-                None,
-            )
-            .await;
-        m["membership"] == "join"
-    })
-    .await;
+        .create_room(json!({"preset": "private_chat", "name": "Alice's room"}))
+        .await;
+    alice.invite_and_await(&own, "@meetbot:localhost").await;
     alice
         .say(&own, json!({"msgtype": "m.text", "body": "!meet"}))
         .await;

@@ -169,6 +169,31 @@ impl MatrixUser {
         .await;
     }
 
+    /// Makes a room as a client does (`options`: `/createRoom`'s body);
+    /// returns its id.
+    pub async fn create_room(&self, options: Value) -> String {
+        self.call(reqwest::Method::POST, "/createRoom", Some(options))
+            .await["room_id"]
+            .as_str()
+            .expect("a room id")
+            .to_owned()
+    }
+
+    /// Invites `user` (the bot, say) and waits until it has joined.
+    pub async fn invite_and_await(&self, room: &str, user: &str) {
+        self.invite(room, user).await;
+        eventually(&format!("{user} to join"), || async {
+            let path = format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+                Self::enc(room),
+                Self::enc(user)
+            );
+            let (_, m) = self.try_call(reqwest::Method::GET, &path, None).await;
+            m["membership"] == "join"
+        })
+        .await;
+    }
+
     pub async fn kick(&self, room: &str, user: &str) {
         self.call(
             reqwest::Method::POST,
