@@ -15,6 +15,7 @@ pub mod policy;
 pub mod resume;
 pub mod revocations;
 pub mod roster;
+pub mod state_file;
 pub mod token;
 
 use chat::Chat;

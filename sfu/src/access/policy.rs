@@ -3,8 +3,10 @@
 //! so that a restart does not reopen a meeting an operator closed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use super::state_file::{self, StateFileError};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -57,21 +59,8 @@ impl Overrides {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read the meeting policies in {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the meeting policies in {path} are not valid: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("cannot save the meeting policies to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("the meeting policies: {0}")]
+    File(#[from] StateFileError),
     #[error("at most {MAX_MEETING_POLICIES} meetings may have a policy of their own")]
     TooMany,
 }
@@ -90,7 +79,7 @@ impl Policies {
     /// need not exist yet).
     pub fn load(deployment: Policy, file: Option<PathBuf>) -> Result<Self, PolicyError> {
         let meetings = match &file {
-            Some(path) => read(path)?,
+            Some(path) => state_file::read(path)?,
             None => BTreeMap::new(),
         };
         Ok(Self {
@@ -132,50 +121,17 @@ impl Policies {
             meetings.insert(room.to_owned(), overrides)
         };
         if let Some(path) = &self.file {
-            if let Err(e) = write(path, &meetings) {
+            if let Err(e) = state_file::write(path, &*meetings) {
                 // Unsaved, so not in force either.
                 match previous {
                     Some(p) => meetings.insert(room.to_owned(), p),
                     None => meetings.remove(room),
                 };
-                return Err(e);
+                return Err(e.into());
             }
         }
         Ok(())
     }
-}
-
-fn read(path: &Path) -> Result<BTreeMap<String, Overrides>, PolicyError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => {
-            return Err(PolicyError::Read {
-                path: path.into(),
-                source,
-            })
-        }
-    };
-    serde_json::from_str(&text).map_err(|source| PolicyError::Parse {
-        path: path.into(),
-        source,
-    })
-}
-
-/// Writes a sibling file and renames it over `path`: a crash leaves the
-/// old policies or the new ones, never half of either.
-fn write(path: &Path, meetings: &BTreeMap<String, Overrides>) -> Result<(), PolicyError> {
-    let failed = |source| PolicyError::Write {
-        path: path.into(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let text = serde_json::to_string_pretty(meetings).expect("plain data serializes");
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(failed)
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //! bring a leaked link back, and forgotten once its expiry has passed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use super::state_file::{self, StateFileError};
 
 use super::invite::MAX_LIFETIME_SECS;
 
@@ -39,21 +41,8 @@ fn remember_until(id: &str, now: u64) -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RevocationError {
-    #[error("cannot read the withdrawn invite links in {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the withdrawn invite links in {path} are not valid: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("cannot save the withdrawn invite links to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("the withdrawn invite links: {0}")]
+    File(#[from] StateFileError),
     #[error("at most {MAX_REVOCATIONS} unexpired invite links may be withdrawn")]
     TooMany,
 }
@@ -91,7 +80,7 @@ impl Revocations {
     /// not expired by `now`.
     pub fn load(file: Option<PathBuf>, now: u64) -> Result<Self, RevocationError> {
         let ids = match &file {
-            Some(path) => read(path)?,
+            Some(path) => state_file::read(path)?,
             None => BTreeMap::new(),
         };
         let kept = ids.len();
@@ -100,7 +89,7 @@ impl Revocations {
         if let Some(path) = file.as_ref().filter(|_| inner.ids.len() < kept) {
             // Those forgotten go from the file too; should that fail, they
             // go with the next withdrawal (they are refused as expired).
-            if let Err(e) = write(path, &inner.ids) {
+            if let Err(e) = state_file::write(path, &inner.ids) {
                 tracing::warn!(error = %e, "expired withdrawn invite links stay in the file for now");
             }
         }
@@ -133,10 +122,10 @@ impl Revocations {
         }
         inner.ids.insert(id.to_owned(), until);
         if let Some(path) = &self.file {
-            if let Err(e) = write(path, &inner.ids) {
+            if let Err(e) = state_file::write(path, &inner.ids) {
                 // Unsaved, so not in force either: the caller hears so.
                 inner.ids.remove(id);
-                return Err(e);
+                return Err(e.into());
             }
         }
         inner.next_due = inner.next_due.min(until);
@@ -146,39 +135,6 @@ impl Revocations {
     pub fn is_revoked(&self, id: &str) -> bool {
         self.lock().ids.contains_key(id)
     }
-}
-
-fn read(path: &Path) -> Result<BTreeMap<String, u64>, RevocationError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => {
-            return Err(RevocationError::Read {
-                path: path.into(),
-                source,
-            })
-        }
-    };
-    serde_json::from_str(&text).map_err(|source| RevocationError::Parse {
-        path: path.into(),
-        source,
-    })
-}
-
-/// Writes a sibling file and renames it over `path`: a crash leaves the
-/// old list or the new one, never half of either.
-fn write(path: &Path, ids: &BTreeMap<String, u64>) -> Result<(), RevocationError> {
-    let failed = |source| RevocationError::Write {
-        path: path.into(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let text = serde_json::to_string_pretty(ids).expect("plain data serializes");
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(failed)
 }
 
 #[cfg(test)]
