@@ -243,6 +243,48 @@ export async function receivedByName(p) {
   return Object.fromEntries(Object.values(stats).map((s) => [s.name, s]));
 }
 
+
+/**
+ * The local candidate of the subscriber connection's selected pair (its
+ * type, relay protocol and TURN URL) and the remote address it reaches.
+ */
+export function selectedPath(p) {
+  return p.page.evaluate(async () => {
+    const stats = await window.meet.state.subscriber.getStats();
+    let pairId = null;
+    stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+    const pair = pairId && stats.get(pairId);
+    const local = pair && stats.get(pair.localCandidateId);
+    const remote = pair && stats.get(pair.remoteCandidateId);
+    return local ? {
+      type: local.candidateType, relayProtocol: local.relayProtocol || null, url: local.url || null, remoteAddress: remote?.address,
+    } : null;
+  });
+}
+
+/**
+ * Debian's nginx run on `dir/nginx.conf` (prefix `dir`) in the
+ * foreground, its error log kept; `stop()` ends it gracefully.
+ */
+export function runNginx(dir) {
+  const child = spawn(process.env.NGINX || '/usr/sbin/nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  child.stderr.on('data', (d) => { log += d; });
+  let exited = false;
+  const gone = new Promise((resolve) => child.once('exit', () => { exited = true; resolve(); }));
+  return {
+    log: () => log,
+    exited: () => exited,
+    async stop() {
+      if (!exited) {
+        child.kill('SIGQUIT'); // graceful
+        await gone;
+      }
+    },
+  };
+}
 /** A free TCP port on 127.0.0.1 (for programs that cannot bind port 0 and say which). */
 export function freePort() {
   return new Promise((resolve, reject) => {

@@ -8,7 +8,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  cleanUp, joinPage, launchBrowser, openPage, receivedByName, sleep, startServer, unlessRealRoot, until,
+  cleanUp, joinPage, launchBrowser, openPage, receivedByName, runNginx, sleep, startServer, unlessRealRoot, until,
 } from './harness.mjs';
 
 const sample = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'ops', 'nginx', 'meet.conf');
@@ -81,16 +81,10 @@ http {
   include ${dir}/meet.conf;
 }
 `);
-  const child = spawn(process.env.NGINX || '/usr/sbin/nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  child.stderr.on('data', (d) => { log += d; });
-  let exited = false;
-  const gone = new Promise((resolve) => child.once('exit', () => { exited = true; resolve(); }));
+  const nginx = runNginx(dir);
   const ca = readFileSync(cert);
   await until('nginx to answer', async () => {
-    if (exited) throw new Error(`nginx exited:\n${log}`);
+    if (nginx.exited()) throw new Error(`nginx exited:\n${nginx.log()}`);
     try {
       return (await fetchTls('127.0.0.1', '/healthz', ca)).status === 200;
     } catch {
@@ -99,13 +93,10 @@ http {
   }, 15000, 100);
   return {
     ca,
-    log: () => log,
+    log: nginx.log,
     accessLog: () => readFileSync(join(dir, 'access.log'), 'utf8'),
     async stop() {
-      if (!exited) {
-        child.kill('SIGQUIT'); // graceful
-        await gone;
-      }
+      await nginx.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -21,7 +21,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync,
@@ -31,7 +31,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  cleanUp, freePort, joinPage, launchBrowser, nftRule, receivedByName, startServer, until,
+  cleanUp, freePort, joinPage, launchBrowser, nftRule, receivedByName, runNginx, selectedPath, startServer, until,
 } from './harness.mjs';
 import {
   MEET_MEDIA_IP, RELAY_PORTS, TURN_IP, startCoturn,
@@ -153,23 +153,7 @@ http {
 }
 include ${dir}/meet-stream.conf;
 `);
-  const child = spawn(process.env.NGINX || '/usr/sbin/nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', 'stderr'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  child.stderr.on('data', (d) => { log += d; });
-  let exited = false;
-  const gone = new Promise((resolve) => child.once('exit', () => { exited = true; resolve(); }));
-  return {
-    log: () => log,
-    exited: () => exited,
-    async stop() {
-      if (!exited) {
-        child.kill('SIGQUIT');
-        await gone;
-      }
-    },
-  };
+  return runNginx(dir);
 }
 
 /**
@@ -199,21 +183,6 @@ async function metric(server, name, label, value) {
   const text = await (await fetch(`${server.url}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${label}="${value}"}`));
   return line ? Number(line.split(' ').pop()) : null;
-}
-
-/** The local candidate of the subscriber connection's selected pair. */
-function selectedLocalCandidate(p) {
-  return p.page.evaluate(async () => {
-    const stats = await window.meet.state.subscriber.getStats();
-    let pairId = null;
-    stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
-    const pair = pairId && stats.get(pairId);
-    const local = pair && stats.get(pair.localCandidateId);
-    const remote = pair && stats.get(pair.remoteCandidateId);
-    return local ? {
-      type: local.candidateType, relayProtocol: local.relayProtocol || null, url: local.url || null, remoteAddress: remote?.address,
-    } : null;
-  });
 }
 
 let dir;
@@ -327,7 +296,7 @@ test('pages loaded through 443 meet relayed only over turns: on the same 443', a
   }, 30000);
   for (const p of [a, b]) {
     assert.deepEqual(await p.page.evaluate(() => [location.origin, window.isSecureContext]), [base, true]);
-    const path = await selectedLocalCandidate(p);
+    const path = await selectedPath(p);
     assert.equal(path?.type, 'relay', `${p.name}'s path: ${JSON.stringify(path)}`);
     assert.equal(path.relayProtocol, 'tls', `${p.name}'s path: ${JSON.stringify(path)}`);
     assert.equal(path.url, TURN_URL, `${p.name}'s path: ${JSON.stringify(path)}`);

@@ -18,7 +18,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
-  cleanUp, freePort, joinPage, launchBrowser, nftRule, receivedByName, startServer, until,
+  cleanUp, freePort, joinPage, launchBrowser, nftRule, receivedByName, selectedPath, startServer, until,
 } from './harness.mjs';
 import {
   MEET_MEDIA_IP, RELAY_PORTS, TURN_IP, startCoturn,
@@ -31,18 +31,6 @@ function blockUdp() {
 }
 
 let unblockUdp = () => {};
-
-/** The local candidate of the subscriber connection's selected pair. */
-function selectedLocalCandidate(p) {
-  return p.page.evaluate(async () => {
-    const stats = await window.meet.state.subscriber.getStats();
-    let pairId = null;
-    stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
-    const pair = pairId && stats.get(pairId);
-    const local = pair && stats.get(pair.localCandidateId);
-    return local ? { type: local.candidateType, relayProtocol: local.relayProtocol || null } : null;
-  });
-}
 
 async function decodeEachOther(a, b) {
   await until(`${a.name} and ${b.name} decode each other's video`, async () => {
@@ -113,7 +101,8 @@ test('pages that may only use relayed candidates meet through coturn over UDP', 
   assert.match(iceServers[0].username, /^\d+:[0-9a-f]+$/, 'an expiring username');
   await decodeEachOther(a, b);
   for (const p of [a, b]) {
-    assert.deepEqual(await selectedLocalCandidate(p), { type: 'relay', relayProtocol: 'udp' }, `${p.name}'s path`);
+    const { type, relayProtocol } = await selectedPath(p) ?? {};
+    assert.deepEqual({ type, relayProtocol }, { type: 'relay', relayProtocol: 'udp' }, `${p.name}'s path`);
   }
   await Promise.all([a.context.close(), b.context.close()]);
 });
@@ -144,7 +133,8 @@ test('with all UDP blocked but the relay, pages meet over TURN on TCP', async (t
   console.log(`# measured: join to first decoded frame, direct UDP: ${direct.map(Math.round).join(' and ')} ms; `
     + `TURN over TCP with all UDP blocked: ${relayed.map(Math.round).join(' and ')} ms`);
   for (const p of [a, b]) {
-    assert.deepEqual(await selectedLocalCandidate(p), { type: 'relay', relayProtocol: 'tcp' }, `${p.name}'s path`);
+    const { type, relayProtocol } = await selectedPath(p) ?? {};
+    assert.deepEqual({ type, relayProtocol }, { type: 'relay', relayProtocol: 'tcp' }, `${p.name}'s path`);
   }
   // Still flowing a moment later, not a lucky first burst: 50 frames
   // more (2.5 s of the fake camera's 20 a second). Waited for up to 10 s:
