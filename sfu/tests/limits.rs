@@ -243,6 +243,7 @@ async fn a_worker_far_behind_refuses_more_work() {
     let intake = Intake {
         queue: 1,
         gate: Some(gate),
+        ..Intake::default()
     };
     let server = Running::start_with(&Running::config(), intake).await;
     let mut a = server.ws().await;

@@ -11,7 +11,8 @@ use serde_json::json;
 
 mod common;
 
-use common::{send, Running};
+use common::{join, send, Running};
+use sfu::worker::Intake;
 
 /// The exposition of a server with a participant and a signalling error.
 async fn scrape() -> String {
@@ -216,5 +217,68 @@ async fn scrape_time_with_100_meetings() {
         times[10], times[19]
     );
     drop(sockets);
+    server.stop().await;
+}
+
+/// A media worker that stops (halted, as one whose socket failed) takes
+/// the server out of `/readyz` and reads 0 in `meet_worker_up`; the other
+/// worker's meetings go on, and a join to the stopped one's is told so.
+#[tokio::test]
+async fn a_stopped_worker_shows_in_readiness_and_meet_worker_up() {
+    let (halt, halted) = tokio::sync::watch::channel(false);
+    let config = sfu::shell::config::Config {
+        workers: 2,
+        ..Running::config()
+    };
+    let intake = Intake {
+        halt: Some((1, halted)),
+        ..Intake::default()
+    };
+    let server = Running::start_with(&config, intake).await;
+    let readyz = || async {
+        let r = reqwest::get(format!("http://{}/readyz", server.http))
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(readyz().await.0, 200);
+    for w in ["0", "1"] {
+        let up = format!("meet_worker_up{{worker=\"{w}\"}}");
+        assert_eq!(server.metric(&up).await, 1.0, "worker {w}");
+    }
+    halt.send_replace(true);
+    let mut answer = readyz().await;
+    for _ in 0..100 {
+        if answer.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        answer = readyz().await;
+    }
+    assert_eq!(answer.0, 503, "{}", answer.1);
+    assert_eq!(answer.1["failed"], json!(["workers"]), "{}", answer.1);
+    assert_eq!(server.metric("meet_worker_up{worker=\"0\"}").await, 1.0);
+    assert_eq!(server.metric("meet_worker_up{worker=\"1\"}").await, 0.0);
+    // Meetings are spread over both workers by a hash of their name: some
+    // land on the running one and are joined, the others are refused.
+    // (All of 64 on one worker: one chance in 2^63.)
+    let (mut joined, mut unavailable) = (0, 0);
+    for i in 0..64 {
+        if joined > 0 && unavailable > 0 {
+            break;
+        }
+        let mut ws = server.ws().await;
+        let m = join(&mut ws, &format!("room-{i}"), "Ann").await;
+        match (m["type"].as_str(), m["code"].as_str()) {
+            (Some("joined"), _) => joined += 1,
+            (Some("error"), Some("unavailable")) => unavailable += 1,
+            other => panic!("{other:?}: {m}"),
+        }
+    }
+    assert!(
+        joined > 0 && unavailable > 0,
+        "{joined} joined, {unavailable} refused"
+    );
     server.stop().await;
 }

@@ -64,11 +64,15 @@ pub const REQUEST_QUEUE: usize = 4096;
 /// How a worker takes its sessions' requests: how many may wait, and,
 /// for tests, a gate that holds them back while it reads `false` (a worker
 /// far behind, on demand, so that a full queue can be shown without a
-/// race). Servers use the default: [`REQUEST_QUEUE`], no gate.
+/// race), and a halt that stops one worker (by index) once it reads
+/// `true`, as a worker whose socket failed, so that the health check and
+/// `meet_worker_up` can be shown to see it. Servers use the default:
+/// [`REQUEST_QUEUE`], no gate, no halt.
 #[derive(Debug, Clone)]
 pub struct Intake {
     pub queue: usize,
     pub gate: Option<watch::Receiver<bool>>,
+    pub halt: Option<(usize, watch::Receiver<bool>)>,
 }
 
 impl Default for Intake {
@@ -76,6 +80,7 @@ impl Default for Intake {
         Self {
             queue: REQUEST_QUEUE,
             gate: None,
+            halt: None,
         }
     }
 }
@@ -218,6 +223,7 @@ pub fn spawn(
                         router: Router::new(config),
                         requests: rx,
                         gate: intake.gate,
+                        halt: intake.halt.filter(|(i, _)| *i == index).map(|(_, h)| h),
                         sessions: HashMap::new(),
                         recv: RecvBatch::new(),
                         sender: Sender::default(),
@@ -245,6 +251,8 @@ struct Worker {
     requests: mpsc::Receiver<Request>,
     /// See [`Intake`]; `None`: requests are always taken.
     gate: Option<watch::Receiver<bool>>,
+    /// See [`Intake`]; `None`: the worker runs until shut down.
+    halt: Option<watch::Receiver<bool>>,
     sessions: HashMap<String, mpsc::UnboundedSender<Event>>,
     recv: RecvBatch,
     sender: Sender,
@@ -271,6 +279,7 @@ impl Worker {
                 _ = shutdown.changed() => Wake::Shutdown,
                 request = self.requests.recv(), if taking => Wake::Request(request),
                 opened = gate_changed(&mut self.gate), if !taking => Wake::Gate(opened),
+                () = halted(&mut self.halt) => Wake::Halt,
                 ready = self.socket.writable(), if !self.queue.is_empty() => Wake::Writable(ready),
                 ready = self.socket.readable() => Wake::Readable(ready),
                 frame = next_frame(&mut self.tcp) => Wake::Tcp(frame),
@@ -279,6 +288,10 @@ impl Worker {
             let woke = Instant::now();
             match wake {
                 Wake::Shutdown | Wake::Request(None) => break,
+                Wake::Halt => {
+                    tracing::error!("media worker halted by its test");
+                    break;
+                }
                 Wake::Request(Some(request)) => self.request(woke, request),
                 Wake::Gate(Ok(())) => {}
                 // Its keeper is gone: nothing holds the requests back now.
@@ -359,10 +372,23 @@ enum Wake {
     Request(Option<Request>),
     /// The test's gate moved (see [`Intake`]).
     Gate(Result<(), watch::error::RecvError>),
+    /// The test's halt (see [`Intake`]).
+    Halt,
     Readable(io::Result<()>),
     Writable(io::Result<()>),
     Tcp(Frame),
     Timer,
+}
+
+/// Returns once the halt reads `true`; pends forever without one, or
+/// once its keeper is gone.
+async fn halted(halt: &mut Option<watch::Receiver<bool>>) {
+    if let Some(h) = halt {
+        if h.wait_for(|&stop| stop).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// The next move of the gate; pends forever without one.
