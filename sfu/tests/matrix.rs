@@ -334,6 +334,15 @@ async fn ghost_users_wait_out_a_homeserver_outage_too() {
     outage(true).await;
 }
 
+/// The HTTP status of `path` on the server's listener.
+async fn status_of(server: &TestServer, path: &str) -> u16 {
+    reqwest::get(format!("http://{}{path}", server.http))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// Carol joins the outage meeting, with an invite link if `invited`.
 async fn carol_joins(server: &TestServer, invited: bool) -> (common::Ws, Value) {
     if invited {
@@ -383,6 +392,10 @@ async fn outage(ghosts: bool) {
     }
     assert_eq!(server.metric("meet_chat_outbox_events").await, 10.0);
     assert_eq!(server.metric("meet_chat_delayed").await, 1.0);
+    // Meetings go on without their homeserver: the server stays ready,
+    // and chat's own check says what is wrong.
+    assert_eq!(status_of(&server, "/readyz").await, 200);
+    assert_eq!(status_of(&server, "/healthz/chat").await, 503);
     // The meeting server restarts too: the outbox is on disk.
     server.stop().await;
     let server = TestServer::start_with(&syn, &store, config).await;
@@ -419,6 +432,10 @@ async fn outage(ghosts: bool) {
     eventually("all 20 messages in the room", || {
         let (alice, room, expected) = (&alice, &room, &expected);
         async move { alice.relayed(room).await.len() >= expected.len() }
+    })
+    .await;
+    eventually("chat's check to pass again", || async {
+        status_of(&server, "/healthz/chat").await == 200
     })
     .await;
     // Give a duplicate the chance to show up before judging.
