@@ -16,14 +16,12 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::revocations::Revocations;
+pub use super::revocations::MAX_LIFETIME_SECS;
 use super::token::{unix_now, TokenKeys};
 use crate::room::api::Role;
 
 /// The audience of invite links.
 const INVITE_AUDIENCE: &str = "meet-invite";
-
-/// Longest an invite may be valid for: a month of meetings, no more.
-pub const MAX_LIFETIME_SECS: u64 = 31 * 24 * 3600;
 
 /// How long an invite is valid for unless its minter says otherwise.
 pub const DEFAULT_LIFETIME_SECS: u64 = 24 * 3600;

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use super::state_file::{self, StateFileError};
 
-use super::invite::MAX_LIFETIME_SECS;
+/// Longest an invite may be valid for: a month of meetings, no more.
+/// Set here, below `invite.rs`, because a withdrawn link whose id does not
+/// say when it expires is remembered this long.
+pub const MAX_LIFETIME_SECS: u64 = 31 * 24 * 3600;
 
 /// Links that may be withdrawn at once; bounds the file and the memory one
 /// administrator's automation can fill.
