@@ -30,26 +30,15 @@ export async function until(what, fn, timeoutMs, intervalMs = 100) {
 }
 
 /**
- * For a test that needs real root (not root mapped in a user namespace, as
- * ops/netns.sh makes for other users): `skip` for its options. Where it can
- * run (ops/test.sh as root, as CI runs it) it runs; elsewhere it fails,
- * unless SKIP_ROOT_TESTS says why root tests cannot run here: then it is
- * skipped with that reason. A test that could have run never passes by
- * skipping.
+ * Throws unless this is real root (not root mapped in a user namespace, as
+ * ops/netns.sh makes for other users), saying `why` the test needs it. The
+ * tests run as root (ops/test.sh, as CI runs it); elsewhere such a test
+ * fails rather than passing by not running.
  */
-export function unlessRealRoot(why) {
+export function assertRealRoot(why) {
   const realRoot = process.getuid() === 0
     && /^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
-  if (realRoot) return { skip: false, check() {} };
-  const reason = process.env.SKIP_ROOT_TESTS;
-  if (reason) return { skip: `${why}; skipped: SKIP_ROOT_TESTS=${reason}`, check() {} };
-  return {
-    skip: false,
-    check() {
-      throw new Error(`${why}, and this is not real root. Run the tests as root (as CI does), `
-        + 'or set SKIP_ROOT_TESTS to why they cannot run here');
-    },
-  };
+  if (!realRoot) throw new Error(`${why}, and this is not real root: run the tests as root, as CI does`);
 }
 
 /**

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  cleanUp, joinPage, launchBrowser, openPage, receivedByName, runNginx, sleep, startServer, unlessRealRoot, until,
+  cleanUp, joinPage, launchBrowser, openPage, receivedByName, runNginx, sleep, startServer, until, assertRealRoot,
 } from './harness.mjs';
 
 const sample = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'ops', 'nginx', 'meet.conf');
@@ -25,7 +25,7 @@ const HOST = '10.99.0.1';
 
 // nginx switches its workers to another user, which a user namespace (a
 // run as non-root, see ops/netns.sh) does not allow.
-const root = unlessRealRoot('needs real root: nginx cannot switch users inside a user namespace');
+const NEEDS_ROOT = 'needs real root: nginx cannot switch users inside a user namespace';
 
 /** GET over TLS, trusting only `ca`; resolves with { status, headers, body }. */
 function fetchTls(host, path, ca) {
@@ -104,9 +104,8 @@ http {
 
 test('two browsers meet through nginx over https; the server drains behind it', {
   timeout: 180000,
-  skip: root.skip,
 }, async (t) => {
-  root.check();
+  assertRealRoot(NEEDS_ROOT);
   const server = await startServer({ MEET_DRAIN_TIMEOUT_SECS: '120' });
   let nginx;
   let browser;
