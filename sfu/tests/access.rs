@@ -237,17 +237,7 @@ async fn an_administrator_lists_removes_and_ends() {
         closes(ws).await;
     }
     // Everyone gone: no meeting left to list.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, list) = admin
-            .call(reqwest::Method::GET, "/api/admin/meetings", None)
-            .await;
-        if list == json!({"meetings": []}) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{list}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    admin.until_no_meetings().await;
     assert_eq!(
         admin
             .call(reqwest::Method::GET, "/api/admin/meetings/weekly", None)

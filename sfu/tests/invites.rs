@@ -221,17 +221,7 @@ async fn a_counted_invite_is_spent_only_by_joins_that_get_a_seat() {
     for ws in [&mut zoe, &mut hana] {
         send(ws, json!({"type": "leave"})).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, list) = admin
-            .call(reqwest::Method::GET, "/api/admin/meetings", None)
-            .await;
-        if list == json!({"meetings": []}) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{list}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    admin.until_no_meetings().await;
     let (_yan, m) = join_from(&server, "198.51.100.6", "board", "Yan", counted).await;
     assert_eq!(m["type"], "joined", "the second use: {m}");
     let (_ws, m) = join_from(&server, "198.51.100.7", "board", "Wes", counted).await;

@@ -200,6 +200,21 @@ impl Admin {
         v
     }
 
+    /// Waits (at most 5 s) until the admin API lists no meeting.
+    pub async fn until_no_meetings(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, list) = self
+                .call(reqwest::Method::GET, "/api/admin/meetings", None)
+                .await;
+            if list == serde_json::json!({"meetings": []}) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{list}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Mints an invite to `room`: the invite alone.
     pub async fn invite(&self, room: &str, body: Value) -> String {
         self.mint(room, body).await["invite"]

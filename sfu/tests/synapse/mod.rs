@@ -385,19 +385,6 @@ impl TestServer {
         self.0.stop().await;
     }
 
-    /// The value of a metric without labels, or with exactly `labels`.
-    pub async fn metric(&self, name_and_labels: &str) -> f64 {
-        let body = reqwest::get(format!("http://{}/metrics", self.http))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        body.lines()
-            .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-            .map_or(0.0, |v| v.trim().parse().unwrap())
-    }
-
     pub async fn token(&self, room: &str, openid: Value) -> (u16, Value) {
         let r = reqwest::Client::new()
             .post(format!("http://{}/api/token", self.http))
