@@ -279,7 +279,7 @@ impl Worker {
                 _ = shutdown.changed() => Wake::Shutdown,
                 request = self.requests.recv(), if taking => Wake::Request(request),
                 opened = gate_changed(&mut self.gate), if !taking => Wake::Gate(opened),
-                () = halted(&mut self.halt) => Wake::Halt,
+                () = halted(&mut self.halt), if self.halt.is_some() => Wake::Halt,
                 ready = self.socket.writable(), if !self.queue.is_empty() => Wake::Writable(ready),
                 ready = self.socket.readable() => Wake::Readable(ready),
                 frame = next_frame(&mut self.tcp) => Wake::Tcp(frame),
@@ -380,8 +380,8 @@ enum Wake {
     Timer,
 }
 
-/// Returns once the halt reads `true`; pends forever without one, or
-/// once its keeper is gone.
+/// Returns once the halt reads `true`; pends forever once its keeper is
+/// gone (polled only where there is a halt: servers never poll it).
 async fn halted(halt: &mut Option<watch::Receiver<bool>>) {
     if let Some(h) = halt {
         if h.wait_for(|&stop| stop).await.is_ok() {
