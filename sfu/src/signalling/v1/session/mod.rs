@@ -108,16 +108,6 @@ struct Session {
 
 impl Session {
     async fn send(&mut self, msg: &ServerMessage) -> bool {
-        if let ServerMessage::Error {
-            code: ErrorCode::RoomFull,
-            ..
-        } = msg
-        {
-            // Refused by the worker, which holds the meeting and its count.
-            let limit = Limit::Participants.label();
-            let hit = self.access.metrics.limits_hit.with_label_values(&[limit]);
-            hit.inc();
-        }
         if let ServerMessage::Error { code, .. } = msg {
             let code = serde_json::to_value(code)
                 .ok()
@@ -188,12 +178,17 @@ impl Session {
     }
 
     /// Refuses a request for `limit`: counted, and told with `code`.
-    async fn refuse_for(&mut self, limit: Limit, code: ErrorCode) {
+    /// Counts a refusal under `limit` in `meet_limits_hit_total`.
+    fn limit_hit(&self, limit: Limit) {
         self.access
             .metrics
             .limits_hit
             .with_label_values(&[limit.label()])
             .inc();
+    }
+
+    async fn refuse_for(&mut self, limit: Limit, code: ErrorCode) {
+        self.limit_hit(limit);
         self.send(&ServerMessage::error(code, limit.to_string()))
             .await;
     }

@@ -14,7 +14,7 @@ use super::recheck::Recheck;
 use super::{parse, rejoin, Incoming, Joined, Outcome, Session, IDLE_TIMEOUT, PING_INTERVAL};
 use crate::access::limits::{Limit, PerMinute};
 use crate::access::roster::Ended;
-use crate::room::api::{Command, Event, Role};
+use crate::room::api::{Command, Event, LeaveReason, Role};
 use crate::signalling::v1::{
     adapter, ChatInfo, ClientMessage, ErrorCode, IdentityInfo, ServerMessage,
 };
@@ -136,6 +136,11 @@ pub(super) async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome
                 }
                 // The core removed the participant (timeout, failure, a host).
                 Some(event @ Event::Left { .. }) => {
+                    // The worker holds the meeting's count: a full one
+                    // refuses there, and is counted here.
+                    if let Event::Left { reason: LeaveReason::RoomFull { .. } } = event {
+                        session.limit_hit(Limit::Participants);
+                    }
                     if let Some(msg) = adapter::message(event) {
                         session.send(&msg).await;
                     }
