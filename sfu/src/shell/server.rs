@@ -429,11 +429,15 @@ async fn internal_listeners(
         metrics: loopback && config.metrics_listen.is_none(),
         admin: loopback && config.admin_listen.is_none(),
     };
-    if !loopback && config.metrics_listen.is_none() {
-        tracing::warn!("`/metrics` is served nowhere: `listen` is not a loopback address and `metrics_listen` is not set");
-    }
-    if !loopback && config.admin_listen.is_none() {
-        tracing::warn!("the admin API is served nowhere: `listen` is not a loopback address and `admin_listen` is not set");
+    // `Config::warnings` (logged at start) judged `listen`; a socket
+    // systemd passed instead may face users where `listen` did not.
+    if !loopback && config.listen.ip().is_loopback() {
+        if config.metrics_listen.is_none() {
+            tracing::warn!("`/metrics` is served nowhere: the passed socket is not a loopback address and `metrics_listen` is not set");
+        }
+        if config.admin_listen.is_none() && !config.admin_key.is_empty() {
+            tracing::warn!("the admin API is served nowhere: the passed socket is not a loopback address and `admin_listen` is not set");
+        }
     }
     Ok((internal, public))
 }
