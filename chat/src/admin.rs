@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use url::Url;
 
-use crate::ghosts::{send, GhostError};
+use crate::ghosts::{send, server_of_whoami, GhostError, Ghosts};
 
 pub struct Admin {
     http: reqwest::Client,
@@ -64,12 +64,7 @@ impl Admin {
             .map_err(|_| GhostError::Refused("the homeserver URL cannot take a path".into()))?
             .pop_if_empty()
             .extend(["_matrix", "client", "v3", "account", "whoami"]);
-        let v = send(self.http.get(url).bearer_auth(&self.token)).await?;
-        v.get("user_id")
-            .and_then(Value::as_str)
-            .and_then(|u| u.split_once(':'))
-            .map(|(_, server)| server.to_owned())
-            .ok_or_else(|| GhostError::Transient("no user id in the answer".into()))
+        server_of_whoami(&send(self.http.get(url).bearer_auth(&self.token)).await?)
     }
 
     async fn request(
@@ -91,5 +86,21 @@ impl Admin {
                 .json(body),
         )
         .await
+    }
+}
+
+/// Deactivates and erases the ghost `user_id` with what meet has: the
+/// application service's token, else a server admin's.
+pub async fn erase_ghost(
+    ghosts: Option<&Ghosts>,
+    admin: Option<&Admin>,
+    user_id: &str,
+) -> Result<(), GhostError> {
+    match (ghosts, admin) {
+        (Some(ghosts), _) => ghosts.deactivate(user_id).await,
+        (None, Some(admin)) => admin.deactivate(user_id).await,
+        (None, None) => Err(GhostError::Refused(
+            "erasing ghost users needs matrix_as_token or matrix_admin_token".into(),
+        )),
     }
 }

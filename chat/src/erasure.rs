@@ -8,7 +8,7 @@ use std::path::Path;
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::ruma::UserId;
 
-use crate::admin::Admin;
+use crate::admin::{erase_ghost, Admin};
 use crate::ghosts::{GhostError, Ghosts};
 use crate::store::{Erasure, GhostRow, Store};
 use crate::{ChatConfig, ChatError};
@@ -129,15 +129,11 @@ pub async fn erase(
             // Out of use and queued first, so that a failure below leaves
             // it for the running server to finish.
             store.take_ghost(&g.localpart)?;
-            let done = match (&server, &ghosts, &admin) {
-                (None, _, _) => Err(GhostError::Transient(
+            let done = match &server {
+                None => Err(GhostError::Transient(
                     "the homeserver's name is not known (unreachable?)".into(),
                 )),
-                (Some(_), Some(gh), _) => gh.deactivate(&id).await,
-                (Some(_), None, Some(ad)) => ad.deactivate(&id).await,
-                (Some(_), None, None) => Err(GhostError::Refused(
-                    "needs matrix_as_token or matrix_admin_token".into(),
-                )),
+                Some(_) => erase_ghost(ghosts.as_ref(), admin.as_ref(), &id).await,
             };
             if done.is_ok() {
                 store.erased(&Erasure::Ghost(g.localpart.clone()))?;

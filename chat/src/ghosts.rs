@@ -42,7 +42,7 @@ pub struct Ghosts {
 }
 
 fn token_key(user_id: &str) -> String {
-    format!("ghost_token:{user_id}")
+    format!("{}{user_id}", crate::store::GHOST_TOKEN_KEY)
 }
 
 /// Why a call about a ghost (or to the admin API) failed.
@@ -68,6 +68,16 @@ impl std::fmt::Display for GhostError {
         let (GhostError::Transient(e) | GhostError::Refused(e)) = self;
         f.write_str(e)
     }
+}
+
+/// The server name in a `whoami` answer's user id.
+pub(crate) fn server_of_whoami(answer: &Value) -> Result<String, GhostError> {
+    answer
+        .get("user_id")
+        .and_then(Value::as_str)
+        .and_then(crate::openid::server_of)
+        .map(str::to_owned)
+        .ok_or_else(|| GhostError::Transient("no user id in the answer".into()))
 }
 
 /// Sends; a refusal (4xx other than 429) is [`GhostError::Refused`] with
@@ -191,11 +201,7 @@ impl Ghosts {
                 &Value::Null,
             )
             .await?;
-        v.get("user_id")
-            .and_then(Value::as_str)
-            .and_then(|u| u.split_once(':'))
-            .map(|(_, server)| server.to_owned())
-            .ok_or_else(|| GhostError::Transient("no user id in the answer".into()))
+        server_of_whoami(&v)
     }
 
     /// Drops what this process remembers of `user_id` (erased).

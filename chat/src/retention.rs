@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use matrix_sdk::ruma::RoomId;
 
+use crate::admin::erase_ghost;
 use crate::bridge::{Chat, Inner};
 use crate::ghosts::GhostError;
 use crate::store::{unix_ms, Erasure};
@@ -149,13 +150,7 @@ impl Inner {
                     .map(|u| u.server_name().to_string())
                     .ok_or_else(|| GhostError::Transient("not signed in".into()))?;
                 let user_id = format!("@{localpart}:{server}");
-                match (&self.ghosts, &self.admin) {
-                    (Some(ghosts), _) => ghosts.deactivate(&user_id).await,
-                    (None, Some(admin)) => admin.deactivate(&user_id).await,
-                    (None, None) => Err(GhostError::Refused(
-                        "erasing ghost users needs matrix_as_token or matrix_admin_token".into(),
-                    )),
-                }
+                erase_ghost(self.ghosts.as_ref(), self.admin.as_ref(), &user_id).await
             }
             Erasure::Room(room_id) => {
                 let Some(admin) = &self.admin else {
