@@ -9,7 +9,8 @@
 // peers.js (the two peer connections), media.js (what we send, and which
 // simulcast layer we ask for), devices.js (switching them mid-call),
 // meeting.js (tiles, participants, leaving), hands.js (raised hands and
-// reactions), quality.js (connection quality, who speaks), chat.js.
+// reactions), quality.js (connection quality), speakers.js (who speaks),
+// layout.js (the grid or the speaker layout), chat.js.
 
 import { $, params, state } from './state.js';
 import { lang, setLanguage, translatePage } from './i18n.js';
@@ -53,6 +54,8 @@ window.meet = {
   sendChat,
   get participantId() { return state.participantId; },
   get firstFrameMs() { return state.firstFrameMs; },
+  /** Who speaks and the active speaker, as the server last said. */
+  speakers: () => ({ active: state.activeSpeaker, speaking: [...state.speaking] }),
 };
 
 await setupPrejoin({ onJoin: join, onGuest: joinAsGuest });

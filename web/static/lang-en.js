@@ -72,6 +72,7 @@ export default {
   'controls.lock': 'Lock meeting',
   'controls.unlock': 'Unlock meeting',
   'controls.endForAll': 'End for all',
+  'controls.speakerLayout': 'Speaker view',
   'controls.leave': 'Leave',
   'controls.screenFailed': 'Screen sharing did not start: {why}',
   'controls.micUnavailable': 'Microphone unavailable: {why}',

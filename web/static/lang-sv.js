@@ -72,6 +72,7 @@ export default {
   'controls.lock': 'Lås mötet',
   'controls.unlock': 'Lås upp mötet',
   'controls.endForAll': 'Avsluta för alla',
+  'controls.speakerLayout': 'Talarvy',
   'controls.leave': 'Lämna',
   'controls.screenFailed': 'Skärmdelningen startade inte: {why}',
   'controls.micUnavailable': 'Mikrofonen är inte tillgänglig: {why}',

@@ -16,6 +16,7 @@ import { announce, showPeople } from './people.js';
 import { useSpeaker } from './devices.js';
 import { showTileHand } from './hands.js';
 import { resetQuality } from './quality.js';
+import { resetSpeakers } from './speakers.js';
 
 /** Stream ids are "<participant id>" for camera and microphone and
  * "<participant id>:screen" for a screen share. */
@@ -263,6 +264,7 @@ function updateTile(pid) {
 export function dropMeeting({ keepScreen = false } = {}) {
   closePeers();
   resetQuality();
+  resetSpeakers();
   state.participants.clear();
   state.remoteTrackOwner.clear();
   resetMedia({ keepScreen });

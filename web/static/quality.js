@@ -1,23 +1,15 @@
-// How well each participant comes through, and who is speaking, from the
-// browser's own statistics. Connection quality: for each participant
-// whose media we receive, the packets lost and the jitter over the last
-// 2 s; for ourselves, what the server reports it lost of ours and
-// the round trip. Shown on each tile as bars with words (for screen
-// readers and not by colour alone). Speaking: the level of each
-// participant's audio as the browser decodes it.
+// How well each participant comes through, from the browser's own
+// statistics: for each participant whose media we receive, the packets
+// lost and the jitter over the last 2 s; for ourselves, what the server
+// reports it lost of ours and the round trip. Shown on each tile as bars
+// with words (for screen readers and not by colour alone). Who speaks
+// the server says (speakers.js).
 
 import { onLanguageChange, t } from './i18n.js';
 import { state } from './state.js';
-import { showPeople } from './people.js';
 
-/** One look at the receiving side's statistics every LOOK_MS serves who
- * speaks; every QUALITY_LOOKS-th also rates the connections. */
-const LOOK_MS = 500;
-const QUALITY_LOOKS = 4;
-/** Audio level (0–1) above which someone counts as speaking, and how long
- * they stay so after it drops (words have gaps). */
-const SPEAKING_LEVEL = 0.02;
-const SPEAKING_HOLD_MS = 800;
+/** How often the connections are rated. */
+const LOOK_MS = 2000;
 
 /** Rates the last interval: lost packets (a fraction of those due) and
  * jitter (seconds), as LiveKit's and Jitsi's indicators do, roughly. */
@@ -103,40 +95,12 @@ function showQuality(tile, level) {
   q.title = words;
 }
 
-function speakers(report, now) {
-  // The level of what the browser decoded (the server forwards no
-  // audio-level header extension for the receivers' sources to carry).
-  report.forEach((s) => {
-    if (s.type !== 'inbound-rtp' || s.kind !== 'audio' || !(s.audioLevel > SPEAKING_LEVEL)) return;
-    const owner = state.remoteTrackOwner.get(s.trackIdentifier);
-    const p = owner && !owner.screen && state.participants.get(owner.pid);
-    if (p) p.lastSpoke = now;
-  });
-  let changed = false;
-  for (const p of state.participants.values()) {
-    const speaking = now - (p.lastSpoke ?? -Infinity) < SPEAKING_HOLD_MS;
-    if (speaking !== !!p.speaking) {
-      p.speaking = speaking;
-      p.tile.classList.toggle('speaking', speaking);
-      changed = true;
-    }
-  }
-  if (changed) showPeople();
-}
-
-let looks = 0;
-
-/** One report of the receiving side for both who speaks and how well
- * each comes through. */
+/** One report of each side: how well each participant comes through. */
 async function look() {
   // Nobody sees a hidden tab; it catches up on return.
   if (!state.participantId || document.hidden) return;
-  looks += 1;
   try {
-    const report = state.subscriber ? await state.subscriber.getStats() : new Map();
-    speakers(report, performance.now());
-    if (looks % QUALITY_LOOKS) return;
-    receivedQuality(report);
+    if (state.subscriber) receivedQuality(await state.subscriber.getStats());
     if (state.publisher) await ownQuality();
   } catch (err) {
     // A connection closed while we looked: the next look is fresh.

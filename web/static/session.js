@@ -16,6 +16,7 @@ import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer }
 import { publish, showLocalControls } from './media.js';
 import { showPeople } from './people.js';
 import { onHandRaised, onReacted, restoreHand } from './hands.js';
+import { onSpeakers } from './speakers.js';
 import {
   onInviteCreated, onMeetingLocked, onMutedByHost, showHostControls, showLobby,
 } from './host.js';
@@ -110,6 +111,7 @@ export async function join(name, { rejoin = false } = {}) {
     .on('role_changed', onRoleChanged)
     .on('hand_raised', onHandRaised)
     .on('reacted', onReacted)
+    .on('speakers', onSpeakers)
     .on('invite_created', onInviteCreated)
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);

@@ -68,6 +68,13 @@ export const state = {
   reconnects: 0,
   /** Our connection's quality as last rated: good, fair, poor or null. */
   quality: null,
+  /** Who speaks now, and the active speaker (participant ids), as the
+   * server last said (`speakers`). */
+  speaking: [],
+  activeSpeaker: null,
+  /** How the tiles are laid out: 'grid', or 'speaker' (the active
+   * speaker large, the others in a strip). */
+  layout: 'grid',
   /** Our hand is up (as the server last said). */
   handRaised: false,
   /** Where remote sound plays (an audio output's device id), once chosen. */

@@ -66,6 +66,8 @@ impl<T> Context<T> for Result<T, rtc::shared::error::Error> {
 
 pub(crate) const SDES_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 pub(crate) const SDES_RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// Each audio packet's level (RFC 6464), negotiated with publishers.
+pub const AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
     let rtcp_feedback = if mime.starts_with("video/") && mime != MIME_TYPE_RTX {
@@ -170,19 +172,32 @@ pub(crate) fn register_nack(media_engine: &mut MediaEngine) {
 /// interceptor is walked by every packet, so each side gets only its own:
 /// the publisher side only receives media (RTX turned back into media, our
 /// NACK generator, receiver reports, transport-wide CC feedback for the
-/// browser's bandwidth estimate); the subscriber side only sends it (sender reports; its NACKs
-/// are answered by the room core from the shared layer buffers, not from a
-/// history per connection).
+/// browser's bandwidth estimate, the audio level of each packet); the
+/// subscriber side only sends it (sender reports; its NACKs are answered
+/// by the room core from the shared layer buffers, not from a history per
+/// connection).
 fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry, PeerError> {
     register_nack(media_engine);
     configure_simulcast_extension_headers(media_engine)
         .context("registering simulcast header extensions")?;
     let registry = match role {
-        Target::Publisher => configure_twcc_receiver_only(Registry::new(), media_engine)
-            .context("registering transport-wide CC")?
-            .with(Slot::from(rtx::SLOT), rtx::RtxRepair::default())
-            .with(Slot::NackGenerator, nack::NackGenerator::default())
-            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
+        Target::Publisher => {
+            // How loud each packet is, for the room's active speaker.
+            media_engine
+                .register_header_extension(
+                    RTCRtpHeaderExtensionCapability {
+                        uri: AUDIO_LEVEL.to_owned(),
+                    },
+                    RtpCodecKind::Audio,
+                    None,
+                )
+                .context("registering the audio level extension")?;
+            configure_twcc_receiver_only(Registry::new(), media_engine)
+                .context("registering transport-wide CC")?
+                .with(Slot::from(rtx::SLOT), rtx::RtxRepair::default())
+                .with(Slot::NackGenerator, nack::NackGenerator::default())
+                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        }
         Target::Subscriber => {
             Registry::new().with(Slot::SenderReport, SenderReportBuilder::new().build())
         }

@@ -6,6 +6,7 @@
 //! what it sent, for retransmissions). Decisions and rewriting only: the
 //! room core owns the connections the packets go through.
 
+pub mod audio_level;
 pub mod buffer;
 pub mod down_track;
 pub mod forwarder;

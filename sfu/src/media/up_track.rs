@@ -10,6 +10,7 @@ use rtc::rtp::Packet;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 
+use super::audio_level::{AudioLevels, Window};
 use super::buffer::PacketBuffer;
 use super::down_track::{Decision, DownTrack, Route};
 use super::keyframe::{KeyframeRequester, VideoCodec};
@@ -59,6 +60,9 @@ pub struct UpTrackInit {
     pub codec: RTCRtpCodec,
     /// Least time between two keyframe requests to one layer.
     pub keyframe_interval: Duration,
+    /// The `ssrc-audio-level` extension's id on the publisher's
+    /// connection, where it negotiated one (audio only).
+    pub audio_level_id: Option<u8>,
 }
 
 pub struct UpTrack {
@@ -77,6 +81,8 @@ pub struct UpTrack {
     /// Lowest quality first.
     layers: Vec<Layer>,
     pub downs: Vec<DownTrack>,
+    /// How loud it is lately (audio whose publisher sends levels).
+    levels: AudioLevels,
     /// The down-track served first with the next packet. It moves on with
     /// every packet, so that no subscriber always waits for all the others
     /// (the last of 40 viewers would wait about 8 ms for a keyframe).
@@ -97,6 +103,7 @@ impl UpTrack {
             receiver: init.receiver,
             codec: init.codec,
             keyframe_interval: init.keyframe_interval,
+            levels: AudioLevels::new(init.audio_level_id),
             layers: Vec::new(),
             downs: Vec::new(),
             first: 0,
@@ -181,6 +188,8 @@ impl UpTrack {
         if self.held {
             return None;
         }
+        // The level must be read before the extensions go.
+        self.levels.observe(&packet);
         // Extension ids are per connection; forwarding them would make the
         // engine refuse the packet. The engine adds its own where it needs.
         packet.header.extension = false;
@@ -292,6 +301,13 @@ impl UpTrack {
         self.layers
             .iter_mut()
             .filter_map(move |l| l.keyframes.poll(now).then_some(l.ssrc))
+    }
+
+    /// Its audio levels since the last call; `None` while muted (a muted
+    /// track is silent at once, whatever its last packets said).
+    pub fn take_levels(&mut self) -> Option<Window> {
+        let window = self.levels.take();
+        (!self.muted).then_some(window)
     }
 
     /// The down-track of `subscriber`.

@@ -272,6 +272,12 @@ pub enum Event {
         participant_id: String,
         reaction: Reaction,
     },
+    /// Who speaks in the room now (strongest first), and the active
+    /// speaker: the last one to speak clearly, while still here.
+    Speakers {
+        active: Option<String>,
+        speaking: Vec<String>,
+    },
     Refused {
         reason: Refusal,
         message: String,

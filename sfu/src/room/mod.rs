@@ -12,7 +12,7 @@
 //! datagrams out. Who is in which room is `membership.rs`, what hosts do to
 //! others' media `moderation.rs`, hands and reactions `gestures.rs`; publishing,
 //! subscribing and the subscriber connection's negotiation have a file
-//! each.
+//! each; who speaks is `speakers.rs`.
 
 pub mod api;
 pub mod connection;
@@ -24,6 +24,7 @@ pub mod negotiation;
 pub mod participant;
 mod publishing;
 mod reports;
+mod speakers;
 mod subscribing;
 
 use std::collections::{HashMap, VecDeque};
@@ -185,6 +186,8 @@ pub struct Router {
     rtp_scratch: Vec<(String, rtc::rtp::Packet)>,
     stats: Stats,
     samples: Samples,
+    /// Who speaks in each room.
+    speakers: HashMap<String, speakers::RoomSpeakers>,
 }
 
 impl Router {
@@ -205,6 +208,7 @@ impl Router {
             rtp_scratch: Vec::new(),
             stats: Stats::default(),
             samples: Samples::default(),
+            speakers: HashMap::new(),
         }
     }
 
@@ -615,6 +619,7 @@ impl Router {
         for (conn, receiver, ssrc) in owed {
             self.send_pli(now, conn, receiver, ssrc);
         }
+        self.detect_speakers();
     }
 }
 

@@ -12,6 +12,7 @@ use rtc::rtp_transceiver::RTCRtpReceiverId;
 use super::api::{Event, Kind, Refusal, Source, Target, TrackAnnouncement};
 use super::participant::{track_info, ParticipantKey};
 use super::Router;
+use crate::engine::peer::AUDIO_LEVEL;
 use crate::media::simulcast;
 use crate::media::up_track::{UpTrack, UpTrackInit};
 
@@ -148,15 +149,15 @@ impl Router {
             RtpCodecKind::Audio => Kind::Audio,
             _ => Kind::Video,
         };
-        let Some(codec) = receiver
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .first()
-            .map(|c| c.rtp_codec.clone())
-        else {
+        let params = &receiver.get_parameters().rtp_parameters;
+        let Some(codec) = params.codecs.first().map(|c| c.rtp_codec.clone()) else {
             return;
         };
+        let audio_level_id = params
+            .header_extensions
+            .iter()
+            .find(|e| kind == Kind::Audio && e.uri == AUDIO_LEVEL)
+            .and_then(|e| u8::try_from(e.id).ok());
         let mid = mid.unwrap_or_default();
         let announced = p.announced.iter().find(|a| a.mid == mid);
         let source = announced.map(|a| a.source).unwrap_or(match kind {
@@ -176,6 +177,7 @@ impl Router {
             receiver: init.receiver_id,
             codec,
             keyframe_interval: self.cfg.keyframe_interval,
+            audio_level_id,
         });
         up.add_layer(now, rid, init.ssrc, rank);
         // A source a host muted stays muted in a new track.

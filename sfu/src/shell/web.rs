@@ -44,6 +44,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     module!("people.js"),
     module!("prejoin.js"),
     module!("quality.js"),
+    module!("speakers.js"),
     module!("session.js"),
     module!("shortcuts.js"),
     module!("signalling.js"),

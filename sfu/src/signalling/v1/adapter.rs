@@ -145,6 +145,7 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             participant_id,
             reaction,
         },
+        Event::Speakers { active, speaking } => ServerMessage::Speakers { active, speaking },
         Event::Refused { reason, message } => {
             let code = match reason {
                 Refusal::BadSdp => ErrorCode::BadSdp,

@@ -251,6 +251,13 @@ pub enum ServerMessage {
         participant_id: String,
         reaction: Reaction,
     },
+    /// Who speaks now, strongest first, and the active speaker (the last
+    /// to speak clearly, `null` when nobody has yet or they left); sent to
+    /// everyone when either changes, and to a newcomer.
+    Speakers {
+        active: Option<String>,
+        speaking: Vec<String>,
+    },
     /// A host locked or unlocked the meeting (also right after `joined`
     /// when it is locked).
     MeetingLocked {
@@ -582,6 +589,20 @@ mod tests {
                 reaction: Reaction::Heart
             }),
             r#"{"type":"reacted","participant_id":"p1","reaction":"❤️"}"#
+        );
+        assert_eq!(
+            wire(ServerMessage::Speakers {
+                active: Some("p1".into()),
+                speaking: vec!["p1".into(), "p3".into()]
+            }),
+            r#"{"type":"speakers","active":"p1","speaking":["p1","p3"]}"#
+        );
+        assert_eq!(
+            wire(ServerMessage::Speakers {
+                active: None,
+                speaking: vec![]
+            }),
+            r#"{"type":"speakers","active":null,"speaking":[]}"#
         );
         let raised = ParticipantInfo {
             id: "p2".into(),
