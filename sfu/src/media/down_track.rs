@@ -202,7 +202,14 @@ impl DownTrack {
             stats.layer_switches += 1;
         }
         let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
-        match self.fwd.forward(now, seq, ts, keyframe) {
+        // Padding only: a bandwidth probe of the publisher's, of no use to
+        // the subscriber (see forwarder.rs).
+        let verdict = if packet.payload.is_empty() {
+            self.fwd.padding(now, seq, ts)
+        } else {
+            self.fwd.forward(now, seq, ts, keyframe)
+        };
+        match verdict {
             Verdict::Forward { seq: out_seq, ts } => {
                 if !ready {
                     return Decision::Skip;
@@ -237,7 +244,7 @@ impl DownTrack {
             // A subscriber about to move needs the other layer's keyframe
             // (asked for when the move was decided), not this one.
             Verdict::DropNeedKeyframe if self.pending.is_none() => Decision::NeedKeyframe,
-            Verdict::DropNeedKeyframe | Verdict::DropStale => Decision::Skip,
+            Verdict::DropNeedKeyframe | Verdict::DropStale | Verdict::DropPadding => Decision::Skip,
         }
     }
 
@@ -384,6 +391,28 @@ mod tests {
             .unwrap();
         assert_eq!(again.header, out.header);
         assert_eq!(again.payload, out.payload);
+    }
+
+    #[test]
+    fn padding_is_not_sent_and_leaves_no_gap_to_nack() {
+        let t0 = Instant::now();
+        let mut d = down(t0, true);
+        let mut stats = MediaStats::default();
+        let mut sent = Vec::new();
+        for seq in 10..20u16 {
+            let mut p = packet(seq, seq == 10);
+            if seq % 3 == 0 {
+                // A bandwidth probe: padding only.
+                p.header.padding = true;
+                p.payload = bytes::Bytes::new();
+            }
+            match d.on_packet(t0, LAYER, &p, seq == 10, true, &mut stats) {
+                Decision::Send(out) => sent.push(out.header.sequence_number),
+                Decision::Skip => assert_eq!(seq % 3, 0, "{seq} skipped"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sent, (10..17).collect::<Vec<u16>>());
     }
 
     #[test]
