@@ -151,6 +151,11 @@ impl DownTrack {
         self.pending.or(self.current)
     }
 
+    /// Whether it forwards `layer` now (not waiting for its keyframe).
+    pub fn forwarding(&self, layer: u32) -> bool {
+        self.current == Some(layer) && !self.fwd.waiting_keyframe()
+    }
+
     /// Points the down-track at `layer`; true if that is a move, which
     /// waits for the layer's keyframe.
     pub fn select(&mut self, layer: u32) -> bool {
