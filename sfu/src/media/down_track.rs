@@ -90,6 +90,9 @@ pub struct DownTrack {
     current: Option<u32>,
     pending: Option<u32>,
     vp8: Option<Vp8Munger>,
+    /// The timestamp of the keyframe it moves to next, as one of the layer
+    /// it leaves (see [`DownTrack::align_move`]).
+    aligned: Option<u32>,
     /// What it sent, for video: only video negotiates NACK.
     sent: Option<Sequencer>,
 }
@@ -122,6 +125,7 @@ impl DownTrack {
             current: init.layer,
             pending: None,
             vp8: init.vp8.then(Vp8Munger::default),
+            aligned: None,
             sent: init.video.then(|| Sequencer::new(now)),
         }
     }
@@ -154,6 +158,19 @@ impl DownTrack {
     /// Whether it forwards `layer` now (not waiting for its keyframe).
     pub fn forwarding(&self, layer: u32) -> bool {
         self.current == Some(layer) && !self.fwd.waiting_keyframe()
+    }
+
+    /// The layer it leaves when a keyframe of `layer` arrives, if it is
+    /// moving to `layer`.
+    pub fn moving_from(&self, layer: u32) -> Option<u32> {
+        self.current.filter(|_| self.pending == Some(layer))
+    }
+
+    /// The keyframe the next packet brings, of the layer it moves to, has
+    /// timestamp `ts` in the timeline of the layer it leaves (from the
+    /// publisher's sender reports): its timestamps continue from there.
+    pub fn align_move(&mut self, ts: u32) {
+        self.aligned = Some(ts);
     }
 
     /// Points the down-track at `layer`; true if that is a move, which
@@ -200,7 +217,7 @@ impl DownTrack {
                 return Decision::NeedKeyframe;
             }
             self.current = self.pending.take();
-            self.fwd.switch_source();
+            self.fwd.switch_source(self.aligned.take());
             if let Some(m) = &mut self.vp8 {
                 m.switch(&packet.payload);
             }

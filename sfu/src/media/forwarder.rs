@@ -61,8 +61,10 @@ pub struct Forwarder {
     /// Timestamp of the newest packet sent, and when it went.
     last_ts: Option<(u32, Instant)>,
     /// The next keyframe comes from another stream: new sequence and
-    /// timestamp spaces.
+    /// timestamp spaces; and its timestamp as one of the old stream's, if
+    /// the publisher's sender reports tell.
     new_source: bool,
+    aligned: Option<u32>,
 }
 
 /// `a` is after `b` in RTP's wrapping sequence space.
@@ -86,6 +88,7 @@ impl Forwarder {
             ts_offset: 0,
             last_ts: None,
             new_source: false,
+            aligned: None,
         }
     }
 
@@ -112,9 +115,24 @@ impl Forwarder {
 
     /// The caller is about to pass the keyframe of another stream (a
     /// simulcast layer switch); from it on, that stream is the source.
-    pub fn switch_source(&mut self) {
+    /// `aligned`: that keyframe's timestamp as a timestamp of the old
+    /// stream (the same capture instant), where the publisher's sender
+    /// reports give it; else the time between arrivals has to do.
+    pub fn switch_source(&mut self, aligned: Option<u32>) {
         self.waiting_keyframe = true;
         self.new_source = true;
+        self.aligned = aligned;
+    }
+
+    /// Subtracted from the source's timestamps: what a sender report for
+    /// the subscriber translates the source's clock by.
+    pub fn ts_offset(&self) -> u32 {
+        self.ts_offset
+    }
+
+    /// The timestamp of the newest packet sent, and when it went.
+    pub fn last_ts(&self) -> Option<(u32, Instant)> {
+        self.last_ts
     }
 
     /// Decides on the packet with input sequence number `seq` and
@@ -123,11 +141,22 @@ impl Forwarder {
     pub fn forward(&mut self, now: Instant, seq: u16, ts: u32, keyframe: bool) -> Verdict {
         if self.waiting_keyframe && keyframe && std::mem::take(&mut self.new_source) {
             self.highest_in = None;
+            let aligned = self.aligned.take();
             if let Some((last, at)) = self.last_ts {
-                // Continue the subscriber's clock by the time that passed.
-                let elapsed = now.saturating_duration_since(at);
-                let ticks = (elapsed.as_micros() * u128::from(self.clock_rate) / 1_000_000) as u32;
-                self.ts_offset = ts.wrapping_sub(last.wrapping_add(ticks.max(1)));
+                // The subscriber's clock continues where the capture clock
+                // says, as the old stream would have stamped this frame;
+                // without sender reports, by the time between arrivals
+                // (which a large keyframe's delay skews).
+                let aligned = aligned
+                    .map(|old| old.wrapping_sub(self.ts_offset))
+                    .filter(|&t| t != last && t.wrapping_sub(last) < 0x8000_0000);
+                let target = aligned.unwrap_or_else(|| {
+                    let elapsed = now.saturating_duration_since(at);
+                    let ticks =
+                        (elapsed.as_micros() * u128::from(self.clock_rate) / 1_000_000) as u32;
+                    last.wrapping_add(ticks.max(1))
+                });
+                self.ts_offset = ts.wrapping_sub(target);
             }
         }
         let ext = self.unwrap(seq);
@@ -253,7 +282,7 @@ mod tests {
         );
         // Layer B's keyframe 66 ms later: its own spaces (seq 40000, ts
         // 7_000_000) become the next numbers of the subscriber's stream.
-        f.switch_source();
+        f.switch_source(None);
         assert_eq!(
             f.forward(ms(99), 40000, 7_000_000, true),
             Verdict::Forward {
@@ -276,6 +305,41 @@ mod tests {
     }
 
     #[test]
+    fn switching_source_follows_the_capture_clock_where_known() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut f = Forwarder::new(true, 90_000);
+        assert!(matches!(
+            f.forward(ms(0), 100, 1000, true),
+            Verdict::Forward { .. }
+        ));
+        assert!(matches!(
+            f.forward(ms(33), 101, 4000, false),
+            Verdict::Forward { .. }
+        ));
+        // Layer B's keyframe arrives 150 ms later (a large frame is slow),
+        // but was captured 66 ms after the last frame, as the sender
+        // reports say: its timestamp in layer A's timeline is 4000 + 66 ms.
+        f.switch_source(Some(4000 + 66 * 90));
+        assert_eq!(
+            f.forward(ms(183), 40000, 7_000_000, true),
+            Verdict::Forward {
+                seq: 102,
+                ts: 4000 + 66 * 90
+            }
+        );
+        // A mapping that would run the clock backwards is not believed.
+        f.switch_source(Some(0));
+        assert_eq!(
+            f.forward(ms(283), 900, 5, true),
+            Verdict::Forward {
+                seq: 103,
+                ts: 4000 + 66 * 90 + 100 * 90
+            }
+        );
+    }
+
+    #[test]
     fn switch_waits_for_a_keyframe_of_the_new_source() {
         let now = Instant::now();
         let mut f = Forwarder::new(true, 90_000);
@@ -283,7 +347,7 @@ mod tests {
             f.forward(now, 5, 0, true),
             Verdict::Forward { .. }
         ));
-        f.switch_source();
+        f.switch_source(None);
         assert_eq!(f.forward(now, 900, 0, false), Verdict::DropNeedKeyframe);
         assert_eq!(
             f.forward(now, 901, 0, true),
@@ -388,7 +452,7 @@ mod tests {
         assert_eq!(f.padding(now, 18, 0), Verdict::Forward { seq: 15, ts: 0 });
         assert_eq!(go(&mut f, 17, false), fw(14));
         // Across a layer switch the runs start afresh.
-        f.switch_source();
+        f.switch_source(None);
         assert_eq!(go(&mut f, 500, true), fw(17));
         assert_eq!(f.padding(now, 501, 0), Verdict::DropPadding);
         assert_eq!(go(&mut f, 502, false), fw(18));

@@ -7,6 +7,7 @@
 //! room core owns the connections the packets go through.
 
 pub mod buffer;
+pub mod clock;
 pub mod down_track;
 pub mod forwarder;
 pub mod keyframe;

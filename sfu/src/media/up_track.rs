@@ -11,6 +11,7 @@ use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 
 use super::buffer::PacketBuffer;
+use super::clock::RtpClock;
 use super::down_track::{Decision, DownTrack, Route};
 use super::keyframe::{KeyframeRequester, VideoCodec};
 use super::simulcast::{self, LayerView};
@@ -22,6 +23,13 @@ pub trait Sink {
     fn ready(&self, conn: usize) -> bool;
     /// Hands `packet` to the subscriber's engine; false if it was refused.
     fn send(&mut self, now: Instant, route: &Route, packet: Packet) -> bool;
+}
+
+/// Timestamp `ts` of layer `to` as a timestamp of layer `from`, where the
+/// publisher reported both layers' clocks.
+fn align(layers: &[Layer], to: u32, from: u32, ts: u32, clock_rate: u32) -> Option<u32> {
+    let clock = |ssrc| layers.iter().find(|l| l.ssrc == ssrc)?.clock;
+    Some(clock(to)?.translate(ts, clock(from)?, clock_rate))
 }
 
 /// Hands `out` to the subscriber's connection, counting what went.
@@ -43,6 +51,8 @@ pub struct Layer {
     /// What it received, for video: the source of retransmissions (only
     /// video negotiates NACK) and how duplicates are spotted.
     buffer: Option<PacketBuffer>,
+    /// Its RTP clock, from the publisher's latest sender report.
+    clock: Option<RtpClock>,
 }
 
 impl LayerView for Layer {
@@ -166,6 +176,7 @@ impl UpTrack {
                 keyframes: KeyframeRequester::new(self.keyframe_interval),
                 last_rx: now,
                 buffer: (self.kind == Kind::Video).then(PacketBuffer::default),
+                clock: None,
             },
         );
         true
@@ -181,7 +192,8 @@ impl UpTrack {
         stats: &mut MediaStats,
     ) -> Option<u32> {
         let ssrc = packet.header.ssrc;
-        let layer = self.layers.iter_mut().find(|l| l.ssrc == ssrc)?;
+        let index = self.layers.iter().position(|l| l.ssrc == ssrc)?;
+        let layer = &mut self.layers[index];
         // Padding-only packets (bandwidth probes) go on after a browser
         // paused a layer: only media keeps a layer alive.
         if !packet.payload.is_empty() {
@@ -205,11 +217,25 @@ impl UpTrack {
         let n = self.downs.len();
         let first = if n == 0 { 0 } else { self.first % n };
         self.first = first + 1;
-        let buffer = layer.buffer.as_ref();
+        let layers = &self.layers;
+        let buffer = layers[index].buffer.as_ref();
         for i in (first..n).chain(0..first) {
             let d = &mut self.downs[i];
             let ready = sink.ready(d.route.conn);
             let started = !d.forwarding(ssrc);
+            if keyframe {
+                if let Some(ts) = d.moving_from(ssrc).and_then(|from| {
+                    align(
+                        layers,
+                        ssrc,
+                        from,
+                        packet.header.timestamp,
+                        self.codec.clock_rate,
+                    )
+                }) {
+                    d.align_move(ts);
+                }
+            }
             match d.on_packet(now, ssrc, &packet, keyframe, ready, stats) {
                 Decision::Send(out) => {
                     send(now, sink, &d.route, out, stats);
@@ -236,7 +262,19 @@ impl UpTrack {
                 Decision::Skip => {}
             }
         }
-        (need_keyframe && layer.keyframes.request(now)).then_some(ssrc)
+        (need_keyframe && self.layers[index].keyframes.request(now)).then_some(ssrc)
+    }
+
+    /// The publisher's sender report on stream `ssrc`: its RTP clock, in
+    /// our wall clock. False if no layer of this track has that SSRC.
+    pub fn sender_report(&mut self, ssrc: u32, clock: RtpClock) -> bool {
+        let layer = self.layers.iter_mut().find(|l| l.ssrc == ssrc);
+        layer.map(|l| l.clock = Some(clock)).is_some()
+    }
+
+    /// The RTP clock of layer `ssrc`, if its publisher reported it.
+    pub fn clock(&self, ssrc: u32) -> Option<RtpClock> {
+        self.layers.iter().find(|l| l.ssrc == ssrc)?.clock
     }
 
     /// Answers a subscriber's NACK of `seqs` on down-track `ssrc` from the
@@ -458,5 +496,32 @@ mod tests {
             [(50, 50), (51, 51), (52, 150), (54, 152), (53, 151)]
         );
         assert_eq!(up.downs[0].layer(), Some(HIGH));
+    }
+
+    #[test]
+    fn a_move_continues_the_timestamps_by_the_publishers_clock() {
+        use crate::media::clock::RtpClock;
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut up = track(t0, LOW);
+        let (mut wire, mut stats) = (Wire::default(), MediaStats::default());
+        // The publisher's reports: both layers' timestamps at NTP time 1000 s.
+        let ntp = 1000 << 32;
+        up.sender_report(LOW, RtpClock { rtp: 10_000, ntp });
+        up.sender_report(
+            HIGH,
+            RtpClock {
+                rtp: 5_000_000,
+                ntp,
+            },
+        );
+        up.forward(ms(0), vp8(LOW, 50, 10_000, 0), &mut wire, &mut stats);
+        up.forward(ms(40), vp8(LOW, 51, 13_600, 1), &mut wire, &mut stats);
+        up.downs[0].select(HIGH);
+        // HIGH's keyframe, captured 40 ms after LOW's last frame, arrives
+        // 200 ms after it (a large frame, paced out slowly).
+        up.forward(ms(240), vp8(HIGH, 900, 5_007_200, 0), &mut wire, &mut stats);
+        let ts: Vec<u32> = wire.0.iter().map(|p| p.header.timestamp).collect();
+        assert_eq!(ts, [10_000, 13_600, 17_200]);
     }
 }

@@ -24,6 +24,7 @@ pub mod negotiation;
 pub mod participant;
 mod publishing;
 mod reports;
+mod sender_reports;
 mod subscribing;
 
 use std::collections::{HashMap, VecDeque};
@@ -397,6 +398,7 @@ impl Router {
         };
         let mut rtp = std::mem::take(&mut self.rtp_scratch);
         let mut feedback = Vec::new();
+        let mut publisher_reports = Vec::new();
         while let Some(m) = c.pc.poll_read() {
             match m.message {
                 RTCMessage::RtpPacket(track_id, packet) => rtp.push((track_id, packet)),
@@ -405,6 +407,13 @@ impl Router {
                 RTCMessage::RtcpPacket(_, packets) if role == Target::Subscriber => {
                     feedback.extend(packets)
                 }
+                // A publisher's sender reports: its streams' clocks.
+                RTCMessage::RtcpPacket(_, packets) => {
+                    publisher_reports.extend(packets.into_iter().filter_map(|p| {
+                        let sr = p.as_any().downcast_ref::<SenderReport>()?;
+                        Some((sr.ssrc, sr.rtp_time, sr.ntp_time))
+                    }))
+                }
                 _ => {}
             }
         }
@@ -412,6 +421,9 @@ impl Router {
             self.forward(now, owner, &track_id, packet);
         }
         self.rtp_scratch = rtp;
+        for (ssrc, rtp, ntp) in publisher_reports {
+            self.publisher_sender_report(now, conn, owner, ssrc, rtp, ntp);
+        }
         for p in feedback {
             let any = p.as_any();
             if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
