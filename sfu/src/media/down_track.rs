@@ -7,9 +7,11 @@
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp::Packet;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 
+use super::clock::RtpClock;
 use super::forwarder::{Forwarder, Verdict};
 use super::sequencer::{Sent, Sequencer};
 use super::vp8::{Offsets, Vp8Munger};
@@ -95,6 +97,10 @@ pub struct DownTrack {
     aligned: Option<u32>,
     /// What it sent, for video: only video negotiates NACK.
     sent: Option<Sequencer>,
+    /// Packets and payload octets sent on the media stream (wrapping, as
+    /// a sender report counts them).
+    packets: u32,
+    octets: u32,
 }
 
 /// How a new down-track starts.
@@ -127,6 +133,8 @@ impl DownTrack {
             vp8: init.vp8.then(Vp8Munger::default),
             aligned: None,
             sent: init.video.then(|| Sequencer::new(now)),
+            packets: 0,
+            octets: 0,
         }
     }
 
@@ -261,6 +269,10 @@ impl DownTrack {
                         out = rtx.wrap(out);
                     }
                 }
+                if out.header.ssrc == self.ssrc {
+                    self.packets = self.packets.wrapping_add(1);
+                    self.octets = self.octets.wrapping_add(out.payload.len() as u32);
+                }
                 Decision::Send(out)
             }
             // A subscriber about to move needs the other layer's keyframe
@@ -268,6 +280,37 @@ impl DownTrack {
             Verdict::DropNeedKeyframe if self.pending.is_none() => Decision::NeedKeyframe,
             Verdict::DropNeedKeyframe | Verdict::DropStale | Verdict::DropPadding => Decision::Skip,
         }
+    }
+
+    /// A sender report for the subscriber at `now` (NTP time `ntp`, our wall
+    /// clock), once something was sent. With `clock`, the forwarded layer's
+    /// clock as its publisher reported it, its timestamp is the publisher's
+    /// for that instant, through our offset: the subscriber then aligns
+    /// this stream with the publisher's others as the publisher does.
+    /// Without, it continues from the last packet sent by the time since.
+    pub fn sender_report(
+        &self,
+        now: Instant,
+        ntp: u64,
+        clock: Option<RtpClock>,
+        clock_rate: u32,
+    ) -> Option<SenderReport> {
+        let (last, at) = self.fwd.last_ts()?;
+        let rtp_time = match clock {
+            Some(c) => c.rtp_at(ntp, clock_rate).wrapping_sub(self.fwd.ts_offset()),
+            None => {
+                let since = now.saturating_duration_since(at).as_micros();
+                last.wrapping_add((since * u128::from(clock_rate) / 1_000_000) as u32)
+            }
+        };
+        Some(SenderReport {
+            ssrc: self.ssrc,
+            ntp_time: ntp,
+            rtp_time,
+            packet_count: self.packets,
+            octet_count: self.octets,
+            ..Default::default()
+        })
     }
 
     /// Packet `seq`, as sent, rebuilt for the subscriber's NACK from the

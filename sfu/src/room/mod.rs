@@ -179,6 +179,8 @@ pub struct Router {
     conns: Connections,
     out: VecDeque<Output>,
     next_housekeeping: Option<Instant>,
+    /// When the subscribers' sender reports are due (`sender_reports.rs`).
+    next_sender_reports: Option<Instant>,
     /// Some participant's subscriber connection needs an offer: spares a
     /// scan per datagram.
     offers_due: bool,
@@ -202,6 +204,7 @@ impl Router {
             conns: Connections::new(crypto),
             out: VecDeque::new(),
             next_housekeeping: None,
+            next_sender_reports: None,
             offers_due: false,
             rtp_scratch: Vec::new(),
             stats: Stats::default(),
@@ -627,6 +630,7 @@ impl Router {
         for (conn, receiver, ssrc) in owed {
             self.send_pli(now, conn, receiver, ssrc);
         }
+        self.send_sender_reports(now);
     }
 }
 
