@@ -15,6 +15,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
@@ -53,6 +54,8 @@ struct Browser {
     /// Subscriber side: incoming RTP by the track's stream id (publisher).
     received: HashMap<String, Vec<(RtpCodecKind, rtc::rtp::Packet)>>,
     track_kinds: HashMap<String, (String, RtpCodecKind)>,
+    /// Subscriber side: the sender reports that came with the media.
+    sender_reports: Vec<SenderReport>,
     /// Subscriber side: the receiver of each publisher's video.
     video_receivers: HashMap<String, RTCRtpReceiverId>,
     /// Publisher side: keyframe requests from the server, in all and by SSRC.
@@ -159,6 +162,7 @@ impl Net {
             received: HashMap::new(),
             track_kinds: HashMap::new(),
             video_receivers: HashMap::new(),
+            sender_reports: Vec::new(),
             plis: 0,
             plis_by_ssrc: HashMap::new(),
         });
@@ -379,6 +383,10 @@ impl Net {
         }
         while b.publisher.poll_event().is_some() {}
         while let Some(m) = b.subscriber.poll_read() {
+            if let RTCMessage::RtcpPacket(_, packets) = &m.message {
+                let srs = packets.iter().filter_map(|p| p.as_any().downcast_ref());
+                b.sender_reports.extend(srs.cloned());
+            }
             if let RTCMessage::RtpPacket(track_id, p) = m.message {
                 let Some((stream, kind)) = b.track_kinds.get(&track_id).cloned() else {
                     panic!(
@@ -636,6 +644,71 @@ fn media_flows_between_three_and_a_late_joiner_starts_on_a_keyframe() {
             "dave's first frame from {p} is not a keyframe"
         );
     }
+}
+
+#[test]
+fn sender_reports_carry_the_publishers_lip_sync() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "sync", true);
+    net.join("bob", "sync", false);
+    // Media stamps audio and video by when they are sent; alice's camera
+    // takes 60 ms to encode a frame, so her sender reports map each video
+    // timestamp to 60 ms before the frame left. (Her NTP clock is her own.)
+    let ntp = |ms: u64| (3_900_000_000u64 << 32) + (ms << 32) / 1000;
+    let mut ms = 0;
+    net.run_for(Duration::from_secs(3), |n| {
+        media.send(n, &["alice"]);
+        ms += STEP.as_millis() as u64;
+        // Every step, so that the reports of alice's engine (its own
+        // clock, by send time) are never the latest.
+        let now = n.now;
+        let b = n.browser("alice");
+        for (kind, sender, ssrc) in b.senders.clone() {
+            let rtp_time = match kind {
+                RtpCodecKind::Audio => ms * 48,
+                _ => (ms + 60) * 90,
+            } as u32;
+            let sr = SenderReport {
+                ssrc,
+                ntp_time: ntp(ms),
+                rtp_time,
+                ..Default::default()
+            };
+            let mut s = b.publisher.rtp_sender(sender).unwrap();
+            s.write_rtcp(now, vec![Box::new(sr)]).unwrap();
+        }
+    });
+    let bob = net.browser("bob");
+    let ssrc_of = |kind| {
+        bob.received["alice"]
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, p)| p.header.ssrc)
+            .unwrap()
+    };
+    let last_report = |ssrc| {
+        bob.sender_reports
+            .iter()
+            .rev()
+            .find(|sr| sr.ssrc == ssrc)
+            .cloned()
+            .unwrap_or_else(|| panic!("no sender report for {ssrc}"))
+    };
+    let audio = last_report(ssrc_of(RtpCodecKind::Audio));
+    let video = last_report(ssrc_of(RtpCodecKind::Video));
+    // When bob's reports say the audio and video sent at 2 s were captured
+    // (the server forwards their timestamps unchanged here).
+    let captured = |sr: &SenderReport, ts: u64, khz: i64| {
+        let ticks = i64::from((ts as u32).wrapping_sub(sr.rtp_time) as i32);
+        sr.ntp_time as i64 + (ticks << 32) / (khz * 1000)
+    };
+    let apart = captured(&video, 2000 * 90, 90) - captured(&audio, 2000 * 48, 48);
+    let apart_ms = apart as f64 * 1000.0 / f64::from(1u32 << 31) / 2.0;
+    assert!(
+        (apart_ms + 60.0).abs() < 1.0,
+        "video {apart_ms:.1} ms after audio, not 60 ms before"
+    );
 }
 
 #[test]

@@ -5,8 +5,10 @@
 //! delivery. An SFU must relay a subscriber's PLI or FIR to the publisher,
 //! and answers its NACKs itself from the shared layer buffers (see
 //! `media/sequencer.rs`), so this interceptor, last before the terminus,
-//! marks exactly those, and the reports whose loss, jitter and round trip
-//! the core samples for metrics.
+//! marks exactly those, the reports whose loss, jitter and round trip
+//! the core samples for metrics, and every sender report: a publisher's
+//! carries its streams' RTP↔NTP mapping, which the core passes on in its
+//! own (lip sync) and aligns simulcast layers by.
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -26,17 +28,16 @@ pub struct FeedbackRelay {
 }
 
 /// Whether an RTCP packet is for the room core: a keyframe request, a
-/// NACK, or a report with reception report blocks.
+/// NACK, a receiver report with reception report blocks, or a sender
+/// report.
 fn for_the_core(p: &dyn rtc::rtcp::Packet) -> bool {
     let any = p.as_any();
     any.is::<PictureLossIndication>()
         || any.is::<FullIntraRequest>()
         || any.is::<TransportLayerNack>()
+        || any.is::<SenderReport>()
         || any
             .downcast_ref::<ReceiverReport>()
-            .is_some_and(|r| !r.reports.is_empty())
-        || any
-            .downcast_ref::<SenderReport>()
             .is_some_and(|r| !r.reports.is_empty())
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::ice::tcp_type::TcpType;
-use rtc::interceptor::{ReceiverReportBuilder, Registry, SenderReportBuilder, Slot};
+use rtc::interceptor::{ReceiverReportBuilder, Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
@@ -173,8 +173,9 @@ pub(crate) fn register_nack(media_engine: &mut MediaEngine) {
 /// the publisher side only receives media (RTX turned back into media, our
 /// NACK generator, receiver reports, transport-wide CC feedback for the
 /// browser's bandwidth estimate, the audio level of each packet); the
-/// subscriber side only sends it (sender reports; its NACKs are answered
-/// by the room core from the shared layer buffers, not from a history per
+/// subscriber side only sends it (its sender reports come from the room
+/// core, and its NACKs are answered there from the shared layer buffers,
+/// not from a history per
 /// connection).
 fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry, PeerError> {
     register_nack(media_engine);
@@ -198,9 +199,10 @@ fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry
                 .with(Slot::NackGenerator, nack::NackGenerator::default())
                 .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         }
-        Target::Subscriber => {
-            Registry::new().with(Slot::SenderReport, SenderReportBuilder::new().build())
-        }
+        // No sender reports from the engine: it would pair the timestamps
+        // we forward with the time we send them, losing the publisher's
+        // lip sync; the room core sends its own (room/sender_reports.rs).
+        Target::Subscriber => Registry::new(),
     };
     Ok(registry.with(
         Slot::Custom(feedback::SLOT),

@@ -15,12 +15,15 @@ pub const CAPACITY: usize = 512;
 pub struct PacketBuffer {
     /// Slot `seq % CAPACITY` holds the newest packet with such a number.
     slots: Box<[Option<Packet>]>,
+    /// The newest sequence number received.
+    newest: Option<u16>,
 }
 
 impl Default for PacketBuffer {
     fn default() -> Self {
         Self {
             slots: vec![None; CAPACITY].into_boxed_slice(),
+            newest: None,
         }
     }
 }
@@ -42,7 +45,29 @@ impl PacketBuffer {
             return false;
         }
         *slot = Some(packet.clone());
+        if self
+            .newest
+            .is_none_or(|n| n != seq && seq.wrapping_sub(n) < 0x8000)
+        {
+            self.newest = Some(seq);
+        }
         true
+    }
+
+    /// The newest sequence number received.
+    pub fn newest(&self) -> Option<u16> {
+        self.newest
+    }
+
+    /// The packets kept that came after `seq`, in order: those that
+    /// overtook it on the way here.
+    pub fn after(&self, seq: u16) -> impl Iterator<Item = &Packet> {
+        let ahead = self
+            .newest
+            .map(|n| n.wrapping_sub(seq))
+            .filter(|&d| usize::from(d) < CAPACITY)
+            .unwrap_or(0);
+        (1..=ahead).filter_map(move |d| self.get(seq.wrapping_add(d)))
     }
 
     /// The packet with sequence number `seq`, if it is still here.
@@ -80,5 +105,23 @@ mod tests {
         let old = 99u16.wrapping_sub(CAPACITY as u16);
         assert!(b.get(old).is_none());
         assert!(b.get(100).is_none(), "never arrived");
+        assert_eq!(b.newest(), Some(99));
+    }
+
+    #[test]
+    fn lists_what_overtook_a_packet() {
+        let mut b = PacketBuffer::default();
+        for seq in [65534, 1, 3, 65535] {
+            b.insert(&packet(seq));
+        }
+        let after = |b: &PacketBuffer, seq| {
+            b.after(seq)
+                .map(|p| p.header.sequence_number)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(after(&b, 65533), [65534, 65535, 1, 3]);
+        assert_eq!(after(&b, 0), [1, 3]);
+        assert_eq!(after(&b, 3), [] as [u16; 0]);
+        assert_eq!(after(&b, 7), [] as [u16; 0], "after the newest");
     }
 }

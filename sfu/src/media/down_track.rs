@@ -7,9 +7,11 @@
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp::Packet;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 
+use super::clock::RtpClock;
 use super::forwarder::{Forwarder, Verdict};
 use super::sequencer::{Sent, Sequencer};
 use super::vp8::{Offsets, Vp8Munger};
@@ -90,8 +92,15 @@ pub struct DownTrack {
     current: Option<u32>,
     pending: Option<u32>,
     vp8: Option<Vp8Munger>,
+    /// The timestamp of the keyframe it moves to next, as one of the layer
+    /// it leaves (see [`DownTrack::align_move`]).
+    aligned: Option<u32>,
     /// What it sent, for video: only video negotiates NACK.
     sent: Option<Sequencer>,
+    /// Packets and payload octets sent on the media stream (wrapping, as
+    /// a sender report counts them).
+    packets: u32,
+    octets: u32,
 }
 
 /// How a new down-track starts.
@@ -122,7 +131,10 @@ impl DownTrack {
             current: init.layer,
             pending: None,
             vp8: init.vp8.then(Vp8Munger::default),
+            aligned: None,
             sent: init.video.then(|| Sequencer::new(now)),
+            packets: 0,
+            octets: 0,
         }
     }
 
@@ -149,6 +161,24 @@ impl DownTrack {
     /// moves to, else the one it has.
     pub fn keyframe_layer(&self) -> Option<u32> {
         self.pending.or(self.current)
+    }
+
+    /// Whether it forwards `layer` now (not waiting for its keyframe).
+    pub fn forwarding(&self, layer: u32) -> bool {
+        self.current == Some(layer) && !self.fwd.waiting_keyframe()
+    }
+
+    /// The layer it leaves when a keyframe of `layer` arrives, if it is
+    /// moving to `layer`.
+    pub fn moving_from(&self, layer: u32) -> Option<u32> {
+        self.current.filter(|_| self.pending == Some(layer))
+    }
+
+    /// The keyframe the next packet brings, of the layer it moves to, has
+    /// timestamp `ts` in the timeline of the layer it leaves (from the
+    /// publisher's sender reports): its timestamps continue from there.
+    pub fn align_move(&mut self, ts: u32) {
+        self.aligned = Some(ts);
     }
 
     /// Points the down-track at `layer`; true if that is a move, which
@@ -195,14 +225,21 @@ impl DownTrack {
                 return Decision::NeedKeyframe;
             }
             self.current = self.pending.take();
-            self.fwd.switch_source();
+            self.fwd.switch_source(self.aligned.take());
             if let Some(m) = &mut self.vp8 {
                 m.switch(&packet.payload);
             }
             stats.layer_switches += 1;
         }
         let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
-        match self.fwd.forward(now, seq, ts, keyframe) {
+        // Padding only: a bandwidth probe of the publisher's, of no use to
+        // the subscriber (see forwarder.rs).
+        let verdict = if packet.payload.is_empty() {
+            self.fwd.padding(now, seq, ts)
+        } else {
+            self.fwd.forward(now, seq, ts, keyframe)
+        };
+        match verdict {
             Verdict::Forward { seq: out_seq, ts } => {
                 if !ready {
                     return Decision::Skip;
@@ -232,13 +269,48 @@ impl DownTrack {
                         out = rtx.wrap(out);
                     }
                 }
+                if out.header.ssrc == self.ssrc {
+                    self.packets = self.packets.wrapping_add(1);
+                    self.octets = self.octets.wrapping_add(out.payload.len() as u32);
+                }
                 Decision::Send(out)
             }
             // A subscriber about to move needs the other layer's keyframe
             // (asked for when the move was decided), not this one.
             Verdict::DropNeedKeyframe if self.pending.is_none() => Decision::NeedKeyframe,
-            Verdict::DropNeedKeyframe | Verdict::DropStale => Decision::Skip,
+            Verdict::DropNeedKeyframe | Verdict::DropStale | Verdict::DropPadding => Decision::Skip,
         }
+    }
+
+    /// A sender report for the subscriber at `now` (NTP time `ntp`, our wall
+    /// clock), once something was sent. With `clock`, the forwarded layer's
+    /// clock as its publisher reported it, its timestamp is the publisher's
+    /// for that instant, through our offset: the subscriber then aligns
+    /// this stream with the publisher's others as the publisher does.
+    /// Without, it continues from the last packet sent by the time since.
+    pub fn sender_report(
+        &self,
+        now: Instant,
+        ntp: u64,
+        clock: Option<RtpClock>,
+        clock_rate: u32,
+    ) -> Option<SenderReport> {
+        let (last, at) = self.fwd.last_ts()?;
+        let rtp_time = match clock {
+            Some(c) => c.rtp_at(ntp, clock_rate).wrapping_sub(self.fwd.ts_offset()),
+            None => {
+                let since = now.saturating_duration_since(at).as_micros();
+                last.wrapping_add((since * u128::from(clock_rate) / 1_000_000) as u32)
+            }
+        };
+        Some(SenderReport {
+            ssrc: self.ssrc,
+            ntp_time: ntp,
+            rtp_time,
+            packet_count: self.packets,
+            octet_count: self.octets,
+            ..Default::default()
+        })
     }
 
     /// Packet `seq`, as sent, rebuilt for the subscriber's NACK from the
@@ -384,6 +456,28 @@ mod tests {
             .unwrap();
         assert_eq!(again.header, out.header);
         assert_eq!(again.payload, out.payload);
+    }
+
+    #[test]
+    fn padding_is_not_sent_and_leaves_no_gap_to_nack() {
+        let t0 = Instant::now();
+        let mut d = down(t0, true);
+        let mut stats = MediaStats::default();
+        let mut sent = Vec::new();
+        for seq in 10..20u16 {
+            let mut p = packet(seq, seq == 10);
+            if seq % 3 == 0 {
+                // A bandwidth probe: padding only.
+                p.header.padding = true;
+                p.payload = bytes::Bytes::new();
+            }
+            match d.on_packet(t0, LAYER, &p, seq == 10, true, &mut stats) {
+                Decision::Send(out) => sent.push(out.header.sequence_number),
+                Decision::Skip => assert_eq!(seq % 3, 0, "{seq} skipped"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sent, (10..17).collect::<Vec<u16>>());
     }
 
     #[test]

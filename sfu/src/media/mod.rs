@@ -8,6 +8,7 @@
 
 pub mod audio_level;
 pub mod buffer;
+pub mod clock;
 pub mod down_track;
 pub mod forwarder;
 pub mod keyframe;

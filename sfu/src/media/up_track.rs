@@ -12,6 +12,7 @@ use rtc::rtp_transceiver::RTCRtpReceiverId;
 
 use super::audio_level::{AudioLevels, Window};
 use super::buffer::PacketBuffer;
+use super::clock::RtpClock;
 use super::down_track::{Decision, DownTrack, Route};
 use super::keyframe::{KeyframeRequester, VideoCodec};
 use super::simulcast::{self, LayerView};
@@ -25,6 +26,22 @@ pub trait Sink {
     fn send(&mut self, now: Instant, route: &Route, packet: Packet) -> bool;
 }
 
+/// Timestamp `ts` of layer `to` as a timestamp of layer `from`, where the
+/// publisher reported both layers' clocks.
+fn align(layers: &[Layer], to: u32, from: u32, ts: u32, clock_rate: u32) -> Option<u32> {
+    let clock = |ssrc| layers.iter().find(|l| l.ssrc == ssrc)?.clock;
+    Some(clock(to)?.translate(ts, clock(from)?, clock_rate))
+}
+
+/// Hands `out` to the subscriber's connection, counting what went.
+fn send(now: Instant, sink: &mut impl Sink, route: &Route, out: Packet, stats: &mut MediaStats) {
+    let len = out.payload.len() as u64;
+    if sink.send(now, route, out) {
+        stats.rtp_packets_out += 1;
+        stats.rtp_bytes_out += len;
+    }
+}
+
 /// One encoding of an up-track.
 pub struct Layer {
     pub rid: String,
@@ -35,6 +52,8 @@ pub struct Layer {
     /// What it received, for video: the source of retransmissions (only
     /// video negotiates NACK) and how duplicates are spotted.
     buffer: Option<PacketBuffer>,
+    /// Its RTP clock, from the publisher's latest sender report.
+    clock: Option<RtpClock>,
 }
 
 impl LayerView for Layer {
@@ -164,6 +183,7 @@ impl UpTrack {
                 keyframes: KeyframeRequester::new(self.keyframe_interval),
                 last_rx: now,
                 buffer: (self.kind == Kind::Video).then(PacketBuffer::default),
+                clock: None,
             },
         );
         true
@@ -179,7 +199,8 @@ impl UpTrack {
         stats: &mut MediaStats,
     ) -> Option<u32> {
         let ssrc = packet.header.ssrc;
-        let layer = self.layers.iter_mut().find(|l| l.ssrc == ssrc)?;
+        let index = self.layers.iter().position(|l| l.ssrc == ssrc)?;
+        let layer = &mut self.layers[index];
         // Padding-only packets (bandwidth probes) go on after a browser
         // paused a layer: only media keeps a layer alive.
         if !packet.payload.is_empty() {
@@ -205,22 +226,64 @@ impl UpTrack {
         let n = self.downs.len();
         let first = if n == 0 { 0 } else { self.first % n };
         self.first = first + 1;
+        let layers = &self.layers;
+        let buffer = layers[index].buffer.as_ref();
         for i in (first..n).chain(0..first) {
             let d = &mut self.downs[i];
             let ready = sink.ready(d.route.conn);
+            let started = !d.forwarding(ssrc);
+            if keyframe {
+                if let Some(ts) = d.moving_from(ssrc).and_then(|from| {
+                    align(
+                        layers,
+                        ssrc,
+                        from,
+                        packet.header.timestamp,
+                        self.codec.clock_rate,
+                    )
+                }) {
+                    d.align_move(ts);
+                }
+            }
             match d.on_packet(now, ssrc, &packet, keyframe, ready, stats) {
                 Decision::Send(out) => {
-                    let len = out.payload.len() as u64;
-                    if sink.send(now, &d.route, out) {
-                        stats.rtp_packets_out += 1;
-                        stats.rtp_bytes_out += len;
+                    send(now, sink, &d.route, out, stats);
+                    // It starts on this keyframe (or moves to its layer).
+                    // Packets that overtook its first one on the way here
+                    // (the rest of the keyframe, say) were skipped while it
+                    // waited, and would come no more: send them now, or the
+                    // subscriber could not decode the keyframe.
+                    if started {
+                        for p in buffer
+                            .into_iter()
+                            .flat_map(|b| b.after(packet.header.sequence_number))
+                        {
+                            let keyframe = self.video_codec.is_keyframe(&p.payload);
+                            if let Decision::Send(out) =
+                                d.on_packet(now, ssrc, p, keyframe, ready, stats)
+                            {
+                                send(now, sink, &d.route, out, stats);
+                            }
+                        }
                     }
                 }
                 Decision::NeedKeyframe => need_keyframe = true,
                 Decision::Skip => {}
             }
         }
-        (need_keyframe && layer.keyframes.request(now)).then_some(ssrc)
+        (need_keyframe && self.layers[index].keyframes.request(now)).then_some(ssrc)
+    }
+
+    /// The publisher's sender report on stream `ssrc`: its RTP clock, in
+    /// our wall clock. False if no layer of this track has that SSRC.
+    pub fn sender_report(&mut self, ssrc: u32, clock: RtpClock) -> bool {
+        let layer = self.layers.iter_mut().find(|l| l.ssrc == ssrc);
+        layer.map(|l| l.clock = Some(clock)).is_some()
+    }
+
+    /// The RTP clock of layer `ssrc`, if its publisher reported it.
+    pub fn clock(&self, ssrc: u32) -> Option<RtpClock> {
+        self.layers.iter().find(|l| l.ssrc == ssrc)?.clock
     }
 
     /// Answers a subscriber's NACK of `seqs` on down-track `ssrc` from the
@@ -315,5 +378,167 @@ impl UpTrack {
         self.downs
             .iter_mut()
             .find(|d| d.route.subscriber == subscriber)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::down_track::DownTrackInit;
+    use rtc::rtp_transceiver::RTCRtpSenderId;
+
+    const LOW: u32 = 100;
+    const HIGH: u32 = 200;
+
+    /// Keeps what reaches the subscriber.
+    #[derive(Default)]
+    struct Wire(Vec<Packet>);
+
+    impl Sink for Wire {
+        fn ready(&self, _: usize) -> bool {
+            true
+        }
+        fn send(&mut self, _: Instant, _: &Route, packet: Packet) -> bool {
+            self.0.push(packet);
+            true
+        }
+    }
+
+    /// A VP8 track with layers `LOW` and `HIGH` and one subscriber, which
+    /// starts on `layer`.
+    fn track(now: Instant, layer: u32) -> UpTrack {
+        let mut up = UpTrack::new(UpTrackInit {
+            id: "t".into(),
+            engine_track_id: "e".into(),
+            mid: "0".into(),
+            kind: Kind::Video,
+            source: Source::Camera,
+            muted: false,
+            receiver: RTCRtpReceiverId::from(0),
+            codec: RTCRtpCodec {
+                mime_type: "video/VP8".into(),
+                clock_rate: 90_000,
+                ..Default::default()
+            },
+            keyframe_interval: Duration::from_millis(300),
+            audio_level_id: None,
+        });
+        up.add_layer(now, "q".into(), LOW, Quality::Low);
+        up.add_layer(now, "f".into(), HIGH, Quality::High);
+        let mut d = DownTrack::new(
+            now,
+            DownTrackInit {
+                route: Route {
+                    subscriber: 1,
+                    conn: 1,
+                    sender: RTCRtpSenderId::from(0),
+                },
+                ssrc: 7,
+                rtx_ssrc: None,
+                video: true,
+                clock_rate: 90_000,
+                vp8: false,
+                layer: Some(layer),
+            },
+        );
+        d.negotiated(Some(96), None);
+        up.downs.push(d);
+        up
+    }
+
+    /// Packet `seq` of layer `ssrc`: the first of a keyframe, a later one
+    /// of the same frame, or the first of an interframe (`[1, ...]`).
+    fn vp8(ssrc: u32, seq: u16, ts: u32, first: u8) -> Packet {
+        let mut p = Packet::default();
+        p.header.ssrc = ssrc;
+        p.header.sequence_number = seq;
+        p.header.timestamp = ts;
+        p.payload = bytes::Bytes::from(match first {
+            0 => vec![0x10, 0x00, seq as u8], // keyframe, partition start
+            1 => vec![0x10, 0x01, seq as u8], // interframe
+            _ => vec![0x00, 0x00, seq as u8], // the rest of a frame
+        });
+        p
+    }
+
+    fn payload_ids(wire: &Wire) -> Vec<(u16, u8)> {
+        wire.0
+            .iter()
+            .map(|p| (p.header.sequence_number, p.payload[2]))
+            .collect()
+    }
+
+    #[test]
+    fn a_start_on_a_keyframe_sends_the_packets_that_overtook_its_first() {
+        let now = Instant::now();
+        let mut up = track(now, HIGH);
+        let (mut wire, mut stats) = (Wire::default(), MediaStats::default());
+        // The keyframe is 10..=13 at timestamp 900; 11 and 13 overtake 10.
+        for p in [
+            vp8(HIGH, 11, 900, 2),
+            vp8(HIGH, 13, 900, 2),
+            vp8(HIGH, 10, 900, 0),
+            vp8(HIGH, 12, 900, 2),
+            vp8(HIGH, 14, 4500, 1),
+        ] {
+            up.forward(now, p, &mut wire, &mut stats);
+        }
+        assert_eq!(
+            payload_ids(&wire),
+            [(10, 10), (11, 11), (13, 13), (12, 12), (14, 14)]
+        );
+    }
+
+    #[test]
+    fn a_move_to_another_layer_sends_its_keyframe_whole() {
+        let now = Instant::now();
+        let mut up = track(now, LOW);
+        let (mut wire, mut stats) = (Wire::default(), MediaStats::default());
+        up.forward(now, vp8(LOW, 50, 0, 0), &mut wire, &mut stats);
+        up.downs[0].select(HIGH);
+        // HIGH's keyframe 150..=152; 152 overtakes its first packet, and
+        // LOW goes on until the move.
+        for p in [
+            vp8(HIGH, 152, 900, 2),
+            vp8(LOW, 51, 900, 1),
+            vp8(HIGH, 150, 900, 0),
+            vp8(HIGH, 151, 900, 2),
+            vp8(LOW, 52, 4500, 1),
+        ] {
+            up.forward(now, p, &mut wire, &mut stats);
+        }
+        // The subscriber's numbers: 50, 51 from LOW, then 52.. for HIGH.
+        assert_eq!(
+            payload_ids(&wire),
+            [(50, 50), (51, 51), (52, 150), (54, 152), (53, 151)]
+        );
+        assert_eq!(up.downs[0].layer(), Some(HIGH));
+    }
+
+    #[test]
+    fn a_move_continues_the_timestamps_by_the_publishers_clock() {
+        use crate::media::clock::RtpClock;
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut up = track(t0, LOW);
+        let (mut wire, mut stats) = (Wire::default(), MediaStats::default());
+        // The publisher's reports: both layers' timestamps at NTP time 1000 s.
+        let ntp = 1000 << 32;
+        up.sender_report(LOW, RtpClock { rtp: 10_000, ntp });
+        up.sender_report(
+            HIGH,
+            RtpClock {
+                rtp: 5_000_000,
+                ntp,
+            },
+        );
+        up.forward(ms(0), vp8(LOW, 50, 10_000, 0), &mut wire, &mut stats);
+        up.forward(ms(40), vp8(LOW, 51, 13_600, 1), &mut wire, &mut stats);
+        up.downs[0].select(HIGH);
+        // HIGH's keyframe, captured 40 ms after LOW's last frame, arrives
+        // 200 ms after it (a large frame, paced out slowly).
+        up.forward(ms(240), vp8(HIGH, 900, 5_007_200, 0), &mut wire, &mut stats);
+        let ts: Vec<u32> = wire.0.iter().map(|p| p.header.timestamp).collect();
+        assert_eq!(ts, [10_000, 13_600, 17_200]);
     }
 }

@@ -44,6 +44,10 @@ pub struct Connection {
     pub created: Instant,
     pub media_sent: bool,
     pub deadline: Option<Instant>,
+    /// Our wall clock minus the browser's (NTP, wrapping), from its first
+    /// sender report: moves all its streams' clocks into ours by the same
+    /// amount (see `sender_reports.rs`).
+    pub ntp_offset: Option<u64>,
 }
 
 impl Connection {
@@ -118,6 +122,7 @@ impl Connections {
             connected: false,
             created: now,
             media_sent: false,
+            ntp_offset: None,
             // A new connection has timers to start.
             deadline: Some(now),
         });

@@ -24,6 +24,7 @@ pub mod negotiation;
 pub mod participant;
 mod publishing;
 mod reports;
+mod sender_reports;
 mod speakers;
 mod subscribing;
 
@@ -179,6 +180,8 @@ pub struct Router {
     conns: Connections,
     out: VecDeque<Output>,
     next_housekeeping: Option<Instant>,
+    /// When the subscribers' sender reports are due (`sender_reports.rs`).
+    next_sender_reports: Option<Instant>,
     /// Some participant's subscriber connection needs an offer: spares a
     /// scan per datagram.
     offers_due: bool,
@@ -204,6 +207,7 @@ impl Router {
             conns: Connections::new(crypto),
             out: VecDeque::new(),
             next_housekeeping: None,
+            next_sender_reports: None,
             offers_due: false,
             rtp_scratch: Vec::new(),
             stats: Stats::default(),
@@ -401,6 +405,7 @@ impl Router {
         };
         let mut rtp = std::mem::take(&mut self.rtp_scratch);
         let mut feedback = Vec::new();
+        let mut publisher_reports = Vec::new();
         while let Some(m) = c.pc.poll_read() {
             match m.message {
                 RTCMessage::RtpPacket(track_id, packet) => rtp.push((track_id, packet)),
@@ -409,6 +414,13 @@ impl Router {
                 RTCMessage::RtcpPacket(_, packets) if role == Target::Subscriber => {
                     feedback.extend(packets)
                 }
+                // A publisher's sender reports: its streams' clocks.
+                RTCMessage::RtcpPacket(_, packets) => {
+                    publisher_reports.extend(packets.into_iter().filter_map(|p| {
+                        let sr = p.as_any().downcast_ref::<SenderReport>()?;
+                        Some((sr.ssrc, sr.rtp_time, sr.ntp_time))
+                    }))
+                }
                 _ => {}
             }
         }
@@ -416,6 +428,9 @@ impl Router {
             self.forward(now, owner, &track_id, packet);
         }
         self.rtp_scratch = rtp;
+        for (ssrc, rtp, ntp) in publisher_reports {
+            self.publisher_sender_report(now, conn, owner, ssrc, rtp, ntp);
+        }
         for p in feedback {
             let any = p.as_any();
             if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
@@ -620,6 +635,7 @@ impl Router {
             self.send_pli(now, conn, receiver, ssrc);
         }
         self.detect_speakers();
+        self.send_sender_reports(now);
     }
 }
 
