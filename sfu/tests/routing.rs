@@ -14,9 +14,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraReques
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use sfu::room::api::{
-    Command, Event, LeaveReason, Quality, Refusal, Role, Source,
-};
+use sfu::room::api::{Command, Event, LeaveReason, Quality, Refusal, Role, Source};
 use sfu::room::{Input, Transport};
 
 #[test]

@@ -8,13 +8,15 @@
 //! marks exactly those, the reports whose loss, jitter and round trip
 //! the core samples for metrics, and every sender report: a publisher's
 //! carries its streams' RTP↔NTP mapping, which the core passes on in its
-//! own (lip sync) and aligns simulcast layers by.
+//! own (lip sync) and aligns simulcast layers by; and a subscriber's
+//! transport-wide feedback (TWCC), its bandwidth estimate's input.
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
@@ -28,13 +30,14 @@ pub struct FeedbackRelay {
 }
 
 /// Whether an RTCP packet is for the room core: a keyframe request, a
-/// NACK, a receiver report with reception report blocks, or a sender
-/// report.
+/// NACK, transport-wide feedback, a receiver report with reception report
+/// blocks, or a sender report.
 fn for_the_core(p: &dyn rtc::rtcp::Packet) -> bool {
     let any = p.as_any();
     any.is::<PictureLossIndication>()
         || any.is::<FullIntraRequest>()
         || any.is::<TransportLayerNack>()
+        || any.is::<TransportLayerCc>()
         || any.is::<SenderReport>()
         || any
             .downcast_ref::<ReceiverReport>()

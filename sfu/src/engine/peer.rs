@@ -24,7 +24,8 @@ use rtc::peer_connection::transport::{
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind, TYPE_RTCP_FB_TRANSPORT_CC,
 };
 
 use super::{feedback, nack, rtx};
@@ -66,6 +67,8 @@ impl<T> Context<T> for Result<T, rtc::shared::error::Error> {
 
 pub(crate) const SDES_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 pub(crate) const SDES_RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// Transport-wide sequence numbers, negotiated with subscribers.
+pub const TRANSPORT_CC: &str = rtc::sdp::extmap::TRANSPORT_CC_URI;
 /// Each audio packet's level (RFC 6464), negotiated with publishers.
 pub const AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
@@ -202,12 +205,41 @@ fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry
         // No sender reports from the engine: it would pair the timestamps
         // we forward with the time we send them, losing the publisher's
         // lip sync; the room core sends its own (room/sender_reports.rs).
-        Target::Subscriber => Registry::new(),
+        Target::Subscriber => {
+            register_transport_cc(media_engine)?;
+            Registry::new()
+        }
     };
     Ok(registry.with(
         Slot::Custom(feedback::SLOT),
         feedback::FeedbackRelay::default(),
     ))
+}
+
+/// Negotiates transport-wide sequence numbers and the browser's reports of
+/// when each arrived (TWCC), for every kind: the subscriber's bandwidth
+/// estimate. The room core numbers what it sends (`media/estimator.rs`),
+/// so no interceptor does.
+fn register_transport_cc(media_engine: &mut MediaEngine) -> Result<(), PeerError> {
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
+                parameter: String::new(),
+            },
+            kind,
+        );
+        media_engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: TRANSPORT_CC.to_owned(),
+                },
+                kind,
+                None,
+            )
+            .context("registering transport-wide sequence numbers")?;
+    }
+    Ok(())
 }
 
 /// A new peer connection for one participant's publisher or subscriber side,

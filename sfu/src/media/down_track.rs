@@ -11,6 +11,7 @@ use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp::Packet;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 
+use super::allocator::Grant;
 use super::clock::RtpClock;
 use super::forwarder::{Forwarder, Verdict};
 use super::sequencer::{Sent, Sequencer};
@@ -85,8 +86,13 @@ pub struct DownTrack {
     /// payload type from the next answer, not ones added while it was out.
     pub offered: bool,
     fwd: Forwarder,
-    /// What the subscriber asked for.
+    /// What the subscriber asked for: a ceiling.
     pub quality: Quality,
+    /// What the stream allocator grants it within the subscriber's
+    /// bandwidth: a layer at most, or nothing (paused).
+    grant: Grant,
+    /// The last sequence number it sent: what a probe copies.
+    last_sent: Option<u16>,
     /// The layer (SSRC) forwarded now, and the one to move to at its next
     /// keyframe.
     current: Option<u32>,
@@ -128,6 +134,8 @@ impl DownTrack {
             offered: false,
             fwd: Forwarder::new(init.video, init.clock_rate),
             quality: Quality::default(),
+            grant: Grant::Layer(Quality::High),
+            last_sent: None,
             current: init.layer,
             pending: None,
             vp8: init.vp8.then(Vp8Munger::default),
@@ -195,6 +203,33 @@ impl DownTrack {
         }
     }
 
+    /// The layer it should get: what the subscriber asked for, within
+    /// what the allocator grants.
+    pub fn wanted(&self) -> Quality {
+        match self.grant {
+            Grant::Layer(q) => q.min(self.quality),
+            Grant::Paused => self.quality,
+        }
+    }
+
+    pub fn grant(&self) -> Grant {
+        self.grant
+    }
+
+    /// The allocator's grant changed; true if it paused or resumed the
+    /// track. A resumed track starts again on a keyframe.
+    pub fn set_grant(&mut self, grant: Grant) -> bool {
+        let was_paused = self.grant == Grant::Paused;
+        self.grant = grant;
+        let paused = grant == Grant::Paused;
+        if was_paused && !paused {
+            // As after a move: from the next keyframe, numbered on
+            // without a gap the subscriber would ask to be filled.
+            self.fwd.switch_source(None);
+        }
+        was_paused != paused
+    }
+
     /// Waits for a keyframe before sending more (the subscriber's decoder
     /// lost its state, as after its connection was re-established).
     pub fn pause(&mut self) {
@@ -215,6 +250,9 @@ impl DownTrack {
         let Some(pt) = self.pt else {
             return Decision::Skip;
         };
+        if self.grant == Grant::Paused {
+            return Decision::Skip;
+        }
         if self.current != Some(layer) {
             // Another layer's packet: only its keyframe, and only for a
             // subscriber moving to it, is of use.
@@ -248,6 +286,7 @@ impl DownTrack {
                     .vp8
                     .as_mut()
                     .map_or(Offsets::default(), |m| m.track(&packet.payload));
+                self.last_sent = Some(out_seq);
                 let mut out = packet.clone();
                 if let Some(payload) = vp8.apply(&packet.payload) {
                     out.payload = payload;
@@ -322,9 +361,31 @@ impl DownTrack {
         seq: u16,
         original: impl FnOnce(u32, u16) -> Option<&'a Packet>,
     ) -> Option<Packet> {
-        let pt = self.pt?;
         let sent = self.sent.as_mut()?.resend(now, seq)?;
-        let original = original(sent.layer, sent.source_seq)?;
+        let packet = self.rebuild(seq, sent, original(sent.layer, sent.source_seq)?)?;
+        Some(match &mut self.rtx {
+            Some(rtx) => rtx.wrap(packet),
+            None => packet,
+        })
+    }
+
+    /// A copy of the last packet sent, on the retransmission stream: what
+    /// a bandwidth probe sends (the subscriber discards it as one it has).
+    /// `None` without a retransmission stream, where a copy would look
+    /// like a replay.
+    pub fn probe_copy<'a>(
+        &mut self,
+        original: impl FnOnce(u32, u16) -> Option<&'a Packet>,
+    ) -> Option<Packet> {
+        let seq = self.last_sent?;
+        let sent = self.sent.as_ref()?.peek(seq)?;
+        let packet = self.rebuild(seq, sent, original(sent.layer, sent.source_seq)?)?;
+        Some(self.rtx.as_mut()?.wrap(packet))
+    }
+
+    /// Packet `seq` as it was sent, from its original.
+    fn rebuild(&self, seq: u16, sent: Sent, original: &Packet) -> Option<Packet> {
+        let pt = self.pt?;
         if original.payload.is_empty() {
             return None; // padding: nothing a decoder misses
         }
@@ -338,11 +399,7 @@ impl DownTrack {
             .vp8
             .apply(&original.payload)
             .unwrap_or_else(|| original.payload.clone());
-        let packet = Packet { header, payload };
-        Some(match &mut self.rtx {
-            Some(rtx) => rtx.wrap(packet),
-            None => packet,
-        })
+        Some(Packet { header, payload })
     }
 }
 

@@ -6,10 +6,13 @@
 //! what it sent, for retransmissions). Decisions and rewriting only: the
 //! room core owns the connections the packets go through.
 
+pub mod allocator;
 pub mod audio_level;
+pub mod bitrate;
 pub mod buffer;
 pub mod clock;
 pub mod down_track;
+pub mod estimator;
 pub mod forwarder;
 pub mod keyframe;
 pub mod sequencer;
@@ -66,4 +69,7 @@ pub struct MediaStats {
     /// could not be (no longer kept, never sent, asked for again too soon).
     pub retransmissions: u64,
     pub nacks_unanswered: u64,
+    /// Subscriptions paused because the subscriber's link could not carry
+    /// even their lowest layer.
+    pub pauses: u64,
 }

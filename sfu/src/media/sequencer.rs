@@ -47,6 +47,17 @@ struct Entry {
     resent_ms: u32,
 }
 
+impl Entry {
+    fn sent(&self) -> Sent {
+        Sent {
+            layer: self.layer,
+            source_seq: self.source_seq,
+            timestamp: self.timestamp,
+            vp8: self.vp8,
+        }
+    }
+}
+
 pub struct Sequencer {
     slots: Box<[Entry]>,
     epoch: Instant,
@@ -81,6 +92,12 @@ impl Sequencer {
         };
     }
 
+    /// What `seq` was, if it is still remembered.
+    pub fn peek(&self, seq: u16) -> Option<Sent> {
+        let e = &self.slots[usize::from(seq) % CAPACITY];
+        (e.sent_ms != 0 && e.seq == seq).then(|| e.sent())
+    }
+
     /// What `seq` was, if the subscriber's request for it should be
     /// answered now (and notes that it is).
     pub fn resend(&mut self, now: Instant, seq: u16) -> Option<Sent> {
@@ -96,12 +113,7 @@ impl Sequencer {
             return None;
         }
         e.resent_ms = now_ms;
-        Some(Sent {
-            layer: e.layer,
-            source_seq: e.source_seq,
-            timestamp: e.timestamp,
-            vp8: e.vp8,
-        })
+        Some(e.sent())
     }
 }
 

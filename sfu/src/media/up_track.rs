@@ -11,12 +11,17 @@ use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 
 use super::audio_level::{AudioLevels, Window};
+use super::bitrate::Bitrate;
 use super::buffer::PacketBuffer;
 use super::clock::RtpClock;
 use super::down_track::{Decision, DownTrack, Route};
 use super::keyframe::{KeyframeRequester, VideoCodec};
 use super::simulcast::{self, LayerView};
 use super::{Kind, MediaStats, Quality, Source};
+
+/// Bytes a forwarded packet costs on the wire beyond its payload: the RTP
+/// header with its extensions, the SRTP tag, UDP and IPv4.
+const WIRE_OVERHEAD: usize = 64;
 
 /// Where the fan-out sends packets: the subscribers' connections.
 pub trait Sink {
@@ -54,6 +59,8 @@ pub struct Layer {
     buffer: Option<PacketBuffer>,
     /// Its RTP clock, from the publisher's latest sender report.
     clock: Option<RtpClock>,
+    /// What it costs a subscriber, for the stream allocator.
+    bitrate: Bitrate,
 }
 
 impl LayerView for Layer {
@@ -184,6 +191,7 @@ impl UpTrack {
                 last_rx: now,
                 buffer: (self.kind == Kind::Video).then(PacketBuffer::default),
                 clock: None,
+                bitrate: Bitrate::new(now),
             },
         );
         true
@@ -221,6 +229,7 @@ impl UpTrack {
         }
         stats.rtp_packets_in += 1;
         stats.rtp_bytes_in += packet.payload.len() as u64;
+        layer.bitrate.add(now, packet.payload.len() + WIRE_OVERHEAD);
         let keyframe = self.kind == Kind::Video && self.video_codec.is_keyframe(&packet.payload);
         let mut need_keyframe = false;
         let n = self.downs.len();
@@ -305,10 +314,7 @@ impl UpTrack {
         let layers = &self.layers;
         for &seq in seqs {
             let packet = d.retransmission(now, seq, |layer, source_seq| {
-                layers
-                    .iter()
-                    .find(|l| l.ssrc == layer)
-                    .and_then(|l| l.buffer.as_ref()?.get(source_seq))
+                original(layers, layer, source_seq)
             });
             if packet.is_some_and(|p| sink.send(now, &d.route, p)) {
                 stats.retransmissions += 1;
@@ -318,13 +324,35 @@ impl UpTrack {
         }
     }
 
+    /// The layers being sent now, lowest first, with what each costs in
+    /// bits per second: what the stream allocator shares out.
+    pub fn layer_rates(&mut self, now: Instant) -> Vec<(Quality, f64)> {
+        self.layers
+            .iter_mut()
+            .filter(|l| now.saturating_duration_since(l.last_rx) < simulcast::LAYER_TIMEOUT)
+            .map(|l| (l.rank, l.bitrate.rate(now)))
+            .collect()
+    }
+
+    /// A probe's copy of the last packet `subscriber`'s down-track sent,
+    /// on its retransmission stream.
+    pub fn probe_copy(&mut self, subscriber: usize) -> Option<(Route, Packet)> {
+        let layers = &self.layers;
+        let d = self
+            .downs
+            .iter_mut()
+            .find(|d| d.route.subscriber == subscriber)?;
+        let packet = d.probe_copy(|layer, source_seq| original(layers, layer, source_seq))?;
+        Some((d.route, packet))
+    }
+
     /// Points each down-track at the layer it should get now (layers
     /// stopped or started, or a subscriber asked for another quality).
     /// Returns the layers whose keyframes should be asked for now.
     pub fn reselect(&mut self, now: Instant) -> Vec<u32> {
         let mut wanted = Vec::new();
         for d in &mut self.downs {
-            if let Some(i) = simulcast::select(&self.layers, d.quality, now) {
+            if let Some(i) = simulcast::select(&self.layers, d.wanted(), now) {
                 let ssrc = self.layers[i].ssrc;
                 if d.select(ssrc) {
                     wanted.push(ssrc);
@@ -379,6 +407,14 @@ impl UpTrack {
             .iter_mut()
             .find(|d| d.route.subscriber == subscriber)
     }
+}
+
+/// Packet `seq` of `layer` as it arrived, if its buffer still has it.
+fn original(layers: &[Layer], layer: u32, seq: u16) -> Option<&Packet> {
+    layers
+        .iter()
+        .find(|l| l.ssrc == layer)
+        .and_then(|l| l.buffer.as_ref()?.get(seq))
 }
 
 #[cfg(test)]

@@ -272,6 +272,13 @@ pub enum Event {
         participant_id: String,
         reaction: Reaction,
     },
+    /// A video track this participant receives was paused (its link
+    /// cannot carry even the lowest layer now) or resumed.
+    TrackPaused {
+        participant_id: String,
+        track_id: String,
+        paused: bool,
+    },
     /// Who speaks in the room now (strongest first), and the active
     /// speaker: the last one to speak clearly, while still here.
     Speakers {

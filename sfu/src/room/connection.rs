@@ -12,6 +12,7 @@ use rtc::shared::TransportProtocol;
 use slab::Slab;
 
 use super::api::Target;
+use super::bandwidth::Bandwidth;
 use super::ice::BindingRequest;
 use super::{Output, Transport};
 use crate::engine::peer::PeerConnection;
@@ -48,6 +49,8 @@ pub struct Connection {
     /// sender report: moves all its streams' clocks into ours by the same
     /// amount (see `sender_reports.rs`).
     pub ntp_offset: Option<u64>,
+    /// A subscriber connection's bandwidth estimate and allocation.
+    pub bandwidth: Option<Bandwidth>,
 }
 
 impl Connection {
@@ -125,6 +128,7 @@ impl Connections {
             ntp_offset: None,
             // A new connection has timers to start.
             deadline: Some(now),
+            bandwidth: (role == Target::Subscriber).then(|| Bandwidth::new(now)),
         });
         self.by_ufrag.insert(creds.ufrag, key);
         key

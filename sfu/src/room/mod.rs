@@ -12,9 +12,11 @@
 //! datagrams out. Who is in which room is `membership.rs`, what hosts do to
 //! others' media `moderation.rs`, hands and reactions `gestures.rs`; publishing,
 //! subscribing and the subscriber connection's negotiation have a file
-//! each; who speaks is `speakers.rs`.
+//! each; who speaks is `speakers.rs`, each subscriber's share of its
+//! link `bandwidth.rs`.
 
 pub mod api;
+mod bandwidth;
 pub mod connection;
 mod gestures;
 pub mod ice;
@@ -42,6 +44,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
@@ -145,6 +148,10 @@ pub struct Stats {
     pub keyframe_requests_received: u64,
     /// NACK packets from subscribers.
     pub nacks_received: u64,
+    /// Bandwidth probes of subscribers' links, and those that found the
+    /// link larger.
+    pub probes: u64,
+    pub probes_carried: u64,
     pub engine_errors: u64,
     pub failures: ConnectionFailures,
     pub media: MediaStats,
@@ -191,6 +198,8 @@ pub struct Router {
     samples: Samples,
     /// Who speaks in each room.
     speakers: HashMap<String, speakers::RoomSpeakers>,
+    /// When connections under a bandwidth probe are next topped up.
+    next_probe_tick: Option<Instant>,
 }
 
 impl Router {
@@ -213,6 +222,7 @@ impl Router {
             stats: Stats::default(),
             samples: Samples::default(),
             speakers: HashMap::new(),
+            next_probe_tick: None,
         }
     }
 
@@ -261,6 +271,7 @@ impl Router {
             .iter()
             .filter_map(|(_, c)| c.deadline)
             .chain(self.next_housekeeping)
+            .chain(self.next_probe_tick)
             .min()
     }
 
@@ -441,6 +452,8 @@ impl Router {
                     self.stats.keyframe_requests_received += 1;
                     self.subscriber_wants_keyframe(now, owner, e.ssrc);
                 }
+            } else if let Some(cc) = any.downcast_ref::<TransportLayerCc>() {
+                self.transport_feedback(now, conn, cc);
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                 self.stats.nacks_received += 1;
                 self.retransmit(now, owner, nack);
@@ -582,6 +595,9 @@ impl Router {
             }
             self.drain_conn(now, conn);
         }
+        if self.next_probe_tick.is_some_and(|t| t <= now) {
+            self.send_probes(now);
+        }
         if self.next_housekeeping.is_some_and(|t| t <= now) {
             self.housekeeping(now);
             self.next_housekeeping = (!self.participants.is_empty()).then(|| now + HOUSEKEEPING);
@@ -635,6 +651,7 @@ impl Router {
             self.send_pli(now, conn, receiver, ssrc);
         }
         self.detect_speakers();
+        self.allocate_bandwidth(now);
         self.send_sender_reports(now);
     }
 }
@@ -652,10 +669,13 @@ impl Sink for Fanout<'_> {
         self.conns.get(conn).is_some_and(|c| c.connected)
     }
 
-    fn send(&mut self, now: Instant, route: &Route, packet: rtc::rtp::Packet) -> bool {
+    fn send(&mut self, now: Instant, route: &Route, mut packet: rtc::rtp::Packet) -> bool {
         let Some(c) = self.conns.get_mut(route.conn) else {
             return false;
         };
+        if let Some(b) = c.bandwidth.as_mut() {
+            b.on_send(now, &mut packet);
+        }
         let sent =
             c.pc.rtp_sender(route.sender)
                 .is_some_and(|mut s| s.write_rtp(now, packet).is_ok());

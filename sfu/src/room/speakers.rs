@@ -80,6 +80,11 @@ pub struct Verdict {
 }
 
 impl RoomSpeakers {
+    /// The active speaker.
+    pub fn active(&self) -> Option<ParticipantKey> {
+        self.active
+    }
+
     /// One tick: each member's windows since the last (`None`: its
     /// microphone is muted, or it has none). Returns what to tell the room
     /// when it changed, or when someone new came (who should learn it too).

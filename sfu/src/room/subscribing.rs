@@ -227,6 +227,7 @@ impl Router {
         }
         c.mark_negotiated(now);
         self.resolve_payload_types(now, p, &rejected);
+        self.learn_transport_cc(conn);
         self.drain_conn(now, conn);
     }
 
@@ -415,7 +416,10 @@ impl Router {
     }
 
     /// The publisher and track id of each track `subscriber` receives.
-    fn received_tracks(&self, subscriber: ParticipantKey) -> Vec<(ParticipantKey, String)> {
+    pub(super) fn received_tracks(
+        &self,
+        subscriber: ParticipantKey,
+    ) -> Vec<(ParticipantKey, String)> {
         self.participants.get(subscriber).map_or(Vec::new(), |p| {
             p.received
                 .iter()

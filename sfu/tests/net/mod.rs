@@ -6,11 +6,11 @@
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
@@ -22,9 +22,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use sfu::room::api::{
-    Command, Event, Role, Source, TrackAnnouncement,
-};
+use sfu::room::api::{Command, Event, Role, Source, TrackAnnouncement};
 use sfu::room::{Input, Output, Router, RouterConfig, Transport};
 
 pub const SERVER: &str = "10.0.0.1:4000";
@@ -86,6 +84,61 @@ pub struct Net {
     pub roles: HashMap<String, Role>,
     /// Whom a joining browser takes the place of (`Command::Join`).
     pub replaces: HashMap<String, String>,
+    /// Rate-limited links from the server, by the address they lead to.
+    pub downlinks: HashMap<SocketAddr, Downlink>,
+}
+
+/// A link from the server that carries `rate` bits per second: a datagram
+/// waits for those before it to go out, and one that finds the queue full
+/// (`limit` bytes, a router's buffer) is dropped.
+pub struct Downlink {
+    pub rate: f64,
+    pub limit: usize,
+    queue: VecDeque<(Instant, BytesMut)>,
+    queued: usize,
+    busy_until: Instant,
+    pub dropped: usize,
+}
+
+impl Downlink {
+    /// A link of `rate` bits per second with 200 ms of buffer.
+    pub fn new(now: Instant, rate: f64) -> Self {
+        Self {
+            rate,
+            limit: Self::buffer(rate),
+            queue: VecDeque::new(),
+            queued: 0,
+            busy_until: now,
+            dropped: 0,
+        }
+    }
+
+    /// Bytes of buffer: 200 ms at `rate`, as a home router has.
+    fn buffer(rate: f64) -> usize {
+        ((rate * 0.2 / 8.0) as usize).max(10_000)
+    }
+
+    fn send(&mut self, now: Instant, data: BytesMut) {
+        // UDP and IPv4 headers ride along.
+        let bytes = data.len() + 28;
+        if self.queued + bytes > self.limit {
+            self.dropped += 1;
+            return;
+        }
+        let start = self.busy_until.max(now);
+        self.busy_until = start + Duration::from_secs_f64(bytes as f64 * 8.0 / self.rate);
+        self.queued += bytes;
+        self.queue.push_back((self.busy_until, data));
+    }
+
+    fn due(&mut self, now: Instant) -> Option<BytesMut> {
+        if self.queue.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, data) = self.queue.pop_front()?;
+            self.queued -= data.len() + 28;
+            return Some(data);
+        }
+        None
+    }
 }
 
 impl Net {
@@ -108,7 +161,12 @@ impl Net {
             uplink_loss: None,
             roles: HashMap::new(),
             replaces: HashMap::new(),
+            downlinks: HashMap::new(),
         }
+    }
+
+    pub fn browser_ref(&self, id: &str) -> &Browser {
+        self.browsers.iter().find(|b| b.id == id).unwrap()
     }
 
     pub fn browser(&mut self, id: &str) -> &mut Browser {
@@ -302,6 +360,76 @@ impl Net {
         panic!("the network never settled");
     }
 
+    /// `id`'s subscriber connection is reached over a link of `rate` bits
+    /// per second from now on (`None`: without limit).
+    pub fn limit_downlink(&mut self, id: &str, rate: Option<f64>) {
+        let now = self.now;
+        let to = self.browser(id).sub_addr;
+        match rate {
+            Some(rate) => match self.downlinks.get_mut(&to) {
+                // The queue stays: what is in it still has to go out.
+                Some(link) => {
+                    link.rate = rate;
+                    link.limit = Downlink::buffer(rate);
+                }
+                None => {
+                    self.downlinks.insert(to, Downlink::new(now, rate));
+                }
+            },
+            None => {
+                if let Some(mut link) = self.downlinks.remove(&to) {
+                    while let Some((_, data)) = link.queue.pop_front() {
+                        self.arrive(to, data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands over what the rate-limited links have carried by now.
+    fn carry(&mut self) {
+        let now = self.now;
+        let mut due = Vec::new();
+        for (&to, link) in &mut self.downlinks {
+            while let Some(data) = link.due(now) {
+                due.push((to, data));
+            }
+        }
+        for (to, data) in due {
+            self.arrive(to, data);
+        }
+    }
+
+    /// A datagram from the server reaches the browser at `to`.
+    fn arrive(&mut self, to: SocketAddr, data: BytesMut) {
+        let now = self.now;
+        let Some(b) = self
+            .browsers
+            .iter_mut()
+            .find(|b| b.pub_addr == to || b.sub_addr == to)
+        else {
+            return;
+        };
+        if b.unplugged {
+            return;
+        }
+        let pc = if b.pub_addr == to {
+            &mut b.publisher
+        } else {
+            &mut b.subscriber
+        };
+        let _ = pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: to,
+                peer_addr: server_addr(),
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: data,
+        });
+    }
+
     pub fn deliver(&mut self, out: Output) {
         match out {
             Output::Transmit { to, data, .. } => {
@@ -309,31 +437,11 @@ impl Net {
                     return;
                 }
                 let now = self.now;
-                let Some(b) = self
-                    .browsers
-                    .iter_mut()
-                    .find(|b| b.pub_addr == to || b.sub_addr == to)
-                else {
-                    return;
-                };
-                if b.unplugged {
+                if let Some(link) = self.downlinks.get_mut(&to) {
+                    link.send(now, data);
                     return;
                 }
-                let pc = if b.pub_addr == to {
-                    &mut b.publisher
-                } else {
-                    &mut b.subscriber
-                };
-                let _ = pc.handle_read(TaggedBytesMut {
-                    now,
-                    transport: TransportContext {
-                        local_addr: to,
-                        peer_addr: server_addr(),
-                        ecn: None,
-                        transport_protocol: TransportProtocol::UDP,
-                    },
-                    message: data,
-                });
+                self.arrive(to, data);
             }
             Output::Event {
                 participant_id,
@@ -396,7 +504,19 @@ impl Net {
                         b.id, p.header.payload_type
                     );
                 };
-                b.received.entry(stream).or_default().push((kind, p));
+                // A copy of a packet it has (a bandwidth probe's, or a
+                // retransmission that crossed the original) is dropped, as a
+                // browser's jitter buffer drops it.
+                let got = b.received.entry(stream).or_default();
+                let seq = p.header.sequence_number;
+                let dup = got
+                    .iter()
+                    .rev()
+                    .take(512)
+                    .any(|(k, q)| *k == kind && q.header.sequence_number == seq);
+                if !dup {
+                    got.push((kind, p));
+                }
             }
         }
         while let Some(m) = b.publisher.poll_read() {
@@ -427,6 +547,7 @@ impl Net {
                     }
                 }
             }
+            self.carry();
             each_step(self);
             self.settle();
         }
@@ -583,6 +704,11 @@ pub struct SimulcastMedia {
     /// Layers paused by the browser: only padding (bandwidth probes) goes
     /// out on them.
     pub paused: Vec<usize>,
+    /// Bytes per frame of each layer, in packets of at most 1100 bytes;
+    /// `None`: one small packet per frame.
+    pub sizes: Option<[usize; 3]>,
+    /// The next sequence number of each layer.
+    pub seq: [u16; 3],
 }
 
 impl SimulcastMedia {
@@ -612,8 +738,6 @@ impl SimulcastMedia {
             let mut header = rtc::rtp::header::Header {
                 version: 2,
                 payload_type: pt,
-                // Far apart per layer, as independent encoders' would be.
-                sequence_number: (frame as u16).wrapping_add(20_000 * i as u16),
                 timestamp: frame * 3600 + 1_000_000 * i as u32,
                 ssrc,
                 marker: true,
@@ -626,14 +750,39 @@ impl SimulcastMedia {
                 header.set_extension(rid_id, Bytes::from(rid)).unwrap();
             }
             let picture_id = ((frame + 5000 * i as u32) & 0x7fff) as u16;
-            let payload = if self.paused.contains(&i) {
-                header.padding = true;
-                Bytes::new()
-            } else {
-                vp8_layer_payload(keyframe, picture_id, i as u8)
-            };
-            s.write_rtp(now, rtc::rtp::Packet { header, payload })
+            let bytes = self.sizes.map_or(0, |sizes| sizes[i]);
+            let packets = bytes.div_ceil(1100).max(1);
+            for k in 0..packets {
+                // Far apart per layer, as independent encoders' would be.
+                header.sequence_number = (20_000 * i as u16)
+                    .wrapping_add(1)
+                    .wrapping_add(self.seq[i]);
+                self.seq[i] = self.seq[i].wrapping_add(1);
+                header.marker = k + 1 == packets;
+                let payload = if self.paused.contains(&i) {
+                    header.padding = true;
+                    Bytes::new()
+                } else if k == 0 {
+                    let start = vp8_layer_payload(keyframe, picture_id, i as u8);
+                    let mut p = start.to_vec();
+                    p.resize((bytes / packets).max(p.len()), 0);
+                    Bytes::from(p)
+                } else {
+                    // A continuation: no start-of-partition bit.
+                    let mut p = vec![0x80, 0x80, 0x80 | (picture_id >> 8) as u8];
+                    p.extend_from_slice(&[picture_id as u8, 0x01, i as u8]);
+                    p.resize((bytes / packets).max(p.len()), 0);
+                    Bytes::from(p)
+                };
+                s.write_rtp(
+                    now,
+                    rtc::rtp::Packet {
+                        header: header.clone(),
+                        payload,
+                    },
+                )
                 .unwrap();
+            }
         }
     }
 }

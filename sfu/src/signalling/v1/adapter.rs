@@ -4,7 +4,7 @@
 
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 
-use super::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use super::{ClientMessage, ErrorCode, PauseReason, ServerMessage, PROTOCOL_VERSION};
 use crate::room::api::{Command, Event, LeaveReason, Refusal};
 
 /// The core command a client message stands for; `None` for the messages
@@ -146,6 +146,16 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             reaction,
         },
         Event::Speakers { active, speaking } => ServerMessage::Speakers { active, speaking },
+        Event::TrackPaused {
+            participant_id,
+            track_id,
+            paused,
+        } => ServerMessage::TrackPaused {
+            participant_id,
+            track_id,
+            paused,
+            reason: paused.then_some(PauseReason::Bandwidth),
+        },
         Event::Refused { reason, message } => {
             let code = match reason {
                 Refusal::BadSdp => ErrorCode::BadSdp,

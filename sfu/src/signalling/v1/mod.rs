@@ -151,6 +151,14 @@ impl ClientMessage {
     }
 }
 
+/// Why a received track is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// The client's link cannot carry even the track's lowest layer now.
+    Bandwidth,
+}
+
 /// Messages from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -250,6 +258,15 @@ pub enum ServerMessage {
     Reacted {
         participant_id: String,
         reaction: Reaction,
+    },
+    /// A video track the client receives is paused (`reason`: why) or
+    /// resumed; it resumes by itself.
+    TrackPaused {
+        participant_id: String,
+        track_id: String,
+        paused: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<PauseReason>,
     },
     /// Who speaks now, strongest first, and the active speaker (the last
     /// to speak clearly, `null` when nobody has yet or they left); sent to
@@ -596,6 +613,24 @@ mod tests {
                 speaking: vec!["p1".into(), "p3".into()]
             }),
             r#"{"type":"speakers","active":"p1","speaking":["p1","p3"]}"#
+        );
+        assert_eq!(
+            wire(ServerMessage::TrackPaused {
+                participant_id: "p1".into(),
+                track_id: "p1-1".into(),
+                paused: true,
+                reason: Some(PauseReason::Bandwidth)
+            }),
+            r#"{"type":"track_paused","participant_id":"p1","track_id":"p1-1","paused":true,"reason":"bandwidth"}"#
+        );
+        assert_eq!(
+            wire(ServerMessage::TrackPaused {
+                participant_id: "p1".into(),
+                track_id: "p1-1".into(),
+                paused: false,
+                reason: None
+            }),
+            r#"{"type":"track_paused","participant_id":"p1","track_id":"p1-1","paused":false}"#
         );
         assert_eq!(
             wire(ServerMessage::Speakers {
