@@ -34,6 +34,7 @@ export default {
   'identity.elementConfirm': 'Element is asking whether the meeting may confirm who you are…',
 
   'meeting.connecting': 'Connecting…',
+  'meeting.pausedWeak': 'Paused: weak connection',
   'meeting.reconnectingBadge': 'Reconnecting…',
   'meeting.copyLink': 'Copy meeting link',
   'meeting.linkCopied': 'Meeting link copied.',

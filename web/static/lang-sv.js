@@ -34,6 +34,7 @@ export default {
   'identity.elementConfirm': 'Element frågar om mötet får bekräfta vem du är…',
 
   'meeting.connecting': 'Ansluter…',
+  'meeting.pausedWeak': 'Pausad: svag anslutning',
   'meeting.reconnectingBadge': 'Återansluter…',
   'meeting.copyLink': 'Kopiera möteslänken',
   'meeting.linkCopied': 'Möteslänken är kopierad.',

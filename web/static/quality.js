@@ -2,8 +2,9 @@
 // statistics: for each participant whose media we receive, the packets
 // lost and the jitter over the last 2 s; for ourselves, what the server
 // reports it lost of ours and the round trip. Shown on each tile as bars
-// with words (for screen readers and not by colour alone). Who speaks
-// the server says (speakers.js).
+// with words (for screen readers and not by colour alone). A picture the
+// server paused because our link cannot carry it says so on its tile.
+// Who speaks the server says (speakers.js).
 
 import { onLanguageChange, t } from './i18n.js';
 import { state } from './state.js';
@@ -108,6 +109,34 @@ async function look() {
   }
 }
 
+/** The tile a received track shows on. */
+function tileOf(pid, trackId) {
+  const p = state.participants.get(pid);
+  const info = p?.tracks.get(trackId);
+  if (!p || !info) return null;
+  return info.source.startsWith('screen_share') ? p.screen?.tile : p.tile;
+}
+
+/** `track_paused`: the server stopped (or resumed) a picture we receive,
+ * as our link cannot carry even its smallest size now. */
+export function onTrackPaused({ participant_id: pid, track_id: trackId, paused }) {
+  const tile = tileOf(pid, trackId);
+  if (!tile) return;
+  tile.classList.toggle('paused', paused);
+  let badge = tile.querySelector('.paused-badge');
+  if (!paused) {
+    badge?.remove();
+    return;
+  }
+  if (!badge) {
+    badge = document.createElement('p');
+    badge.className = 'paused-badge';
+    badge.setAttribute('role', 'status');
+    tile.append(badge);
+  }
+  badge.textContent = t('meeting.pausedWeak');
+}
+
 /** After leaving: nothing of the last meeting's counters is compared. */
 export function resetQuality() {
   last.clear();
@@ -116,6 +145,7 @@ export function resetQuality() {
 
 setInterval(look, LOOK_MS);
 onLanguageChange(() => {
+  for (const badge of document.querySelectorAll('#grid .paused-badge')) badge.textContent = t('meeting.pausedWeak');
   for (const p of state.participants.values()) showQuality(p.tile, p.quality);
   showQuality(document.querySelector('#grid .tile.self'), state.quality);
 });

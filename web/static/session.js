@@ -17,6 +17,7 @@ import { publish, showLocalControls } from './media.js';
 import { showPeople } from './people.js';
 import { onHandRaised, onReacted, restoreHand } from './hands.js';
 import { onSpeakers } from './speakers.js';
+import { onTrackPaused } from './quality.js';
 import {
   onInviteCreated, onMeetingLocked, onMutedByHost, showHostControls, showLobby,
 } from './host.js';
@@ -112,6 +113,7 @@ export async function join(name, { rejoin = false } = {}) {
     .on('hand_raised', onHandRaised)
     .on('reacted', onReacted)
     .on('speakers', onSpeakers)
+    .on('track_paused', onTrackPaused)
     .on('invite_created', onInviteCreated)
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);

@@ -26,6 +26,7 @@ fn router(now: Instant) -> Router {
         tcp_candidates: vec![SocketAddr::from(([10, 0, 0, 1], 5001))],
         peer_timeout: Duration::from_secs(8),
         keyframe_interval: Duration::from_millis(300),
+        bandwidth_estimation: false,
         seed: 1,
         srtp_profiles: sfu::shell::config::Config::default().srtp_profiles,
         max_participants: 4,

@@ -180,7 +180,11 @@ pub(crate) fn register_nack(media_engine: &mut MediaEngine) {
 /// core, and its NACKs are answered there from the shared layer buffers,
 /// not from a history per
 /// connection).
-fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry, PeerError> {
+fn interceptors(
+    role: Target,
+    transport_cc: bool,
+    media_engine: &mut MediaEngine,
+) -> Result<Registry, PeerError> {
     register_nack(media_engine);
     configure_simulcast_extension_headers(media_engine)
         .context("registering simulcast header extensions")?;
@@ -206,7 +210,9 @@ fn interceptors(role: Target, media_engine: &mut MediaEngine) -> Result<Registry
         // we forward with the time we send them, losing the publisher's
         // lip sync; the room core sends its own (room/sender_reports.rs).
         Target::Subscriber => {
-            register_transport_cc(media_engine)?;
+            if transport_cc {
+                register_transport_cc(media_engine)?;
+            }
             Registry::new()
         }
     };
@@ -242,18 +248,33 @@ fn register_transport_cc(media_engine: &mut MediaEngine) -> Result<(), PeerError
     Ok(())
 }
 
-/// A new peer connection for one participant's publisher or subscriber side,
-/// reachable at `candidates` over UDP and `tcp_candidates` over ICE-TCP,
-/// with the given ICE credentials.
-pub fn new_peer(
-    now: Instant,
-    role: Target,
-    ufrag: &str,
-    pwd: &str,
-    candidates: &[SocketAddr],
-    tcp_candidates: &[SocketAddr],
-    srtp_profiles: &[SrtpProfile],
-) -> Result<RTCPeerConnection, PeerError> {
+/// What a new peer connection is to be.
+pub struct PeerOptions<'a> {
+    /// The participant's publisher or subscriber side.
+    pub role: Target,
+    /// Its ICE credentials.
+    pub ufrag: &'a str,
+    pub pwd: &'a str,
+    /// Where it is reached over UDP, and over ICE-TCP.
+    pub candidates: &'a [SocketAddr],
+    pub tcp_candidates: &'a [SocketAddr],
+    pub srtp_profiles: &'a [SrtpProfile],
+    /// Negotiate transport-wide sequence numbers and feedback (a
+    /// subscriber side whose link gets a bandwidth estimate).
+    pub transport_cc: bool,
+}
+
+/// A new peer connection as `options` say.
+pub fn new_peer(now: Instant, options: PeerOptions<'_>) -> Result<RTCPeerConnection, PeerError> {
+    let PeerOptions {
+        role,
+        ufrag,
+        pwd,
+        candidates,
+        tcp_candidates,
+        srtp_profiles,
+        transport_cc,
+    } = options;
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
         .with_answering_dtls_role(RTCDtlsRole::Server)
@@ -272,7 +293,7 @@ pub fn new_peer(
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
         .build();
     let mut media_engine = media_engine()?;
-    let registry = interceptors(role, &mut media_engine)?;
+    let registry = interceptors(role, transport_cc, &mut media_engine)?;
     // No ICE servers: we are ICE-lite and contact nothing ourselves.
     let config = RTCConfigurationBuilder::new().build();
     let mut pc = RTCPeerConnectionBuilder::new()

@@ -230,6 +230,15 @@ impl DownTrack {
         was_paused != paused
     }
 
+    /// A resumed track starts on the layer it is to move to, not the one
+    /// it had before the pause (a better one, likely, that the link could
+    /// not carry).
+    pub fn resume_on_pending(&mut self) {
+        if let Some(layer) = self.pending.take() {
+            self.current = Some(layer);
+        }
+    }
+
     /// Waits for a keyframe before sending more (the subscriber's decoder
     /// lost its state, as after its connection was re-established).
     pub fn pause(&mut self) {
@@ -367,6 +376,13 @@ impl DownTrack {
             Some(rtx) => rtx.wrap(packet),
             None => packet,
         })
+    }
+
+    /// Whether a probe can copy what it sent: something went out (a
+    /// paused track's last packet will do: the subscriber has it), and a
+    /// retransmission stream to carry the copies.
+    pub fn probe_ready(&self) -> bool {
+        self.last_sent.is_some() && self.rtx.is_some()
     }
 
     /// A copy of the last packet sent, on the retransmission stream: what

@@ -15,6 +15,7 @@
 //!
 //! Sans-IO: every instant is handed in, so a test can replay a link.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,9 +40,15 @@ const PROBE_VERDICT_WAIT: Duration = Duration::from_secs(1);
 /// they left at, with no more than this share lost.
 const PROBE_DELIVERED: f64 = 0.9;
 const PROBE_MAX_LOSS: f64 = 0.05;
+/// A probe tells something only when it went out at this share of its
+/// rate, in this many packets at least (else it measured the media).
+const PROBE_SENT: f64 = 0.8;
+const PROBE_MIN_PACKETS: usize = 5;
 /// Of what a probe that filled the link found it to carry, the share the
 /// estimate takes.
 const LINK_SHARE: f64 = 0.95;
+/// The most a full link's measure may lift the estimate by.
+const FULL_STEP: f64 = 1.25;
 /// How long the queue a probe made in a full link takes to drain, at most:
 /// what leaves meanwhile tells GCC of the probe, not of the link.
 const DRAIN: Duration = Duration::from_secs(1);
@@ -52,6 +59,10 @@ const HISTORY: Duration = Duration::from_secs(2);
 /// whether or not anything tests it: the same cap as in browsers' GCC).
 const DELIVERED_FACTOR: f64 = 1.5;
 const DELIVERED_MARGIN: f64 = 10_000.0;
+/// How far back arrivals are kept, on the browser's clock.
+const ARRIVALS_KEPT: Duration = Duration::from_secs(2);
+/// A share of packets lost (GCC's average) above which the link is full.
+const CONGESTED_LOSS: f64 = 0.2;
 /// How long a probe's finding outweighs what the link has delivered.
 const PROVEN_FOR: Duration = Duration::from_secs(3);
 
@@ -121,25 +132,48 @@ impl ProbeTally {
         rate(self.sent_bytes - self.last_size, span)
     }
 
-    /// The rate the probe's packets arrived at.
+    /// The rate the probe's packets arrived at, when enough of them did
+    /// to say.
     fn received(&self) -> Option<f64> {
+        if self.packets - self.lost < PROBE_MIN_PACKETS {
+            return None;
+        }
         let (first, size) = self.first_arrival?;
         rate(self.arrived_bytes - size, self.last_arrival? - first)
     }
 
     /// What the probe found: the link carried what it was sent, or it
     /// was full (a good share lost, or arriving clearly slower than sent)
-    /// and carried what arrived.
-    fn outcome(&self) -> ProbeOutcome {
+    /// and carried what arrived; nothing, where it was not sent at the
+    /// rate it was to test.
+    /// `arrivals`: every packet the browser reported lately, for what the
+    /// link carried over the probe's span when it was full.
+    fn outcome(&self, target: f64, arrivals: &VecDeque<(Duration, usize)>) -> ProbeOutcome {
         let (Some(sent), Some(received)) = (self.sent(), self.received()) else {
             return ProbeOutcome::Failed;
         };
+        if self.packets < PROBE_MIN_PACKETS || sent < PROBE_SENT * target {
+            return ProbeOutcome::Failed;
+        }
         let lost = self.lost as f64 / self.packets.max(1) as f64;
         if lost <= PROBE_MAX_LOSS && received >= PROBE_DELIVERED * sent {
-            ProbeOutcome::Carried(received.min(sent))
-        } else {
-            ProbeOutcome::Full(received * LINK_SHARE)
+            return ProbeOutcome::Carried(received.min(sent));
         }
+        // Full: over the span its packets arrived in, the link also carried
+        // what was queued ahead of them; all of it is what the link carries.
+        let carried = self
+            .first_arrival
+            .zip(self.last_arrival)
+            .and_then(|((first, _), last)| {
+                let bytes = arrivals
+                    .iter()
+                    .filter(|&&(at, _)| at > first && at <= last)
+                    .map(|&(_, size)| size)
+                    .sum();
+                rate(bytes, last - first)
+            })
+            .unwrap_or(received);
+        ProbeOutcome::Full(carried.max(received) * LINK_SHARE)
     }
 }
 
@@ -164,10 +198,15 @@ pub struct Estimator {
     gcc: Gcc,
     /// What the link delivered lately (bytes the browser reported).
     delivered: Bitrate,
+    /// When each packet reported lately arrived (the browser's clock), and
+    /// its size: what the link carried over a probe's span, its own
+    /// packets and those queued ahead of them alike.
+    arrivals: VecDeque<(Duration, usize)>,
     /// The rate the last probe found, and when; lowered whenever GCC backs
     /// off below it.
     proven: f64,
     proven_at: Option<Instant>,
+    estimate: f64,
     /// A probe under way, with the estimate from before it.
     probe: Option<(Probe, ProbeTally)>,
     before_probe: f64,
@@ -184,8 +223,10 @@ impl Estimator {
             history: History::new(),
             gcc: Gcc::new(INITIAL, MIN, MAX),
             delivered: Bitrate::new(now),
-            proven: INITIAL,
+            arrivals: VecDeque::new(),
+            proven: 0.0,
             proven_at: None,
+            estimate: INITIAL,
             probe: None,
             before_probe: INITIAL,
             fresh_from: None,
@@ -206,20 +247,33 @@ impl Estimator {
         self.ext.is_some()
     }
 
-    /// The estimate, in bits per second: GCC's, but no further above
-    /// what the link has delivered than a probe has shown it can go.
+    /// The estimate, in bits per second.
     pub fn estimate(&self) -> f64 {
-        let delivered = self.delivered.last() * DELIVERED_FACTOR + DELIVERED_MARGIN;
-        let proven = if self.proven_at.is_some() {
-            self.proven
+        self.estimate
+    }
+
+    /// The estimate anew: GCC's, but it climbs no further above what the
+    /// link has delivered than a probe has shown it can go (GCC climbs
+    /// whether or not anything tests it); that bound only holds it back,
+    /// it does not pull it down (a paused subscriber delivers nothing),
+    /// unless the link loses much.
+    fn update(&mut self) {
+        let delivered = self.delivered.last();
+        let lossy = self
+            .gcc
+            .stats()
+            .packet_loss
+            .is_some_and(|loss| loss > CONGESTED_LOSS);
+        let ceiling = if lossy && delivered > 0.0 {
+            // A link that loses this much is full: it carries what it
+            // delivers, and no more (faster than GCC's steps down).
+            delivered
         } else {
-            // Before anything was sent or probed, where all start.
-            INITIAL
+            (delivered * DELIVERED_FACTOR + DELIVERED_MARGIN)
+                .max(self.proven)
+                .max(self.estimate)
         };
-        self.gcc
-            .target_bitrate()
-            .min(delivered.max(proven))
-            .max(MIN)
+        self.estimate = self.gcc.target_bitrate().min(ceiling).max(MIN);
     }
 
     /// Numbers `packet` as it leaves for the subscriber, and remembers it.
@@ -227,6 +281,10 @@ impl Estimator {
         let Some(ext) = self.ext else {
             return;
         };
+        if !packet.header.extension {
+            // No block of extensions yet: none of an old one's padding.
+            packet.header.extensions_padding = 0;
+        }
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
         let numbered = packet
@@ -258,6 +316,18 @@ impl Estimator {
         let reports = self.history.take_reports();
         for r in reports.iter().filter(|r| r.arrived) {
             self.delivered.add(now, r.size);
+            if let Some(at) = r.arrival {
+                self.arrivals.push_back((at, r.size));
+            }
+        }
+        if let Some(&(newest, _)) = self.arrivals.back() {
+            while self
+                .arrivals
+                .front()
+                .is_some_and(|&(at, _)| newest.saturating_sub(at) > ARRIVALS_KEPT)
+            {
+                self.arrivals.pop_front();
+            }
         }
         let fresh = match self.fresh_from {
             Some(t) => reports.iter().position(|r| r.departure >= t),
@@ -275,6 +345,10 @@ impl Estimator {
             .is_some_and(|t| now.saturating_duration_since(t) > PROVEN_FOR)
         {
             self.proven = 0.0;
+        }
+        self.update();
+        if std::env::var("BWE_DEBUG").is_ok() {
+            eprintln!("DBGF n={} lost={} gcc={:.0} est={:.0} delivered={:.0} stats={:?} dep_span={:?} arr_span={:?}", reports.len(), reports.iter().filter(|r| !r.arrived).count(), self.gcc.target_bitrate(), self.estimate, self.delivered.last(), self.gcc.stats(), reports.last().map(|l| l.departure - reports[0].departure), reports.last().and_then(|l| l.arrival).zip(reports.first().and_then(|f| f.arrival)).map(|(a,b)| a.saturating_sub(b)));
         }
         let (probe, tally) = self.probe.as_mut()?;
         for r in &reports {
@@ -311,26 +385,43 @@ impl Estimator {
     }
 
     fn settle_probe(&mut self, now: Instant) -> ProbeOutcome {
-        let Some((_, tally)) = self.probe.take() else {
+        let Some((probe, tally)) = self.probe.take() else {
             return ProbeOutcome::Failed;
         };
-        self.fresh_from = Some(now);
-        let outcome = tally.outcome();
+        let outcome = tally.outcome(probe.target, &self.arrivals);
+        if std::env::var("BWE_DEBUG").is_ok() {
+            eprintln!(
+                "DBGT target={} {tally:?} sent={:?} recv={:?} -> {outcome:?}",
+                probe.target,
+                tally.sent(),
+                tally.received()
+            );
+        }
+        if outcome != ProbeOutcome::Failed {
+            self.fresh_from = Some(now);
+        }
         let rate = match outcome {
             // GCC starts again from what the link carried: its filters'
             // state described the smaller rate.
             ProbeOutcome::Carried(rate) => rate.max(self.before_probe),
             // GCC took the queue the probe made for congestion: it starts
-            // again from what the full link carried, once that has drained.
+            // again from what the full link carried, once that queue has
+            // drained; never lower than before the probe, nor much higher
+            // (what arrives while a link is full is a noisy measure: GCC
+            // goes down, carried probes up).
             ProbeOutcome::Full(rate) => {
                 self.fresh_from = Some(now + DRAIN);
-                rate
+                rate.min(self.before_probe * FULL_STEP)
+                    .max(self.before_probe)
             }
             ProbeOutcome::Failed => return outcome,
         };
         self.gcc = Gcc::new(rate, MIN, MAX);
         self.proven = rate;
         self.proven_at = Some(now);
+        // What a probe found replaces the estimate, down as well as up.
+        self.estimate = rate;
+        self.update();
         outcome
     }
 }
@@ -356,7 +447,7 @@ mod tests {
 
     /// A probe of 2 Mbit/s: 1250-byte packets every 5 ms for 100 ms,
     /// arriving `spread` ms apart (5: as sent; 10: the link carries half).
-    fn tally(spread: u64, lost_every: Option<usize>) -> ProbeOutcome {
+    fn tally(spread: u64, lost_every: Option<usize>) -> ProbeTally {
         let t0 = Instant::now();
         let probe = Probe {
             target: 2_000_000.0,
@@ -377,7 +468,7 @@ mod tests {
             &report(t0 + Duration::from_millis(150), Some(900), 100),
         );
         assert!(tally.complete);
-        tally.outcome()
+        tally
     }
 
     #[test]
@@ -386,19 +477,27 @@ mod tests {
             ProbeOutcome::Carried(r) | ProbeOutcome::Full(r) => (r - want).abs() < 0.02 * want,
             ProbeOutcome::Failed => false,
         };
-        let carried = tally(5, None);
+        let carried = tally(5, None).outcome(2e6, &VecDeque::new());
         assert!(
             matches!(carried, ProbeOutcome::Carried(_)) && near(carried, 2e6),
             "{carried:?}"
         );
         // The link took twice as long to deliver them: it carries half.
-        let full = tally(10, None);
+        let full = tally(10, None).outcome(2e6, &VecDeque::new());
         assert!(
             matches!(full, ProbeOutcome::Full(_)) && near(full, 0.95e6),
             "{full:?}"
         );
         // A tenth lost: the link is full.
-        assert!(matches!(tally(5, Some(10)), ProbeOutcome::Full(_)));
+        assert!(matches!(
+            tally(5, Some(10)).outcome(2e6, &VecDeque::new()),
+            ProbeOutcome::Full(_)
+        ));
+        // Sent at half the rate it was to test: it tells nothing.
+        assert_eq!(
+            tally(5, None).outcome(4e6, &VecDeque::new()),
+            ProbeOutcome::Failed
+        );
     }
 
     #[test]

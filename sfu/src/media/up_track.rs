@@ -223,6 +223,9 @@ impl UpTrack {
         // engine refuse the packet. The engine adds its own where it needs.
         packet.header.extension = false;
         packet.header.extensions.clear();
+        // Its padding went with them: one left over would misalign the
+        // block the estimator's sequence number is written into.
+        packet.header.extensions_padding = 0;
         if layer.buffer.as_mut().is_some_and(|b| !b.insert(&packet)) {
             stats.duplicates += 1;
             return None;

@@ -128,6 +128,8 @@ impl Router {
         let mut tracks = Vec::new();
         let mut demands = Vec::new();
         let mut current = Vec::new();
+        // A probe copies what video went out: until some did, none.
+        let mut may_probe = false;
         for (publisher, track_id) in self.received_tracks(s) {
             let Some(up) = self
                 .participants
@@ -149,6 +151,7 @@ impl Router {
             let Some(d) = up.down_mut(s).filter(|d| d.is_negotiated()) else {
                 continue;
             };
+            may_probe |= d.probe_ready();
             demands.push(Demand {
                 priority,
                 ceiling: d.quality,
@@ -157,11 +160,7 @@ impl Router {
             current.push(d.grant());
             tracks.push((publisher, track_id));
         }
-        let Some(c) = self.conns.get_mut(conn) else {
-            return;
-        };
-        let may_probe = c.media_sent;
-        let Some(b) = c.bandwidth.as_mut() else {
+        let Some(b) = self.conns.get_mut(conn).and_then(|c| c.bandwidth.as_mut()) else {
             return;
         };
         let decision = b
@@ -203,6 +202,11 @@ impl Router {
         let toggled = d.set_grant(grant);
         let receiver = up.receiver;
         let keyframes = up.reselect(now);
+        if toggled && grant != Grant::Paused {
+            if let Some(d) = up.down_mut(subscriber) {
+                d.resume_on_pending();
+            }
+        }
         if let Some(conn) = conn {
             for layer in keyframes {
                 self.send_pli(now, conn, receiver, layer);

@@ -112,6 +112,7 @@ impl Connections {
         owner: usize,
         role: Target,
         creds: Credentials,
+        estimated: bool,
     ) -> ConnKey {
         let key = self.slab.insert(Connection {
             pc,
@@ -128,7 +129,7 @@ impl Connections {
             ntp_offset: None,
             // A new connection has timers to start.
             deadline: Some(now),
-            bandwidth: (role == Target::Subscriber).then(|| Bandwidth::new(now)),
+            bandwidth: estimated.then(|| Bandwidth::new(now)),
         });
         self.by_ufrag.insert(creds.ufrag, key);
         key

@@ -162,16 +162,20 @@ impl Router {
             ufrag: self.random_token(16),
             pwd: self.random_token(32),
         };
+        let estimated = role == Target::Subscriber && self.cfg.bandwidth_estimation;
         let pc = peer::new_peer(
             now,
-            role,
-            &creds.ufrag,
-            &creds.pwd,
-            &self.cfg.candidates,
-            &self.cfg.tcp_candidates,
-            &self.cfg.srtp_profiles,
+            peer::PeerOptions {
+                role,
+                ufrag: &creds.ufrag,
+                pwd: &creds.pwd,
+                candidates: &self.cfg.candidates,
+                tcp_candidates: &self.cfg.tcp_candidates,
+                srtp_profiles: &self.cfg.srtp_profiles,
+                transport_cc: estimated,
+            },
         )?;
-        Ok(self.conns.insert(now, pc, owner, role, creds))
+        Ok(self.conns.insert(now, pc, owner, role, creds, estimated))
     }
 
     /// `p`'s connection to its client dropped: the others see it as

@@ -77,6 +77,9 @@ pub struct RouterConfig {
     pub peer_timeout: Duration,
     /// Least time between two keyframe requests to one publisher track.
     pub keyframe_interval: Duration,
+    /// Each subscriber's link gets a bandwidth estimate and an allocation
+    /// (`bandwidth.rs`).
+    pub bandwidth_estimation: bool,
     /// Seed for ICE credentials and SSRCs (fixed in tests).
     pub seed: u64,
     pub srtp_profiles: Vec<SrtpProfile>,

@@ -169,6 +169,7 @@ impl Server {
                 tcp_candidates: tcp_port.map_or(Vec::new(), |p| worker::candidates(&ips, p)),
                 peer_timeout: config.peer_timeout(),
                 keyframe_interval: config.keyframe_interval(),
+                bandwidth_estimation: config.bandwidth_estimation,
                 seed: rand::random(),
                 srtp_profiles: config.srtp_profiles.clone(),
                 max_participants: config.max_participants,

@@ -150,6 +150,7 @@ impl Net {
                 tcp_candidates: Vec::new(),
                 peer_timeout,
                 keyframe_interval: Duration::from_millis(300),
+                bandwidth_estimation: true,
                 seed: 7,
                 srtp_profiles: sfu::shell::config::Config::default().srtp_profiles,
                 max_participants: 4,

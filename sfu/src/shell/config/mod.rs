@@ -72,6 +72,11 @@ pub struct Config {
     pub reconnect_grace_secs: u64,
     /// Least time between keyframe requests to one published track.
     pub keyframe_interval_ms: u64,
+    /// Fit what each subscriber receives to a bandwidth estimate of its
+    /// own link (transport-wide congestion control, probes, the stream
+    /// allocator; `track_paused`). Off until its browser tests hold on
+    /// every run: see issue [quality].
+    pub bandwidth_estimation: bool,
     /// Participants one meeting may have; further joins are refused,
     /// unless a seat has been idle this long (joined, nothing connected)
     /// and gives way.
@@ -221,6 +226,7 @@ impl Default for Config {
             peer_timeout_secs: 8,
             reconnect_grace_secs: 20,
             keyframe_interval_ms: 300,
+            bandwidth_estimation: false,
             max_participants: 50,
             idle_seat_secs: 30,
             max_connections: 5000,
