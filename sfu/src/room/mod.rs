@@ -18,6 +18,7 @@ pub mod api;
 pub mod connection;
 mod gestures;
 pub mod ice;
+mod ice_restart;
 mod membership;
 mod moderation;
 pub mod negotiation;
@@ -309,6 +310,7 @@ impl Router {
             Command::Join { .. } => {}
             Command::Publish { sdp, tracks } => self.publish(now, p, sdp, tracks),
             Command::SubscriberAnswer { sdp } => self.subscriber_answer(now, p, sdp),
+            Command::RestartSubscriberIce => self.restart_subscriber_ice(p),
             Command::Candidate { target, candidate } => {
                 let conn = self.participants[p].conn(target);
                 // ICE-lite learns the browser's address from its checks; a
