@@ -9,6 +9,8 @@
 //! restart itself; on its subscriber connection, which we offer, it asks
 //! for one and our next offer restarts ICE.
 
+use std::time::Instant;
+
 use super::connection::{ConnKey, Credentials};
 use super::participant::ParticipantKey;
 use super::Router;
@@ -41,6 +43,21 @@ impl Router {
         if restarted {
             tracing::info!(owner = c.owner, role = ?c.role, "ICE restarted");
             self.conns.rekey(conn, creds);
+        }
+    }
+
+    /// `publisher`'s connection is back on a new path: keyframe requests
+    /// made while it had none were lost, so every subscriber still waiting
+    /// for one of its keyframes asks again.
+    pub(super) fn publisher_reconnected(&mut self, now: Instant, publisher: ParticipantKey) {
+        let room = &self.participants[publisher].room;
+        let subscribers = self.rooms.get(room).cloned().unwrap_or_default();
+        for s in subscribers {
+            for (p, track_id) in self.received_tracks(s) {
+                if p == publisher {
+                    self.request_keyframe(now, publisher, &track_id, s);
+                }
+            }
         }
     }
 

@@ -551,12 +551,15 @@ impl Router {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                 RTCPeerConnectionState::Connected,
             ) => {
-                if let Some(c) = self.conns.get_mut(conn) {
-                    c.connected = true;
-                }
+                let again = self
+                    .conns
+                    .get_mut(conn)
+                    .is_some_and(|c| std::mem::replace(&mut c.connected, true));
                 if role == Target::Subscriber {
                     // Start every video down-track on a fresh keyframe.
                     self.restart_down_tracks(now, owner);
+                } else if again {
+                    self.publisher_reconnected(now, owner);
                 }
             }
             _ => {}

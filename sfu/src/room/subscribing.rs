@@ -333,7 +333,7 @@ impl Router {
 
     /// A keyframe of the layer `subscriber` receives (or is moving to) of
     /// a publisher's track.
-    fn request_keyframe(
+    pub(super) fn request_keyframe(
         &mut self,
         now: Instant,
         publisher: ParticipantKey,
@@ -423,7 +423,10 @@ impl Router {
     }
 
     /// The publisher and track id of each track `subscriber` receives.
-    fn received_tracks(&self, subscriber: ParticipantKey) -> Vec<(ParticipantKey, String)> {
+    pub(super) fn received_tracks(
+        &self,
+        subscriber: ParticipantKey,
+    ) -> Vec<(ParticipantKey, String)> {
         self.participants.get(subscriber).map_or(Vec::new(), |p| {
             p.received
                 .iter()
