@@ -1118,3 +1118,160 @@ fn a_forged_binding_request_teaches_the_server_no_address() {
     // Both dropped before any engine saw them: the address was not learned.
     assert_eq!(net.router.stats().datagrams_dropped, dropped + 2);
 }
+
+/// The server's ICE ufrag and password in a session description.
+fn ice_credentials(sdp: &str) -> (String, String) {
+    let attr = |name: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .to_owned()
+    };
+    (attr("a=ice-ufrag:"), attr("a=ice-pwd:"))
+}
+
+/// The last answer (publisher) or offer (subscriber) the server sent `b`.
+fn last_server_sdp(b: &Browser, publisher: bool) -> String {
+    b.inbox
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            Event::PublisherAnswer { sdp } if publisher => Some(sdp.clone()),
+            Event::SubscriberOffer { sdp } if !publisher => Some(sdp.clone()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// A binding request for `ufrag` signed with `pwd`, from `from`: dropped or not.
+fn binding_request_is_dropped(net: &mut Net, from: SocketAddr, ufrag: &str, pwd: &str) -> bool {
+    use rtc::stun::attributes::ATTR_USERNAME;
+    use rtc::stun::integrity::MessageIntegrity;
+    use rtc::stun::message::{Message, Setter, BINDING_REQUEST};
+    use rtc::stun::textattrs::TextAttribute;
+    let provider = rtc::crypto::default_provider().unwrap();
+    let mut m = Message::new();
+    m.typ = BINDING_REQUEST;
+    m.write_header();
+    TextAttribute::new(ATTR_USERNAME, format!("{ufrag}:x"))
+        .add_to(&mut m)
+        .unwrap();
+    MessageIntegrity::new_short_term_integrity_with_provider(pwd.into(), provider.crypto())
+        .add_to(&mut m)
+        .unwrap();
+    let dropped = net.router.stats().datagrams_dropped;
+    net.router.handle_input(
+        net.now,
+        Input::Datagram {
+            from,
+            local: IpAddr::from([10, 0, 0, 1]),
+            data: &m.raw,
+            transport: Transport::Udp,
+        },
+    );
+    net.router.stats().datagrams_dropped > dropped
+}
+
+#[test]
+fn a_browser_that_moves_to_a_new_address_restarts_ice_and_media_flows_again() {
+    let mut net = Net::new(Duration::from_secs(8));
+    let mut media = Media::new();
+    net.join("alice", "r", true);
+    net.join("bob", "r", true);
+    let both = ["alice", "bob"];
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &both));
+    let (old_pub, old_sub) = {
+        let b = net.browser("bob");
+        (
+            ice_credentials(&last_server_sdp(b, true)),
+            ice_credentials(&last_server_sdp(b, false)),
+        )
+    };
+
+    // Bob's network changes: both his connections have new addresses, which
+    // the server has never seen and which his old checks never came from.
+    let (new_pub, new_sub): (SocketAddr, SocketAddr) = (
+        "10.0.0.3:6000".parse().unwrap(),
+        "10.0.0.3:6001".parse().unwrap(),
+    );
+    let b = net.browser("bob");
+    b.pub_addr = new_pub;
+    b.sub_addr = new_sub;
+    for (pc, addr) in [(&mut b.publisher, new_pub), (&mut b.subscriber, new_sub)] {
+        pc.add_local_candidate(sfu::engine::peer::host_candidate(addr).unwrap())
+            .unwrap();
+    }
+    // Until he restarts ICE, his media from there is dropped (it is no
+    // authentic binding request), and nothing reaches him.
+    let dropped = net.router.stats().datagrams_dropped;
+    let (to_alice, to_bob) = (
+        video_from(net.browser("alice"), "bob").len(),
+        video_from(net.browser("bob"), "alice").len(),
+    );
+    net.run_for(Duration::from_millis(500), |n| media.send(n, &both));
+    assert!(net.router.stats().datagrams_dropped > dropped + 10);
+    assert!(video_from(net.browser("alice"), "bob").len() <= to_alice + 2);
+    assert_eq!(video_from(net.browser("bob"), "alice").len(), to_bob);
+
+    // He restarts ICE: a new publisher offer, and a restart of the
+    // subscriber connection the server offers.
+    net.browser("bob").publisher.restart_ice();
+    net.offer_again("bob");
+    net.command("bob", Command::RestartSubscriberIce);
+    net.settle();
+    let b = net.browser("bob");
+    let (new_pub_creds, new_sub_creds) = (
+        ice_credentials(&last_server_sdp(b, true)),
+        ice_credentials(&last_server_sdp(b, false)),
+    );
+    // The server took new credentials on both (RFC 8445 §9).
+    assert_ne!(new_pub_creds.0, old_pub.0);
+    assert_ne!(new_pub_creds.1, old_pub.1);
+    assert_ne!(new_sub_creds.0, old_sub.0);
+    assert_ne!(new_sub_creds.1, old_sub.1);
+
+    let (to_alice, to_bob) = (
+        video_from(net.browser("alice"), "bob").len(),
+        video_from(net.browser("bob"), "alice").len(),
+    );
+    net.run_for(Duration::from_secs(1), |n| media.send(n, &both));
+    // Media flows both ways again over the new path (25 frames a second),
+    // and bob is still bob: nobody left or joined.
+    let got_bob = video_from(net.browser("alice"), "bob").len() - to_alice;
+    let got_alice = video_from(net.browser("bob"), "alice").len() - to_bob;
+    assert!(got_bob > 15, "alice got {got_bob} packets from bob");
+    assert!(got_alice > 15, "bob got {got_alice} packets from alice");
+    assert_eq!(net.router.participants(), 2);
+    for b in &net.browsers {
+        assert!(
+            !b.inbox
+                .iter()
+                .any(|m| matches!(m, Event::Left { .. } | Event::ParticipantLeft { .. })),
+            "{} saw someone leave",
+            b.id
+        );
+    }
+
+    // A stranger's unsigned check for the new credentials teaches the server
+    // nothing; nor do the old credentials, forgotten with the restart.
+    let stranger = SocketAddr::from(([10, 0, 0, 66], 7777));
+    assert!(binding_request_is_dropped(
+        &mut net,
+        stranger,
+        &new_pub_creds.0,
+        "guess"
+    ));
+    assert!(binding_request_is_dropped(
+        &mut net, stranger, &old_pub.0, &old_pub.1
+    ));
+    assert!(binding_request_is_dropped(
+        &mut net, stranger, &old_sub.0, &old_sub.1
+    ));
+    // The control: a check signed with the new password is taken.
+    assert!(!binding_request_is_dropped(
+        &mut net,
+        stranger,
+        &new_sub_creds.0,
+        &new_sub_creds.1
+    ));
+}

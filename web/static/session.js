@@ -13,6 +13,7 @@ import {
   removeParticipant, trackGone, trackInfo, trackMuted,
 } from './meeting.js';
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
+import { setupIceRestart, watchIce } from './ice.js';
 import { publish, showLocalControls } from './media.js';
 import { showPeople } from './people.js';
 import { onHandRaised, onReacted, restoreHand } from './hands.js';
@@ -49,6 +50,10 @@ function reconnect() {
   setStatus(t('meeting.reconnecting'));
   retry();
 }
+
+// A new network, or a failed media path: ICE restarts first; a rejoin is
+// the fallback.
+setupIceRestart(reconnect);
 
 /** The next attempt: the first at once, then after 0.5, 1, 2, 4, 4, … s. */
 function retry() {
@@ -255,6 +260,8 @@ async function onJoined(msg) {
   state.subscriber = newPeerConnection('subscriber');
   state.subscriber.ontrack = onRemoteTrack;
   state.publisher = newPeerConnection('publisher');
+  watchIce(state.subscriber);
+  watchIce(state.publisher);
   // A viewer receives only; the server would refuse its offers.
   if (state.role === 'viewer') setStatus('');
   else await publish();

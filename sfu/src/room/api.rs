@@ -126,6 +126,11 @@ pub enum Command {
     },
     /// The answer to the last [`Event::SubscriberOffer`].
     SubscriberAnswer { sdp: String },
+    /// Restart ICE on the subscriber connection (the client's network
+    /// changed or its media path failed): the next
+    /// [`Event::SubscriberOffer`] carries new credentials. The publisher
+    /// connection restarts with the client's own offer.
+    RestartSubscriberIce,
     /// A trickled ICE candidate of the client.
     Candidate {
         target: Target,

@@ -172,6 +172,24 @@ impl Connections {
         Some(key)
     }
 
+    /// `key` restarted ICE with `creds`: from now on it is known by them
+    /// alone. Its old ufrag and addresses are forgotten (the engine no
+    /// longer answers the old credentials), so the first datagram from any
+    /// path, the old one too, must again be an authentic binding request;
+    /// that also frees its room for addresses on the new path.
+    pub fn rekey(&mut self, key: ConnKey, creds: Credentials) {
+        let Some(c) = self.slab.get_mut(key) else {
+            return;
+        };
+        self.by_ufrag.remove(&c.ufrag);
+        for a in c.addrs.drain(..) {
+            self.by_addr.remove(&a);
+        }
+        self.by_ufrag.insert(creds.ufrag.clone(), key);
+        c.ufrag = creds.ufrag;
+        c.pwd = creds.pwd;
+    }
+
     /// Closes a connection: DTLS close_notify goes out, so the browser
     /// notices at once, and its addresses are forgotten.
     pub fn close(&mut self, key: ConnKey, out: &mut VecDeque<Output>) {

@@ -158,10 +158,7 @@ impl Router {
         owner: ParticipantKey,
         role: Target,
     ) -> Result<ConnKey, PeerError> {
-        let creds = Credentials {
-            ufrag: self.random_token(16),
-            pwd: self.random_token(32),
-        };
+        let creds = self.new_credentials();
         let estimated = role == Target::Subscriber && self.cfg.bandwidth_estimation;
         let pc = peer::new_peer(
             now,
@@ -176,6 +173,14 @@ impl Router {
             },
         )?;
         Ok(self.conns.insert(now, pc, owner, role, creds, estimated))
+    }
+
+    /// Fresh ICE credentials: a new connection's, or a restart's.
+    pub(super) fn new_credentials(&mut self) -> Credentials {
+        Credentials {
+            ufrag: self.random_token(16),
+            pwd: self.random_token(32),
+        }
     }
 
     /// `p`'s connection to its client dropped: the others see it as
@@ -306,7 +311,7 @@ impl Router {
         self.emit(p, Event::Refused { reason, message });
     }
 
-    fn random_token(&mut self, len: usize) -> String {
+    pub(super) fn random_token(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         (0..len)
             .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)

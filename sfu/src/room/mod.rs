@@ -20,6 +20,7 @@ mod bandwidth;
 pub mod connection;
 mod gestures;
 pub mod ice;
+mod ice_restart;
 mod membership;
 mod moderation;
 pub mod negotiation;
@@ -323,6 +324,7 @@ impl Router {
             Command::Join { .. } => {}
             Command::Publish { sdp, tracks } => self.publish(now, p, sdp, tracks),
             Command::SubscriberAnswer { sdp } => self.subscriber_answer(now, p, sdp),
+            Command::RestartSubscriberIce => self.restart_subscriber_ice(p),
             Command::Candidate { target, candidate } => {
                 let conn = self.participants[p].conn(target);
                 // ICE-lite learns the browser's address from its checks; a
@@ -565,12 +567,15 @@ impl Router {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                 RTCPeerConnectionState::Connected,
             ) => {
-                if let Some(c) = self.conns.get_mut(conn) {
-                    c.connected = true;
-                }
+                let again = self
+                    .conns
+                    .get_mut(conn)
+                    .is_some_and(|c| std::mem::replace(&mut c.connected, true));
                 if role == Target::Subscriber {
                     // Start every video down-track on a fresh keyframe.
                     self.restart_down_tracks(now, owner);
+                } else if again {
+                    self.publisher_reconnected(now, owner);
                 }
             }
             _ => {}

@@ -17,6 +17,8 @@ pub struct Negotiation {
     out: Option<(Instant, bool)>,
     needs_offer: bool,
     unanswered: u8,
+    /// The browser asked for an ICE restart: the next offer makes one.
+    ice_restart: bool,
 }
 
 /// What to do about an offer nobody answered.
@@ -32,6 +34,18 @@ impl Negotiation {
     /// The subscriber's tracks changed: they need offering.
     pub fn changed(&mut self) {
         self.needs_offer = true;
+    }
+
+    /// The browser asks for an ICE restart: an offer is due, and it restarts
+    /// ICE (one already out goes on; the restart follows its answer).
+    pub fn restart_ice(&mut self) {
+        self.ice_restart = true;
+        self.needs_offer = true;
+    }
+
+    /// Whether the offer going out now must restart ICE.
+    pub fn take_ice_restart(&mut self) -> bool {
+        std::mem::take(&mut self.ice_restart)
     }
 
     /// Whether an offer should go out now: something changed and no offer
@@ -101,6 +115,21 @@ mod tests {
         assert!(n.answered());
         assert!(!n.offer_due());
         assert!(!n.answered(), "no offer out");
+    }
+
+    #[test]
+    fn an_ice_restart_goes_out_with_the_next_offer() {
+        let t0 = Instant::now();
+        let mut n = Negotiation::default();
+        n.changed();
+        assert!(n.offer_due());
+        n.offered(t0);
+        n.restart_ice();
+        assert!(!n.offer_due(), "one is out");
+        assert!(n.answered());
+        assert!(n.offer_due(), "the restart follows the answer");
+        assert!(n.take_ice_restart());
+        assert!(!n.take_ice_restart(), "one restart per request");
     }
 
     #[test]

@@ -73,6 +73,8 @@ impl Router {
         for id in gone {
             self.unpublish(p, &id);
         }
+        // The offer may restart ICE (the browser's path changed).
+        let restart = self.arm_ice_restart(conn, false);
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
@@ -86,6 +88,9 @@ impl Router {
             Ok(Some(sdp)) => {
                 c.mark_negotiated(now);
                 self.emit(p, Event::PublisherAnswer { sdp });
+                if let Some(creds) = restart {
+                    self.settle_ice_restart(conn, creds);
+                }
             }
             Ok(None) => self.stats.engine_errors += 1,
             Err(e) => self.refuse(p, Refusal::BadSdp, format!("publisher offer refused: {e}")),

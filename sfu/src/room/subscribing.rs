@@ -147,6 +147,11 @@ impl Router {
             .collect();
         for k in due {
             let conn = self.participants[k].subscriber;
+            let restart = self.participants[k]
+                .negotiation
+                .take_ice_restart()
+                .then(|| self.arm_ice_restart(conn, true))
+                .flatten();
             let Some(c) = self.conns.get_mut(conn) else {
                 continue;
             };
@@ -157,6 +162,9 @@ impl Router {
                 .map(|()| pc.local_description().map(|d| d.sdp));
             match res {
                 Ok(Some(sdp)) => {
+                    if let Some(creds) = restart {
+                        self.settle_ice_restart(conn, creds);
+                    }
                     self.participants[k].negotiation.offered(now);
                     self.emit(k, Event::SubscriberOffer { sdp });
                     self.for_each_down_track(k, |d| d.offered = true);
@@ -326,7 +334,7 @@ impl Router {
 
     /// A keyframe of the layer `subscriber` receives (or is moving to) of
     /// a publisher's track.
-    fn request_keyframe(
+    pub(super) fn request_keyframe(
         &mut self,
         now: Instant,
         publisher: ParticipantKey,

@@ -34,6 +34,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     module!("hands.js"),
     module!("host.js"),
     module!("i18n.js"),
+    module!("ice.js"),
     module!("identity.js"),
     module!("lang-en.js"),
     module!("lang-sv.js"),

@@ -244,7 +244,6 @@ impl Net {
 
     /// `id` adds `tracks` to what it publishes and offers everything anew.
     pub fn publish(&mut self, id: &str, tracks: &[TrackSpec]) {
-        let now = self.now;
         let index = self.browsers.iter().position(|b| b.id == id).unwrap() as u32;
         let b = self.browser(id);
         let mut ssrc = 1000 * (index + 1) + b.senders.len() as u32;
@@ -271,6 +270,14 @@ impl Net {
             }
             b.kinds.push(kind);
         }
+        self.offer_again(id);
+    }
+
+    /// `id` offers everything it publishes anew (after `restart_ice`, with
+    /// new ICE credentials).
+    pub fn offer_again(&mut self, id: &str) {
+        let now = self.now;
+        let b = self.browser(id);
         let offer = b.publisher.create_offer(None).unwrap();
         b.publisher.set_local_description(now, offer).unwrap();
         let tids: Vec<_> = b.publisher.get_transceivers().collect();

@@ -15,6 +15,7 @@ pub fn command(msg: ClientMessage) -> Option<Command> {
     Some(match msg {
         ClientMessage::PublisherOffer { sdp, tracks } => Command::Publish { sdp, tracks },
         ClientMessage::SubscriberAnswer { sdp } => Command::SubscriberAnswer { sdp },
+        ClientMessage::RestartIce {} => Command::RestartSubscriberIce,
         ClientMessage::Candidate { target, candidate } => {
             let c = candidate?;
             Command::Candidate {

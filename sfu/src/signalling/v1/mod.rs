@@ -76,6 +76,11 @@ pub enum ClientMessage {
     },
     /// Answer to a `subscriber_offer`.
     SubscriberAnswer { sdp: String },
+    /// The client's network changed or its media path failed: restart ICE
+    /// on the subscriber connection (a `subscriber_offer` with new
+    /// credentials follows). The publisher connection restarts with a
+    /// `publisher_offer` made after `restartIce()`.
+    RestartIce {},
     /// A trickled ICE candidate of the client (`null` candidate ends trickling).
     Candidate {
         target: Target,
@@ -448,6 +453,20 @@ mod tests {
         assert_eq!(tracks[0].source, Source::Microphone);
         assert!(!tracks[0].muted);
         assert!(tracks[1].muted);
+    }
+
+    #[test]
+    fn restart_ice_fixture() {
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"restart_ice"}"#).unwrap();
+        assert_eq!(m, ClientMessage::RestartIce {});
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"type":"restart_ice"}"#
+        );
+        assert!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"restart_ice","target":"x"}"#)
+                .is_err()
+        );
     }
 
     #[test]

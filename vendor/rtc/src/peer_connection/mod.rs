@@ -1802,6 +1802,18 @@ impl RTCPeerConnection {
         self.ice_restart_requested = Some(RTCOfferOptions { ice_restart: true });
     }
 
+    /// Sets the local ICE credentials the next ICE restart takes: one this side offers (after
+    /// [`Self::restart_ice`]) or one a remote offer asks for. Without this a restart reuses the
+    /// credentials [`SettingEngineBuilder::with_ice_credentials`] configured, and so is no restart
+    /// for the peer (RFC 8445 §9 wants both ufrag and password changed). The live session keeps
+    /// its credentials until the restart is applied.
+    ///
+    /// [`SettingEngineBuilder::with_ice_credentials`]: crate::peer_connection::configuration::setting_engine::SettingEngineBuilder::with_ice_credentials
+    pub fn set_ice_restart_credentials(&mut self, ufrag: String, pwd: String) {
+        self.setting_engine.candidates.username_fragment = ufrag;
+        self.setting_engine.candidates.password = pwd;
+    }
+
     /// Returns the current configuration of this peer connection.
     ///
     /// The returned reference is to the current configuration. To modify the configuration,

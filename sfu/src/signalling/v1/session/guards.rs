@@ -51,7 +51,7 @@ impl RateLimit {
 /// Candidates are bounded per connection, chat per minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
-    /// `publisher_offer`, `subscriber_answer`.
+    /// `publisher_offer`, `subscriber_answer`, `restart_ice`.
     Negotiation,
     /// `mute`.
     Mute,
@@ -68,9 +68,9 @@ pub(super) enum Kind {
 impl Kind {
     fn of(msg: &ClientMessage) -> Option<Kind> {
         Some(match msg {
-            ClientMessage::PublisherOffer { .. } | ClientMessage::SubscriberAnswer { .. } => {
-                Kind::Negotiation
-            }
+            ClientMessage::PublisherOffer { .. }
+            | ClientMessage::SubscriberAnswer { .. }
+            | ClientMessage::RestartIce {} => Kind::Negotiation,
             ClientMessage::Mute { .. } => Kind::Mute,
             ClientMessage::TrackSettings { .. } => Kind::Quality,
             ClientMessage::RaiseHand { .. } | ClientMessage::React { .. } => Kind::Gesture,
