@@ -15,6 +15,7 @@ pub mod down_track;
 pub mod estimator;
 pub mod forwarder;
 pub mod keyframe;
+pub mod link;
 pub mod sequencer;
 pub mod simulcast;
 pub mod up_track;

@@ -16,12 +16,9 @@ use super::buffer::PacketBuffer;
 use super::clock::RtpClock;
 use super::down_track::{Decision, DownTrack, Route};
 use super::keyframe::{KeyframeRequester, VideoCodec};
+use super::link::PACKET_OVERHEAD;
 use super::simulcast::{self, LayerView};
 use super::{Kind, MediaStats, Quality, Source};
-
-/// Bytes a forwarded packet costs on the wire beyond its payload: the RTP
-/// header with its extensions, the SRTP tag, UDP and IPv4.
-const WIRE_OVERHEAD: usize = 64;
 
 /// Where the fan-out sends packets: the subscribers' connections.
 pub trait Sink {
@@ -232,7 +229,9 @@ impl UpTrack {
         }
         stats.rtp_packets_in += 1;
         stats.rtp_bytes_in += packet.payload.len() as u64;
-        layer.bitrate.add(now, packet.payload.len() + WIRE_OVERHEAD);
+        layer
+            .bitrate
+            .add(now, packet.payload.len() + PACKET_OVERHEAD);
         let keyframe = self.kind == Kind::Video && self.video_codec.is_keyframe(&packet.payload);
         let mut need_keyframe = false;
         let n = self.downs.len();

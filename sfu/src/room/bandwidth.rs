@@ -15,40 +15,14 @@ use super::connection::ConnKey;
 use super::participant::ParticipantKey;
 use super::{Fanout, Router};
 use crate::engine::peer::TRANSPORT_CC;
-use crate::media::allocator::{Allocator, Demand, Grant, Priority};
-use crate::media::estimator::{Estimator, ProbeOutcome};
+use crate::media::allocator::{Demand, Grant, Priority};
+use crate::media::estimator::ProbeOutcome;
+use crate::media::link::PACKET_OVERHEAD;
 
 /// How often a probe tops up what its connection is sent.
 const PROBE_TICK: Duration = Duration::from_millis(10);
 /// Most probe packets per connection per tick (about 10 Mbit/s).
 const PROBE_BURST: usize = 10;
-/// What a forwarded packet costs on the wire beyond its payload (as
-/// `up_track.rs` counts it).
-const PACKET_OVERHEAD: usize = 64;
-
-/// A subscriber connection's estimate, its allocator, and what it was
-/// sent since the last probe tick.
-pub struct Bandwidth {
-    pub estimator: Estimator,
-    allocator: Allocator,
-    sent_bytes: usize,
-}
-
-impl Bandwidth {
-    pub fn new(now: Instant) -> Self {
-        Self {
-            estimator: Estimator::new(now),
-            allocator: Allocator::default(),
-            sent_bytes: 0,
-        }
-    }
-
-    /// `packet` leaves for the subscriber: numbered for its feedback.
-    pub fn on_send(&mut self, now: Instant, packet: &mut rtc::rtp::Packet) {
-        self.estimator.on_send(now, packet);
-        self.sent_bytes += packet.payload.len() + PACKET_OVERHEAD;
-    }
-}
 
 impl Router {
     /// After a subscriber's answer: whether it took transport-wide

@@ -12,10 +12,10 @@ use rtc::shared::TransportProtocol;
 use slab::Slab;
 
 use super::api::Target;
-use super::bandwidth::Bandwidth;
 use super::ice::BindingRequest;
 use super::{Output, Transport};
 use crate::engine::peer::PeerConnection;
+use crate::media::link::Link;
 
 pub type ConnKey = usize;
 
@@ -50,7 +50,7 @@ pub struct Connection {
     /// amount (see `sender_reports.rs`).
     pub ntp_offset: Option<u64>,
     /// A subscriber connection's bandwidth estimate and allocation.
-    pub bandwidth: Option<Bandwidth>,
+    pub bandwidth: Option<Link>,
 }
 
 impl Connection {
@@ -129,7 +129,7 @@ impl Connections {
             ntp_offset: None,
             // A new connection has timers to start.
             deadline: Some(now),
-            bandwidth: estimated.then(|| Bandwidth::new(now)),
+            bandwidth: estimated.then(|| Link::new(now)),
         });
         self.by_ufrag.insert(creds.ufrag, key);
         key
