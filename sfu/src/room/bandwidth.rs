@@ -105,11 +105,7 @@ impl Router {
         // A probe copies what video went out: until some did, none.
         let mut may_probe = false;
         for (publisher, track_id) in self.received_tracks(s) {
-            let Some(up) = self
-                .participants
-                .get_mut(publisher)
-                .and_then(|q| q.up_track_mut(&track_id))
-            else {
+            let Some(up) = self.up_track_mut(publisher, &track_id) else {
                 continue;
             };
             let layers = up.layer_rates(now);
@@ -224,11 +220,7 @@ impl Router {
             'burst: while due > 0 && sent < PROBE_BURST {
                 let before = sent;
                 for (publisher, track_id) in &tracks {
-                    let Some(up) = self
-                        .participants
-                        .get_mut(*publisher)
-                        .and_then(|q| q.up_track_mut(track_id))
-                    else {
+                    let Some(up) = self.up_track_mut(*publisher, track_id) else {
                         continue;
                     };
                     let Some((route, packet)) = up.probe_copy(s) else {

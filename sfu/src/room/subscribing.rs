@@ -23,6 +23,7 @@ use super::{Fanout, Router};
 use crate::engine::peer::rtx_payload_type;
 use crate::media::down_track::{DownTrack, DownTrackInit, Route};
 use crate::media::keyframe::VideoCodec;
+use crate::media::up_track::UpTrack;
 
 impl Router {
     /// Gives `subscriber` a down-track of `publisher`'s track `track_id`.
@@ -443,10 +444,16 @@ impl Router {
         publisher: ParticipantKey,
         track_id: &str,
     ) -> Option<&mut DownTrack> {
-        self.participants
-            .get_mut(publisher)?
-            .up_track_mut(track_id)?
-            .down_mut(subscriber)
+        self.up_track_mut(publisher, track_id)?.down_mut(subscriber)
+    }
+
+    /// `publisher`'s up-track `track_id`.
+    pub(super) fn up_track_mut(
+        &mut self,
+        publisher: ParticipantKey,
+        track_id: &str,
+    ) -> Option<&mut UpTrack> {
+        self.participants.get_mut(publisher)?.up_track_mut(track_id)
     }
 }
 
