@@ -20,7 +20,10 @@ export function onSpeakers({ active, speaking }) {
   document.querySelector('#grid .tile.self')?.classList.toggle('speaking', now.has(state.participantId));
   const moved = (active ?? null) !== state.activeSpeaker;
   state.activeSpeaker = active ?? null;
-  if (moved) layoutGrid();
+  // Only the speaker layout depends on who speaks; the grid is laid out
+  // when tiles or the window change, and only then (on a phone its size
+  // follows the page's, which follows the tiles').
+  if (moved && state.layout === 'speaker') layoutGrid();
   showPeople();
 }
 
