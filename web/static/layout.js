@@ -13,6 +13,8 @@ import { $, state } from './state.js';
 const MIN_TILE = 160;
 const RATIO = 9 / 16;
 const STORE = 'meet.layout';
+/** Where the page scrolls instead of the grid (style.css's narrow screens). */
+const PAGE_SCROLLS = matchMedia('(max-width: 720px)');
 
 /** Columns and tile width for `n` tiles in `width` × `height` with `gap`. */
 export function fit(n, width, height, gap) {
@@ -71,7 +73,11 @@ export function layoutGrid() {
     return;
   }
   const n = others.length || tiles.length;
-  const { cols, tile } = fit(n, grid.clientWidth, grid.clientHeight, gap);
+  // On a narrow screen the page scrolls, and the grid is as tall as its
+  // tiles: its height is no bound (measured, it would keep whatever size
+  // the tiles had when the last one came), the width is.
+  const height = PAGE_SCROLLS.matches ? Infinity : grid.clientHeight;
+  const { cols, tile } = fit(n, grid.clientWidth, height, gap);
   grid.style.setProperty('--cols', String(cols));
   grid.style.setProperty('--tile', `${tile}px`);
 }
