@@ -65,7 +65,10 @@ export function layoutGrid() {
   for (const el of tiles) el.classList.toggle('main', el === main);
   const gap = parseFloat(getComputedStyle(grid).columnGap) || 0;
   if (speaker) {
-    const { cols, main: w } = speakerSizes(grid.clientWidth, grid.clientHeight, gap);
+    // As for the grid below: a narrow screen's grid height follows its
+    // tiles, so the window's is the bound there.
+    const bound = PAGE_SCROLLS.matches ? innerHeight : grid.clientHeight;
+    const { cols, main: w } = speakerSizes(grid.clientWidth, bound, gap);
     grid.style.setProperty('--cols', String(cols));
     grid.style.setProperty('--tile', `${MIN_TILE}px`);
     grid.style.setProperty('--main-w', `${w}px`);
