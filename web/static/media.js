@@ -1,6 +1,7 @@
 // What we send and what we ask to receive. Sending: our camera and
 // microphone on the publisher connection (the camera in three simulcast
-// layers), the codec preference, screen sharing, muting. Receiving: the
+// layers, of which it encodes only those the server says anyone receives),
+// the codec preference, screen sharing, muting. Receiving: the
 // adaptive stream, which asks the server for the simulcast layer each
 // remote video's tile needs.
 
@@ -258,6 +259,29 @@ export function askQuality(video) {
   if ((state.sentQuality.get(track.id) ?? 'high') === quality) return;
   state.sentQuality.set(track.id, quality);
   state.signalling.send({ type: 'track_settings', track_id: track.id, quality });
+}
+
+/**
+ * `layers_wanted`: the server says which of our camera's simulcast layers
+ * anyone receives (dynacast); the encoder stops the others, and starts
+ * them again when the server asks. Changes to one sender go one after the
+ * other, each from the parameters the last one left.
+ */
+export function onLayersWanted({ mid, rids }) {
+  const published = state.published.find((p) => p.transceiver.mid === mid);
+  if (!published || !Array.isArray(rids)) return;
+  const { sender } = published.transceiver;
+  published.layers = (published.layers ?? Promise.resolve()).then(async () => {
+    const parameters = sender.getParameters();
+    if (!parameters.encodings?.some((e) => e.rid)) return;
+    let changed = false;
+    for (const encoding of parameters.encodings) {
+      const active = rids.includes(encoding.rid);
+      changed ||= encoding.active !== active;
+      encoding.active = active;
+    }
+    if (changed) await sender.setParameters(parameters);
+  }).catch((err) => console.warn('could not change the layers we send:', err));
 }
 
 /** Leaving: forgets what we published and asked for, and stops a screen

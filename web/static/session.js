@@ -14,7 +14,7 @@ import {
 } from './meeting.js';
 import { newPeerConnection, offerRefused, onPublisherAnswer, onSubscriberOffer } from './peers.js';
 import { setupIceRestart, watchIce } from './ice.js';
-import { publish, showLocalControls } from './media.js';
+import { onLayersWanted, publish, showLocalControls } from './media.js';
 import { showPeople } from './people.js';
 import { onHandRaised, onReacted, restoreHand } from './hands.js';
 import { onSpeakers } from './speakers.js';
@@ -119,6 +119,7 @@ export async function join(name, { rejoin = false } = {}) {
     .on('reacted', onReacted)
     .on('speakers', onSpeakers)
     .on('track_paused', onTrackPaused)
+    .on('layers_wanted', onLayersWanted)
     .on('invite_created', onInviteCreated)
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);

@@ -226,6 +226,15 @@ export async function joinPage(browser, serverUrl, room, name, extra = {}, optio
   return { page, context, name, id };
 }
 
+/** The sum over all labels of the server's counter `name` (its own
+ * `/metrics`, as Prometheus would scrape it). */
+export async function counterSum(serverUrl, name) {
+  const metrics = await (await fetch(`${serverUrl}/metrics`)).text();
+  return metrics.split('\n')
+    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+    .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
+}
+
 /** What `p` receives from each other participant, keyed by name. */
 export async function receivedByName(p) {
   const stats = await p.page.evaluate(() => window.meet.receiveStats());

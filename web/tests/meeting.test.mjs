@@ -5,6 +5,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, startPrometheus, launchBrowser, joinPage, openPage, receivedByName, until, sleep, processUsage, cleanUp,
+  counterSum,
 } from './harness.mjs';
 
 let server;
@@ -249,11 +250,8 @@ test('a full meeting turns the next participant away with a clear message', asyn
 });
 
 /** The server's count of subscriptions moved to another simulcast layer. */
-async function layerSwitches() {
-  const metrics = await (await fetch(`${server.url}/metrics`)).text();
-  return metrics.split('\n')
-    .filter((line) => line.startsWith('meet_simulcast_layer_switches_total'))
-    .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
+function layerSwitches() {
+  return counterSum(server.url, 'meet_simulcast_layer_switches_total');
 }
 
 test('simulcast: a small tile gets the low layer, a large one the full layer', async (t) => {

@@ -27,6 +27,7 @@ fn router(now: Instant) -> Router {
         peer_timeout: Duration::from_secs(8),
         keyframe_interval: Duration::from_millis(300),
         bandwidth_estimation: false,
+        dynacast: true,
         seed: 1,
         srtp_profiles: sfu::shell::config::Config::default().srtp_profiles,
         max_participants: 4,

@@ -12,6 +12,7 @@ pub mod bitrate;
 pub mod buffer;
 pub mod clock;
 pub mod down_track;
+pub mod dynacast;
 pub mod estimator;
 pub mod forwarder;
 pub mod keyframe;
@@ -73,4 +74,6 @@ pub struct MediaStats {
     /// Subscriptions paused because the subscriber's link could not carry
     /// even their lowest layer.
     pub pauses: u64,
+    /// Publishers told to send other simulcast layers (dynacast).
+    pub layer_updates: u64,
 }

@@ -15,6 +15,7 @@ use super::bitrate::Bitrate;
 use super::buffer::PacketBuffer;
 use super::clock::RtpClock;
 use super::down_track::{Decision, DownTrack, Route};
+use super::dynacast::{self, Dynacast};
 use super::keyframe::{KeyframeRequester, VideoCodec};
 use super::link::PACKET_OVERHEAD;
 use super::simulcast::{self, LayerView};
@@ -86,6 +87,9 @@ pub struct UpTrackInit {
     /// The `ssrc-audio-level` extension's id on the publisher's
     /// connection, where it negotiated one (audio only).
     pub audio_level_id: Option<u8>,
+    /// Its simulcast layers' rids as the publisher's SDP lists them, each
+    /// with its rank; empty without simulcast.
+    pub rids: Vec<(String, Quality)>,
 }
 
 pub struct UpTrack {
@@ -106,6 +110,10 @@ pub struct UpTrack {
     pub downs: Vec<DownTrack>,
     /// How loud it is lately (audio whose publisher sends levels).
     levels: AudioLevels,
+    /// All its simulcast rids (see [`UpTrackInit::rids`]).
+    rids: Vec<(String, Quality)>,
+    /// Which of them its publisher was told to send.
+    dynacast: Dynacast,
     /// The down-track served first with the next packet. It moves on with
     /// every packet, so that no subscriber always waits for all the others
     /// (the last of 40 viewers would wait about 8 ms for a keyframe).
@@ -127,6 +135,8 @@ impl UpTrack {
             codec: init.codec,
             keyframe_interval: init.keyframe_interval,
             levels: AudioLevels::new(init.audio_level_id),
+            rids: init.rids,
+            dynacast: Dynacast::default(),
             layers: Vec::new(),
             downs: Vec::new(),
             first: 0,
@@ -367,6 +377,25 @@ impl UpTrack {
         wanted
     }
 
+    /// The rids its publisher should send from now on, if that changed:
+    /// the layers at or below the best quality any subscriber asks for
+    /// (see `dynacast.rs`). `None` for a track without simulcast.
+    pub fn dynacast(&mut self, now: Instant) -> Option<Vec<String>> {
+        if self.rids.len() < 2 {
+            return None;
+        }
+        // Nobody receives it: the lowest layer only, ready for the next
+        // subscriber, who gets the rest within a tick.
+        let wanted = self
+            .downs
+            .iter()
+            .map(|d| d.quality)
+            .max()
+            .unwrap_or(Quality::Low);
+        let told = self.dynacast.tick(now, wanted)?;
+        Some(dynacast::rids_to_send(&self.rids, told))
+    }
+
     /// Someone needs a keyframe of `layer`: whether the request goes out
     /// now (else one is owed, see [`UpTrack::owed_keyframes`]).
     pub fn request_keyframe(&mut self, now: Instant, layer: u32) -> bool {
@@ -460,6 +489,7 @@ mod tests {
             },
             keyframe_interval: Duration::from_millis(300),
             audio_level_id: None,
+            rids: Vec::new(),
         });
         up.add_layer(now, "q".into(), LOW, Quality::Low);
         up.add_layer(now, "f".into(), HIGH, Quality::High);

@@ -16,7 +16,7 @@ use crate::worker::{Publish, Snapshot, WorkerCounters};
 /// A worker counter: name, help, and the [`Stats`] field that feeds it.
 type CounterDef = (&'static str, &'static str, Field);
 
-const COUNTERS: [CounterDef; 17] = [
+const COUNTERS: [CounterDef; 18] = [
     (
         "meet_datagrams_received_total",
         "UDP datagrams received on the media ports",
@@ -86,7 +86,8 @@ const COUNTERS: [CounterDef; 17] = [
         "meet_rtp_nacks_unanswered_total",
         "Packets subscribers asked for again that could not be resent (gone, never sent, or asked again too soon)",
         |s| s.media.nacks_unanswered,
-    ),    (
+    ),
+    (
         "meet_bandwidth_probes_total",
         "Probes of subscribers' links (a short burst above the estimate, to find a larger link)",
         |s| s.probes,
@@ -100,6 +101,11 @@ const COUNTERS: [CounterDef; 17] = [
         "meet_tracks_paused_total",
         "Video subscriptions paused because the subscriber's link could not carry even their lowest layer",
         |s| s.media.pauses,
+    ),
+    (
+        "meet_dynacast_updates_total",
+        "Times a publisher was told to send other simulcast layers, as subscribers came to want more or less of its video",
+        |s| s.media.layer_updates,
     ),
 ];
 

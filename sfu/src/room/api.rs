@@ -284,6 +284,14 @@ pub enum Event {
         track_id: String,
         paused: bool,
     },
+    /// Which simulcast layers of this participant's track (`mid` on its
+    /// publisher connection) anyone receives: it should send `rids` and
+    /// pause its other layers (dynacast).
+    LayersWanted {
+        track_id: String,
+        mid: String,
+        rids: Vec<String>,
+    },
     /// Who speaks in the room now (strongest first), and the active
     /// speaker: the last one to speak clearly, while still here.
     Speakers {

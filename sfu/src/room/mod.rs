@@ -81,6 +81,9 @@ pub struct RouterConfig {
     /// Each subscriber's link gets a bandwidth estimate and an allocation
     /// (`bandwidth.rs`).
     pub bandwidth_estimation: bool,
+    /// Publishers are told which simulcast layers anyone receives, and
+    /// pause the others (`media/dynacast.rs`).
+    pub dynacast: bool,
     /// Seed for ICE credentials and SSRCs (fixed in tests).
     pub seed: u64,
     pub srtp_profiles: Vec<SrtpProfile>,
@@ -659,6 +662,9 @@ impl Router {
             self.send_pli(now, conn, receiver, ssrc);
         }
         self.detect_speakers();
+        if self.cfg.dynacast {
+            self.dynacast(now);
+        }
         self.allocate_bandwidth(now);
         self.send_sender_reports(now);
     }

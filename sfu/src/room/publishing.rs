@@ -129,6 +129,10 @@ impl Router {
                 .unwrap_or_default();
         let rids: Vec<&str> = rids.iter().map(String::as_str).collect();
         let rank = simulcast::rank(&rid, &rids);
+        let ranked = rids
+            .iter()
+            .map(|r| (r.to_string(), simulcast::rank(r, &rids)))
+            .collect();
         if let Some(up) = p.up.iter_mut().find(|u| u.engine_track_id == init.track_id) {
             // Another simulcast layer of a track already published, or a
             // layer that came back with a new SSRC.
@@ -183,6 +187,7 @@ impl Router {
             codec,
             keyframe_interval: self.cfg.keyframe_interval,
             audio_level_id,
+            rids: ranked,
         });
         up.add_layer(now, rid, init.ssrc, rank);
         // A source a host muted stays muted in a new track.
@@ -248,5 +253,30 @@ impl Router {
         };
         let room = part.room.clone();
         self.broadcast(&room, Some(p), event);
+    }
+
+    /// Tells publishers which of their simulcast layers anyone receives
+    /// now, where that changed (dynacast).
+    pub(super) fn dynacast(&mut self, now: Instant) {
+        let mut told = Vec::new();
+        for (key, p) in self.participants.iter_mut() {
+            for up in &mut p.up {
+                if let Some(rids) = up.dynacast(now) {
+                    tracing::debug!(track = %up.id, ?rids, "publisher told its layers");
+                    told.push((key, up.id.clone(), up.mid.clone(), rids));
+                }
+            }
+        }
+        for (key, track_id, mid, rids) in told {
+            self.stats.media.layer_updates += 1;
+            self.emit(
+                key,
+                Event::LayersWanted {
+                    track_id,
+                    mid,
+                    rids,
+                },
+            );
+        }
     }
 }

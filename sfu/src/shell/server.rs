@@ -170,6 +170,7 @@ impl Server {
                 peer_timeout: config.peer_timeout(),
                 keyframe_interval: config.keyframe_interval(),
                 bandwidth_estimation: config.bandwidth_estimation,
+                dynacast: config.dynacast,
                 seed: rand::random(),
                 srtp_profiles: config.srtp_profiles.clone(),
                 max_participants: config.max_participants,

@@ -151,6 +151,7 @@ impl Net {
                 peer_timeout,
                 keyframe_interval: Duration::from_millis(300),
                 bandwidth_estimation: true,
+                dynacast: true,
                 seed: 7,
                 srtp_profiles: sfu::shell::config::Config::default().srtp_profiles,
                 max_participants: 4,

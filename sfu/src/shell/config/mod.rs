@@ -77,6 +77,8 @@ pub struct Config {
     /// allocator; `track_paused`). Off until its browser tests hold on
     /// every run: see issue [quality].
     pub bandwidth_estimation: bool,
+    /// Publishers encode only the simulcast layers someone receives.
+    pub dynacast: bool,
     /// Participants one meeting may have; further joins are refused,
     /// unless a seat has been idle this long (joined, nothing connected)
     /// and gives way.
@@ -227,6 +229,7 @@ impl Default for Config {
             reconnect_grace_secs: 20,
             keyframe_interval_ms: 300,
             bandwidth_estimation: false,
+            dynacast: true,
             max_participants: 50,
             idle_seat_secs: 30,
             max_connections: 5000,

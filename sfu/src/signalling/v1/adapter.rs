@@ -147,6 +147,15 @@ pub fn message(event: Event) -> Option<ServerMessage> {
             reaction,
         },
         Event::Speakers { active, speaking } => ServerMessage::Speakers { active, speaking },
+        Event::LayersWanted {
+            track_id,
+            mid,
+            rids,
+        } => ServerMessage::LayersWanted {
+            track_id,
+            mid,
+            rids,
+        },
         Event::TrackPaused {
             participant_id,
             track_id,

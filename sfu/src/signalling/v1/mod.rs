@@ -273,6 +273,13 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<PauseReason>,
     },
+    /// Which simulcast layers of the client's own track (`mid`) anyone
+    /// receives: send `rids`, pause the others.
+    LayersWanted {
+        track_id: String,
+        mid: String,
+        rids: Vec<String>,
+    },
     /// Who speaks now, strongest first, and the active speaker (the last
     /// to speak clearly, `null` when nobody has yet or they left); sent to
     /// everyone when either changes, and to a newcomer.
@@ -650,6 +657,14 @@ mod tests {
                 reason: None
             }),
             r#"{"type":"track_paused","participant_id":"p1","track_id":"p1-1","paused":false}"#
+        );
+        assert_eq!(
+            wire(ServerMessage::LayersWanted {
+                track_id: "p1-1".into(),
+                mid: "1".into(),
+                rids: vec!["q".into(), "h".into()]
+            }),
+            r#"{"type":"layers_wanted","track_id":"p1-1","mid":"1","rids":["q","h"]}"#
         );
         assert_eq!(
             wire(ServerMessage::Speakers {
