@@ -190,3 +190,38 @@ fn three_subscribers_get_what_each_link_carries_and_none_holds_back_another() {
     assert!(fast[top..].iter().all(|&l| l == 2), "fast: {:?}", seen[2]);
     assert!(top <= 40, "fast on top after {top} slices: {:?}", seen[2]);
 }
+
+#[test]
+fn a_link_between_two_layers_gets_the_top_layer_at_a_lower_frame_rate() {
+    // The publisher sends each layer in three temporal layers, as browsers
+    // send VP8: the top layer's base and middle temporal layers cost half
+    // of it (750 kbit/s here), which a 1 Mbit/s link carries; without
+    // them the link would get the middle layer.
+    let (mut net, mut media) = meeting(&["viewer"]);
+    media.temporal = true;
+    net.limit_downlink("viewer", Some(1_000_000.0));
+    let seen = watch(&mut net, &mut media, "viewer", Duration::from_secs(15));
+    let (layer, since) = settled(&seen);
+    assert_eq!(layer, 2, "{seen:?}");
+    let after: Vec<_> = seen.iter().filter(|s| s.0 > since).cloned().collect();
+    assert_eq!(longest_freeze(&after), 0, "froze after settling: {seen:?}");
+    // What came after it settled: the top layer's base and middle
+    // temporal layers only, one continuous stream to the decoder (no
+    // sequence gap, no picture id missing).
+    let got = received_layers(net.browser_ref("viewer"), "sim");
+    let video = video_from(net.browser_ref("viewer"), "sim");
+    let tail = got.len() - 50;
+    for (w, p) in got[tail..].windows(2).zip(video[tail..].windows(2)) {
+        let (a, b) = (w[0], w[1]);
+        assert_eq!(a.0, 2);
+        assert_eq!(b.1, a.1.wrapping_add(1), "sequence gap: {a:?} → {b:?}");
+        let step = (b.3.wrapping_sub(a.3)) & 0x7fff;
+        assert!(step <= 1, "picture id jump: {a:?} → {b:?}");
+        let tid = p[1].payload[4] >> 6;
+        assert!(tid <= 1, "temporal layer {tid} forwarded");
+    }
+    println!(
+        "settled on the top layer's lower temporal layers after {since:?}; {} datagrams dropped",
+        dropped(&net)
+    );
+}

@@ -3,7 +3,8 @@
 // small, her browser stops sending her upper layers within 5 s (her
 // `outbound-rtp` for rid `f` sends no more bytes), while Ben still decodes
 // her low layer; when his tile gets large again, her top layer sends bytes
-// again within a second and Ben gets it.
+// again within a second and Ben gets it. (Her layers come in three
+// temporal layers each, L1T3, which the server reads.)
 
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +31,8 @@ test('dynacast: a layer nobody receives stops, and comes back within a second wh
   const ben = await joinPage(browser, server.url, room, 'Ben', {}, { t });
   await ben.page.setViewportSize({ width: 1600, height: 900 });
 
-  /** Ann's camera layers: rid -> { bytes (sent so far), width, active }. */
+  /** Ann's camera layers: rid -> { bytes (sent so far), width, active,
+   * mode (scalability mode) }. */
   const annLayers = () => ann.page.evaluate(async () => {
     const sender = window.meet.state.published.find((p) => p.source === 'camera').transceiver.sender;
     const out = {};
@@ -39,6 +41,7 @@ test('dynacast: a layer nobody receives stops, and comes back within a second wh
       if (s.type === 'outbound-rtp' && s.rid && out[s.rid]) {
         out[s.rid].bytes = s.bytesSent;
         out[s.rid].width = s.frameWidth ?? 0;
+        out[s.rid].mode = s.scalabilityMode;
       }
     });
     return out;
@@ -52,6 +55,9 @@ test('dynacast: a layer nobody receives stops, and comes back within a second wh
   await until('Ann to send her top layer', async () => (await annLayers()).f?.width === 1280, 60000, 250);
   await until('Ben to get it', async () => await shownWidth() === 1280, 20000, 100);
   console.log(`# measured: Ann sent her top layer ${Date.now() - joined} ms after joining`);
+  // Each layer in three temporal layers, as Chromium sends VP8 simulcast:
+  // what the server's allocator steps through before it drops a layer.
+  for (const [rid, layer] of Object.entries(await annLayers())) assert.equal(layer.mode, 'L1T3', rid);
   const updatesBefore = await updates();
 
   // Ben's tile of Ann gets small: he asks for her low layer, and nobody

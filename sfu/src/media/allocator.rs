@@ -7,7 +7,10 @@
 //! (the quality the subscriber asked for, `track_settings`, which is a
 //! ceiling, not an order): each first gets its lowest layer while that
 //! fits, then each in turn the best layer up to its ceiling that still
-//! fits. A track whose lowest layer does not fit is paused.
+//! fits. A track whose lowest layer does not fit is paused. Where a
+//! publisher sends temporal layers (`temporal.rs`), each simulcast layer
+//! is several steps, its temporal layers from the base up: a track steps
+//! down through its temporal layers before it drops a simulcast layer.
 //!
 //! When the estimate falls below what is sent, the allocation steps down at
 //! once. It steps up only into a smaller share of the estimate (the margin
@@ -20,6 +23,7 @@
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
+use super::temporal::ALL;
 use super::Quality;
 
 /// Share of the estimate that what is sent may take before stepping down,
@@ -43,13 +47,44 @@ const PROBE_BACKOFF: [Duration; 3] = [
 ];
 
 /// What a layer that has not been measured yet (it just started) is
-/// taken to cost: a browser's usual rates for its three layers.
-fn nominal(q: Quality) -> f64 {
-    match q {
+/// taken to cost: a browser's usual rates for its three layers, and of
+/// that its temporal layers up to the `index`th of `steps` the share a
+/// browser gives them (40 % the base, 60 % with the next).
+fn nominal(q: Quality, index: usize, steps: usize) -> f64 {
+    let layer = match q {
         Quality::Low => 150_000.0,
         Quality::Medium => 500_000.0,
         Quality::High => 1_500_000.0,
-    }
+    };
+    let share = match (steps, index) {
+        (2, 0) => 0.6,
+        (3.., 0) => 0.4,
+        (3.., 1) => 0.6,
+        _ => 1.0,
+    };
+    layer * share
+}
+
+/// One step of a video track: a simulcast layer, up to one of its
+/// temporal layers ([`ALL`]: all of them, or it has none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    pub quality: Quality,
+    pub temporal: u8,
+    /// What it costs, in bits per second (0: not measured yet).
+    pub bps: f64,
+}
+
+/// The steps of one simulcast layer `quality`, from what its temporal
+/// layers cost (each with the ones below it), base first; one step, of
+/// all of it, where it has one rate only.
+pub fn layer_steps(quality: Quality, cumulative: &[f64]) -> impl Iterator<Item = Step> + '_ {
+    let last = cumulative.len().saturating_sub(1);
+    cumulative.iter().enumerate().map(move |(i, &bps)| Step {
+        quality,
+        temporal: if i == last { ALL } else { i as u8 },
+        bps,
+    })
 }
 
 /// Who gets bandwidth first, lowest first.
@@ -66,42 +101,63 @@ pub struct Demand {
     pub priority: Priority,
     /// The best quality it asked for.
     pub ceiling: Quality,
-    /// The layers the publisher sends now, lowest first, with what each
-    /// costs in bits per second (0: not measured yet).
-    pub layers: Vec<(Quality, f64)>,
+    /// The steps of the layers the publisher sends now, lowest first
+    /// (by layer, then temporal layer).
+    pub steps: Vec<Step>,
 }
 
 impl Demand {
-    /// What layer `q` costs: as measured, or (it just started) what such
-    /// a layer usually costs.
-    fn cost(&self, q: Quality) -> f64 {
-        self.layers
-            .iter()
-            .find(|(l, _)| *l == q)
-            .map_or(0.0, |&(q, bps)| if bps > 0.0 { bps } else { nominal(q) })
+    /// What `grant` costs: as measured, or (it just started) what such a
+    /// step usually costs.
+    fn cost(&self, grant: Grant) -> f64 {
+        let Grant::Layer(q, t) = grant else {
+            return 0.0;
+        };
+        let layer = self.steps.iter().filter(|s| s.quality == q);
+        let count = layer.clone().count();
+        layer
+            .enumerate()
+            .find(|(_, s)| s.temporal == t)
+            .map_or(0.0, |(i, s)| {
+                if s.bps > 0.0 {
+                    s.bps
+                } else {
+                    nominal(q, i, count)
+                }
+            })
     }
 
-    /// Whether layer `q` has been measured.
-    fn measured(&self, q: Quality) -> bool {
-        self.layers.iter().any(|&(l, bps)| l == q && bps > 0.0)
+    /// Whether `grant`'s step has been measured.
+    fn measured(&self, grant: Grant) -> bool {
+        self.steps
+            .iter()
+            .any(|s| Grant::Layer(s.quality, s.temporal) == grant && s.bps > 0.0)
     }
 
-    /// The layers it may get: up to its ceiling, or the lowest if even that
-    /// is above it.
-    fn allowed(&self) -> impl Iterator<Item = Quality> + '_ {
-        let lowest = self.layers.first().map(|l| l.0);
-        self.layers
+    /// The steps it may get: up to its ceiling, or the lowest layer's if
+    /// even that is above it.
+    fn allowed(&self) -> impl Iterator<Item = Grant> + '_ {
+        let lowest = self.steps.first().map(|s| s.quality);
+        self.steps
             .iter()
-            .map(|l| l.0)
-            .filter(move |&q| q <= self.ceiling || Some(q) == lowest)
+            .filter(move |s| s.quality <= self.ceiling || Some(s.quality) == lowest)
+            .map(|s| Grant::Layer(s.quality, s.temporal))
     }
 }
 
-/// What a track gets.
+/// What a track gets: a simulcast layer and the highest of its temporal
+/// layers, or nothing. Ordered from least to most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Grant {
     Paused,
-    Layer(Quality),
+    Layer(Quality, u8),
+}
+
+impl Grant {
+    /// All of layer `q`.
+    pub fn full(q: Quality) -> Self {
+        Self::Layer(q, ALL)
+    }
 }
 
 /// The best fit of `demands` in `budget` bits per second.
@@ -114,29 +170,30 @@ pub fn fit(budget: f64, demands: &[Demand]) -> Vec<Grant> {
         let d = &demands[i];
         match d.allowed().next() {
             // Nothing sent at all: nothing to decide.
-            None => grants[i] = Grant::Layer(d.ceiling),
-            // A lowest layer not measured yet is never paused for what it
+            None => grants[i] = Grant::full(d.ceiling),
+            // A lowest step not measured yet is never paused for what it
             // might cost: it is sent until it has been.
-            Some(q) if d.cost(q) <= left || !d.measured(q) => {
-                left -= d.cost(q);
-                grants[i] = Grant::Layer(q);
+            Some(g) if d.cost(g) <= left || !d.measured(g) => {
+                left -= d.cost(g);
+                grants[i] = g;
             }
             Some(_) => {}
         }
     }
     for &i in &order {
         let d = &demands[i];
-        let Grant::Layer(now) = grants[i] else {
+        let now = grants[i];
+        if now == Grant::Paused {
             continue;
-        };
+        }
         let have = d.cost(now);
-        if let Some(q) = d
+        if let Some(g) = d
             .allowed()
-            .filter(|&q| q > now && d.cost(q) - have <= left)
+            .filter(|&g| g > now && d.cost(g) - have <= left)
             .last()
         {
-            left -= d.cost(q) - have;
-            grants[i] = Grant::Layer(q);
+            left -= d.cost(g) - have;
+            grants[i] = g;
         }
     }
     grants
@@ -144,14 +201,7 @@ pub fn fit(budget: f64, demands: &[Demand]) -> Vec<Grant> {
 
 /// What `grants` cost.
 fn total(demands: &[Demand], grants: &[Grant]) -> f64 {
-    demands
-        .iter()
-        .zip(grants)
-        .map(|(d, g)| match g {
-            Grant::Layer(q) => d.cost(*q),
-            Grant::Paused => 0.0,
-        })
-        .sum()
+    demands.iter().zip(grants).map(|(d, g)| d.cost(*g)).sum()
 }
 
 /// What the allocator decided.
@@ -247,11 +297,22 @@ mod tests {
     use super::*;
     use Quality::*;
 
+    fn steps(layers: &[(Quality, &[f64])]) -> Vec<Step> {
+        layers
+            .iter()
+            .flat_map(|&(q, rates)| layer_steps(q, rates))
+            .collect()
+    }
+
     fn camera(ceiling: Quality) -> Demand {
         Demand {
             priority: Priority::Camera,
             ceiling,
-            layers: vec![(Low, 150_000.0), (Medium, 500_000.0), (High, 1_500_000.0)],
+            steps: steps(&[
+                (Low, &[150_000.0]),
+                (Medium, &[500_000.0]),
+                (High, &[1_500_000.0]),
+            ]),
         }
     }
 
@@ -269,35 +330,37 @@ mod tests {
         // Plenty: each its ceiling.
         assert_eq!(
             fit(10e6, &all),
-            [Layer(High), Layer(High), Layer(High), Layer(Low)]
+            [full(High), full(High), full(High), full(Low)]
         );
         // 2.5 Mbit/s: all on their lowest (600k), then the screen share to
         // the top (+1.35M), the speaker to the middle (+350k), and what is
         // left is not enough for the other camera's middle.
         assert_eq!(
             fit(2_500_000.0, &all),
-            [Layer(Low), Layer(High), Layer(Medium), Layer(Low)]
+            [full(Low), full(High), full(Medium), full(Low)]
         );
         // 400k: lowest layers by priority; the last camera is paused.
         assert_eq!(
             fit(400_000.0, &all),
-            [Grant::Paused, Layer(Low), Layer(Low), Grant::Paused]
+            [Grant::Paused, full(Low), full(Low), Grant::Paused]
         );
     }
 
-    use Grant::Layer;
+    fn full(q: Quality) -> Grant {
+        Grant::full(q)
+    }
 
     #[test]
     fn a_layer_not_measured_yet_costs_a_usual_rate_and_is_never_paused_for_it() {
         let mut d = camera(High);
-        d.layers = vec![(Low, 0.0), (Medium, 0.0), (High, 0.0)];
-        assert_eq!(fit(700_000.0, &[d.clone()]), [Layer(Medium)]);
-        assert_eq!(fit(10_000.0, &[d]), [Layer(Low)]);
+        d.steps = steps(&[(Low, &[0.0]), (Medium, &[0.0]), (High, &[0.0])]);
+        assert_eq!(fit(700_000.0, &[d.clone()]), [full(Medium)]);
+        assert_eq!(fit(10_000.0, &[d]), [full(Low)]);
         let nothing = Demand {
-            layers: vec![],
+            steps: vec![],
             ..camera(Medium)
         };
-        assert_eq!(fit(0.0, &[nothing]), [Layer(Medium)]);
+        assert_eq!(fit(0.0, &[nothing]), [full(Medium)]);
     }
 
     #[test]
@@ -308,11 +371,11 @@ mod tests {
         let audio = 50_000.0;
         let mut now = t0;
         // Plenty from the start: the top layer at once.
-        let mut current = a.decide(now, 3e6, audio, &d, &[Layer(Low)], true).grants;
-        assert_eq!(current, [Layer(High)]);
+        let mut current = a.decide(now, 3e6, audio, &d, &[full(Low)], true).grants;
+        assert_eq!(current, [full(High)]);
         // The estimate falls to 700k: down to the middle at once.
         current = a.decide(now, 700_000.0, audio, &d, &current, true).grants;
-        assert_eq!(current, [Layer(Medium)]);
+        assert_eq!(current, [full(Medium)]);
         // It wobbles around 700k: no change either way.
         for i in 0..50 {
             let estimate = if i % 2 == 0 { 640_000.0 } else { 760_000.0 };
@@ -322,13 +385,13 @@ mod tests {
         }
         // 300k: the low layer at once; 100k: paused.
         current = a.decide(now, 300_000.0, audio, &d, &current, true).grants;
-        assert_eq!(current, [Layer(Low)]);
+        assert_eq!(current, [full(Low)]);
         current = a.decide(now, 100_000.0, audio, &d, &current, true).grants;
         assert_eq!(current, [Grant::Paused]);
         // The link is back: up only once the estimate has not fallen for
         // a stable while.
         let fell = now;
-        while current != [Layer(High)] {
+        while current != [full(High)] {
             now += Duration::from_millis(100);
             current = a.decide(now, 3e6, audio, &d, &current, true).grants;
             assert!(now - fell < STABLE + Duration::from_millis(200));
@@ -341,11 +404,11 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Allocator::default();
         let later = t0 + STABLE;
-        a.decide(t0, 5e6, 0.0, &[camera(High)], &[Layer(High)], true);
-        let small = a.decide(later, 5e6, 0.0, &[camera(Low)], &[Layer(High)], true);
-        assert_eq!(small.grants, [Layer(Low)]);
+        a.decide(t0, 5e6, 0.0, &[camera(High)], &[full(High)], true);
+        let small = a.decide(later, 5e6, 0.0, &[camera(Low)], &[full(High)], true);
+        assert_eq!(small.grants, [full(Low)]);
         let big = a.decide(later, 5e6, 0.0, &[camera(High)], &small.grants, true);
-        assert_eq!(big.grants, [Layer(High)]);
+        assert_eq!(big.grants, [full(High)]);
     }
 
     #[test]
@@ -353,7 +416,7 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Allocator::default();
         let d = [camera(High)];
-        let current = [Layer(Low)];
+        let current = [full(Low)];
         let first = a.decide(t0, 600_000.0, 0.0, &d, &current, true);
         // Twice the estimate, no more.
         assert_eq!(first.probe, Some(1_200_000.0));
@@ -377,7 +440,46 @@ mod tests {
         assert_eq!(a.decide(t3, 600_000.0, 0.0, &d, &current, true).probe, None);
         // Nothing wanted beyond what is given: no probe.
         let mut b = Allocator::default();
-        let all = b.decide(t0, 10e6, 0.0, &d, &[Layer(High)], true);
+        let all = b.decide(t0, 10e6, 0.0, &d, &[full(High)], true);
         assert_eq!(all.probe, None);
+    }
+
+    /// A camera whose layers each send three temporal layers, at the
+    /// shares a browser gives them.
+    fn temporal_camera() -> Demand {
+        Demand {
+            steps: steps(&[
+                (Low, &[60_000.0, 90_000.0, 150_000.0]),
+                (Medium, &[200_000.0, 300_000.0, 500_000.0]),
+                (High, &[600_000.0, 900_000.0, 1_500_000.0]),
+            ]),
+            ..camera(High)
+        }
+    }
+
+    #[test]
+    fn temporal_layers_go_before_a_simulcast_layer() {
+        let d = [temporal_camera()];
+        assert_eq!(fit(2e6, &d), [full(High)]);
+        assert_eq!(fit(1e6, &d), [Grant::Layer(High, 1)]);
+        assert_eq!(fit(700_000.0, &d), [Grant::Layer(High, 0)]);
+        assert_eq!(fit(550_000.0, &d), [full(Medium)]);
+        assert_eq!(fit(100_000.0, &d), [Grant::Layer(Low, 1)]);
+        assert_eq!(fit(70_000.0, &d), [Grant::Layer(Low, 0)]);
+        assert_eq!(fit(50_000.0, &d), [Grant::Paused]);
+        // Not measured yet: a base layer costs 40 % of the layer's usual
+        // rate, the next 60 %.
+        let mut fresh = temporal_camera();
+        fresh.steps.iter_mut().for_each(|s| s.bps = 0.0);
+        assert_eq!(fit(1e6, &[fresh.clone()]), [Grant::Layer(High, 1)]);
+        assert_eq!(fit(650_000.0, &[fresh]), [Grant::Layer(High, 0)]);
+        // The estimate falls from 3 Mbit/s to 1 Mbit/s: down to the top
+        // layer's lower temporal layers at once, not to the middle layer.
+        let mut a = Allocator::default();
+        let t0 = Instant::now();
+        let current = a.decide(t0, 3e6, 0.0, &d, &[full(High)], true).grants;
+        assert_eq!(current, [full(High)]);
+        let current = a.decide(t0, 1e6, 0.0, &d, &current, true).grants;
+        assert_eq!(current, [Grant::Layer(High, 1)]);
     }
 }

@@ -1,5 +1,6 @@
 //! One subscriber's copy of an up-track: the layer it forwards now and the
-//! one it moves to at that layer's next keyframe, the forwarder that keeps
+//! one it moves to at that layer's next keyframe, the temporal layers it
+//! gets of it, the forwarder that keeps
 //! its sequence numbers and timestamps continuous, VP8 continuity across
 //! moves, and what it sent, so that a subscriber's NACK can be answered
 //! from the layer's buffer.
@@ -15,7 +16,8 @@ use super::allocator::Grant;
 use super::clock::RtpClock;
 use super::forwarder::{Forwarder, Verdict};
 use super::sequencer::{Sent, Sequencer};
-use super::vp8::{Offsets, Vp8Munger};
+use super::temporal::{Admit, TemporalFilter};
+use super::vp8::{Offsets, Temporal, Vp8Munger};
 use super::{MediaStats, Quality};
 
 /// A packet this far behind the newest one sent (one that reached us late,
@@ -62,6 +64,15 @@ impl Rtx {
     }
 }
 
+/// What a packet of video carries, read once for all its down-tracks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Picture {
+    /// It starts a keyframe.
+    pub keyframe: bool,
+    /// Its picture's temporal layer (VP8 with temporal layers).
+    pub temporal: Option<Temporal>,
+}
+
 /// What a down-track does with one packet of its up-track.
 #[derive(Debug)]
 pub enum Decision {
@@ -98,6 +109,8 @@ pub struct DownTrack {
     current: Option<u32>,
     pending: Option<u32>,
     vp8: Option<Vp8Munger>,
+    /// Which pictures it gets of a stream with temporal layers.
+    temporal: TemporalFilter,
     /// The timestamp of the keyframe it moves to next, as one of the layer
     /// it leaves (see [`DownTrack::align_move`]).
     aligned: Option<u32>,
@@ -134,11 +147,12 @@ impl DownTrack {
             offered: false,
             fwd: Forwarder::new(init.video, init.clock_rate),
             quality: Quality::default(),
-            grant: Grant::Layer(Quality::High),
+            grant: Grant::full(Quality::High),
             last_sent: None,
             current: init.layer,
             pending: None,
             vp8: init.vp8.then(Vp8Munger::default),
+            temporal: TemporalFilter::default(),
             aligned: None,
             sent: init.video.then(|| Sequencer::new(now)),
             packets: 0,
@@ -207,7 +221,7 @@ impl DownTrack {
     /// what the allocator grants.
     pub fn wanted(&self) -> Quality {
         match self.grant {
-            Grant::Layer(q) => q.min(self.quality),
+            Grant::Layer(q, _) => q.min(self.quality),
             Grant::Paused => self.quality,
         }
     }
@@ -221,6 +235,9 @@ impl DownTrack {
     pub fn set_grant(&mut self, grant: Grant) -> bool {
         let was_paused = self.grant == Grant::Paused;
         self.grant = grant;
+        if let Grant::Layer(_, temporal) = grant {
+            self.temporal.set_target(temporal);
+        }
         let paused = grant == Grant::Paused;
         if was_paused && !paused {
             // As after a move: from the next keyframe, numbered on
@@ -245,17 +262,19 @@ impl DownTrack {
         self.fwd.pause();
     }
 
-    /// Decides on a packet of layer `layer`; `ready` says whether the
-    /// subscriber's connection can take media now.
+    /// Decides on a packet of layer `layer`; `picture` is where it sits
+    /// among the layer's temporal layers, if it has any; `ready` says
+    /// whether the subscriber's connection can take media now.
     pub fn on_packet(
         &mut self,
         now: Instant,
         layer: u32,
         packet: &Packet,
-        keyframe: bool,
+        picture: Picture,
         ready: bool,
         stats: &mut MediaStats,
     ) -> Decision {
+        let Picture { keyframe, temporal } = picture;
         let Some(pt) = self.pt else {
             return Decision::Skip;
         };
@@ -276,13 +295,29 @@ impl DownTrack {
             if let Some(m) = &mut self.vp8 {
                 m.switch(&packet.payload);
             }
+            self.temporal.restart();
             stats.layer_switches += 1;
         }
         let (seq, ts) = (packet.header.sequence_number, packet.header.timestamp);
-        // Padding only: a bandwidth probe of the publisher's, of no use to
-        // the subscriber (see forwarder.rs).
+        let admit = temporal.map_or(Admit::Forward, |t| self.temporal.admit(t));
         let verdict = if packet.payload.is_empty() {
-            self.fwd.padding(now, seq, ts)
+            // Padding only: a bandwidth probe of the publisher's, of no
+            // use to the subscriber (see forwarder.rs).
+            self.fwd.skip(now, seq, ts)
+        } else if admit != Admit::Forward {
+            // A picture of a temporal layer it does not get.
+            if admit == Admit::DropPicture {
+                if let Some(m) = &mut self.vp8 {
+                    m.skip_picture();
+                }
+            }
+            match self.fwd.skip(now, seq, ts) {
+                // Late, after later packets took their numbers: it stays a
+                // gap (rare), rather than a piece of a picture the others
+                // were renumbered around.
+                Verdict::Forward { .. } => Verdict::Skipped,
+                v => v,
+            }
         } else {
             self.fwd.forward(now, seq, ts, keyframe)
         };
@@ -326,7 +361,7 @@ impl DownTrack {
             // A subscriber about to move needs the other layer's keyframe
             // (asked for when the move was decided), not this one.
             Verdict::DropNeedKeyframe if self.pending.is_none() => Decision::NeedKeyframe,
-            Verdict::DropNeedKeyframe | Verdict::DropStale | Verdict::DropPadding => Decision::Skip,
+            Verdict::DropNeedKeyframe | Verdict::DropStale | Verdict::Skipped => Decision::Skip,
         }
     }
 
@@ -447,6 +482,13 @@ mod tests {
         d
     }
 
+    fn key(keyframe: bool) -> Picture {
+        Picture {
+            keyframe,
+            temporal: None,
+        }
+    }
+
     fn packet(seq: u16, keyframe: bool) -> Packet {
         let mut p = Packet::default();
         p.header.sequence_number = seq;
@@ -464,7 +506,7 @@ mod tests {
         let originals: Vec<Packet> = (1000..1100).map(|s| packet(s, s == 1000)).collect();
         let mut sent = Vec::new();
         for p in &originals {
-            match d.on_packet(t0, LAYER, p, p.payload[0] == 1, true, &mut stats) {
+            match d.on_packet(t0, LAYER, p, key(p.payload[0] == 1), true, &mut stats) {
                 Decision::Send(out) => sent.push(out),
                 other => panic!("{other:?}"),
             }
@@ -499,7 +541,7 @@ mod tests {
             t0,
             LAYER,
             &packet(seq, seq == 1000),
-            seq == 1000,
+            key(seq == 1000),
             true,
             &mut stats,
         ) {
@@ -521,7 +563,7 @@ mod tests {
         let mut d = down(t0, false);
         let mut stats = MediaStats::default();
         let p = packet(5, true);
-        let Decision::Send(out) = d.on_packet(t0, LAYER, &p, true, true, &mut stats) else {
+        let Decision::Send(out) = d.on_packet(t0, LAYER, &p, key(true), true, &mut stats) else {
             panic!("not sent")
         };
         let again = d
@@ -544,7 +586,7 @@ mod tests {
                 p.header.padding = true;
                 p.payload = bytes::Bytes::new();
             }
-            match d.on_packet(t0, LAYER, &p, seq == 10, true, &mut stats) {
+            match d.on_packet(t0, LAYER, &p, key(seq == 10), true, &mut stats) {
                 Decision::Send(out) => sent.push(out.header.sequence_number),
                 Decision::Skip => assert_eq!(seq % 3, 0, "{seq} skipped"),
                 other => panic!("{other:?}"),
@@ -561,12 +603,12 @@ mod tests {
         d.negotiated(None, None);
         let p = packet(5, true);
         assert!(matches!(
-            d.on_packet(t0, LAYER, &p, true, true, &mut stats),
+            d.on_packet(t0, LAYER, &p, key(true), true, &mut stats),
             Decision::Skip
         ));
         let mut d = down(t0, true);
         assert!(matches!(
-            d.on_packet(t0, LAYER, &p, true, false, &mut stats),
+            d.on_packet(t0, LAYER, &p, key(true), false, &mut stats),
             Decision::Skip
         ));
         assert!(d.retransmission(t0, 5, |_, _| Some(&p)).is_none());

@@ -347,9 +347,14 @@ impl Estimator {
             self.proven = 0.0;
         }
         self.update();
-        if std::env::var("BWE_DEBUG").is_ok() {
-            eprintln!("DBGF n={} lost={} gcc={:.0} est={:.0} delivered={:.0} stats={:?} dep_span={:?} arr_span={:?}", reports.len(), reports.iter().filter(|r| !r.arrived).count(), self.gcc.target_bitrate(), self.estimate, self.delivered.last(), self.gcc.stats(), reports.last().map(|l| l.departure - reports[0].departure), reports.last().and_then(|l| l.arrival).zip(reports.first().and_then(|f| f.arrival)).map(|(a,b)| a.saturating_sub(b)));
-        }
+        tracing::trace!(
+            reports = reports.len(),
+            lost = reports.iter().filter(|r| !r.arrived).count(),
+            gcc = self.gcc.target_bitrate(),
+            estimate = self.estimate,
+            delivered = self.delivered.last(),
+            "transport feedback"
+        );
         let (probe, tally) = self.probe.as_mut()?;
         for r in &reports {
             tally.add(probe, r);
@@ -389,14 +394,13 @@ impl Estimator {
             return ProbeOutcome::Failed;
         };
         let outcome = tally.outcome(probe.target, &self.arrivals);
-        if std::env::var("BWE_DEBUG").is_ok() {
-            eprintln!(
-                "DBGT target={} {tally:?} sent={:?} recv={:?} -> {outcome:?}",
-                probe.target,
-                tally.sent(),
-                tally.received()
-            );
-        }
+        tracing::trace!(
+            target = probe.target,
+            sent = ?tally.sent(),
+            received = ?tally.received(),
+            ?outcome,
+            "probe settled"
+        );
         if outcome != ProbeOutcome::Failed {
             self.fresh_from = Some(now);
         }

@@ -12,7 +12,8 @@
 //!
 //! Padding-only packets (a browser's bandwidth probes) are not forwarded:
 //! they would cost every subscriber bandwidth for nothing, and a NACK for
-//! one could not be answered. Their numbers are closed up like those of
+//! one could not be answered; nor are pictures of VP8 temporal layers a
+//! subscriber does not get (`temporal.rs`). Their numbers are closed up like those of
 //! packets dropped before a keyframe (LiveKit and mediasoup do the same),
 //! remembering where each run of them was, so that a packet that arrives
 //! late, from before a run, still gets the number it had coming.
@@ -28,8 +29,9 @@ pub enum Verdict {
     DropNeedKeyframe,
     /// Too old (before the point where forwarding started): drop quietly.
     DropStale,
-    /// Padding only: dropped, and its number closed up.
-    DropPadding,
+    /// Skipped (padding, or a picture of a temporal layer the subscriber
+    /// does not get): dropped, and its number closed up.
+    Skipped,
 }
 
 /// Runs of dropped padding remembered: a packet from before the oldest is
@@ -191,12 +193,13 @@ impl Forwarder {
         Verdict::Forward { seq: out, ts }
     }
 
-    /// Decides on a padding-only packet: dropped, its number closed up, if
-    /// it is the newest so far. One that arrives after later packets took
+    /// Decides on a packet the subscriber is not to get (padding only, or
+    /// of a temporal layer it does not get): dropped, its number closed
+    /// up, if it is the newest so far. One that arrives after later packets took
     /// their numbers goes out in its own place, or that would stay a gap.
-    pub fn padding(&mut self, now: Instant, seq: u16, ts: u32) -> Verdict {
+    pub fn skip(&mut self, now: Instant, seq: u16, ts: u32) -> Verdict {
         if self.waiting_keyframe || self.last_out.is_none() {
-            return Verdict::DropPadding; // nothing numbered yet: no gap to leave
+            return Verdict::Skipped; // nothing numbered yet: no gap to leave
         }
         let newest = self.highest_in.is_none_or(|h| self.unwrap_peek(seq) > h);
         if !newest {
@@ -213,7 +216,7 @@ impl Forwarder {
             self.offsets[self.newest] = next;
             self.entries = (self.entries + 1).min(SKIPS);
         }
-        Verdict::DropPadding
+        Verdict::Skipped
     }
 
     fn restart_offsets(&mut self, ext: i64, offset: u16) {
@@ -433,28 +436,24 @@ mod tests {
     fn padding_is_dropped_and_its_numbers_closed_up() {
         let now = Instant::now();
         let mut f = Forwarder::new(true, 90_000);
-        assert_eq!(
-            f.padding(now, 9, 0),
-            Verdict::DropPadding,
-            "before the start"
-        );
+        assert_eq!(f.skip(now, 9, 0), Verdict::Skipped, "before the start");
         assert_eq!(go(&mut f, 10, true), fw(10));
-        assert_eq!(f.padding(now, 11, 0), Verdict::DropPadding);
-        assert_eq!(f.padding(now, 12, 0), Verdict::DropPadding);
+        assert_eq!(f.skip(now, 11, 0), Verdict::Skipped);
+        assert_eq!(f.skip(now, 12, 0), Verdict::Skipped);
         assert_eq!(go(&mut f, 13, false), fw(11), "no gap");
-        assert_eq!(f.padding(now, 14, 0), Verdict::DropPadding);
+        assert_eq!(f.skip(now, 14, 0), Verdict::Skipped);
         // 15 comes late, after 16: it keeps the number it had coming.
         assert_eq!(go(&mut f, 16, false), fw(13));
         assert_eq!(go(&mut f, 15, false), fw(12));
         // Padding that arrives after a later packet was numbered takes its
         // own place: dropping it would leave a gap for good.
         assert_eq!(go(&mut f, 19, false), fw(16));
-        assert_eq!(f.padding(now, 18, 0), Verdict::Forward { seq: 15, ts: 0 });
+        assert_eq!(f.skip(now, 18, 0), Verdict::Forward { seq: 15, ts: 0 });
         assert_eq!(go(&mut f, 17, false), fw(14));
         // Across a layer switch the runs start afresh.
         f.switch_source(None);
         assert_eq!(go(&mut f, 500, true), fw(17));
-        assert_eq!(f.padding(now, 501, 0), Verdict::DropPadding);
+        assert_eq!(f.skip(now, 501, 0), Verdict::Skipped);
         assert_eq!(go(&mut f, 502, false), fw(18));
     }
 
@@ -464,7 +463,7 @@ mod tests {
         let mut f = Forwarder::new(false, 48_000);
         assert_eq!(go(&mut f, 100, false), fw(100));
         for run in 0..SKIPS as u16 {
-            assert_eq!(f.padding(now, 102 + 2 * run, 0), Verdict::DropPadding);
+            assert_eq!(f.skip(now, 102 + 2 * run, 0), Verdict::Skipped);
             assert!(matches!(
                 go(&mut f, 103 + 2 * run, false),
                 Verdict::Forward { .. }

@@ -1,9 +1,9 @@
 //! What the room core keeps of one subscriber's link when its bandwidth
 //! is estimated: the estimate (`estimator.rs`), the allocator that shares
-//! it out (`allocator.rs`), and what the link was sent since the last
-//! probe tick, which a probe tops up.
+//! it out (`allocator.rs`), what the link was sent since the last probe
+//! tick, which a probe tops up, and its budget for retransmissions.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::rtp::Packet;
 
@@ -14,10 +14,20 @@ use super::estimator::Estimator;
 /// header with its extensions, the SRTP tag, UDP and IPv4.
 pub const PACKET_OVERHEAD: usize = 64;
 
+/// Share of the estimate that retransmissions may take, and the burst
+/// they may spend at once (this long at that rate). Answering every NACK
+/// of a full link fills it further: the resends are lost in turn, NACKed
+/// again, and the link carries little else (libwebrtc caps them too).
+const RESEND_SHARE: f64 = 0.2;
+const RESEND_BURST: Duration = Duration::from_millis(250);
+
 pub struct Link {
     pub estimator: Estimator,
     pub allocator: Allocator,
     pub sent_bytes: usize,
+    /// Bytes of retransmission the link may still take, as of when.
+    resend_budget: f64,
+    resend_at: Instant,
 }
 
 impl Link {
@@ -26,12 +36,55 @@ impl Link {
             estimator: Estimator::new(now),
             allocator: Allocator::default(),
             sent_bytes: 0,
+            resend_budget: 0.0,
+            resend_at: now,
         }
+    }
+
+    /// Whether a retransmission of `bytes` fits the link's budget for
+    /// them now; if so, it is spent.
+    pub fn may_resend(&mut self, now: Instant, bytes: usize) -> bool {
+        let rate = self.estimator.estimate() * RESEND_SHARE / 8.0;
+        let elapsed = now.saturating_duration_since(self.resend_at);
+        self.resend_at = now;
+        let most = (rate * RESEND_BURST.as_secs_f64()).max(1500.0);
+        self.resend_budget = (self.resend_budget + rate * elapsed.as_secs_f64()).min(most);
+        let bytes = bytes as f64;
+        let fits = self.resend_budget >= bytes;
+        if fits {
+            self.resend_budget -= bytes;
+        }
+        fits
     }
 
     /// `packet` leaves for the subscriber: numbered for its feedback.
     pub fn on_send(&mut self, now: Instant, packet: &mut Packet) {
         self.estimator.on_send(now, packet);
         self.sent_bytes += packet.payload.len() + PACKET_OVERHEAD;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmissions_take_a_share_of_the_estimate_at_most() {
+        let t0 = Instant::now();
+        let mut link = Link::new(t0);
+        let per_second = link.estimator.estimate() * RESEND_SHARE / 8.0;
+        let burst = per_second * RESEND_BURST.as_secs_f64();
+        // Nothing saved up at the start; a quarter second's worth later.
+        assert!(!link.may_resend(t0, 1200));
+        let t1 = t0 + Duration::from_secs(1);
+        let fit = (burst / 1200.0) as usize;
+        for i in 0..fit {
+            assert!(link.may_resend(t1, 1200), "resend {i}");
+        }
+        assert!(!link.may_resend(t1, 1200), "over the burst");
+        // Refilled at the share's rate.
+        let t2 = t1 + Duration::from_secs_f64(1200.0 / per_second);
+        assert!(link.may_resend(t2, 1200));
+        assert!(!link.may_resend(t2, 1200));
     }
 }

@@ -19,6 +19,7 @@ pub mod keyframe;
 pub mod link;
 pub mod sequencer;
 pub mod simulcast;
+pub mod temporal;
 pub mod up_track;
 pub mod vp8;
 

@@ -10,15 +10,17 @@ use rtc::rtp::Packet;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 
+use super::allocator::{layer_steps, Step};
 use super::audio_level::{AudioLevels, Window};
 use super::bitrate::Bitrate;
 use super::buffer::PacketBuffer;
 use super::clock::RtpClock;
-use super::down_track::{Decision, DownTrack, Route};
+use super::down_track::{Decision, DownTrack, Picture, Route};
 use super::dynacast::{self, Dynacast};
 use super::keyframe::{KeyframeRequester, VideoCodec};
 use super::link::PACKET_OVERHEAD;
 use super::simulcast::{self, LayerView};
+use super::vp8;
 use super::{Kind, MediaStats, Quality, Source};
 
 /// Where the fan-out sends packets: the subscribers' connections.
@@ -27,6 +29,11 @@ pub trait Sink {
     fn ready(&self, conn: usize) -> bool;
     /// Hands `packet` to the subscriber's engine; false if it was refused.
     fn send(&mut self, now: Instant, route: &Route, packet: Packet) -> bool;
+    /// Whether connection `conn` has room for a retransmission of `bytes`
+    /// now (its link's budget for them, where it is estimated).
+    fn may_resend(&mut self, _now: Instant, _conn: usize, _bytes: usize) -> bool {
+        true
+    }
 }
 
 /// Timestamp `ts` of layer `to` as a timestamp of layer `from`, where the
@@ -57,8 +64,29 @@ pub struct Layer {
     buffer: Option<PacketBuffer>,
     /// Its RTP clock, from the publisher's latest sender report.
     clock: Option<RtpClock>,
-    /// What it costs a subscriber, for the stream allocator.
+    /// What it costs a subscriber, for the stream allocator: all of it,
+    /// and each of its temporal layers up to the top one (VP8 with
+    /// temporal layers; `tids` of them seen so far).
     bitrate: Bitrate,
+    temporal: [Bitrate; MAX_TIDS - 1],
+    tids: usize,
+}
+
+/// The most temporal layers a layer is measured in (L1T3's); a higher one
+/// would count with the top one.
+const MAX_TIDS: usize = 3;
+
+/// What a packet's payload tells the down-tracks.
+fn picture(kind: Kind, codec: VideoCodec, payload: &[u8]) -> Picture {
+    if kind != Kind::Video {
+        return Picture::default();
+    }
+    Picture {
+        keyframe: codec.is_keyframe(payload),
+        temporal: (codec == VideoCodec::Vp8)
+            .then(|| vp8::temporal(payload))
+            .flatten(),
+    }
 }
 
 impl LayerView for Layer {
@@ -199,6 +227,8 @@ impl UpTrack {
                 buffer: (self.kind == Kind::Video).then(PacketBuffer::default),
                 clock: None,
                 bitrate: Bitrate::new(now),
+                temporal: [Bitrate::new(now); MAX_TIDS - 1],
+                tids: 0,
             },
         );
         true
@@ -239,10 +269,16 @@ impl UpTrack {
         }
         stats.rtp_packets_in += 1;
         stats.rtp_bytes_in += packet.payload.len() as u64;
-        layer
-            .bitrate
-            .add(now, packet.payload.len() + PACKET_OVERHEAD);
-        let keyframe = self.kind == Kind::Video && self.video_codec.is_keyframe(&packet.payload);
+        let size = packet.payload.len() + PACKET_OVERHEAD;
+        layer.bitrate.add(now, size);
+        let pic = picture(self.kind, self.video_codec, &packet.payload);
+        if let Some(t) = pic.temporal {
+            let tid = usize::from(t.tid).min(MAX_TIDS - 1);
+            layer.tids = layer.tids.max(tid + 1);
+            if let Some(b) = layer.temporal.get_mut(tid) {
+                b.add(now, size);
+            }
+        }
         let mut need_keyframe = false;
         let n = self.downs.len();
         let first = if n == 0 { 0 } else { self.first % n };
@@ -253,7 +289,7 @@ impl UpTrack {
             let d = &mut self.downs[i];
             let ready = sink.ready(d.route.conn);
             let started = !d.forwarding(ssrc);
-            if keyframe {
+            if pic.keyframe {
                 if let Some(ts) = d.moving_from(ssrc).and_then(|from| {
                     align(
                         layers,
@@ -266,7 +302,7 @@ impl UpTrack {
                     d.align_move(ts);
                 }
             }
-            match d.on_packet(now, ssrc, &packet, keyframe, ready, stats) {
+            match d.on_packet(now, ssrc, &packet, pic, ready, stats) {
                 Decision::Send(out) => {
                     send(now, sink, &d.route, out, stats);
                     // It starts on this keyframe (or moves to its layer).
@@ -279,9 +315,9 @@ impl UpTrack {
                             .into_iter()
                             .flat_map(|b| b.after(packet.header.sequence_number))
                         {
-                            let keyframe = self.video_codec.is_keyframe(&p.payload);
+                            let pic = picture(self.kind, self.video_codec, &p.payload);
                             if let Decision::Send(out) =
-                                d.on_packet(now, ssrc, p, keyframe, ready, stats)
+                                d.on_packet(now, ssrc, p, pic, ready, stats)
                             {
                                 send(now, sink, &d.route, out, stats);
                             }
@@ -328,7 +364,11 @@ impl UpTrack {
             let packet = d.retransmission(now, seq, |layer, source_seq| {
                 original(layers, layer, source_seq)
             });
-            if packet.is_some_and(|p| sink.send(now, &d.route, p)) {
+            let resent = packet.is_some_and(|p| {
+                sink.may_resend(now, d.route.conn, p.payload.len() + PACKET_OVERHEAD)
+                    && sink.send(now, &d.route, p)
+            });
+            if resent {
                 stats.retransmissions += 1;
             } else {
                 stats.nacks_unanswered += 1;
@@ -336,14 +376,26 @@ impl UpTrack {
         }
     }
 
-    /// The layers being sent now, lowest first, with what each costs in
-    /// bits per second: what the stream allocator shares out.
-    pub fn layer_rates(&mut self, now: Instant) -> Vec<(Quality, f64)> {
-        self.layers
-            .iter_mut()
-            .filter(|l| now.saturating_duration_since(l.last_rx) < simulcast::LAYER_TIMEOUT)
-            .map(|l| (l.rank, l.bitrate.rate(now)))
-            .collect()
+    /// The steps of the layers being sent now, lowest first (each layer's
+    /// temporal layers from the base up), with what each costs in bits per
+    /// second: what the stream allocator shares out.
+    pub fn steps(&mut self, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for l in &mut self.layers {
+            if now.saturating_duration_since(l.last_rx) >= simulcast::LAYER_TIMEOUT {
+                continue;
+            }
+            let mut cumulative = [0.0; MAX_TIDS];
+            let mut sum = 0.0;
+            let lower = l.tids.saturating_sub(1);
+            for (c, b) in cumulative.iter_mut().zip(&mut l.temporal[..lower]) {
+                sum += b.rate(now);
+                *c = sum;
+            }
+            cumulative[lower] = l.bitrate.rate(now);
+            steps.extend(layer_steps(l.rank, &cumulative[..=lower]));
+        }
+        steps
     }
 
     /// A probe's copy of the last packet `subscriber`'s down-track sent,

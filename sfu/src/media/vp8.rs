@@ -3,8 +3,10 @@
 //! pictures on its own; a decoder that saw picture 900 and then 17 would
 //! take the jump for thousands of lost pictures. So the first picture of
 //! the new layer gets the number after the newest one sent, and later ones
-//! keep that offset. Pure arithmetic on the payload descriptor (RFC 7741
-//! §4.2).
+//! keep that offset. A picture of a temporal layer the subscriber does not
+//! get (`temporal.rs`) is skipped the same way: later ones move down by
+//! one, so that the decoder sees no picture missing. Pure arithmetic on
+//! the payload descriptor (RFC 7741 §4.2).
 
 use bytes::Bytes;
 
@@ -15,6 +17,8 @@ struct Fields {
     picture_id: Option<(usize, bool)>,
     /// Offset of TL0PICIDX.
     tl0: Option<usize>,
+    /// Offset of the TID/Y/KEYIDX byte, where it holds a TID.
+    tid: Option<usize>,
 }
 
 fn fields(payload: &[u8]) -> Option<Fields> {
@@ -22,6 +26,7 @@ fn fields(payload: &[u8]) -> Option<Fields> {
     let mut fields = Fields {
         picture_id: None,
         tl0: None,
+        tid: None,
     };
     if first & 0x80 == 0 {
         return Some(fields);
@@ -38,6 +43,11 @@ fn fields(payload: &[u8]) -> Option<Fields> {
     if ext & 0x40 != 0 {
         payload.get(i)?;
         fields.tl0 = Some(i);
+        i += 1;
+    }
+    if ext & 0x20 != 0 {
+        payload.get(i)?;
+        fields.tid = Some(i);
     }
     Some(fields)
 }
@@ -62,6 +72,41 @@ fn picture_id_mask(long: bool) -> u16 {
 fn newer(a: u16, b: u16, mask: u16) -> bool {
     let d = a.wrapping_sub(b) & mask;
     d != 0 && d <= mask / 2
+}
+
+/// Where a packet's picture sits among the temporal layers of its stream:
+/// what `temporal.rs` decides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Temporal {
+    pub picture_id: u16,
+    /// What picture ids are masked with: 7 or 15 bits.
+    pub picture_mask: u16,
+    /// Its temporal layer (TID), 0 the base.
+    pub tid: u8,
+    /// Layer sync (Y): it depends on base-layer pictures only, so a
+    /// subscriber may start its layer here.
+    pub sync: bool,
+}
+
+impl Temporal {
+    /// Whether this picture comes after picture `other`.
+    pub fn after(&self, other: u16) -> bool {
+        newer(self.picture_id, other, self.picture_mask)
+    }
+}
+
+/// The temporal layer of a VP8 packet's picture; `None` for a stream
+/// without picture ids or temporal layers (a TID needs both to be of use).
+pub fn temporal(payload: &[u8]) -> Option<Temporal> {
+    let f = fields(payload)?;
+    let p @ (_, long) = f.picture_id?;
+    let tid = payload[f.tid?];
+    Some(Temporal {
+        picture_id: read_picture_id(payload, p),
+        picture_mask: picture_id_mask(long),
+        tid: tid >> 6,
+        sync: tid & 0x20 != 0,
+    })
 }
 
 /// What is subtracted from a layer's picture ids and TL0PICIDX. Small and
@@ -131,6 +176,12 @@ impl Vp8Munger {
         if let (Some(at), Some(last)) = (f.tl0, self.last_tl0) {
             self.offsets.tl0 = payload[at].wrapping_sub(last.wrapping_add(1));
         }
+    }
+
+    /// A picture the subscriber does not get (of a temporal layer above
+    /// its own) was skipped: later pictures close the gap.
+    pub fn skip_picture(&mut self) {
+        self.offsets.picture = self.offsets.picture.wrapping_add(1);
     }
 
     /// Notes what `payload` becomes for the subscriber and returns the
@@ -227,6 +278,46 @@ mod tests {
             assert_eq!(rewrite(&mut m, p), None);
             m.switch(p);
         }
+    }
+
+    /// A VP8 payload with a 15-bit picture id, TL0PICIDX and TID/Y.
+    fn vp8_tid(picture_id: u16, tl0: u8, tid: u8, sync: bool) -> Vec<u8> {
+        let [hi, lo] = picture_id.to_be_bytes();
+        let t = tid << 6 | if sync { 0x20 } else { 0 };
+        vec![0x90, 0xe0, 0x80 | hi, lo, tl0, t, 0x01, 0xaa]
+    }
+
+    #[test]
+    fn reads_the_temporal_layer() {
+        let t = temporal(&vp8_tid(300, 9, 2, true)).unwrap();
+        assert_eq!((t.picture_id, t.tid, t.sync), (300, 2, true));
+        assert!(t.after(299) && !t.after(300) && !t.after(301));
+        assert_eq!(temporal(&vp8_tid(300, 9, 1, false)).unwrap().tid, 1);
+        // Without TL0PICIDX the byte moves up.
+        let no_tl0 = [0x90, 0xa0, 0x81, 0x2c, 0x40, 0x01];
+        let t = temporal(&no_tl0).unwrap();
+        assert_eq!((t.picture_id, t.tid, t.sync), (300, 1, false));
+        // 7-bit picture ids wrap at 128.
+        let short = [0x90, 0xa0, 0x05, 0x80];
+        let t = temporal(&short).unwrap();
+        assert_eq!((t.picture_id, t.tid), (5, 2));
+        assert!(t.after(120));
+        // No T bit, or cut short: none.
+        assert_eq!(temporal(&vp8(300, 9, false)), None);
+        assert_eq!(temporal(&[0x90, 0xe0, 0x81, 0x2c, 0x09]), None);
+        assert_eq!(temporal(&[0x10, 0x00]), None);
+    }
+
+    #[test]
+    fn a_skipped_picture_leaves_no_gap_in_picture_ids() {
+        let mut m = Vp8Munger::default();
+        assert_eq!(rewrite(&mut m, &vp8_tid(10, 1, 0, true)), None);
+        m.skip_picture(); // picture 11, TID 2
+        let out = rewrite(&mut m, &vp8_tid(12, 1, 1, true)).unwrap();
+        assert_eq!(out.as_ref(), vp8_tid(11, 1, 1, true).as_slice());
+        m.skip_picture(); // 13
+        let out = rewrite(&mut m, &vp8_tid(14, 2, 0, false)).unwrap();
+        assert_eq!(out.as_ref(), vp8_tid(12, 2, 0, false).as_slice());
     }
 
     #[test]

@@ -108,9 +108,9 @@ impl Router {
             let Some(up) = self.up_track_mut(publisher, &track_id) else {
                 continue;
             };
-            let layers = up.layer_rates(now);
+            let steps = up.steps(now);
             if up.kind == Kind::Audio {
-                audio += layers.iter().map(|l| l.1).sum::<f64>();
+                audio += steps.iter().map(|s| s.bps).sum::<f64>();
                 continue;
             }
             let priority = match up.source {
@@ -125,7 +125,7 @@ impl Router {
             demands.push(Demand {
                 priority,
                 ceiling: d.quality,
-                layers,
+                steps,
             });
             current.push(d.grant());
             tracks.push((publisher, track_id));
@@ -136,6 +136,9 @@ impl Router {
         let decision = b
             .allocator
             .decide(now, estimate, audio, &demands, &current, may_probe);
+        if decision.grants != current {
+            tracing::debug!(conn, estimate, ?current, grants = ?decision.grants, "allocation");
+        }
         if let Some(target) = decision.probe {
             b.estimator.start_probe(now, target);
             b.sent_bytes = 0;

@@ -703,4 +703,11 @@ impl Sink for Fanout<'_> {
         c.drain_writes(self.out);
         sent
     }
+
+    fn may_resend(&mut self, now: Instant, conn: usize, bytes: usize) -> bool {
+        self.conns
+            .get_mut(conn)
+            .and_then(|c| c.bandwidth.as_mut())
+            .is_none_or(|b| b.may_resend(now, bytes))
+    }
 }

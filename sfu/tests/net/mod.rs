@@ -694,12 +694,36 @@ pub fn audio_count(b: &Browser, publisher: &str) -> usize {
     })
 }
 
-/// A VP8 packet as a simulcast publisher sends it: 15-bit picture id, the
-/// keyframe bit, and the layer's index so the test can tell layers apart.
-pub fn vp8_layer_payload(keyframe: bool, picture_id: u16, layer: u8) -> Bytes {
+/// A VP8 packet as a simulcast publisher sends it, as far as the tests
+/// need: the payload descriptor (the start-of-partition
+/// bit where `start`, the 15-bit picture id, and the temporal layer and
+/// layer-sync bit where `temporal` gives them), then the keyframe bit and
+/// the layer's index, so that the tests can tell layers apart.
+pub fn vp8_start(
+    start: bool,
+    keyframe: bool,
+    picture_id: u16,
+    temporal: Option<(u8, bool)>,
+    layer: u8,
+) -> Vec<u8> {
     let [hi, lo] = picture_id.to_be_bytes();
-    let p = if keyframe { 0x00 } else { 0x01 };
-    Bytes::from(vec![0x90, 0x80, 0x80 | hi, lo, p, layer])
+    let mut out = vec![if start { 0x90 } else { 0x80 }, 0x80, 0x80 | hi, lo];
+    if let Some((tid, sync)) = temporal {
+        out[1] |= 0x20;
+        out.push(tid << 6 | if sync { 0x20 } else { 0 });
+    }
+    out.extend_from_slice(&[if keyframe { 0x00 } else { 0x01 }, layer]);
+    out
+}
+
+/// The temporal layer of frame `frame` as L1T3 numbers them (0 2 1 2), and
+/// whether it is a layer sync; a keyframe is in the base layer.
+pub fn l1t3(frame: u32, keyframe: bool) -> (u8, bool) {
+    if keyframe {
+        return (0, false);
+    }
+    let tid = [0, 2, 1, 2][(frame % 4) as usize];
+    (tid, matches!(frame % 4, 1 | 2))
 }
 
 /// Sends one frame (one packet) on each simulcast layer in `layers` of
@@ -718,6 +742,8 @@ pub struct SimulcastMedia {
     pub sizes: Option<[usize; 3]>,
     /// The next sequence number of each layer.
     pub seq: [u16; 3],
+    /// Each layer in three temporal layers (L1T3), as browsers send VP8.
+    pub temporal: bool,
 }
 
 impl SimulcastMedia {
@@ -771,15 +797,11 @@ impl SimulcastMedia {
                 let payload = if self.paused.contains(&i) {
                     header.padding = true;
                     Bytes::new()
-                } else if k == 0 {
-                    let start = vp8_layer_payload(keyframe, picture_id, i as u8);
-                    let mut p = start.to_vec();
-                    p.resize((bytes / packets).max(p.len()), 0);
-                    Bytes::from(p)
                 } else {
-                    // A continuation: no start-of-partition bit.
-                    let mut p = vec![0x80, 0x80, 0x80 | (picture_id >> 8) as u8];
-                    p.extend_from_slice(&[picture_id as u8, 0x01, i as u8]);
+                    // Only the first packet starts the partition.
+                    let temporal = self.temporal.then(|| l1t3(frame, keyframe));
+                    let mut p =
+                        vp8_start(k == 0, keyframe && k == 0, picture_id, temporal, i as u8);
                     p.resize((bytes / packets).max(p.len()), 0);
                     Bytes::from(p)
                 };
@@ -807,8 +829,11 @@ pub fn received_layers(b: &Browser, publisher: &str) -> Vec<(u8, u16, u32, u16)>
                 "a padding-only packet reached the viewer"
             );
             let pid = u16::from_be_bytes([p.payload[2] & 0x7f, p.payload[3]]);
+            // The layer's index follows the keyframe bit, after the TID
+            // where there is one.
+            let tid = usize::from(p.payload[1] & 0x20 != 0);
             (
-                p.payload[5],
+                p.payload[5 + tid],
                 p.header.sequence_number,
                 p.header.timestamp,
                 pid,
