@@ -203,21 +203,33 @@ fn a_link_between_two_layers_gets_the_top_layer_at_a_lower_frame_rate() {
     let seen = watch(&mut net, &mut media, "viewer", Duration::from_secs(15));
     let (layer, since) = settled(&seen);
     assert_eq!(layer, 2, "{seen:?}");
+    // At half the frame rate a picture comes every 80 ms: a 100 ms slice
+    // may see none (a probe's loss delays one), two may not.
     let after: Vec<_> = seen.iter().filter(|s| s.0 > since).cloned().collect();
-    assert_eq!(longest_freeze(&after), 0, "froze after settling: {seen:?}");
+    assert!(
+        longest_freeze(&after) <= 1,
+        "froze after settling: {seen:?}"
+    );
     // What came after it settled: the top layer's base and middle
     // temporal layers only, one continuous stream to the decoder (no
-    // sequence gap, no picture id missing).
+    // sequence number and no picture id missing, once retransmissions
+    // filled what the link lost).
     let got = received_layers(net.browser_ref("viewer"), "sim");
     let video = video_from(net.browser_ref("viewer"), "sim");
-    let tail = got.len() - 50;
-    for (w, p) in got[tail..].windows(2).zip(video[tail..].windows(2)) {
-        let (a, b) = (w[0], w[1]);
-        assert_eq!(a.0, 2);
-        assert_eq!(b.1, a.1.wrapping_add(1), "sequence gap: {a:?} → {b:?}");
-        let step = (b.3.wrapping_sub(a.3)) & 0x7fff;
-        assert!(step <= 1, "picture id jump: {a:?} → {b:?}");
-        let tid = p[1].payload[4] >> 6;
+    let tail = got.len() - 60;
+    // Every number from the oldest to the newest of the tail arrived (some
+    // of them before it, the link's losses resent later).
+    let complete = |field: fn(&(u8, u16, u32, u16)) -> u16| {
+        let all: std::collections::HashSet<u16> = got.iter().map(field).collect();
+        let first = got[tail..].iter().map(field).min().unwrap();
+        let last = got[tail..].iter().map(field).max().unwrap();
+        last - first < 1000 && (first..=last).all(|v| all.contains(&v))
+    };
+    assert!(got[tail..].iter().all(|g| g.0 == 2), "{:?}", &got[tail..]);
+    assert!(complete(|g| g.1), "sequence gap: {:?}", &got[tail..]);
+    assert!(complete(|g| g.3), "picture id missing: {:?}", &got[tail..]);
+    for p in &video[tail..] {
+        let tid = p.payload[4] >> 6;
         assert!(tid <= 1, "temporal layer {tid} forwarded");
     }
     println!(

@@ -10,19 +10,24 @@
 //! fits. A track whose lowest layer does not fit is paused. Where a
 //! publisher sends temporal layers (`temporal.rs`), each simulcast layer
 //! is several steps, its temporal layers from the base up: a track steps
-//! down through its temporal layers before it drops a simulcast layer.
+//! down to half its frame rate before it drops a simulcast layer (and to
+//! a quarter on its lowest layer before it is paused).
 //!
 //! When the estimate falls below what is sent, the allocation steps down at
 //! once. It steps up only into a smaller share of the estimate (the margin
-//! keeps a wobbling estimate from flipping layers), and only once the
-//! estimate has not fallen for a few seconds; a subscriber asking for more
-//! of a steady link gets it at once. While a track gets less than it
-//! asks for, the allocator asks for a probe (`Estimator::start_probe`), so
-//! that the estimate can learn a larger link quickly.
+//! keeps a wobbling estimate from flipping layers), only once the estimate
+//! has not fallen for a few seconds, and only as far as the link has shown
+//! it carries: what a probe found, or the most it carried since the
+//! allocation last had to step down (a subscriber asking for more of a
+//! steady link gets it at once). An estimate climbs while nothing tests it,
+//! so stepping up on it alone overfills the link and falls back, again and
+//! again. While a track gets less than it asks for, the allocator asks for
+//! a probe (`Estimator::start_probe`), so that a larger link is found.
 
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
+use super::estimator::ProbeOutcome;
 use super::temporal::ALL;
 use super::Quality;
 
@@ -135,12 +140,17 @@ impl Demand {
     }
 
     /// The steps it may get: up to its ceiling, or the lowest layer's if
-    /// even that is above it.
+    /// even that is above it. A layer's base temporal layer alone (a
+    /// quarter of its frame rate) is a step of the lowest layer only,
+    /// where the alternative is a paused picture: above it, a slide show
+    /// of the better layer looks worse than the layer below at its full
+    /// rate.
     fn allowed(&self) -> impl Iterator<Item = Grant> + '_ {
         let lowest = self.steps.first().map(|s| s.quality);
         self.steps
             .iter()
             .filter(move |s| s.quality <= self.ceiling || Some(s.quality) == lowest)
+            .filter(move |s| s.temporal != 0 || Some(s.quality) == lowest)
             .map(|s| Grant::Layer(s.quality, s.temporal))
     }
 }
@@ -216,6 +226,9 @@ pub struct Decision {
 /// An estimate this share below its peak has fallen.
 const FALL: f64 = 0.1;
 
+/// How long what a probe found stands for what the link carries.
+const PROBED_FOR: Duration = Duration::from_secs(10);
+
 /// One subscriber's allocator: its state between decisions.
 #[derive(Debug, Default)]
 pub struct Allocator {
@@ -224,6 +237,10 @@ pub struct Allocator {
     fell: Option<Instant>,
     next_probe: Option<Instant>,
     failures: usize,
+    /// The most the link carried (audio too) since the allocation last
+    /// stepped down, and what the last probe found it carries, and when.
+    carried: f64,
+    probed: Option<(f64, Instant)>,
 }
 
 impl Allocator {
@@ -249,11 +266,25 @@ impl Allocator {
         let settled = self
             .fell
             .is_none_or(|t| now.saturating_duration_since(t) >= STABLE);
-        let grants = if sent > estimate * DOWN_SHARE - audio || is_worse(&down, current) {
-            // The estimate fell (or something was added): down at once.
+        let overfull = sent > estimate * DOWN_SHARE - audio;
+        let grants = if overfull || is_worse(&down, current) {
+            // The estimate fell (or something was added, or asked for
+            // less): down at once. If the link could not carry what it had,
+            // that no longer counts as carried, nor what a probe found
+            // before.
+            if overfull {
+                self.carried = total(demands, &down) + audio;
+                self.probed = None;
+            }
             down
         } else {
-            let up = fit(estimate * UP_SHARE - audio, demands);
+            self.carried = self.carried.max(sent + audio);
+            let probed = self
+                .probed
+                .filter(|(_, at)| now.saturating_duration_since(*at) < PROBED_FOR)
+                .map_or(0.0, |(rate, _)| rate * UP_SHARE);
+            let room = (estimate * UP_SHARE).min(self.carried.max(probed));
+            let up = fit(room - audio, demands);
             let better = up != current && !is_worse(&up, current);
             if better && settled {
                 up
@@ -273,8 +304,16 @@ impl Allocator {
         Decision { grants, probe }
     }
 
-    /// How the last probe ended: whether it found the link larger.
-    pub fn probed(&mut self, now: Instant, carried: bool) {
+    /// How the last probe ended: what it found the link to carry, and
+    /// whether it found the link larger.
+    pub fn probed(&mut self, now: Instant, outcome: ProbeOutcome) {
+        let carried = match outcome {
+            ProbeOutcome::Carried(rate) | ProbeOutcome::Full(rate) => {
+                self.probed = Some((rate, now));
+                matches!(outcome, ProbeOutcome::Carried(_))
+            }
+            ProbeOutcome::Failed => false,
+        };
         let wait = if carried {
             self.failures = 0;
             PROBE_AGAIN
@@ -370,8 +409,8 @@ mod tests {
         let d = [camera(High)];
         let audio = 50_000.0;
         let mut now = t0;
-        // Plenty from the start: the top layer at once.
-        let mut current = a.decide(now, 3e6, audio, &d, &[full(Low)], true).grants;
+        // Plenty, and the top layer flows.
+        let mut current = a.decide(now, 3e6, audio, &d, &[full(High)], true).grants;
         assert_eq!(current, [full(High)]);
         // The estimate falls to 700k: down to the middle at once.
         current = a.decide(now, 700_000.0, audio, &d, &current, true).grants;
@@ -389,14 +428,45 @@ mod tests {
         current = a.decide(now, 100_000.0, audio, &d, &current, true).grants;
         assert_eq!(current, [Grant::Paused]);
         // The link is back: up only once the estimate has not fallen for
-        // a stable while.
+        // a stable while, and a probe found the room.
         let fell = now;
+        let mut probes = 0;
         while current != [full(High)] {
             now += Duration::from_millis(100);
-            current = a.decide(now, 3e6, audio, &d, &current, true).grants;
+            let decision = a.decide(now, 3e6, audio, &d, &current, true);
+            current = decision.grants;
+            if decision.probe.is_some() {
+                probes += 1;
+                a.probed(now, ProbeOutcome::Carried(3e6));
+            }
             assert!(now - fell < STABLE + Duration::from_millis(200));
         }
         assert!(now - fell >= STABLE);
+        assert_eq!(probes, 1);
+    }
+
+    #[test]
+    fn a_rising_estimate_alone_does_not_step_up_what_a_probe_found_full() {
+        let t0 = Instant::now();
+        let mut a = Allocator::default();
+        let d = [camera(High)];
+        // 700k: the middle layer.
+        let mut now = t0;
+        let mut current = a
+            .decide(now, 700_000.0, 0.0, &d, &[full(High)], true)
+            .grants;
+        assert_eq!(current, [full(Medium)]);
+        // The estimate climbs to 2.5 Mbit/s with nothing to test it; a
+        // probe finds the link full at 700k: the middle layer stays.
+        for _ in 0..100 {
+            now += Duration::from_millis(100);
+            let decision = a.decide(now, 2.5e6, 0.0, &d, &current, true);
+            current = decision.grants;
+            if decision.probe.is_some() {
+                a.probed(now, ProbeOutcome::Full(700_000.0));
+            }
+            assert_eq!(current, [full(Medium)]);
+        }
     }
 
     #[test]
@@ -422,7 +492,7 @@ mod tests {
         assert_eq!(first.probe, Some(1_200_000.0));
         // None while it runs.
         assert_eq!(a.decide(t0, 600_000.0, 0.0, &d, &current, true).probe, None);
-        a.probed(t0, false);
+        a.probed(t0, ProbeOutcome::Failed);
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(a.decide(t1, 600_000.0, 0.0, &d, &current, true).probe, None);
         let t2 = t0 + Duration::from_secs(2);
@@ -435,7 +505,7 @@ mod tests {
             .decide(t2, 600_000.0, 0.0, &d, &current, true)
             .probe
             .is_some());
-        a.probed(t2, false);
+        a.probed(t2, ProbeOutcome::Failed);
         let t3 = t2 + Duration::from_secs(3);
         assert_eq!(a.decide(t3, 600_000.0, 0.0, &d, &current, true).probe, None);
         // Nothing wanted beyond what is given: no probe.
@@ -462,7 +532,9 @@ mod tests {
         let d = [temporal_camera()];
         assert_eq!(fit(2e6, &d), [full(High)]);
         assert_eq!(fit(1e6, &d), [Grant::Layer(High, 1)]);
-        assert_eq!(fit(700_000.0, &d), [Grant::Layer(High, 0)]);
+        // A quarter of the top layer's frame rate is not a step: the
+        // middle layer at its full rate.
+        assert_eq!(fit(700_000.0, &d), [full(Medium)]);
         assert_eq!(fit(550_000.0, &d), [full(Medium)]);
         assert_eq!(fit(100_000.0, &d), [Grant::Layer(Low, 1)]);
         assert_eq!(fit(70_000.0, &d), [Grant::Layer(Low, 0)]);
@@ -472,7 +544,7 @@ mod tests {
         let mut fresh = temporal_camera();
         fresh.steps.iter_mut().for_each(|s| s.bps = 0.0);
         assert_eq!(fit(1e6, &[fresh.clone()]), [Grant::Layer(High, 1)]);
-        assert_eq!(fit(650_000.0, &[fresh]), [Grant::Layer(High, 0)]);
+        assert_eq!(fit(850_000.0, &[fresh]), [full(Medium)]);
         // The estimate falls from 3 Mbit/s to 1 Mbit/s: down to the top
         // layer's lower temporal layers at once, not to the middle layer.
         let mut a = Allocator::default();

@@ -1,10 +1,15 @@
 //! How many bits per second a stream carries, measured over half-second
-//! windows: what a simulcast layer costs a subscriber, for the stream
-//! allocator. Two additions per packet, no allocation.
+//! windows: what a link delivered, for the estimator, and (averaged over
+//! the last two seconds, so that a keyframe or a frame held back by a busy
+//! encoder does not make a layer look twice its cost) what a simulcast
+//! layer costs a subscriber, for the stream allocator. Two additions per
+//! packet, no allocation.
 
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_millis(500);
+/// Windows an average is taken over.
+const HISTORY: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Bitrate {
@@ -12,6 +17,10 @@ pub struct Bitrate {
     since: Instant,
     /// The last full window's rate, in bits per second.
     rate: f64,
+    /// The last full windows' rates (a ring; `filled` of them so far).
+    history: [f64; HISTORY],
+    next: usize,
+    filled: usize,
 }
 
 impl Bitrate {
@@ -20,6 +29,9 @@ impl Bitrate {
             bytes: 0,
             since: now,
             rate: 0.0,
+            history: [0.0; HISTORY],
+            next: 0,
+            filled: 0,
         }
     }
 
@@ -37,6 +49,9 @@ impl Bitrate {
             self.rate = self.bytes as f64 * 8.0 / elapsed.as_secs_f64();
             self.bytes = 0;
             self.since = now;
+            self.history[self.next] = self.rate;
+            self.next = (self.next + 1) % HISTORY;
+            self.filled = (self.filled + 1).min(HISTORY);
         }
     }
 
@@ -50,6 +65,16 @@ impl Bitrate {
     pub fn rate(&mut self, now: Instant) -> f64 {
         self.roll(now);
         self.rate
+    }
+
+    /// Bits per second over the last few full windows (0 before the
+    /// first).
+    pub fn average(&mut self, now: Instant) -> f64 {
+        self.roll(now);
+        if self.filled == 0 {
+            return 0.0;
+        }
+        self.history[..self.filled].iter().sum::<f64>() / self.filled as f64
     }
 }
 
@@ -69,5 +94,21 @@ mod tests {
         assert!((r - 1_000_000.0).abs() < 30_000.0, "{r}");
         // Silence: the rate falls to nothing.
         assert_eq!(b.rate(t0 + Duration::from_secs(3)), 0.0);
+    }
+
+    #[test]
+    fn averages_the_last_two_seconds() {
+        let t0 = Instant::now();
+        let mut b = Bitrate::new(t0);
+        // 1 Mbit/s with a keyframe of 25000 bytes in one window.
+        for i in 0..200u64 {
+            let big = if i == 190 { 25_000 } else { 1250 };
+            b.add(t0 + Duration::from_millis(10 * i), big);
+        }
+        let at = t0 + Duration::from_millis(2000);
+        let last = b.rate(at);
+        let average = b.average(at);
+        assert!(last > 1_300_000.0, "{last}");
+        assert!((average - 1_100_000.0).abs() < 50_000.0, "{average}");
     }
 }

@@ -388,11 +388,12 @@ impl UpTrack {
             let mut cumulative = [0.0; MAX_TIDS];
             let mut sum = 0.0;
             let lower = l.tids.saturating_sub(1);
+            let total = l.bitrate.average(now);
             for (c, b) in cumulative.iter_mut().zip(&mut l.temporal[..lower]) {
-                sum += b.rate(now);
-                *c = sum;
+                sum += b.average(now);
+                *c = sum.min(total);
             }
-            cumulative[lower] = l.bitrate.rate(now);
+            cumulative[lower] = total;
             steps.extend(layer_steps(l.rank, &cumulative[..=lower]));
         }
         steps

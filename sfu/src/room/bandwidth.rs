@@ -70,7 +70,7 @@ impl Router {
         tracing::debug!(conn, ?outcome, estimate = b.estimator.estimate(), "probe");
         self.stats.probes += 1;
         self.stats.probes_carried += u64::from(carried);
-        b.allocator.probed(now, carried);
+        b.allocator.probed(now, outcome);
     }
 
     /// Every subscriber's allocation, anew (each housekeeping tick).
@@ -137,7 +137,7 @@ impl Router {
             .allocator
             .decide(now, estimate, audio, &demands, &current, may_probe);
         if decision.grants != current {
-            tracing::debug!(conn, estimate, ?current, grants = ?decision.grants, "allocation");
+            tracing::debug!(conn, estimate, ?current, grants = ?decision.grants, ?demands, "allocation");
         }
         if let Some(target) = decision.probe {
             b.estimator.start_probe(now, target);
