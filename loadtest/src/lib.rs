@@ -9,5 +9,6 @@ pub mod plot;
 pub mod progress;
 pub mod scenario;
 pub mod server;
+pub mod shaper;
 pub mod signal;
 pub mod stats;

@@ -2,6 +2,7 @@
 //!
 //!   loadtest --scenario video --participants 6 --duration 20
 //!   loadtest --scenario audio --ramp --json results.json
+//!   loadtest --scenario constrained --participants 6 --duration 30
 //!   loadtest --smoke            (what CI runs: correctness, not speed)
 
 use std::net::IpAddr;
@@ -133,12 +134,21 @@ async fn main() -> anyhow::Result<()> {
             (Scenario::Video, 3),
             (Scenario::Audio, 2),
             (Scenario::Livestream, 3),
+            (Scenario::Constrained, 3),
         ]
     } else {
         vec![(cli.scenario, cli.participants)]
     };
     let netns = cli.server_netns.as_deref();
-    let ours = ServerProcess::start(&bin, cli.workers, cli.media_ip, netns).await?;
+    let ours = ServerProcess::start(&bin, cli.workers, cli.media_ip, netns, &[]).await?;
+    // The constrained scenario measures bandwidth estimation: a server of
+    // its own with it on.
+    let estimating = if steps.iter().any(|(sc, _)| *sc == Scenario::Constrained) {
+        let env = [("MEET_BANDWIDTH_ESTIMATION", "true")];
+        Some(ServerProcess::start(&bin, cli.workers, cli.media_ip, netns, &env).await?)
+    } else {
+        None
+    };
     let janus = if cli.compare_janus {
         Some(JanusProcess::start(&cli.janus_config, cli.media_ip, netns).await?)
     } else {
@@ -150,12 +160,18 @@ async fn main() -> anyhow::Result<()> {
     let mut results: Vec<Summary> = Vec::new();
     for sfu in &sfus {
         for (i, &(sc, first)) in steps.iter().enumerate() {
+            let sfu = match (sfu, sc, &estimating) {
+                (Sfu::Ours(_), Scenario::Constrained, Some(e)) => Sfu::Ours(e),
+                _ => *sfu,
+            };
+            // Estimates take a few seconds to find each link.
+            let smoke_warmup = if sc == Scenario::Constrained { 8 } else { 2 };
             let mut n = first;
             loop {
                 let plan = RunPlan {
                     scenario: sc,
                     n,
-                    warmup: Duration::from_secs(if cli.smoke { 2 } else { cli.warmup }),
+                    warmup: Duration::from_secs(if cli.smoke { smoke_warmup } else { cli.warmup }),
                     duration: Duration::from_secs(if cli.smoke { 3 } else { cli.duration }),
                     video,
                     // The smoke run checks that layer choice works.
@@ -167,8 +183,9 @@ async fn main() -> anyhow::Result<()> {
                     move_layers: cli.move_layers,
                     room: format!("load-{}-{i}-{n}", sfu.name()),
                 };
-                let s = scenario::run(*sfu, &plan, audio.clone(), cli.client_ip).await?;
+                let s = scenario::run(sfu, &plan, audio.clone(), cli.client_ip).await?;
                 print_row(&s, results.is_empty());
+                print_downlinks(&s);
                 let ok = scenario::within_capacity(&s, cli.max_p99_ms);
                 results.push(s);
                 if !cli.ramp || !ok || n * 2 > cli.max_participants {
@@ -207,6 +224,9 @@ async fn main() -> anyhow::Result<()> {
     print_memory_slopes(&results);
     drop(sfus);
     ours.stop().await;
+    if let Some(e) = estimating {
+        e.stop().await;
+    }
     if let Some(j) = janus {
         j.stop().await;
     }
@@ -233,6 +253,13 @@ async fn main() -> anyhow::Result<()> {
 /// and subscribers get the simulcast layer they asked for (the top one,
 /// but the lowest in the livestream).
 fn smoke_check(s: &Summary) -> Result<(), &'static str> {
+    if s.scenario == "constrained" {
+        // Narrow links lose what overflows them: judged by link.
+        if s.packets_received == 0 || s.participants_failed > 0 {
+            return Err("media did not flow");
+        }
+        return constrained_check(s);
+    }
     if s.packets_received == 0 || s.loss_percent > 5.0 || s.participants_failed > 0 {
         return Err("media did not flow");
     }
@@ -249,6 +276,42 @@ fn smoke_check(s: &Summary) -> Result<(), &'static str> {
         return Err("subscribers did not get the simulcast layer they asked for");
     }
     Ok(())
+}
+
+/// What the constrained scenario must show: each viewer gets what its own
+/// link carries, sound first. The one on 300 kbit/s gets the low layer and
+/// never the top one, with its audio intact; the unlimited one gets more
+/// than twice as much as it.
+fn constrained_check(s: &Summary) -> Result<(), &'static str> {
+    let class = |kbps: Option<u32>| s.downlinks.iter().find(|c| c.kbps == kbps);
+    let (Some(narrow), Some(wide)) = (class(Some(300)), class(None)) else {
+        return Err("a kind of downlink is missing");
+    };
+    if narrow.audio_loss_percent > 1.0 {
+        return Err("audio was lost on the 300 kbit/s link");
+    }
+    let [low, _, top] = narrow.video_layer_packets;
+    let total: u64 = narrow.video_layer_packets.iter().sum();
+    if top > 0 || low * 10 < total * 8 {
+        return Err("the 300 kbit/s link was not given the low layer");
+    }
+    if wide.received_kbps < 2.0 * narrow.received_kbps {
+        return Err("the unlimited link got no more than the 300 kbit/s one");
+    }
+    Ok(())
+}
+
+/// The constrained scenario's viewers, by their downlink.
+fn print_downlinks(s: &Summary) {
+    for c in &s.downlinks {
+        let link = c
+            .kbps
+            .map_or("unlimited".to_owned(), |k| format!("{k} kbit/s"));
+        println!(
+            "  downlink {link}: {} viewers, {:.0} kbit/s received each, video packets by layer {:?}, {} freezes, audio lost {:.2} %, {} datagrams dropped by the link",
+            c.viewers, c.received_kbps, c.video_layer_packets, c.freezes, c.audio_loss_percent, c.dropped
+        );
+    }
 }
 
 /// Server memory per added participant, and per added down-track (stream

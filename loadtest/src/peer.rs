@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::media::{self, AUDIO_CLOCK, AUDIO_FRAME_MS, VIDEO_CLOCK};
 use crate::progress::Progress;
+use crate::shaper::Shaper;
 use crate::signal::{Event, Signaller, Target};
 use crate::stats::{Measurements, StreamKey};
 
@@ -75,10 +76,15 @@ pub struct PeerPlan {
     /// Packets before this are not measured (warm-up).
     pub measure_from: Instant,
     pub until: Instant,
+    /// The rate of this participant's downlink (`shaper.rs`); `None`:
+    /// as fast as the machine goes.
+    pub downlink: Option<f64>,
 }
 
 pub struct PeerReport {
     pub measurements: Measurements,
+    /// Datagrams its downlink dropped (see `PeerPlan::downlink`).
+    pub dropped: u64,
     /// From starting to join until the first media packet arrived.
     pub join: Option<Duration>,
     pub error: Option<String>,
@@ -159,6 +165,7 @@ impl Conn {
 pub async fn run(plan: PeerPlan, audio: Arc<Vec<Bytes>>, progress: Arc<Progress>) -> PeerReport {
     let mut report = PeerReport {
         measurements: Measurements::new(plan.t0),
+        dropped: 0,
         join: None,
         error: None,
     };
@@ -189,6 +196,7 @@ async fn drive(
     let now = Instant::now();
     let mut publisher = Conn::new(now, plan.client_ip).await?;
     let mut subscriber = Conn::new(now, plan.client_ip).await?;
+    let mut downlink = plan.downlink.map(|rate| Shaper::new(now, rate));
     let mut senders: Vec<Sender> = Vec::new();
     let mut kinds = Vec::new();
     let stream = plan.name.replace(' ', "-");
@@ -289,7 +297,8 @@ async fn drive(
         if !to_move.is_empty() {
             deadline = deadline.min(move_at);
         }
-        for d in [publisher.deadline(), subscriber.deadline()]
+        let due = downlink.as_ref().and_then(Shaper::next_due);
+        for d in [publisher.deadline(), subscriber.deadline(), due]
             .into_iter()
             .flatten()
         {
@@ -334,11 +343,20 @@ async fn drive(
             }
             r = subscriber.socket.recv_from(&mut sub_buf) => {
                 let (n, from) = r?;
-                subscriber.read(Instant::now(), from, &sub_buf[..n]);
+                match &mut downlink {
+                    Some(link) => link.push(Instant::now(), from, &sub_buf[..n]),
+                    None => subscriber.read(Instant::now(), from, &sub_buf[..n]),
+                }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
         let now = Instant::now();
+        if let Some(link) = &mut downlink {
+            while let Some((from, data)) = link.pop_due(now) {
+                subscriber.read(now, from, &data);
+            }
+            report.dropped = link.dropped;
+        }
         if now >= move_at {
             for id in to_move.drain(..) {
                 signaller.track_settings(id, plan.quality).await?;
@@ -381,6 +399,7 @@ async fn drive(
                 if now < plan.measure_from {
                     continue;
                 }
+                report.measurements.bytes += p.payload.len() as u64;
                 if let Some(stream) = incoming.get(&track_id) {
                     let sent_us = if stream.video {
                         if let Some(layer) = media::vp8_layer(&p.payload) {

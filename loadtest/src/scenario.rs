@@ -11,11 +11,11 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::janus::JanusProcess;
-use crate::peer::{self, PeerPlan, VideoPlan};
+use crate::peer::{self, PeerPlan, PeerReport, VideoPlan};
 use crate::progress::Progress;
 use crate::server::{ServerProcess, Usage};
 use crate::signal::{Feeds, Target};
-use crate::stats::{Measurements, Summary};
+use crate::stats::{DownlinkClass, Measurements, Summary};
 use sfu::signalling::v1::Quality;
 
 /// The SFU a run measures.
@@ -50,7 +50,16 @@ pub enum Scenario {
     Video,
     /// One publisher of audio and video, N viewers.
     Livestream,
+    /// One publisher of audio and simulcast video, N viewers on narrow
+    /// links of their own ([`DOWNLINKS`], in turn): what each gets of a
+    /// server with `bandwidth_estimation` on.
+    Constrained,
 }
+
+/// The constrained scenario's downlinks, viewer by viewer in turn, in
+/// bits per second (`None`: unlimited): the low layer fits the first, the
+/// middle the second.
+pub const DOWNLINKS: [Option<f64>; 3] = [Some(300_000.0), Some(1_000_000.0), None];
 
 /// Publishers in the audio scenario.
 pub const AUDIO_PUBLISHERS: usize = 10;
@@ -74,20 +83,46 @@ pub struct RunPlan {
     pub room: String,
 }
 
+/// One participant of a run.
+struct Role {
+    name: String,
+    audio: bool,
+    video: bool,
+    downlink: Option<f64>,
+}
+
+impl Role {
+    fn new(name: String, audio: bool, video: bool) -> Self {
+        Self {
+            name,
+            audio,
+            video,
+            downlink: None,
+        }
+    }
+}
+
 impl RunPlan {
-    /// (name, publishes audio, publishes video) for every participant.
-    fn roles(&self) -> Vec<(String, bool, bool)> {
+    /// Every participant: what it publishes, and its downlink.
+    fn roles(&self) -> Vec<Role> {
         let n = self.n.min(crate::server::MAX_PARTICIPANTS);
+        let presenter = || Role::new("presenter".to_owned(), true, true);
         match self.scenario {
             Scenario::Audio => (0..AUDIO_PUBLISHERS)
-                .map(|i| (format!("speaker-{i}"), true, false))
-                .chain((0..n).map(|i| (format!("listener-{i}"), false, false)))
+                .map(|i| Role::new(format!("speaker-{i}"), true, false))
+                .chain((0..n).map(|i| Role::new(format!("listener-{i}"), false, false)))
                 .collect(),
             Scenario::Video => (0..n)
-                .map(|i| (format!("member-{i}"), true, true))
+                .map(|i| Role::new(format!("member-{i}"), true, true))
                 .collect(),
-            Scenario::Livestream => std::iter::once(("presenter".to_owned(), true, true))
-                .chain((0..n).map(|i| (format!("viewer-{i}"), false, false)))
+            Scenario::Livestream => std::iter::once(presenter())
+                .chain((0..n).map(|i| Role::new(format!("viewer-{i}"), false, false)))
+                .collect(),
+            Scenario::Constrained => std::iter::once(presenter())
+                .chain((0..n).map(|i| Role {
+                    downlink: DOWNLINKS[i % DOWNLINKS.len()],
+                    ..Role::new(format!("viewer-{i}"), false, false)
+                }))
                 .collect(),
         }
     }
@@ -101,7 +136,7 @@ pub async fn run(
     client_ip: IpAddr,
 ) -> anyhow::Result<Summary> {
     let roles = plan.roles();
-    let publishers = roles.iter().filter(|r| r.1 || r.2).count();
+    let publishers = roles.iter().filter(|r| r.audio || r.video).count();
     let target = match sfu {
         Sfu::Ours(s) => Target::Ours { http: s.http },
         Sfu::Janus(j) => {
@@ -120,19 +155,20 @@ pub async fn run(
     let until = measure_from + plan.duration.min(MAX_DURATION);
     let progress = Arc::new(Progress::default());
     let mut tasks = Vec::new();
-    for (name, audio_on, video_on) in &roles {
+    for role in &roles {
         let p = PeerPlan {
             target: target.clone(),
             client_ip,
             quality: plan.quality,
             move_layers: plan.move_layers,
             room: plan.room.clone(),
-            name: name.clone(),
-            audio: *audio_on,
-            video: video_on.then_some(plan.video),
+            name: role.name.clone(),
+            audio: role.audio,
+            video: role.video.then_some(plan.video),
             t0,
             measure_from,
             until,
+            downlink: role.downlink,
         };
         tasks.push(tokio::spawn(peer::run(p, audio.clone(), progress.clone())));
         tokio::time::sleep(JOIN_SPACING).await;
@@ -172,7 +208,8 @@ pub async fn run(
     let mut failed = 0;
     // Each subscriber's own p99: fairness shows in the worst of them.
     let mut worst_p99_us = 0u64;
-    for t in tasks {
+    let mut downlinks: Vec<(Option<f64>, Vec<PeerReport>)> = Vec::new();
+    for (t, role) in tasks.into_iter().zip(&roles) {
         let Ok(r) = t.await else {
             failed += 1;
             continue;
@@ -196,6 +233,15 @@ pub async fn run(
         received += rc;
         streams += r.measurements.streams();
         total.merge(&r.measurements);
+        if plan.scenario == Scenario::Constrained && !(role.audio || role.video) {
+            match downlinks
+                .iter_mut()
+                .find(|(rate, _)| *rate == role.downlink)
+            {
+                Some((_, reports)) => reports.push(r),
+                None => downlinks.push((role.downlink, vec![r])),
+            }
+        }
     }
     joins.sort_by(f64::total_cmp);
     let (cpu, rss) = match (usage_start, usage_end) {
@@ -254,7 +300,45 @@ pub async fn run(
             Sfu::Ours(s) => s.workers,
             Sfu::Janus(_) => 0,
         },
+        downlinks: downlinks
+            .iter()
+            .map(|(rate, reports)| downlink_class(*rate, reports, elapsed))
+            .collect(),
     })
+}
+
+/// What the viewers on downlinks of `rate` received over `elapsed`
+/// seconds.
+fn downlink_class(rate: Option<f64>, reports: &[PeerReport], elapsed: f64) -> DownlinkClass {
+    let mut layers = [0; 3];
+    let (mut bytes, mut freezes, mut dropped) = (0, 0, 0);
+    let (mut due, mut got) = (0, 0);
+    for r in reports {
+        let m = &r.measurements;
+        for (a, b) in layers.iter_mut().zip(m.layer_packets) {
+            *a += b;
+        }
+        bytes += m.bytes;
+        freezes += m.freezes;
+        dropped += r.dropped;
+        let (e, rc) = m.audio_expected_received();
+        due += e;
+        got += rc;
+    }
+    let viewers = reports.len().max(1);
+    DownlinkClass {
+        kbps: rate.map(|r| (r / 1000.0) as u32),
+        viewers: reports.len(),
+        received_kbps: bytes as f64 * 8.0 / 1000.0 / elapsed / viewers as f64,
+        video_layer_packets: layers,
+        freezes,
+        audio_loss_percent: if due == 0 {
+            100.0
+        } else {
+            (due - got) as f64 / due as f64 * 100.0
+        },
+        dropped,
+    }
 }
 
 /// Whether a run is within the capacity criteria: loss under 0.5 % and p99

@@ -29,7 +29,8 @@ pub struct Usage {
 }
 
 impl ServerProcess {
-    /// Starts `bin` with media on `media_ip` only and `workers` media workers.
+    /// Starts `bin` with media on `media_ip` only and `workers` media workers,
+    /// and `env` (configuration by `MEET_*` variables) besides.
     /// In `netns` (see `ops/netns-pair.sh`) it listens on `media_ip` for
     /// HTTP too, since the load generator is outside that namespace.
     pub async fn start(
@@ -37,6 +38,7 @@ impl ServerProcess {
         workers: usize,
         media_ip: IpAddr,
         netns: Option<&str>,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let listen = match netns {
             Some(_) => format!("{media_ip}:0"),
@@ -51,6 +53,7 @@ impl ServerProcess {
             // Rooms as large as the biggest run (the default cap is 100).
             .env("MEET_MAX_PARTICIPANTS", MAX_PARTICIPANTS.to_string())
             .env("RUST_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -49,6 +49,8 @@ pub struct Measurements {
     pub packets: u64,
     /// Video packets received per simulcast layer (0 lowest).
     pub layer_packets: [u64; 3],
+    /// Payload bytes received, audio and video.
+    pub bytes: u64,
 }
 
 impl Measurements {
@@ -61,6 +63,7 @@ impl Measurements {
             freezes: 0,
             packets: 0,
             layer_packets: [0; 3],
+            bytes: 0,
         }
     }
 
@@ -132,10 +135,22 @@ impl Measurements {
 
     /// Packets expected (from the sequence numbers) and received, over all streams.
     pub fn expected_received(&self) -> (u64, u64) {
-        self.streams.values().fold((0, 0), |(e, r), s| {
-            let expected = (s.highest - i64::from(s.first_seq) + 1).max(0) as u64;
-            (e + expected, r + s.received.min(expected))
-        })
+        self.expected_received_of(|_| true)
+    }
+
+    /// The same, of audio streams alone.
+    pub fn audio_expected_received(&self) -> (u64, u64) {
+        self.expected_received_of(|s| !s.video)
+    }
+
+    fn expected_received_of(&self, which: impl Fn(&Stream) -> bool) -> (u64, u64) {
+        self.streams
+            .values()
+            .filter(|s| which(s))
+            .fold((0, 0), |(e, r), s| {
+                let expected = (s.highest - i64::from(s.first_seq) + 1).max(0) as u64;
+                (e + expected, r + s.received.min(expected))
+            })
     }
 
     /// Mean interarrival jitter over streams, in milliseconds.
@@ -160,6 +175,7 @@ impl Measurements {
         let _ = self.audio_latency_us.add(&other.audio_latency_us);
         self.freezes += other.freezes;
         self.packets += other.packets;
+        self.bytes += other.bytes;
         for (a, b) in self.layer_packets.iter_mut().zip(other.layer_packets) {
             *a += b;
         }
@@ -208,6 +224,25 @@ pub struct Summary {
     pub server_cpu_percent_per_stream: f64,
     /// Media workers our server ran with (0 for Janus: its own threading).
     pub server_workers: usize,
+    /// The constrained scenario's viewers, by the rate of their downlink.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub downlinks: Vec<DownlinkClass>,
+}
+
+/// What the viewers on one kind of downlink received.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownlinkClass {
+    /// The downlink's rate; `None`: unlimited.
+    pub kbps: Option<u32>,
+    pub viewers: usize,
+    /// Payload each viewer received, on average, in kbit/s.
+    pub received_kbps: f64,
+    pub video_layer_packets: [u64; 3],
+    pub freezes: u64,
+    /// Audio packets lost, of those due.
+    pub audio_loss_percent: f64,
+    /// Datagrams the downlinks dropped (their buffers overflowed).
+    pub dropped: u64,
 }
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ async fn rooms_on_two_workers_carry_media_at_once() {
                 move_layers: false,
                 measure_from,
                 until,
+                downlink: None,
             };
             peers.push(tokio::spawn(peer::run(
                 plan,
