@@ -17,8 +17,8 @@
 //! once. It steps up only into a smaller share of the estimate (the margin
 //! keeps a wobbling estimate from flipping layers), only once the estimate
 //! has not fallen for a few seconds, and only as far as the link has shown
-//! it carries: what a probe found, or the most it carried since the
-//! allocation last had to step down (a subscriber asking for more of a
+//! it carries: into what a probe found, or back to what each track held
+//! since the link was last overfull (a subscriber asking for more of a
 //! steady link gets it at once). An estimate climbs while nothing tests it,
 //! so stepping up on it alone overfills the link and falls back, again and
 //! again. While a track gets less than it asks for, the allocator asks for
@@ -237,9 +237,9 @@ pub struct Allocator {
     fell: Option<Instant>,
     next_probe: Option<Instant>,
     failures: usize,
-    /// The most the link carried (audio too) since the allocation last
-    /// stepped down, and what the last probe found it carries, and when.
-    carried: f64,
+    /// What each track held since the link was last overfull, and what
+    /// the last probe found it carries, and when.
+    held: Vec<Grant>,
     probed: Option<(f64, Instant)>,
 }
 
@@ -270,21 +270,31 @@ impl Allocator {
         let grants = if overfull || is_worse(&down, current) {
             // The estimate fell (or something was added, or asked for
             // less): down at once. If the link could not carry what it had,
-            // that no longer counts as carried, nor what a probe found
-            // before.
+            // that no longer counts as held, nor what a probe found before.
             if overfull {
-                self.carried = total(demands, &down) + audio;
+                self.held = down.clone();
                 self.probed = None;
             }
             down
         } else {
-            self.carried = self.carried.max(sent + audio);
+            if self.held.len() != current.len() {
+                self.held = current.to_vec();
+            }
+            for (h, c) in self.held.iter_mut().zip(current) {
+                *h = (*h).max(*c);
+            }
             let probed = self
                 .probed
                 .filter(|(_, at)| now.saturating_duration_since(*at) < PROBED_FOR)
                 .map_or(0.0, |(rate, _)| rate * UP_SHARE);
-            let room = (estimate * UP_SHARE).min(self.carried.max(probed));
-            let up = fit(room - audio, demands);
+            let mut up = fit(estimate * UP_SHARE - audio, demands);
+            if total(demands, &up) + audio > probed {
+                // No probe found room for it: only as far as each track
+                // held before.
+                for (u, h) in up.iter_mut().zip(&self.held) {
+                    *u = (*u).min(*h);
+                }
+            }
             let better = up != current && !is_worse(&up, current);
             if better && settled {
                 up
