@@ -214,6 +214,17 @@ fn total(demands: &[Demand], grants: &[Grant]) -> f64 {
     demands.iter().zip(grants).map(|(d, g)| d.cost(*g)).sum()
 }
 
+/// What `grants` cost as measured (a step not measured yet counts as
+/// nothing): what the link has been sent.
+fn measured_total(demands: &[Demand], grants: &[Grant]) -> f64 {
+    demands
+        .iter()
+        .zip(grants)
+        .filter(|(d, g)| d.measured(**g))
+        .map(|(d, g)| d.cost(*g))
+        .sum()
+}
+
 /// What the allocator decided.
 #[derive(Debug, PartialEq)]
 pub struct Decision {
@@ -266,23 +277,25 @@ impl Allocator {
         let settled = self
             .fell
             .is_none_or(|t| now.saturating_duration_since(t) >= STABLE);
-        let overfull = sent > estimate * DOWN_SHARE - audio;
-        let grants = if overfull || is_worse(&down, current) {
+        if self.held.len() != current.len() {
+            self.held = current.to_vec();
+        }
+        for (h, c) in self.held.iter_mut().zip(current) {
+            *h = (*h).max(*c);
+        }
+        let budget = estimate * DOWN_SHARE - audio;
+        let grants = if sent > budget || is_worse(&down, current) {
             // The estimate fell (or something was added, or asked for
-            // less): down at once. If the link could not carry what it had,
-            // that no longer counts as held, nor what a probe found before.
-            if overfull {
+            // less, or a layer not measured yet may cost more than it
+            // has): down at once. If the link was sent more than it could
+            // carry, that no longer counts as held, nor what a probe found
+            // before.
+            if measured_total(demands, current) > budget {
                 self.held = down.clone();
                 self.probed = None;
             }
             down
         } else {
-            if self.held.len() != current.len() {
-                self.held = current.to_vec();
-            }
-            for (h, c) in self.held.iter_mut().zip(current) {
-                *h = (*h).max(*c);
-            }
             let probed = self
                 .probed
                 .filter(|(_, at)| now.saturating_duration_since(*at) < PROBED_FOR)
