@@ -36,6 +36,8 @@ pub struct Route {
     pub conn: usize,
     /// The engine's sender of this track on that connection.
     pub sender: RTCRtpSenderId,
+    /// Spaced out by the connection's pacer, where it has one (video).
+    pub paced: bool,
 }
 
 /// The retransmission stream the subscriber negotiated (RFC 4588).
@@ -469,6 +471,7 @@ mod tests {
                     subscriber: 1,
                     conn: 2,
                     sender: RTCRtpSenderId::from(0),
+                    paced: true,
                 },
                 ssrc: 77,
                 rtx_ssrc: Some(78),

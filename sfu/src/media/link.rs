@@ -1,7 +1,8 @@
 //! What the room core keeps of one subscriber's link when its bandwidth
 //! is estimated: the estimate (`estimator.rs`), the allocator that shares
-//! it out (`allocator.rs`), what the link was sent since the last probe
-//! tick, which a probe tops up, and its budget for retransmissions.
+//! it out (`allocator.rs`), its pacer (`pacer.rs`), what the link was sent
+//! since the last probe tick, which a probe tops up, and its budget for
+//! retransmissions.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use rtc::rtp::Packet;
 
 use super::allocator::Allocator;
 use super::estimator::Estimator;
+use super::pacer::Pacer;
 
 /// What a forwarded packet costs on the wire beyond its payload: the RTP
 /// header with its extensions, the SRTP tag, UDP and IPv4.
@@ -24,6 +26,7 @@ const RESEND_BURST: Duration = Duration::from_millis(250);
 pub struct Link {
     pub estimator: Estimator,
     pub allocator: Allocator,
+    pub pacer: Pacer,
     pub sent_bytes: usize,
     /// Bytes of retransmission the link may still take, as of when.
     resend_budget: f64,
@@ -35,6 +38,7 @@ impl Link {
         Self {
             estimator: Estimator::new(now),
             allocator: Allocator::default(),
+            pacer: Pacer::new(now),
             sent_bytes: 0,
             resend_budget: 0.0,
             resend_at: now,

@@ -17,6 +17,7 @@ pub mod estimator;
 pub mod forwarder;
 pub mod keyframe;
 pub mod link;
+pub mod pacer;
 pub mod sequencer;
 pub mod simulcast;
 pub mod temporal;

@@ -553,6 +553,7 @@ mod tests {
                     subscriber: 1,
                     conn: 1,
                     sender: RTCRtpSenderId::from(0),
+                    paced: true,
                 },
                 ssrc: 7,
                 rtx_ssrc: None,

@@ -16,6 +16,7 @@ use super::participant::ParticipantKey;
 use super::{Fanout, Router};
 use crate::engine::peer::TRANSPORT_CC;
 use crate::media::allocator::{Demand, Grant, Priority};
+use crate::media::down_track::Route;
 use crate::media::estimator::ProbeOutcome;
 use crate::media::link::PACKET_OVERHEAD;
 
@@ -23,6 +24,8 @@ use crate::media::link::PACKET_OVERHEAD;
 const PROBE_TICK: Duration = Duration::from_millis(10);
 /// Most probe packets per connection per tick (about 10 Mbit/s).
 const PROBE_BURST: usize = 10;
+/// How often the pacers are polled while one holds packets back.
+pub(super) const PACE_TICK: Duration = Duration::from_millis(5);
 
 impl Router {
     /// After a subscriber's answer: whether it took transport-wide
@@ -235,6 +238,12 @@ impl Router {
                         out: &mut self.out,
                         errors: &mut self.stats.engine_errors,
                         samples: &mut self.samples,
+                        pace: &mut self.next_pace_tick,
+                    };
+                    // Timed by the probe, not the pacer.
+                    let route = Route {
+                        paced: false,
+                        ..route
                     };
                     if crate::media::up_track::Sink::send(&mut sink, now, &route, packet) {
                         sent += 1;
@@ -255,6 +264,27 @@ impl Router {
         }
         if !probing.is_empty() {
             self.next_probe_tick = Some(now + PROBE_TICK);
+        }
+    }
+
+    /// Sends what the subscriber connections' pacers let go now.
+    pub(super) fn release_paced(&mut self, now: Instant) {
+        self.next_pace_tick = None;
+        let mut waiting = false;
+        for (_, c) in self.conns.iter_mut() {
+            while let Some(b) = c.bandwidth.as_mut() {
+                let estimate = b.estimator.estimate();
+                let Some((sender, packet)) = b.pacer.poll(now, estimate) else {
+                    waiting |= !b.pacer.is_empty();
+                    break;
+                };
+                if !c.send_rtp(now, sender, packet, &mut self.out) {
+                    self.stats.engine_errors += 1;
+                }
+            }
+        }
+        if waiting {
+            self.next_pace_tick = Some(now + PACE_TICK);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use rtc::crypto::RTCCryptoProvider;
+use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::TransportProtocol;
 use slab::Slab;
@@ -71,6 +72,27 @@ impl Connection {
             });
         }
         self.deadline = self.pc.poll_timeout();
+    }
+
+    /// Hands an RTP packet to the engine's `sender` (numbered for the
+    /// link's bandwidth estimate first, where it has one) and its
+    /// datagrams to the output queue; false if the engine refused it.
+    pub fn send_rtp(
+        &mut self,
+        now: Instant,
+        sender: RTCRtpSenderId,
+        mut packet: rtc::rtp::Packet,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
+        if let Some(b) = self.bandwidth.as_mut() {
+            b.on_send(now, &mut packet);
+        }
+        let sent = self
+            .pc
+            .rtp_sender(sender)
+            .is_some_and(|mut s| s.write_rtp(now, packet).is_ok());
+        self.drain_writes(out);
+        sent
     }
 
     /// Negotiation made this connection necessary: its liveness counts.
@@ -145,6 +167,10 @@ impl Connections {
 
     pub fn iter(&self) -> impl Iterator<Item = (ConnKey, &Connection)> {
         self.slab.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ConnKey, &mut Connection)> {
+        self.slab.iter_mut()
     }
 
     /// The connection a datagram from `from` is for. A new address must

@@ -54,6 +54,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use slab::Slab;
 
 pub use api::{Command, Event, LeaveReason, Refusal, Role, Target};
+use bandwidth::PACE_TICK;
 use connection::{ConnKey, Connections};
 use membership::Joiner;
 use participant::{Participant, ParticipantKey};
@@ -207,6 +208,8 @@ pub struct Router {
     speakers: HashMap<String, speakers::RoomSpeakers>,
     /// When connections under a bandwidth probe are next topped up.
     next_probe_tick: Option<Instant>,
+    /// When the subscriber connections' pacers release packets next.
+    next_pace_tick: Option<Instant>,
 }
 
 impl Router {
@@ -230,6 +233,7 @@ impl Router {
             samples: Samples::default(),
             speakers: HashMap::new(),
             next_probe_tick: None,
+            next_pace_tick: None,
         }
     }
 
@@ -279,6 +283,7 @@ impl Router {
             .filter_map(|(_, c)| c.deadline)
             .chain(self.next_housekeeping)
             .chain(self.next_probe_tick)
+            .chain(self.next_pace_tick)
             .min()
     }
 
@@ -501,6 +506,7 @@ impl Router {
             out: &mut self.out,
             errors: &mut self.stats.engine_errors,
             samples: &mut self.samples,
+            pace: &mut self.next_pace_tick,
         };
         let want = up.forward(now, packet, &mut sink, &mut self.stats.media);
         if let (Some(layer), Some(conn)) = (want, p.publisher) {
@@ -609,6 +615,9 @@ impl Router {
         if self.next_probe_tick.is_some_and(|t| t <= now) {
             self.send_probes(now);
         }
+        if self.next_pace_tick.is_some_and(|t| t <= now) {
+            self.release_paced(now);
+        }
         if self.next_housekeeping.is_some_and(|t| t <= now) {
             self.housekeeping(now);
             self.next_housekeeping = (!self.participants.is_empty()).then(|| now + HOUSEKEEPING);
@@ -676,6 +685,8 @@ struct Fanout<'a> {
     out: &'a mut VecDeque<Output>,
     errors: &'a mut u64,
     samples: &'a mut Samples,
+    /// When the pacers are due next, once one holds a packet back.
+    pace: &'a mut Option<Instant>,
 }
 
 impl Sink for Fanout<'_> {
@@ -687,12 +698,17 @@ impl Sink for Fanout<'_> {
         let Some(c) = self.conns.get_mut(route.conn) else {
             return false;
         };
-        if let Some(b) = c.bandwidth.as_mut() {
-            b.on_send(now, &mut packet);
+        if let Some(b) = c.bandwidth.as_mut().filter(|_| route.paced) {
+            let estimate = b.estimator.estimate();
+            match b.pacer.offer(now, estimate, route.sender, packet) {
+                Some((_, now_due)) => packet = now_due,
+                None => {
+                    self.pace.get_or_insert(now + PACE_TICK);
+                    return true;
+                }
+            }
         }
-        let sent =
-            c.pc.rtp_sender(route.sender)
-                .is_some_and(|mut s| s.write_rtp(now, packet).is_ok());
+        let sent = c.send_rtp(now, route.sender, packet, self.out);
         if !sent {
             *self.errors += 1;
         } else if !c.media_sent {
@@ -700,7 +716,6 @@ impl Sink for Fanout<'_> {
             self.samples
                 .first_media(now.saturating_duration_since(c.created));
         }
-        c.drain_writes(self.out);
         sent
     }
 

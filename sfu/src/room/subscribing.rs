@@ -106,6 +106,7 @@ impl Router {
                     subscriber,
                     conn,
                     sender,
+                    paced: video,
                 },
                 ssrc,
                 rtx_ssrc,
@@ -387,6 +388,7 @@ impl Router {
             out: &mut self.out,
             errors: &mut self.stats.engine_errors,
             samples: &mut self.samples,
+            pace: &mut self.next_pace_tick,
         };
         up.retransmit(
             now,

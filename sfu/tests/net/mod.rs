@@ -744,6 +744,11 @@ pub struct SimulcastMedia {
     pub seq: [u16; 3],
     /// Each layer in three temporal layers (L1T3), as browsers send VP8.
     pub temporal: bool,
+    /// Bytes of each layer's keyframes, where they are larger than other
+    /// frames (as a real encoder's are), and a keyframe every this many
+    /// frames besides those asked for.
+    pub keyframe_sizes: Option<[usize; 3]>,
+    pub keyframe_every: Option<u32>,
 }
 
 impl SimulcastMedia {
@@ -761,7 +766,9 @@ impl SimulcastMedia {
             let (_, sender, ssrc) = b.senders[i];
             let plis = b.plis_by_ssrc.get(&ssrc).copied().unwrap_or(0);
             let seen = self.plis_seen.entry(ssrc).or_default();
-            let keyframe = frame == 1 || plis > *seen;
+            let keyframe = frame == 1
+                || plis > *seen
+                || self.keyframe_every.is_some_and(|n| frame.is_multiple_of(n));
             *seen = plis;
             let mut s = b.publisher.rtp_sender(sender).unwrap();
             let params = s.get_parameters();
@@ -785,7 +792,10 @@ impl SimulcastMedia {
                 header.set_extension(rid_id, Bytes::from(rid)).unwrap();
             }
             let picture_id = ((frame + 5000 * i as u32) & 0x7fff) as u16;
-            let bytes = self.sizes.map_or(0, |sizes| sizes[i]);
+            let bytes = match (keyframe, self.keyframe_sizes) {
+                (true, Some(sizes)) => sizes[i],
+                _ => self.sizes.map_or(0, |sizes| sizes[i]),
+            };
             let packets = bytes.div_ceil(1100).max(1);
             for k in 0..packets {
                 // Far apart per layer, as independent encoders' would be.
