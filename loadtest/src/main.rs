@@ -94,6 +94,12 @@ struct Cli {
     /// Draw latency and CPU against participants into this SVG file.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// The last participant's downlink, kbit/s (a queue draining at that
+    /// rate with 200 ms of buffer, inside the generator): a member on a
+    /// weak link, reported on its own. The constrained scenario has its
+    /// own downlinks.
+    #[arg(long)]
+    downlink_kbps: Option<u32>,
     /// A short run of each scenario that fails unless media flows and
     /// latency is measured.
     #[arg(long)]
@@ -182,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
                     },
                     move_layers: cli.move_layers,
                     room: format!("load-{}-{i}-{n}", sfu.name()),
+                    narrow: cli.downlink_kbps.map(|k| f64::from(k) * 1000.0),
                 };
                 let s = scenario::run(sfu, &plan, audio.clone(), cli.client_ip).await?;
                 print_row(&s, results.is_empty());
@@ -308,8 +315,8 @@ fn print_downlinks(s: &Summary) {
             .kbps
             .map_or("unlimited".to_owned(), |k| format!("{k} kbit/s"));
         println!(
-            "  downlink {link}: {} viewers, {:.0} kbit/s received each, video packets by layer {:?}, {} freezes, audio lost {:.2} %, {} datagrams dropped by the link",
-            c.viewers, c.received_kbps, c.video_layer_packets, c.freezes, c.audio_loss_percent, c.dropped
+            "  downlink {link}: {} receivers, {:.0} kbit/s received each, video packets by layer {:?}, {} freezes ({:.2} per stream-minute), audio lost {:.2} %, {} datagrams dropped by the link",
+            c.viewers, c.received_kbps, c.video_layer_packets, c.freezes, c.freezes_per_stream_minute, c.audio_loss_percent, c.dropped
         );
     }
 }

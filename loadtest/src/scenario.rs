@@ -81,6 +81,9 @@ pub struct RunPlan {
     /// See `PeerPlan::move_layers`.
     pub move_layers: bool,
     pub room: String,
+    /// The downlink of the last participant (one that receives), bits per
+    /// second; the constrained scenario has its own.
+    pub narrow: Option<f64>,
 }
 
 /// One participant of a run.
@@ -105,6 +108,16 @@ impl Role {
 impl RunPlan {
     /// Every participant: what it publishes, and its downlink.
     fn roles(&self) -> Vec<Role> {
+        let mut roles = self.roles_by_scenario();
+        if let (Some(rate), Some(last)) = (self.narrow, roles.last_mut()) {
+            if self.scenario != Scenario::Constrained {
+                last.downlink = Some(rate);
+            }
+        }
+        roles
+    }
+
+    fn roles_by_scenario(&self) -> Vec<Role> {
         let n = self.n.min(crate::server::MAX_PARTICIPANTS);
         let presenter = || Role::new("presenter".to_owned(), true, true);
         match self.scenario {
@@ -233,7 +246,8 @@ pub async fn run(
         received += rc;
         streams += r.measurements.streams();
         total.merge(&r.measurements);
-        if plan.scenario == Scenario::Constrained && !(role.audio || role.video) {
+        let viewer = !(role.audio || role.video);
+        if (plan.scenario == Scenario::Constrained && viewer) || role.downlink.is_some() {
             match downlinks
                 .iter_mut()
                 .find(|(rate, _)| *rate == role.downlink)
@@ -311,7 +325,7 @@ pub async fn run(
 /// seconds.
 fn downlink_class(rate: Option<f64>, reports: &[PeerReport], elapsed: f64) -> DownlinkClass {
     let mut layers = [0; 3];
-    let (mut bytes, mut freezes, mut dropped) = (0, 0, 0);
+    let (mut bytes, mut freezes, mut dropped, mut streams) = (0, 0, 0, 0);
     let (mut due, mut got) = (0, 0);
     for r in reports {
         let m = &r.measurements;
@@ -321,6 +335,7 @@ fn downlink_class(rate: Option<f64>, reports: &[PeerReport], elapsed: f64) -> Do
         bytes += m.bytes;
         freezes += m.freezes;
         dropped += r.dropped;
+        streams += m.video_streams();
         let (e, rc) = m.audio_expected_received();
         due += e;
         got += rc;
@@ -332,6 +347,11 @@ fn downlink_class(rate: Option<f64>, reports: &[PeerReport], elapsed: f64) -> Do
         received_kbps: bytes as f64 * 8.0 / 1000.0 / elapsed / viewers as f64,
         video_layer_packets: layers,
         freezes,
+        freezes_per_stream_minute: if streams == 0 {
+            0.0
+        } else {
+            freezes as f64 / streams as f64 / (elapsed / 60.0)
+        },
         audio_loss_percent: if due == 0 {
             100.0
         } else {

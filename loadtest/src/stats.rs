@@ -170,6 +170,10 @@ impl Measurements {
         self.streams.len()
     }
 
+    pub fn video_streams(&self) -> usize {
+        self.streams.values().filter(|s| s.video).count()
+    }
+
     pub fn merge(&mut self, other: &Measurements) {
         let _ = self.latency_us.add(&other.latency_us);
         let _ = self.audio_latency_us.add(&other.audio_latency_us);
@@ -239,6 +243,7 @@ pub struct DownlinkClass {
     pub received_kbps: f64,
     pub video_layer_packets: [u64; 3],
     pub freezes: u64,
+    pub freezes_per_stream_minute: f64,
     /// Audio packets lost, of those due.
     pub audio_loss_percent: f64,
     /// Datagrams the downlinks dropped (their buffers overflowed).
