@@ -16,6 +16,38 @@ use super::pacer::Pacer;
 /// header with its extensions, the SRTP tag, UDP and IPv4.
 pub const PACKET_OVERHEAD: usize = 64;
 
+/// Without an estimate, the share of what a connection was sent that its
+/// retransmissions may take, and the most saved up for a burst of them.
+const SENT_SHARE: f64 = 0.2;
+const SENT_SAVED: f64 = 64_000.0;
+
+/// A connection's budget for retransmissions where its link has no
+/// estimate (`bandwidth_estimation` off): a share of what it was sent.
+/// A link that loses much would otherwise be sent resends of resends
+/// without end, most of what it carries (a 400 kbit/s subscriber of two
+/// cameras dropped 2 000 datagrams a second so).
+#[derive(Debug, Default)]
+pub struct SentShare {
+    budget: f64,
+}
+
+impl SentShare {
+    /// `bytes` went out on the connection.
+    pub fn on_sent(&mut self, bytes: usize) {
+        self.budget = (self.budget + bytes as f64 * SENT_SHARE).min(SENT_SAVED);
+    }
+
+    /// Whether a retransmission of `bytes` fits; if so, it is spent.
+    pub fn may_resend(&mut self, bytes: usize) -> bool {
+        let bytes = bytes as f64;
+        let fits = self.budget >= bytes;
+        if fits {
+            self.budget -= bytes;
+        }
+        fits
+    }
+}
+
 /// Share of the estimate that retransmissions may take, and the burst
 /// they may spend at once (this long at that rate). Answering every NACK
 /// of a full link fills it further: the resends are lost in turn, NACKed
@@ -71,6 +103,24 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_an_estimate_retransmissions_take_a_share_of_what_was_sent() {
+        let mut s = SentShare::default();
+        assert!(!s.may_resend(1200), "nothing sent yet");
+        // 50 packets of 1200 bytes sent: room for ten resends.
+        for _ in 0..50 {
+            s.on_sent(1200);
+        }
+        let resent = (0..20).filter(|_| s.may_resend(1200)).count();
+        assert_eq!(resent, 10);
+        // However long it was quiet, no more than the saved-up most.
+        for _ in 0..10_000 {
+            s.on_sent(1200);
+        }
+        let resent = (0..100).filter(|_| s.may_resend(1200)).count();
+        assert_eq!(resent, (SENT_SAVED / 1200.0) as usize);
+    }
 
     #[test]
     fn retransmissions_take_a_share_of_the_estimate_at_most() {

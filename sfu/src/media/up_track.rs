@@ -30,7 +30,8 @@ pub trait Sink {
     /// Hands `packet` to the subscriber's engine; false if it was refused.
     fn send(&mut self, now: Instant, route: &Route, packet: Packet) -> bool;
     /// Whether connection `conn` has room for a retransmission of `bytes`
-    /// now (its link's budget for them, where it is estimated).
+    /// now (a share of its link's estimate, or without one of what it
+    /// was sent).
     fn may_resend(&mut self, _now: Instant, _conn: usize, _bytes: usize) -> bool {
         true
     }

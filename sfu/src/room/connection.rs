@@ -16,7 +16,7 @@ use super::api::Target;
 use super::ice::BindingRequest;
 use super::{Output, Transport};
 use crate::engine::peer::PeerConnection;
-use crate::media::link::Link;
+use crate::media::link::{Link, SentShare, PACKET_OVERHEAD};
 
 pub type ConnKey = usize;
 
@@ -52,6 +52,8 @@ pub struct Connection {
     pub ntp_offset: Option<u64>,
     /// A subscriber connection's bandwidth estimate and allocation.
     pub bandwidth: Option<Link>,
+    /// Its budget for retransmissions where it has no estimate.
+    pub resends: SentShare,
 }
 
 impl Connection {
@@ -87,10 +89,14 @@ impl Connection {
         if let Some(b) = self.bandwidth.as_mut() {
             b.on_send(now, &mut packet);
         }
+        let size = packet.payload.len() + PACKET_OVERHEAD;
         let sent = self
             .pc
             .rtp_sender(sender)
             .is_some_and(|mut s| s.write_rtp(now, packet).is_ok());
+        if sent {
+            self.resends.on_sent(size);
+        }
         self.drain_writes(out);
         sent
     }
@@ -152,6 +158,7 @@ impl Connections {
             // A new connection has timers to start.
             deadline: Some(now),
             bandwidth: estimated.then(|| Link::new(now)),
+            resends: SentShare::default(),
         });
         self.by_ufrag.insert(creds.ufrag, key);
         key

@@ -720,9 +720,12 @@ impl Sink for Fanout<'_> {
     }
 
     fn may_resend(&mut self, now: Instant, conn: usize, bytes: usize) -> bool {
-        self.conns
-            .get_mut(conn)
-            .and_then(|c| c.bandwidth.as_mut())
-            .is_none_or(|b| b.may_resend(now, bytes))
+        let Some(c) = self.conns.get_mut(conn) else {
+            return false;
+        };
+        match c.bandwidth.as_mut() {
+            Some(b) => b.may_resend(now, bytes),
+            None => c.resends.may_resend(bytes),
+        }
     }
 }
