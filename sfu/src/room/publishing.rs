@@ -129,10 +129,6 @@ impl Router {
                 .unwrap_or_default();
         let rids: Vec<&str> = rids.iter().map(String::as_str).collect();
         let rank = simulcast::rank(&rid, &rids);
-        let ranked = rids
-            .iter()
-            .map(|r| (r.to_string(), simulcast::rank(r, &rids)))
-            .collect();
         if let Some(up) = p.up.iter_mut().find(|u| u.engine_track_id == init.track_id) {
             // Another simulcast layer of a track already published, or a
             // layer that came back with a new SSRC.
@@ -187,7 +183,10 @@ impl Router {
             codec,
             keyframe_interval: self.cfg.keyframe_interval,
             audio_level_id,
-            rids: ranked,
+            rids: rids
+                .iter()
+                .map(|r| (r.to_string(), simulcast::rank(r, &rids)))
+                .collect(),
         });
         up.add_layer(now, rid, init.ssrc, rank);
         // A source a host muted stays muted in a new track.
