@@ -40,6 +40,8 @@ if [ "$mode" = test ]; then
   [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || apt_packages+=(libnginx-mod-stream)
   # TURN through coturn (web/tests/turn.test.mjs, turn-443.test.mjs).
   need turnserver coturn
+  # Several servers sharing meetings (sfu/tests/cluster.rs): Redis.
+  need redis-server redis-server
   need openssl openssl
   # The package test (ops/package-test.sh) checks the unit with systemd-analyze.
   need systemd-analyze systemd
@@ -76,7 +78,7 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
   # Debian starts nginx (port 80) and coturn when it installs them (unless
   # policy-rc.d forbids it); the tests run their own and want no service.
-  for service in nginx coturn; do
+  for service in nginx coturn redis-server; do
     if [[ " ${apt_packages[*]} " == *" $service "* ]]; then
       { $sudo systemctl disable --now "$service" || $sudo service "$service" stop; } >/dev/null 2>&1 || true
     fi

@@ -8,6 +8,8 @@
 //!   room core's commands and events (v1: JSON over a WebSocket);
 //! - [`access`]: who may enter a meeting: tokens, invites, policies, the
 //!   roster, the lobby, held seats, limits, the drain;
+//! - [`cluster`]: where a meeting lives when several servers share them
+//!   through Redis: the registry, meeting leases, placement;
 //! - [`metrics`]: the Prometheus registry, and what each worker publishes;
 //! - [`turn`]: TURN credentials for clients, and the TURN servers' probe;
 //! - [`certificate`]: when a certificate ends;
@@ -22,6 +24,7 @@
 
 pub mod access;
 pub mod certificate;
+pub mod cluster;
 pub mod engine;
 pub mod media;
 pub mod metrics;

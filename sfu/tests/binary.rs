@@ -7,64 +7,20 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod common;
 
-use common::{join, recv, send, Ws};
+use common::{join, recv, send, server, Process, Ws};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sfu");
-
-/// The server binary running as its own process.
-struct Process {
-    child: Child,
-    http: SocketAddr,
-}
-
-/// The server on loopback, ephemeral ports, one worker, with the given
-/// drain timeout.
-fn server(drain_timeout_secs: u64) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(["--listen", "127.0.0.1:0", "--media-port", "0"])
-        .env("MEET_WORKERS", "1")
-        .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
-        // These tests are about stopping, not about who gets in.
-        .env("MEET_ANONYMOUS_JOIN", "true")
-        .env("MEET_DRAIN_TIMEOUT_SECS", drain_timeout_secs.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped());
-    command
-}
 
 impl Process {
     fn start(drain_timeout_secs: u64) -> Self {
         Self::spawn(server(drain_timeout_secs))
-    }
-
-    /// Returns once the server says where it listens.
-    fn spawn(mut command: Command) -> Self {
-        let mut child = command.spawn().expect("the server binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let http = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Self { child, http }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) with our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill failed");
     }
 
     /// The exit status, once it has exited (bounded wait).
@@ -98,14 +54,6 @@ impl Process {
     async fn readyz(&self) -> (u16, Value) {
         let (status, body) = self.get("/readyz").await;
         (status, serde_json::from_str(&body).unwrap())
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // A failed test leaves no server behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -117,6 +117,11 @@ impl Lobby {
         })
     }
 
+    /// Whether anyone waits to be let into `room`.
+    pub fn is_waiting(&self, room: &str) -> bool {
+        self.lock().get(room).is_some_and(|d| !d.waiting.is_empty())
+    }
+
     /// Forgets a door nobody waits at and no host watches.
     fn sweep(doors: &mut HashMap<String, Door>, room: &str) {
         if doors

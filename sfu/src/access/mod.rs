@@ -20,6 +20,7 @@ pub mod token;
 
 use chat::Chat;
 
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::turn::Turn;
 use drain::Drain;
@@ -53,4 +54,7 @@ pub struct Access {
     pub chat: Option<Chat>,
     /// Where refusals are counted.
     pub metrics: Metrics,
+    /// Which server a meeting lives on, when several share them through
+    /// Redis; `None`: this one runs alone, every meeting lives here.
+    pub cluster: Option<Cluster>,
 }

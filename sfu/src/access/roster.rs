@@ -81,6 +81,9 @@ pub enum Ended {
     Removed,
     /// An administrator or a host closed the meeting.
     MeetingClosed,
+    /// Another server holds the meeting now (several servers sharing
+    /// them): the client comes back through the normal path, to it.
+    Moved,
 }
 
 /// Why the door is shut to someone.

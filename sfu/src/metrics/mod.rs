@@ -47,6 +47,23 @@ pub struct Metrics {
     /// notAfter of the certificates meet serves (`https`) or relies on
     /// (each `turns:` URL), Unix seconds.
     pub certificate_expiry: IntGaugeVec,
+    /// Several servers sharing meetings through Redis (`cluster/`).
+    pub cluster: ClusterMetrics,
+}
+
+/// What a server of several sharing meetings counts (all 0 alone).
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    /// Clients sent to the server that holds their meeting.
+    pub redirects: IntCounter,
+    /// Meetings this server holds the lease of.
+    pub leases: IntGauge,
+    /// Meetings whose lease went to another server while held here.
+    pub leases_lost: IntCounter,
+    /// 1 while the last command to Redis was answered.
+    pub redis_up: IntGauge,
+    /// Servers in the registry, as last read (this one included).
+    pub nodes: IntGauge,
 }
 
 impl Default for Metrics {
@@ -183,6 +200,28 @@ impl Metrics {
             "When a certificate meet serves (https) or relies on (a turns: URL) expires, Unix seconds",
             &["endpoint"],
         );
+        let cluster = ClusterMetrics {
+            redirects: r.counter(
+                "meet_cluster_redirects_total",
+                "Joins sent on to the server that holds the meeting (or was chosen for it)",
+            ),
+            leases: r.gauge(
+                "meet_cluster_leases",
+                "Meetings whose lease this server holds in Redis",
+            ),
+            leases_lost: r.counter(
+                "meet_cluster_leases_lost_total",
+                "Meetings closed here because another server holds their lease now",
+            ),
+            redis_up: r.gauge(
+                "meet_cluster_redis_up",
+                "1 while Redis answers this server's commands, 0 while it does not (0 without redis)",
+            ),
+            nodes: r.gauge(
+                "meet_cluster_nodes",
+                "Servers in the cluster's registry as this one last read it (0 without redis)",
+            ),
+        };
         // CPU, memory, file descriptors and threads of this process, read
         // from /proc at scrape time.
         #[cfg(target_os = "linux")]
@@ -206,6 +245,7 @@ impl Metrics {
             draining,
             drain_deadline,
             certificate_expiry,
+            cluster,
         }
     }
 

@@ -14,10 +14,33 @@ use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::cluster::Cluster;
+
 /// The headers added to every response, made once at start.
 #[derive(Clone)]
 pub struct SecurityHeaders {
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// `frame-ancestors`' value, for a policy made per response.
+    ancestors: String,
+    /// Several servers under names of their own: a page may connect to
+    /// whichever holds its meeting, as the registry has them now.
+    cluster: Option<Cluster>,
+}
+
+/// The Content-Security-Policy: our own scripts, styles and connections
+/// (and `connect` beside them), framed by `ancestors`.
+fn csp(ancestors: &str, connect: &[String]) -> String {
+    let mut connect_src = String::from("'self'");
+    for origin in connect {
+        connect_src.push(' ');
+        connect_src.push_str(origin);
+    }
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; \
+         img-src 'self' data: blob:; media-src 'self' blob: mediastream:; \
+         connect-src {connect_src}; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors {ancestors}"
+    )
 }
 
 impl SecurityHeaders {
@@ -25,18 +48,13 @@ impl SecurityHeaders {
     /// embed the meeting as a widget, beside ourselves. `https`: we serve
     /// TLS ourselves, so browsers are told to keep to it (HSTS, a year;
     /// behind a proxy the proxy, which holds the certificate, says so).
-    pub fn new(frame_ancestors: &[String], https: bool) -> Self {
+    pub fn new(frame_ancestors: &[String], https: bool, cluster: Option<Cluster>) -> Self {
         let mut ancestors = String::from("'self'");
         for origin in frame_ancestors {
             ancestors.push(' ');
             ancestors.push_str(origin);
         }
-        let csp = format!(
-            "default-src 'self'; script-src 'self'; style-src 'self'; \
-             img-src 'self' data: blob:; media-src 'self' blob: mediastream:; \
-             connect-src 'self'; object-src 'none'; base-uri 'none'; \
-             form-action 'self'; frame-ancestors {ancestors}"
-        );
+        let csp = csp(&ancestors, &[]);
         let value = |v: &str| HeaderValue::from_str(v).expect("origins were validated at start");
         let hsts = https.then(|| (header::STRICT_TRANSPORT_SECURITY, value("max-age=31536000")));
         Self {
@@ -59,6 +77,8 @@ impl SecurityHeaders {
                     ),
                 ])
                 .collect(),
+            ancestors,
+            cluster,
         }
     }
 }
@@ -68,6 +88,12 @@ pub async fn add(State(headers): State<SecurityHeaders>, request: Request, next:
     let h = response.headers_mut();
     for (name, value) in &headers.headers {
         h.insert(name.clone(), value.clone());
+    }
+    let others = headers.cluster.as_ref().map(Cluster::ws_origins);
+    if let Some(others) = others.filter(|o| !o.is_empty()) {
+        if let Ok(v) = HeaderValue::from_str(&csp(&headers.ancestors, &others)) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
     }
     response
 }
@@ -235,7 +261,7 @@ mod tests {
     #[test]
     fn frame_ancestors_name_the_configured_clients() {
         let clients = ["https://element.example".into(), "vector://vector".into()];
-        let h = SecurityHeaders::new(&clients, false);
+        let h = SecurityHeaders::new(&clients, false, None);
         let csp = h
             .headers
             .iter()
@@ -256,6 +282,6 @@ mod tests {
                 .any(|(n, _)| n == header::STRICT_TRANSPORT_SECURITY)
         };
         assert!(!hsts(&h), "HSTS over plain HTTP");
-        assert!(hsts(&SecurityHeaders::new(&[], true)));
+        assert!(hsts(&SecurityHeaders::new(&[], true, None)));
     }
 }

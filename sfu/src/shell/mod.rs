@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod headers;
 pub mod health;

@@ -30,9 +30,11 @@ use crate::access::revocations::RevocationError;
 use crate::access::roster::Roster;
 use crate::access::token::TokenKeys;
 use crate::access::Access;
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::room::{Role, RouterConfig};
 use crate::shell::admin;
+use crate::shell::cluster::Meetings;
 use crate::shell::config::Config;
 use crate::shell::headers::{self, AllowedHosts, SecurityHeaders};
 use crate::shell::health;
@@ -74,6 +76,8 @@ pub enum ServerError {
     Revocations(#[from] RevocationError),
     #[error("cannot start the chat bridge: {0}")]
     Chat(#[from] chat::ChatError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
 }
@@ -211,6 +215,23 @@ impl Server {
             let trust = Arc::new(config.turn_trust()?);
             tokio::spawn(turn::probe(turn.clone(), trust, metrics, stop_rx.clone()));
         }
+        let cluster = match config.cluster()? {
+            Some(c) => {
+                let cluster = Cluster::new(
+                    &c.redis,
+                    c.node_id,
+                    c.node_url,
+                    c.origin,
+                    metrics.cluster.clone(),
+                )?;
+                tracing::info!(
+                    node = cluster.id(),
+                    "sharing meetings with other servers through Redis"
+                );
+                Some(cluster)
+            }
+            None => None,
+        };
         let tokens = TokenKeys::new(&config.token_secret);
         Ok(Self {
             listener,
@@ -222,6 +243,7 @@ impl Server {
                 access: Access {
                     metrics,
                     chat,
+                    cluster: cluster.clone(),
                     invites: Invites::new(tokens.clone(), revocations),
                     tokens,
                     policies,
@@ -250,7 +272,11 @@ impl Server {
                 ),
                 public_url: config.public_url()?,
                 scheme: if tls.is_some() { "https" } else { "http" },
-                headers: SecurityHeaders::new(&config.widget_origins, tls.is_some()),
+                headers: SecurityHeaders::new(
+                    &config.widget_origins,
+                    tls.is_some(),
+                    cluster.clone(),
+                ),
                 page: web::meeting_page(&config.widget_origins).into(),
             },
             threads,
@@ -335,6 +361,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let chat = self.state.access.chat.clone();
+        let cluster = self.state.access.cluster.clone().map(|c| {
+            let meetings = Arc::new(Meetings(self.state.access.clone()));
+            tokio::spawn(c.run(meetings, self.stop_workers.subscribe()))
+        });
         let internal: Vec<_> = self
             .internal
             .into_iter()
@@ -363,6 +393,11 @@ impl Server {
             chat.shutdown();
         }
         let _ = self.stop_workers.send(true);
+        if let Some(cluster) = cluster {
+            // Its leases let go and its record taken away, so that clients
+            // find another server at once.
+            let _ = cluster.await;
+        }
         for server in internal {
             let _ = server.await;
         }
@@ -563,7 +598,15 @@ async fn websocket(
         .public_url
         .as_ref()
         .map(|u| u.origin().ascii_serialization());
-    if !headers::same_origin(&request_headers, host, public_origin.as_deref()) {
+    // A page of another server of the cluster, whose client was sent here.
+    let cluster_page = || {
+        let origin = request_headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok());
+        let cluster = state.access.cluster.as_ref();
+        origin.zip(cluster).is_some_and(|(o, c)| c.knows_origin(o))
+    };
+    if !headers::same_origin(&request_headers, host, public_origin.as_deref()) && !cluster_page() {
         let m = "this page's origin may not open meetings here";
         return refuse_websocket(&state, "origin", m);
     }

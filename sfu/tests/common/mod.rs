@@ -1,7 +1,9 @@
 //! What the integration tests against a real server share: starting it on
 //! ephemeral ports, stopping it, and WebSocket basics.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -120,15 +122,85 @@ impl Running {
     /// A metric's value as `/metrics` has it, `name` with its labels
     /// exactly; 0 if absent.
     pub async fn metric(&self, name: &str) -> f64 {
-        let body = reqwest::get(format!("http://{}/metrics", self.http))
-            .await
-            .unwrap()
-            .text()
-            .await
+        metric_at(self.http, name).await
+    }
+}
+
+/// A metric's value as the `/metrics` of the server at `http` has it,
+/// `name` with its labels exactly; 0 if absent.
+pub async fn metric_at(http: SocketAddr, name: &str) -> f64 {
+    let body = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The server binary on loopback, ephemeral ports, one worker, open to
+/// anonymous guests (these tests are about the process, not about who
+/// gets in), with the given drain timeout; its stdout piped for
+/// [`Process::spawn`].
+#[allow(dead_code)]
+pub fn server(drain_timeout_secs: u64) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sfu"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--media-port", "0"])
+        .env("MEET_WORKERS", "1")
+        .env("MEET_MEDIA_IPS", r#"["127.0.0.1"]"#)
+        .env("MEET_ANONYMOUS_JOIN", "true")
+        .env("MEET_DRAIN_TIMEOUT_SECS", drain_timeout_secs.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped());
+    command
+}
+
+/// The server binary running as its own process (what kills or signals
+/// it is about the process, not the library).
+#[allow(dead_code)]
+pub struct Process {
+    pub child: Child,
+    pub http: SocketAddr,
+}
+
+#[allow(dead_code)]
+impl Process {
+    /// Starts `command` (the binary, its stdout piped); returns once the
+    /// server says where it listens.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("the server binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
             .unwrap();
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        let http = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Self { child, http }
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) with our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric_at(self.http, name).await
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // A failed test leaves no server behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -12,6 +12,31 @@ use crate::access::revocations::{RevocationError, Revocations};
 use crate::shell::tls;
 use crate::turn;
 
+/// What [`crate::cluster::Cluster`] is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub redis: String,
+    pub node_id: String,
+    pub node_url: String,
+    /// `public_url`'s origin: pages served under it may be sent to any
+    /// server of the cluster.
+    pub origin: Option<String>,
+}
+
+/// The machine's host name, for a server's default `node_id`.
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that and NUL-terminates when the name fits.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    let name = std::str::from_utf8(&buf[..end]).ok()?.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 impl Config {
     /// `public_url` parsed; `None` when it is not set.
     pub fn public_url(&self) -> Result<Option<url::Url>, ConfigError> {
@@ -19,6 +44,64 @@ impl Config {
             return Ok(None);
         }
         parse_http_url("public_url", &self.public_url).map(Some)
+    }
+
+    /// How this server joins others through Redis; `None` when it runs
+    /// alone (no `redis`).
+    pub fn cluster(&self) -> Result<Option<ClusterSettings>, ConfigError> {
+        if self.redis.is_empty() {
+            return Ok(None);
+        }
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        redis::Client::open(self.redis.as_str())
+            .map_err(|e| invalid("redis", format!("`{}`: {e}", self.redis)))?;
+        let node_id = match self.node_id.trim() {
+            "" => host_name().ok_or_else(|| {
+                invalid(
+                    "node_id",
+                    "the host name cannot be read; set node_id".into(),
+                )
+            })?,
+            id if id.len() > 64 || id.chars().any(char::is_whitespace) => {
+                return Err(invalid(
+                    "node_id",
+                    "at most 64 characters, none of them spaces".into(),
+                ))
+            }
+            id => id.to_owned(),
+        };
+        let public = self.public_url()?;
+        let node_url = match (self.node_url.trim(), &public) {
+            ("", Some(p)) => {
+                let mut ws = p.join("ws").expect("`ws` joins any http(s) URL");
+                let scheme = if p.scheme() == "https" { "wss" } else { "ws" };
+                ws.set_scheme(scheme)
+                    .expect("ws and wss replace http and https");
+                ws.to_string()
+            }
+            ("", None) => {
+                return Err(invalid(
+                    "node_url",
+                    "set it (or public_url) when redis is set: clients are sent on to it".into(),
+                ))
+            }
+            (path, _) if path.starts_with('/') && !path.starts_with("//") => path.to_owned(),
+            (url, _) => match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "ws" | "wss") => url.to_owned(),
+                _ => {
+                    return Err(invalid(
+                        "node_url",
+                        format!("`{url}` is neither a path (/node/a/ws) nor a ws(s):// URL"),
+                    ))
+                }
+            },
+        };
+        Ok(Some(ClusterSettings {
+            redis: self.redis.clone(),
+            node_id,
+            node_url,
+            origin: public.map(|u| u.origin().ascii_serialization()),
+        }))
     }
 
     /// The listener's TLS configuration, its files read; `None` for plain

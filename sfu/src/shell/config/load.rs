@@ -58,6 +58,9 @@ const STRING_KEYS: &[&str] = &[
     "admin_key",
     "turn_secret",
     "turn_ca_file",
+    "redis",
+    "node_id",
+    "node_url",
 ];
 
 impl Config {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::engine::SrtpProfile;
+pub use derived::ClusterSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -199,6 +200,19 @@ pub struct Config {
     /// Reverse proxies (their addresses as meet sees them) whose
     /// `X-Forwarded-For` names the client, for the per-address limits.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Redis (or Valkey) shared by several servers of one deployment
+    /// (`redis://host:6379/0`, `redis://:password@host/0`,
+    /// `unix:///run/redis/redis.sock`): each meeting then lives on one of
+    /// them, and a server sends clients on to it. Empty: this server
+    /// runs alone.
+    pub redis: String,
+    /// This server's name among them; unique. Empty: the host name.
+    pub node_id: String,
+    /// Where clients reach this server's signalling, to be sent on to it:
+    /// a path under the one public name that the proxy routes to this
+    /// server (`/node/a/ws`), or a `ws://`/`wss://` URL. Empty:
+    /// `public_url`'s `/ws`.
+    pub node_url: String,
 }
 
 /// The format of log lines.
@@ -257,6 +271,9 @@ impl Default for Config {
             matrix_purge_rooms: false,
             matrix_admin_token: String::new(),
             token_secret: String::new(),
+            redis: String::new(),
+            node_id: String::new(),
+            node_url: String::new(),
             drain_timeout_secs: 600,
             log_format: LogFormat::Text,
             turn_urls: Vec::new(),

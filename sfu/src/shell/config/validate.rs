@@ -162,6 +162,15 @@ impl Config {
         if !self.token_secret.is_empty() && self.token_secret.len() < 32 {
             return invalid("token_secret", "use at least 32 characters");
         }
+        if self.cluster()?.is_some() && !self.matrix_homeserver.is_empty() {
+            // Each server's bridge keeps its own meeting→room mapping: a
+            // meeting that moves would get a second room.
+            return invalid(
+                "redis",
+                "chat (matrix_homeserver) is not shared between servers yet; \
+                 run several servers without chat, or one server with it",
+            );
+        }
         if self.drain_timeout_secs > MAX_DRAIN_TIMEOUT_SECS {
             return invalid("drain_timeout_secs", "must be at most 86400 (a day)");
         }
@@ -329,6 +338,57 @@ mod tests {
         assert!(e.to_string().contains("allowed_hosts"), "{e}");
         let e = Config::load(None, env(&[("MEET_MAX_KNOCKS_PER_ADDRESS", "101")])).unwrap_err();
         assert!(e.to_string().contains("max_knocks_per_address"), "{e}");
+    }
+
+    #[test]
+    fn a_server_sharing_meetings_says_where_clients_reach_it() {
+        let redis = ("MEET_REDIS", "redis://127.0.0.1:6379/0");
+        let e = Config::load(None, env(&[redis])).unwrap_err();
+        assert!(e.to_string().contains("`node_url`"), "{e}");
+        let e = Config::load(None, env(&[redis, ("MEET_NODE_URL", "http://x/ws")])).unwrap_err();
+        assert!(e.to_string().contains("`node_url`"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("MEET_REDIS", "http://x"), ("MEET_NODE_URL", "/ws")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`redis`"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[redis, ("MEET_NODE_URL", "/ws"), ("MEET_NODE_ID", "a b")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`node_id`"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                redis,
+                ("MEET_PUBLIC_URL", "https://meet.example.org/"),
+                ("MEET_NODE_ID", "a"),
+            ]),
+        )
+        .unwrap();
+        let cluster = c.cluster().unwrap().unwrap();
+        assert_eq!(cluster.node_url, "wss://meet.example.org/ws");
+        assert_eq!(cluster.origin.as_deref(), Some("https://meet.example.org"));
+        let c = Config::load(None, env(&[redis, ("MEET_NODE_URL", "/node/b/ws")])).unwrap();
+        let cluster = c.cluster().unwrap().unwrap();
+        assert_eq!(cluster.node_url, "/node/b/ws");
+        assert!(!cluster.node_id.is_empty(), "the host name by default");
+        assert_eq!(
+            Config::default().cluster().unwrap(),
+            None,
+            "alone by default"
+        );
+        let chat = [
+            redis,
+            ("MEET_NODE_URL", "/ws"),
+            ("MEET_MATRIX_HOMESERVER", "http://127.0.0.1:8008"),
+            ("MEET_MATRIX_USER", "meet"),
+            ("MEET_MATRIX_PASSWORD", "secret"),
+        ];
+        let e = Config::load(None, env(&chat)).unwrap_err();
+        assert!(e.to_string().contains("`redis`"), "{e}");
     }
 
     #[test]

@@ -323,6 +323,13 @@ pub enum ServerMessage {
     Draining {
         seconds_left: u64,
     },
+    /// (added) Reply to `join` on a server that does not hold the meeting,
+    /// when several servers share them: send the same `join` to `url` (a
+    /// WebSocket URL, or a path on this page's origin). The server closes
+    /// the connection after it.
+    Moved {
+        url: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -570,6 +577,11 @@ mod tests {
         );
         let d = serde_json::to_string(&ServerMessage::Draining { seconds_left: 600 }).unwrap();
         assert_eq!(d, r#"{"type":"draining","seconds_left":600}"#);
+        let moved = serde_json::to_string(&ServerMessage::Moved {
+            url: "/node/b/ws".into(),
+        })
+        .unwrap();
+        assert_eq!(moved, r#"{"type":"moved","url":"/node/b/ws"}"#);
         let e = serde_json::to_string(&ServerMessage::error(ErrorCode::Draining, "x")).unwrap();
         assert_eq!(e, r#"{"type":"error","code":"draining","message":"x"}"#);
         let m = serde_json::to_string(&ServerMessage::MutedByHost {

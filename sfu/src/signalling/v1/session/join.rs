@@ -14,6 +14,7 @@ use crate::access::limits::Limit;
 use crate::access::resume::Live;
 use crate::access::roster::{Ended, Member, Seat, Shut};
 use crate::access::token::Claims;
+use crate::cluster::Route;
 use crate::room::api::{Event, Role};
 use crate::signalling::v1::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use crate::worker::{Request, SendError, WorkerHandle};
@@ -91,6 +92,27 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 .send(&ServerMessage::error(ErrorCode::UnsupportedVersion, msg))
                 .await;
             continue;
+        }
+        // Several servers: a meeting lives on one of them. (A name that is
+        // no room's is refused by the admission below.)
+        let valid = admission::validate_name("room", &room);
+        if let (Some(cluster), Ok(room)) = (&session.access.cluster, valid) {
+            let draining = session.access.drain.is_draining();
+            match cluster.route(room, draining).await {
+                Ok(Route::Here) => {}
+                Ok(Route::There { url, .. }) => {
+                    session.send(&ServerMessage::Moved { url }).await;
+                    session.close("moved").await;
+                    return None;
+                }
+                Err(unavailable) => {
+                    let msg = unavailable.to_string();
+                    session
+                        .send(&ServerMessage::error(ErrorCode::Unavailable, msg))
+                        .await;
+                    continue;
+                }
+            }
         }
         // While draining, meetings under way still take joins and rejoins.
         let running = session.access.roster.is_running(room.trim());

@@ -68,10 +68,15 @@ pub(super) async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome
                 return Outcome::Dropped;
             }
             Ok(why) = &mut joined.ended => {
+                if why == Ended::Moved {
+                    // Out of the meeting here, no seat held: its client
+                    // reconnects, and lands on the meeting's new server.
+                    return session.close("moved").await;
+                }
                 let (code, msg) = match why {
                     Ended::Removed => (ErrorCode::Removed, "an administrator removed you from the meeting"),
                     Ended::MeetingClosed if joined.role.may_moderate() => (ErrorCode::MeetingEnded, "you ended the meeting for everyone"),
-                    Ended::MeetingClosed => (ErrorCode::MeetingEnded, "the meeting was ended for everyone"),
+                    Ended::MeetingClosed | Ended::Moved => (ErrorCode::MeetingEnded, "the meeting was ended for everyone"),
                 };
                 session.send(&ServerMessage::error(code, msg)).await;
                 return session.close("removed").await;

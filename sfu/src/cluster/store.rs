@@ -1,0 +1,204 @@
+//! What the servers keep in Redis (or Valkey), and the commands that
+//! read and change it; the only place that knows key names. Every change
+//! to a lease is a Lua script, so Redis checks and changes it in one step.
+//!
+//! - `meet:node:<id>`: a server's [`Node`] record (JSON), expiring unless
+//!   refreshed; `meet:nodes` the set of ids ever seen (ids whose record is
+//!   gone are pruned from it).
+//! - `meet:meeting:<room>`: the meeting's lease, `"<node> <fence>"`,
+//!   expiring unless renewed.
+//! - `meet:fence`: the fencing counter; each new lease takes the next
+//!   number, so a later owner always holds a higher one.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::{ClusterError, Lease, Node};
+
+const NODES: &str = "meet:nodes";
+const FENCE: &str = "meet:fence";
+
+fn node_key(id: &str) -> String {
+    format!("meet:node:{id}")
+}
+
+fn meeting_key(room: &str) -> String {
+    format!("meet:meeting:{room}")
+}
+
+/// Takes the meeting's lease for `node` unless someone holds it; returns
+/// the holder either way.
+const ACQUIRE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+local v = ARGV[1] .. ' ' .. redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], v, 'PX', ARGV[2])
+return v
+";
+
+/// For each meeting (KEYS[2..]): extends the lease if it is still the one
+/// expected (ARGV[3..]); takes it anew with a new fence if it lapsed and
+/// nobody took it meanwhile; returns the holder of each.
+const RENEW: &str = r"
+local out = {}
+for i = 2, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  if cur == ARGV[i + 1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  elseif not cur then
+    cur = ARGV[2] .. ' ' .. redis.call('INCR', KEYS[1])
+    redis.call('SET', KEYS[i], cur, 'PX', ARGV[1])
+  end
+  out[#out + 1] = cur
+end
+return out
+";
+
+/// Lets the lease go, if it is still the one expected.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// The connection to Redis, shared by the server's tasks; reconnects by
+/// itself, and a command that gets no answer in time fails rather than
+/// waits.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    acquire: Script,
+    renew: Script,
+    release: Script,
+}
+
+impl Store {
+    /// Connects lazily: a Redis that is down at start is tried again at
+    /// each command, and the server meanwhile serves what it can.
+    pub fn new(url: &str) -> Result<Self, ClusterError> {
+        let client = redis::Client::open(url).map_err(ClusterError::Url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(ClusterError::Url)?;
+        Ok(Self {
+            conn,
+            acquire: Script::new(ACQUIRE),
+            renew: Script::new(RENEW),
+            release: Script::new(RELEASE),
+        })
+    }
+
+    /// Publishes this server's record for `ttl`.
+    pub async fn register(&self, node: &Node, ttl: Duration) -> Result<(), ClusterError> {
+        let record = serde_json::to_string(node).expect("a node record serializes");
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .set_ex(node_key(&node.id), record, ttl.as_secs().max(1))
+            .ignore()
+            .sadd(NODES, &node.id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes this server's record away at once (a clean stop).
+    pub async fn unregister(&self, id: &str) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .del(node_key(id))
+            .ignore()
+            .srem(NODES, id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Every server whose record has not expired.
+    pub async fn nodes(&self) -> Result<Vec<Node>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.smembers(NODES).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| node_key(id)).collect();
+        let records: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let mut nodes = Vec::new();
+        let mut gone = Vec::new();
+        for (id, record) in ids.into_iter().zip(records) {
+            match record.and_then(|r| serde_json::from_str::<Node>(&r).ok()) {
+                Some(node) => nodes.push(node),
+                None => gone.push(id),
+            }
+        }
+        if !gone.is_empty() {
+            let _: Result<(), _> = conn.srem(NODES, gone).await;
+        }
+        Ok(nodes)
+    }
+
+    /// The meeting's lease for `node` if nobody holds it, else its holder's.
+    pub async fn acquire(
+        &self,
+        room: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<Lease, ClusterError> {
+        let mut conn = self.conn.clone();
+        let held: String = self
+            .acquire
+            .key(meeting_key(room))
+            .key(FENCE)
+            .arg(node)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        Lease::parse(&held).ok_or(ClusterError::Corrupt(held))
+    }
+
+    /// Renews these leases of `node`'s; the holder of each afterwards, in
+    /// the same order (the same lease, a new one of `node`'s after it
+    /// lapsed, or someone else's).
+    pub async fn renew(
+        &self,
+        node: &str,
+        leases: &[(String, Lease)],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, ClusterError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut call = self.renew.key(FENCE);
+        call.arg(ttl.as_millis() as u64).arg(node);
+        for (room, lease) in leases {
+            call.key(meeting_key(room)).arg(lease.to_string());
+        }
+        let held: Vec<String> = call.invoke_async(&mut conn).await?;
+        held.into_iter()
+            .map(|h| Lease::parse(&h).ok_or(ClusterError::Corrupt(h)))
+            .collect()
+    }
+
+    /// Lets a lease go (the meeting ended here).
+    pub async fn release(&self, room: &str, lease: &Lease) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .release
+            .key(meeting_key(room))
+            .arg(lease.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}

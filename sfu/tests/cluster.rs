@@ -1,0 +1,527 @@
+//! Several servers sharing meetings through a real `redis-server` that the
+//! test starts on loopback: placement, clients sent on to a meeting's
+//! server, a server killed, stopped or drained, Redis gone for a while.
+//! Servers run in this process where nothing kills them, as processes of
+//! the binary where something does.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sfu::shell::config::Config;
+
+mod common;
+
+use common::{send, server, Process, Running, Ws};
+
+/// A `redis-server` of this test's own, on a free loopback port, keeping
+/// nothing on disk.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = free_port();
+        let mut redis = Self { port, child: None };
+        redis.resume();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts it (again) on its port, empty; returns once it answers.
+    fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (ops/test.sh installs Debian's redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it, all it held lost.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn client(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// The server holding `room`'s lease, if any.
+    async fn owner(&self, room: &str) -> Option<String> {
+        let lease: Option<String> = redis::cmd("GET")
+            .arg(format!("meet:meeting:{room}"))
+            .query_async(&mut self.client().await)
+            .await
+            .unwrap();
+        lease.map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+    }
+
+    /// The servers whose record is live.
+    async fn nodes(&self) -> Vec<String> {
+        let mut conn = self.client().await;
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg("meet:nodes")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut live = Vec::new();
+        for id in ids {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(format!("meet:node:{id}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if exists {
+                live.push(id);
+            }
+        }
+        live.sort();
+        live
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The node ids of a three-server cluster.
+const IDS: [&str; 3] = ["a", "b", "c"];
+
+/// A server's settings in the cluster: clients are sent on to it by the
+/// path `/node/<id>/ws`, which [`Entry::enter`] resolves (a proxy would).
+fn node_config(redis: &Redis, id: &str) -> Config {
+    Config {
+        redis: redis.url(),
+        node_id: id.into(),
+        node_url: format!("/node/{id}/ws"),
+        ..Running::config()
+    }
+}
+
+/// Where a client gets in, and who it is.
+struct Entry {
+    addrs: HashMap<String, SocketAddr>,
+}
+
+/// A client seated in a meeting.
+struct Seated {
+    ws: Ws,
+    /// The server that seated it.
+    node: String,
+    joined: Value,
+}
+
+impl Seated {
+    /// Leaves the meeting (no seat held for it), as a page that closes.
+    async fn leave(mut self) {
+        send(&mut self.ws, json!({"type": "leave"})).await;
+        closed(&mut self.ws, Duration::from_secs(5)).await;
+    }
+}
+
+impl Entry {
+    /// Joins `room` through `first`, following `moved` as the page does:
+    /// the same join at the server named; a server that cannot be reached
+    /// (its meeting's lease has not lapsed yet) is tried again from
+    /// `first` after a moment. Gives up after `within`.
+    async fn enter(&self, first: &str, room: &str, name: &str, within: Duration) -> Seated {
+        let deadline = Instant::now() + within;
+        let mut node = first.to_owned();
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{name} not in {room} within {within:?}"
+            );
+            let url = format!("ws://{}/ws", self.addrs[&node]);
+            // A stopped server takes the connection but never answers it.
+            let connect = tokio_tungstenite::connect_async(url);
+            let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(2), connect).await
+            else {
+                node = first.to_owned();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            };
+            send(
+                &mut ws,
+                json!({"type": "join", "v": 1, "room": room, "name": name}),
+            )
+            .await;
+            let Some(m) = next(&mut ws, Duration::from_secs(10)).await else {
+                node = first.to_owned();
+                continue;
+            };
+            match m["type"].as_str() {
+                Some("joined") => {
+                    return Seated {
+                        ws,
+                        node,
+                        joined: m,
+                    }
+                }
+                Some("moved") => {
+                    let url = m["url"].as_str().unwrap();
+                    node = url
+                        .strip_prefix("/node/")
+                        .and_then(|r| r.strip_suffix("/ws"))
+                        .unwrap_or_else(|| panic!("moved to {url}"))
+                        .to_owned();
+                }
+                Some("error") if m["code"] == "unavailable" => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    node = first.to_owned();
+                }
+                _ => panic!("{name}: {m}"),
+            }
+        }
+    }
+}
+
+/// The next JSON message within `within`; `None` when the socket closes
+/// first.
+async fn next(ws: &mut Ws, within: Duration) -> Option<Value> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("no message within {within:?}"),
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Reads until the socket closes; the close frame's reason, if any.
+async fn closed(ws: &mut Ws, within: Duration) -> Option<String> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("the socket stayed open for {within:?}"),
+            Ok(None | Some(Err(_))) => return None,
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.reason.to_string()),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+fn participant_names(joined: &Value) -> Vec<String> {
+    let mut names: Vec<String> = joined["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Three servers of this process.
+async fn three_servers(redis: &Redis) -> (HashMap<String, Running>, Entry) {
+    let mut servers = HashMap::new();
+    let mut addrs = HashMap::new();
+    for id in IDS {
+        let server = Running::start(&node_config(redis, id)).await;
+        addrs.insert(id.to_owned(), server.http);
+        servers.insert(id.to_owned(), server);
+    }
+    // Everyone registered and read the others.
+    until(Duration::from_secs(5), || async {
+        redis.nodes().await.len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    (servers, Entry { addrs })
+}
+
+/// Polls `check` every 100 ms until it holds; fails after `within`.
+async fn until<F, Fut>(within: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not so within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_entering_through_different_servers_meet_on_one_and_a_new_meeting_goes_elsewhere() {
+    let redis = Redis::start();
+    let (servers, entry) = three_servers(&redis).await;
+    let within = Duration::from_secs(10);
+    let alice = entry.enter("a", "planning", "Alice", within).await;
+    let bob = entry.enter("b", "planning", "Bob", within).await;
+    let carol = entry.enter("c", "planning", "Carol", within).await;
+    let owner = redis.owner("planning").await.expect("a lease");
+    for seated in [&alice, &bob, &carol] {
+        assert_eq!(seated.node, owner, "everyone on the meeting's server");
+    }
+    assert_eq!(participant_names(&carol.joined), ["Alice", "Bob"]);
+    let redirects: f64 = {
+        let mut sum = 0.0;
+        for s in servers.values() {
+            sum += s.metric("meet_cluster_redirects_total").await;
+        }
+        sum
+    };
+    assert_eq!(redirects, 2.0, "two of the three were sent on");
+    assert_eq!(servers[&owner].metric("meet_cluster_leases").await, 1.0);
+    // The owner's load reaches the registry at its next heartbeat; a new
+    // meeting then goes to a server with nobody in it, whichever it
+    // enters through.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let dave = entry.enter(&owner, "review", "Dave", within).await;
+    assert_ne!(dave.node, owner, "the second meeting on another server");
+    assert_eq!(
+        redis.owner("review").await.as_deref(),
+        Some(dave.node.as_str())
+    );
+    // Once everyone left, the leases go.
+    for seated in [alice, bob, carol, dave] {
+        seated.leave().await;
+    }
+    until(Duration::from_secs(60), || async {
+        redis.owner("planning").await.is_none() && redis.owner("review").await.is_none()
+    })
+    .await;
+    for (_, s) in servers {
+        s.stop().await;
+    }
+    assert!(
+        redis.nodes().await.is_empty(),
+        "each stopped server left the registry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_goes_on_while_redis_is_away_and_every_server_is_back_within_two_heartbeats() {
+    let mut redis = Redis::start();
+    let (servers, entry) = three_servers(&redis).await;
+    let within = Duration::from_secs(10);
+    let mut alice = entry.enter("a", "standup", "Alice", within).await;
+    let mut bob = entry.enter("b", "standup", "Bob", within).await;
+    let owner = alice.node.clone();
+    redis.stop();
+    let away = Instant::now();
+    // The meeting goes on: what one does, the other hears.
+    while away.elapsed() < Duration::from_secs(10) {
+        send(&mut alice.ws, json!({"type": "raise_hand", "raised": true})).await;
+        loop {
+            let m = next(&mut bob.ws, Duration::from_secs(3))
+                .await
+                .expect("bob stays in");
+            if m["type"] == "hand_raised" && m["raised"] == true {
+                break;
+            }
+        }
+        send(
+            &mut alice.ws,
+            json!({"type": "raise_hand", "raised": false}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(servers[&owner].metric("meet_cluster_redis_up").await, 0.0);
+    // A meeting that nobody holds cannot start meanwhile: said so, not
+    // placed twice.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", entry.addrs["c"]))
+        .await
+        .unwrap();
+    send(
+        &mut ws,
+        json!({"type": "join", "v": 1, "room": "elsewhere", "name": "Eve"}),
+    )
+    .await;
+    let m = next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (m["type"].as_str(), m["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{m}"
+    );
+    redis.resume();
+    let back = Instant::now();
+    until(Duration::from_secs(5), || async {
+        redis.nodes().await.len() == 3
+    })
+    .await;
+    println!(
+        "every server registered again {:?} after Redis came back",
+        back.elapsed()
+    );
+    assert!(back.elapsed() < Duration::from_secs(4) + Duration::from_millis(500));
+    // The owner took its meeting's lease again, and still seats joins.
+    until(Duration::from_secs(3), || async {
+        redis.owner("standup").await.as_deref() == Some(owner.as_str())
+    })
+    .await;
+    let carol = entry.enter("c", "standup", "Carol", within).await;
+    assert_eq!(carol.node, owner);
+    assert_eq!(participant_names(&carol.joined), ["Alice", "Bob"]);
+    assert_eq!(servers[&owner].metric("meet_cluster_redis_up").await, 1.0);
+    for seated in [alice, bob, carol] {
+        seated.leave().await;
+    }
+    for (_, s) in servers {
+        s.stop().await;
+    }
+}
+
+/// The server binary as its own process, in the cluster.
+fn process(redis: &Redis, id: &str) -> Process {
+    let mut command = server(60);
+    command
+        .env("MEET_REDIS", redis.url())
+        .env("MEET_NODE_ID", id)
+        .env("MEET_NODE_URL", format!("/node/{id}/ws"));
+    Process::spawn(command)
+}
+
+/// Three server processes.
+async fn three_processes(redis: &Redis) -> (HashMap<String, Process>, Entry) {
+    let procs: HashMap<String, Process> = IDS
+        .iter()
+        .map(|id| (id.to_string(), process(redis, id)))
+        .collect();
+    let addrs = procs.iter().map(|(id, p)| (id.clone(), p.http)).collect();
+    until(Duration::from_secs(5), || async {
+        redis.nodes().await.len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    (procs, Entry { addrs })
+}
+
+/// Where a client whose server went away gets back in through: any other.
+fn another(node: &str) -> &'static str {
+    IDS.into_iter().find(|id| *id != node).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_servers_meeting_is_back_on_another_within_seconds() {
+    let redis = Redis::start();
+    let (mut procs, entry) = three_processes(&redis).await;
+    let within = Duration::from_secs(10);
+    let mut alice = entry.enter("a", "board", "Alice", within).await;
+    let mut bob = entry.enter("b", "board", "Bob", within).await;
+    let owner = alice.node.clone();
+    procs.get(&owner).unwrap().signal(libc::SIGKILL);
+    let killed = Instant::now();
+    assert_eq!(closed(&mut alice.ws, Duration::from_secs(2)).await, None);
+    assert_eq!(closed(&mut bob.ws, Duration::from_secs(2)).await, None);
+    let closed_after = killed.elapsed();
+    let alice = entry.enter(another(&owner), "board", "Alice", within).await;
+    let bob = entry.enter(another(&owner), "board", "Bob", within).await;
+    let back_after = killed.elapsed();
+    println!("killed owner {owner}: sockets closed after {closed_after:?}, both seated on {} after {back_after:?}", alice.node);
+    assert_ne!(alice.node, owner);
+    assert_eq!(bob.node, alice.node);
+    assert_eq!(participant_names(&bob.joined), ["Alice"]);
+    assert!(back_after < Duration::from_secs(10));
+    procs.remove(&owner);
+    drop((alice, bob));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_does_not_take_its_meeting_back_when_it_wakes() {
+    let redis = Redis::start();
+    let (procs, entry) = three_processes(&redis).await;
+    let within = Duration::from_secs(15);
+    let mut alice = entry.enter("a", "council", "Alice", within).await;
+    let owner = alice.node.clone();
+    procs[&owner].signal(libc::SIGSTOP);
+    let stopped = Instant::now();
+    // Its client gives up on it (the page does so when its media goes
+    // silent) and comes back through another server.
+    let bob = entry.enter(another(&owner), "council", "Bob", within).await;
+    let moved_after = stopped.elapsed();
+    println!(
+        "stopped owner {owner}: the meeting seated again on {} after {moved_after:?}",
+        bob.node
+    );
+    assert_ne!(bob.node, owner);
+    assert!(moved_after < cluster_lease() + Duration::from_secs(5));
+    procs[&owner].signal(libc::SIGCONT);
+    // Awake, it finds a higher fence on the meeting: it closes it there,
+    // and sends joins on to the new server.
+    assert_eq!(
+        closed(&mut alice.ws, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("moved")
+    );
+    assert_eq!(
+        procs[&owner].metric("meet_cluster_leases_lost_total").await,
+        1.0
+    );
+    let alice = entry.enter(&owner, "council", "Alice", within).await;
+    assert_eq!(alice.node, bob.node);
+    assert_eq!(
+        redis.owner("council").await.as_deref(),
+        Some(bob.node.as_str())
+    );
+    drop((alice, bob));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_server_keeps_its_meeting_joinable_and_sends_new_ones_elsewhere() {
+    let redis = Redis::start();
+    let (procs, entry) = three_processes(&redis).await;
+    let within = Duration::from_secs(10);
+    let alice = entry.enter("a", "audit", "Alice", within).await;
+    let owner = alice.node.clone();
+    procs[&owner].signal(libc::SIGTERM);
+    // The others read that it drains at their next heartbeat.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late = entry.enter(another(&owner), "audit", "Bob", within).await;
+    assert_eq!(
+        late.node, owner,
+        "a latecomer still gets into the meeting under way"
+    );
+    assert_eq!(participant_names(&late.joined), ["Alice"]);
+    let new = entry.enter(&owner, "fresh", "Carol", within).await;
+    assert_ne!(
+        new.node, owner,
+        "a new meeting goes to a server that serves"
+    );
+    drop((alice, late, new));
+}
+
+fn cluster_lease() -> Duration {
+    sfu::cluster::LEASE
+}
