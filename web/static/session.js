@@ -26,10 +26,20 @@ import {
   applyChatEvent, chatHistory, resetChat, setChatDelayed, setupChat, showChatError,
 } from './chat.js';
 
-function wsUrl() {
+/** The signalling address: this page's server, or `via`, where a server
+ * sent us on (`moved`: another server of the deployment holds the
+ * meeting; a path on this origin or a ws(s):// URL). */
+function wsUrl(via) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/ws`;
+  if (!via) return `${scheme}//${location.host}/ws`;
+  const url = new URL(via, location.href);
+  if (url.protocol === 'http:' || url.protocol === 'https:') url.protocol = scheme;
+  return url.href;
 }
+
+// Servers that disagree about where a meeting lives would send us round in
+// circles: after this many moves in a row, we try again from the start.
+const MAX_MOVES = 3;
 
 // Errors that say "not now" rather than "not you": while getting back in
 // after a dropped connection, try again.
@@ -55,12 +65,14 @@ function reconnect() {
 // the fallback.
 setupIceRestart(reconnect);
 
-/** The next attempt: the first at once, then after 0.5, 1, 2, 4, 4, … s. */
-function retry() {
+/** The next attempt: the first at once, then after 0.5, 1, 2, 4, 4, … s;
+ * `soon`: after 0.5 s whatever came before (the meeting's server, as
+ * another said, did not answer: it is moving to another within seconds). */
+function retry({ soon = false } = {}) {
   clearTimeout(state.retryTimer);
   const attempt = state.attempts;
   state.attempts += 1;
-  const delay = attempt === 0 ? 0 : Math.min(250 * 2 ** attempt, 4000);
+  const delay = soon ? 500 : attempt === 0 ? 0 : Math.min(250 * 2 ** attempt, 4000);
   state.retryTimer = setTimeout(async () => {
     if (!state.reconnecting || state.leaving) return;
     if (!(await join(state.joinName, { rejoin: true }))) retry();
@@ -68,9 +80,10 @@ function retry() {
 }
 
 /** Joins the meeting as `name` (the Join and Rejoin buttons, or join=now);
- * `rejoin`: getting back in after a dropped connection. Resolves false when
- * the server could not be reached. */
-export async function join(name, { rejoin = false } = {}) {
+ * `rejoin`: getting back in after a dropped connection; `via`: the server
+ * that holds the meeting, as another one said. Resolves false when the
+ * server could not be reached. */
+export async function join(name, { rejoin = false, via = null } = {}) {
   if (!name) {
     $('prejoin-error').textContent = t('prejoin.enterName');
     return true;
@@ -79,6 +92,7 @@ export async function join(name, { rejoin = false } = {}) {
   if (!state.identity) saveName(name);
   state.joinName = name;
   state.joining = true;
+  if (!via) state.moves = 0;
   updateJoinButton();
   state.leaving = false;
   if (!rejoin) state.reconnecting = false;
@@ -90,7 +104,7 @@ export async function join(name, { rejoin = false } = {}) {
   showLobby([]);
   state.participantId = null;
   state.joinedIdentity = null;
-  const signalling = new Signalling(wsUrl());
+  const signalling = new Signalling(wsUrl(via));
   state.signalling = signalling;
   // The server let our seat go because our media went silent (a network
   // that dropped for longer than it waits): we get back in, as after a
@@ -121,6 +135,22 @@ export async function join(name, { rejoin = false } = {}) {
     .on('track_paused', onTrackPaused)
     .on('layers_wanted', onLayersWanted)
     .on('invite_created', onInviteCreated)
+    .on('moved', async (m) => {
+      // Another server holds the meeting: the same join, there.
+      signalling.close();
+      state.signalling = null;
+      state.joining = false;
+      state.moves += 1;
+      const there = state.moves <= MAX_MOVES && await join(name, { rejoin, via: m.url });
+      if (there) return;
+      // Not reachable (yet): from the start again, as after a dropped
+      // connection, until the meeting has found its new server.
+      if (!state.reconnecting) {
+        state.reconnecting = true;
+        state.attempts = 0;
+      }
+      retry({ soon: state.attempts < 20 });
+    })
     .on('error', (m) => {
       console.warn(`server error ${m.code}: ${m.message}`);
       if (state.reconnecting && !state.participantId && TRANSIENT.includes(m.code)) {
@@ -174,9 +204,11 @@ export async function join(name, { rejoin = false } = {}) {
   try {
     await signalling.connect();
   } catch (err) {
+    // Its close, which follows, is no dropped meeting: the caller decides.
+    signalling.close();
     state.signalling = null;
     state.joining = false;
-    if (rejoin) return false;
+    if (rejoin || via) return false;
     $('prejoin-error').textContent = err.message;
     updateJoinButton();
     return true;

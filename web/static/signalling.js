@@ -3,6 +3,8 @@
 
 export const PROTOCOL_VERSION = 1;
 
+const CONNECT_TIMEOUT_MS = 5000;
+
 export class Signalling {
   /** @param {string} url  ws:// or wss:// address of /ws */
   constructor(url) {
@@ -21,9 +23,26 @@ export class Signalling {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url);
       this.ws = ws;
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new Error('cannot reach the meeting server'));
-      ws.onclose = (e) => this.dispatch({ type: 'close', code: e.code, reason: e.reason });
+      let opened = false;
+      // A socket that never opened reports that by the rejection alone,
+      // never as a `close` of the session.
+      const unreachable = () => {
+        clearTimeout(timer);
+        ws.onclose = null;
+        reject(new Error('cannot reach the meeting server'));
+      };
+      // A server that hangs (stopped, or a proxy waiting on one) never
+      // answers the handshake; the browser would wait minutes.
+      const timer = setTimeout(() => {
+        unreachable();
+        ws.close();
+      }, CONNECT_TIMEOUT_MS);
+      ws.onopen = () => { opened = true; clearTimeout(timer); resolve(); };
+      ws.onerror = () => { if (!opened) unreachable(); };
+      ws.onclose = (e) => {
+        if (!opened) unreachable();
+        else this.dispatch({ type: 'close', code: e.code, reason: e.reason });
+      };
       ws.onmessage = (e) => {
         let msg;
         try {

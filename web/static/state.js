@@ -66,6 +66,8 @@ export const state = {
   joinName: '',
   /** How often we got back in after a dropped connection. */
   reconnects: 0,
+  /** Servers that sent us on (`moved`) since this join began. */
+  moves: 0,
   /** How often we restarted ICE (ice.js) to follow a new network. */
   iceRestarts: 0,
   /** Our connection's quality as last rated: good, fair, poor or null. */

@@ -8,99 +8,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
-import { get as httpsGet } from 'node:https';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
-  cleanUp, joinPage, launchBrowser, openPage, receivedByName, runNginx, sleep, startServer, until, assertRealRoot,
+  cleanUp, joinPage, launchBrowser, openPage, receivedByName, sleep, startServer, until, assertRealRoot,
 } from './harness.mjs';
-
-const sample = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'ops', 'nginx', 'meet.conf');
-// meet0's address in ops/netns.sh: what browsers reach nginx on.
-const HOST = '10.99.0.1';
-
-// nginx switches its workers to another user, which a user namespace (a
-// run as non-root, see ops/netns.sh) does not allow.
-const NEEDS_ROOT = 'needs real root: nginx cannot switch users inside a user namespace';
-
-/** GET over TLS, trusting only `ca`; resolves with { status, headers, body }. */
-function fetchTls(host, path, ca) {
-  return new Promise((resolve, reject) => {
-    httpsGet({ host, port: 443, path, ca, timeout: 5000, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    }).on('error', reject).on('timeout', function onTimeout() { this.destroy(new Error(`GET ${path} timed out`)); });
-  });
-}
-
-/**
- * Debian's nginx with the sample site: a fresh certificate for HOST and
- * 127.0.0.1, and `upstream` (host:port) where the sample says 127.0.0.1:8080.
- */
-async function startNginx(upstream) {
-  const dir = mkdtempSync(join(tmpdir(), 'meet-nginx-'));
-  // nginx's workers (user nobody) create their temporary files in here.
-  chmodSync(dir, 0o755);
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
-    '-subj', '/CN=meet test', '-addext', `subjectAltName=IP:${HOST},IP:127.0.0.1`,
-    '-keyout', key, '-out', cert], { stdio: 'ignore' });
-  let site = readFileSync(sample, 'utf8');
-  for (const [from, to] of [
-    ['/etc/ssl/certs/meet.example.org.pem', cert],
-    ['/etc/ssl/private/meet.example.org.key', key],
-    ['server 127.0.0.1:8080;', `server ${upstream};`],
-    ['/var/log/nginx/meet.access.log', join(dir, 'access.log')],
-    ['/var/log/nginx/meet.error.log', join(dir, 'error.log')],
-  ]) {
-    assert.ok(site.includes(from), `the sample no longer has ${from}`);
-    site = site.replaceAll(from, to);
-  }
-  writeFileSync(join(dir, 'meet.conf'), site);
-  // The main configuration Debian's /etc/nginx/nginx.conf would be, kept
-  // to this directory.
-  writeFileSync(join(dir, 'nginx.conf'), `
-daemon off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  include ${dir}/meet.conf;
-}
-`);
-  const nginx = runNginx(dir);
-  const ca = readFileSync(cert);
-  await until('nginx to answer', async () => {
-    if (nginx.exited()) throw new Error(`nginx exited:\n${nginx.log()}`);
-    try {
-      return (await fetchTls('127.0.0.1', '/healthz', ca)).status === 200;
-    } catch {
-      return false;
-    }
-  }, 15000, 100);
-  return {
-    ca,
-    log: nginx.log,
-    accessLog: () => readFileSync(join(dir, 'access.log'), 'utf8'),
-    async stop() {
-      await nginx.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+import { HOST, NEEDS_ROOT, fetchTls, startNginx } from './nginx.mjs';
 
 test('two browsers meet through nginx over https; the server drains behind it', {
   timeout: 180000,

@@ -1,0 +1,174 @@
+// Several servers sharing meetings through a real redis-server, with
+// browsers: pages entering one meeting through different servers end up on
+// the one that holds it and see each other; a new meeting goes to another
+// server; behind the nginx sample (one public name), the meeting's server
+// is killed mid-call and every page is back, on another, within seconds.
+// Runs inside ops/netns.sh.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createConnection } from 'node:net';
+import {
+  cleanUp, counterSum, freePort, joinPage, launchBrowser, receivedByName, sleep, startServer, until, assertRealRoot,
+} from './harness.mjs';
+import { HOST, NEEDS_ROOT, startNginx } from './nginx.mjs';
+
+const IDS = ['a', 'b', 'c'];
+
+/** Debian's redis-server on a free loopback port, keeping nothing on disk. */
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await until('redis-server to listen', () => new Promise((resolve) => {
+    const s = createConnection({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  }), 10000, 50);
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Three servers sharing meetings through `redis`; `env(id)` adds each
+ * one's settings; `ports`: where each listens (else anywhere). */
+async function startCluster(redis, env, ports = {}) {
+  const servers = {};
+  for (const id of IDS) {
+    servers[id] = await startServer({
+      MEET_REDIS: redis.url, MEET_NODE_ID: id, MEET_WORKERS: '1', ...env(id),
+    }, { port: ports[id] ?? 0 });
+  }
+  // Each has read the others' records.
+  await until('every server to see the other two', async () => {
+    for (const s of Object.values(servers)) {
+      if (await counterSum(s.url, 'meet_cluster_nodes') !== 3) return false;
+    }
+    return true;
+  }, 10000);
+  return servers;
+}
+
+/** How many meetings each server still running holds (`meet_cluster_leases`). */
+async function holders(servers) {
+  const held = {};
+  for (const [id, s] of Object.entries(servers)) {
+    if (s.killed) continue;
+    held[id] = await counterSum(s.url, 'meet_cluster_leases');
+  }
+  return held;
+}
+
+/** Whether every page decodes every other's video. */
+async function allDecode(pages) {
+  for (const p of pages) {
+    const got = await receivedByName(p);
+    for (const other of pages) {
+      if (other !== p && !(got[other.name]?.framesDecoded > 0)) return false;
+    }
+  }
+  return true;
+}
+
+test('pages entering through three servers meet on one; a new meeting goes to another', {
+  timeout: 180000,
+}, async (t) => {
+  const redis = await startRedis();
+  const ports = Object.fromEntries(await Promise.all(IDS.map(async (id) => [id, await freePort()])));
+  // Each server reached under its own address: clients are sent on to
+  // it there, and pages of the others' origins may open meetings on it.
+  let servers = {};
+  let browser;
+  t.after(() => cleanUp(
+    () => browser?.close(),
+    ...Object.values(servers).map((s) => () => s.stop()),
+    () => redis.stop(),
+  ));
+  servers = await startCluster(redis, (id) => ({
+    MEET_PUBLIC_URL: `http://127.0.0.1:${ports[id]}/`,
+    MEET_NODE_URL: `ws://127.0.0.1:${ports[id]}/ws`,
+  }), ports);
+  browser = await launchBrowser();
+  const pages = [];
+  for (const [id, name] of [['a', 'Alice'], ['b', 'Bob'], ['c', 'Carol']]) {
+    pages.push(await joinPage(browser, servers[id].url, 'all-hands', name, {}, { t }));
+  }
+  await until('each page to decode the other two', () => allDecode(pages), 30000);
+  const held = await holders(servers);
+  const owner = Object.keys(held).find((id) => held[id] === 1);
+  assert.ok(owner, `one server holds the meeting: ${JSON.stringify(held)}`);
+  assert.equal(await counterSum(servers[owner].url, 'meet_participants'), 3, 'all three on it');
+  let redirects = 0;
+  for (const s of Object.values(servers)) redirects += await counterSum(s.url, 'meet_cluster_redirects_total');
+  assert.equal(redirects, 2, 'the two pages that entered elsewhere were sent on');
+
+  // The holder's load reaches the others at its next heartbeat; a new
+  // meeting entered through it then goes to a server with nobody on it.
+  await sleep(2500);
+  const dave = await joinPage(browser, servers[owner].url, 'one-to-one', 'Dave', {}, { t });
+  const erin = await joinPage(browser, servers[owner].url, 'one-to-one', 'Erin', {}, { t });
+  await until('Dave and Erin to see each other', () => allDecode([dave, erin]), 30000);
+  const after = await holders(servers);
+  assert.equal(after[owner], 1, `the new meeting is not on ${owner}: ${JSON.stringify(after)}`);
+  assert.equal(Object.values(after).reduce((a, b) => a + b, 0), 2, JSON.stringify(after));
+});
+
+test('behind nginx, the meeting\'s server is killed and every page is back on another within 10 s', {
+  timeout: 180000,
+}, async (t) => {
+  assertRealRoot(NEEDS_ROOT);
+  const redis = await startRedis();
+  let servers = {};
+  let nginx;
+  let browser;
+  t.after(() => cleanUp(
+    () => browser?.close(),
+    () => nginx?.stop(),
+    ...IDS.map((id) => () => (servers[id]?.killed ? null : servers[id]?.stop())),
+    () => redis.stop(),
+  ));
+  // One public name: nginx sends a client sent on to a server by its
+  // node_url's path (the sample's /node/<id>/ws).
+  servers = await startCluster(redis, (id) => ({ MEET_NODE_URL: `/node/${id}/ws` }));
+  nginx = await startNginx(Object.fromEntries(IDS.map((id) => [id, new URL(servers[id].url).host])));
+  browser = await launchBrowser();
+  const base = `https://${HOST}`;
+  const options = { t, contextOptions: { ignoreHTTPSErrors: true } };
+  const pages = [];
+  for (const name of ['Alice', 'Bob', 'Carol']) {
+    pages.push(await joinPage(browser, base, 'board', name, {}, options));
+  }
+  await until('each page to decode the other two', () => allDecode(pages), 30000);
+  const held = await holders(servers);
+  const owner = Object.keys(held).find((id) => held[id] === 1);
+  assert.ok(owner, JSON.stringify(held));
+
+  const ids = await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.participantId)));
+  pages[0].page.on('console', (m) => { if (m.text().startsWith('T ')) console.log(m.text()); });
+  console.log(`T ${Date.now() % 100000} kill`);
+  process.kill(servers[owner].pid, 'SIGKILL');
+  servers[owner].killed = true;
+  const killed = performance.now();
+  let seated = null;
+  await until('every page to be back in the meeting and decoding the others', async () => {
+    for (const [i, p] of pages.entries()) {
+      const id = await p.page.evaluate(() => window.meet.participantId);
+      if (!id || id === ids[i]) return false;
+    }
+    seated ??= performance.now() - killed;
+    return allDecode(pages);
+  }, 10000, 50);
+  const back = performance.now() - killed;
+  const after = await holders(servers);
+  const next = Object.keys(after).find((id) => after[id] === 1);
+  assert.ok(next && next !== owner, JSON.stringify(after));
+  console.log(`killed ${owner}: all three pages joined on ${next} after ${Math.round(seated)} ms, decoding after ${Math.round(back)} ms`);
+  const access = nginx.accessLog();
+  assert.match(access, /"GET \/node\/[abc]\/ws HTTP\/[\d.]+" (101|502) /, 'pages were sent on by node path');
+});
