@@ -133,6 +133,21 @@ const b = new dashboard.DashboardBuilder('meet')
   .withPanel(graph('Send drops', 'Datagrams given up on before sending, per second, by class.', 'ops',
     q(`sum by (class) (${rate(`meet_send_dropped_total{${sel}}`)})`, '{{class}}')))
 
+  // Several servers sharing meetings through Redis (docs/operating.md,
+  // "Several servers"); on a server alone these read 0.
+  .withRow(new dashboard.RowBuilder('Several servers'))
+  .withPanel(statPanel('Servers in the registry', 'Servers sharing the meetings, as each last read the registry (the fewest any of them sees): fewer than you run means one is cut off. 0 on a server alone.',
+    q(`min(meet_cluster_nodes{${sel}})`, 'servers')))
+  .withPanel(statPanel('Redis reachable', '1 while the server\'s commands to Redis are answered, per server.',
+    q(`meet_cluster_redis_up{${sel}}`, '{{instance}}')))
+  .withPanel(graph('Meetings per server', 'Meetings whose lease each server holds: where each meeting lives.', 'none',
+    q(`meet_cluster_leases{${sel}}`, '{{instance}}')))
+  .withPanel(graph('Participants per server', 'Where the people are: new meetings go to the server with the fewest.', 'none',
+    q(`sum by (instance) (meet_participants{${sel}})`, '{{instance}}')))
+  .withPanel(graph('Joins sent on, meetings moved', 'Per second: joins sent on to the server that holds their meeting, and meetings closed on a server because another holds them now (after it was cut off).', 'ops',
+    q(`sum by (instance) (${rate(`meet_cluster_redirects_total{${sel}}`)})`, '{{instance}} sent on'),
+    q(`sum by (instance) (${rate(`meet_cluster_leases_lost_total{${sel}}`)})`, '{{instance}} moved away')))
+
   .withRow(new dashboard.RowBuilder('What is failing'))
   .withPanel(statPanel('Server up', '1 while Prometheus can scrape the server.',
     q(`up{${sel}}`, '{{instance}}')))
