@@ -125,9 +125,14 @@ fn node_config(redis: &Redis, id: &str) -> Config {
         redis: redis.url(),
         node_id: id.into(),
         node_url: format!("/node/{id}/ws"),
+        token_secret: TOKEN_SECRET.into(),
         ..Running::config()
     }
 }
+
+/// The one every server of a cluster shares: whichever holds a meeting
+/// checks the invite links and tokens another minted.
+const TOKEN_SECRET: &str = "a-token-secret-that-all-servers-share";
 
 /// Where a client gets in, and who it is.
 struct Entry {
@@ -156,12 +161,22 @@ impl Entry {
     /// (its meeting's lease has not lapsed yet) is tried again from
     /// `first` after a moment. Gives up after `within`.
     async fn enter(&self, first: &str, room: &str, name: &str, within: Duration) -> Seated {
+        let join = json!({"type": "join", "v": 1, "room": room, "name": name});
+        let seated = self.enter_with(first, join, within).await;
+        assert_eq!(seated.joined["type"], "joined", "{}", seated.joined);
+        seated
+    }
+
+    /// As [`Entry::enter`], with this `join`; `joined` holds the first
+    /// answer that sends it nowhere else (`joined`, `lobby_waiting`, an
+    /// error other than `unavailable`).
+    async fn enter_with(&self, first: &str, join: Value, within: Duration) -> Seated {
         let deadline = Instant::now() + within;
         let mut node = first.to_owned();
         loop {
             assert!(
                 Instant::now() < deadline,
-                "{name} not in {room} within {within:?}"
+                "{join} got nowhere within {within:?}"
             );
             let url = format!("ws://{}/ws", self.addrs[&node]);
             // A stopped server takes the connection but never answers it.
@@ -172,36 +187,27 @@ impl Entry {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             };
-            send(
-                &mut ws,
-                json!({"type": "join", "v": 1, "room": room, "name": name}),
-            )
-            .await;
+            send(&mut ws, join.clone()).await;
             let Some(m) = next(&mut ws, Duration::from_secs(10)).await else {
                 node = first.to_owned();
                 continue;
             };
-            match m["type"].as_str() {
-                Some("joined") => {
-                    return Seated {
-                        ws,
-                        node,
-                        joined: m,
-                    }
-                }
-                Some("moved") => {
-                    let url = m["url"].as_str().unwrap();
-                    node = url
-                        .strip_prefix("/node/")
-                        .and_then(|r| r.strip_suffix("/ws"))
-                        .unwrap_or_else(|| panic!("moved to {url}"))
-                        .to_owned();
-                }
-                Some("error") if m["code"] == "unavailable" => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    node = first.to_owned();
-                }
-                _ => panic!("{name}: {m}"),
+            if m["type"] == "moved" {
+                let url = m["url"].as_str().unwrap();
+                node = url
+                    .strip_prefix("/node/")
+                    .and_then(|r| r.strip_suffix("/ws"))
+                    .unwrap_or_else(|| panic!("moved to {url}"))
+                    .to_owned();
+            } else if m["type"] == "error" && m["code"] == "unavailable" {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                node = first.to_owned();
+            } else {
+                return Seated {
+                    ws,
+                    node,
+                    joined: m,
+                };
             }
         }
     }
@@ -402,21 +408,23 @@ async fn a_meeting_goes_on_while_redis_is_away_and_every_server_is_back_within_t
     }
 }
 
-/// The server binary as its own process, in the cluster.
-fn process(redis: &Redis, id: &str) -> Process {
+/// The server binary as its own process, in the cluster; `env` beside.
+fn process(redis: &Redis, id: &str, env: &[(&str, &str)]) -> Process {
     let mut command = server(60);
     command
         .env("MEET_REDIS", redis.url())
         .env("MEET_NODE_ID", id)
-        .env("MEET_NODE_URL", format!("/node/{id}/ws"));
+        .env("MEET_NODE_URL", format!("/node/{id}/ws"))
+        .env("MEET_TOKEN_SECRET", TOKEN_SECRET)
+        .envs(env.iter().copied());
     Process::spawn(command)
 }
 
-/// Three server processes.
-async fn three_processes(redis: &Redis) -> (HashMap<String, Process>, Entry) {
+/// Three server processes, with `env`.
+async fn three_processes(redis: &Redis, env: &[(&str, &str)]) -> (HashMap<String, Process>, Entry) {
     let procs: HashMap<String, Process> = IDS
         .iter()
-        .map(|id| (id.to_string(), process(redis, id)))
+        .map(|id| (id.to_string(), process(redis, id, env)))
         .collect();
     let addrs = procs.iter().map(|(id, p)| (id.clone(), p.http)).collect();
     until(Duration::from_secs(5), || async {
@@ -435,7 +443,7 @@ fn another(node: &str) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_servers_meeting_is_back_on_another_within_seconds() {
     let redis = Redis::start();
-    let (mut procs, entry) = three_processes(&redis).await;
+    let (mut procs, entry) = three_processes(&redis, &[]).await;
     let within = Duration::from_secs(10);
     let mut alice = entry.enter("a", "board", "Alice", within).await;
     let mut bob = entry.enter("b", "board", "Bob", within).await;
@@ -460,7 +468,7 @@ async fn a_killed_servers_meeting_is_back_on_another_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_server_does_not_take_its_meeting_back_when_it_wakes() {
     let redis = Redis::start();
-    let (procs, entry) = three_processes(&redis).await;
+    let (procs, entry) = three_processes(&redis, &[]).await;
     let within = Duration::from_secs(15);
     let mut alice = entry.enter("a", "council", "Alice", within).await;
     let owner = alice.node.clone();
@@ -501,7 +509,7 @@ async fn a_stopped_server_does_not_take_its_meeting_back_when_it_wakes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_server_keeps_its_meeting_joinable_and_sends_new_ones_elsewhere() {
     let redis = Redis::start();
-    let (procs, entry) = three_processes(&redis).await;
+    let (procs, entry) = three_processes(&redis, &[]).await;
     let within = Duration::from_secs(10);
     let alice = entry.enter("a", "audit", "Alice", within).await;
     let owner = alice.node.clone();
@@ -524,4 +532,125 @@ async fn a_draining_server_keeps_its_meeting_joinable_and_sends_new_ones_elsewhe
 
 fn cluster_lease() -> Duration {
     sfu::cluster::LEASE
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_server() {
+    let redis = Redis::start();
+    let closed = [
+        ("MEET_ANONYMOUS_JOIN", "false"),
+        ("MEET_ADMIN_KEY", common::KEY),
+    ];
+    let (mut procs, entry) = three_processes(&redis, &closed).await;
+    let within = Duration::from_secs(10);
+    let invite = common::Admin::at(procs["b"].http)
+        .invite("closed", json!({"role": "host"}))
+        .await;
+    let host_join =
+        json!({"type": "join", "v": 1, "room": "closed", "name": "Hanna", "invite": invite});
+    let mut host = entry.enter_with("a", host_join, within).await;
+    assert_eq!(host.joined["type"], "joined", "{}", host.joined);
+    let owner = host.node.clone();
+    // A guest knocks through another server, and the host lets them in.
+    let guest_join = json!({"type": "join", "v": 1, "room": "closed", "name": "Gustav"});
+    let mut guest = entry
+        .enter_with(another(&owner), guest_join.clone(), within)
+        .await;
+    assert_eq!(guest.joined["type"], "lobby_waiting", "{}", guest.joined);
+    let lobby = loop {
+        let m = next(&mut host.ws, within).await.expect("the host stays in");
+        if m["type"] == "lobby" && !m["waiting"].as_array().unwrap().is_empty() {
+            break m;
+        }
+    };
+    let lobby_id = lobby["waiting"][0]["id"].clone();
+    send(&mut host.ws, json!({"type": "admit", "lobby_id": lobby_id})).await;
+    let joined = loop {
+        let m = next(&mut guest.ws, within).await.expect("the guest stays");
+        if m["type"] == "joined" {
+            break m;
+        }
+    };
+    let resume = joined["resume"].as_str().unwrap().to_owned();
+    assert!(!resume.is_empty());
+    procs.get(&owner).unwrap().signal(libc::SIGKILL);
+    let killed = Instant::now();
+    // Back with its seat's secret through another server: seated again at
+    // once, as let in before; no lobby, no host needed to let it in again.
+    let mut back_join = guest_join;
+    back_join["resume"] = json!(resume);
+    let back = entry
+        .enter_with(another(&owner), back_join.clone(), within)
+        .await;
+    assert_eq!(back.joined["type"], "joined", "{}", back.joined);
+    assert_ne!(back.node, owner);
+    println!(
+        "the guest was seated again on {} {:?} after the kill",
+        back.node,
+        killed.elapsed()
+    );
+    // The seat is taken once.
+    let again = entry.enter_with(another(&owner), back_join, within).await;
+    assert_eq!(again.joined["type"], "lobby_waiting", "{}", again.joined);
+    procs.remove(&owner);
+}
+
+/// Commands Redis has processed so far, as it counts them: those a Lua
+/// script calls too (a lease renewal is one round trip and three or four
+/// commands), and the INFO asking.
+async fn commands(redis: &Redis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut redis.client().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_commands_processed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_cluster_asks_of_redis_idle_per_join_and_per_running_meeting() {
+    let redis = Redis::start();
+    let (servers, entry) = three_servers(&redis).await;
+    let window = Duration::from_secs(6);
+    let per_second = |n: u64| n as f64 / window.as_secs_f64();
+    // Idle: three servers, no meeting.
+    let before = commands(&redis).await;
+    tokio::time::sleep(window).await;
+    let idle = per_second(commands(&redis).await - before - 1);
+    // Joins, each straight to the server that holds (or takes) the
+    // meeting: the first takes the lease, the others find it held here.
+    let before = commands(&redis).await;
+    let mut seated = Vec::new();
+    for name in ["Alice", "Bob", "Carol", "Dave"] {
+        seated.push(
+            entry
+                .enter("a", "sizing", name, Duration::from_secs(10))
+                .await,
+        );
+    }
+    let joins = commands(&redis).await - before - 1;
+    // A running meeting of four, beside the idle cost.
+    let before = commands(&redis).await;
+    tokio::time::sleep(window).await;
+    let running = per_second(commands(&redis).await - before - 1) - idle;
+    println!(
+        "Redis commands (scripts' own included): {idle:.1}/s for three idle servers; \
+         {joins} for four joins (the first taking the lease); {running:.1}/s more \
+         while a meeting of four runs"
+    );
+    // Bounds that catch a command per participant and second, or a
+    // heartbeat gone wild; wide enough for a window that catches one
+    // heartbeat more or less (three servers' six commands each 2 s).
+    assert!(idle < 15.0, "{idle}/s idle");
+    assert!(joins <= 4 * 6, "{joins} commands for four joins");
+    assert!(running < 12.0, "{running}/s for a running meeting");
+    for s in seated {
+        s.leave().await;
+    }
+    for (_, s) in servers {
+        s.stop().await;
+    }
 }

@@ -42,7 +42,11 @@ async function startCluster(redis, env, ports = {}) {
   const servers = {};
   for (const id of IDS) {
     servers[id] = await startServer({
-      MEET_REDIS: redis.url, MEET_NODE_ID: id, MEET_WORKERS: '1', ...env(id),
+      MEET_REDIS: redis.url, MEET_NODE_ID: id, MEET_WORKERS: '1',
+      // The same on every server: whichever holds a meeting checks the
+      // tokens and invite links another made.
+      MEET_TOKEN_SECRET: 'a-token-secret-that-all-servers-share',
+      ...env(id),
     }, { port: ports[id] ?? 0 });
   }
   // Each has read the others' records.

@@ -19,7 +19,9 @@ use super::token::Claims;
 use crate::room::api::Role;
 
 /// Who held a seat, as they were let in: what admitting them again needs.
-#[derive(Debug, Clone)]
+/// (Kept in Redis too where several servers share meetings, so that the
+/// meeting's next server can seat them again: see `cluster`.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Seated {
     pub room: String,
     pub participant_id: String,

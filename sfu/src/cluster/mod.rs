@@ -4,11 +4,13 @@
 //! (`registry.rs`); each meeting belongs to one server through a lease
 //! with a fencing number (`lease.rs`); a server asked for a meeting it
 //! does not hold sends the client to the one that does, or places a new
-//! meeting on the least loaded server (`route`). Redis itself is reached
-//! only through `store.rs`.
+//! meeting on the least loaded server (`route`); participants' seats are
+//! kept there for the meeting's next server (`seats.rs`). Redis itself is
+//! reached only through `store.rs`.
 
 mod lease;
 mod registry;
+mod seats;
 mod store;
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::metrics::ClusterMetrics;
 pub use lease::Local;
+pub use seats::SharedSeat;
 use store::Store;
 
 /// How long a meeting's lease lasts unrenewed: a dead owner's meetings

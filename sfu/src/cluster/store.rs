@@ -9,6 +9,9 @@
 //!   expiring unless renewed.
 //! - `meet:fence`: the fencing counter; each new lease takes the next
 //!   number, so a later owner always holds a higher one.
+//! - `meet:seats:<room>`: the meeting's participants by their `resume`
+//!   secret (a hash of JSON `Seated`), for the meeting's next server to
+//!   seat them again; kept alive with the lease, for a while after it.
 
 use std::time::Duration;
 
@@ -18,6 +21,9 @@ use redis::{AsyncCommands, Script};
 use super::{ClusterError, Lease, Node};
 
 const NODES: &str = "meet:nodes";
+/// How long a meeting's seats outlive its server's last renewal: its
+/// participants come back to its next server well within this.
+const SEATS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 const FENCE: &str = "meet:fence";
 
 fn node_key(id: &str) -> String {
@@ -26,6 +32,10 @@ fn node_key(id: &str) -> String {
 
 fn meeting_key(room: &str) -> String {
     format!("meet:meeting:{room}")
+}
+
+fn seats_key(room: &str) -> String {
+    format!("meet:seats:{room}")
 }
 
 /// Takes the meeting's lease for `node` unless someone holds it; returns
@@ -38,19 +48,25 @@ redis.call('SET', KEYS[1], v, 'PX', ARGV[2])
 return v
 ";
 
-/// For each meeting (KEYS[2..]): extends the lease if it is still the one
-/// expected (ARGV[3..]); takes it anew with a new fence if it lapsed and
-/// nobody took it meanwhile; returns the holder of each.
+/// For each meeting (its lease and its seats, KEYS[2i] and KEYS[2i+1]):
+/// extends the lease if it is still the one expected (ARGV[3+i]), or
+/// takes it anew with a new fence if it lapsed and nobody took it
+/// meanwhile, and then keeps its seats (ARGV[3] ms); returns the holder
+/// of each.
 const RENEW: &str = r"
 local out = {}
-for i = 2, #KEYS do
-  local cur = redis.call('GET', KEYS[i])
-  if cur == ARGV[i + 1] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+for i = 1, (#KEYS - 1) / 2 do
+  local lease, seats = KEYS[2 * i], KEYS[2 * i + 1]
+  local cur = redis.call('GET', lease)
+  local ours = cur == ARGV[3 + i]
+  if ours then
+    redis.call('PEXPIRE', lease, ARGV[1])
   elseif not cur then
     cur = ARGV[2] .. ' ' .. redis.call('INCR', KEYS[1])
-    redis.call('SET', KEYS[i], cur, 'PX', ARGV[1])
+    redis.call('SET', lease, cur, 'PX', ARGV[1])
+    ours = true
   end
+  if ours then redis.call('PEXPIRE', seats, ARGV[3]) end
   out[#out + 1] = cur
 end
 return out
@@ -180,14 +196,53 @@ impl Store {
         }
         let mut conn = self.conn.clone();
         let mut call = self.renew.key(FENCE);
-        call.arg(ttl.as_millis() as u64).arg(node);
+        call.arg(ttl.as_millis() as u64)
+            .arg(node)
+            .arg(SEATS_TTL.as_millis() as u64);
         for (room, lease) in leases {
-            call.key(meeting_key(room)).arg(lease.to_string());
+            call.key(meeting_key(room))
+                .key(seats_key(room))
+                .arg(lease.to_string());
         }
         let held: Vec<String> = call.invoke_async(&mut conn).await?;
         held.into_iter()
             .map(|h| Lease::parse(&h).ok_or(ClusterError::Corrupt(h)))
             .collect()
+    }
+
+    /// Keeps a participant's seat under its `resume` secret.
+    pub async fn keep_seat(
+        &self,
+        room: &str,
+        secret: &str,
+        seated: &str,
+    ) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .hset(seats_key(room), secret, seated)
+            .ignore()
+            .pexpire(seats_key(room), SEATS_TTL.as_millis() as i64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the seat under `secret` away: the one it returns, if any.
+    pub async fn take_seat(
+        &self,
+        room: &str,
+        secret: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let (seated,): (Option<String>,) = redis::pipe()
+            .atomic()
+            .hget(seats_key(room), secret)
+            .hdel(seats_key(room), secret)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(seated)
     }
 
     /// Lets a lease go (the meeting ended here).

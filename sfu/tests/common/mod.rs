@@ -228,8 +228,13 @@ pub struct Admin {
 #[allow(dead_code)]
 impl Admin {
     pub fn new(server: &Running) -> Self {
+        Self::at(server.http)
+    }
+
+    /// The admin API on the listener at `http`.
+    pub fn at(http: SocketAddr) -> Self {
         Self {
-            base: format!("http://{}", server.http),
+            base: format!("http://{http}"),
             http: reqwest::Client::new(),
         }
     }

@@ -162,6 +162,13 @@ impl Config {
         if !self.token_secret.is_empty() && self.token_secret.len() < 32 {
             return invalid("token_secret", "use at least 32 characters");
         }
+        if self.cluster()?.is_some() && self.token_secret.is_empty() {
+            return invalid(
+                "token_secret",
+                "set it, the same on every server sharing meetings: whichever \
+                 holds a meeting checks the invite links and tokens another made",
+            );
+        }
         if self.cluster()?.is_some() && !self.matrix_homeserver.is_empty() {
             // Each server's bridge keeps its own meeting→room mapping: a
             // meeting that moves would get a second room.
@@ -359,10 +366,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("`node_id`"), "{e}");
+        let secret = ("MEET_TOKEN_SECRET", "a-secret-of-at-least-thirty-two-chars");
+        let e = Config::load(None, env(&[redis, ("MEET_NODE_URL", "/ws")])).unwrap_err();
+        assert!(e.to_string().contains("`token_secret`"), "{e}");
         let c = Config::load(
             None,
             env(&[
                 redis,
+                secret,
                 ("MEET_PUBLIC_URL", "https://meet.example.org/"),
                 ("MEET_NODE_ID", "a"),
             ]),
@@ -371,7 +382,7 @@ mod tests {
         let cluster = c.cluster().unwrap().unwrap();
         assert_eq!(cluster.node_url, "wss://meet.example.org/ws");
         assert_eq!(cluster.origin.as_deref(), Some("https://meet.example.org"));
-        let c = Config::load(None, env(&[redis, ("MEET_NODE_URL", "/node/b/ws")])).unwrap();
+        let c = Config::load(None, env(&[redis, secret, ("MEET_NODE_URL", "/node/b/ws")])).unwrap();
         let cluster = c.cluster().unwrap().unwrap();
         assert_eq!(cluster.node_url, "/node/b/ws");
         assert!(!cluster.node_id.is_empty(), "the host name by default");
@@ -382,6 +393,7 @@ mod tests {
         );
         let chat = [
             redis,
+            secret,
             ("MEET_NODE_URL", "/ws"),
             ("MEET_MATRIX_HOMESERVER", "http://127.0.0.1:8008"),
             ("MEET_MATRIX_USER", "meet"),

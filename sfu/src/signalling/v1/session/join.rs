@@ -12,9 +12,11 @@ use crate::access::drain::InMeeting;
 use crate::access::invite;
 use crate::access::limits::Limit;
 use crate::access::resume::Live;
+use crate::access::resume::Seated;
 use crate::access::roster::{Ended, Member, Seat, Shut};
 use crate::access::token::Claims;
-use crate::cluster::Route;
+use crate::access::Access;
+use crate::cluster::{Route, SharedSeat};
 use crate::room::api::{Event, Role};
 use crate::signalling::v1::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use crate::worker::{Request, SendError, WorkerHandle};
@@ -48,6 +50,9 @@ pub(super) struct Joined {
     pub(super) resume: String,
     /// Its seat under that secret while the session is up.
     pub(super) live: Option<Live>,
+    /// The same seat kept in Redis for the meeting's next server, where
+    /// several servers share meetings.
+    pub(super) shared_seat: Option<SharedSeat>,
     /// The core has it in the room (`joined` went out).
     pub(super) in_core: bool,
 }
@@ -132,17 +137,14 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
         // Back after a dropped connection, to the seat held for it; else
         // let in as anyone is.
         let seated = match resume.as_deref() {
-            Some(secret) => session.access.resumes.claim(secret, room.trim()).await,
+            Some(secret) => claim(&session.access, secret, room.trim()).await,
             None => None,
         };
         let (admitted, vacate) = match seated {
-            Some(seated) => {
+            Some((seated, here)) => {
                 let worker = session.workers.for_room(&seated.room).clone();
-                let vacate = Vacate::new(seated.participant_id.clone(), worker);
-                (
-                    admission::readmit(&session.access, seated).await,
-                    Some(vacate),
-                )
+                let vacate = here.then(|| Vacate::new(seated.participant_id.clone(), worker));
+                (admission::readmit(&session.access, seated).await, vacate)
             }
             None => {
                 let admitted = admission::admit(
@@ -263,8 +265,21 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             chat,
             resume: format!("{:032x}", rand::random::<u128>()),
             live: None,
+            shared_seat: None,
             in_core: false,
         };
         return Some((joined, in_meeting));
     }
+}
+
+/// The seat held under `secret` in `room`: on this server (`true`: its old
+/// self is still in this server's core), or kept in Redis by the server
+/// that held the meeting before this one.
+async fn claim(access: &Access, secret: &str, room: &str) -> Option<(Seated, bool)> {
+    if let Some(seated) = access.resumes.claim(secret, room).await {
+        return Some((seated, true));
+    }
+    let kept = access.cluster.as_ref()?.take_seat(room, secret).await?;
+    let seated: Seated = serde_json::from_str(&kept).ok()?;
+    (seated.room == room).then_some((seated, false))
 }

@@ -74,7 +74,15 @@ pub(super) async fn hold(access: &Access, joined: &mut Joined) -> bool {
     if told.is_err() {
         return false;
     }
-    let seated = Seated {
+    tokio::select! {
+        back = access.resumes.hold(&joined.resume, seated(joined)) => back,
+        () = removed(&mut joined.events) => false,
+    }
+}
+
+/// The seat of `joined`, as it was let in: what seating it again needs.
+pub(super) fn seated(joined: &Joined) -> Seated {
+    Seated {
         room: joined.room.clone(),
         participant_id: joined.participant_id.clone(),
         name: joined.name.clone(),
@@ -83,10 +91,6 @@ pub(super) async fn hold(access: &Access, joined: &mut Joined) -> bool {
         guest: joined.guest,
         anonymous: joined.anonymous,
         ban_keys: joined.ban_keys.clone(),
-    };
-    tokio::select! {
-        back = access.resumes.hold(&joined.resume, seated) => back,
-        () = removed(&mut joined.events) => false,
     }
 }
 

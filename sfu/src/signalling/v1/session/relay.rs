@@ -70,7 +70,11 @@ pub(super) async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome
             Ok(why) = &mut joined.ended => {
                 if why == Ended::Moved {
                     // Out of the meeting here, no seat held: its client
-                    // reconnects, and lands on the meeting's new server.
+                    // reconnects, and lands on the meeting's new server,
+                    // which seats it again.
+                    if let Some(seat) = joined.shared_seat.take() {
+                        seat.keep();
+                    }
                     return session.close("moved").await;
                 }
                 let (code, msg) = match why {
@@ -115,6 +119,11 @@ pub(super) async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome
                     joined.in_core = true;
                     let held = !session.access.resumes.grace().is_zero();
                     joined.live = held.then(|| session.access.resumes.live(&joined.resume, &joined.room));
+                    // Several servers: kept for the meeting's next one too.
+                    if let Some(cluster) = session.access.cluster.as_ref().filter(|_| held) {
+                        let seated = serde_json::to_string(&rejoin::seated(joined)).expect("a seat serializes");
+                        joined.shared_seat = Some(cluster.keep_seat(&joined.room, &joined.resume, seated));
+                    }
                     let resume = if held { joined.resume.clone() } else { String::new() };
                     let msg = ServerMessage::Joined { v, room, participant_id, participants, chat: info, identity, role: joined.role, guest: joined.guest, ice_servers, resume };
                     if !session.send(&msg).await {
@@ -158,8 +167,14 @@ pub(super) async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome
                         }
                     }
                 }
-                // The worker stopped: the server is shutting down.
-                None => return session.close("shutdown").await,
+                // The worker stopped: the server is shutting down (its
+                // client may find the meeting on another server).
+                None => {
+                    if let Some(seat) = joined.shared_seat.take() {
+                        seat.keep();
+                    }
+                    return session.close("shutdown").await;
+                }
             },
             event = next_chat_event(&mut joined.chat), if chat_live => match event {
                 Some(ChatRecv::Lagged) => {

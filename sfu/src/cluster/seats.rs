@@ -1,0 +1,72 @@
+//! Participants' seats kept in Redis while their meeting runs here, so
+//! that when this server goes away the meeting's next one seats them
+//! again as they were (no lobby, no second use of an invite link), as a
+//! seat held for a dropped connection would. The seat itself is opaque
+//! here (the session layer's JSON).
+
+use super::Cluster;
+
+/// A participant's seat kept in Redis until this is dropped (the
+/// participant left, or its held seat was taken or ran out); a server that
+/// dies drops nothing, and the seat waits for the meeting's next server.
+pub struct SharedSeat {
+    cluster: Cluster,
+    room: String,
+    secret: String,
+}
+
+impl SharedSeat {
+    /// Leaves the seat in Redis: the participant is sent away from this
+    /// server (it stops, or another holds the meeting now) and comes back
+    /// to the meeting's next one.
+    pub fn keep(mut self) {
+        self.secret.clear();
+    }
+}
+
+impl Drop for SharedSeat {
+    fn drop(&mut self) {
+        if self.secret.is_empty() {
+            return;
+        }
+        let store = self.cluster.inner.store.clone();
+        let (room, secret) = (
+            std::mem::take(&mut self.room),
+            std::mem::take(&mut self.secret),
+        );
+        // Best effort: a seat Redis missed lapses with its meeting.
+        tokio::spawn(async move {
+            let _ = store.take_seat(&room, &secret).await;
+        });
+    }
+}
+
+impl Cluster {
+    /// Keeps `seated` under the participant's `resume` secret in `room`.
+    pub fn keep_seat(&self, room: &str, secret: &str, seated: String) -> SharedSeat {
+        let store = self.inner.store.clone();
+        let (r, s) = (room.to_owned(), secret.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = store.keep_seat(&r, &s, &seated).await {
+                tracing::debug!(error = %e, "a seat was not kept in Redis");
+            }
+        });
+        SharedSeat {
+            cluster: self.clone(),
+            room: room.to_owned(),
+            secret: secret.to_owned(),
+        }
+    }
+
+    /// The seat another server kept under `secret` in `room`, taken so
+    /// that only one connection comes back to it.
+    pub async fn take_seat(&self, room: &str, secret: &str) -> Option<String> {
+        match self.inner.store.take_seat(room, secret).await {
+            Ok(seated) => seated,
+            Err(e) => {
+                self.redis_failed(&e);
+                None
+            }
+        }
+    }
+}
