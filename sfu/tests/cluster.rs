@@ -654,3 +654,97 @@ async fn what_the_cluster_asks_of_redis_idle_per_join_and_per_running_meeting() 
         s.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_administrator_changes_on_one_server_holds_on_all() {
+    let redis = Redis::start();
+    let mut servers = HashMap::new();
+    let mut addrs = HashMap::new();
+    for id in IDS {
+        let config = Config {
+            anonymous_join: false,
+            admin_key: common::KEY.into(),
+            ..node_config(&redis, id)
+        };
+        let server = Running::start(&config).await;
+        addrs.insert(id.to_owned(), server.http);
+        servers.insert(id.to_owned(), server);
+    }
+    until(Duration::from_secs(5), || async {
+        redis.nodes().await.len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let entry = Entry { addrs };
+    let admin = |id: &str| common::Admin::new(&servers[id]);
+    // A link minted on a, withdrawn on b: refused on c, which holds the
+    // meeting (entered through it, with nobody anywhere: c takes it).
+    let minted = admin("a")
+        .mint("vault", json!({"role": "participant"}))
+        .await;
+    let (invite, id) = (
+        minted["invite"].clone(),
+        minted["id"].as_str().unwrap().to_owned(),
+    );
+    let (status, body) = admin("b")
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/admin/invites/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let withdrawn = Instant::now();
+    let join =
+        json!({"type": "join", "v": 1, "room": "vault", "name": "Mallory", "invite": invite});
+    loop {
+        let tried = entry
+            .enter_with("c", join.clone(), Duration::from_secs(10))
+            .await;
+        assert_eq!(tried.node, "c");
+        if tried.joined["code"] == "invite_revoked" {
+            break;
+        }
+        assert_eq!(tried.joined["type"], "joined", "{}", tried.joined);
+        tried.leave().await;
+        assert!(
+            withdrawn.elapsed() < Duration::from_secs(5),
+            "c still takes the link"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "a link withdrawn on b was refused on c {:?} later",
+        withdrawn.elapsed()
+    );
+    // A meeting opened to anyone on c: a and b say so within two
+    // heartbeats, and an anonymous guest gets in wherever it is placed.
+    let (status, body) = admin("c")
+        .call(
+            reqwest::Method::PUT,
+            "/api/admin/meetings/open-day/policy",
+            Some(json!({"anonymous_join": true, "lobby": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for id in ["a", "b"] {
+        until(Duration::from_secs(5), || async {
+            let (_, p) = admin(id)
+                .call(
+                    reqwest::Method::GET,
+                    "/api/admin/meetings/open-day/policy",
+                    None,
+                )
+                .await;
+            p["effective"]["anonymous_join"] == true
+        })
+        .await;
+    }
+    let guest = entry
+        .enter("a", "open-day", "Guest", Duration::from_secs(10))
+        .await;
+    guest.leave().await;
+    for (_, s) in servers {
+        s.stop().await;
+    }
+}

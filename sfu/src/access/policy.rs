@@ -134,6 +134,33 @@ impl Policies {
     }
 }
 
+impl Policies {
+    /// Takes meetings' policies set on other servers (several sharing
+    /// meetings): each replaces this server's own for its room, and the
+    /// file is saved once if any changed. Taken even if it cannot be
+    /// written: they are in force elsewhere.
+    pub fn merge(&self, shared: impl IntoIterator<Item = (String, Overrides)>) {
+        let mut meetings = self.lock();
+        let mut changed = false;
+        for (room, overrides) in shared {
+            if meetings.get(&room).copied().unwrap_or_default() == overrides {
+                continue;
+            }
+            if overrides.is_empty() {
+                meetings.remove(&room);
+            } else if meetings.len() < MAX_MEETING_POLICIES || meetings.contains_key(&room) {
+                meetings.insert(room, overrides);
+            }
+            changed = true;
+        }
+        if let Some(path) = self.file.as_ref().filter(|_| changed) {
+            if let Err(e) = state_file::write(path, &*meetings) {
+                tracing::warn!(error = %e, "policies set on other servers are not saved here");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +212,33 @@ mod tests {
         let e = Policies::load(CLOSED, Some(path.clone())).err().unwrap();
         assert!(e.to_string().contains("policies.json"), "{e}");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn policies_from_other_servers_replace_and_clear_ours_and_are_saved() {
+        let path = scratch("merge");
+        let p = Policies::load(CLOSED, Some(path.clone())).unwrap();
+        let open = Overrides {
+            anonymous_join: Some(true),
+            ..Overrides::default()
+        };
+        p.set("class", open).unwrap();
+        p.set("lab", open).unwrap();
+        let strict = Overrides {
+            lobby: Some(false),
+            ..Overrides::default()
+        };
+        // Cleared elsewhere, changed elsewhere, new elsewhere; others kept.
+        p.merge([
+            ("class".to_owned(), Overrides::default()),
+            ("board".to_owned(), strict),
+        ]);
+        assert_eq!(p.overrides("class"), Overrides::default());
+        assert_eq!(p.overrides("board"), strict);
+        assert_eq!(p.overrides("lab"), open);
+        let again = Policies::load(CLOSED, Some(path)).unwrap();
+        assert_eq!(again.overrides("board"), strict);
+        assert_eq!(again.overrides("class"), Overrides::default());
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn is_invite_id(id: &str) -> bool {
 
 /// Until when a withdrawn link must be remembered: its expiry, which its
 /// id carries; for an id without one, the longest a link can live from now.
-fn remember_until(id: &str, now: u64) -> u64 {
+pub fn remember_until(id: &str, now: u64) -> u64 {
     id.split_once('-')
         .and_then(|(_, e)| e.parse().ok())
         .unwrap_or(now + MAX_LIFETIME_SECS)
@@ -133,6 +133,27 @@ impl Revocations {
         }
         inner.next_due = inner.next_due.min(until);
         Ok(())
+    }
+
+    /// Takes links withdrawn on other servers (several sharing meetings),
+    /// `(id, until)`, and saves the list once if any was new here. Taken
+    /// even if the file cannot be written: they are in force elsewhere.
+    pub fn merge(&self, shared: Vec<(String, u64)>, now: u64) {
+        let mut inner = self.lock();
+        inner.prune(now);
+        let mut new = false;
+        for (id, until) in shared {
+            if until > now && inner.ids.len() < MAX_REVOCATIONS && !inner.ids.contains_key(&id) {
+                inner.next_due = inner.next_due.min(until);
+                inner.ids.insert(id, until);
+                new = true;
+            }
+        }
+        if let Some(path) = self.file.as_ref().filter(|_| new) {
+            if let Err(e) = state_file::write(path, &inner.ids) {
+                tracing::warn!(error = %e, "links withdrawn on other servers are not saved here");
+            }
+        }
     }
 
     pub fn is_revoked(&self, id: &str) -> bool {

@@ -18,6 +18,10 @@ pub trait Local: Send + Sync + 'static {
     fn load(&self) -> (usize, usize);
     /// Whether this server drains (takes no new meetings).
     fn draining(&self) -> bool;
+    /// Every meeting's own policy as shared (room, JSON; `{}`: none).
+    fn policies(&self, shared: Vec<(String, String)>);
+    /// The withdrawn invite links as shared (id, until in Unix seconds).
+    fn revocations(&self, shared: Vec<(String, u64)>);
 }
 
 impl Cluster {

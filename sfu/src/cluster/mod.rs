@@ -5,12 +5,14 @@
 //! with a fencing number (`lease.rs`); a server asked for a meeting it
 //! does not hold sends the client to the one that does, or places a new
 //! meeting on the least loaded server (`route`); participants' seats are
-//! kept there for the meeting's next server (`seats.rs`). Redis itself is
-//! reached only through `store.rs`.
+//! kept there for the meeting's next server (`seats.rs`); what an
+//! administrator changes on one server reaches the others (`shared.rs`).
+//! Redis itself is reached only through `store.rs`.
 
 mod lease;
 mod registry;
 mod seats;
+mod shared;
 mod store;
 
 use std::collections::HashMap;
@@ -129,6 +131,8 @@ struct Inner {
     held: Mutex<HashMap<String, Held>>,
     /// The registry as last read.
     nodes: RwLock<Vec<Node>>,
+    /// The versions of the shared policies and withdrawn links last taken.
+    pulled: Mutex<(u64, u64)>,
     metrics: ClusterMetrics,
 }
 
@@ -154,6 +158,7 @@ impl Cluster {
                 nodes: RwLock::new(vec![me.clone()]),
                 me,
                 held: Mutex::default(),
+                pulled: Mutex::default(),
                 metrics,
             }),
         })

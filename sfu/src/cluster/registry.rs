@@ -63,6 +63,7 @@ impl Cluster {
                 nodes.retain(|n| n.id != me.id);
                 nodes.push(me);
                 self.set_nodes(nodes);
+                self.pull_shared(local).await;
                 true
             }
             Err(e) => {

@@ -9,6 +9,11 @@
 //!   expiring unless renewed.
 //! - `meet:fence`: the fencing counter; each new lease takes the next
 //!   number, so a later owner always holds a higher one.
+//! - `meet:policies` (room → a meeting's own policy, JSON; `{}` once
+//!   cleared) and `meet:revoked` (withdrawn invite ids, scored by when
+//!   they may be forgotten): what an administrator changed on any
+//!   server, each with a `:version` counter that grows at each change, so
+//!   that the others read them again only when they changed.
 //! - `meet:seats:<room>`: the meeting's participants by their `resume`
 //!   secret (a hash of JSON `Seated`), for the meeting's next server to
 //!   seat them again; kept alive with the lease, for a while after it.
@@ -25,6 +30,10 @@ const NODES: &str = "meet:nodes";
 /// participants come back to its next server well within this.
 const SEATS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 const FENCE: &str = "meet:fence";
+const POLICIES: &str = "meet:policies";
+const POLICIES_VERSION: &str = "meet:policies:version";
+const REVOKED: &str = "meet:revoked";
+const REVOKED_VERSION: &str = "meet:revoked:version";
 
 fn node_key(id: &str) -> String {
     format!("meet:node:{id}")
@@ -243,6 +252,67 @@ impl Store {
             .query_async(&mut conn)
             .await?;
         Ok(seated)
+    }
+
+    /// Shares a meeting's own policy (`{}`: cleared).
+    pub async fn share_policy(&self, room: &str, overrides: &str) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hset(POLICIES, room, overrides)
+            .ignore()
+            .incr(POLICIES_VERSION, 1)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Shares a withdrawn invite link, remembered until `until` (Unix
+    /// seconds); forgets those past `now`.
+    pub async fn share_revocation(
+        &self,
+        id: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .zadd(REVOKED, id, until)
+            .ignore()
+            .zrembyscore(REVOKED, "-inf", now)
+            .ignore()
+            .incr(REVOKED_VERSION, 1)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The versions of the shared policies and withdrawals (0: none yet).
+    pub async fn shared_versions(&self) -> Result<(u64, u64), ClusterError> {
+        let mut conn = self.conn.clone();
+        let (p, r): (Option<u64>, Option<u64>) = redis::cmd("MGET")
+            .arg(POLICIES_VERSION)
+            .arg(REVOKED_VERSION)
+            .query_async(&mut conn)
+            .await?;
+        Ok((p.unwrap_or(0), r.unwrap_or(0)))
+    }
+
+    /// Every meeting's shared policy (JSON).
+    pub async fn policies(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hgetall(POLICIES).await?)
+    }
+
+    /// The withdrawn invite links not yet past `now`, with their `until`.
+    pub async fn revoked(&self, now: u64) -> Result<Vec<(String, u64)>, ClusterError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .zrangebyscore_withscores(REVOKED, format!("({now}"), "+inf")
+            .await?)
     }
 
     /// Lets a lease go (the meeting ended here).

@@ -22,9 +22,10 @@ use crate::access::admission::validate_name;
 use crate::access::invite::invite_link;
 use crate::access::invite::{self, DEFAULT_LIFETIME_SECS};
 use crate::access::policy::{Overrides, Policy, PolicyError};
-use crate::access::revocations::{is_invite_id, RevocationError};
+use crate::access::revocations::{is_invite_id, remember_until, RevocationError};
 use crate::access::roster::Ended;
 use crate::access::token::unix_now;
+use crate::cluster::Unavailable;
 use crate::room::api::Role;
 use crate::shell::state::AppState;
 
@@ -457,8 +458,18 @@ async fn revoke_invite(
             "not an invite id: 32 hex digits, then `-` and its expiry",
         ));
     }
-    match state.access.invites.revocations().revoke(id, unix_now()) {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
+    let now = unix_now();
+    match state.access.invites.revocations().revoke(id, now) {
+        Ok(()) => {
+            if let Some(cluster) = &state.access.cluster {
+                let until = remember_until(id, now);
+                cluster
+                    .share_revocation(id, until)
+                    .await
+                    .map_err(not_shared)?;
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
         Err(e @ RevocationError::TooMany) => {
             Err(error(StatusCode::CONFLICT, "conflict", e.to_string()))
         }
@@ -468,6 +479,14 @@ async fn revoke_invite(
             Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m))
         }
     }
+}
+
+/// A change in force here that the other servers sharing meetings did
+/// not hear of (Redis did not answer): sent again, it reaches them.
+fn not_shared(_: Unavailable) -> Failure {
+    let m =
+        "in force on this server, but not yet on the others: Redis does not answer; send it again";
+    error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -524,7 +543,16 @@ async fn set_policy(
     let room = room(path)?;
     let overrides: Overrides = object(body)?;
     match state.access.policies.set(&room, overrides) {
-        Ok(()) => Ok(Json(meeting_policy(&state, room))),
+        Ok(()) => {
+            if let Some(cluster) = &state.access.cluster {
+                let json = serde_json::to_string(&overrides).expect("overrides serialize");
+                cluster
+                    .share_policy(&room, &json)
+                    .await
+                    .map_err(not_shared)?;
+            }
+            Ok(Json(meeting_policy(&state, room)))
+        }
         Err(e @ PolicyError::TooMany) => {
             Err(error(StatusCode::CONFLICT, "conflict", e.to_string()))
         }

@@ -1,7 +1,10 @@
 //! This server's meetings as the cluster sees them (`cluster::Local`):
-//! which are in use, its load, and closing a meeting another server took.
+//! which are in use, its load, closing a meeting another server took, and
+//! taking what an administrator changed on another server.
 
+use crate::access::policy::Overrides;
 use crate::access::roster::Ended;
+use crate::access::token::unix_now;
 use crate::access::Access;
 use crate::cluster::Local;
 
@@ -22,5 +25,17 @@ impl Local for Meetings {
 
     fn draining(&self) -> bool {
         self.0.drain.is_draining()
+    }
+
+    fn policies(&self, shared: Vec<(String, String)>) {
+        let parsed = shared.into_iter().filter_map(|(room, json)| {
+            let overrides = serde_json::from_str::<Overrides>(&json).ok()?;
+            Some((room, overrides))
+        });
+        self.0.policies.merge(parsed);
+    }
+
+    fn revocations(&self, shared: Vec<(String, u64)>) {
+        self.0.invites.revocations().merge(shared, unix_now());
     }
 }
