@@ -257,10 +257,19 @@ fn participant_names(joined: &Value) -> Vec<String> {
 
 /// Three servers of this process.
 async fn three_servers(redis: &Redis) -> (HashMap<String, Running>, Entry) {
+    three_servers_with(redis, |c| c).await
+}
+
+/// Three servers of this process, each configured as `config` makes of
+/// its node's settings.
+async fn three_servers_with(
+    redis: &Redis,
+    config: impl Fn(Config) -> Config,
+) -> (HashMap<String, Running>, Entry) {
     let mut servers = HashMap::new();
     let mut addrs = HashMap::new();
     for id in IDS {
-        let server = Running::start(&node_config(redis, id)).await;
+        let server = Running::start(&config(node_config(redis, id))).await;
         addrs.insert(id.to_owned(), server.http);
         servers.insert(id.to_owned(), server);
     }
@@ -658,24 +667,12 @@ async fn what_the_cluster_asks_of_redis_idle_per_join_and_per_running_meeting() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_an_administrator_changes_on_one_server_holds_on_all() {
     let redis = Redis::start();
-    let mut servers = HashMap::new();
-    let mut addrs = HashMap::new();
-    for id in IDS {
-        let config = Config {
-            anonymous_join: false,
-            admin_key: common::KEY.into(),
-            ..node_config(&redis, id)
-        };
-        let server = Running::start(&config).await;
-        addrs.insert(id.to_owned(), server.http);
-        servers.insert(id.to_owned(), server);
-    }
-    until(Duration::from_secs(5), || async {
-        redis.nodes().await.len() == 3
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let entry = Entry { addrs };
+    let closed = |c| Config {
+        anonymous_join: false,
+        admin_key: common::KEY.into(),
+        ..c
+    };
+    let (servers, entry) = three_servers_with(&redis, closed).await;
     let admin = |id: &str| common::Admin::new(&servers[id]);
     // A link minted on a, withdrawn on b: refused on c, which holds the
     // meeting (entered through it, with nobody anywhere: c takes it).
