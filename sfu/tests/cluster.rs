@@ -745,3 +745,59 @@ async fn what_an_administrator_changes_on_one_server_holds_on_all() {
         s.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_a_host_banned_stays_out_after_the_meeting_moves() {
+    let redis = Redis::start();
+    let (mut procs, entry) = three_processes(&redis, &[("MEET_ADMIN_KEY", common::KEY)]).await;
+    let within = Duration::from_secs(10);
+    let invite = common::Admin::at(procs["a"].http)
+        .invite("townhall", json!({"role": "host"}))
+        .await;
+    let host_join =
+        json!({"type": "join", "v": 1, "room": "townhall", "name": "Hanna", "invite": invite});
+    let mut host = entry.enter_with("a", host_join.clone(), within).await;
+    let owner = host.node.clone();
+    let troll = entry.enter("b", "townhall", "Troll", within).await;
+    let troll_id = troll.joined["participant_id"].clone();
+    send(
+        &mut host.ws,
+        json!({"type": "remove", "participant_id": troll_id, "ban": true}),
+    )
+    .await;
+    let mut troll_ws = troll.ws;
+    closed(&mut troll_ws, within).await;
+    // The ban reaches Redis a moment later (it is sent beside the removal).
+    until(Duration::from_secs(2), || async {
+        let mut conn = redis.client().await;
+        let n: usize = redis::cmd("SCARD")
+            .arg("meet:bans:townhall")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        n > 0
+    })
+    .await;
+    procs.get(&owner).unwrap().signal(libc::SIGKILL);
+    // The host comes back with her link and keeps the meeting going
+    // elsewhere.
+    let back = entry.enter_with(another(&owner), host_join, within).await;
+    assert_eq!(back.joined["type"], "joined", "{}", back.joined);
+    assert_ne!(back.node, owner);
+    // The troll, from the same address, is kept out there too.
+    let again = entry
+        .enter_with(
+            another(&owner),
+            json!({"type": "join", "v": 1, "room": "townhall", "name": "Troll"}),
+            within,
+        )
+        .await;
+    assert_eq!(
+        (again.joined["type"].as_str(), again.joined["code"].as_str()),
+        (Some("error"), Some("banned")),
+        "{}",
+        again.joined
+    );
+    procs.remove(&owner);
+    drop(back);
+}

@@ -208,18 +208,14 @@ impl Roster {
     }
 
     /// Keeps `participant_id` out of `room` from now on (while the
-    /// meeting lasts, see [`ban_keys`]); false if it is not in `room`.
-    pub fn ban(&self, room: &str, participant_id: &str) -> bool {
+    /// meeting lasts, see [`ban_keys`]): the keys banned, `None` if it is
+    /// not in `room`.
+    pub fn ban(&self, room: &str, participant_id: &str) -> Option<Vec<String>> {
         let mut meetings = self.lock();
-        let Some(m) = meetings.get_mut(room) else {
-            return false;
-        };
-        let Some(entry) = m.members.get(participant_id) else {
-            return false;
-        };
-        let keys = entry.member.ban_keys.clone();
-        m.banned.extend(keys);
-        true
+        let m = meetings.get_mut(room)?;
+        let keys = m.members.get(participant_id)?.member.ban_keys.clone();
+        m.banned.extend(keys.iter().cloned());
+        Some(keys)
     }
 
     /// Every meeting with someone in it, and how many, by name.
@@ -337,7 +333,7 @@ mod tests {
         );
         assert_eq!(roster.admits("r", Role::Host, &[]), Ok(()));
         assert!(roster.set_locked("r", false));
-        assert!(roster.ban("r", "g"));
+        assert!(roster.ban("r", "g").is_some());
         assert_eq!(
             roster.admits("r", Role::Host, &keys("invite:G")),
             Err(Shut::Banned)
@@ -346,7 +342,7 @@ mod tests {
             roster.admits("r", Role::Participant, &keys("invite:H")),
             Ok(())
         );
-        assert!(!roster.ban("r", "nobody"));
+        assert!(roster.ban("r", "nobody").is_none());
         // An empty meeting is forgotten, lock and bans with it.
         drop((host, guest));
         assert_eq!(
@@ -367,7 +363,7 @@ mod tests {
             ..member("S")
         };
         let (_s, _, _) = roster.seat("r", "s", stranger);
-        assert!(roster.ban("r", "s"));
+        assert!(roster.ban("r", "s").is_some());
         let shut = |keys: Vec<String>| roster.admits("r", Role::Participant, &keys);
         // Knocking again from there, or back to the seat it held.
         assert_eq!(shut(entry_keys(None, None, ip)), Err(Shut::Banned));
@@ -390,7 +386,7 @@ mod tests {
                 ..member("G")
             },
         );
-        assert!(roster.ban("r", "g"));
+        assert!(roster.ban("r", "g").is_some());
         assert_eq!(
             shut(entry_keys(None, Some("link"), other)),
             Err(Shut::Banned)

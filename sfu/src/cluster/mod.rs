@@ -74,6 +74,11 @@ pub struct Node {
     /// Participants in its meetings.
     pub participants: usize,
     pub meetings: usize,
+    /// When it wrote this record (Unix ms, its own clock): one that has
+    /// not written for a while is passed over for new meetings before its
+    /// record expires.
+    #[serde(default)]
+    pub written_ms: u64,
 }
 
 /// Who holds a meeting, and under which fencing number.
@@ -151,6 +156,7 @@ impl Cluster {
             draining: false,
             participants: 0,
             meetings: 0,
+            written_ms: 0,
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -196,8 +202,9 @@ impl Cluster {
 
     /// Where a join to `room` goes: here if this server holds its lease
     /// (or takes it now), else the server that holds it or was chosen for
-    /// it. A meeting whose server is gone waits for its lease to lapse
-    /// (at most [`LEASE`]) and is placed anew. `draining`: this server
+    /// it. A meeting whose server is gone (out of the registry, or no
+    /// longer renewing its lease) waits for its lease to lapse (at most
+    /// [`LEASE`]) and is placed anew. `draining`: this server
     /// takes no new meetings.
     pub async fn route(&self, room: &str, draining: bool) -> Result<Route, Unavailable> {
         let now = Instant::now();
@@ -211,7 +218,7 @@ impl Cluster {
         loop {
             let target = self.place(draining);
             let asked = Instant::now();
-            let lease = self
+            let (lease, left) = self
                 .inner
                 .store
                 .acquire(room, &target, LEASE)
@@ -222,14 +229,19 @@ impl Cluster {
                 self.hold(room, lease, asked);
                 return Ok(Route::Here);
             }
-            if let Some(node) = self.find(&lease.node).await {
+            // A holder that missed two renewals is dead or hangs: its
+            // clients would wait on it for nothing, and its lease lapses
+            // within two seconds.
+            let renewing = left + 2 * RENEW_EVERY > LEASE;
+            if let Some(node) = self.find(&lease.node).await.filter(|_| renewing) {
                 self.inner.metrics.redirects.inc();
                 return Ok(Route::There {
                     node: node.id,
                     url: node.url,
                 });
             }
-            // Its server left the registry: its lease lapses soon.
+            // Its server left the registry, or stopped renewing: its lease
+            // lapses soon.
             if Instant::now() >= give_up {
                 return Err(Unavailable);
             }
@@ -241,11 +253,19 @@ impl Cluster {
     /// (no hop for the client), else by id; this one when none is known.
     fn place(&self, draining: bool) -> String {
         let me = &self.inner.me.id;
+        // Two heartbeats missed (clocks a second apart allowed for).
+        let fresh_since = unix_ms().saturating_sub(2 * HEARTBEAT.as_millis() as u64 + 1000);
         let nodes = self.inner.nodes.read().expect("nodes lock");
         nodes
             .iter()
             // This server's own drain as of now, the others' as last read.
-            .filter(|n| if &n.id == me { !draining } else { !n.draining })
+            .filter(|n| {
+                if &n.id == me {
+                    !draining
+                } else {
+                    !n.draining && n.written_ms >= fresh_since
+                }
+            })
             .min_by_key(|n| (n.participants, &n.id != me, n.id.clone()))
             .map_or_else(|| me.clone(), |n| n.id.clone())
     }
@@ -296,6 +316,13 @@ impl Cluster {
     fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.inner.held.lock().expect("held leases lock")
     }
+}
+
+/// Now on this server's clock, in Unix milliseconds.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ impl Cluster {
             draining: local.draining(),
             participants,
             meetings,
+            written_ms: super::unix_ms(),
             ..self.inner.me.clone()
         };
         let nodes = match self.inner.store.register(&me, NODE_TTL).await {

@@ -1,10 +1,11 @@
 //! Participants' seats kept in Redis while their meeting runs here, so
 //! that when this server goes away the meeting's next one seats them
 //! again as they were (no lobby, no second use of an invite link), as a
-//! seat held for a dropped connection would. The seat itself is opaque
+//! seat held for a dropped connection would; and whom its hosts banned,
+//! so that the next server keeps them out too. The seat itself is opaque
 //! here (the session layer's JSON).
 
-use super::Cluster;
+use super::{Cluster, Unavailable};
 
 /// A participant's seat kept in Redis until this is dropped (the
 /// participant left, or its held seat was taken or ran out); a server that
@@ -56,6 +57,27 @@ impl Cluster {
             room: room.to_owned(),
             secret: secret.to_owned(),
         }
+    }
+
+    /// Keeps `keys` (a banned participant's) out of `room` on every server
+    /// while the meeting lasts.
+    pub fn ban(&self, room: &str, keys: Vec<String>) {
+        let store = self.inner.store.clone();
+        let room = room.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = store.ban(&room, &keys).await {
+                tracing::warn!(error = %e, "a ban holds on this server only: Redis did not take it");
+            }
+        });
+    }
+
+    /// Whether a host of `room` banned any of `keys`, on whichever server.
+    pub async fn banned(&self, room: &str, keys: &[String]) -> Result<bool, Unavailable> {
+        self.inner
+            .store
+            .banned(room, keys)
+            .await
+            .map_err(|e| self.redis_failed(&e))
     }
 
     /// The seat another server kept under `secret` in `room`, taken so

@@ -3,14 +3,10 @@
 //! its own copy (its files, read at start) and takes the others' changes
 //! at its next heartbeat, when their version in Redis moved.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use super::{Cluster, Local, Unavailable};
+use super::{unix_ms, Cluster, Local, Unavailable};
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    unix_ms() / 1000
 }
 
 impl Cluster {

@@ -16,7 +16,9 @@
 //!   that the others read them again only when they changed.
 //! - `meet:seats:<room>`: the meeting's participants by their `resume`
 //!   secret (a hash of JSON `Seated`), for the meeting's next server to
-//!   seat them again; kept alive with the lease, for a while after it.
+//!   seat them again; and `meet:bans:<room>`, the keys its hosts banned
+//!   (`roster::ban_keys`). Both kept alive with the lease, for a while
+//!   after it.
 
 use std::time::Duration;
 
@@ -47,25 +49,29 @@ fn seats_key(room: &str) -> String {
     format!("meet:seats:{room}")
 }
 
+fn bans_key(room: &str) -> String {
+    format!("meet:bans:{room}")
+}
+
 /// Takes the meeting's lease for `node` unless someone holds it; returns
-/// the holder either way.
+/// the holder either way, and how long its lease has left (ms).
 const ACQUIRE: &str = r"
 local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
+if cur then return {cur, redis.call('PTTL', KEYS[1])} end
 local v = ARGV[1] .. ' ' .. redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], v, 'PX', ARGV[2])
-return v
+return {v, tonumber(ARGV[2])}
 ";
 
-/// For each meeting (its lease and its seats, KEYS[2i] and KEYS[2i+1]):
+/// For each meeting (its lease, seats and bans, KEYS[3i-1..3i+1]):
 /// extends the lease if it is still the one expected (ARGV[3+i]), or
 /// takes it anew with a new fence if it lapsed and nobody took it
-/// meanwhile, and then keeps its seats (ARGV[3] ms); returns the holder
-/// of each.
+/// meanwhile, and then keeps its seats and bans (ARGV[3] ms); returns the
+/// holder of each.
 const RENEW: &str = r"
 local out = {}
-for i = 1, (#KEYS - 1) / 2 do
-  local lease, seats = KEYS[2 * i], KEYS[2 * i + 1]
+for i = 1, (#KEYS - 1) / 3 do
+  local lease, seats, bans = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   local cur = redis.call('GET', lease)
   local ours = cur == ARGV[3 + i]
   if ours then
@@ -75,7 +81,10 @@ for i = 1, (#KEYS - 1) / 2 do
     redis.call('SET', lease, cur, 'PX', ARGV[1])
     ours = true
   end
-  if ours then redis.call('PEXPIRE', seats, ARGV[3]) end
+  if ours then
+    redis.call('PEXPIRE', seats, ARGV[3])
+    redis.call('PEXPIRE', bans, ARGV[3])
+  end
   out[#out + 1] = cur
 end
 return out
@@ -172,15 +181,16 @@ impl Store {
         Ok(nodes)
     }
 
-    /// The meeting's lease for `node` if nobody holds it, else its holder's.
+    /// The meeting's lease for `node` if nobody holds it, else its
+    /// holder's; and how long it has left.
     pub async fn acquire(
         &self,
         room: &str,
         node: &str,
         ttl: Duration,
-    ) -> Result<Lease, ClusterError> {
+    ) -> Result<(Lease, Duration), ClusterError> {
         let mut conn = self.conn.clone();
-        let held: String = self
+        let (held, left): (String, i64) = self
             .acquire
             .key(meeting_key(room))
             .key(FENCE)
@@ -188,7 +198,8 @@ impl Store {
             .arg(ttl.as_millis() as u64)
             .invoke_async(&mut conn)
             .await?;
-        Lease::parse(&held).ok_or(ClusterError::Corrupt(held))
+        let lease = Lease::parse(&held).ok_or(ClusterError::Corrupt(held))?;
+        Ok((lease, Duration::from_millis(left.max(0) as u64)))
     }
 
     /// Renews these leases of `node`'s; the holder of each afterwards, in
@@ -211,6 +222,7 @@ impl Store {
         for (room, lease) in leases {
             call.key(meeting_key(room))
                 .key(seats_key(room))
+                .key(bans_key(room))
                 .arg(lease.to_string());
         }
         let held: Vec<String> = call.invoke_async(&mut conn).await?;
@@ -252,6 +264,33 @@ impl Store {
             .query_async(&mut conn)
             .await?;
         Ok(seated)
+    }
+
+    /// Keeps `keys` out of `room` while it lasts, on whichever server.
+    pub async fn ban(&self, room: &str, keys: &[String]) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .sadd(bans_key(room), keys)
+            .ignore()
+            .pexpire(bans_key(room), SEATS_TTL.as_millis() as i64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether any of `keys` was banned from `room`.
+    pub async fn banned(&self, room: &str, keys: &[String]) -> Result<bool, ClusterError> {
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        let mut conn = self.conn.clone();
+        let found: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(bans_key(room))
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?;
+        Ok(found.into_iter().any(|b| b))
     }
 
     /// Shares a meeting's own policy (`{}`: cleared).

@@ -13,7 +13,7 @@ use crate::access::invite;
 use crate::access::limits::Limit;
 use crate::access::resume::Live;
 use crate::access::resume::Seated;
-use crate::access::roster::{Ended, Member, Seat, Shut};
+use crate::access::roster::{self, Ended, Member, Seat, Shut};
 use crate::access::token::Claims;
 use crate::access::Access;
 use crate::cluster::{Route, SharedSeat};
@@ -140,6 +140,7 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             Some(secret) => claim(&session.access, secret, room.trim()).await,
             None => None,
         };
+        let readmitted = seated.is_some();
         let (admitted, vacate) = match seated {
             Some((seated, here)) => {
                 let worker = session.workers.for_room(&seated.room).clone();
@@ -189,6 +190,24 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 continue;
             }
         };
+        // Several servers: banned by a host while the meeting was on
+        // another (a seat taken back is checked by its own keys, not its
+        // address, as on one server).
+        if let Some(cluster) = &session.access.cluster {
+            let keys = match readmitted {
+                true => roster::seat_keys(&ban_keys),
+                false => ban_keys.clone(),
+            };
+            let refusal = match cluster.banned(&room, &keys).await {
+                Ok(false) => None,
+                Ok(true) => Some((ErrorCode::Banned, Shut::Banned.to_string())),
+                Err(e) => Some((ErrorCode::Unavailable, e.to_string())),
+            };
+            if let Some((code, message)) = refusal {
+                session.send(&ServerMessage::error(code, message)).await;
+                continue;
+            }
+        }
         if let Err(limit) = admission_limits(&session.access, session.ip, &room) {
             let code = match limit {
                 Limit::Meetings => ErrorCode::TooManyMeetings,

@@ -311,7 +311,11 @@ pub(super) async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome
                     // Banned first: the removal ends the session, whose seat
                     // carries the identity to keep out.
                     if let ClientMessage::Remove { participant_id, ban: true } = &msg {
-                        session.access.roster.ban(&joined.room, participant_id);
+                        let banned = session.access.roster.ban(&joined.room, participant_id);
+                        // Several servers: out of the meeting wherever it goes.
+                        if let (Some(keys), Some(cluster)) = (banned, &session.access.cluster) {
+                            cluster.ban(&joined.room, keys);
+                        }
                     }
                     let Some(command) = adapter::command(msg) else {
                         continue;
