@@ -17,6 +17,10 @@ const DISCONNECTED_GRACE_MS = 1000;
 const MIN_INTERVAL_MS = 2000;
 /** Without media on every connection this long after a restart, rejoin. */
 const FALLBACK_MS = 6000;
+/** A server that says nothing this long after a restart was asked of it
+ * (no answer to the new offer, no offer of its own) hangs or is cut off
+ * from us: rejoin at once, through another server if need be. */
+const ANSWER_MS = 2000;
 /** A path that lost its address says nothing: Chromium turns `disconnected`
  * only after about 5 s. Each connection that is in use hears from the
  * server several times a second (media, or for a publisher transport-wide
@@ -30,6 +34,7 @@ const LOOK_MS = 250;
 let rejoin = () => {};
 let lastRestart = -Infinity;
 let fallbackTimer = null;
+let answerTimer = null;
 
 /** `fallback`: the full rejoin, for a restart that did not help. */
 export function setupIceRestart(fallback) {
@@ -95,6 +100,13 @@ export function restartIce(why) {
   }
   if (state.subscriber?.remoteDescription) signalling.send({ type: 'restart_ice' });
   const pcs = negotiated();
+  clearTimeout(answerTimer);
+  answerTimer = setTimeout(() => {
+    if (signalling !== state.signalling || signalling.lastHeard >= now) return;
+    console.warn('the server did not answer an ICE restart: rejoining');
+    clearTimeout(fallbackTimer);
+    rejoin();
+  }, ANSWER_MS);
   clearTimeout(fallbackTimer);
   fallbackTimer = setTimeout(() => {
     // Left, or back on new connections, meanwhile: nothing to fall back from.

@@ -3,7 +3,10 @@
 
 export const PROTOCOL_VERSION = 1;
 
-const CONNECT_TIMEOUT_MS = 5000;
+// Long enough for a slow link's TLS handshake; short, because a server
+// that hangs (or a proxy waiting on one) would otherwise hold a
+// participant back from the meeting's next server.
+const CONNECT_TIMEOUT_MS = 3000;
 
 export class Signalling {
   /** @param {string} url  ws:// or wss:// address of /ws */
@@ -11,6 +14,8 @@ export class Signalling {
     this.url = url;
     this.handlers = new Map();
     this.ws = null;
+    /** When the server last sent a message (performance.now()). */
+    this.lastHeard = -Infinity;
   }
 
   /** Registers the handler for one message type ("close" for the socket closing). */
@@ -44,6 +49,7 @@ export class Signalling {
         else this.dispatch({ type: 'close', code: e.code, reason: e.reason });
       };
       ws.onmessage = (e) => {
+        this.lastHeard = performance.now();
         let msg;
         try {
           msg = JSON.parse(e.data);

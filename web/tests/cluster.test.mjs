@@ -19,20 +19,32 @@ const IDS = ['a', 'b', 'c'];
 /** Debian's redis-server on a free loopback port, keeping nothing on disk. */
 async function startRedis() {
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  await until('redis-server to listen', () => new Promise((resolve) => {
-    const s = createConnection({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  }), 10000, 50);
+  let child = null;
+  let exited = null;
+  const run = async () => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
+    exited = new Promise((resolve) => child.once('exit', resolve));
+    await until('redis-server to listen', () => new Promise((resolve) => {
+      const s = createConnection({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    }), 10000, 50);
+  };
+  const stop = async () => {
+    if (!child) return;
+    child.kill('SIGTERM');
+    await exited;
+    child = null;
+  };
+  await run();
   return {
     url: `redis://127.0.0.1:${port}/0`,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
+    stop,
+    /** Stops it, all it held lost, until `resume`. */
+    pause: stop,
+    /** Starts it again, empty, on its port. */
+    resume: run,
   };
 }
 
@@ -63,7 +75,8 @@ async function startCluster(redis, env, ports = {}) {
 async function holders(servers) {
   const held = {};
   for (const [id, s] of Object.entries(servers)) {
-    if (s.killed) continue;
+    // A stopped server would never answer.
+    if (s.killed || s.stopped) continue;
     held[id] = await counterSum(s.url, 'meet_cluster_leases');
   }
   return held;
@@ -123,56 +136,126 @@ test('pages entering through three servers meet on one; a new meeting goes to an
   assert.equal(Object.values(after).reduce((a, b) => a + b, 0), 2, JSON.stringify(after));
 });
 
+/** Three servers behind the nginx sample (one public name; a client sent
+ * on to a server goes by its node_url's path, /node/<id>/ws), and three
+ * pages in a meeting through it, decoding each other. */
+async function meetingBehindNginx(t) {
+  assertRealRoot(NEEDS_ROOT);
+  const setup = { servers: {}, pages: [] };
+  const redis = await startRedis();
+  setup.redis = redis;
+  t.after(() => cleanUp(
+    () => setup.browser?.close(),
+    () => setup.nginx?.stop(),
+    ...IDS.map((id) => () => {
+      const s = setup.servers[id];
+      if (!s || s.killed) return null;
+      if (s.stopped) process.kill(s.pid, 'SIGCONT');
+      return s.stop();
+    }),
+    () => redis.stop(),
+  ));
+  setup.servers = await startCluster(redis, (id) => ({ MEET_NODE_URL: `/node/${id}/ws` }));
+  setup.nginx = await startNginx(Object.fromEntries(IDS.map((id) => [id, new URL(setup.servers[id].url).host])));
+  setup.browser = await launchBrowser();
+  const options = { t, contextOptions: { ignoreHTTPSErrors: true } };
+  for (const name of ['Alice', 'Bob', 'Carol']) {
+    setup.pages.push(await joinPage(setup.browser, `https://${HOST}`, 'board', name, {}, options));
+  }
+  await until('each page to decode the other two', () => allDecode(setup.pages), 30000);
+  const held = await holders(setup.servers);
+  setup.owner = Object.keys(held).find((id) => held[id] === 1);
+  assert.ok(setup.owner, JSON.stringify(held));
+  return setup;
+}
+
+/** Waits until every page is in the meeting anew (a new participant id)
+ * and decodes the others; ms from `since` until seated and until decoding. */
+async function backInTheMeeting(pages, since, withinMs) {
+  const ids = await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.participantId)));
+  return async (description) => {
+    let seated = null;
+    await until(description, async () => {
+      for (const [i, p] of pages.entries()) {
+        const id = await p.page.evaluate(() => window.meet.participantId);
+        if (!id || id === ids[i]) return false;
+      }
+      seated ??= performance.now() - since();
+      return allDecode(pages);
+    }, withinMs, 50);
+    return { seated, decoding: performance.now() - since() };
+  };
+}
+
 test('behind nginx, the meeting\'s server is killed and every page is back on another within 10 s', {
   timeout: 180000,
 }, async (t) => {
-  assertRealRoot(NEEDS_ROOT);
-  const redis = await startRedis();
-  let servers = {};
-  let nginx;
-  let browser;
-  t.after(() => cleanUp(
-    () => browser?.close(),
-    () => nginx?.stop(),
-    ...IDS.map((id) => () => (servers[id]?.killed ? null : servers[id]?.stop())),
-    () => redis.stop(),
-  ));
-  // One public name: nginx sends a client sent on to a server by its
-  // node_url's path (the sample's /node/<id>/ws).
-  servers = await startCluster(redis, (id) => ({ MEET_NODE_URL: `/node/${id}/ws` }));
-  nginx = await startNginx(Object.fromEntries(IDS.map((id) => [id, new URL(servers[id].url).host])));
-  browser = await launchBrowser();
-  const base = `https://${HOST}`;
-  const options = { t, contextOptions: { ignoreHTTPSErrors: true } };
-  const pages = [];
-  for (const name of ['Alice', 'Bob', 'Carol']) {
-    pages.push(await joinPage(browser, base, 'board', name, {}, options));
-  }
-  await until('each page to decode the other two', () => allDecode(pages), 30000);
-  const held = await holders(servers);
-  const owner = Object.keys(held).find((id) => held[id] === 1);
-  assert.ok(owner, JSON.stringify(held));
-
-  const ids = await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.participantId)));
-  pages[0].page.on('console', (m) => { if (m.text().startsWith('T ')) console.log(m.text()); });
-  console.log(`T ${Date.now() % 100000} kill`);
+  const { servers, pages, owner, nginx } = await meetingBehindNginx(t);
+  let killed;
+  const back = await backInTheMeeting(pages, () => killed, 10000);
   process.kill(servers[owner].pid, 'SIGKILL');
   servers[owner].killed = true;
-  const killed = performance.now();
-  let seated = null;
-  await until('every page to be back in the meeting and decoding the others', async () => {
-    for (const [i, p] of pages.entries()) {
-      const id = await p.page.evaluate(() => window.meet.participantId);
-      if (!id || id === ids[i]) return false;
-    }
-    seated ??= performance.now() - killed;
-    return allDecode(pages);
-  }, 10000, 50);
-  const back = performance.now() - killed;
+  killed = performance.now();
+  const { seated, decoding } = await back('every page to be back in the meeting and decoding the others');
   const after = await holders(servers);
   const next = Object.keys(after).find((id) => after[id] === 1);
   assert.ok(next && next !== owner, JSON.stringify(after));
-  console.log(`killed ${owner}: all three pages joined on ${next} after ${Math.round(seated)} ms, decoding after ${Math.round(back)} ms`);
+  console.log(`killed ${owner}: all three pages joined on ${next} after ${Math.round(seated)} ms, decoding after ${Math.round(decoding)} ms`);
   const access = nginx.accessLog();
   assert.match(access, /"GET \/node\/[abc]\/ws HTTP\/[\d.]+" (101|502) /, 'pages were sent on by node path');
+});
+
+test('behind nginx, the meeting\'s server hangs: pages move on within the lease and 5 s, and it does not take the meeting back', {
+  timeout: 180000,
+}, async (t) => {
+  const { servers, pages, owner } = await meetingBehindNginx(t);
+  let stopped;
+  const back = await backInTheMeeting(pages, () => stopped, 9000);
+  process.kill(servers[owner].pid, 'SIGSTOP');
+  servers[owner].stopped = true;
+  stopped = performance.now();
+  const { seated, decoding } = await back('every page to be back in the meeting on another server');
+  const after = await holders(servers);
+  const next = Object.keys(after).find((id) => after[id] === 1);
+  assert.ok(next && next !== owner, JSON.stringify(after));
+  console.log(`stopped ${owner}: all three pages joined on ${next} after ${Math.round(seated)} ms, decoding after ${Math.round(decoding)} ms`);
+  // Awake, it finds a higher fence on the meeting and lets it go; the
+  // pages stay where they are.
+  const ids = await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.participantId)));
+  process.kill(servers[owner].pid, 'SIGCONT');
+  servers[owner].stopped = false;
+  await until('the woken server to let the meeting go', async () => await counterSum(servers[owner].url, 'meet_cluster_leases') === 0, 10000);
+  await sleep(2000);
+  assert.deepEqual(await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.participantId))), ids);
+  assert.equal((await holders(servers))[next], 1);
+  assert.ok(await allDecode(pages));
+});
+
+test('behind nginx, Redis stops for 30 s: the meeting carries on, and every server is back in the registry within two heartbeats', {
+  timeout: 180000,
+}, async (t) => {
+  const { servers, pages, redis } = await meetingBehindNginx(t);
+  await redis.pause();
+  const away = performance.now();
+  const frames = async () => Promise.all(pages.map(async (p) => Object.values(await receivedByName(p)).map((r) => r.framesDecoded)));
+  let last = await frames();
+  while (performance.now() - away < 30000) {
+    await sleep(5000);
+    const now = await frames();
+    for (const [i, f] of now.entries()) {
+      assert.ok(f.every((n, j) => n > last[i][j]), `page ${pages[i].name} stopped decoding while Redis was away`);
+    }
+    last = now;
+  }
+  for (const s of Object.values(servers)) assert.equal(await counterSum(s.url, 'meet_cluster_redis_up'), 0);
+  await redis.resume();
+  const back = performance.now();
+  await until('every server registered again', async () => {
+    for (const s of Object.values(servers)) {
+      if (await counterSum(s.url, 'meet_cluster_redis_up') !== 1 || await counterSum(s.url, 'meet_cluster_nodes') !== 3) return false;
+    }
+    return true;
+  }, 4000, 50);
+  console.log(`Redis away 30 s: every server back in the registry ${Math.round(performance.now() - back)} ms after its return`);
+  assert.ok(await allDecode(pages));
 });
