@@ -27,6 +27,11 @@ impl SharedSeat {
 
 impl Drop for SharedSeat {
     fn drop(&mut self) {
+        // Dropped outside the runtime (the process ends): the seat lapses
+        // with its meeting; spawning there would panic.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if self.secret.is_empty() {
             return;
         }
@@ -36,7 +41,7 @@ impl Drop for SharedSeat {
             std::mem::take(&mut self.secret),
         );
         // Best effort: a seat Redis missed lapses with its meeting.
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let _ = store.take_seat(&room, &secret).await;
         });
     }
