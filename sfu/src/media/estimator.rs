@@ -18,13 +18,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rtc::interceptor::{convert_twcc, BandwidthEstimator, Gcc, History, PacketReport};
+use rtc::interceptor::{convert_twcc, BandwidthEstimator, Gcc, PacketReport};
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtp::Packet;
 use rtc::shared::marshal::MarshalSize;
 
 use super::bitrate::Bitrate;
+use super::sent::{number_bytes, SentPackets};
 
 /// Bytes a packet costs on the wire beyond its RTP: the SRTP tag (AES-GCM,
 /// 16), UDP (8) and IPv4 (20) headers.
@@ -193,8 +193,9 @@ pub struct Estimator {
     /// The `transport-cc` extension's id on this connection, once an
     /// answer settled it; until then nothing is numbered or estimated.
     ext: Option<u8>,
-    next_seq: u16,
-    history: History,
+    sent: SentPackets,
+    /// The last feedback's packets, kept for its capacity.
+    reports: Vec<PacketReport>,
     gcc: Gcc,
     /// What the link delivered lately (bytes the browser reported).
     delivered: Bitrate,
@@ -219,8 +220,8 @@ impl Estimator {
     pub fn new(now: Instant) -> Self {
         Self {
             ext: None,
-            next_seq: 0,
-            history: History::new(),
+            sent: SentPackets::new(),
+            reports: Vec::new(),
             gcc: Gcc::new(INITIAL, MIN, MAX),
             delivered: Bitrate::new(now),
             arrivals: VecDeque::new(),
@@ -285,22 +286,12 @@ impl Estimator {
             // No block of extensions yet: none of an old one's padding.
             packet.header.extensions_padding = 0;
         }
-        let seq = self.next_seq;
-        self.next_seq = seq.wrapping_add(1);
         let numbered = packet
             .header
-            .set_extension(ext, Bytes::copy_from_slice(&seq.to_be_bytes()));
-        if numbered.is_err() {
-            return;
+            .set_extension(ext, number_bytes(self.sent.next()));
+        if numbered.is_ok() {
+            self.sent.add(packet.marshal_size() + OVERHEAD, now);
         }
-        self.history.add_outgoing(
-            packet.header.ssrc,
-            packet.header.sequence_number,
-            true,
-            seq,
-            packet.marshal_size() + OVERHEAD,
-            now,
-        );
     }
 
     /// The subscriber's report of what arrived, and when. Returns how a
@@ -311,9 +302,11 @@ impl Estimator {
         feedback: &TransportLayerCc,
     ) -> Option<ProbeOutcome> {
         for ack in convert_twcc(feedback) {
-            self.history.on_twcc_feedback(now, ack);
+            self.sent.acknowledge(&ack);
         }
-        let reports = self.history.take_reports();
+        let mut reports = std::mem::take(&mut self.reports);
+        reports.clear();
+        self.sent.take_reports(&mut reports);
         for r in reports.iter().filter(|r| r.arrived) {
             self.delivered.add(now, r.size);
             if let Some(at) = r.arrival {
@@ -355,11 +348,14 @@ impl Estimator {
             delivered = self.delivered.last(),
             "transport feedback"
         );
-        let (probe, tally) = self.probe.as_mut()?;
-        for r in &reports {
-            tally.add(probe, r);
-        }
-        tally.complete.then(|| self.settle_probe(now))
+        let settled = self.probe.as_mut().is_some_and(|(probe, tally)| {
+            for r in &reports {
+                tally.add(probe, r);
+            }
+            tally.complete
+        });
+        self.reports = reports;
+        settled.then(|| self.settle_probe(now))
     }
 
     /// Starts a probe at `target` bits per second from now; the caller
@@ -383,8 +379,8 @@ impl Estimator {
     /// Ends a probe whose reports did not come in time. Returns how it
     /// ended, if one did.
     pub fn tick(&mut self, now: Instant) -> Option<ProbeOutcome> {
-        self.history
-            .prune_before(now.checked_sub(HISTORY).unwrap_or(now));
+        self.sent
+            .forget_before(now.checked_sub(HISTORY).unwrap_or(now));
         let (probe, _) = self.probe?;
         (now > probe.end + PROBE_VERDICT_WAIT).then(|| self.settle_probe(now))
     }
@@ -547,6 +543,6 @@ mod tests {
         e.on_send(t0, &mut q);
         assert_eq!(p.header.get_extension(5).unwrap().as_ref(), &[0, 0]);
         assert_eq!(q.header.get_extension(5).unwrap().as_ref(), &[0, 1]);
-        assert_eq!(e.history.len(), 2);
+        assert_eq!(e.sent.kept(), 2);
     }
 }

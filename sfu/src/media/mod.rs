@@ -18,6 +18,7 @@ pub mod forwarder;
 pub mod keyframe;
 pub mod link;
 pub mod pacer;
+pub mod sent;
 pub mod sequencer;
 pub mod simulcast;
 pub mod temporal;
