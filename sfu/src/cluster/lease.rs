@@ -44,6 +44,10 @@ impl Cluster {
             }
         }
         let renew: Vec<(String, Lease)> = renew.into_iter().map(|(r, l, _)| (r, l)).collect();
+        if renew.is_empty() {
+            // Nothing asked of Redis: nothing learnt of whether it is up.
+            return;
+        }
         let asked = Instant::now();
         let holders = match self
             .inner
