@@ -91,6 +91,9 @@ export function restartIce(why) {
   if (!state.participantId || !signalling || negotiated().length === 0) return;
   const now = performance.now();
   if (now - lastRestart < MIN_INTERVAL_MS) return;
+  // A server that has not answered the last restart will not answer
+  // another: its deadline stands (a new one would put the rejoin off).
+  if (answerTimer !== null && signalling.lastHeard < lastRestart) return;
   lastRestart = now;
   state.iceRestarts += 1;
   console.info(`restarting ICE (${why})`);
@@ -102,6 +105,7 @@ export function restartIce(why) {
   const pcs = negotiated();
   clearTimeout(answerTimer);
   answerTimer = setTimeout(() => {
+    answerTimer = null;
     if (signalling !== state.signalling || signalling.lastHeard >= now) return;
     console.warn('the server did not answer an ICE restart: rejoining');
     clearTimeout(fallbackTimer);

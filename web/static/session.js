@@ -65,16 +65,21 @@ function reconnect() {
 // the fallback.
 setupIceRestart(reconnect);
 
-/** The next attempt: the first at once, then after 0.5, 1, 2, 4, 4, … s;
- * `soon`: after 0.5 s whatever came before (the meeting's server, as
- * another said, did not answer: it is moving to another within seconds). */
+/** The next attempt: the first at once, then 0.5, 1, 2, 4, 4, … s after
+ * the one before began (an attempt that waited out a server that hangs
+ * has waited already); `soon`: after 0.5 s whatever came before (the
+ * meeting's server, as another said, did not answer: it is moving to
+ * another within seconds). */
 function retry({ soon = false } = {}) {
   clearTimeout(state.retryTimer);
   const attempt = state.attempts;
   state.attempts += 1;
-  const delay = soon ? 500 : attempt === 0 ? 0 : Math.min(250 * 2 ** attempt, 4000);
+  const backoff = attempt === 0 ? 0 : Math.min(250 * 2 ** attempt, 4000);
+  const waited = performance.now() - state.attemptAt;
+  const delay = soon ? 500 : Math.max(0, backoff - waited);
   state.retryTimer = setTimeout(async () => {
     if (!state.reconnecting || state.leaving) return;
+    state.attemptAt = performance.now();
     if (!(await join(state.joinName, { rejoin: true }))) retry();
   }, delay);
 }

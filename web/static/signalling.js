@@ -3,10 +3,13 @@
 
 export const PROTOCOL_VERSION = 1;
 
-// Long enough for a slow link's TLS handshake; short, because a server
-// that hangs (or a proxy waiting on one) would otherwise hold a
-// participant back from the meeting's next server.
-const CONNECT_TIMEOUT_MS = 3000;
+// How long a handshake may take: short at first, because a server that
+// hangs (or a proxy waiting on one: the next try usually reaches another
+// server) would otherwise hold a participant back from the meeting's next
+// server; longer after each handshake that timed out, so that a slow
+// link's TLS handshake gets through.
+const CONNECT_TIMEOUTS_MS = [1500, 3000, 6000];
+let timeoutsInARow = 0;
 
 export class Signalling {
   /** @param {string} url  ws:// or wss:// address of /ws */
@@ -38,11 +41,18 @@ export class Signalling {
       };
       // A server that hangs (stopped, or a proxy waiting on one) never
       // answers the handshake; the browser would wait minutes.
+      const timeout = CONNECT_TIMEOUTS_MS[Math.min(timeoutsInARow, CONNECT_TIMEOUTS_MS.length - 1)];
       const timer = setTimeout(() => {
+        timeoutsInARow += 1;
         unreachable();
         ws.close();
-      }, CONNECT_TIMEOUT_MS);
-      ws.onopen = () => { opened = true; clearTimeout(timer); resolve(); };
+      }, timeout);
+      ws.onopen = () => {
+        opened = true;
+        timeoutsInARow = 0;
+        clearTimeout(timer);
+        resolve();
+      };
       ws.onerror = () => { if (!opened) unreachable(); };
       ws.onclose = (e) => {
         if (!opened) unreachable();

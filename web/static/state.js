@@ -59,6 +59,8 @@ export const state = {
    * attempts this reconnection has made. */
   retryTimer: null,
   attempts: 0,
+  /** When the last of them began (performance.now()). */
+  attemptAt: -Infinity,
   /** `joined.resume`: our secret for the seat the server holds for us
    * for a while should our connection drop. */
   resume: '',

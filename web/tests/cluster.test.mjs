@@ -2,7 +2,8 @@
 // browsers: pages entering one meeting through different servers end up on
 // the one that holds it and see each other; a new meeting goes to another
 // server; behind the nginx sample (one public name), the meeting's server
-// is killed mid-call and every page is back, on another, within seconds.
+// is killed mid-call, or hangs, and every page is back, on another, within
+// seconds; Redis goes away for 30 s and the meeting carries on.
 // Runs inside ops/netns.sh.
 
 import { test } from 'node:test';
@@ -38,7 +39,14 @@ async function startRedis() {
     child = null;
   };
   await run();
-  return { url: `redis://127.0.0.1:${port}/0`, stop };
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    stop,
+    /** Stops it, all it held lost, until `resume`. */
+    pause: stop,
+    /** Starts it again, empty, on its port. */
+    resume: run,
+  };
 }
 
 /** Three servers sharing meetings through `redis`; `env(id)` adds each
@@ -68,7 +76,8 @@ async function startCluster(redis, env, ports = {}) {
 async function holders(servers) {
   const held = {};
   for (const [id, s] of Object.entries(servers)) {
-    if (s.killed) continue;
+    // A stopped server would never answer.
+    if (s.killed || s.stopped) continue;
     held[id] = await counterSum(s.url, 'meet_cluster_leases');
   }
   return held;
@@ -141,7 +150,9 @@ async function meetingBehindNginx(t) {
     () => setup.nginx?.stop(),
     ...IDS.map((id) => () => {
       const s = setup.servers[id];
-      return !s || s.killed ? null : s.stop();
+      if (!s || s.killed) return null;
+      if (s.stopped) process.kill(s.pid, 'SIGCONT');
+      return s.stop();
     }),
     () => redis.stop(),
   ));
@@ -193,4 +204,59 @@ test('behind nginx, the meeting\'s server is killed and every page is back on an
   console.log(`killed ${owner}: all three pages joined on ${next} after ${Math.round(seated)} ms, decoding after ${Math.round(decoding)} ms`);
   const access = nginx.accessLog();
   assert.match(access, /"GET \/node\/[abc]\/ws HTTP\/[\d.]+" (101|502) /, 'pages were sent on by node path');
+});
+
+test('behind nginx, the meeting\'s server hangs: pages move on within the lease and 5 s, and it does not take the meeting back', {
+  timeout: 180000,
+}, async (t) => {
+  const { servers, pages, owner } = await meetingBehindNginx(t);
+  let stopped;
+  const back = await backInTheMeeting(pages, () => stopped, 9000);
+  process.kill(servers[owner].pid, 'SIGSTOP');
+  servers[owner].stopped = true;
+  stopped = performance.now();
+  const { seated, decoding } = await back('every page to be back in the meeting on another server');
+  const after = await holders(servers);
+  const next = Object.keys(after).find((id) => after[id] === 1);
+  assert.ok(next && next !== owner, JSON.stringify(after));
+  console.log(`stopped ${owner}: all three pages joined on ${next} after ${Math.round(seated)} ms, decoding after ${Math.round(decoding)} ms`);
+  // Awake, it finds a higher fence on the meeting and lets it go; the
+  // pages stay where they are.
+  const ids = await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.participantId)));
+  process.kill(servers[owner].pid, 'SIGCONT');
+  servers[owner].stopped = false;
+  await until('the woken server to let the meeting go', async () => await counterSum(servers[owner].url, 'meet_cluster_leases') === 0, 10000);
+  await sleep(2000);
+  assert.deepEqual(await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.participantId))), ids);
+  assert.equal((await holders(servers))[next], 1);
+  assert.ok(await allDecode(pages));
+});
+
+test('behind nginx, Redis stops for 30 s: the meeting carries on, and every server is back in the registry within two heartbeats', {
+  timeout: 180000,
+}, async (t) => {
+  const { servers, pages, redis } = await meetingBehindNginx(t);
+  await redis.pause();
+  const away = performance.now();
+  const frames = async () => Promise.all(pages.map(async (p) => Object.values(await receivedByName(p)).map((r) => r.framesDecoded)));
+  let last = await frames();
+  while (performance.now() - away < 30000) {
+    await sleep(5000);
+    const now = await frames();
+    for (const [i, f] of now.entries()) {
+      assert.ok(f.every((n, j) => n > last[i][j]), `page ${pages[i].name} stopped decoding while Redis was away`);
+    }
+    last = now;
+  }
+  for (const s of Object.values(servers)) assert.equal(await counterSum(s.url, 'meet_cluster_redis_up'), 0);
+  await redis.resume();
+  const back = performance.now();
+  await until('every server registered again', async () => {
+    for (const s of Object.values(servers)) {
+      if (await counterSum(s.url, 'meet_cluster_redis_up') !== 1 || await counterSum(s.url, 'meet_cluster_nodes') !== 3) return false;
+    }
+    return true;
+  }, 4000, 50);
+  console.log(`Redis away 30 s: every server back in the registry ${Math.round(performance.now() - back)} ms after its return`);
+  assert.ok(await allDecode(pages));
 });
