@@ -1,119 +1,22 @@
 //! Several servers sharing meetings through a real `redis-server` that the
 //! test starts on loopback: placement, clients sent on to a meeting's
-//! server, a server killed, stopped or drained, Redis gone for a while.
+//! server, a server killed, stopped or drained, Redis gone for a while,
+//! Redis failing over to its replica under a Sentinel.
 //! Servers run in this process where nothing kills them, as processes of
 //! the binary where something does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sfu::shell::config::Config;
 
 mod common;
+mod redis_server;
 
 use common::{send, server, Process, Running, Ws};
-
-/// A `redis-server` of this test's own, on a free loopback port, keeping
-/// nothing on disk.
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let port = free_port();
-        let mut redis = Self { port, child: None };
-        redis.resume();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts it (again) on its port, empty; returns once it answers.
-    fn resume(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (ops/test.sh installs Debian's redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops it, all it held lost.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    async fn client(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-
-    /// The server holding `room`'s lease, if any.
-    async fn owner(&self, room: &str) -> Option<String> {
-        let lease: Option<String> = redis::cmd("GET")
-            .arg(format!("meet:meeting:{room}"))
-            .query_async(&mut self.client().await)
-            .await
-            .unwrap();
-        lease.map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
-    }
-
-    /// The servers whose record is live.
-    async fn nodes(&self) -> Vec<String> {
-        let mut conn = self.client().await;
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg("meet:nodes")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let mut live = Vec::new();
-        for id in ids {
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(format!("meet:node:{id}"))
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            if exists {
-                live.push(id);
-            }
-        }
-        live.sort();
-        live
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use redis_server::{Redis, Sentinel};
 
 /// The node ids of a three-server cluster.
 const IDS: [&str; 3] = ["a", "b", "c"];
@@ -422,6 +325,89 @@ async fn a_meeting_goes_on_while_redis_is_away_and_every_server_is_back_within_t
     for (_, s) in servers {
         s.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_sentinel_the_servers_follow_the_master_when_it_fails_over() {
+    let mut master = Redis::start();
+    let replica = Redis::replica_of(&master);
+    let sentinel = Sentinel::start(&master);
+    until(Duration::from_secs(20), || async {
+        sentinel.replicas().await == 1
+    })
+    .await;
+    let url = sentinel.url();
+    let (servers, entry) = three_servers_with(&master, |c| Config {
+        redis: url.clone(),
+        ..c
+    })
+    .await;
+    let within = Duration::from_secs(10);
+    let alice = entry.enter("a", "standup", "Alice", within).await;
+    let bob = entry.enter("b", "standup", "Bob", within).await;
+    let owner = alice.node.clone();
+    // On the replica before the master goes (Redis replicates after it
+    // answers: what it had not sent on yet is lost in a failover).
+    until(Duration::from_secs(5), || async {
+        replica.owner("standup").await.as_deref() == Some(owner.as_str())
+    })
+    .await;
+    master.stop();
+    let failed = Instant::now();
+    until(Duration::from_secs(20), || async {
+        sentinel.master_port().await == replica.port()
+    })
+    .await;
+    let promoted = failed.elapsed();
+    let since = unix_ms();
+    // Every server writes its record to the new master.
+    until(Duration::from_secs(10), || async {
+        let mut conn = replica.client().await;
+        let mut fresh = 0;
+        for id in IDS {
+            let record: Option<String> = redis::cmd("GET")
+                .arg(format!("meet:node:{id}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let written = record
+                .and_then(|r| serde_json::from_str::<Value>(&r).ok())
+                .and_then(|n| n["written_ms"].as_u64());
+            fresh += usize::from(written.is_some_and(|w| w >= since));
+        }
+        fresh == IDS.len()
+    })
+    .await;
+    println!(
+        "the master killed: its replica promoted after {promoted:?}, \
+         every server registered on it after {:?}",
+        failed.elapsed()
+    );
+    for (id, s) in &servers {
+        assert_eq!(s.metric("meet_cluster_redis_up").await, 1.0, "{id}");
+    }
+    // The meeting's server holds it still, and seats a latecomer who
+    // enters elsewhere; a new meeting is placed on the new master.
+    let carol = entry
+        .enter(another(&owner), "standup", "Carol", within)
+        .await;
+    assert_eq!(carol.node, owner);
+    assert_eq!(participant_names(&carol.joined), ["Alice", "Bob"]);
+    let dave = entry.enter(&owner, "retro", "Dave", within).await;
+    assert_eq!(replica.owner("retro").await, Some(dave.node.clone()));
+    for seated in [alice, bob, carol, dave] {
+        seated.leave().await;
+    }
+    for (_, s) in servers {
+        s.stop().await;
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// The server binary as its own process, in the cluster; `env` beside.

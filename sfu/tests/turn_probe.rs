@@ -6,7 +6,7 @@
 //! a running server's `/metrics`: `meet_turn_reachable` and
 //! `meet_certificate_expiry_timestamp_seconds` (HTTPS and `turns:`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 
-use common::Running;
+use common::{free_port, Running};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-turn-probe";
 
@@ -78,15 +78,6 @@ impl Ca {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
-}
-
-/// A port nothing listens on now (bound and let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Debian's coturn with the sample's settings, on 127.0.0.1: TURN on

@@ -9,6 +9,7 @@
 //! administrator changes on one server reaches the others (`shared.rs`).
 //! Redis itself is reached only through `store.rs`.
 
+mod connection;
 mod lease;
 mod registry;
 mod seats;
@@ -21,6 +22,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use connection::Target;
 use tokio::time::Instant;
 
 use crate::metrics::ClusterMetrics;
@@ -48,7 +51,7 @@ const KEEP_UNUSED: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("`redis`: {0}")]
-    Url(#[source] redis::RedisError),
+    Url(String),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("Redis holds a lease this server cannot read: {0:?}")]

@@ -22,9 +22,9 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
+use super::connection::{Connection, Target};
 use super::{ClusterError, Lease, Node};
 
 const NODES: &str = "meet:nodes";
@@ -103,7 +103,7 @@ return 0
 /// waits.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Connection,
     acquire: Script,
     renew: Script,
     release: Script,
@@ -113,14 +113,14 @@ impl Store {
     /// Connects lazily: a Redis that is down at start is tried again at
     /// each command, and the server meanwhile serves what it can.
     pub fn new(url: &str) -> Result<Self, ClusterError> {
-        let client = redis::Client::open(url).map_err(ClusterError::Url)?;
+        let target = Target::parse(url).map_err(ClusterError::Url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         let conn =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(ClusterError::Url)?;
+            Connection::new(&target, config).map_err(|e| ClusterError::Url(e.to_string()))?;
         Ok(Self {
             conn,
             acquire: Script::new(ACQUIRE),

@@ -361,3 +361,13 @@ pub async fn expect_error(ws: &mut Ws, code: &str) {
     assert_eq!(m["code"], code, "{m}");
     assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
 }
+
+/// A loopback port free now, for a server a test starts.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sfu::shell::config::Config;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{send, Running, Ws};
+use crate::common::{free_port, send, Running, Ws};
 
 pub const BOT_PASSWORD: &str = "bot-password-for-tests";
 pub const ADMIN_KEY: &str = "an-admin-key-of-at-least-32-characters";
@@ -26,14 +26,6 @@ pub fn temp_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("meet-{what}-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn synapse_sh(args: &[&str]) {

@@ -53,8 +53,8 @@ impl Config {
             return Ok(None);
         }
         let invalid = |key, message: String| ConfigError::Invalid { key, message };
-        redis::Client::open(self.redis.as_str())
-            .map_err(|e| invalid("redis", format!("`{}`: {e}", self.redis)))?;
+        // Not the URL itself in the message: it may hold a password.
+        crate::cluster::Target::parse(&self.redis).map_err(|e| invalid("redis", e))?;
         let node_id = match self.node_id.trim() {
             "" => host_name().ok_or_else(|| {
                 invalid(

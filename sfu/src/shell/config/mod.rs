@@ -202,7 +202,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Redis (or Valkey) shared by several servers of one deployment
     /// (`redis://host:6379/0`, `redis://:password@host/0`,
-    /// `unix:///run/redis/redis.sock`): each meeting then lives on one of
+    /// `unix:///run/redis/redis.sock`, or the master its Sentinels name:
+    /// `redis+sentinel://[:password@]host[:port],host[:port]/mymaster`):
+    /// each meeting then lives on one of
     /// them, and a server sends clients on to it. Empty: this server
     /// runs alone.
     pub redis: String,
