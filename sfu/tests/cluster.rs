@@ -537,7 +537,8 @@ fn cluster_lease() -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_server() {
+async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_server_and_invite_uses_count_across(
+) {
     let redis = Redis::start();
     let closed = [
         ("MEET_ANONYMOUS_JOIN", "false"),
@@ -545,8 +546,9 @@ async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_serve
     ];
     let (mut procs, entry) = three_processes(&redis, &closed).await;
     let within = Duration::from_secs(10);
+    // A link for two hosts.
     let invite = common::Admin::at(procs["b"].http)
-        .invite("closed", json!({"role": "host"}))
+        .invite("closed", json!({"role": "host", "uses": 2}))
         .await;
     let host_join =
         json!({"type": "join", "v": 1, "room": "closed", "name": "Hanna", "invite": invite});
@@ -594,6 +596,22 @@ async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_serve
     // The seat is taken once.
     let again = entry.enter_with(another(&owner), back_join, within).await;
     assert_eq!(again.joined["type"], "lobby_waiting", "{}", again.joined);
+    // The host's link had one of its two uses on the killed server: one
+    // more host gets in, a third does not.
+    let host_join = |name: &str| json!({"type": "join", "v": 1, "room": "closed", "name": name, "invite": invite});
+    let second = entry
+        .enter_with(another(&owner), host_join("Ivar"), within)
+        .await;
+    assert_eq!(second.joined["type"], "joined", "{}", second.joined);
+    let third = entry
+        .enter_with(another(&owner), host_join("Julia"), within)
+        .await;
+    assert_eq!(
+        (third.joined["type"].as_str(), third.joined["code"].as_str()),
+        (Some("error"), Some("invalid_invite")),
+        "{}",
+        third.joined
+    );
     procs.remove(&owner);
 }
 

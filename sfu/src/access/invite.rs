@@ -2,8 +2,10 @@
 //! it expires and, optionally, for a number of joins. Minted by the admin
 //! API and by hosts in their meeting; presented in `join`. Signed like access
 //! tokens, so any node with the secret can check one; the use count is
-//! kept by the node that admits (a link with `uses` is per node), and so
-//! are the links an administrator withdrew (`revocations.rs`).
+//! kept by the node that admits (all joins of a meeting go to the server
+//! holding it; with several servers, its next server takes the count on
+//! from Redis, see [`Use::take_on`]), and so are the links an
+//! administrator withdrew (`revocations.rs`).
 //!
 //! A use is counted only once its join has a seat in the meeting: a join
 //! holds a [`Use`] while it is checked, waits and goes to the media worker,
@@ -116,10 +118,42 @@ pub struct Minted {
 pub struct Use {
     invites: Invites,
     jti: String,
+    /// The link's use count and expiry.
+    uses: u32,
+    exp: u64,
     committed: bool,
 }
 
 impl Use {
+    /// The link's id.
+    pub fn id(&self) -> &str {
+        &self.jti
+    }
+
+    /// The link's expiry, in Unix seconds.
+    pub fn expires_at(&self) -> u64 {
+        self.exp
+    }
+
+    /// Takes on `shared`, the joins the link admitted on the servers that
+    /// held the meeting before this one: refused if, with them, it has
+    /// none left for this join.
+    pub fn take_on(&self, shared: u32) -> Result<(), InviteError> {
+        let mut used = self.invites.lock();
+        let Some(c) = used.get_mut(&self.jti) else {
+            return Ok(());
+        };
+        c.used = c.used.max(shared);
+        // This join's own reservation is among `reserved`.
+        if c.used >= self.uses {
+            return Err(InviteError::UsedUp);
+        }
+        if c.used + c.reserved > self.uses {
+            return Err(InviteError::InUse);
+        }
+        Ok(())
+    }
+
     /// The join took its seat: the use counts.
     pub fn commit(mut self) {
         self.committed = true;
@@ -217,6 +251,8 @@ impl Invites {
         let reserved = Use {
             invites: self.clone(),
             jti: invite.jti.clone(),
+            uses,
+            exp: invite.exp,
             committed: false,
         };
         drop(used);
@@ -312,6 +348,28 @@ mod tests {
         assert_eq!(invites.admit(&t, "r").err(), Some(InviteError::InUse));
         under_way.unwrap().commit();
         assert_eq!(invites.admit(&t, "r").err(), Some(InviteError::UsedUp));
+    }
+
+    #[test]
+    fn uses_counted_on_another_server_are_taken_on() {
+        let invites = new_invites(TokenKeys::new(""));
+        let t = invites.mint("r", Role::Participant, 60, Some(3)).invite;
+        // Two were seated where the meeting was before.
+        let (_, first) = invites.admit(&t, "r").unwrap();
+        let (_, second) = invites.admit(&t, "r").unwrap();
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.expires_at(), second.expires_at());
+        // One of the two under way here gets the last use, the other not.
+        assert_eq!(first.take_on(2), Err(InviteError::InUse));
+        drop(first);
+        assert_eq!(second.take_on(2), Ok(()));
+        second.commit();
+        assert_eq!(seat(&invites, &t, "r").err(), Some(InviteError::UsedUp));
+        // A count lower than this server's own changes nothing.
+        let other = invites.mint("r", Role::Participant, 60, Some(2)).invite;
+        seat(&invites, &other, "r").unwrap();
+        let (_, next) = invites.admit(&other, "r").unwrap();
+        assert_eq!(next.unwrap().take_on(0), Ok(()));
     }
 
     #[test]

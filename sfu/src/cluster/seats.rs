@@ -1,8 +1,9 @@
 //! Participants' seats kept in Redis while their meeting runs here, so
 //! that when this server goes away the meeting's next one seats them
 //! again as they were (no lobby, no second use of an invite link), as a
-//! seat held for a dropped connection would; and whom its hosts banned,
-//! so that the next server keeps them out too. The seat itself is opaque
+//! seat held for a dropped connection would; whom its hosts banned,
+//! so that the next server keeps them out too; and how many joins each
+//! counted invite link admitted. The seat itself is opaque
 //! here (the session layer's JSON).
 
 use super::{Cluster, Unavailable};
@@ -81,6 +82,27 @@ impl Cluster {
         self.inner
             .store
             .banned(room, keys)
+            .await
+            .map_err(|e| self.redis_failed(&e))
+    }
+
+    /// Counts a join of `room` that invite link `id` (expiring at `exp`)
+    /// admitted, for the servers that hold the meeting after this one.
+    pub fn invite_used(&self, room: &str, id: &str, exp: u64) {
+        let store = self.inner.store.clone();
+        let (room, id) = (room.to_owned(), id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = store.invite_used(&room, &id, exp).await {
+                tracing::warn!(error = %e, "an invite link's use is counted on this server only: Redis did not take it");
+            }
+        });
+    }
+
+    /// The joins invite link `id` admitted to `room`, on every server.
+    pub async fn invite_uses(&self, room: &str, id: &str) -> Result<u32, Unavailable> {
+        self.inner
+            .store
+            .invite_uses(room, id)
             .await
             .map_err(|e| self.redis_failed(&e))
     }

@@ -19,6 +19,9 @@
 //!   seat them again; and `meet:bans:<room>`, the keys its hosts banned
 //!   (`roster::ban_keys`). Both kept alive with the lease, for a while
 //!   after it.
+//! - `meet:invites:<room>`: how many joins each invite link with a use
+//!   count (by its id) admitted to the meeting, on whichever server; kept
+//!   until the last of those links expires.
 
 use std::time::Duration;
 
@@ -51,6 +54,10 @@ fn seats_key(room: &str) -> String {
 
 fn bans_key(room: &str) -> String {
     format!("meet:bans:{room}")
+}
+
+fn invites_key(room: &str) -> String {
+    format!("meet:invites:{room}")
 }
 
 /// Takes the meeting's lease for `node` unless someone holds it; returns
@@ -364,5 +371,40 @@ impl Store {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Counts a join that invite link `id` (expiring at `exp`, Unix
+    /// seconds) admitted to `room`.
+    pub async fn invite_used(&self, room: &str, id: &str, exp: u64) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        let key = invites_key(room);
+        // Kept as long as its longest-lived link (NX: a new key has no
+        // expiry, which GT would take for an infinite one).
+        let until = exp + 60;
+        redis::pipe()
+            .hincr(&key, id, 1)
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&key)
+            .arg(until)
+            .arg("NX")
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&key)
+            .arg(until)
+            .arg("GT")
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The joins invite link `id` admitted to `room`, on every server.
+    pub async fn invite_uses(&self, room: &str, id: &str) -> Result<u32, ClusterError> {
+        let mut conn = self.conn.clone();
+        let used: Option<u32> = conn.hget(invites_key(room), id).await?;
+        Ok(used.unwrap_or(0))
     }
 }

@@ -207,6 +207,21 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 session.send(&ServerMessage::error(code, message)).await;
                 continue;
             }
+            // A counted invite link: the joins it admitted while the
+            // meeting was on other servers count too.
+            if let Some(used) = &invite_use {
+                let refusal = match cluster.invite_uses(&room, used.id()).await {
+                    Ok(shared) => used
+                        .take_on(shared)
+                        .err()
+                        .map(|e| (ErrorCode::InvalidInvite, e.to_string())),
+                    Err(e) => Some((ErrorCode::Unavailable, e.to_string())),
+                };
+                if let Some((code, message)) = refusal {
+                    session.send(&ServerMessage::error(code, message)).await;
+                    continue;
+                }
+            }
         }
         if let Err(limit) = admission_limits(&session.access, session.ip, &room) {
             let code = match limit {

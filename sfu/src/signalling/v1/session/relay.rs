@@ -113,6 +113,9 @@ pub(super) async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome
                     _counted = Some(session.access.metrics.joined(joined.role));
                     // Seated: the invite link's use counts now.
                     if let Some(used) = joined.invite_use.take() {
+                        if let Some(cluster) = &session.access.cluster {
+                            cluster.invite_used(&joined.room, used.id(), used.expires_at());
+                        }
                         used.commit();
                     }
                     let ice_servers = session.access.turn.as_ref().map_or_else(Vec::new, |t| t.ice_servers(&participant_id, SystemTime::now()));
