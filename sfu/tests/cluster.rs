@@ -537,7 +537,7 @@ fn cluster_lease() -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_server_and_invite_uses_count_across(
+async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_server_locked_and_with_its_invite_uses_counted(
 ) {
     let redis = Redis::start();
     let closed = [
@@ -577,6 +577,19 @@ async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_serve
     };
     let resume = joined["resume"].as_str().unwrap().to_owned();
     assert!(!resume.is_empty());
+    // The host locks the meeting, then its server dies.
+    send(
+        &mut host.ws,
+        json!({"type": "lock_meeting", "locked": true}),
+    )
+    .await;
+    loop {
+        let m = next(&mut host.ws, within).await.expect("the host stays in");
+        if m["type"] == "meeting_locked" {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     procs.get(&owner).unwrap().signal(libc::SIGKILL);
     let killed = Instant::now();
     // Back with its seat's secret through another server: seated again at
@@ -599,10 +612,20 @@ async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_serve
     // The host's link had one of its two uses on the killed server: one
     // more host gets in, a third does not.
     let host_join = |name: &str| json!({"type": "join", "v": 1, "room": "closed", "name": name, "invite": invite});
-    let second = entry
+    let mut second = entry
         .enter_with(another(&owner), host_join("Ivar"), within)
         .await;
     assert_eq!(second.joined["type"], "joined", "{}", second.joined);
+    // Still locked on the new server, and its hosts are told so.
+    loop {
+        let m = next(&mut second.ws, Duration::from_secs(2))
+            .await
+            .expect("the meeting is still locked");
+        if m["type"] == "meeting_locked" {
+            assert_eq!(m["locked"], true);
+            break;
+        }
+    }
     let third = entry
         .enter_with(another(&owner), host_join("Julia"), within)
         .await;

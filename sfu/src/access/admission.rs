@@ -101,7 +101,8 @@ pub struct Admitted {
 
 /// Checks a join from `ip`, cheap checks first: the meeting's chat room
 /// (which may have to be created) is opened only for a join that is
-/// otherwise valid.
+/// otherwise valid. `locked_elsewhere`: a host locked the meeting while
+/// another server held it (several servers), as if locked here.
 pub async fn admit(
     access: &Access,
     room: &str,
@@ -109,6 +110,7 @@ pub async fn admit(
     token: Option<&str>,
     invite: Option<&str>,
     ip: IpAddr,
+    locked_elsewhere: bool,
 ) -> Result<Admitted, Refused> {
     let room = validate_name("room", room)
         .map_err(Refused::InvalidName)?
@@ -157,7 +159,14 @@ pub async fn admit(
     let session_key = format!("{:032x}", rand::random::<u128>());
     let ban_keys = roster::ban_keys(user, invite_id.as_deref(), &session_key, ip);
     let entry_keys = roster::entry_keys(user, invite_id.as_deref(), ip);
-    match access.roster.admits(&room, role, &entry_keys) {
+    let shut = access
+        .roster
+        .admits(&room, role, &entry_keys)
+        .and_then(|()| match locked_elsewhere && !role.may_moderate() {
+            true => Err(Shut::Locked),
+            false => Ok(()),
+        });
+    match shut {
         Ok(()) => {}
         // A locked meeting: hosts may still let them in.
         Err(Shut::Locked) if policy.lobby => wait = Some(Wait::Lobby),

@@ -77,6 +77,26 @@ impl Cluster {
         });
     }
 
+    /// Keeps `room` locked (or not) for its next server.
+    pub fn set_locked(&self, room: &str, locked: bool) {
+        let store = self.inner.store.clone();
+        let room = room.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = store.set_locked(&room, locked).await {
+                tracing::warn!(error = %e, "a meeting's lock holds on this server only: Redis did not take it");
+            }
+        });
+    }
+
+    /// Whether a host locked `room` while another server held it.
+    pub async fn locked(&self, room: &str) -> Result<bool, Unavailable> {
+        self.inner
+            .store
+            .locked(room)
+            .await
+            .map_err(|e| self.redis_failed(&e))
+    }
+
     /// Whether a host of `room` banned any of `keys`, on whichever server.
     pub async fn banned(&self, room: &str, keys: &[String]) -> Result<bool, Unavailable> {
         self.inner

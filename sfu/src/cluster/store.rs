@@ -17,8 +17,8 @@
 //! - `meet:seats:<room>`: the meeting's participants by their `resume`
 //!   secret (a hash of JSON `Seated`), for the meeting's next server to
 //!   seat them again; and `meet:bans:<room>`, the keys its hosts banned
-//!   (`roster::ban_keys`). Both kept alive with the lease, for a while
-//!   after it.
+//!   (`roster::ban_keys`), and [`LOCKED`] while a host locked it. Both
+//!   kept alive with the lease, for a while after it.
 //! - `meet:invites:<room>`: how many joins each invite link with a use
 //!   count (by its id) admitted to the meeting, on whichever server; kept
 //!   until the last of those links expires.
@@ -55,6 +55,10 @@ fn seats_key(room: &str) -> String {
 fn bans_key(room: &str) -> String {
     format!("meet:bans:{room}")
 }
+
+/// In a meeting's bans: a host locked it (nobody but hosts comes in).
+/// No ban key looks like it (`roster::ban_keys`).
+const LOCKED: &str = "#locked";
 
 fn invites_key(room: &str) -> String {
     format!("meet:invites:{room}")
@@ -284,6 +288,28 @@ impl Store {
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Locks or unlocks `room` for whichever server holds it next.
+    pub async fn set_locked(&self, room: &str, locked: bool) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        match locked {
+            true => pipe.sadd(bans_key(room), LOCKED),
+            false => pipe.srem(bans_key(room), LOCKED),
+        };
+        pipe.ignore()
+            .pexpire(bans_key(room), SEATS_TTL.as_millis() as i64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a host locked `room`, on whichever server.
+    pub async fn locked(&self, room: &str) -> Result<bool, ClusterError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.sismember(bans_key(room), LOCKED).await?)
     }
 
     /// Whether any of `keys` was banned from `room`.

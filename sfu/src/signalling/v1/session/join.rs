@@ -134,6 +134,21 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 return None;
             }
         };
+        // Several servers: a meeting that starts here anew (it moved) may
+        // have been locked where it was.
+        let locked_elsewhere = match &session.access.cluster {
+            Some(cluster) if !running => match cluster.locked(room.trim()).await {
+                Ok(locked) => locked,
+                Err(e) => {
+                    let msg = e.to_string();
+                    session
+                        .send(&ServerMessage::error(ErrorCode::Unavailable, msg))
+                        .await;
+                    continue;
+                }
+            },
+            _ => false,
+        };
         // Back after a dropped connection, to the seat held for it; else
         // let in as anyone is.
         let seated = match resume.as_deref() {
@@ -155,6 +170,7 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                     token.as_deref(),
                     invite.as_deref(),
                     session.ip,
+                    locked_elsewhere,
                 )
                 .await;
                 (admitted, None)
@@ -276,7 +292,13 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             user_id: identity.as_ref().map(|c| c.sub.clone()),
             ban_keys: ban_keys.clone(),
         };
-        let (seat, ended, locked) = session.access.roster.seat(&room, &participant_id, member);
+        let (seat, ended, mut locked) = session.access.roster.seat(&room, &participant_id, member);
+        if locked_elsewhere {
+            // Locked here too from now on. Its first participant hears so
+            // right after `joined`, as anyone joining a locked meeting.
+            session.access.roster.set_locked(&room, true);
+            locked.borrow_and_update();
+        }
         if role.may_moderate() {
             // Seated first: a guest who knocks from now on sees the host.
             session.access.lobby.host_arrived(&room);

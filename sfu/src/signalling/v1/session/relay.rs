@@ -300,6 +300,10 @@ pub(super) async fn relay(session: &mut Session, joined: &mut Joined) -> Outcome
                 }
                 Incoming::Message(ClientMessage::LockMeeting { locked }) => {
                     session.access.roster.set_locked(&joined.room, locked);
+                    // Several servers: still locked if the meeting moves.
+                    if let Some(cluster) = &session.access.cluster {
+                        cluster.set_locked(&joined.room, locked);
+                    }
                 }
                 Incoming::Message(ClientMessage::EndMeeting {}) => {
                     session.access.roster.end_all(&joined.room, Ended::MeetingClosed);
