@@ -174,16 +174,27 @@ async function meetingBehindNginx(t) {
  * and decodes the others; ms from `since` until seated and until decoding. */
 async function backInTheMeeting(pages, since, withinMs) {
   const ids = await Promise.all(pages.map((p) => p.page.evaluate(() => window.meet.participantId)));
+  // What each page said meanwhile, timed from `since`: a failure shows
+  // where the time went.
+  const timeline = [];
+  for (const p of pages) {
+    p.page.on('console', (m) => timeline.push(`${Math.round(performance.now() - (since() ?? performance.now()))} ms [${p.name}] ${m.text()}`));
+  }
   return async (description) => {
     let seated = null;
-    await until(description, async () => {
-      for (const [i, p] of pages.entries()) {
-        const id = await p.page.evaluate(() => window.meet.participantId);
-        if (!id || id === ids[i]) return false;
-      }
-      seated ??= performance.now() - since();
-      return allDecode(pages);
-    }, withinMs, 50);
+    try {
+      await until(description, async () => {
+        for (const [i, p] of pages.entries()) {
+          const id = await p.page.evaluate(() => window.meet.participantId);
+          if (!id || id === ids[i]) return false;
+        }
+        seated ??= performance.now() - since();
+        return allDecode(pages);
+      }, withinMs, 50);
+    } catch (e) {
+      e.message += `\n${timeline.join('\n')}`;
+      throw e;
+    }
     return { seated, decoding: performance.now() - since() };
   };
 }
