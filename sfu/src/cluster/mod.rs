@@ -218,8 +218,11 @@ impl Cluster {
             }
         }
         let give_up = now + LEASE + LEASE_MARGIN;
+        // The server whose lease is lapsing: dead or hung, though its
+        // record may still look fresh for a few seconds.
+        let mut passed_over = None;
         loop {
-            let target = self.place(draining);
+            let target = self.place(draining, passed_over.as_deref());
             let asked = Instant::now();
             let (lease, left) = self
                 .inner
@@ -244,7 +247,8 @@ impl Cluster {
                 });
             }
             // Its server left the registry, or stopped renewing: its lease
-            // lapses soon.
+            // lapses soon, and the meeting goes elsewhere.
+            passed_over = Some(lease.node);
             if Instant::now() >= give_up {
                 return Err(Unavailable);
             }
@@ -253,8 +257,9 @@ impl Cluster {
     }
 
     /// The least loaded server that takes new meetings, this one on a tie
-    /// (no hop for the client), else by id; this one when none is known.
-    fn place(&self, draining: bool) -> String {
+    /// (no hop for the client), else by id; this one when none is known;
+    /// never `passed_over`.
+    fn place(&self, draining: bool, passed_over: Option<&str>) -> String {
         let me = &self.inner.me.id;
         // Two heartbeats missed (clocks a second apart allowed for).
         let fresh_since = unix_ms().saturating_sub(2 * HEARTBEAT.as_millis() as u64 + 1000);
@@ -266,7 +271,7 @@ impl Cluster {
                 if &n.id == me {
                     !draining
                 } else {
-                    !n.draining && n.written_ms >= fresh_since
+                    !n.draining && n.written_ms >= fresh_since && Some(n.id.as_str()) != passed_over
                 }
             })
             .min_by_key(|n| (n.participants, &n.id != me, n.id.clone()))
@@ -331,6 +336,49 @@ fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(id: &str, participants: usize, age_ms: u64) -> Node {
+        Node {
+            id: id.into(),
+            url: format!("/node/{id}/ws"),
+            origin: None,
+            draining: false,
+            participants,
+            meetings: 1,
+            written_ms: unix_ms() - age_ms,
+        }
+    }
+
+    // In a runtime: the (lazy) connection to Redis needs one to exist.
+    #[tokio::test]
+    async fn a_meeting_goes_to_the_least_loaded_live_server_but_not_back_to_one_that_stopped_renewing(
+    ) {
+        let metrics = crate::metrics::Metrics::new().cluster;
+        // Never connected: placement reads the registry as last read.
+        let cluster = Cluster::new(
+            "redis://127.0.0.1:1/0",
+            "a".into(),
+            "/ws".into(),
+            None,
+            metrics,
+        )
+        .unwrap();
+        cluster.set_nodes(vec![
+            node("a", 10, 0),
+            node("b", 3, 1000),
+            node("c", 5, 1000),
+            // Its record is older than two heartbeats: gone.
+            node("d", 0, 6000),
+        ]);
+        assert_eq!(cluster.place(false, None), "b");
+        // b held the meeting and stopped renewing it: hung, though its
+        // record is fresh and it looks the least loaded.
+        assert_eq!(cluster.place(false, Some("b")), "c");
+        let mut drains = node("c", 5, 0);
+        drains.draining = true;
+        cluster.set_nodes(vec![node("a", 10, 0), node("b", 3, 0), drains]);
+        assert_eq!(cluster.place(false, Some("b")), "a");
+    }
 
     #[test]
     fn a_lease_reads_back_as_written_even_with_spaces_in_the_node_id() {
