@@ -40,7 +40,8 @@ if [ "$mode" = test ]; then
   [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || apt_packages+=(libnginx-mod-stream)
   # TURN through coturn (web/tests/turn.test.mjs, turn-443.test.mjs).
   need turnserver coturn
-  # Several servers sharing meetings (sfu/tests/cluster.rs): Redis.
+  # Several servers sharing meetings (sfu/tests/cluster*.rs): Redis, and
+  # its Sentinel mode.
   need redis-server redis-server
   need openssl openssl
   # The package test (ops/package-test.sh) checks the unit with systemd-analyze.

@@ -39,7 +39,7 @@ impl Cluster {
         };
         for (room, lease, _) in ended {
             self.forget(&room, &lease);
-            if let Err(e) = self.inner.store.release(&room, &lease).await {
+            if let Err(e) = self.inner.store.release(&room, &lease, true).await {
                 self.redis_failed(&e);
             }
         }
@@ -94,7 +94,7 @@ impl Cluster {
             .collect();
         self.inner.metrics.leases.set(0);
         for (room, lease) in held {
-            let _ = self.inner.store.release(&room, &lease).await;
+            let _ = self.inner.store.release(&room, &lease, false).await;
         }
     }
 

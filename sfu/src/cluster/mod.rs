@@ -110,8 +110,10 @@ impl fmt::Display for Lease {
 /// Where a join goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// This server holds the meeting.
-    Here,
+    /// This server holds the meeting; `arrived`: it took it only lately
+    /// (within a lease), so the meeting may have run on another server
+    /// until then.
+    Here { arrived: bool },
     /// Another one does (or was chosen for it): the client goes to `url`.
     There { node: String, url: String },
 }
@@ -123,6 +125,8 @@ struct Held {
     valid_until: Instant,
     /// The last join routed here for it.
     used: Instant,
+    /// When a join took it.
+    taken: Instant,
 }
 
 /// This server's part in the cluster; cheap to clone.
@@ -214,7 +218,8 @@ impl Cluster {
         if let Some(held) = self.lock_held().get_mut(room) {
             if held.valid_until > now {
                 held.used = now;
-                return Ok(Route::Here);
+                let arrived = now.duration_since(held.taken) < LEASE;
+                return Ok(Route::Here { arrived });
             }
         }
         let give_up = now + LEASE + LEASE_MARGIN;
@@ -233,7 +238,7 @@ impl Cluster {
             self.inner.metrics.redis_up.set(1);
             if lease.node == self.inner.me.id {
                 self.hold(room, lease, asked);
-                return Ok(Route::Here);
+                return Ok(Route::Here { arrived: true });
             }
             // A holder that missed two renewals is dead or hangs: its
             // clients would wait on it for nothing, and its lease lapses
@@ -308,6 +313,7 @@ impl Cluster {
                 lease,
                 valid_until: asked + LEASE - LEASE_MARGIN,
                 used: Instant::now(),
+                taken: Instant::now(),
             },
         );
         self.inner.metrics.leases.set(held.len() as i64);

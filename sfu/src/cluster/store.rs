@@ -101,9 +101,11 @@ end
 return out
 ";
 
-/// Lets the lease go, if it is still the one expected.
+/// Lets the lease go, if it is still the one expected; and with ARGV[2]
+/// `ended`, the meeting's lock (ARGV[3], in its bans KEYS[2]) with it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[2] == 'ended' then redis.call('SREM', KEYS[2], ARGV[3]) end
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -388,12 +390,22 @@ impl Store {
     }
 
     /// Lets a lease go (the meeting ended here).
-    pub async fn release(&self, room: &str, lease: &Lease) -> Result<(), ClusterError> {
+    /// `ended`: the meeting ended (nobody in it for a while), and its lock
+    /// with it, as on one server; else it goes on elsewhere, locked or not.
+    pub async fn release(
+        &self,
+        room: &str,
+        lease: &Lease,
+        ended: bool,
+    ) -> Result<(), ClusterError> {
         let mut conn = self.conn.clone();
         let _: i64 = self
             .release
             .key(meeting_key(room))
+            .key(bans_key(room))
             .arg(lease.to_string())
+            .arg(if ended { "ended" } else { "moves" })
+            .arg(LOCKED)
             .invoke_async(&mut conn)
             .await?;
         Ok(())

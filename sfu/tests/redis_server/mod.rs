@@ -42,6 +42,7 @@ impl Redis {
         redis
     }
 
+    #[allow(dead_code)]
     pub fn port(&self) -> u16 {
         self.port
     }

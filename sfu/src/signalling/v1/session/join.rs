@@ -101,10 +101,11 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
         // Several servers: a meeting lives on one of them. (A name that is
         // no room's is refused by the admission below.)
         let valid = admission::validate_name("room", &room);
+        let mut arrived = false;
         if let (Some(cluster), Ok(room)) = (&session.access.cluster, valid) {
             let draining = session.access.drain.is_draining();
             match cluster.route(room, draining).await {
-                Ok(Route::Here) => {}
+                Ok(Route::Here { arrived: a }) => arrived = a,
                 Ok(Route::There { url, .. }) => {
                     session.send(&ServerMessage::Moved { url }).await;
                     session.close("moved").await;
@@ -134,10 +135,10 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 return None;
             }
         };
-        // Several servers: a meeting that starts here anew (it moved) may
-        // have been locked where it was.
+        // Several servers: a meeting that has just come here (nobody in
+        // it here yet) may have been locked where it was.
         let locked_elsewhere = match &session.access.cluster {
-            Some(cluster) if !running => match cluster.locked(room.trim()).await {
+            Some(cluster) if arrived && !running => match cluster.locked(room.trim()).await {
                 Ok(locked) => locked,
                 Err(e) => {
                     let msg = e.to_string();
