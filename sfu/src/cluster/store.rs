@@ -389,7 +389,7 @@ impl Store {
             .await?)
     }
 
-    /// Lets a lease go (the meeting ended here).
+    /// Lets a lease go (its meeting ended here, or this server stops).
     /// `ended`: the meeting ended (nobody in it for a while), and its lock
     /// with it, as on one server; else it goes on elsewhere, locked or not.
     pub async fn release(
