@@ -10,7 +10,7 @@ use sfu::shell::config::Config;
 mod common;
 mod synapse;
 
-use common::send;
+use common::{send, temp_dir};
 use synapse::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 mod common;
 mod synapse;
 
-use common::{send, Ws};
+use common::{send, temp_dir, Ws};
 use synapse::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

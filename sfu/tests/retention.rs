@@ -14,7 +14,7 @@ use sfu::shell::config::Config;
 mod common;
 mod synapse;
 
-use common::{send, Ws};
+use common::{send, temp_dir, Ws};
 use synapse::*;
 
 const DAY: Duration = Duration::from_secs(86_400);

@@ -371,3 +371,12 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A directory of its own under the system's temporary one, for what a
+/// test's server writes.
+#[allow(dead_code)]
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("meet-{what}-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,11 +1,14 @@
 //! Debian's `redis-server` as the cluster tests run it: a server of their
 //! own on a free loopback port, keeping nothing on disk; a replica of it;
-//! a Sentinel watching them.
+//! a Sentinel watching them. Each in a directory of its own (a replica
+//! writes what its master sends to disk; a Sentinel rewrites its file).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::free_port;
+use std::path::PathBuf;
+
+use crate::common::{free_port, temp_dir};
 
 /// A `redis-server` of this test's own, on a free loopback port, keeping
 /// nothing on disk.
@@ -14,6 +17,7 @@ pub struct Redis {
     child: Option<Child>,
     /// Arguments beyond the port and keeping nothing on disk.
     args: Vec<String>,
+    dir: PathBuf,
 }
 
 impl Redis {
@@ -37,6 +41,7 @@ impl Redis {
             port,
             child: None,
             args,
+            dir: temp_dir("redis"),
         };
         redis.resume();
         redis
@@ -56,6 +61,8 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
             .args(&self.args)
             .stdout(Stdio::null())
             .spawn()
@@ -117,6 +124,7 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -136,7 +144,7 @@ fn listening(port: u16) {
 pub struct Sentinel {
     port: u16,
     child: Child,
-    dir: std::path::PathBuf,
+    dir: PathBuf,
 }
 
 #[allow(dead_code)]
@@ -145,9 +153,7 @@ impl Sentinel {
 
     pub fn start(master: &Redis) -> Self {
         let port = free_port();
-        // A Sentinel rewrites its configuration file: one of its own.
-        let dir = std::env::temp_dir().join(format!("meet-sentinel-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("sentinel");
         let conf = dir.join("sentinel.conf");
         let m = Self::MASTER;
         std::fs::write(

@@ -13,19 +13,13 @@ use serde_json::{json, Value};
 use sfu::shell::config::Config;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{free_port, send, Running, Ws};
+use crate::common::{free_port, send, temp_dir, Running, Ws};
 
 pub const BOT_PASSWORD: &str = "bot-password-for-tests";
 pub const ADMIN_KEY: &str = "an-admin-key-of-at-least-32-characters";
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn temp_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("meet-{what}-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 pub fn synapse_sh(args: &[&str]) {
