@@ -6,7 +6,10 @@
 //! counted invite link admitted. The seat itself is opaque
 //! here (the session layer's JSON).
 
-use super::{Cluster, Unavailable};
+use std::future::Future;
+
+use super::store::Store;
+use super::{Cluster, ClusterError, Unavailable};
 
 /// A participant's seat kept in Redis until this is dropped (the
 /// participant left, or its held seat was taken or ran out); a server that
@@ -51,13 +54,11 @@ impl Drop for SharedSeat {
 impl Cluster {
     /// Keeps `seated` under the participant's `resume` secret in `room`.
     pub fn keep_seat(&self, room: &str, secret: &str, seated: String) -> SharedSeat {
-        let store = self.inner.store.clone();
         let (r, s) = (room.to_owned(), secret.to_owned());
-        tokio::spawn(async move {
-            if let Err(e) = store.keep_seat(&r, &s, &seated).await {
-                tracing::debug!(error = %e, "a seat was not kept in Redis");
-            }
-        });
+        self.write_behind(
+            "a seat is kept on this server only",
+            move |store| async move { store.keep_seat(&r, &s, &seated).await },
+        );
         SharedSeat {
             cluster: self.clone(),
             room: room.to_owned(),
@@ -68,24 +69,19 @@ impl Cluster {
     /// Keeps `keys` (a banned participant's) out of `room` on every server
     /// while the meeting lasts.
     pub fn ban(&self, room: &str, keys: Vec<String>) {
-        let store = self.inner.store.clone();
         let room = room.to_owned();
-        tokio::spawn(async move {
-            if let Err(e) = store.ban(&room, &keys).await {
-                tracing::warn!(error = %e, "a ban holds on this server only: Redis did not take it");
-            }
+        self.write_behind("a ban holds on this server only", move |store| async move {
+            store.ban(&room, &keys).await
         });
     }
 
     /// Keeps `room` locked (or not) for its next server.
     pub fn set_locked(&self, room: &str, locked: bool) {
-        let store = self.inner.store.clone();
         let room = room.to_owned();
-        tokio::spawn(async move {
-            if let Err(e) = store.set_locked(&room, locked).await {
-                tracing::warn!(error = %e, "a meeting's lock holds on this server only: Redis did not take it");
-            }
-        });
+        self.write_behind(
+            "a meeting's lock holds on this server only",
+            move |store| async move { store.set_locked(&room, locked).await },
+        );
     }
 
     /// Whether a host locked `room` while another server held it.
@@ -109,13 +105,11 @@ impl Cluster {
     /// Counts a join of `room` that invite link `id` (expiring at `exp`)
     /// admitted, for the servers that hold the meeting after this one.
     pub fn invite_used(&self, room: &str, id: &str, exp: u64) {
-        let store = self.inner.store.clone();
         let (room, id) = (room.to_owned(), id.to_owned());
-        tokio::spawn(async move {
-            if let Err(e) = store.invite_used(&room, &id, exp).await {
-                tracing::warn!(error = %e, "an invite link's use is counted on this server only: Redis did not take it");
-            }
-        });
+        self.write_behind(
+            "an invite link's use is counted on this server only",
+            move |store| async move { store.invite_used(&room, &id, exp).await },
+        );
     }
 
     /// The joins invite link `id` admitted to `room`, on every server.
@@ -137,5 +131,22 @@ impl Cluster {
                 None
             }
         }
+    }
+}
+
+impl Cluster {
+    /// Writes to Redis in the background: the session does not wait for
+    /// it. What Redis did not take holds on this server only, as
+    /// `otherwise` says in the log.
+    fn write_behind<F>(&self, otherwise: &'static str, write: impl FnOnce(Store) -> F)
+    where
+        F: Future<Output = Result<(), ClusterError>> + Send + 'static,
+    {
+        let written = write(self.inner.store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = written.await {
+                tracing::warn!(error = %e, "{otherwise}: Redis did not take it");
+            }
+        });
     }
 }

@@ -410,9 +410,7 @@ impl Store {
             .await?;
         Ok(())
     }
-}
 
-impl Store {
     /// Counts a join that invite link `id` (expiring at `exp`, Unix
     /// seconds) admitted to `room`.
     pub async fn invite_used(&self, room: &str, id: &str, exp: u64) -> Result<(), ClusterError> {
