@@ -110,10 +110,9 @@ impl fmt::Display for Lease {
 /// Where a join goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// This server holds the meeting; `arrived`: it took it only lately
-    /// (within a lease), so the meeting may have run on another server
-    /// until then.
-    Here { arrived: bool },
+    /// This server holds the meeting; `locked`: a host locked it on the
+    /// server it ran on before it came here (to be locked here too).
+    Here { locked: bool },
     /// Another one does (or was chosen for it): the client goes to `url`.
     There { node: String, url: String },
 }
@@ -212,15 +211,25 @@ impl Cluster {
     /// it. A meeting whose server is gone (out of the registry, or no
     /// longer renewing its lease) waits for its lease to lapse (at most
     /// [`LEASE`]) and is placed anew. `draining`: this server
-    /// takes no new meetings.
-    pub async fn route(&self, room: &str, draining: bool) -> Result<Route, Unavailable> {
+    /// takes no new meetings; `running_here`: someone is in the meeting
+    /// here already.
+    pub async fn route(
+        &self,
+        room: &str,
+        draining: bool,
+        running_here: bool,
+    ) -> Result<Route, Unavailable> {
         let now = Instant::now();
-        if let Some(held) = self.lock_held().get_mut(room) {
-            if held.valid_until > now {
-                held.used = now;
-                let arrived = now.duration_since(held.taken) < LEASE;
-                return Ok(Route::Here { arrived });
-            }
+        let held = self
+            .lock_held()
+            .get_mut(room)
+            .filter(|h| h.valid_until > now)
+            .map(|h| {
+                h.used = now;
+                now.duration_since(h.taken) < LEASE
+            });
+        if let Some(arrived) = held {
+            return self.here(room, arrived && !running_here).await;
         }
         let give_up = now + LEASE + LEASE_MARGIN;
         // The server whose lease is lapsing: dead or hung, though its
@@ -238,7 +247,7 @@ impl Cluster {
             self.inner.metrics.redis_up.set(1);
             if lease.node == self.inner.me.id {
                 self.hold(room, lease, asked);
-                return Ok(Route::Here { arrived: true });
+                return self.here(room, !running_here).await;
             }
             // A holder that missed two renewals is dead or hangs: its
             // clients would wait on it for nothing, and its lease lapses
@@ -259,6 +268,14 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Here, with the lock the meeting brought if it `arrived`: this
+    /// server took it lately (within a lease) and nobody is in it here
+    /// yet, so it may have run on another server until then.
+    async fn here(&self, room: &str, arrived: bool) -> Result<Route, Unavailable> {
+        let locked = arrived && self.locked(room).await?;
+        Ok(Route::Here { locked })
     }
 
     /// The least loaded server that takes new meetings, this one on a tie

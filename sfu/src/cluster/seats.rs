@@ -85,7 +85,7 @@ impl Cluster {
     }
 
     /// Whether a host locked `room` while another server held it.
-    pub async fn locked(&self, room: &str) -> Result<bool, Unavailable> {
+    pub(super) async fn locked(&self, room: &str) -> Result<bool, Unavailable> {
         self.inner
             .store
             .locked(room)

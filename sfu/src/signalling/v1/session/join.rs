@@ -16,7 +16,7 @@ use crate::access::resume::Seated;
 use crate::access::roster::{self, Ended, Member, Seat, Shut};
 use crate::access::token::Claims;
 use crate::access::Access;
-use crate::cluster::{Route, SharedSeat};
+use crate::cluster::{Cluster, Route, SharedSeat};
 use crate::room::api::{Event, Role};
 use crate::signalling::v1::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use crate::worker::{Request, SendError, WorkerHandle};
@@ -101,11 +101,12 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
         // Several servers: a meeting lives on one of them. (A name that is
         // no room's is refused by the admission below.)
         let valid = admission::validate_name("room", &room);
-        let mut arrived = false;
+        let running = session.access.roster.is_running(room.trim());
+        let mut locked_elsewhere = false;
         if let (Some(cluster), Ok(room)) = (&session.access.cluster, valid) {
             let draining = session.access.drain.is_draining();
-            match cluster.route(room, draining).await {
-                Ok(Route::Here { arrived: a }) => arrived = a,
+            match cluster.route(room, draining, running).await {
+                Ok(Route::Here { locked }) => locked_elsewhere = locked,
                 Ok(Route::There { url, .. }) => {
                     session.send(&ServerMessage::Moved { url }).await;
                     session.close("moved").await;
@@ -121,7 +122,6 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
             }
         }
         // While draining, meetings under way still take joins and rejoins.
-        let running = session.access.roster.is_running(room.trim());
         let in_meeting = match session.access.drain.enter(running) {
             Ok(guard) => guard,
             Err(refused) => {
@@ -134,21 +134,6 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 session.close("draining").await;
                 return None;
             }
-        };
-        // Several servers: a meeting that has just come here (nobody in
-        // it here yet) may have been locked where it was.
-        let locked_elsewhere = match &session.access.cluster {
-            Some(cluster) if arrived && !running => match cluster.locked(room.trim()).await {
-                Ok(locked) => locked,
-                Err(e) => {
-                    let msg = e.to_string();
-                    session
-                        .send(&ServerMessage::error(ErrorCode::Unavailable, msg))
-                        .await;
-                    continue;
-                }
-            },
-            _ => false,
         };
         // Back after a dropped connection, to the seat held for it; else
         // let in as anyone is.
@@ -207,38 +192,15 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
                 continue;
             }
         };
-        // Several servers: banned by a host while the meeting was on
-        // another (a seat taken back is checked by its own keys, not its
-        // address, as on one server).
-        if let Some(cluster) = &session.access.cluster {
-            let keys = match readmitted {
-                true => roster::seat_keys(&ban_keys),
-                false => ban_keys.clone(),
-            };
-            let refusal = match cluster.banned(&room, &keys).await {
-                Ok(false) => None,
-                Ok(true) => Some((ErrorCode::Banned, Shut::Banned.to_string())),
-                Err(e) => Some((ErrorCode::Unavailable, e.to_string())),
-            };
-            if let Some((code, message)) = refusal {
-                session.send(&ServerMessage::error(code, message)).await;
-                continue;
+        let refused = match &session.access.cluster {
+            Some(cluster) => {
+                refused_elsewhere(cluster, &room, &ban_keys, readmitted, invite_use.as_ref()).await
             }
-            // A counted invite link: the joins it admitted while the
-            // meeting was on other servers count too.
-            if let Some(used) = &invite_use {
-                let refusal = match cluster.invite_uses(&room, used.id()).await {
-                    Ok(shared) => used
-                        .take_on(shared)
-                        .err()
-                        .map(|e| (ErrorCode::InvalidInvite, e.to_string())),
-                    Err(e) => Some((ErrorCode::Unavailable, e.to_string())),
-                };
-                if let Some((code, message)) = refusal {
-                    session.send(&ServerMessage::error(code, message)).await;
-                    continue;
-                }
-            }
+            None => None,
+        };
+        if let Some((code, message)) = refused {
+            session.send(&ServerMessage::error(code, message)).await;
+            continue;
         }
         if let Err(limit) = admission_limits(&session.access, session.ip, &room) {
             let code = match limit {
@@ -332,6 +294,36 @@ pub(super) async fn join(session: &mut Session) -> Option<(Joined, InMeeting)> {
 /// The seat held under `secret` in `room`: on this server (`true`: its old
 /// self is still in this server's core), or kept in Redis by the server
 /// that held the meeting before this one.
+/// Several servers: what holds here of what was decided while the
+/// meeting was on another server. A host's ban (a seat taken back is
+/// checked by its own keys, not its address, as on one server), and a
+/// counted invite link's joins there. The refusal to send, if any.
+async fn refused_elsewhere(
+    cluster: &Cluster,
+    room: &str,
+    ban_keys: &[String],
+    readmitted: bool,
+    invite_use: Option<&invite::Use>,
+) -> Option<(ErrorCode, String)> {
+    let keys = match readmitted {
+        true => roster::seat_keys(ban_keys),
+        false => ban_keys.to_vec(),
+    };
+    match cluster.banned(room, &keys).await {
+        Ok(false) => {}
+        Ok(true) => return Some((ErrorCode::Banned, Shut::Banned.to_string())),
+        Err(e) => return Some((ErrorCode::Unavailable, e.to_string())),
+    }
+    let used = invite_use?;
+    match cluster.invite_uses(room, used.id()).await {
+        Ok(shared) => used
+            .take_on(shared)
+            .err()
+            .map(|e| (ErrorCode::InvalidInvite, e.to_string())),
+        Err(e) => Some((ErrorCode::Unavailable, e.to_string())),
+    }
+}
+
 async fn claim(access: &Access, secret: &str, room: &str) -> Option<(Seated, bool)> {
     if let Some(seated) = access.resumes.claim(secret, room).await {
         return Some((seated, true));
