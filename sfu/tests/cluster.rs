@@ -194,12 +194,7 @@ async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_serve
     };
     let lobby_id = lobby["waiting"][0]["id"].clone();
     send(&mut host.ws, json!({"type": "admit", "lobby_id": lobby_id})).await;
-    let joined = loop {
-        let m = next(&mut guest.ws, within).await.expect("the guest stays");
-        if m["type"] == "joined" {
-            break m;
-        }
-    };
+    let joined = common::next_of(&mut guest.ws, "joined").await;
     let resume = joined["resume"].as_str().unwrap().to_owned();
     assert!(!resume.is_empty());
     // The host locks the meeting, then its server dies.
@@ -208,12 +203,7 @@ async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_serve
         json!({"type": "lock_meeting", "locked": true}),
     )
     .await;
-    loop {
-        let m = next(&mut host.ws, within).await.expect("the host stays in");
-        if m["type"] == "meeting_locked" {
-            break;
-        }
-    }
+    common::next_of(&mut host.ws, "meeting_locked").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     procs.get(&owner).unwrap().signal(libc::SIGKILL);
     let killed = Instant::now();
@@ -242,15 +232,8 @@ async fn a_guest_let_in_by_a_host_is_back_in_the_closed_meeting_on_another_serve
         .await;
     assert_eq!(second.joined["type"], "joined", "{}", second.joined);
     // Still locked on the new server, and its hosts are told so.
-    loop {
-        let m = next(&mut second.ws, Duration::from_secs(2))
-            .await
-            .expect("the meeting is still locked");
-        if m["type"] == "meeting_locked" {
-            assert_eq!(m["locked"], true);
-            break;
-        }
-    }
+    let locked = common::next_of(&mut second.ws, "meeting_locked").await;
+    assert_eq!(locked["locked"], true);
     let third = entry
         .enter_with(another(&owner), host_join("Julia"), within)
         .await;
@@ -421,7 +404,7 @@ async fn a_lock_ends_with_its_meeting_as_on_one_server() {
         json!({"type": "lock_meeting", "locked": true}),
     )
     .await;
-    while next(&mut host.ws, within).await.expect("the host stays")["type"] != "meeting_locked" {}
+    common::next_of(&mut host.ws, "meeting_locked").await;
     host.leave().await;
     // Nobody in it: its server lets the lease go after a while, and the
     // lock with it (a server that stops keeps it: the meeting moves).
