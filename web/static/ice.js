@@ -64,10 +64,16 @@ async function listen() {
 }
 
 /** Restarts `pc` (and its sibling) when its ICE state says the path is
- * gone. */
-export function watchIce(pc) {
+ * gone. Its states and local candidates go to the console at debug level:
+ * where a restart's time goes. */
+export function watchIce(pc, name) {
   let graceTimer = null;
+  pc.addEventListener('icegatheringstatechange', () => console.debug(`${name} ICE gathering ${pc.iceGatheringState}`));
+  pc.addEventListener('icecandidate', (e) => {
+    if (e.candidate) console.debug(`${name} ICE candidate ${e.candidate.type} ${e.candidate.address}`);
+  });
   pc.addEventListener('iceconnectionstatechange', () => {
+    console.debug(`${name} ICE ${pc.iceConnectionState}`);
     clearTimeout(graceTimer);
     if (pc.iceConnectionState === 'failed') restartIce('ice failed');
     else if (pc.iceConnectionState === 'disconnected') {

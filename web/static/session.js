@@ -298,8 +298,8 @@ async function onJoined(msg) {
   state.subscriber = newPeerConnection('subscriber');
   state.subscriber.ontrack = onRemoteTrack;
   state.publisher = newPeerConnection('publisher');
-  watchIce(state.subscriber);
-  watchIce(state.publisher);
+  watchIce(state.subscriber, 'subscriber');
+  watchIce(state.publisher, 'publisher');
   // A viewer receives only; the server would refuse its offers.
   if (state.role === 'viewer') setStatus('');
   else await publish();

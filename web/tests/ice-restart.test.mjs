@@ -36,6 +36,49 @@ const localAddresses = (p) => p.page.evaluate(async () => {
   return out;
 });
 
+/** What a failure's timeline needs from a page: each connection's local
+ * address, and the video it receives (packets, frames, keyframes, its
+ * keyframe requests and NACKs) and the keyframe requests its camera gets. */
+const pathReport = (p) => p.page.evaluate(async () => {
+  const out = { video: { packets: 0, frames: 0, keyframes: 0, plis: 0, nacks: 0 }, camPlis: 0 };
+  for (const name of ['publisher', 'subscriber']) {
+    const stats = await window.meet.state[name].getStats();
+    stats.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        out[name] = stats.get(stats.get(s.selectedCandidatePairId).localCandidateId).address;
+      } else if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        out.video.packets += s.packetsReceived || 0;
+        out.video.frames += s.framesDecoded || 0;
+        out.video.keyframes += s.keyFramesDecoded || 0;
+        out.video.plis += s.pliCount || 0;
+        out.video.nacks += s.nackCount || 0;
+      } else if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        out.camPlis += s.pliCount || 0;
+      }
+    });
+  }
+  return out;
+});
+
+/** Adds to `timeline` what changed in `p`'s report since `last`. */
+function noteChanges(timeline, at, p, last, now) {
+  const said = (what) => timeline.push(`${at} ms [${p.name}] ${what}`);
+  if (now.publisher !== last.publisher || now.subscriber !== last.subscriber) {
+    said(`path: publisher ${now.publisher}, subscriber ${now.subscriber}`);
+  }
+  const v = now.video;
+  const w = last.video;
+  if (v.packets > w.packets && !last.flowing) said(`video packets arrive (${v.packets})`);
+  if (v.frames > w.frames && !last.decoding) said(`video frames decoded (${v.frames})`);
+  if (v.keyframes > w.keyframes) said(`keyframe decoded (${v.keyframes})`);
+  if (v.plis > w.plis) said(`asked for a keyframe (PLIs ${v.plis})`);
+  if (v.nacks > w.nacks && !last.nacking) said(`NACKs sent (${v.nacks})`);
+  if (now.camPlis > last.camPlis) said(`camera asked for a keyframe (PLIs ${now.camPlis})`);
+  now.flowing = v.packets > w.packets;
+  now.decoding = v.frames > w.frames;
+  now.nacking = last.nacking || v.nacks > w.nacks;
+}
+
 /** Frames each page has decoded from the other. */
 async function frames(pages) {
   const [a, b] = pages;
@@ -77,9 +120,12 @@ test('a page whose address changes mid-call restarts ICE: video resumes within 5
   // What was on its way is decoded at once; then the old path is gone.
   await sleep(200);
   const before = await frames(pages);
+  const reports = await Promise.all(pages.map(pathReport));
   await until('video to resume both ways', async () => {
-    const now = await frames(pages);
-    return now.every((n, i) => n > before[i] + 3);
+    const now = await Promise.all(pages.map(pathReport));
+    pages.forEach((p, i) => noteChanges(timeline, Date.now() - moved, p, reports[i], now[i]));
+    reports.splice(0, 2, ...now);
+    return (await frames(pages)).every((n, i) => n > before[i] + 3);
   }, 10000, 50);
   const took = Date.now() - moved;
   console.log(`# measured: address changed → video decoded again both ways after ${took} ms`);
