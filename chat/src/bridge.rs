@@ -15,6 +15,7 @@ use crate::ghosts::Ghosts;
 use crate::meeting::Meeting;
 use crate::openid::Verifier;
 use crate::quota::RoomQuota;
+use crate::share::ChatShare;
 use crate::store::Store;
 use crate::time::{now_ms, RETRY_MAX, RETRY_MIN};
 use crate::{lock, ChatConfig, ChatError};
@@ -39,6 +40,10 @@ pub struct Chat {
 
 pub(crate) struct Inner {
     pub(crate) config: ChatConfig,
+    /// What it shares with other servers, where servers share meetings.
+    pub(crate) share: Option<Arc<dyn ChatShare>>,
+    /// Holds the bot's duties now (see [`Inner::on_duty`]).
+    pub(crate) on_duty: AtomicBool,
     pub(crate) client: Client,
     pub(crate) store: Store,
     pub(crate) verifier: Verifier,
@@ -69,8 +74,13 @@ pub(crate) struct Inner {
 
 impl Chat {
     /// Opens the store and starts signing in, syncing and sending in the
-    /// background; a homeserver that is down only delays all that.
-    pub async fn start(config: ChatConfig) -> Result<Chat, ChatError> {
+    /// background; a homeserver that is down only delays all that. With
+    /// `share`, meetings' rooms and the bot's duties are shared with the
+    /// other servers that carry meetings.
+    pub async fn start(
+        config: ChatConfig,
+        share: Option<Arc<dyn ChatShare>>,
+    ) -> Result<Chat, ChatError> {
         std::fs::create_dir_all(&config.store_dir).map_err(|source| ChatError::StoreDir {
             path: config.store_dir.clone(),
             source,
@@ -112,6 +122,8 @@ impl Chat {
             .map(|t| Admin::new(config.homeserver.clone(), t.clone()));
         let inner = Arc::new(Inner {
             config,
+            share: share.clone(),
+            on_duty: AtomicBool::new(false),
             client,
             store,
             verifier,
@@ -134,6 +146,10 @@ impl Chat {
         });
         let task = tokio::spawn(inner.clone().run());
         lock(&inner.tasks).push(task.abort_handle());
+        if let Some(share) = share {
+            let task = tokio::spawn(inner.clone().share_loop(share));
+            lock(&inner.tasks).push(task.abort_handle());
+        }
         Ok(Chat { inner })
     }
 

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::bridge::{Chat, Inner};
+use crate::lock;
 
 pub(crate) const CALL_MEMBER: &str = "org.matrix.msc3401.call.member";
 /// A call membership not renewed within this is stale (MSC4143).
@@ -33,7 +34,13 @@ impl Chat {
 
 impl Inner {
     fn call_member(&self, meeting: &str, user_id: &str, participant_id: &str, content: Value) {
-        let Some(room_id) = self.store.room_of(meeting).ok().flatten() else {
+        // Called as a participant joins or leaves, when the meeting is open
+        // here (a server alone also knows rooms of meetings not open).
+        let open = lock(&self.meetings)
+            .get(meeting)
+            .map(|m| m.room_id.to_string());
+        let bound = || self.store.room_of(meeting).ok().flatten();
+        let Some(room_id) = open.or_else(|| self.share.is_none().then(bound).flatten()) else {
             return;
         };
         // The leading underscore lets the bot set a key naming another user

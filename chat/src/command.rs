@@ -125,16 +125,16 @@ impl Inner {
     pub(crate) async fn command(&self, room_id: &RoomId) -> Result<(), ChatError> {
         let now = unix_ms(SystemTime::now());
         let wanted_key = format!("{WIDGET_WANTED_KEY}{room_id}");
-        let (meeting, widget_wanted) = match self.store.meeting_of(room_id.as_str())? {
+        let (meeting, widget_wanted) = match self.meeting_of(room_id.as_str()).await? {
             Some(m) => {
-                self.store.touch_meeting(&m, now)?;
+                self.touch(&m, now).await?;
                 let wanted = self.store.get(&wanted_key)?.is_some();
                 (m, wanted)
             }
             None => {
                 let _guard = self.opening.lock().await;
                 let name = crate::meetings::random_name();
-                self.store.bind(&name, room_id.as_str(), now)?;
+                self.bind(&name, room_id.as_str(), now).await?;
                 (name, true)
             }
         };

@@ -75,8 +75,8 @@ impl Chat {
         let user = user.to_owned();
         let room_id = self
             .inner
-            .store
             .room_of(meeting)
+            .await
             .map_err(|e| OpenIdError::Unavailable(e.to_string()))?
             .ok_or(OpenIdError::NoRoom)?;
         let room_id =

@@ -6,12 +6,14 @@
 //! runtime, away from the media workers.
 
 mod admin;
+mod bindings;
 mod bridge;
 mod call;
 mod command;
 mod erasure;
 mod events;
 mod ghosts;
+mod history;
 mod identity;
 mod meeting;
 mod meetings;
@@ -19,6 +21,7 @@ mod openid;
 mod outbox;
 mod quota;
 mod retention;
+mod share;
 mod store;
 mod sync;
 mod time;
@@ -37,6 +40,7 @@ pub use meetings::RoomUse;
 pub use openid::{OpenIdError, OpenIdToken};
 pub use outbox::Author;
 pub use retention::RetentionReport;
+pub use share::{ChatShare, ShareError, Shared};
 use url::Url;
 
 /// Longest chat message accepted from a meeting, in characters.
@@ -104,6 +108,8 @@ pub enum ChatError {
     Http(#[from] matrix_sdk::HttpError),
     #[error("chat store: {0}")]
     Store(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Share(#[from] ShareError),
     #[error("cannot create the chat store directory {path}: {source}")]
     StoreDir {
         path: PathBuf,

@@ -10,7 +10,6 @@ use tokio::sync::broadcast;
 
 use crate::events::ChatEvent;
 use crate::lock;
-use crate::time::now_ms;
 
 /// Events kept per meeting for participants who join later.
 pub(crate) const HISTORY: usize = 500;
@@ -52,11 +51,13 @@ pub(crate) struct Meeting {
 }
 
 impl Meeting {
-    pub(crate) fn new(room_id: OwnedRoomId, alias: Option<String>) -> Self {
+    /// `since_ms`: when its chat began (here, or on the server that
+    /// carried it before).
+    pub(crate) fn new(room_id: OwnedRoomId, alias: Option<String>, since_ms: u64) -> Self {
         Self {
             room_id,
             alias,
-            since_ms: now_ms(),
+            since_ms,
             tx: broadcast::channel(BROADCAST_CAPACITY).0,
             history: Mutex::new(VecDeque::new()),
             senders: Mutex::new(HashMap::new()),

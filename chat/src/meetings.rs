@@ -29,6 +29,9 @@ use crate::{lock, ChatError};
 /// A meeting nobody has listened to for this long is closed here (its room
 /// stays); the next join opens it afresh, with history from then.
 const MEETING_IDLE: Duration = Duration::from_secs(60);
+/// A meeting whose chat began this long before it opened here ran on
+/// another server first.
+const TAKEN_OVER_AFTER_MS: u64 = 2_000;
 /// How long opening a new meeting waits for the bot to sign in.
 const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
 
@@ -96,10 +99,10 @@ impl Inner {
         }
         let mut created = false;
         let now = unix_ms(SystemTime::now());
-        let room_id = match self.store.room_of(name)? {
+        let room_id = match self.room_of(name).await? {
             Some(id) => {
                 // In use: kept from retention.
-                self.store.touch_meeting(name, now)?;
+                self.touch(name, now).await?;
                 RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?
             }
             None => {
@@ -125,16 +128,21 @@ impl Inner {
                         id
                     }
                 };
-                self.store.bind(name, id.as_str(), now)?;
-                if created {
-                    self.add_widget(&id, name)?;
+                let bound = self.bind(name, id.as_str(), now).await?;
+                if bound != id.as_str() {
+                    // Another server gave the meeting a room at the same
+                    // moment (the meeting moved as it opened): theirs it
+                    // is, set up by them; ours is left.
+                    tracing::info!(room_id = %id, "another server bound the meeting first; leaving our room");
+                    if let Some(room) = self.client.get_room(&id) {
+                        let _ = room.leave().await;
+                    }
+                    created = false;
+                    RoomId::parse(bound).map_err(|e| ChatError::Invalid(e.to_string()))?
                 } else {
-                    self.add_widget_if_allowed(&id, name).await?;
+                    self.set_up_room(&id, name, created, host).await?;
+                    id
                 }
-                if let (true, Some(host)) = (created, host) {
-                    self.make_moderator(&id, host).await;
-                }
-                id
             }
         };
         // Rooms we create have none; a bound room may.
@@ -144,7 +152,12 @@ impl Inner {
             .and_then(|r| r.canonical_alias())
             .map(|a| a.to_string())
             .filter(|_| !created);
-        let m = Arc::new(Meeting::new(room_id, alias));
+        let since = self.chat_since(name, now as u64).await?;
+        let m = Arc::new(Meeting::new(room_id, alias, since));
+        if since + TAKEN_OVER_AFTER_MS < now as u64 {
+            // It ran on another server before: its history is the room's.
+            self.load_history(&m).await;
+        }
         // Messages written before a restart and still waiting are shown as
         // pending again, so that their delivery has something to mark.
         for item in self.store.waiting_for(name, HISTORY as u32)? {
@@ -165,6 +178,26 @@ impl Inner {
         }
         lock(&self.meetings).insert(name.to_owned(), m.clone());
         Ok(m)
+    }
+
+    /// A room just bound to `meeting`: its widget, and moderator rights
+    /// for `host` in a room we `created` for them.
+    async fn set_up_room(
+        &self,
+        id: &RoomId,
+        meeting: &str,
+        created: bool,
+        host: Option<&UserId>,
+    ) -> Result<(), ChatError> {
+        if created {
+            self.add_widget(id, meeting)?;
+        } else {
+            self.add_widget_if_allowed(id, meeting).await?;
+        }
+        if let (true, Some(host)) = (created, host) {
+            self.make_moderator(id, host).await;
+        }
+        Ok(())
     }
 
     async fn bind_existing(&self, room: &str) -> Result<OwnedRoomId, ChatError> {

@@ -74,7 +74,8 @@ impl Inner {
             // person back later gets a new ghost, never one being erased.
             self.store.take_stale_ghosts(cutoff(keep))?;
         }
-        if let Some(keep) = self.config.meeting_retention {
+        // Where servers share meetings, the one on duty forgets them for all.
+        if let (Some(keep), true) = (self.config.meeting_retention, self.on_duty()) {
             report.meetings_forgotten = self.forget_meetings(now_ms, cutoff(keep)).await?;
         }
         // Including what earlier passes and `meet erase` could not finish.
@@ -111,10 +112,10 @@ impl Inner {
             .map(|(name, _)| name.clone())
             .collect();
         for name in &in_use {
-            self.store.touch_meeting(name, now_ms)?;
+            self.touch(name, now_ms).await?;
         }
         let mut forgotten = 0;
-        for (meeting, room) in self.store.stale_meetings(cutoff)? {
+        for (meeting, room) in self.stale_meetings(cutoff).await? {
             // Open here but idle (closed within a minute anyway): closed
             // now, so that its next use opens it on its new room.
             lock(&self.meetings).remove(&meeting);
@@ -122,7 +123,7 @@ impl Inner {
                 && self.admin.is_some()
                 && !self.config.rooms.contains_key(&meeting)
                 && self.created_here(&room);
-            if self.store.forget_meeting(&meeting, cutoff, purge)? {
+            if self.forget_meeting(&meeting, &room, cutoff, purge).await? {
                 forgotten += 1;
             }
         }

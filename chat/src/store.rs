@@ -256,15 +256,19 @@ impl Store {
         let Some(room) = room else {
             return Ok(false);
         };
-        tx.execute(
-            "DELETE FROM kv WHERE key = ?1",
-            [format!("{WIDGET_WANTED_KEY}{room}")],
-        )?;
-        if purge {
-            queue_erasure(&tx, &Erasure::Room(room))?;
-        }
+        after_forgetting(&tx, room, purge)?;
         tx.commit()?;
         Ok(true)
+    }
+
+    /// A meeting bound elsewhere (shared between servers) forgot `room`:
+    /// what this store keeps about the room goes too.
+    pub fn forgotten(&self, room: &str, purge: bool) -> Result<(), ChatError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        after_forgetting(&tx, room.to_owned(), purge)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The ghost localpart of `person`, drawn with `draw` the first time,
@@ -520,6 +524,24 @@ fn has_column(db: &Connection, table: &str, column: &str) -> Result<bool, rusqli
         params![table, column],
         |r| r.get(0),
     )
+}
+
+/// What goes with a meeting's room once the meeting forgot it: a widget
+/// still waiting for the bot's power there, and, if `purge`, the room
+/// itself (queued for erasure).
+fn after_forgetting(
+    tx: &rusqlite::Transaction<'_>,
+    room: String,
+    purge: bool,
+) -> Result<(), ChatError> {
+    tx.execute(
+        "DELETE FROM kv WHERE key = ?1",
+        [format!("{WIDGET_WANTED_KEY}{room}")],
+    )?;
+    if purge {
+        queue_erasure(tx, &Erasure::Room(room))?;
+    }
+    Ok(())
 }
 
 fn queue_erasure(tx: &rusqlite::Transaction, erasure: &Erasure) -> Result<(), rusqlite::Error> {

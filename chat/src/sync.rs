@@ -14,7 +14,6 @@ use serde_json::Value;
 use crate::bridge::Inner;
 use crate::events::{convert, ChatEvent, RoomEvent};
 use crate::ghosts::Ghosts;
-use crate::lock;
 use crate::meeting::MeetingEvent;
 use crate::openid::server_of;
 use crate::time::{now_ms, RETRY_MAX, RETRY_MIN};
@@ -102,12 +101,7 @@ impl Inner {
         };
         let bot = bot.as_str();
         let room = self.client.get_room(room_id);
-        let meeting = self
-            .store
-            .meeting_of(room_id.as_str())
-            .ok()
-            .flatten()
-            .and_then(|name| lock(&self.meetings).get(&name).cloned());
+        let meeting = self.open_meeting_in(room_id.as_str());
         if let (true, Some(m)) = (limited, &meeting) {
             let _ = m.tx.send(MeetingEvent::Recheck);
         }
@@ -169,11 +163,16 @@ impl Inner {
                     if let Some(m) = &meeting {
                         let _ = m.tx.send(MeetingEvent::Recheck);
                     }
-                    self.power_changed(room_id).await;
+                    if self.on_duty() {
+                        self.power_changed(room_id).await;
+                    }
                 }
                 // Commands from before this process started were answered
-                // (or not) by the one before.
-                Some(RoomEvent::Command { .. }) if ts + 5_000 >= self.started_ms => {
+                // (or not) by the one before; where servers share meetings,
+                // the one on duty answers.
+                Some(RoomEvent::Command { .. })
+                    if ts + 5_000 >= self.started_ms && self.on_duty() =>
+                {
                     if let Err(e) = self.command(room_id).await {
                         tracing::warn!(%room_id, error = %e, "cannot answer !meet");
                     }
@@ -194,7 +193,7 @@ async fn can_redact(room: Option<&Room>, user: &str) -> bool {
         .is_ok_and(|pl| pl.user_can_redact_event_of_other(&user))
 }
 
-async fn display_name(room: &Room, user: &str) -> String {
+pub(crate) async fn display_name(room: &Room, user: &str) -> String {
     let fallback = || {
         user.trim_start_matches('@')
             .split(':')
@@ -213,7 +212,7 @@ async fn display_name(room: &Room, user: &str) -> String {
 
 /// Whether `user` is the bot or one of its ghosts. Ghosts are ours only on
 /// the bot's server: a remote `@meet_…` is someone else.
-fn is_bridge_user(user: &str, bot: &str, ghosts: Option<&Ghosts>) -> bool {
+pub(crate) fn is_bridge_user(user: &str, bot: &str, ghosts: Option<&Ghosts>) -> bool {
     user == bot || (server_of(user) == server_of(bot) && ghosts.is_some_and(|g| g.owns(user)))
 }
 

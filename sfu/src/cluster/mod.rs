@@ -6,9 +6,11 @@
 //! does not hold sends the client to the one that does, or places a new
 //! meeting on the least loaded server (`route`); participants' seats are
 //! kept there for the meeting's next server (`seats.rs`); what an
-//! administrator changes on one server reaches the others (`shared.rs`).
-//! Redis itself is reached only through `store.rs`.
+//! administrator changes on one server reaches the others (`shared.rs`);
+//! the chat bridges share meetings' Matrix rooms and the bot's duties
+//! (`chat.rs`). Redis itself is reached only through `store.rs`.
 
+mod chat;
 mod connection;
 mod lease;
 mod registry;

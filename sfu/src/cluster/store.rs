@@ -22,6 +22,9 @@
 //! - `meet:invites:<room>`: how many joins each invite link with a use
 //!   count (by its id) admitted to the meeting, on whichever server; kept
 //!   until the last of those links expires.
+//! - `meet:chat:*`: the chat bridge's, in `store/chat.rs`.
+
+mod chat;
 
 use std::time::Duration;
 

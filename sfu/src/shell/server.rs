@@ -198,10 +198,6 @@ impl Server {
         if !tcp_ports.is_empty() {
             tracing::info!(ports = ?tcp_ports, "ICE over TCP on these ports");
         }
-        let chat = match config.chat()? {
-            Some(c) => Some(Chat::start(c).await?),
-            None => None,
-        };
         let turn = Turn::new(
             &config.turn_urls,
             &config.turn_secret,
@@ -229,6 +225,17 @@ impl Server {
                     "sharing meetings with other servers through Redis"
                 );
                 Some(cluster)
+            }
+            None => None,
+        };
+        // Where servers share meetings, their chat bridges share the
+        // meetings' rooms and the bot's duties through the cluster.
+        let chat = match config.chat()? {
+            Some(c) => {
+                let share = cluster
+                    .clone()
+                    .map(|c| Arc::new(c) as Arc<dyn chat::ChatShare>);
+                Some(Chat::start(c, share).await?)
             }
             None => None,
         };

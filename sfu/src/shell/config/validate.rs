@@ -169,15 +169,6 @@ impl Config {
                  holds a meeting checks the invite links and tokens another made",
             );
         }
-        if self.cluster()?.is_some() && !self.matrix_homeserver.is_empty() {
-            // Each server's bridge keeps its own meeting→room mapping: a
-            // meeting that moves would get a second room.
-            return invalid(
-                "redis",
-                "chat (matrix_homeserver) is not shared between servers yet; \
-                 run several servers without chat, or one server with it",
-            );
-        }
         if self.drain_timeout_secs > MAX_DRAIN_TIMEOUT_SECS {
             return invalid("drain_timeout_secs", "must be at most 86400 (a day)");
         }
@@ -399,8 +390,8 @@ mod tests {
             ("MEET_MATRIX_USER", "meet"),
             ("MEET_MATRIX_PASSWORD", "secret"),
         ];
-        let e = Config::load(None, env(&chat)).unwrap_err();
-        assert!(e.to_string().contains("`redis`"), "{e}");
+        let c = Config::load(None, env(&chat)).unwrap();
+        assert!(c.chat().unwrap().is_some(), "chat is shared between servers");
     }
 
     #[test]

@@ -1,0 +1,219 @@
+//! Chat where servers share meetings (a real Synapse, a real Redis and
+//! three server processes): a meeting has one Matrix room whichever
+//! server carries it, its participants find its history on the next
+//! server when its server dies, and `!meet` is answered once, also after
+//! the server on duty for the bot died.
+
+mod cluster_support;
+mod common;
+mod redis_server;
+mod synapse;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use cluster_support::{process, until, Entry, Seated, IDS};
+use common::{send, temp_dir, Process};
+use redis_server::Redis;
+use synapse::{chat_event, next_of, MatrixUser, Synapse, ADMIN_KEY, BOT_PASSWORD};
+
+/// A server of the cluster with the chat bridge, its store of its own.
+fn chat_server(redis: &Redis, syn: &Synapse, id: &str, store: &Path) -> Process {
+    let url = syn.url();
+    let store = store.to_str().unwrap().to_owned();
+    process(
+        redis,
+        id,
+        &[
+            ("MEET_MATRIX_HOMESERVER", url.as_str()),
+            ("MEET_MATRIX_USER", "meetbot"),
+            ("MEET_MATRIX_PASSWORD", BOT_PASSWORD),
+            ("MEET_MATRIX_STORE", store.as_str()),
+            ("MEET_PUBLIC_URL", "http://meet.test/"),
+            ("MEET_ADMIN_KEY", ADMIN_KEY),
+            // The SDK's end-to-end module warns of key backups we do not use.
+            ("RUST_LOG", "warn,matrix_sdk_crypto=error"),
+        ],
+    )
+}
+
+/// A meeting token for `user`, from `server`'s OpenID sign-in (which
+/// opens the meeting's room there, inviting the user as its moderator).
+async fn token(server: &Process, meeting: &str, user: &MatrixUser) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/token", server.http))
+        .json(&json!({"room": meeting, "openid_token": user.openid().await}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
+/// Writes `text` in the meeting and waits until the room has it.
+async fn say(seated: &mut Seated, text: &str) {
+    send(&mut seated.ws, json!({"type": "chat", "text": text})).await;
+    chat_event(&mut seated.ws, "delivered").await;
+}
+
+/// How many times each meeting message is in the room.
+async fn counts(user: &MatrixUser, room: &str) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for e in user.messages(room).await {
+        if let Some(text) = e["content"]["meet.author"]["text"].as_str() {
+            *counts.entry(text.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The bot's answers to `!meet` in `room`.
+async fn answers(user: &MatrixUser, room: &str) -> usize {
+    user.bodies_from(room, "@meetbot:localhost")
+        .await
+        .iter()
+        .filter(|b| b.starts_with("Meeting: "))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
+    let syn = Synapse::start(&["alice"]);
+    let redis = Redis::start();
+    let stores: Vec<PathBuf> = IDS
+        .iter()
+        .map(|id| temp_dir(&format!("chat-{id}")))
+        .collect();
+    let mut procs: HashMap<String, Process> = IDS
+        .iter()
+        .zip(&stores)
+        .map(|(id, store)| (id.to_string(), chat_server(&redis, &syn, id, store)))
+        .collect();
+    let entry = Entry {
+        addrs: procs.iter().map(|(id, p)| (id.clone(), p.http)).collect(),
+    };
+    until(Duration::from_secs(5), || async {
+        redis.nodes().await.len() == 3
+    })
+    .await;
+    let alice = MatrixUser::login(&syn, "alice").await;
+
+    // Alice signs in on server a, which makes the meeting's room; her join
+    // goes to whichever server the meeting is placed on, which finds the
+    // same room.
+    let t = token(&procs["a"], "standup", &alice).await;
+    let room = t["room_id"].as_str().unwrap().to_owned();
+    alice.join(&room).await;
+    let join =
+        json!({"type": "join", "v": 1, "room": "standup", "name": "Alice", "token": t["token"]});
+    let mut seated = entry
+        .enter_with("a", join.clone(), Duration::from_secs(10))
+        .await;
+    assert_eq!(seated.joined["type"], "joined", "{}", seated.joined);
+    assert_eq!(
+        seated.joined["chat"]["room_id"].as_str(),
+        Some(room.as_str())
+    );
+    assert_eq!(
+        next_of(&mut seated.ws, "chat_history").await["events"],
+        json!([])
+    );
+    say(&mut seated, "one").await;
+    say(&mut seated, "two").await;
+    // A Matrix user's message in the room during the meeting is its too.
+    alice
+        .say(&room, json!({"msgtype": "m.text", "body": "from Element"}))
+        .await;
+    chat_event(&mut seated.ws, "message").await;
+
+    // The meeting's server dies, and so does the one on duty for the bot.
+    let owner = seated.node.clone();
+    assert_eq!(
+        redis.owner("standup").await.as_deref(),
+        Some(owner.as_str())
+    );
+    let duty: Option<String> =
+        redis::AsyncCommands::get(&mut redis.client().await, "meet:chat:duty")
+            .await
+            .unwrap();
+    let killed = Instant::now();
+    procs.remove(&owner).unwrap().signal(libc::SIGKILL);
+    if let Some(d) = duty.filter(|d| *d != owner) {
+        procs.remove(&d).unwrap().signal(libc::SIGKILL);
+    }
+    let survivor = procs.keys().next().unwrap().clone();
+    let mut again = entry
+        .enter_with(&survivor, join, Duration::from_secs(15))
+        .await;
+    assert_eq!(again.joined["type"], "joined", "{}", again.joined);
+    assert_ne!(again.node, owner);
+    println!(
+        "# measured: the meeting's chat back on server {} {} ms after its server was killed",
+        again.node,
+        killed.elapsed().as_millis()
+    );
+    assert_eq!(
+        again.joined["chat"]["room_id"].as_str(),
+        Some(room.as_str()),
+        "the meeting kept its room"
+    );
+    let history = next_of(&mut again.ws, "chat_history").await;
+    let bodies: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "message")
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["one", "two", "from Element"], "{history}");
+    // Her messages are shown as hers, as before the move.
+    let first = &history["events"][0];
+    assert_eq!(first["sender"], "@alice:localhost", "{first}");
+    say(&mut again, "three").await;
+    let counts = counts(&alice, &room).await;
+    for text in ["one", "two", "three"] {
+        assert_eq!(
+            counts.get(text),
+            Some(&1),
+            "{text} once in the room: {counts:?}"
+        );
+    }
+
+    // One room for the meeting, as Synapse sees it.
+    let bot = MatrixUser::login_with(&syn, "meetbot", BOT_PASSWORD).await;
+    let joined = bot.call(reqwest::Method::GET, "/joined_rooms", None).await;
+    assert_eq!(joined["joined_rooms"], json!([room]), "{joined}");
+
+    // `!meet` in a room of Alice's: answered once, by the server that
+    // took the bot's duty over (a `!meet` in the seconds before it did
+    // would go unanswered).
+    until(Duration::from_secs(10), || async {
+        let duty: Option<String> =
+            redis::AsyncCommands::get(&mut redis.client().await, "meet:chat:duty")
+                .await
+                .unwrap();
+        duty.is_some_and(|d| procs.contains_key(&d))
+    })
+    .await;
+    let own = alice.create_room(json!({"preset": "private_chat"})).await;
+    alice.invite_and_await(&own, "@meetbot:localhost").await;
+    alice
+        .say(&own, json!({"msgtype": "m.text", "body": "!meet"}))
+        .await;
+    let asked = Instant::now();
+    until(Duration::from_secs(15), || async {
+        answers(&alice, &own).await >= 1
+    })
+    .await;
+    println!(
+        "# measured: !meet answered after {} ms",
+        asked.elapsed().as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(answers(&alice, &own).await, 1, "answered once");
+    drop(again);
+    drop(seated);
+}
