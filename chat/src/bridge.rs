@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) opening: tokio::sync::Mutex<()>,
     pub(crate) room_quota: RoomQuota,
     pub(crate) outbox_wake: Notify,
+    /// Wakes the shared outbox's sender (`shared_outbox.rs`).
+    pub(crate) shared_wake: Notify,
     pub(crate) signed_in: watch::Sender<bool>,
     pub(crate) sync_ok: AtomicBool,
     pub(crate) send_ok: AtomicBool,
@@ -134,6 +136,7 @@ impl Chat {
             opening: tokio::sync::Mutex::new(()),
             room_quota,
             outbox_wake: Notify::new(),
+            shared_wake: Notify::new(),
             signed_in: watch::channel(false).0,
             sync_ok: AtomicBool::new(false),
             send_ok: AtomicBool::new(true),
@@ -147,7 +150,9 @@ impl Chat {
         let task = tokio::spawn(inner.clone().run());
         lock(&inner.tasks).push(task.abort_handle());
         if let Some(share) = share {
-            let task = tokio::spawn(inner.clone().share_loop(share));
+            let task = tokio::spawn(inner.clone().share_loop(share.clone()));
+            lock(&inner.tasks).push(task.abort_handle());
+            let task = tokio::spawn(inner.clone().shared_outbox(share));
             lock(&inner.tasks).push(task.abort_handle());
         }
         Ok(Chat { inner })

@@ -22,6 +22,7 @@ mod outbox;
 mod quota;
 mod retention;
 mod share;
+mod shared_outbox;
 mod store;
 mod sync;
 mod time;

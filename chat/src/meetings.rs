@@ -176,6 +176,14 @@ impl Inner {
                 pending: true,
             });
         }
+        if let Some(share) = &self.share {
+            for event in self
+                .shared_pending(share.as_ref(), name, m.since_ms, HISTORY as u32)
+                .await?
+            {
+                m.push(event);
+            }
+        }
         lock(&self.meetings).insert(name.to_owned(), m.clone());
         Ok(m)
     }

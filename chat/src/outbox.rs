@@ -84,12 +84,43 @@ impl Chat {
         });
         // Kept beside the event, never sent: whose ghost writes it.
         let person = author.person.clone();
+        let pending_id = match &self.inner.share {
+            // Where servers share meetings, in the shared outbox, so that
+            // it outlives this server.
+            Some(share) => {
+                self.inner
+                    .post_shared(share.as_ref(), meeting, m.room_id.as_str(), content, person)
+                    .await?
+            }
+            None => {
+                self.post_here(meeting, m.room_id.as_str(), content, person)
+                    .await?
+            }
+        };
+        m.push(ChatEvent::Message {
+            id: pending_id,
+            sender: author.user_id.clone().unwrap_or_default(),
+            name: author.name.clone(),
+            body: text.to_owned(),
+            ts: now_ms(),
+            reply_to: None,
+            pending: true,
+        });
+        Ok(())
+    }
+
+    /// Queues a meeting message in this server's outbox (on disk);
+    /// returns the id it is shown under until sent.
+    async fn post_here(
+        &self,
+        meeting: &str,
+        room_id: &str,
+        content: Value,
+        person: Option<String>,
+    ) -> Result<String, ChatError> {
         // The write waits for the disk (synchronous=FULL): off the runtime.
-        let (inner, room_id, meeting_name) = (
-            self.inner.clone(),
-            m.room_id.to_string(),
-            meeting.to_owned(),
-        );
+        let (inner, room_id, meeting_name) =
+            (self.inner.clone(), room_id.to_owned(), meeting.to_owned());
         let bound = self.inner.config.max_outbox_per_meeting;
         let seq = tokio::task::spawn_blocking(move || {
             // Counted, not reserved: posts at the same moment may pass it by
@@ -108,17 +139,8 @@ impl Chat {
         })
         .await
         .map_err(|e| ChatError::Invalid(format!("writing the outbox: {e}")))??;
-        m.push(ChatEvent::Message {
-            id: local_id(seq),
-            sender: author.user_id.clone().unwrap_or_default(),
-            name: author.name.clone(),
-            body: text.to_owned(),
-            ts: now_ms(),
-            reply_to: None,
-            pending: true,
-        });
         self.inner.outbox_wake.notify_one();
-        Ok(())
+        Ok(local_id(seq))
     }
 }
 
@@ -187,15 +209,19 @@ impl Inner {
         if let Err(e) = self.store.remove(item.seq) {
             tracing::error!(error = %e, "cannot remove a sent event from the outbox");
         }
-        let meeting = item
-            .meeting
-            .as_ref()
-            .and_then(|m| lock(&self.meetings).get(m).cloned());
-        if item.meeting.is_some() && event_id.is_some() {
+        if let Some(meeting) = &item.meeting {
+            self.announce(meeting, local_id(item.seq), event_id);
+        }
+    }
+
+    /// Tells the meeting (if open here) that its message shown pending as
+    /// `local_id` reached the room as `event_id`, or never will (`None`).
+    pub(crate) fn announce(&self, meeting: &str, local_id: String, event_id: Option<String>) {
+        if event_id.is_some() {
             self.to_matrix.fetch_add(1, Ordering::Relaxed);
         }
+        let meeting = lock(&self.meetings).get(meeting).cloned();
         if let Some(m) = meeting {
-            let local_id = local_id(item.seq);
             m.push(match event_id {
                 Some(id) => {
                     // Sent by the bridge: no Matrix user may edit it.
@@ -207,7 +233,7 @@ impl Inner {
         }
     }
 
-    async fn send(&self, item: &Outgoing) -> Result<Option<String>, SendError> {
+    pub(crate) async fn send(&self, item: &Outgoing) -> Result<Option<String>, SendError> {
         let room_id = RoomId::parse(&item.room_id)
             .map_err(|e| SendError::Permanent(format!("room id: {e}")))?;
         let body = serde_json::value::RawValue::from_string(item.content.clone())
@@ -307,7 +333,7 @@ impl Inner {
 }
 
 /// Why an outbox event was not sent.
-enum SendError {
+pub(crate) enum SendError {
     /// A refusal that a resend cannot change (bad event, no permission).
     Permanent(String),
     /// Unreachable, rate limited, server error: worth retrying.

@@ -1,8 +1,9 @@
 //! What the chat bridges of several meeting servers share, so that a
 //! meeting has one room and one history whichever server carries it: the
 //! meeting↔room bindings and when each meeting was last used, since when
-//! each meeting's chat runs, and which server does the bot's own duties
-//! (answering `!meet`, forgetting unused meetings). The server's cluster
+//! each meeting's chat runs, which server does the bot's own duties
+//! (answering `!meet`, forgetting unused meetings), and each meeting's
+//! outbox, so that what its participants wrote outlives their server. The server's cluster
 //! keeps these in Redis; a server alone shares nothing and its store holds
 //! the bindings.
 
@@ -41,4 +42,22 @@ pub trait ChatShare: Send + Sync {
     /// them now. Called every few seconds; a server that stops calling
     /// loses them to another within seconds.
     fn hold_duties(&self) -> Shared<'_, bool>;
+    /// A number no item of any server's gets twice.
+    fn next_seq(&self) -> Shared<'_, i64>;
+    /// Queues `item` last in `meeting`'s outbox unless `bound` items wait
+    /// there already (`Err` with how many).
+    fn outbox_push<'a>(
+        &'a self,
+        meeting: &'a str,
+        item: &'a str,
+        bound: u64,
+    ) -> Shared<'a, Result<(), u64>>;
+    /// The first `limit` items waiting in `meeting`'s outbox.
+    fn outbox_waiting<'a>(&'a self, meeting: &'a str, limit: u32) -> Shared<'a, Vec<String>>;
+    /// Takes `item` off the head of `meeting`'s outbox, if it is still
+    /// there.
+    fn outbox_pop<'a>(&'a self, meeting: &'a str, item: &'a str) -> Shared<'a, ()>;
+    /// Takes or keeps the sending of `meeting`'s outbox for this server,
+    /// as [`ChatShare::hold_duties`] does the duties; whether it holds it.
+    fn outbox_claim<'a>(&'a self, meeting: &'a str) -> Shared<'a, bool>;
 }

@@ -40,6 +40,7 @@ impl Inner {
                     self.close_idle_meetings();
                     if !self.sync_ok.load(Ordering::Relaxed) {
                         self.outbox_wake.notify_one();
+                        self.shared_wake.notify_one();
                     }
                     self.set_sync_ok(true);
                     for (room_id, update) in response.rooms.joined {

@@ -79,18 +79,16 @@ async fn answers(user: &MatrixUser, room: &str) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
-    let syn = Synapse::start(&["alice"]);
-    let redis = Redis::start();
-    let stores: Vec<PathBuf> = IDS
+/// Three servers with chat, each with a store of its own under `stores`.
+async fn three_chat_servers(
+    syn: &Synapse,
+    redis: &Redis,
+    stores: &[PathBuf],
+) -> (HashMap<String, Process>, Entry) {
+    let procs: HashMap<String, Process> = IDS
         .iter()
-        .map(|id| temp_dir(&format!("chat-{id}")))
-        .collect();
-    let mut procs: HashMap<String, Process> = IDS
-        .iter()
-        .zip(&stores)
-        .map(|(id, store)| (id.to_string(), chat_server(&redis, &syn, id, store)))
+        .zip(stores)
+        .map(|(id, store)| (id.to_string(), chat_server(redis, syn, id, store)))
         .collect();
     let entry = Entry {
         addrs: procs.iter().map(|(id, p)| (id.clone(), p.http)).collect(),
@@ -99,16 +97,23 @@ async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
         redis.nodes().await.len() == 3
     })
     .await;
-    let alice = MatrixUser::login(&syn, "alice").await;
+    (procs, entry)
+}
 
-    // Alice signs in on server a, which makes the meeting's room; her join
-    // goes to whichever server the meeting is placed on, which finds the
-    // same room.
-    let t = token(&procs["a"], "standup", &alice).await;
+/// Alice's sign-in on server a, which makes the meeting's room (she
+/// joins it); her join, which goes to whichever server the meeting is
+/// placed on. Returns the room, the join, and her seat.
+async fn alice_opens(
+    procs: &HashMap<String, Process>,
+    entry: &Entry,
+    alice: &MatrixUser,
+    meeting: &str,
+) -> (String, Value, Seated) {
+    let t = token(&procs["a"], meeting, alice).await;
     let room = t["room_id"].as_str().unwrap().to_owned();
     alice.join(&room).await;
     let join =
-        json!({"type": "join", "v": 1, "room": "standup", "name": "Alice", "token": t["token"]});
+        json!({"type": "join", "v": 1, "room": meeting, "name": "Alice", "token": t["token"]});
     let mut seated = entry
         .enter_with("a", join.clone(), Duration::from_secs(10))
         .await;
@@ -121,6 +126,31 @@ async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
         next_of(&mut seated.ws, "chat_history").await["events"],
         json!([])
     );
+    (room, join, seated)
+}
+
+/// The bodies of the messages in a `chat_history`, and which are pending.
+fn bodies(history: &Value) -> Vec<(String, bool)> {
+    history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "message")
+        .map(|e| (e["body"].as_str().unwrap().to_owned(), e["pending"] == true))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
+    let syn = Synapse::start(&["alice"]);
+    let redis = Redis::start();
+    let stores: Vec<PathBuf> = IDS
+        .iter()
+        .map(|id| temp_dir(&format!("chat-{id}")))
+        .collect();
+    let (mut procs, entry) = three_chat_servers(&syn, &redis, &stores).await;
+    let alice = MatrixUser::login(&syn, "alice").await;
+    let (room, join, mut seated) = alice_opens(&procs, &entry, &alice, "standup").await;
     say(&mut seated, "one").await;
     say(&mut seated, "two").await;
     // A Matrix user's message in the room during the meeting is its too.
@@ -161,14 +191,12 @@ async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
         "the meeting kept its room"
     );
     let history = next_of(&mut again.ws, "chat_history").await;
-    let bodies: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "message")
-        .map(|e| e["body"].as_str().unwrap())
-        .collect();
-    assert_eq!(bodies, ["one", "two", "from Element"], "{history}");
+    let sent = |b: &str| (b.to_owned(), false);
+    assert_eq!(
+        bodies(&history),
+        [sent("one"), sent("two"), sent("from Element")],
+        "{history}"
+    );
     // Her messages are shown as hers, as before the move.
     let first = &history["events"][0];
     assert_eq!(first["sender"], "@alice:localhost", "{first}");
@@ -216,4 +244,77 @@ async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
     assert_eq!(answers(&alice, &own).await, 1, "answered once");
     drop(again);
     drop(seated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waits_for_an_away_homeserver_outlives_its_server() {
+    let mut syn = Synapse::start(&["alice"]);
+    let redis = Redis::start();
+    let stores: Vec<PathBuf> = IDS
+        .iter()
+        .map(|id| temp_dir(&format!("chat-{id}")))
+        .collect();
+    let (mut procs, entry) = three_chat_servers(&syn, &redis, &stores).await;
+    let alice = MatrixUser::login(&syn, "alice").await;
+    let (room, join, mut seated) = alice_opens(&procs, &entry, &alice, "away").await;
+    say(&mut seated, "before").await;
+
+    // The homeserver goes away; what Alice writes waits (in Redis), and
+    // then her server dies too.
+    syn.kill();
+    for text in ["while away", "and more"] {
+        send(&mut seated.ws, json!({"type": "chat", "text": text})).await;
+        let m = chat_event(&mut seated.ws, "message").await;
+        assert_eq!(m["pending"], true, "{m}");
+    }
+    procs.remove(&seated.node).unwrap().signal(libc::SIGKILL);
+    syn.run();
+
+    // Alice is back on another server: what waited is shown pending (or
+    // was sent already, if that server got to it first), and reaches the
+    // room once.
+    let survivor = procs.keys().next().unwrap().clone();
+    let mut again = entry
+        .enter_with(&survivor, join, Duration::from_secs(20))
+        .await;
+    assert_eq!(again.joined["type"], "joined", "{}", again.joined);
+    let history = next_of(&mut again.ws, "chat_history").await;
+    let shown: Vec<String> = bodies(&history).into_iter().map(|(b, _)| b).collect();
+    assert_eq!(shown, ["before", "while away", "and more"], "{history}");
+    let pending = bodies(&history).iter().filter(|(_, p)| *p).count();
+    println!("# measured: {pending} of the 2 waiting messages still pending on the next server");
+    for _ in 0..pending {
+        chat_event(&mut again.ws, "delivered").await;
+    }
+    let seen = counts(&alice, &room).await;
+    for text in ["before", "while away", "and more"] {
+        assert_eq!(
+            seen.get(text),
+            Some(&1),
+            "{text} once in the room: {seen:?}"
+        );
+    }
+
+    // A message a server sent but had not taken off the outbox when it
+    // died is not sent again by the next: it is found in the room.
+    let events = alice.messages(&room).await;
+    let before = events
+        .iter()
+        .find(|e| e["content"]["meet.author"]["text"] == "before")
+        .unwrap();
+    let item = json!({
+        "seq": 1_000_000, "room_id": room, "content": before["content"].to_string(),
+        "txn_id": before["content"]["meet.author"]["txn"], "person": null,
+    });
+    let mut r = redis.client().await;
+    let key = "meet:chat:outbox:away";
+    let _: () = redis::AsyncCommands::rpush(&mut r, key, item.to_string())
+        .await
+        .unwrap();
+    let delivered = chat_event(&mut again.ws, "delivered").await;
+    assert_eq!(delivered["local_id"], "local-s1000000");
+    assert_eq!(delivered["id"], before["event_id"], "{delivered}");
+    let left: usize = redis::AsyncCommands::llen(&mut r, key).await.unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(counts(&alice, &room).await.get("before"), Some(&1));
 }

@@ -49,4 +49,31 @@ impl ChatShare for Cluster {
     fn hold_duties(&self) -> Shared<'_, bool> {
         Box::pin(async move { self.shared(self.inner.store.chat_duty(self.id()).await) })
     }
+
+    fn next_seq(&self) -> Shared<'_, i64> {
+        Box::pin(async move { self.shared(self.inner.store.chat_seq().await) })
+    }
+
+    fn outbox_push<'a>(
+        &'a self,
+        meeting: &'a str,
+        item: &'a str,
+        bound: u64,
+    ) -> Shared<'a, Result<(), u64>> {
+        Box::pin(async move { self.shared(self.inner.store.chat_push(meeting, item, bound).await) })
+    }
+
+    fn outbox_waiting<'a>(&'a self, meeting: &'a str, limit: u32) -> Shared<'a, Vec<String>> {
+        Box::pin(async move { self.shared(self.inner.store.chat_waiting(meeting, limit).await) })
+    }
+
+    fn outbox_pop<'a>(&'a self, meeting: &'a str, item: &'a str) -> Shared<'a, ()> {
+        Box::pin(async move { self.shared(self.inner.store.chat_pop(meeting, item).await) })
+    }
+
+    fn outbox_claim<'a>(&'a self, meeting: &'a str) -> Shared<'a, bool> {
+        Box::pin(
+            async move { self.shared(self.inner.store.chat_sending(meeting, self.id()).await) },
+        )
+    }
 }

@@ -6,7 +6,11 @@
 //! - `meet:chat:since:<meeting>`: when its chat began, expiring unless a
 //!   server carrying the meeting marks it in use.
 //! - `meet:chat:duty`: the server on duty for the bot (`!meet`,
-//!   retention), expiring unless it renews it.
+//!   retention), expiring unless it renews it; `meet:chat:sending:<meeting>`
+//!   the server sending the meeting's outbox, the same way.
+//! - `meet:chat:outbox:<meeting>`: the meeting's messages not sent yet
+//!   (a list of JSON items, oldest first), kept until sent;
+//!   `meet:chat:seq` numbers them.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -20,6 +24,16 @@ const ROOMS: &str = "meet:chat:rooms";
 const MEETINGS: &str = "meet:chat:meetings";
 const USED: &str = "meet:chat:used";
 const DUTY_KEY: &str = "meet:chat:duty";
+
+const SEQ: &str = "meet:chat:seq";
+
+fn outbox_key(meeting: &str) -> String {
+    format!("meet:chat:outbox:{meeting}")
+}
+
+fn sending_key(meeting: &str) -> String {
+    format!("meet:chat:sending:{meeting}")
+}
 
 fn since_key(meeting: &str) -> String {
     format!("meet:chat:since:{meeting}")
@@ -65,8 +79,8 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 ";
 
-/// Takes the duty for ARGV[1] (ARGV[2] ms) if nobody holds it, or renews
-/// it if ARGV[1] does; 1 if ARGV[1] holds it now.
+/// Takes the duty (or a meeting's sending) for ARGV[1] (ARGV[2] ms) if
+/// nobody holds it, or renews it if ARGV[1] does; 1 if ARGV[1] holds it now.
 const DUTY_SCRIPT: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
@@ -80,6 +94,8 @@ return 1
 
 /// The scripts, hashed once.
 struct Scripts {
+    push: Script,
+    pop: Script,
     bind: Script,
     touch: Script,
     forget: Script,
@@ -88,6 +104,8 @@ struct Scripts {
 
 fn scripts() -> &'static Scripts {
     static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+        push: Script::new(PUSH),
+        pop: Script::new(POP),
         bind: Script::new(BIND),
         touch: Script::new(TOUCH),
         forget: Script::new(FORGET),
@@ -95,6 +113,21 @@ fn scripts() -> &'static Scripts {
     });
     &SCRIPTS
 }
+
+/// Pushes ARGV[1] onto the list unless ARGV[2] items are on it; -1 if it
+/// did, else how many are.
+const PUSH: &str = r"
+local n = redis.call('LLEN', KEYS[1])
+if n >= tonumber(ARGV[2]) then return n end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return -1
+";
+
+/// Pops the list's head if it is ARGV[1].
+const POP: &str = r"
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
+return 1
+";
 
 impl Store {
     pub async fn chat_room_of(&self, meeting: &str) -> Result<Option<String>, ClusterError> {
@@ -198,14 +231,67 @@ impl Store {
 
     /// Takes or keeps the duty for `node`; whether it holds it now.
     pub async fn chat_duty(&self, node: &str) -> Result<bool, ClusterError> {
+        self.hold(DUTY_KEY, node).await
+    }
+
+    /// Takes or keeps the sending of `meeting`'s outbox for `node`.
+    pub async fn chat_sending(&self, meeting: &str, node: &str) -> Result<bool, ClusterError> {
+        self.hold(&sending_key(meeting), node).await
+    }
+
+    async fn hold(&self, key: &str, node: &str) -> Result<bool, ClusterError> {
         let mut conn = self.conn.clone();
         let held: i64 = scripts()
             .duty
-            .key(DUTY_KEY)
+            .key(key)
             .arg(node)
             .arg(DUTY_TTL.as_millis() as u64)
             .invoke_async(&mut conn)
             .await?;
         Ok(held == 1)
+    }
+
+    pub async fn chat_seq(&self) -> Result<i64, ClusterError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.incr(SEQ, 1).await?)
+    }
+
+    /// Queues `item` in `meeting`'s outbox unless `bound` wait there.
+    pub async fn chat_push(
+        &self,
+        meeting: &str,
+        item: &str,
+        bound: u64,
+    ) -> Result<Result<(), u64>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = scripts()
+            .push
+            .key(outbox_key(meeting))
+            .arg(item)
+            .arg(bound)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(if n < 0 { Ok(()) } else { Err(n as u64) })
+    }
+
+    pub async fn chat_waiting(
+        &self,
+        meeting: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let last = limit as isize - 1;
+        Ok(conn.lrange(outbox_key(meeting), 0, last).await?)
+    }
+
+    pub async fn chat_pop(&self, meeting: &str, item: &str) -> Result<(), ClusterError> {
+        let mut conn = self.conn.clone();
+        scripts()
+            .pop
+            .key(outbox_key(meeting))
+            .arg(item)
+            .invoke_async::<()>(&mut conn)
+            .await?;
+        Ok(())
     }
 }

@@ -391,7 +391,10 @@ mod tests {
             ("MEET_MATRIX_PASSWORD", "secret"),
         ];
         let c = Config::load(None, env(&chat)).unwrap();
-        assert!(c.chat().unwrap().is_some(), "chat is shared between servers");
+        assert!(
+            c.chat().unwrap().is_some(),
+            "chat is shared between servers"
+        );
     }
 
     #[test]
