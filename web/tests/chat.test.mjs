@@ -12,6 +12,9 @@ import {
   startServer, startSynapse, registerUser, MatrixClient, launchBrowser, joinPage, openPage,
   receivedByName, base64urlJson, until, sleep, cleanUp,
 } from './harness.mjs';
+import {
+  chatOf, chatRoomOf, delayedOf, messageBox, typeChat, waitForChat,
+} from './chat.mjs';
 
 const BOT_PASSWORD = 'meetbot-test-password';
 
@@ -118,44 +121,6 @@ async function openRoom(room) {
   assert.equal(res.status, 200, JSON.stringify(json));
   await alice.joinRoom(json.room_id);
   return json.room_id;
-}
-
-/** The meeting's Matrix room id, once the page knows it. */
-async function chatRoomOf(p) {
-  const handle = await p.page.waitForFunction(() => window.meet.chatRoomId(), null, { timeout: 30000 });
-  return handle.jsonValue();
-}
-
-const chatOf = (p) => p.page.evaluate(() => window.meet.chatMessages());
-const delayedOf = (p) => p.page.evaluate(() => window.meet.chatDelayed());
-
-/** Waits until `predicate(chatMessages)` holds on page `p`; returns the messages. */
-async function waitForChat(p, what, predicate, timeoutMs = 5000) {
-  let last = [];
-  try {
-    return await until(`${p.name} to show ${what}`, async () => {
-      last = await chatOf(p);
-      return predicate(last) ? last : null;
-    }, timeoutMs, 50);
-  } catch (err) {
-    err.message += `\n${p.name}'s chat: ${JSON.stringify(last, null, 1)}`;
-    throw err;
-  }
-}
-
-/** The input named "Message", the chat panel opened if needed. */
-async function messageBox(p) {
-  const box = p.page.getByRole('textbox', { name: 'Message', exact: true });
-  if (!(await box.isVisible())) await p.page.getByRole('button', { name: 'Chat' }).click();
-  await box.waitFor({ state: 'visible', timeout: 3000 });
-  return box;
-}
-
-/** Types `text` into the chat and presses Enter, as a person would. */
-async function typeChat(p, text) {
-  const box = await messageBox(p);
-  await box.fill(text);
-  await box.press('Enter');
 }
 
 /** True once `p` decodes video and receives audio from every name in `names`. */
