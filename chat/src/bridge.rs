@@ -1,6 +1,6 @@
 //! The [`Chat`] handle: shared state, start and shutdown, the bot's sign-in, the delayed flag.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,8 +58,10 @@ pub(crate) struct Inner {
     pub(crate) opening: tokio::sync::Mutex<()>,
     pub(crate) room_quota: RoomQuota,
     pub(crate) outbox_wake: Notify,
-    /// Wakes the shared outbox's sender (`shared_outbox.rs`).
+    /// Wakes the shared outbox's sender (`shared_outbox.rs`), and the
+    /// meetings whose shared outbox may hold something.
     pub(crate) shared_wake: Notify,
+    pub(crate) unsent: Mutex<HashSet<String>>,
     pub(crate) signed_in: watch::Sender<bool>,
     pub(crate) sync_ok: AtomicBool,
     pub(crate) send_ok: AtomicBool,
@@ -137,6 +139,7 @@ impl Chat {
             room_quota,
             outbox_wake: Notify::new(),
             shared_wake: Notify::new(),
+            unsent: Mutex::new(HashSet::new()),
             signed_in: watch::channel(false).0,
             sync_ok: AtomicBool::new(false),
             send_ok: AtomicBool::new(true),

@@ -3,7 +3,7 @@
 //! was said since the meeting's chat began, the meeting's own messages
 //! (relayed by the bot or written by ghosts) and the room's alike.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use matrix_sdk::room::MessagesOptions;
 use matrix_sdk::ruma::UInt;
@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::bridge::Inner;
 use crate::events::{convert, ChatEvent, RoomEvent, AUTHOR_KEY};
 use crate::meeting::{Meeting, HISTORY};
+use crate::shared_outbox::TXN_KEY;
 use crate::sync::{display_name, is_bridge_user};
 
 /// Events asked for per page of the room's timeline.
@@ -19,12 +20,15 @@ const PAGE: u32 = 100;
 
 impl Inner {
     /// Fills `m`'s history with its room's events since its chat began,
-    /// oldest first. What cannot be read (the homeserver is away) is left
-    /// out, with a warning: the meeting goes on without it.
-    pub(crate) async fn load_history(&self, m: &Meeting) {
+    /// oldest first; returns the outbox ids its meeting messages carry
+    /// (sent, though perhaps still in the outbox). What cannot be read
+    /// (the homeserver is away) is left out, with a warning: the meeting
+    /// goes on without it.
+    pub(crate) async fn load_history(&self, m: &Meeting) -> HashSet<String> {
+        let mut sent = HashSet::new();
         let (Some(room), Some(bot)) = (self.client.get_room(&m.room_id), self.client.user_id())
         else {
-            return;
+            return sent;
         };
         let bot = bot.to_string();
         let mut events: Vec<Value> = Vec::new();
@@ -69,6 +73,12 @@ impl Inner {
             let sender = v.get("sender").and_then(Value::as_str).unwrap_or_default();
             let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
             let from_bridge = ours(sender);
+            let txn = v
+                .get("content")
+                .and_then(|c| c.get(AUTHOR_KEY)?.get(TXN_KEY)?.as_str());
+            if let (true, Some(txn)) = (from_bridge, txn) {
+                sent.insert(txn.to_owned());
+            }
             let event = if from_bridge {
                 relayed(v)
             } else {
@@ -86,6 +96,7 @@ impl Inner {
             }
             m.push(event);
         }
+        sent
     }
 }
 

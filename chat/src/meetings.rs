@@ -5,6 +5,7 @@
 //! guess from the meeting's name (the store keeps which room is whose).
 //! Only identified people make the bridge create one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -154,10 +155,12 @@ impl Inner {
             .filter(|_| !created);
         let since = self.chat_since(name, now as u64).await?;
         let m = Arc::new(Meeting::new(room_id, alias, since));
-        if since + TAKEN_OVER_AFTER_MS < now as u64 {
+        let sent = if since + TAKEN_OVER_AFTER_MS < now as u64 {
             // It ran on another server before: its history is the room's.
-            self.load_history(&m).await;
-        }
+            self.load_history(&m).await
+        } else {
+            HashSet::new()
+        };
         // Messages written before a restart and still waiting are shown as
         // pending again, so that their delivery has something to mark.
         for item in self.store.waiting_for(name, HISTORY as u32)? {
@@ -176,15 +179,20 @@ impl Inner {
                 pending: true,
             });
         }
+        let mut left_unsent = false;
         if let Some(share) = &self.share {
-            for event in self
-                .shared_pending(share.as_ref(), name, m.since_ms, HISTORY as u32)
-                .await?
-            {
+            let (pending, waiting) = self
+                .shared_pending(share.as_ref(), name, m.since_ms, &sent)
+                .await?;
+            for event in pending {
                 m.push(event);
             }
+            left_unsent = waiting;
         }
         lock(&self.meetings).insert(name.to_owned(), m.clone());
+        if left_unsent {
+            self.mark_unsent(name);
+        }
         Ok(m)
     }
 

@@ -7,6 +7,7 @@
 //! content), since that server's transaction ids do not guard this one's
 //! resends.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,20 +18,20 @@ use serde_json::Value;
 
 use crate::bridge::Inner;
 use crate::events::{ChatEvent, AUTHOR_KEY};
+use crate::meeting::HISTORY;
 use crate::outbox::SendError;
 use crate::share::ChatShare;
 use crate::store::Outgoing;
 use crate::time::{RETRY_MAX, RETRY_MIN};
 use crate::{lock, ChatError};
 
-/// How often the outboxes of the meetings open here are looked at
-/// without a new message (one another server queued, a sending lease to
-/// renew).
+/// How often a meeting's outbox is tried again while another server
+/// still holds its sending.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Events of the room looked through for a message that may be there.
 const LOOK_BACK: u32 = 100;
 /// Where a meeting message carries its outbox id (in its author).
-const TXN_KEY: &str = "txn";
+pub(crate) const TXN_KEY: &str = "txn";
 
 /// A meeting message waiting in the shared outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,47 +106,62 @@ impl Inner {
             .outbox_push(meeting, &json, bound)
             .await?
             .map_err(ChatError::Backlog)?;
-        self.shared_wake.notify_one();
+        self.mark_unsent(meeting);
         Ok(item.pending_id())
     }
 
-    /// What waits for `meeting` in the shared outbox, as the meeting shows
-    /// it (written on another server that carried it before).
+    /// `meeting`'s shared outbox may hold something to send.
+    pub(crate) fn mark_unsent(&self, meeting: &str) {
+        lock(&self.unsent).insert(meeting.to_owned());
+        self.shared_wake.notify_one();
+    }
+
+    /// What waits for `meeting` in the shared outbox (written on another
+    /// server that carried it before), as the meeting shows it, leaving
+    /// out what the room has already (`sent`: its outbox ids); and
+    /// whether anything waits there at all.
     pub(crate) async fn shared_pending(
         &self,
         share: &dyn ChatShare,
         meeting: &str,
         since_ms: u64,
-        limit: u32,
-    ) -> Result<Vec<ChatEvent>, ChatError> {
-        Ok(share
-            .outbox_waiting(meeting, limit)
-            .await?
+        sent: &HashSet<String>,
+    ) -> Result<(Vec<ChatEvent>, bool), ChatError> {
+        let waiting = share.outbox_waiting(meeting, HISTORY as u32).await?;
+        let shown = waiting
             .iter()
             .filter_map(|raw| serde_json::from_str::<Item>(raw).ok())
+            .filter(|item| !sent.contains(&item.txn_id))
             .filter_map(|item| item.pending(since_ms))
-            .collect())
+            .collect();
+        Ok((shown, !waiting.is_empty()))
     }
 
-    /// Sends the shared outboxes of the meetings open here whose sending
-    /// this server holds, until the process ends.
+    /// Sends the shared outboxes of the meetings open here that may hold
+    /// something (a message queued here, or left by the server that
+    /// carried the meeting before), until the process ends.
     pub(crate) async fn shared_outbox(self: Arc<Self>, share: Arc<dyn ChatShare>) {
         let mut backoff = RETRY_MIN;
         loop {
-            let open: Vec<String> = lock(&self.meetings)
-                .iter()
-                .filter(|(_, m)| m.tx.receiver_count() > 0)
-                .map(|(name, _)| name.clone())
+            // Taken before sending, so that a message queued meanwhile
+            // marks its meeting again.
+            let unsent: Vec<String> = std::mem::take(&mut *lock(&self.unsent))
+                .into_iter()
+                .filter(|name| lock(&self.meetings).contains_key(name))
                 .collect();
             let (mut failing, mut sent) = (false, false);
-            for meeting in open {
+            for meeting in unsent {
+                // Another server still sends it (it carried the meeting a
+                // moment ago): ours once its lease lapses.
                 if !share.outbox_claim(&meeting).await.unwrap_or(false) {
+                    lock(&self.unsent).insert(meeting);
                     continue;
                 }
                 match self.send_shared(share.as_ref(), &meeting).await {
                     Ok(any) => sent |= any,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot send a meeting's chat messages; will retry");
+                        lock(&self.unsent).insert(meeting);
                         failing = true;
                     }
                 }

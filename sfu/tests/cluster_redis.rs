@@ -171,21 +171,6 @@ async fn through_a_sentinel_the_servers_follow_the_master_when_it_fails_over() {
     }
 }
 
-/// Commands Redis has processed so far, as it counts them: those a Lua
-/// script calls too (a lease renewal is one round trip and three or four
-/// commands), and the INFO asking.
-async fn commands(redis: &Redis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut redis.client().await)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("INFO stats has total_commands_processed")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_cluster_asks_of_redis_idle_per_join_and_per_running_meeting() {
     let redis = Redis::start();
@@ -193,12 +178,12 @@ async fn what_the_cluster_asks_of_redis_idle_per_join_and_per_running_meeting() 
     let window = Duration::from_secs(6);
     let per_second = |n: u64| n as f64 / window.as_secs_f64();
     // Idle: three servers, no meeting.
-    let before = commands(&redis).await;
+    let before = redis.commands().await;
     tokio::time::sleep(window).await;
-    let idle = per_second(commands(&redis).await - before - 1);
+    let idle = per_second(redis.commands().await - before - 1);
     // Joins, each straight to the server that holds (or takes) the
     // meeting: the first takes the lease, the others find it held here.
-    let before = commands(&redis).await;
+    let before = redis.commands().await;
     let mut seated = Vec::new();
     for name in ["Alice", "Bob", "Carol", "Dave"] {
         seated.push(
@@ -207,11 +192,11 @@ async fn what_the_cluster_asks_of_redis_idle_per_join_and_per_running_meeting() 
                 .await,
         );
     }
-    let joins = commands(&redis).await - before - 1;
+    let joins = redis.commands().await - before - 1;
     // A running meeting of four, beside the idle cost.
-    let before = commands(&redis).await;
+    let before = redis.commands().await;
     tokio::time::sleep(window).await;
-    let running = per_second(commands(&redis).await - before - 1) - idle;
+    let running = per_second(redis.commands().await - before - 1) - idle;
     println!(
         "Redis commands (scripts' own included): {idle:.1}/s for three idle servers; \
          {joins} for four joins (the first taking the lease); {running:.1}/s more \
