@@ -61,8 +61,8 @@ impl Inner {
         }
     }
 
-    /// `meeting` is in use at `now_ms`.
-    pub(crate) async fn touch(&self, meeting: &str, now_ms: i64) -> Result<(), ChatError> {
+    /// `meeting` is in use at `now_ms`; whether it is still bound.
+    pub(crate) async fn touch(&self, meeting: &str, now_ms: i64) -> Result<bool, ChatError> {
         match self.share() {
             Some(share) => Ok(share.touch(meeting, now_ms).await?),
             None => self.store.touch_meeting(meeting, now_ms),
@@ -118,9 +118,50 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The meetings this server bound while it ran alone keep their rooms
+    /// where servers share meetings (a meeting another server bound
+    /// first keeps that one's room): their bindings move to the shared
+    /// state, which alone holds them from then on.
+    async fn share_bindings(&self, share: &dyn ChatShare) {
+        let bindings = match self.store.bindings() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the chat store's meeting bindings");
+                return;
+            }
+        };
+        let mut shared = 0;
+        for (meeting, room, used) in &bindings {
+            // Tried again at the next start if Redis is away now.
+            match share.bind(meeting, room, *used).await {
+                Ok(bound) => {
+                    shared += usize::from(bound == *room);
+                    if let Err(e) = self.store.unbind(meeting) {
+                        tracing::error!(error = %e, "cannot remove a shared binding from the chat store");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot share this server's meeting bindings now");
+                    return;
+                }
+            }
+        }
+        if shared > 0 {
+            tracing::info!(
+                shared,
+                "meetings bound on this server alone now keep their rooms for all"
+            );
+        }
+    }
+}
+
 /// How often a server takes or keeps the bot's duties (the lease in the
 /// shared state outlives a few of these).
 const DUTY_EVERY: Duration = Duration::from_secs(2);
+/// How often the server on duty looks for meetings' messages that nobody
+/// sends (their server died, and the meeting did not go on elsewhere).
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// How often the meetings open here with participants are marked in use,
 /// so that their chat goes on and retention keeps them.
 const TOUCH_EVERY: Duration = Duration::from_secs(20);
@@ -129,7 +170,9 @@ impl Inner {
     /// Where servers share meetings: holds the duties when it can, and
     /// marks the meetings in use here, until the process ends.
     pub(crate) async fn share_loop(self: Arc<Self>, share: Arc<dyn ChatShare>) {
+        self.share_bindings(share.as_ref()).await;
         let mut last_touch: Option<Instant> = None;
+        let mut last_sweep: Option<Instant> = None;
         loop {
             let held = match share.hold_duties().await {
                 Ok(held) => held,
@@ -143,6 +186,10 @@ impl Inner {
                     on_duty = held,
                     "the chat bot's duties (`!meet`, retention) changed hands"
                 );
+            }
+            if held && last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+                last_sweep = Some(Instant::now());
+                self.sweep_outboxes(share.as_ref()).await;
             }
             if last_touch.is_none_or(|t| t.elapsed() >= TOUCH_EVERY) {
                 last_touch = Some(Instant::now());

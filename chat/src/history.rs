@@ -12,11 +12,18 @@ use serde_json::Value;
 use crate::bridge::Inner;
 use crate::events::{convert, ChatEvent, RoomEvent, AUTHOR_KEY};
 use crate::meeting::{Meeting, HISTORY};
-use crate::shared_outbox::TXN_KEY;
-use crate::sync::{display_name, is_bridge_user};
+use crate::shared_outbox::relay_txn;
+use crate::sync::{display_name, is_bridge_user, may_apply};
 
 /// Events asked for per page of the room's timeline.
 const PAGE: u32 = 100;
+/// Most of the room's events read for a meeting's history: state and call
+/// membership are among them, and the meeting keeps the last [`HISTORY`]
+/// of its chat events.
+pub(crate) const MAX_EVENTS: usize = 4 * HISTORY;
+/// The room's events read again once the meeting is open, for those that
+/// came while its history was read (shown once: see `Meeting::push`).
+pub(crate) const CATCH_UP: usize = PAGE as usize;
 
 impl Inner {
     /// Fills `m`'s history with its room's events since its chat began,
@@ -24,7 +31,8 @@ impl Inner {
     /// (sent, though perhaps still in the outbox). What cannot be read
     /// (the homeserver is away) is left out, with a warning: the meeting
     /// goes on without it.
-    pub(crate) async fn load_history(&self, m: &Meeting) -> HashSet<String> {
+    /// At most `max_events` of the room's latest events are read.
+    pub(crate) async fn load_history(&self, m: &Meeting, max_events: usize) -> HashSet<String> {
         let mut sent = HashSet::new();
         let (Some(room), Some(bot)) = (self.client.get_room(&m.room_id), self.client.user_id())
         else {
@@ -51,7 +59,7 @@ impl Inner {
                     .get("origin_server_ts")
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
-                if ts < m.since_ms || events.len() == HISTORY {
+                if ts < m.since_ms || events.len() == max_events {
                     break 'pages;
                 }
                 events.push(v);
@@ -73,10 +81,7 @@ impl Inner {
             let sender = v.get("sender").and_then(Value::as_str).unwrap_or_default();
             let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
             let from_bridge = ours(sender);
-            let txn = v
-                .get("content")
-                .and_then(|c| c.get(AUTHOR_KEY)?.get(TXN_KEY)?.as_str());
-            if let (true, Some(txn)) = (from_bridge, txn) {
+            if let (true, Some(txn)) = (from_bridge, relay_txn(v)) {
                 sent.insert(txn.to_owned());
             }
             let event = if from_bridge {
@@ -90,6 +95,9 @@ impl Inner {
             let Some(event) = event else {
                 continue;
             };
+            if !may_apply(m, Some(&room), &event, sender).await {
+                continue;
+            }
             if let ChatEvent::Message { id, .. } | ChatEvent::Reaction { id, .. } = &event {
                 // A relay is the bridge's: no Matrix user may edit it.
                 m.record_sender(id, if from_bridge { "" } else { sender });

@@ -48,6 +48,12 @@ pub(crate) struct Meeting {
     senders: Mutex<HashMap<String, String>>,
     /// Since when no participant listens; the meeting is closed after a while.
     pub(crate) idle_since: Mutex<Option<Instant>>,
+    /// When it was opened here.
+    pub(crate) opened: Instant,
+    /// Its messages shown pending that wait in the shared outbox: their
+    /// pending ids by outbox id. Whichever server sends one, its relay in
+    /// the room marks it delivered here.
+    waiting: Mutex<HashMap<String, String>>,
 }
 
 impl Meeting {
@@ -62,7 +68,33 @@ impl Meeting {
             history: Mutex::new(VecDeque::new()),
             senders: Mutex::new(HashMap::new()),
             idle_since: Mutex::new(None),
+            opened: Instant::now(),
+            waiting: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Its message shown as `pending_id` waits in the shared outbox as
+    /// `txn`.
+    pub(crate) fn waits(&self, txn: &str, pending_id: &str) {
+        lock(&self.waiting).insert(txn.to_owned(), pending_id.to_owned());
+    }
+
+    /// The message that waited as `txn` is in the room as `event_id`:
+    /// shown delivered, unless it was already.
+    pub(crate) fn relayed(&self, txn: &str, event_id: &str) {
+        let Some(local_id) = lock(&self.waiting).remove(txn) else {
+            return;
+        };
+        self.record_sender(event_id, "");
+        self.push(ChatEvent::Delivered {
+            local_id,
+            id: event_id.to_owned(),
+        });
+    }
+
+    /// Its message shown as `pending_id` was sent (or refused) here.
+    pub(crate) fn settled(&self, pending_id: &str) {
+        lock(&self.waiting).retain(|_, p| p != pending_id);
     }
 
     pub(crate) fn record_sender(&self, event_id: &str, sender: &str) {
@@ -85,6 +117,13 @@ impl Meeting {
     /// history snapshot and subscription neither miss nor repeat an event.
     pub(crate) fn push(&self, event: ChatEvent) {
         let mut history = lock(&self.history);
+        // A room event read back from the room and synced too (a meeting
+        // that moved here) is shown once.
+        if let ChatEvent::Message { id, .. } | ChatEvent::Reaction { id, .. } = &event {
+            if history.iter().any(|e| known_id(e) == Some(id)) {
+                return;
+            }
+        }
         if history.len() == HISTORY {
             history.pop_front();
         }
@@ -100,5 +139,47 @@ impl Meeting {
             history: history.iter().cloned().collect(),
             events: self.tx.subscribe(),
         }
+    }
+}
+
+/// The room event id a history entry stands for, if any.
+fn known_id(event: &ChatEvent) -> Option<&String> {
+    match event {
+        ChatEvent::Message { id, .. } | ChatEvent::Reaction { id, .. } => Some(id),
+        ChatEvent::Delivered { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, pending: bool) -> ChatEvent {
+        ChatEvent::Message {
+            id: id.into(),
+            sender: String::new(),
+            name: "Ada".into(),
+            body: "hi".into(),
+            ts: 1,
+            reply_to: None,
+            pending,
+        }
+    }
+
+    #[test]
+    fn a_room_event_is_shown_once() {
+        let m = Meeting::new(OwnedRoomId::try_from("!r:hs").unwrap(), None, 0);
+        m.push(message("$a", false));
+        m.push(message("local-s1", true));
+        m.push(ChatEvent::Delivered {
+            local_id: "local-s1".into(),
+            id: "$b".into(),
+        });
+        // Read back from the room after being synced, or after its delivery.
+        m.push(message("$a", false));
+        m.push(message("$b", false));
+        m.push(message("$c", false));
+        assert_eq!(m.history().len(), 4);
     }
 }

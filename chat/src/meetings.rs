@@ -21,6 +21,7 @@ use url::Url;
 use crate::bridge::{Chat, Inner};
 use crate::call::CALL_MEMBER;
 use crate::events::{ChatEvent, AUTHOR_KEY};
+use crate::history::{CATCH_UP, MAX_EVENTS};
 use crate::meeting::{Meeting, MeetingChat, HISTORY};
 use crate::outbox::local_id;
 use crate::store::unix_ms;
@@ -33,6 +34,9 @@ const MEETING_IDLE: Duration = Duration::from_secs(60);
 /// A meeting whose chat began this long before it opened here ran on
 /// another server first.
 const TAKEN_OVER_AFTER_MS: u64 = 2_000;
+/// A meeting opened here this recently, and listened to by nobody here
+/// yet, is still as its room is (see [`Inner::cached`]).
+const FRESH: Duration = Duration::from_secs(10);
 /// How long opening a new meeting waits for the bot to sign in.
 const SIGN_IN_WAIT: Duration = Duration::from_secs(3);
 
@@ -91,21 +95,23 @@ impl Inner {
         room_use: RoomUse,
         host: Option<&UserId>,
     ) -> Result<Arc<Meeting>, ChatError> {
-        if let Some(m) = lock(&self.meetings).get(name) {
-            return Ok(m.clone());
+        if let Some(m) = self.cached(name) {
+            return Ok(m);
         }
         let _guard = self.opening.lock().await;
-        if let Some(m) = lock(&self.meetings).get(name) {
-            return Ok(m.clone());
+        if let Some(m) = self.cached(name) {
+            return Ok(m);
         }
         let mut created = false;
         let now = unix_ms(SystemTime::now());
-        let room_id = match self.room_of(name).await? {
-            Some(id) => {
-                // In use: kept from retention.
-                self.touch(name, now).await?;
-                RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?
-            }
+        let bound = match self.room_of(name).await? {
+            // In use: kept from retention (unless retention forgot it just
+            // now, on another server: then it gets a room anew).
+            Some(id) if self.touch(name, now).await? => Some(id),
+            _ => None,
+        };
+        let room_id = match bound {
+            Some(id) => RoomId::parse(id).map_err(|e| ChatError::Invalid(e.to_string()))?,
             None => {
                 let configured = self.config.rooms.get(name);
                 if configured.is_none() && room_use == RoomUse::ExistingOnly {
@@ -155,9 +161,10 @@ impl Inner {
             .filter(|_| !created);
         let since = self.chat_since(name, now as u64).await?;
         let m = Arc::new(Meeting::new(room_id, alias, since));
-        let sent = if since + TAKEN_OVER_AFTER_MS < now as u64 {
+        let taken_over = since + TAKEN_OVER_AFTER_MS < now as u64;
+        let sent = if taken_over {
             // It ran on another server before: its history is the room's.
-            self.load_history(&m).await
+            self.load_history(&m, MAX_EVENTS).await
         } else {
             HashSet::new()
         };
@@ -179,17 +186,16 @@ impl Inner {
                 pending: true,
             });
         }
-        let mut left_unsent = false;
-        if let Some(share) = &self.share {
-            let (pending, waiting) = self
-                .shared_pending(share.as_ref(), name, m.since_ms, &sent)
-                .await?;
-            for event in pending {
-                m.push(event);
-            }
-            left_unsent = waiting;
-        }
+        let left_unsent = match &self.share {
+            Some(share) => self.show_waiting(share.as_ref(), &m, name, &sent).await?,
+            None => false,
+        };
         lock(&self.meetings).insert(name.to_owned(), m.clone());
+        if taken_over {
+            // What the room got while its history was read went to no
+            // open meeting here.
+            self.load_history(&m, CATCH_UP).await;
+        }
         if left_unsent {
             self.mark_unsent(name);
         }
@@ -214,6 +220,24 @@ impl Inner {
             self.make_moderator(id, host).await;
         }
         Ok(())
+    }
+
+    /// The meeting open here, if it may be used as it is. Where servers
+    /// share meetings, one nobody here listens to may have run on another
+    /// server since (its chat went on there, unseen here: the bridge
+    /// leaves its own relays out of what it syncs), so it is opened anew
+    /// unless it was opened just now (by a sign-in, for the join that
+    /// follows).
+    fn cached(&self, name: &str) -> Option<Arc<Meeting>> {
+        let mut meetings = lock(&self.meetings);
+        let m = meetings.get(name)?;
+        let stale =
+            self.share.is_some() && m.tx.receiver_count() == 0 && m.opened.elapsed() > FRESH;
+        if stale {
+            meetings.remove(name);
+            return None;
+        }
+        Some(m.clone())
     }
 
     async fn bind_existing(&self, room: &str) -> Result<OwnedRoomId, ChatError> {

@@ -84,19 +84,26 @@ impl Chat {
         });
         // Kept beside the event, never sent: whose ghost writes it.
         let person = author.person.clone();
-        let pending_id = match &self.inner.share {
+        let (pending_id, txn) = match &self.inner.share {
             // Where servers share meetings, in the shared outbox, so that
             // it outlives this server.
             Some(share) => {
-                self.inner
+                let (id, txn) = self
+                    .inner
                     .post_shared(share.as_ref(), meeting, m.room_id.as_str(), content, person)
-                    .await?
+                    .await?;
+                (id, Some(txn))
             }
             None => {
-                self.post_here(meeting, m.room_id.as_str(), content, person)
-                    .await?
+                let id = self
+                    .post_here(meeting, m.room_id.as_str(), content, person)
+                    .await?;
+                (id, None)
             }
         };
+        if let Some(txn) = &txn {
+            m.waits(txn, &pending_id);
+        }
         m.push(ChatEvent::Message {
             id: pending_id,
             sender: author.user_id.clone().unwrap_or_default(),
@@ -106,6 +113,11 @@ impl Chat {
             reply_to: None,
             pending: true,
         });
+        // Woken only now, so that its delivery follows it.
+        match &self.inner.share {
+            Some(_) => self.inner.mark_unsent(meeting),
+            None => self.inner.outbox_wake.notify_one(),
+        }
         Ok(())
     }
 
@@ -139,7 +151,6 @@ impl Chat {
         })
         .await
         .map_err(|e| ChatError::Invalid(format!("writing the outbox: {e}")))??;
-        self.inner.outbox_wake.notify_one();
         Ok(local_id(seq))
     }
 }
@@ -222,6 +233,7 @@ impl Inner {
         }
         let meeting = lock(&self.meetings).get(meeting).cloned();
         if let Some(m) = meeting {
+            m.settled(&local_id);
             m.push(match event_id {
                 Some(id) => {
                     // Sent by the bridge: no Matrix user may edit it.

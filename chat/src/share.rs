@@ -28,8 +28,9 @@ pub trait ChatShare: Send + Sync {
     /// bound it first: returns the room it is bound to.
     fn bind<'a>(&'a self, meeting: &'a str, room: &'a str, now_ms: i64) -> Shared<'a, String>;
     /// `meeting` is in use at `now_ms`: kept from retention, and its chat
-    /// goes on (see [`ChatShare::chat_since`]).
-    fn touch<'a>(&'a self, meeting: &'a str, now_ms: i64) -> Shared<'a, ()>;
+    /// goes on (see [`ChatShare::chat_since`]). Whether it is bound (a
+    /// binding just forgotten by retention is not).
+    fn touch<'a>(&'a self, meeting: &'a str, now_ms: i64) -> Shared<'a, bool>;
     /// Meetings last used before `cutoff_ms`, with their rooms.
     fn stale(&self, cutoff_ms: i64) -> Shared<'_, Vec<(String, String)>>;
     /// Unbinds `meeting` if it is still unused since `cutoff_ms`; whether
@@ -57,6 +58,9 @@ pub trait ChatShare: Send + Sync {
     /// Takes `item` off the head of `meeting`'s outbox, if it is still
     /// there.
     fn outbox_pop<'a>(&'a self, meeting: &'a str, item: &'a str) -> Shared<'a, ()>;
+    /// The meetings whose outbox holds something and that no server
+    /// carries now.
+    fn outbox_meetings(&self) -> Shared<'_, Vec<String>>;
     /// Takes or keeps the sending of `meeting`'s outbox for this server,
     /// as [`ChatShare::hold_duties`] does the duties; whether it holds it.
     fn outbox_claim<'a>(&'a self, meeting: &'a str) -> Shared<'a, bool>;

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::bridge::Inner;
 use crate::events::{ChatEvent, AUTHOR_KEY};
-use crate::meeting::HISTORY;
+use crate::meeting::{Meeting, HISTORY};
 use crate::outbox::SendError;
 use crate::share::ChatShare;
 use crate::store::Outgoing;
@@ -28,10 +28,20 @@ use crate::{lock, ChatError};
 /// How often a meeting's outbox is tried again while another server
 /// still holds its sending.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
-/// Events of the room looked through for a message that may be there.
-const LOOK_BACK: u32 = 100;
+/// Events of the room looked through for a message that may be there
+/// (as many as a meeting's history keeps).
+const LOOK_BACK: u32 = HISTORY as u32;
 /// Where a meeting message carries its outbox id (in its author).
 pub(crate) const TXN_KEY: &str = "txn";
+
+/// The outbox id a meeting message the bridge relayed carries, if any.
+pub(crate) fn relay_txn(event: &Value) -> Option<&str> {
+    event
+        .get("content")?
+        .get(AUTHOR_KEY)?
+        .get(TXN_KEY)?
+        .as_str()
+}
 
 /// A meeting message waiting in the shared outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,9 +89,25 @@ impl Item {
     }
 }
 
+/// Why a meeting's outbox is stuck for now.
+#[derive(Debug, thiserror::Error)]
+enum Stuck {
+    #[error("{0}")]
+    Redis(String),
+    #[error("homeserver: {0}")]
+    Homeserver(String),
+}
+
+impl Stuck {
+    fn redis(e: crate::ShareError) -> Self {
+        Stuck::Redis(e.to_string())
+    }
+}
+
 impl Inner {
     /// Queues a meeting message (`content`, in room `room_id`) in the
-    /// shared outbox; returns the id it is shown under until sent.
+    /// shared outbox; returns the id it is shown under until sent, and its
+    /// outbox id.
     pub(crate) async fn post_shared(
         &self,
         share: &dyn ChatShare,
@@ -89,7 +115,7 @@ impl Inner {
         room_id: &str,
         mut content: Value,
         person: Option<String>,
-    ) -> Result<String, ChatError> {
+    ) -> Result<(String, String), ChatError> {
         let seq = share.next_seq().await?;
         let txn_id = format!("{}s{seq}-{:08x}", self.txn_prefix, rand::random::<u32>());
         content[AUTHOR_KEY][TXN_KEY] = Value::String(txn_id.clone());
@@ -106,8 +132,7 @@ impl Inner {
             .outbox_push(meeting, &json, bound)
             .await?
             .map_err(ChatError::Backlog)?;
-        self.mark_unsent(meeting);
-        Ok(item.pending_id())
+        Ok((item.pending_id(), item.txn_id))
     }
 
     /// `meeting`'s shared outbox may hold something to send.
@@ -116,25 +141,44 @@ impl Inner {
         self.shared_wake.notify_one();
     }
 
-    /// What waits for `meeting` in the shared outbox (written on another
-    /// server that carried it before), as the meeting shows it, leaving
-    /// out what the room has already (`sent`: its outbox ids); and
-    /// whether anything waits there at all.
-    pub(crate) async fn shared_pending(
+    /// On duty: every meeting whose shared outbox holds something is
+    /// tried, so that what a meeting's dead server left is sent even if
+    /// the meeting does not go on anywhere (where it goes on, its server
+    /// holds the sending and this one leaves it).
+    pub(crate) async fn sweep_outboxes(&self, share: &dyn ChatShare) {
+        match share.outbox_meetings().await {
+            Ok(meetings) if !meetings.is_empty() => {
+                lock(&self.unsent).extend(meetings);
+                self.shared_wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read which meetings' messages wait"),
+        }
+    }
+
+    /// Shows in `m` what waits for it in the shared outbox (written on
+    /// another server that carried it before), leaving out what the room
+    /// has already (`sent`: its outbox ids); whether anything waits there
+    /// at all.
+    pub(crate) async fn show_waiting(
         &self,
         share: &dyn ChatShare,
+        m: &Meeting,
         meeting: &str,
-        since_ms: u64,
         sent: &HashSet<String>,
-    ) -> Result<(Vec<ChatEvent>, bool), ChatError> {
+    ) -> Result<bool, ChatError> {
         let waiting = share.outbox_waiting(meeting, HISTORY as u32).await?;
-        let shown = waiting
+        let items = waiting
             .iter()
             .filter_map(|raw| serde_json::from_str::<Item>(raw).ok())
-            .filter(|item| !sent.contains(&item.txn_id))
-            .filter_map(|item| item.pending(since_ms))
-            .collect();
-        Ok((shown, !waiting.is_empty()))
+            .filter(|item| !sent.contains(&item.txn_id));
+        for item in items {
+            if let Some(event) = item.pending(m.since_ms) {
+                m.push(event);
+                m.waits(&item.txn_id, &item.pending_id());
+            }
+        }
+        Ok(!waiting.is_empty())
     }
 
     /// Sends the shared outboxes of the meetings open here that may hold
@@ -143,33 +187,37 @@ impl Inner {
     pub(crate) async fn shared_outbox(self: Arc<Self>, share: Arc<dyn ChatShare>) {
         let mut backoff = RETRY_MIN;
         loop {
-            // Taken before sending, so that a message queued meanwhile
-            // marks its meeting again.
+            // Those open here, and for the server on duty those nobody
+            // sends (see `sweep_outboxes`); taken before sending, so that
+            // a message queued meanwhile marks its meeting again.
+            let on_duty = self.on_duty();
             let unsent: Vec<String> = std::mem::take(&mut *lock(&self.unsent))
                 .into_iter()
-                .filter(|name| lock(&self.meetings).contains_key(name))
+                .filter(|name| on_duty || lock(&self.meetings).contains_key(name))
                 .collect();
-            let (mut failing, mut sent) = (false, false);
+            let (mut failing, mut homeserver_failing, mut sent) = (false, false, false);
             for meeting in unsent {
-                // Another server still sends it (it carried the meeting a
-                // moment ago): ours once its lease lapses.
-                if !share.outbox_claim(&meeting).await.unwrap_or(false) {
-                    lock(&self.unsent).insert(meeting);
-                    continue;
-                }
                 match self.send_shared(share.as_ref(), &meeting).await {
-                    Ok(any) => sent |= any,
+                    Ok((any, done)) => {
+                        sent |= any;
+                        // Another server still sends it (it carried the
+                        // meeting a moment ago): ours once its lease lapses.
+                        if !done {
+                            lock(&self.unsent).insert(meeting);
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot send a meeting's chat messages; will retry");
                         lock(&self.unsent).insert(meeting);
                         failing = true;
+                        homeserver_failing |= matches!(e, Stuck::Homeserver(_));
                     }
                 }
             }
             // What this loop learnt of the homeserver (the other outbox
-            // says what it learns too).
-            if failing || sent {
-                self.set_send_ok(!failing);
+            // says what it learns too; Redis has its own metric).
+            if homeserver_failing || sent {
+                self.set_send_ok(!homeserver_failing);
             }
             let wait = if failing {
                 backoff = (backoff * 2).min(RETRY_MAX);
@@ -185,24 +233,33 @@ impl Inner {
         }
     }
 
-    /// Sends `meeting`'s shared outbox in order until it is empty;
-    /// whether it sent anything.
-    async fn send_shared(&self, share: &dyn ChatShare, meeting: &str) -> Result<bool, String> {
+    /// Sends `meeting`'s shared outbox in order until it is empty, while
+    /// this server holds its sending (asked before each message, so that
+    /// a lease lost on the way stops it); whether it sent anything, and
+    /// whether it got to the end.
+    async fn send_shared(
+        &self,
+        share: &dyn ChatShare,
+        meeting: &str,
+    ) -> Result<(bool, bool), Stuck> {
         let mut sent = false;
         loop {
+            if !share.outbox_claim(meeting).await.map_err(Stuck::redis)? {
+                return Ok((sent, false));
+            }
             let waiting = share
                 .outbox_waiting(meeting, 1)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(Stuck::redis)?;
             let Some(raw) = waiting.into_iter().next() else {
-                return Ok(sent);
+                return Ok((sent, true));
             };
             let Ok(item) = serde_json::from_str::<Item>(&raw) else {
                 tracing::error!("an unreadable item in a meeting's shared outbox; dropped");
                 share
                     .outbox_pop(meeting, &raw)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Stuck::redis)?;
                 continue;
             };
             // Queued by another server, which may have sent it already.
@@ -219,27 +276,34 @@ impl Inner {
                         tracing::error!(error = %e, "homeserver refused a chat message; dropped");
                         None
                     }
-                    Err(SendError::Transient(e)) => return Err(e),
+                    Err(SendError::Transient(e)) => return Err(Stuck::Homeserver(e)),
                 },
             };
             share
                 .outbox_pop(meeting, &raw)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(Stuck::redis)?;
             self.announce(meeting, item.pending_id(), event_id);
             sent = true;
         }
     }
 
     /// The event that carries `item`, if it is among the room's latest.
-    async fn in_room(&self, item: &Item) -> Result<Option<String>, String> {
-        let room_id = RoomId::parse(&item.room_id).map_err(|e| e.to_string())?;
+    async fn in_room(&self, item: &Item) -> Result<Option<String>, Stuck> {
+        let room_id = RoomId::parse(&item.room_id).map_err(|e| Stuck::Homeserver(e.to_string()))?;
+        // Not synced here yet (just started): asked again later, rather
+        // than sent again blind.
         let Some(room) = self.client.get_room(&room_id) else {
-            return Ok(None);
+            return Err(Stuck::Homeserver(format!(
+                "room {room_id} is not known here yet"
+            )));
         };
         let mut options = MessagesOptions::backward();
         options.limit = UInt::from(LOOK_BACK);
-        let page = room.messages(options).await.map_err(|e| e.to_string())?;
+        let page = room
+            .messages(options)
+            .await
+            .map_err(|e| Stuck::Homeserver(e.to_string()))?;
         Ok(page.chunk.iter().find_map(|e| {
             let v: Value = e.raw().deserialize_as().ok()?;
             let txn = v.get("content")?.get(AUTHOR_KEY)?.get(TXN_KEY)?.as_str()?;

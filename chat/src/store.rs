@@ -218,12 +218,27 @@ impl Store {
         Ok(())
     }
 
-    /// Notes that `meeting` is in use at `now_ms`.
-    pub fn touch_meeting(&self, meeting: &str, now_ms: i64) -> Result<(), ChatError> {
-        self.db().execute(
+    /// Notes that `meeting` is in use at `now_ms`; whether it is bound.
+    pub fn touch_meeting(&self, meeting: &str, now_ms: i64) -> Result<bool, ChatError> {
+        let changed = self.db().execute(
             "UPDATE meetings SET last_used = MAX(last_used, ?2) WHERE meeting = ?1",
             params![meeting, now_ms],
         )?;
+        Ok(changed > 0)
+    }
+
+    /// Every meeting bound here: its room and when it was last used.
+    pub fn bindings(&self) -> Result<Vec<(String, String, i64)>, ChatError> {
+        let db = self.db();
+        let mut query = db.prepare_cached("SELECT meeting, room_id, last_used FROM meetings")?;
+        let rows = query.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets `meeting`'s binding here (it moved to the shared state).
+    pub fn unbind(&self, meeting: &str) -> Result<(), ChatError> {
+        self.db()
+            .execute("DELETE FROM meetings WHERE meeting = ?1", [meeting])?;
         Ok(())
     }
 

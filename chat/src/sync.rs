@@ -14,8 +14,9 @@ use serde_json::Value;
 use crate::bridge::Inner;
 use crate::events::{convert, ChatEvent, RoomEvent};
 use crate::ghosts::Ghosts;
-use crate::meeting::MeetingEvent;
+use crate::meeting::{Meeting, MeetingEvent};
 use crate::openid::server_of;
+use crate::shared_outbox::relay_txn;
 use crate::time::{now_ms, RETRY_MAX, RETRY_MIN};
 
 /// Timeline events per room and sync.
@@ -123,21 +124,23 @@ impl Inner {
                 .unwrap_or(0);
             let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
             let ours = |u: &str| is_bridge_user(u, bot, self.ghosts.as_ref());
+            // A message of the meeting's that another server sent (one
+            // that carried the meeting before, or the one on duty).
+            let sender = ev.get("sender").and_then(Value::as_str).unwrap_or_default();
+            if let (Some(m), Some(txn), Some(id), true) = (
+                &meeting,
+                relay_txn(ev),
+                ev.get("event_id").and_then(Value::as_str),
+                ours(sender),
+            ) {
+                m.relayed(txn, id);
+            }
             match convert(ev, ours, name_of) {
                 Some(RoomEvent::Chat(mut event)) => {
                     let Some(m) = meeting.as_ref().filter(|m| ts >= m.since_ms) else {
                         continue;
                     };
-                    let sender = ev.get("sender").and_then(Value::as_str).unwrap_or_default();
-                    let allowed = match &event {
-                        ChatEvent::Edit { id, .. } => m.sender_of(id).as_deref() == Some(sender),
-                        ChatEvent::Redact { id } => {
-                            m.sender_of(id).as_deref() == Some(sender)
-                                || can_redact(room.as_ref(), sender).await
-                        }
-                        _ => true,
-                    };
-                    if !allowed {
+                    if !may_apply(m, room.as_ref(), &event, sender).await {
                         tracing::info!(%room_id, "ignoring an edit or redaction of someone else's message");
                         continue;
                     }
@@ -164,9 +167,9 @@ impl Inner {
                     if let Some(m) = &meeting {
                         let _ = m.tx.send(MeetingEvent::Recheck);
                     }
-                    if self.on_duty() {
-                        self.power_changed(room_id).await;
-                    }
+                    // Where servers share meetings, the one whose store
+                    // noted the widget waiting adds it.
+                    self.power_changed(room_id).await;
                 }
                 // Commands from before this process started were answered
                 // (or not) by the one before; where servers share meetings,
@@ -181,6 +184,23 @@ impl Inner {
                 _ => {}
             }
         }
+    }
+}
+
+/// Whether `sender`'s edit or redaction may change the meeting's chat:
+/// their own messages, and for moderators others' too (deleting only).
+pub(crate) async fn may_apply(
+    m: &Meeting,
+    room: Option<&Room>,
+    event: &ChatEvent,
+    sender: &str,
+) -> bool {
+    match event {
+        ChatEvent::Edit { id, .. } => m.sender_of(id).as_deref() == Some(sender),
+        ChatEvent::Redact { id } => {
+            m.sender_of(id).as_deref() == Some(sender) || can_redact(room, sender).await
+        }
+        _ => true,
     }
 }
 

@@ -10,7 +10,7 @@ mod redis_server;
 mod synapse;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -79,16 +79,17 @@ async fn answers(user: &MatrixUser, room: &str) -> usize {
         .count()
 }
 
-/// Three servers with chat, each with a store of its own under `stores`.
-async fn three_chat_servers(
-    syn: &Synapse,
-    redis: &Redis,
-    stores: &[PathBuf],
-) -> (HashMap<String, Process>, Entry) {
+/// A Synapse with Alice signed in, a Redis, and three servers with chat
+/// sharing meetings through it, each with a store of its own.
+async fn chat_cluster() -> (Synapse, Redis, HashMap<String, Process>, Entry, MatrixUser) {
+    let syn = Synapse::start(&["alice"]);
+    let redis = Redis::start();
     let procs: HashMap<String, Process> = IDS
         .iter()
-        .zip(stores)
-        .map(|(id, store)| (id.to_string(), chat_server(redis, syn, id, store)))
+        .map(|id| {
+            let store = temp_dir(&format!("chat-{id}"));
+            (id.to_string(), chat_server(&redis, &syn, id, &store))
+        })
         .collect();
     let entry = Entry {
         addrs: procs.iter().map(|(id, p)| (id.clone(), p.http)).collect(),
@@ -97,7 +98,8 @@ async fn three_chat_servers(
         redis.nodes().await.len() == 3
     })
     .await;
-    (procs, entry)
+    let alice = MatrixUser::login(&syn, "alice").await;
+    (syn, redis, procs, entry, alice)
 }
 
 /// Alice's sign-in on server a, which makes the meeting's room (she
@@ -142,14 +144,7 @@ fn bodies(history: &Value) -> Vec<(String, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
-    let syn = Synapse::start(&["alice"]);
-    let redis = Redis::start();
-    let stores: Vec<PathBuf> = IDS
-        .iter()
-        .map(|id| temp_dir(&format!("chat-{id}")))
-        .collect();
-    let (mut procs, entry) = three_chat_servers(&syn, &redis, &stores).await;
-    let alice = MatrixUser::login(&syn, "alice").await;
+    let (syn, redis, mut procs, entry, alice) = chat_cluster().await;
     let (room, join, mut seated) = alice_opens(&procs, &entry, &alice, "standup").await;
     say(&mut seated, "one").await;
     say(&mut seated, "two").await;
@@ -255,14 +250,7 @@ async fn a_meeting_keeps_one_room_and_its_history_when_its_server_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_waits_for_an_away_homeserver_outlives_its_server() {
-    let mut syn = Synapse::start(&["alice"]);
-    let redis = Redis::start();
-    let stores: Vec<PathBuf> = IDS
-        .iter()
-        .map(|id| temp_dir(&format!("chat-{id}")))
-        .collect();
-    let (mut procs, entry) = three_chat_servers(&syn, &redis, &stores).await;
-    let alice = MatrixUser::login(&syn, "alice").await;
+    let (mut syn, redis, mut procs, entry, alice) = chat_cluster().await;
     let (room, join, mut seated) = alice_opens(&procs, &entry, &alice, "away").await;
     say(&mut seated, "before").await;
 
@@ -305,7 +293,18 @@ async fn what_waits_for_an_away_homeserver_outlives_its_server() {
     let history = next_of(&mut again.ws, "chat_history").await;
     let shown: Vec<String> = bodies(&history).into_iter().map(|(b, _)| b).collect();
     assert_eq!(shown, ["before", "while away", "and more"], "{history}");
-    let pending = bodies(&history).iter().filter(|(_, p)| *p).count();
+    // Shown pending and not delivered yet as of the history: their
+    // deliveries are still to come.
+    let events = history["events"].as_array().unwrap();
+    let delivered = |id: &Value| {
+        events
+            .iter()
+            .any(|e| e["kind"] == "delivered" && e["local_id"] == *id)
+    };
+    let pending = events
+        .iter()
+        .filter(|e| e["kind"] == "message" && e["pending"] == true && !delivered(&e["id"]))
+        .count();
     println!("# measured: {pending} of the 2 waiting messages still pending on the next server");
     for _ in 0..pending {
         chat_event(&mut again.ws, "delivered").await;
@@ -325,4 +324,33 @@ async fn what_waits_for_an_away_homeserver_outlives_its_server() {
             "{text} once in the room: {seen:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waits_is_sent_even_if_the_meeting_goes_on_nowhere() {
+    let (mut syn, _redis, mut procs, entry, alice) = chat_cluster().await;
+    let (room, _, mut seated) = alice_opens(&procs, &entry, &alice, "left").await;
+
+    // The homeserver goes away, Alice writes, her server dies, and nobody
+    // comes back to the meeting: the server on duty sends what waited.
+    syn.kill();
+    send(
+        &mut seated.ws,
+        json!({"type": "chat", "text": "last words"}),
+    )
+    .await;
+    assert_eq!(chat_event(&mut seated.ws, "message").await["pending"], true);
+    procs.remove(&seated.node).unwrap().signal(libc::SIGKILL);
+    let killed = Instant::now();
+    syn.run();
+    until(Duration::from_secs(45), || async {
+        counts(&alice, &room).await.get("last words") == Some(&1)
+    })
+    .await;
+    println!(
+        "# measured: a meeting nobody came back to had its waiting message sent {} ms after its server died",
+        killed.elapsed().as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counts(&alice, &room).await.get("last words"), Some(&1));
 }

@@ -30,7 +30,7 @@ impl ChatShare for Cluster {
         )
     }
 
-    fn touch<'a>(&'a self, meeting: &'a str, now_ms: i64) -> Shared<'a, ()> {
+    fn touch<'a>(&'a self, meeting: &'a str, now_ms: i64) -> Shared<'a, bool> {
         Box::pin(async move { self.shared(self.inner.store.chat_touch(meeting, now_ms).await) })
     }
 
@@ -69,6 +69,10 @@ impl ChatShare for Cluster {
 
     fn outbox_pop<'a>(&'a self, meeting: &'a str, item: &'a str) -> Shared<'a, ()> {
         Box::pin(async move { self.shared(self.inner.store.chat_pop(meeting, item).await) })
+    }
+
+    fn outbox_meetings(&self) -> Shared<'_, Vec<String>> {
+        Box::pin(async move { self.shared(self.inner.store.chat_unsent().await) })
     }
 
     fn outbox_claim<'a>(&'a self, meeting: &'a str) -> Shared<'a, bool> {

@@ -10,7 +10,8 @@
 //!   the server sending the meeting's outbox, the same way.
 //! - `meet:chat:outbox:<meeting>`: the meeting's messages not sent yet
 //!   (a list of JSON items, oldest first), kept until sent;
-//!   `meet:chat:seq` numbers them.
+//!   `meet:chat:seq` numbers them; `meet:chat:unsent` the meetings whose
+//!   list is not empty.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -26,6 +27,7 @@ const USED: &str = "meet:chat:used";
 const DUTY_KEY: &str = "meet:chat:duty";
 
 const SEQ: &str = "meet:chat:seq";
+const UNSENT: &str = "meet:chat:unsent";
 
 fn outbox_key(meeting: &str) -> String {
     format!("meet:chat:outbox:{meeting}")
@@ -57,13 +59,13 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 ";
 
 /// Marks meeting ARGV[1] used at ARGV[2] (never back in time) if it is
-/// bound, and keeps its chat going (KEYS[3], ARGV[3] ms).
+/// bound, and keeps its chat going (KEYS[3], ARGV[3] ms); 1 if it is
+/// bound.
 const TOUCH: &str = r"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  local used = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-  if used < tonumber(ARGV[2]) then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
-end
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local used = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if used < tonumber(ARGV[2]) then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 return 1
 ";
 
@@ -114,18 +116,22 @@ fn scripts() -> &'static Scripts {
     &SCRIPTS
 }
 
-/// Pushes ARGV[1] onto the list unless ARGV[2] items are on it; -1 if it
+/// Pushes ARGV[1] onto meeting ARGV[3]'s list unless ARGV[2] items are on
+/// it, noting the meeting among those with something unsent; -1 if it
 /// did, else how many are.
 const PUSH: &str = r"
 local n = redis.call('LLEN', KEYS[1])
 if n >= tonumber(ARGV[2]) then return n end
 redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[3])
 return -1
 ";
 
-/// Pops the list's head if it is ARGV[1].
+/// Pops the list's head if it is ARGV[1]; an emptied list's meeting
+/// (ARGV[2]) has nothing unsent.
 const POP: &str = r"
 if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
 return 1
 ";
 
@@ -160,9 +166,10 @@ impl Store {
             .await?)
     }
 
-    pub async fn chat_touch(&self, meeting: &str, now_ms: i64) -> Result<(), ClusterError> {
+    /// Marks `meeting` used; whether it is bound.
+    pub async fn chat_touch(&self, meeting: &str, now_ms: i64) -> Result<bool, ClusterError> {
         let mut conn = self.conn.clone();
-        scripts()
+        let bound: i64 = scripts()
             .touch
             .key(ROOMS)
             .key(USED)
@@ -170,9 +177,9 @@ impl Store {
             .arg(meeting)
             .arg(now_ms)
             .arg(SINCE_TTL.as_millis() as u64)
-            .invoke_async::<()>(&mut conn)
+            .invoke_async(&mut conn)
             .await?;
-        Ok(())
+        Ok(bound == 1)
     }
 
     /// Bound meetings last used before `cutoff_ms`, with their rooms.
@@ -267,8 +274,10 @@ impl Store {
         let n: i64 = scripts()
             .push
             .key(outbox_key(meeting))
+            .key(UNSENT)
             .arg(item)
             .arg(bound)
+            .arg(meeting)
             .invoke_async(&mut conn)
             .await?;
         Ok(if n < 0 { Ok(()) } else { Err(n as u64) })
@@ -289,9 +298,26 @@ impl Store {
         scripts()
             .pop
             .key(outbox_key(meeting))
+            .key(UNSENT)
             .arg(item)
+            .arg(meeting)
             .invoke_async::<()>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// The meetings with messages not sent yet that no server holds (a
+    /// meeting's server sends its own).
+    pub async fn chat_unsent(&self) -> Result<Vec<String>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let meetings: Vec<String> = conn.smembers(UNSENT).await?;
+        let mut unheld = Vec::new();
+        for m in meetings {
+            let held: bool = conn.exists(super::meeting_key(&m)).await?;
+            if !held {
+                unheld.push(m);
+            }
+        }
+        Ok(unheld)
     }
 }
